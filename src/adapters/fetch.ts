@@ -1,0 +1,151 @@
+/**
+ * `cachedFetch`: a drop-in `fetch` with the cache in front. Most calls go through undici's own
+ * `fetch` with the cache interceptor as dispatcher, so redirects, decoding and streaming are
+ * undici's. A fresh hit for a plain GET/HEAD takes a fast path instead: the `Response` is built
+ * straight from the entry, because `undici.fetch` costs about three cache hits by itself. The
+ * fast path serves only what the full path would have served byte for byte; anything else falls
+ * through (shared/DESIGN.md).
+ */
+import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type RequestInit } from 'undici'
+import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode } from '../cache.js'
+import type { CacheEntry } from '../entry.js'
+import { CachedFetchError } from '../errors.js'
+import { normalizeHeaders, normalizeUrl } from '../key.js'
+import { hasNoContent } from './content.js'
+import { cacheInterceptor, type CacheDispatchOptions } from './interceptor.js'
+
+export interface CachedFetchOptions extends CacheOrOptions {
+  /**
+   * The dispatcher requests go out through; the cache is composed on top of it.
+   * @default new Agent()
+   */
+  dispatcher?: Dispatcher
+}
+
+export type CachedFetch = ((input: string | URL | Request, init?: RequestInit) => Promise<Response>) & {
+  /** The engine behind this fetch, for stats, invalidation and sharing with an interceptor. */
+  readonly cache: Cache
+}
+
+/**
+ * Request fields `fetch` sets itself when the caller did not. A stored response that varies on one
+ * of them is served through the full path, which sees the values fetch really sends.
+ */
+const FETCH_SETS = new Set(['accept', 'accept-encoding', 'accept-language', 'user-agent', 'sec-fetch-mode'])
+/** Statuses `fetch` follows (Fetch §4.4), so a stored one is never the response it returns as is. */
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+const MODES: readonly FetchCacheMode[] = ['default', 'no-store', 'reload', 'no-cache', 'force-cache', 'only-if-cached']
+
+export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetch {
+  const { dispatcher: base = new Agent(), ...rest } = options
+  const cache = cacheFrom(rest)
+  const interceptor = cacheInterceptor({ cache })
+  // One dispatcher per cache mode, made once: each tells the interceptor the mode of its requests.
+  const byMode = modeDispatchers(base.compose(interceptor))
+  // A caller's own init.dispatcher gets the cache composed on top, once per dispatcher.
+  const theirs = new WeakMap<Dispatcher, Map<FetchCacheMode, Dispatcher>>()
+  const dispatcherFor = (mode: FetchCacheMode, own: Dispatcher | undefined): Dispatcher | undefined => {
+    if (own === undefined) return byMode.get(mode)
+    let modes = theirs.get(own)
+    if (modes === undefined) theirs.set(own, modes = modeDispatchers(own.compose(interceptor)))
+    return modes.get(mode)
+  }
+
+  const cachedFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const fast = fastPath(cache, input, init)
+    const hit = fast instanceof Promise ? await fast : fast
+    if (hit !== undefined) return hit
+
+    const mode = cacheMode(input, init)
+    // undici's Request refuses only-if-cached outside same-origin mode; the mode travels by dispatcher.
+    const forwarded: RequestInit = { ...init, dispatcher: dispatcherFor(mode, init?.dispatcher) }
+    if (mode === 'only-if-cached') delete forwarded.cache
+    const response = await undiciFetch(input, forwarded)
+    if (mode === 'only-if-cached' && response.status === 504 && response.headers.get('cache-status')?.includes('detail=only-if-cached') === true) {
+      // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
+      throw new TypeError('fetch failed', {
+        cause: new CachedFetchError('ERR_ONLY_IF_CACHED', 'nothing usable is stored and the request allows only stored responses', {
+          method: init?.method ?? 'GET', url: response.url
+        })
+      })
+    }
+    return response
+  }
+  return Object.assign(cachedFetch, { cache })
+}
+
+function modeDispatchers (dispatcher: Dispatcher): Map<FetchCacheMode, Dispatcher> {
+  return new Map(MODES.map((mode) => [mode, withMode(dispatcher, mode)]))
+}
+
+function withMode (dispatcher: Dispatcher, mode: FetchCacheMode): Dispatcher {
+  if (mode === 'default') return dispatcher
+  // fetch only calls dispatch(); a thin wrapper adds the mode to the dispatch options.
+  return Object.assign(Object.create(dispatcher) as Dispatcher, {
+    dispatch: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) =>
+      dispatcher.dispatch({ ...opts, cacheMode: mode } as Dispatcher.DispatchOptions & CacheDispatchOptions, handler)
+  })
+}
+
+function cacheMode (input: string | URL | Request, init: RequestInit | undefined): FetchCacheMode {
+  return (init?.cache ?? (input instanceof Request ? input.cache : 'default')) as FetchCacheMode
+}
+
+/**
+ * A Response for a fresh hit, without undici.fetch; `undefined` when the full path must answer.
+ * Only string and URL inputs: a Request brings a body, signal and mode of its own.
+ */
+function fastPath (cache: Cache, input: string | URL | Request, init: RequestInit | undefined): Response | undefined | Promise<Response | undefined> {
+  if (typeof input !== 'string' && !(input instanceof URL)) return undefined
+  const method = init?.method === undefined ? 'GET' : init.method.toUpperCase()
+  if ((method !== 'GET' && method !== 'HEAD') || init?.body != null || init?.signal?.aborted === true ||
+      (init?.redirect !== undefined && init.redirect !== 'follow')) return undefined
+  const mode = (init?.cache ?? 'default') as FetchCacheMode
+  if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
+  let url: string
+  try {
+    url = normalizeUrl(input)
+  } catch {
+    return undefined // the full path raises fetch's own TypeError
+  }
+  const hit = cache.probe({ method, url, headers: normalizeHeaders(init?.headers) }, mode, servableAsIs)
+  const respond = (found: Awaited<typeof hit>): Response | undefined =>
+    found === undefined ? undefined : toResponse(found.entry, found.headers, method, url)
+  return hit instanceof Promise ? hit.then(respond) : respond(hit)
+}
+
+/** Whether undici.fetch would hand this entry to the caller unchanged. */
+function servableAsIs (entry: CacheEntry): boolean {
+  if (REDIRECTS.has(entry.status)) return false
+  const encoding = entry.headers['content-encoding']
+  if (encoding !== undefined && encoding !== 'identity') return false
+  for (const field in entry.vary) if (FETCH_SETS.has(field)) return false
+  return true
+}
+
+function toResponse (entry: CacheEntry, headers: Record<string, string | string[]>, method: string, url: string): Response {
+  const fields: [string, string][] = []
+  for (const name in headers) {
+    const value = headers[name]!
+    if (typeof value === 'string') fields.push([name, value])
+    else for (const item of value) fields.push([name, item])
+  }
+  const body = hasNoContent(method, entry.status) ? null : entry.body
+  // The Response constructor copies the bytes, so the caller cannot change the stored body.
+  const response = new Response(body, { status: entry.status, statusText: entry.statusText, headers: fields })
+  // A fetched response reports its URL and type "basic"; a constructed one has neither.
+  Object.defineProperties(response, { url: { value: url }, type: { value: 'basic' } })
+  return response
+}
+
+let defaultFetch: CachedFetch | undefined
+
+/**
+ * `fetch` with a default in-memory cache, for scripts and quick starts. Built on first use, so
+ * importing the package allocates nothing.
+ */
+export const cachedFetch: CachedFetch = Object.defineProperty(
+  (input: string | URL | Request, init?: RequestInit) => (defaultFetch ??= createCachedFetch())(input, init),
+  'cache',
+  { get: () => (defaultFetch ??= createCachedFetch()).cache, enumerable: true }
+) as CachedFetch

@@ -1,0 +1,91 @@
+/**
+ * Plays a response held in memory (a hit, or a stored entry freshened by a 304) into an undici
+ * handler, as a dispatcher would: onRequestStart, onResponseStart, onResponseData in slices,
+ * onResponseEnd, honouring the handler's pause(), resume() and abort().
+ */
+import type { Dispatcher } from 'undici'
+
+type Handler = Dispatcher.DispatchHandler
+type Controller = Dispatcher.DispatchController
+
+/** A slice a time, so that a paused consumer stops the flow between slices. */
+const SLICE = 64 * 1024
+
+export interface Replayed {
+  readonly status: number
+  readonly statusText: string
+  readonly headers: Record<string, string | string[]>
+  /** `undefined` for a response without content (HEAD, 204, 304). */
+  readonly body: Buffer | undefined
+}
+
+export class ReplayController implements Controller {
+  readonly #handler: Handler
+  readonly #response: Replayed
+  #offset = 0
+  #paused = false
+  #aborted = false
+  #done = false
+  #reason: Error | null = null
+
+  constructor (handler: Handler, response: Replayed) {
+    this.#handler = handler
+    this.#response = response
+  }
+
+  get aborted (): boolean { return this.#aborted }
+  get paused (): boolean { return this.#paused }
+  get reason (): Error | null { return this.#reason }
+
+  /** Starts on a microtask, as a dispatcher's callbacks never run inside dispatch(). */
+  start (requestStarted: boolean): void {
+    queueMicrotask(() => {
+      try {
+        if (!requestStarted) this.#handler.onRequestStart?.(this, {})
+        if (this.#aborted) return
+        const { status, statusText, headers } = this.#response
+        this.#handler.onResponseStart?.(this, status, headers, statusText)
+        this.#flow()
+      } catch (error) {
+        this.abort(error as Error)
+      }
+    })
+  }
+
+  #flow (): void {
+    const body = this.#response.body
+    while (!this.#paused && !this.#aborted && body !== undefined && this.#offset < body.byteLength) {
+      const end = Math.min(this.#offset + SLICE, body.byteLength)
+      // A copy: consumers own the chunks they get, and must not be able to change the stored body.
+      const chunk = Buffer.from(body.subarray(this.#offset, end))
+      this.#offset = end
+      this.#handler.onResponseData?.(this, chunk)
+    }
+    if (this.#paused || this.#aborted || this.#done) return
+    this.#done = true
+    this.#handler.onResponseEnd?.(this, {})
+  }
+
+  pause (): void {
+    this.#paused = true
+  }
+
+  resume (): void {
+    if (!this.#paused) return
+    this.#paused = false
+    setImmediate(() => {
+      try {
+        this.#flow()
+      } catch (error) {
+        this.abort(error as Error)
+      }
+    })
+  }
+
+  abort (reason?: Error): void {
+    if (this.#aborted || this.#done) return
+    this.#aborted = true
+    this.#reason = reason ?? new Error('aborted')
+    this.#handler.onResponseError?.(this, this.#reason)
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * cachedfetch: an RFC 9111 HTTP cache for Node.js. One engine (`createCache`) and two faces on it:
+ * a drop-in `fetch` (`createCachedFetch`, `cachedFetch`) and an undici interceptor
+ * (`cacheInterceptor`).
+ */
+export { Cache, createCache } from './cache.js'
+export type { CacheOrOptions, FetchCacheMode } from './cache.js'
+export { cachedFetch, createCachedFetch } from './adapters/fetch.js'
+export type { CachedFetch, CachedFetchOptions } from './adapters/fetch.js'
+export { cacheInterceptor } from './adapters/interceptor.js'
+export type { CacheDispatchOptions, CacheInterceptorOptions } from './adapters/interceptor.js'
+export { DEFAULTS } from './options.js'
+export type { CacheOptions, CacheableMethod } from './options.js'
+export { CachedFetchError, isCachedFetchError } from './errors.js'
+export type { CachedFetchErrorCode } from './errors.js'
+export { CACHE_NAME, EVENTS } from './status.js'
+export type { CacheEvent, EventName, StatsSnapshot } from './status.js'

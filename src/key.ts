@@ -1,0 +1,118 @@
+/**
+ * The cache key: method plus normalised URL picks the stored resource; the request header values
+ * named by the response's Vary pick the variant (RFC 9111 §4.1). Both adapters build keys here,
+ * so `cachedFetch` and the interceptor see the same entries.
+ */
+
+/** Request header fields, names in lower case, repeated fields joined with ", ". */
+export type RequestHeaders = Record<string, string>
+
+/** What the engine needs to know of a request. */
+export interface CacheRequest {
+  /** Upper-case method. */
+  readonly method: string
+  /** Absolute URL, WHATWG-normalised, without fragment. */
+  readonly url: string
+  readonly headers: RequestHeaders
+}
+
+/** The values a stored response's Vary fields had in the request that produced it. */
+export type VaryValues = Readonly<Record<string, string | undefined>>
+
+/**
+ * Normalises a URL as `fetch` does (WHATWG URL parsing: lower-case scheme and host, default port
+ * dropped, dot segments resolved, unsafe characters percent-encoded) so that the same resource
+ * gets one key whichever adapter asked. The fragment is never part of a request.
+ */
+export function normalizeUrl (url: string | URL): string {
+  const parsed = typeof url === 'string' ? new URL(url) : url
+  if (parsed.hash === '') return parsed.href
+  const copy = new URL(parsed.href)
+  copy.hash = ''
+  return copy.href
+}
+
+/** The key of the stored resource: `GET https://host/path?query`. */
+export function primaryKey (method: string, url: string): string {
+  return `${method} ${url}`
+}
+
+/**
+ * The field names a Vary header lists, lower-cased; `['*']` when it contains `*`, which no
+ * request ever matches (RFC 9111 §4.1).
+ */
+export function varyFields (vary: string | undefined): string[] {
+  if (vary === undefined || vary === '') return []
+  const fields: string[] = []
+  for (const part of vary.split(',')) {
+    const name = part.trim().toLowerCase()
+    if (name === '*') return ['*']
+    if (name !== '' && !fields.includes(name)) fields.push(name)
+  }
+  return fields
+}
+
+export function varyValues (fields: readonly string[], headers: RequestHeaders): VaryValues {
+  const values: Record<string, string | undefined> = {}
+  for (const field of fields) values[field] = normalizeFieldValue(headers[field])
+  return values
+}
+
+/**
+ * Whether a request selects a stored variant. Values are compared after folding white space
+ * around commas, a normalisation RFC 9111 §4.1 allows; a field absent in both matches.
+ */
+export function varyMatches (stored: VaryValues, headers: RequestHeaders): boolean {
+  for (const field in stored) {
+    if (field === '*') return false
+    if (stored[field] !== normalizeFieldValue(headers[field])) return false
+  }
+  return true
+}
+
+function normalizeFieldValue (value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  return value.includes(',') ? value.split(',').map((v) => v.trim()).join(', ') : value.trim()
+}
+
+type RawHeaders =
+  | Record<string, string | string[] | number | undefined | null>
+  | Iterable<readonly [string, string | string[]]>
+  | readonly (string | Buffer | string[])[]
+  | null
+  | undefined
+
+/**
+ * Normalises every header shape undici accepts in dispatch options (a record, an iterable of
+ * pairs, a flat `[name, value, …]` array, Buffers) into lower-case names and joined values.
+ */
+export function normalizeHeaders (raw: unknown): RequestHeaders {
+  const headers: RequestHeaders = {}
+  const input = raw as RawHeaders
+  if (input == null) return headers
+  if (Array.isArray(input)) {
+    if (input.length > 0 && Array.isArray(input[0])) {
+      for (const pair of input as unknown as [string, string][]) append(headers, pair[0], pair[1])
+    } else {
+      for (let i = 0; i + 1 < input.length; i += 2) append(headers, input[i], input[i + 1])
+    }
+  } else if (typeof (input as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    for (const [name, value] of input as Iterable<readonly [string, string | string[]]>) append(headers, name, value)
+  } else {
+    const record = input as Record<string, unknown>
+    for (const name in record) append(headers, name, record[name])
+  }
+  return headers
+}
+
+function append (headers: RequestHeaders, name: unknown, value: unknown): void {
+  if (value === undefined || value === null) return
+  const key = String(name).toLowerCase()
+  const text = Array.isArray(value) ? value.map(String).join(', ') : toText(value)
+  const previous = headers[key]
+  headers[key] = previous === undefined ? text : `${previous}, ${text}`
+}
+
+function toText (value: unknown): string {
+  return Buffer.isBuffer(value) ? value.toString('latin1') : String(value)
+}

@@ -1,0 +1,283 @@
+/**
+ * Freshness and storability: the only module that uses http-cache-semantics. It decides
+ * storability, freshness lifetime, age and revalidation headers; this module adds what it leaves
+ * out or gets wrong for our purposes, each at the line that decides, with its RFC section:
+ * request directives it ignores (only-if-cached, max-stale with a value), must-revalidate on a
+ * fresh response, the 304 merge of new header fields, and an injectable clock.
+ */
+import CachePolicy from 'http-cache-semantics'
+import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
+import type { ResponseHeaders } from './entry.js'
+
+export type PolicyObject = CachePolicy.CachePolicyObject
+
+/** Cache-Control directives, names lower-case; a directive without a value is `true`. */
+export type Directives = Readonly<Record<string, string | true>>
+
+/** RFC 9111 §5.2.1: what a request asks of the cache. */
+export interface RequestDirectives {
+  readonly noCache: boolean
+  readonly noStore: boolean
+  readonly onlyIfCached: boolean
+  readonly maxAge: number | undefined
+  /** Seconds of staleness accepted; `Infinity` for a bare `max-stale`. */
+  readonly maxStale: number | undefined
+  readonly minFresh: number | undefined
+}
+
+/** How a stored response may be used for a request. */
+export type Usability = 'fresh' | 'stale-allowed' | 'revalidate'
+
+/** Hop-by-hop fields are never stored (RFC 9111 §3.1, RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade'
+])
+
+/** Fields a 304 must not change in the stored response: they describe the stored body (RFC 9111 §3.2). */
+const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
+
+/** How long an entry with validators is kept once stale, so that it can still be revalidated. */
+const STALE_RETENTION_MS = 24 * 3600 * 1000
+
+export function parseDirectives (value: string | undefined): Directives {
+  const directives: Record<string, string | true> = {}
+  if (value === undefined) return directives
+  for (const part of value.split(',')) {
+    const eq = part.indexOf('=')
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
+    if (name === '') continue
+    directives[name] = eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')
+  }
+  return directives
+}
+
+/** Delta-seconds (RFC 9111 §1.2.2): digits only; anything else is invalid and yields `undefined`. */
+function deltaSeconds (value: string | true | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined
+  return Number(value)
+}
+
+export function requestDirectives (headers: RequestHeaders): RequestDirectives {
+  const cacheControl = headers['cache-control']
+  const cc = parseDirectives(cacheControl)
+  const maxStale = cc['max-stale']
+  return {
+    // RFC 9111 §5.4: Pragma: no-cache counts only when Cache-Control is absent.
+    noCache: cc['no-cache'] !== undefined ||
+      (cacheControl === undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(headers.pragma ?? '')),
+    noStore: cc['no-store'] !== undefined,
+    onlyIfCached: cc['only-if-cached'] !== undefined,
+    maxAge: deltaSeconds(cc['max-age']),
+    maxStale: maxStale === true ? Infinity : deltaSeconds(maxStale),
+    minFresh: deltaSeconds(cc['min-fresh'])
+  }
+}
+
+export interface PolicyConfig {
+  readonly shared: boolean
+  readonly now: () => number
+}
+
+/**
+ * A stored response's policy: http-cache-semantics' CachePolicy with our clock, plus the parsed
+ * response directives it does not expose.
+ */
+export class Policy {
+  readonly #policy: CachePolicy
+  readonly #shared: boolean
+  readonly directives: Directives
+
+  constructor (policy: CachePolicy, shared: boolean, headers: ResponseHeaders) {
+    this.#policy = policy
+    this.#shared = shared
+    this.directives = parseDirectives(single(headers['cache-control']))
+  }
+
+  /** RFC 9111 §3; in shared mode a response with Set-Cookie is never stored (it belongs to one user). */
+  storable (headers: ResponseHeaders): boolean {
+    if (!this.#policy.storable()) return false
+    if (this.#shared && headers['set-cookie'] !== undefined) return false
+    return true
+  }
+
+  /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics included. */
+  lifetime (): number {
+    return this.#policy.maxAge()
+  }
+
+  /** Current age in seconds (RFC 9111 §4.2.3). */
+  age (): number {
+    return this.#policy.age()
+  }
+
+  /** Remaining freshness in whole seconds; negative once stale (Cache-Status `ttl`, RFC 9211 §2.7). */
+  ttl (): number {
+    return Math.floor(this.lifetime() - this.age())
+  }
+
+  hasValidators (headers: ResponseHeaders): boolean {
+    return headers.etag !== undefined || headers['last-modified'] !== undefined
+  }
+
+  /**
+   * How long a store should keep the entry, in ms: its remaining freshness, the stale windows it
+   * allows, and a day more when it has validators, since a stale entry can still be revalidated.
+   * Zero means it is useless to store.
+   */
+  retention (headers: ResponseHeaders): number {
+    const fresh = Math.max(0, (this.lifetime() - this.age()) * 1000)
+    const staleWindow = 1000 * Math.max(
+      deltaSeconds(this.directives['stale-while-revalidate']) ?? 0,
+      deltaSeconds(this.directives['stale-if-error']) ?? 0
+    )
+    const retained = this.hasValidators(headers) ? STALE_RETENTION_MS : 0
+    return Math.round(fresh + Math.max(staleWindow, retained))
+  }
+
+  /**
+   * Whether a stale response must be revalidated whatever the request allows: must-revalidate
+   * (§5.2.2.2), no-cache (§5.2.2.4), and in a shared cache proxy-revalidate (§5.2.2.8) and
+   * s-maxage, which implies it (§5.2.2.10).
+   */
+  #mustRevalidateWhenStale (): boolean {
+    const d = this.directives
+    return d['must-revalidate'] !== undefined || d['no-cache'] !== undefined ||
+      (this.#shared && (d['proxy-revalidate'] !== undefined || d['s-maxage'] !== undefined))
+  }
+
+  /**
+   * RFC 9111 §4.2 and §5.2.1. Unlike http-cache-semantics' evaluateRequest(), a fresh response
+   * with must-revalidate is used as it is: the directive only applies once it is stale (§5.2.2.2).
+   */
+  usability (request: RequestDirectives): Usability {
+    if (request.noCache) return 'revalidate'
+    const age = this.age()
+    const lifetime = this.lifetime()
+    if (request.maxAge !== undefined && age > request.maxAge) return 'revalidate'
+    if (request.minFresh !== undefined && lifetime - age < request.minFresh) return 'revalidate'
+    if (lifetime > age) return 'fresh'
+    if (this.#mustRevalidateWhenStale()) return 'revalidate'
+    if (request.maxStale !== undefined && age - lifetime <= request.maxStale) return 'stale-allowed'
+    return 'revalidate'
+  }
+
+  /**
+   * Request headers for a conditional request: If-None-Match from the stored ETag, If-Modified-Since
+   * from the stored Last-Modified, and only from those (RFC 9111 §4.3.1).
+   */
+  revalidationHeaders (request: CacheRequest): RequestHeaders {
+    // The whole request goes in: what comes back is the request to send, validators added.
+    const { method, url, headers } = request
+    return this.#policy.revalidationHeaders({ method, url, headers }) as RequestHeaders
+  }
+
+  toObject (): PolicyObject {
+    return this.#policy.toObject()
+  }
+
+  /** The underlying CachePolicy, for the factory's 304 handling. */
+  get raw (): CachePolicy {
+    return this.#policy
+  }
+}
+
+export interface Revalidated {
+  /** Whether the 304 matched the stored response's validators (RFC 9111 §4.3.4). */
+  readonly matches: boolean
+  readonly policy: Policy
+  /** The stored header fields updated with the 304's (RFC 9111 §3.2). */
+  readonly headers: ResponseHeaders
+}
+
+/** Builds policies with the cache's clock and mode. */
+export class PolicyFactory {
+  readonly #shared: boolean
+  readonly #Clocked: typeof CachePolicy
+
+  constructor (config: PolicyConfig) {
+    this.#shared = config.shared
+    const now = config.now
+    // http-cache-semantics reads the time through its now() method, which it documents as replaceable.
+    this.#Clocked = class extends CachePolicy {
+      now (): number { return now() }
+    }
+  }
+
+  create (request: CacheRequest, status: number, headers: ResponseHeaders): Policy {
+    const policy = new this.#Clocked(policyRequest(request, single(headers.vary)), { status, headers: flatten(headers) }, { shared: this.#shared })
+    return new Policy(policy, this.#shared, headers)
+  }
+
+  /** Rebuilds a policy from `toObject()`, or `undefined` when the object is not one. */
+  fromObject (value: unknown): Policy | undefined {
+    try {
+      const policy = this.#Clocked.fromObject(value as PolicyObject)
+      const headers = (value as PolicyObject).resh as ResponseHeaders
+      if (typeof headers !== 'object' || headers === null) return undefined
+      return new Policy(policy, this.#shared, headers)
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * Applies a 304 to a stored response. http-cache-semantics picks whether it matches; the merge is
+   * ours, because it only replaces fields the stored response already had, where RFC 9111 §3.2 says
+   * to add every field the 304 carries, except those that describe the stored body.
+   */
+  revalidated (request: CacheRequest, stored: Policy, storedHeaders: ResponseHeaders, status: number, notModified: ResponseHeaders): Revalidated {
+    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: flatten(notModified) })
+    const headers: ResponseHeaders = { ...storedHeaders }
+    for (const name in notModified) {
+      if (KEPT_ON_UPDATE.has(name)) continue
+      headers[name] = notModified[name]!
+    }
+    return { matches, policy: this.create(request, status, headers), headers }
+  }
+}
+
+/** Response header fields as they may be stored: hop-by-hop fields and those named by Connection removed. */
+export function storableHeaders (headers: Record<string, string | string[] | undefined>): ResponseHeaders {
+  const connection = single(headers.connection)
+  const named = connection === undefined ? undefined : new Set(connection.split(',').map((v) => v.trim().toLowerCase()))
+  const stored: ResponseHeaders = {}
+  for (const name in headers) {
+    const value = headers[name]
+    const lower = name.toLowerCase()
+    if (value === undefined || HOP_BY_HOP.has(lower) || named?.has(lower)) continue
+    stored[lower] = lower === 'set-cookie' ? value : (Array.isArray(value) ? value.join(', ') : value)
+  }
+  return stored
+}
+
+/**
+ * The request a policy is built from. Only the fields http-cache-semantics reads are passed, so
+ * that a stored policy never keeps the request's other fields (credentials, cookies) unless the
+ * response's Vary names them: those it must keep to compare later (RFC 9111 §4.1).
+ */
+function policyRequest (request: CacheRequest, vary: string | undefined): CachePolicy.Request {
+  const all = request.headers
+  const headers: Record<string, string> = {}
+  for (const name of ['host', 'cache-control', 'pragma']) {
+    const value = all[name]
+    if (value !== undefined) headers[name] = value
+  }
+  // Its storable() only asks whether Authorization is present.
+  if (all.authorization !== undefined) headers.authorization = 'present'
+  for (const name of varyFields(vary)) {
+    const value = all[name]
+    if (value !== undefined) headers[name] = value
+  }
+  return { method: request.method, url: request.url, headers }
+}
+
+function flatten (headers: ResponseHeaders): Record<string, string> {
+  const flat: Record<string, string> = {}
+  for (const name in headers) flat[name] = single(headers[name])!
+  return flat
+}
+
+function single (value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value
+}

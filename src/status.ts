@@ -1,0 +1,110 @@
+/**
+ * What the cache tells the world: the Cache-Status header (RFC 9211) on every response it touched,
+ * `node:diagnostics_channel` events, and the counters behind `cache.stats()`.
+ */
+import diagnostics from 'node:diagnostics_channel'
+
+/** The name this cache uses in Cache-Status. */
+export const CACHE_NAME = 'cachedfetch'
+
+/** RFC 9211 §2.2: why the request went forward. */
+export type Forward = 'bypass' | 'method' | 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale'
+
+export interface StatusParts {
+  readonly hit?: boolean
+  readonly fwd?: Forward
+  readonly fwdStatus?: number
+  readonly ttl?: number
+  readonly stored?: boolean
+  readonly detail?: string
+}
+
+/** Formats this cache's Cache-Status list member, e.g. `cachedfetch; fwd=stale; fwd-status=304`. */
+export function formatCacheStatus (parts: StatusParts): string {
+  let value = CACHE_NAME
+  if (parts.hit === true) value += '; hit'
+  if (parts.fwd !== undefined) value += `; fwd=${parts.fwd}`
+  if (parts.fwdStatus !== undefined) value += `; fwd-status=${parts.fwdStatus}`
+  if (parts.ttl !== undefined) value += `; ttl=${parts.ttl}`
+  if (parts.stored === true) value += '; stored'
+  if (parts.detail !== undefined) value += `; detail=${parts.detail}`
+  return value
+}
+
+/**
+ * RFC 9211 §2: caches closer to the user append their member, so an upstream CDN's stays first.
+ */
+export function appendCacheStatus (upstream: string | string[] | undefined, ours: string): string {
+  if (upstream === undefined || upstream === '') return ours
+  return `${Array.isArray(upstream) ? upstream.join(', ') : upstream}, ${ours}`
+}
+
+/** The events published on `node:diagnostics_channel`, each on the channel `cachedfetch:<name>`. */
+export const EVENTS = [
+  'hit', 'miss', 'stale', 'revalidated', 'stored', 'evicted', 'invalidated', 'bypass', 'store-error'
+] as const
+export type EventName = typeof EVENTS[number]
+
+export interface CacheEvent {
+  readonly url?: string
+  readonly method?: string
+  readonly key?: string
+  readonly status?: number
+  readonly bytes?: number
+  readonly reason?: string
+  readonly error?: unknown
+}
+
+const channels = Object.fromEntries(EVENTS.map((name) => [name, diagnostics.channel(`${CACHE_NAME}:${name}`)])) as
+  Record<EventName, diagnostics.Channel>
+
+export interface Stats {
+  hits: number
+  misses: number
+  revalidated: number
+  stored: number
+  evicted: number
+  invalidated: number
+  bypassed: number
+  storeErrors: number
+  /** Body bytes served from the cache instead of the origin. */
+  bytesServed: number
+}
+
+export interface StatsSnapshot extends Readonly<Stats> {
+  /** hits / (hits + misses + revalidated), 0 before any lookup. */
+  readonly hitRatio: number
+}
+
+const COUNTER: Record<EventName, keyof Stats | undefined> = {
+  hit: 'hits',
+  miss: 'misses',
+  stale: undefined,
+  revalidated: 'revalidated',
+  stored: 'stored',
+  evicted: 'evicted',
+  invalidated: 'invalidated',
+  bypass: 'bypassed',
+  'store-error': 'storeErrors'
+}
+
+/** Counts events and publishes them to subscribers, if any. One per cache. */
+export class Reporter {
+  readonly #stats: Stats = {
+    hits: 0, misses: 0, revalidated: 0, stored: 0, evicted: 0, invalidated: 0, bypassed: 0, storeErrors: 0, bytesServed: 0
+  }
+
+  emit (name: EventName, event: CacheEvent): void {
+    const counter = COUNTER[name]
+    if (counter !== undefined) this.#stats[counter]++
+    if (name === 'hit' && event.bytes !== undefined) this.#stats.bytesServed += event.bytes
+    const channel = channels[name]
+    if (channel.hasSubscribers) channel.publish(event)
+  }
+
+  snapshot (): StatsSnapshot {
+    const s = this.#stats
+    const lookups = s.hits + s.misses + s.revalidated
+    return { ...s, hitRatio: lookups === 0 ? 0 : s.hits / lookups }
+  }
+}
