@@ -239,7 +239,7 @@ export class Cache {
   /** Drops every stored variant of a URL, for GET and HEAD. */
   async invalidate (url: string | URL): Promise<void> {
     const normalized = normalizeUrl(url)
-    await Promise.all(['GET', 'HEAD'].map((method) => this.#store.delete(primaryKey(method, normalized))))
+    for (const method of ['GET', 'HEAD']) await this.#store.delete(primaryKey(method, normalized))
     this.#reporter.emit('invalidated', { url: normalized })
   }
 

@@ -78,7 +78,7 @@ export function serializeVariantSet (set: VariantSet): SerializedVariantSet {
       m: entry.statusText,
       h: entry.headers,
       b: entry.body,
-      p: entry.policy.toObject() as PolicyObject,
+      p: entry.policy.toObject(),
       y: entry.vary
     }))
   }

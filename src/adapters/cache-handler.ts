@@ -4,6 +4,7 @@
  * on a 304 to our revalidation plays the freshened entry instead. The origin's controller is passed
  * through, so the caller's pause() and abort() reach the socket and nothing buffers without bound.
  */
+import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Cache, Forwarded, Outcome } from '../cache.js'
 import type { CacheRequest } from '../key.js'
@@ -31,7 +32,7 @@ export class CacheHandler implements Handler {
     this.#handler.onRequestStart?.(controller, context)
   }
 
-  onRequestUpgrade (controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, socket: import('node:stream').Duplex): void {
+  onRequestUpgrade (controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, socket: Duplex): void {
     this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket)
   }
 

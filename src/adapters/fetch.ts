@@ -88,7 +88,7 @@ function withMode (dispatcher: Dispatcher, mode: FetchCacheMode): Dispatcher {
 }
 
 function cacheMode (input: string | URL | Request, init: RequestInit | undefined): FetchCacheMode {
-  return (init?.cache ?? (input instanceof Request ? input.cache : 'default')) as FetchCacheMode
+  return (init?.cache ?? (input instanceof Request ? input.cache : 'default'))
 }
 
 /**
@@ -100,7 +100,7 @@ function fastPath (cache: Cache, input: string | URL | Request, init: RequestIni
   const method = init?.method === undefined ? 'GET' : init.method.toUpperCase()
   if ((method !== 'GET' && method !== 'HEAD') || init?.body != null || init?.signal?.aborted === true ||
       (init?.redirect !== undefined && init.redirect !== 'follow')) return undefined
-  const mode = (init?.cache ?? 'default') as FetchCacheMode
+  const mode = (init?.cache ?? 'default')
   if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
   let url: string
   try {

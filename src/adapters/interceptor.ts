@@ -4,7 +4,7 @@
  * miss or revalidation is dispatched on with a CacheHandler that lets the engine see the answer.
  */
 import type { Dispatcher } from 'undici'
-import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode, type Lookup } from '../cache.js'
+import { cacheFrom, type CacheOrOptions, type FetchCacheMode, type Lookup } from '../cache.js'
 import { normalizeHeaders, normalizeUrl, type CacheRequest } from '../key.js'
 import { CacheHandler } from './cache-handler.js'
 import { hasNoContent } from './content.js'
