@@ -174,7 +174,8 @@ export class Cache {
     const policy = this.#policies.create(request, status, stored)
     const retention = policy.retention(stored)
     const fields = varyFields(single(stored.vary))
-    const length = Number(single(stored['content-length']) ?? 0)
+    // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
+    const length = request.method === 'HEAD' ? 0 : Number(single(stored['content-length']) ?? 0)
     if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > this.options.maxEntrySize) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (lookup.entry !== undefined) void this.#removeVariant(lookup.entry)
@@ -199,7 +200,16 @@ export class Cache {
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
+  /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
   async #write (entry: CacheEntry, retention: number): Promise<void> {
+    try {
+      await this.#writeVariant(entry, retention)
+    } catch (error) {
+      this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
+    }
+  }
+
+  async #writeVariant (entry: CacheEntry, retention: number): Promise<void> {
     const current = await this.#store.get(entry.key)
     const others = current?.variants.filter((variant) => !sameVariant(variant, entry)) ?? []
     const variants = [entry, ...others].slice(0, MAX_VARIANTS)

@@ -97,7 +97,8 @@ export function deserializeVariantSet (value: unknown, key: string, policies: Po
     const body = toBuffer(b)
     if (typeof u !== 'string' || typeof s !== 'number' || typeof m !== 'string' ||
         !isHeaders(h) || body === undefined || !isRecord(y)) return undefined
-    const policy = policies.fromObject(p)
+    if (!isHeaders(h)) return undefined
+    const policy = policies.fromObject(p, h)
     if (policy === undefined) return undefined
     variants.push({ key, url: u, status: s, statusText: m, headers: h, body, policy, vary: y as VaryValues, size: entrySize(key, h, body) })
   }

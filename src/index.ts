@@ -6,7 +6,7 @@
 export { Cache, createCache } from './cache.js'
 export type { CacheOrOptions, FetchCacheMode } from './cache.js'
 export { cachedFetch, createCachedFetch } from './adapters/fetch.js'
-export type { CachedFetch, CachedFetchOptions } from './adapters/fetch.js'
+export type { CachedFetch, CachedFetchOptions, FetchInit, FetchInput } from './adapters/fetch.js'
 export { cacheInterceptor } from './adapters/interceptor.js'
 export type { CacheDispatchOptions, CacheInterceptorOptions } from './adapters/interceptor.js'
 export { DEFAULTS } from './options.js'

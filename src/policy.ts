@@ -37,7 +37,7 @@ const HOP_BY_HOP = new Set([
 /** Fields a 304 must not change in the stored response: they describe the stored body (RFC 9111 §3.2). */
 const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
 
-/** How long an entry with validators is kept once stale, so that it can still be revalidated. */
+/** How long an entry is kept once stale, so that it can still be revalidated or served stale where allowed. */
 const STALE_RETENTION_MS = 24 * 3600 * 1000
 
 export function parseDirectives (value: string | undefined): Directives {
@@ -86,12 +86,22 @@ export interface PolicyConfig {
 export class Policy {
   readonly #policy: CachePolicy
   readonly #shared: boolean
+  readonly #now: () => number
+  readonly #responseTime: number
+  readonly #initialAge: number
   readonly directives: Directives
 
-  constructor (policy: CachePolicy, shared: boolean, headers: ResponseHeaders) {
+  constructor (policy: CachePolicy, config: PolicyConfig, headers: ResponseHeaders, responseTime: number) {
     this.#policy = policy
-    this.#shared = shared
+    this.#shared = config.shared
+    this.#now = config.now
+    this.#responseTime = responseTime
     this.directives = parseDirectives(single(headers['cache-control']))
+    // RFC 9111 §4.2.3: the age when received is the larger of the Age header and the apparent age
+    // (how far the origin's Date lies behind our clock). http-cache-semantics uses Age alone.
+    const date = Date.parse(single(headers.date) ?? '')
+    const apparentAge = Number.isFinite(date) ? Math.max(0, (responseTime - date) / 1000) : 0
+    this.#initialAge = Math.max(apparentAge, deltaSeconds(single(headers.age)) ?? 0)
   }
 
   /** RFC 9111 §3; in shared mode a response with Set-Cookie is never stored (it belongs to one user). */
@@ -106,9 +116,9 @@ export class Policy {
     return this.#policy.maxAge()
   }
 
-  /** Current age in seconds (RFC 9111 §4.2.3). */
+  /** Current age in seconds (RFC 9111 §4.2.3): initial age plus the time spent here. */
   age (): number {
-    return this.#policy.age()
+    return this.#initialAge + (this.#now() - this.#responseTime) / 1000
   }
 
   /** Remaining freshness in whole seconds; negative once stale (Cache-Status `ttl`, RFC 9211 §2.7). */
@@ -121,18 +131,19 @@ export class Policy {
   }
 
   /**
-   * How long a store should keep the entry, in ms: its remaining freshness, the stale windows it
-   * allows, and a day more when it has validators, since a stale entry can still be revalidated.
-   * Zero means it is useless to store.
+   * How long a store should keep the entry, in ms: its remaining freshness, then a day of stale
+   * life (or the longer stale window it allows), since a stale entry can still be revalidated or
+   * served where the request allows (max-stale, force-cache, stale-if-error). Zero when it could
+   * never be used: no freshness and no validators.
    */
   retention (headers: ResponseHeaders): number {
     const fresh = Math.max(0, (this.lifetime() - this.age()) * 1000)
+    if (fresh === 0 && !this.hasValidators(headers)) return 0
     const staleWindow = 1000 * Math.max(
       deltaSeconds(this.directives['stale-while-revalidate']) ?? 0,
       deltaSeconds(this.directives['stale-if-error']) ?? 0
     )
-    const retained = this.hasValidators(headers) ? STALE_RETENTION_MS : 0
-    return Math.round(fresh + Math.max(staleWindow, retained))
+    return Math.round(fresh + Math.max(staleWindow, STALE_RETENTION_MS))
   }
 
   /**
@@ -192,11 +203,11 @@ export interface Revalidated {
 
 /** Builds policies with the cache's clock and mode. */
 export class PolicyFactory {
-  readonly #shared: boolean
+  readonly #config: PolicyConfig
   readonly #Clocked: typeof CachePolicy
 
   constructor (config: PolicyConfig) {
-    this.#shared = config.shared
+    this.#config = { shared: config.shared, now: config.now }
     const now = config.now
     // http-cache-semantics reads the time through its now() method, which it documents as replaceable.
     this.#Clocked = class extends CachePolicy {
@@ -205,17 +216,20 @@ export class PolicyFactory {
   }
 
   create (request: CacheRequest, status: number, headers: ResponseHeaders): Policy {
-    const policy = new this.#Clocked(policyRequest(request, single(headers.vary)), { status, headers: flatten(headers) }, { shared: this.#shared })
-    return new Policy(policy, this.#shared, headers)
+    const responseTime = this.#config.now()
+    const policy = new this.#Clocked(policyRequest(request, single(headers.vary)), { status, headers: policyHeaders(headers) }, { shared: this.#config.shared })
+    return new Policy(policy, this.#config, headers, responseTime)
   }
 
-  /** Rebuilds a policy from `toObject()`, or `undefined` when the object is not one. */
-  fromObject (value: unknown): Policy | undefined {
+  /**
+   * Rebuilds a policy from `toObject()` and the entry's stored headers, or `undefined` when the
+   * object is not one.
+   */
+  fromObject (value: unknown, headers: ResponseHeaders): Policy | undefined {
     try {
-      const policy = this.#Clocked.fromObject(value as PolicyObject)
-      const headers = (value as PolicyObject).resh as ResponseHeaders
-      if (typeof headers !== 'object' || headers === null) return undefined
-      return new Policy(policy, this.#shared, headers)
+      const object = value as PolicyObject
+      if (typeof object.t !== 'number') return undefined
+      return new Policy(this.#Clocked.fromObject(object), this.#config, headers, object.t)
     } catch {
       return undefined
     }
@@ -227,8 +241,10 @@ export class PolicyFactory {
    * to add every field the 304 carries, except those that describe the stored body.
    */
   revalidated (request: CacheRequest, stored: Policy, storedHeaders: ResponseHeaders, status: number, notModified: ResponseHeaders): Revalidated {
-    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: flatten(notModified) })
+    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified) })
     const headers: ResponseHeaders = { ...storedHeaders }
+    // The stored Age was the old response's; the 304 is a new one, with its own Age or none.
+    delete headers.age
     for (const name in notModified) {
       if (KEPT_ON_UPDATE.has(name)) continue
       headers[name] = notModified[name]!
@@ -259,10 +275,11 @@ export function storableHeaders (headers: Record<string, string | string[] | und
 function policyRequest (request: CacheRequest, vary: string | undefined): CachePolicy.Request {
   const all = request.headers
   const headers: Record<string, string> = {}
-  for (const name of ['host', 'cache-control', 'pragma']) {
+  for (const name of ['host', 'pragma']) {
     const value = all[name]
     if (value !== undefined) headers[name] = value
   }
+  if (all['cache-control'] !== undefined) headers['cache-control'] = lowerDirectiveNames(all['cache-control'])
   // Its storable() only asks whether Authorization is present.
   if (all.authorization !== undefined) headers.authorization = 'present'
   for (const name of varyFields(vary)) {
@@ -272,10 +289,25 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
   return { method: request.method, url: request.url, headers }
 }
 
-function flatten (headers: ResponseHeaders): Record<string, string> {
+/**
+ * Response fields as http-cache-semantics is given them: one string each, directive names in
+ * lower case (RFC 9111 §5.2: they are case-insensitive; it compares them as written), and without
+ * proxy-revalidate, which it takes as "never fresh" in a shared cache where §5.2.2.8 means "like
+ * must-revalidate" — a rule Policy applies itself, from the stored fields.
+ */
+function policyHeaders (headers: ResponseHeaders): Record<string, string> {
   const flat: Record<string, string> = {}
   for (const name in headers) flat[name] = single(headers[name])!
+  const cacheControl = flat['cache-control']
+  if (cacheControl !== undefined) {
+    flat['cache-control'] = lowerDirectiveNames(cacheControl).split(',')
+      .filter((part) => part.trim() !== 'proxy-revalidate').join(',')
+  }
   return flat
+}
+
+function lowerDirectiveNames (value: string): string {
+  return value.replace(/(^|,)\s*([^=,]+)/g, (_match, comma: string, name: string) => `${comma}${name.toLowerCase()}`)
 }
 
 function single (value: string | string[] | undefined): string | undefined {

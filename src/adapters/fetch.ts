@@ -22,7 +22,11 @@ export interface CachedFetchOptions extends CacheOrOptions {
   dispatcher?: Dispatcher
 }
 
-export type CachedFetch = ((input: string | URL | Request, init?: RequestInit) => Promise<Response>) & {
+/** What a request can be given as: undici's classes or the global ones (Node's own bundled undici). */
+export type FetchInput = string | URL | Request | globalThis.Request
+export type FetchInit = RequestInit | globalThis.RequestInit
+
+export type CachedFetch = ((input: FetchInput, init?: FetchInit) => Promise<Response>) & {
   /** The engine behind this fetch, for stats, invalidation and sharing with an interceptor. */
   readonly cache: Cache
 }
@@ -51,7 +55,9 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     return modes.get(mode)
   }
 
-  const cachedFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+  const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
+    const input = toUndiciInput(anyInput)
+    const init = anyInit as RequestInit | undefined
     const fast = fastPath(cache, input, init)
     const hit = fast instanceof Promise ? await fast : fast
     if (hit !== undefined) return hit
@@ -72,6 +78,19 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     return response
   }
   return Object.assign(cachedFetch, { cache })
+}
+
+/**
+ * A Request from another fetch implementation (Node's global one is an older undici) is not an
+ * instance of ours, and undici.fetch would read it as the string "[object Request]": it is copied.
+ */
+function toUndiciInput (input: FetchInput): string | URL | Request {
+  if (typeof input === 'string' || input instanceof URL || input instanceof Request) return input
+  const { url, method, headers, body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy } = input
+  return new Request(url, {
+    method, headers: [...headers], body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy,
+    ...(body === null ? {} : { duplex: 'half' })
+  })
 }
 
 function modeDispatchers (dispatcher: Dispatcher): Map<FetchCacheMode, Dispatcher> {
@@ -145,7 +164,7 @@ let defaultFetch: CachedFetch | undefined
  * importing the package allocates nothing.
  */
 export const cachedFetch: CachedFetch = Object.defineProperty(
-  (input: string | URL | Request, init?: RequestInit) => (defaultFetch ??= createCachedFetch())(input, init),
+  (input: FetchInput, init?: FetchInit) => (defaultFetch ??= createCachedFetch())(input, init),
   'cache',
   { get: () => (defaultFetch ??= createCachedFetch()).cache, enumerable: true }
 ) as CachedFetch
