@@ -282,9 +282,14 @@ function findVariant (set: VariantSet | undefined, request: CacheRequest): Cache
   return set?.variants.find((variant) => varyMatches(variant.vary, request.headers))
 }
 
-/** Fetch §4.6 (HTTP-network-or-cache fetch): force-cache and only-if-cached take any stored response, stale or not. */
+/**
+ * Fetch §4.6 (HTTP-network-or-cache fetch): force-cache and only-if-cached take any stored response,
+ * stale or not; no-cache revalidates any stored response, fresh or not.
+ */
 function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCacheMode): Usability {
-  return mode === 'force-cache' || mode === 'only-if-cached' ? 'stale-allowed' : entry.policy.usability(directives)
+  if (mode === 'force-cache' || mode === 'only-if-cached') return 'stale-allowed'
+  if (mode === 'no-cache') return 'revalidate'
+  return entry.policy.usability(directives)
 }
 
 function sameVariant (a: CacheEntry, b: CacheEntry): boolean {

@@ -1,0 +1,340 @@
+/**
+ * The Fetch standard's request cache modes (`init.cache`, Fetch §4.6 HTTP-network-or-cache fetch)
+ * through cachedFetch, and the same modes through the interceptor's `cacheMode` dispatch option.
+ * What a mode means: default (the HTTP cache as usual), no-store (neither reads nor writes), reload
+ * (does not read, does write), no-cache (revalidates whatever is stored), force-cache (takes any
+ * stored response, stale or not), only-if-cached (only a stored response, never the network).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Agent, request, Request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, isCachedFetchError, type Cache, type CachedFetch, type CacheDispatchOptions, type FetchCacheMode } from '../src/index.js'
+import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+
+/**
+ * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
+ * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
+ */
+function wholeSecondNow (): number {
+  return Math.floor(Date.now() / 1000) * 1000
+}
+
+interface Reply {
+  readonly status: number
+  readonly body: string
+  header (name: string): string | undefined
+}
+
+interface Client {
+  send (url: string, mode?: FetchCacheMode, headers?: Record<string, string>): Promise<Reply>
+  close (): Promise<void>
+}
+
+const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+  {
+    name: 'cachedFetch (init.cache)',
+    connect (cache) {
+      const agent = new Agent()
+      const fetch = createCachedFetch({ cache, dispatcher: agent })
+      return {
+        async send (url, mode, headers) {
+          const response = await fetch(url, { cache: mode, headers })
+          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
+        },
+        close: () => agent.close()
+      }
+    }
+  },
+  {
+    name: 'interceptor (cacheMode)',
+    connect (cache) {
+      const agent = new Agent().compose(cacheInterceptor({ cache }))
+      return {
+        async send (url, mode, headers) {
+          const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, headers, cacheMode: mode }
+          const response = await request(url, options)
+          const body = await response.body.text()
+          return {
+            status: response.statusCode,
+            body,
+            header: (name) => {
+              const value = response.headers[name]
+              return Array.isArray(value) ? value.join(', ') : value
+            }
+          }
+        },
+        close: () => agent.close()
+      }
+    }
+  }
+]
+
+interface Resource {
+  /** Bumped by a test to change the representation (body and ETag). */
+  version: number
+  cacheControl: string
+}
+
+/** `/res`: body `version N`, ETag `"vN"`, answering a matching If-None-Match with a 304. */
+function serveResource (origin: Origin, clock: ReturnType<typeof manualClock>, resource: Resource): void {
+  origin.route('/res', (req, res) => {
+    const etag = `"v${resource.version}"`
+    const fields = { date: new Date(clock.now()).toUTCString(), 'cache-control': resource.cacheControl, etag }
+    if (req.headers['if-none-match'] === etag) res.writeHead(304, fields).end()
+    else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end(`version ${resource.version}`)
+  })
+}
+
+describe.each(adapters)('cache modes through $name', ({ connect }) => {
+  let clock: ReturnType<typeof manualClock>
+  let origin: Origin
+  let client: Client
+  let resource: Resource
+  let url: string
+
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await startOrigin()
+    client = connect(createCache({ now: clock.now }))
+    resource = { version: 1, cacheControl: 'max-age=60' }
+    serveResource(origin, clock, resource)
+    url = `${origin.url}/res`
+  })
+
+  afterEach(async () => {
+    await client.close()
+    await origin.close()
+  })
+
+  it('default stores a response and serves it from the cache while fresh', async () => {
+    const first = await client.send(url, 'default')
+    expect(first.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    clock.advance(5)
+    const second = await client.send(url, 'default')
+    expect(second.body).toBe('version 1')
+    expect(second.header('cache-status')).toBe('cachedfetch; hit; ttl=55')
+    expect(second.header('age')).toBe('5')
+    expect(origin.hits('/res')).toBe(1)
+  })
+
+  it('no-store neither reads a fresh entry nor replaces it', async () => {
+    await client.send(url)
+    resource.version = 2
+
+    const bypassed = await client.send(url, 'no-store')
+    expect(bypassed.body).toBe('version 2')
+    expect(bypassed.header('cache-status')).toBe('cachedfetch; fwd=bypass; fwd-status=200')
+    expect(origin.hits('/res')).toBe(2)
+    expect(origin.seen('/res')[1]!.headers['if-none-match']).toBeUndefined()
+
+    // The stored entry is still the first response.
+    const after = await client.send(url)
+    expect(after.body).toBe('version 1')
+    expect(after.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('no-store does not store a response when nothing is stored', async () => {
+    await client.send(url, 'no-store')
+    const after = await client.send(url)
+    expect(after.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('reload goes to the origin unconditionally and stores the answer', async () => {
+    await client.send(url)
+    resource.version = 2
+
+    const reloaded = await client.send(url, 'reload')
+    expect(reloaded.body).toBe('version 2')
+    expect(reloaded.header('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=200; stored')
+    expect(origin.hits('/res')).toBe(2)
+    expect(origin.seen('/res')[1]!.headers['if-none-match']).toBeUndefined()
+
+    const after = await client.send(url)
+    expect(after.body).toBe('version 2')
+    expect(after.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('no-cache revalidates a fresh entry', async () => {
+    await client.send(url)
+
+    const revalidated = await client.send(url, 'no-cache')
+    expect(revalidated.body).toBe('version 1')
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=304; ttl=60')
+    expect(origin.hits('/res')).toBe(2)
+    expect(origin.seen('/res')[1]!.headers['if-none-match']).toBe('"v1"')
+  })
+
+  it('no-cache revalidates a fresh entry when the caller sets a Cache-Control of its own', async () => {
+    await client.send(url)
+    clock.advance(10)
+
+    const revalidated = await client.send(url, 'no-cache', { 'cache-control': 'max-stale=3600' })
+    expect(revalidated.body).toBe('version 1')
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=304; ttl=60')
+    expect(origin.hits('/res')).toBe(2)
+    expect(origin.seen('/res')[1]!.headers['if-none-match']).toBe('"v1"')
+  })
+
+  it('no-cache takes the new response when the revalidation gets a 200', async () => {
+    await client.send(url)
+    clock.advance(10)
+    resource.version = 2
+
+    const replaced = await client.send(url, 'no-cache')
+    expect(replaced.body).toBe('version 2')
+    expect(origin.hits('/res')).toBe(2)
+    expect(origin.seen('/res')[1]!.headers['if-none-match']).toBe('"v1"')
+    const after = await client.send(url)
+    expect(after.body).toBe('version 2')
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('force-cache serves a stale entry without going to the origin', async () => {
+    resource.cacheControl = 'max-age=10'
+    await client.send(url)
+    clock.advance(60)
+
+    const stale = await client.send(url, 'force-cache')
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe('cachedfetch; hit; ttl=-50')
+    expect(stale.header('age')).toBe('60')
+    expect(origin.hits('/res')).toBe(1)
+  })
+
+  it('force-cache fetches and stores when nothing is stored', async () => {
+    const first = await client.send(url, 'force-cache')
+    expect(first.body).toBe('version 1')
+    expect(first.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(origin.hits('/res')).toBe(1)
+
+    const second = await client.send(url)
+    expect(second.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+    expect(origin.hits('/res')).toBe(1)
+  })
+
+  it('only-if-cached serves a stored entry, even a stale one', async () => {
+    resource.cacheControl = 'max-age=10'
+    await client.send(url)
+
+    const fresh = await client.send(url, 'only-if-cached')
+    expect(fresh.body).toBe('version 1')
+    expect(fresh.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+
+    clock.advance(60)
+    const stale = await client.send(url, 'only-if-cached')
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe('cachedfetch; hit; ttl=-50')
+    expect(origin.hits('/res')).toBe(1)
+  })
+})
+
+describe('cachedFetch cache modes, as fetch reports them', () => {
+  let clock: ReturnType<typeof manualClock>
+  let origin: Origin
+  let agent: Agent
+  let fetch: CachedFetch
+  let resource: Resource
+  let url: string
+
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await startOrigin()
+    agent = new Agent()
+    fetch = createCachedFetch({ cache: createCache({ now: clock.now }), dispatcher: agent })
+    resource = { version: 1, cacheControl: 'max-age=60' }
+    serveResource(origin, clock, resource)
+    url = `${origin.url}/res`
+  })
+
+  afterEach(async () => {
+    await agent.close()
+    await origin.close()
+  })
+
+  it('no-store and reload tell the origin not to answer from its own caches', async () => {
+    await (await fetch(url, { cache: 'no-store' })).text()
+    await (await fetch(url, { cache: 'reload' })).text()
+    for (const seen of origin.seen('/res')) {
+      expect(seen.headers.pragma).toBe('no-cache')
+      expect(seen.headers['cache-control']).toBe('no-cache')
+    }
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('only-if-cached rejects with ERR_ONLY_IF_CACHED when nothing is stored, and the origin sees nothing', async () => {
+    const error: unknown = await fetch(url, { cache: 'only-if-cached' }).then(() => undefined, (e: unknown) => e)
+    expect(error).toBeInstanceOf(TypeError)
+    const cause = (error as TypeError).cause
+    expect(isCachedFetchError(cause)).toBe(true)
+    expect((cause as { code: string }).code).toBe('ERR_ONLY_IF_CACHED')
+    expect(origin.requests).toHaveLength(0)
+  })
+
+  it('takes the cache mode of a Request object', async () => {
+    resource.cacheControl = 'max-age=10'
+    await (await fetch(url)).text()
+    resource.version = 2
+
+    const bypassed = await fetch(new Request(url, { cache: 'no-store' }))
+    expect(await bypassed.text()).toBe('version 2')
+    expect(bypassed.headers.get('cache-status')).toBe('cachedfetch; fwd=bypass; fwd-status=200')
+    expect(origin.hits('/res')).toBe(2)
+
+    clock.advance(60)
+    const stale = await fetch(new Request(url, { cache: 'force-cache' }))
+    expect(await stale.text()).toBe('version 1')
+    expect(stale.headers.get('cache-status')).toBe('cachedfetch; hit; ttl=-50')
+    expect(origin.hits('/res')).toBe(2)
+
+    const onlyCached = await fetch(new Request(url, { cache: 'only-if-cached', mode: 'same-origin' }))
+    expect(await onlyCached.text()).toBe('version 1')
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('takes the cache mode of a global Request object', async () => {
+    await (await fetch(url)).text()
+    resource.version = 2
+
+    const input = new globalThis.Request(url, { cache: 'reload' } as ConstructorParameters<typeof globalThis.Request>[1]) as unknown as Request
+    const reloaded = await fetch(input)
+    expect(await reloaded.text()).toBe('version 2')
+    expect(reloaded.headers.get('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=200; stored')
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('lets init.cache override the cache mode of a Request object', async () => {
+    await (await fetch(url)).text()
+    resource.version = 2
+
+    const response = await fetch(new Request(url, { cache: 'force-cache' }), { cache: 'no-store' })
+    expect(await response.text()).toBe('version 2')
+    expect(origin.hits('/res')).toBe(2)
+  })
+
+  it('only-if-cached with a Request object rejects when nothing is stored', async () => {
+    const error: unknown = await fetch(new Request(url, { cache: 'only-if-cached', mode: 'same-origin' })).then(() => undefined, (e: unknown) => e)
+    expect(error).toBeInstanceOf(TypeError)
+    expect(((error as TypeError).cause as { code?: string }).code).toBe('ERR_ONLY_IF_CACHED')
+    expect(origin.requests).toHaveLength(0)
+  })
+})
+
+describe('interceptor only-if-cached', () => {
+  it('answers 504 when nothing is stored, and the origin sees nothing', async () => {
+    const origin = await startOrigin()
+    const agent = new Agent().compose(cacheInterceptor({ cache: createCache() }))
+    try {
+      const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, cacheMode: 'only-if-cached' }
+      const response = await request(`${origin.url}/res`, options)
+      await response.body.text()
+      expect(response.statusCode).toBe(504)
+      expect(response.headers['cache-status']).toBe('cachedfetch; fwd=miss; detail=only-if-cached')
+      expect(origin.requests).toHaveLength(0)
+    } finally {
+      await agent.close()
+      await origin.close()
+    }
+  })
+})

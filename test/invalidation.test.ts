@@ -1,0 +1,244 @@
+/**
+ * Invalidation (RFC 9111 §4.4): a non-error answer to an unsafe method invalidates the stored
+ * responses for its target URI and for same-origin Location and Content-Location URIs, never another
+ * origin's; `cache.invalidate(url)` drops every variant of a URL. The method table is data
+ * (fixtures/invalidation.json); every case runs through cachedFetch and through the interceptor.
+ */
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Agent, request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { startOrigin, type Origin } from './helpers/origin.js'
+
+interface InvalidationCase {
+  readonly method: string
+  readonly status: number
+  readonly invalidates: boolean
+}
+
+const table = JSON.parse(readFileSync(new URL('../fixtures/invalidation.json', import.meta.url), 'utf8')) as { cases: InvalidationCase[] }
+
+interface Reply {
+  readonly status: number
+  readonly body: string
+  header (name: string): string | undefined
+}
+
+interface Send {
+  readonly method?: string
+  readonly headers?: Record<string, string>
+}
+
+interface Client {
+  send (url: string, init?: Send): Promise<Reply>
+  close (): Promise<void>
+}
+
+const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+  {
+    name: 'cachedFetch',
+    connect (cache) {
+      const agent = new Agent()
+      const fetch = createCachedFetch({ cache, dispatcher: agent })
+      return {
+        async send (url, { method = 'GET', headers } = {}) {
+          // A 3xx to an unsafe method is the answer under test, not a redirect to follow.
+          const redirect = method === 'GET' || method === 'HEAD' ? 'follow' : 'manual'
+          const response = await fetch(url, { method, headers, redirect })
+          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
+        },
+        close: () => agent.close()
+      }
+    }
+  },
+  {
+    name: 'interceptor',
+    connect (cache) {
+      const agent = new Agent().compose(cacheInterceptor({ cache }))
+      return {
+        async send (url, { method = 'GET', headers } = {}) {
+          const response = await request(url, { dispatcher: agent, method, headers })
+          const body = await response.body.text()
+          return {
+            status: response.statusCode,
+            body,
+            header: (name) => {
+              const value = response.headers[name]
+              return Array.isArray(value) ? value.join(', ') : value
+            }
+          }
+        },
+        close: () => agent.close()
+      }
+    }
+  }
+]
+
+/** How a route answers methods other than GET and HEAD. */
+interface UnsafeAnswer {
+  status: number
+  headers: Record<string, string>
+}
+
+/**
+ * A resource: GET and HEAD get a fresh, cacheable response whose body counts the GETs the origin
+ * served; any other method gets `answer`.
+ */
+function resource (answer: UnsafeAnswer = { status: 204, headers: {} }): (req: IncomingMessage, res: ServerResponse) => void {
+  let served = 0
+  return (req, res) => {
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      served += 1
+      res.writeHead(200, { 'cache-control': 'max-age=300', 'content-type': 'text/plain' }).end(`${req.url} #${served}`)
+      return
+    }
+    res.writeHead(answer.status, answer.headers).end()
+  }
+}
+
+describe.each(adapters)('invalidation through $name', ({ connect }) => {
+  let origin: Origin
+  let cache: Cache
+  let client: Client
+
+  beforeEach(async () => {
+    origin = await startOrigin()
+    cache = createCache()
+    client = connect(cache)
+  })
+
+  afterEach(async () => {
+    await client.close()
+    await origin.close()
+  })
+
+  /** Stores GET `path` and checks that the next GET is a hit. */
+  async function prime (path: string, base = origin): Promise<void> {
+    const first = await client.send(`${base.url}${path}`)
+    expect(first.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    const second = await client.send(`${base.url}${path}`)
+    expect(second.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+    expect(base.hits(path)).toBe(1)
+  }
+
+  it.each(table.cases)('$method answered $status: invalidates the stored GET = $invalidates', async (c) => {
+    origin.route('/thing', resource({ status: c.status, headers: {} }))
+    await prime('/thing')
+
+    const unsafe = await client.send(`${origin.url}/thing`, { method: c.method })
+    expect(unsafe.status).toBe(c.status)
+    expect(unsafe.header('cache-status')).toBe(`cachedfetch; fwd=method; fwd-status=${c.status}`)
+
+    const after = await client.send(`${origin.url}/thing`)
+    if (c.invalidates) {
+      expect(after.body).toBe('/thing #2')
+      expect(after.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    } else {
+      expect(after.body).toBe('/thing #1')
+      expect(after.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+    }
+    expect(origin.seen('/thing').filter((r) => r.method === 'GET')).toHaveLength(c.invalidates ? 2 : 1)
+  })
+
+  it('invalidates the stored HEAD response as well as the GET', async () => {
+    origin.route('/both', resource())
+    await prime('/both')
+    await client.send(`${origin.url}/both`, { method: 'HEAD' })
+    const head = await client.send(`${origin.url}/both`, { method: 'HEAD' })
+    expect(head.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+
+    await client.send(`${origin.url}/both`, { method: 'DELETE' })
+
+    expect((await client.send(`${origin.url}/both`, { method: 'HEAD' })).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect((await client.send(`${origin.url}/both`)).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+  })
+
+  it('invalidates a same-origin Location target', async () => {
+    origin.route('/items', resource({ status: 201, headers: { location: '/items/7' } }))
+    origin.route('/items/7', resource())
+    origin.route('/items/8', resource())
+    await prime('/items')
+    await prime('/items/7')
+    await prime('/items/8')
+
+    await client.send(`${origin.url}/items`, { method: 'POST' })
+
+    expect((await client.send(`${origin.url}/items`)).body).toBe('/items #2')
+    expect((await client.send(`${origin.url}/items/7`)).body).toBe('/items/7 #2')
+    // A URL the answer did not name stays stored.
+    expect((await client.send(`${origin.url}/items/8`)).body).toBe('/items/8 #1')
+  })
+
+  it('invalidates a same-origin Content-Location target', async () => {
+    origin.route('/edit', resource({ status: 200, headers: { 'content-location': `${origin.url}/doc?v=current` } }))
+    origin.route('/doc', resource())
+    await prime('/doc?v=current')
+
+    await client.send(`${origin.url}/edit`, { method: 'PUT' })
+
+    const after = await client.send(`${origin.url}/doc?v=current`)
+    expect(after.body).toBe('/doc?v=current #2')
+    expect(origin.hits('/doc?v=current')).toBe(2)
+  })
+
+  it('does not invalidate Location or Content-Location targets on another origin', async () => {
+    const other = await startOrigin({ '/shared': resource() })
+    try {
+      origin.route('/post', resource({
+        status: 201,
+        headers: { location: `${other.url}/shared`, 'content-location': `${other.url}/shared` }
+      }))
+      await prime('/shared', other)
+
+      const answer = await client.send(`${origin.url}/post`, { method: 'POST' })
+      expect(answer.status).toBe(201)
+
+      const after = await client.send(`${other.url}/shared`)
+      expect(after.body).toBe('/shared #1')
+      expect(after.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+      expect(other.hits('/shared')).toBe(1)
+    } finally {
+      await other.close()
+    }
+  })
+
+  it('does not invalidate a Location target when the answer is an error', async () => {
+    origin.route('/fail', resource({ status: 409, headers: { location: '/target' } }))
+    origin.route('/target', resource())
+    await prime('/target')
+
+    await client.send(`${origin.url}/fail`, { method: 'POST' })
+
+    expect((await client.send(`${origin.url}/target`)).body).toBe('/target #1')
+    expect(origin.hits('/target')).toBe(1)
+  })
+
+  it('cache.invalidate(url) drops every variant of the URL and nothing else', async () => {
+    origin.route('/greeting', (req, res) => {
+      const lang = req.headers['x-lang'] ?? 'none'
+      res.writeHead(200, { 'cache-control': 'max-age=300', vary: 'x-lang' }).end(`hello in ${String(lang)}`)
+    })
+    origin.route('/bystander', resource())
+    const url = `${origin.url}/greeting`
+    for (const lang of ['en', 'fr']) await client.send(url, { headers: { 'x-lang': lang } })
+    for (const lang of ['en', 'fr']) {
+      const hit = await client.send(url, { headers: { 'x-lang': lang } })
+      expect(hit.body).toBe(`hello in ${lang}`)
+      expect(hit.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+    }
+    await prime('/bystander')
+    expect(origin.hits('/greeting')).toBe(2)
+
+    await cache.invalidate(new URL(url))
+
+    const en = await client.send(url, { headers: { 'x-lang': 'en' } })
+    expect(en.body).toBe('hello in en')
+    expect(en.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    const fr = await client.send(url, { headers: { 'x-lang': 'fr' } })
+    expect(fr.body).toBe('hello in fr')
+    expect(fr.header('cache-status')).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
+    expect(origin.hits('/greeting')).toBe(4)
+    expect((await client.send(`${origin.url}/bystander`)).header('cache-status')).toMatch(/^cachedfetch; hit;/)
+  })
+})

@@ -1,0 +1,144 @@
+/**
+ * Request Cache-Control directives (RFC 9111 §5.2.1) and Pragma: no-cache (§5.4), as a caller sends
+ * them in request headers. The cases are data (fixtures/request-directives.json); each runs through
+ * cachedFetch and through the undici interceptor, with a manual clock.
+ */
+import { readFileSync } from 'node:fs'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Agent, request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+
+interface DirectiveCase {
+  readonly name: string
+  /** Cache-Control of the response stored first; absent when nothing is stored. */
+  readonly stored?: string
+  readonly advance: number
+  readonly request: Record<string, string>
+  readonly expect: {
+    readonly origin: 'none' | 'conditional' | 'unconditional'
+    readonly status: number
+    readonly body: string
+    readonly cacheStatus: string
+    readonly age?: string
+    readonly storedAfter?: boolean
+  }
+}
+
+const table = JSON.parse(readFileSync(new URL('../fixtures/request-directives.json', import.meta.url), 'utf8')) as { cases: DirectiveCase[] }
+
+/**
+ * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
+ * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
+ */
+function wholeSecondNow (): number {
+  return Math.floor(Date.now() / 1000) * 1000
+}
+
+interface Reply {
+  readonly status: number
+  readonly body: string
+  header (name: string): string | undefined
+}
+
+interface Client {
+  send (url: string, headers?: Record<string, string>): Promise<Reply>
+  close (): Promise<void>
+}
+
+const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+  {
+    name: 'cachedFetch',
+    connect (cache) {
+      const agent = new Agent()
+      const fetch = createCachedFetch({ cache, dispatcher: agent })
+      return {
+        async send (url, headers) {
+          const response = await fetch(url, { headers })
+          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
+        },
+        close: () => agent.close()
+      }
+    }
+  },
+  {
+    name: 'interceptor',
+    connect (cache) {
+      const agent = new Agent().compose(cacheInterceptor({ cache }))
+      return {
+        async send (url, headers) {
+          const response = await request(url, { dispatcher: agent, headers })
+          const body = await response.body.text()
+          return {
+            status: response.statusCode,
+            body,
+            header: (name) => {
+              const value = response.headers[name]
+              return Array.isArray(value) ? value.join(', ') : value
+            }
+          }
+        },
+        close: () => agent.close()
+      }
+    }
+  }
+]
+
+describe.each(adapters)('request directives through $name', ({ connect }) => {
+  let clock: ReturnType<typeof manualClock>
+  let origin: Origin
+  let client: Client
+
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await startOrigin()
+    client = connect(createCache({ now: clock.now }))
+  })
+
+  afterEach(async () => {
+    await client.close()
+    await origin.close()
+  })
+
+  it.each(table.cases)('$name', async (c) => {
+    origin.route('/d', (req, res) => {
+      const fields = { date: new Date(clock.now()).toUTCString(), 'cache-control': c.stored ?? 'max-age=60', etag: '"d1"' }
+      if (req.headers['if-none-match'] === '"d1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('d1')
+    })
+    const url = `${origin.url}/d`
+    if (c.stored !== undefined) {
+      const primed = await client.send(url)
+      expect(primed.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    }
+    clock.advance(c.advance)
+    const before = origin.hits('/d')
+
+    const reply = await client.send(url, c.request)
+
+    expect(reply.status).toBe(c.expect.status)
+    expect(reply.body).toBe(c.expect.body)
+    expect(reply.header('cache-status')).toBe(c.expect.cacheStatus)
+    if (c.expect.age !== undefined) expect(reply.header('age')).toBe(c.expect.age)
+    const seen = origin.seen('/d').slice(before)
+    if (c.expect.origin === 'none') {
+      expect(seen).toHaveLength(0)
+    } else {
+      expect(seen).toHaveLength(1)
+      expect(seen[0]!.headers['if-none-match']).toBe(c.expect.origin === 'conditional' ? '"d1"' : undefined)
+    }
+
+    if (c.expect.storedAfter !== undefined) {
+      const hits = origin.hits('/d')
+      const after = await client.send(url)
+      expect(after.body).toBe('d1')
+      if (c.expect.storedAfter) {
+        expect(after.header('cache-status')).toMatch(/^cachedfetch; hit;/)
+        expect(origin.hits('/d')).toBe(hits)
+      } else {
+        expect(after.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+        expect(origin.hits('/d')).toBe(hits + 1)
+      }
+    }
+  })
+})

@@ -1,0 +1,274 @@
+/**
+ * Conditional revalidation (RFC 9111 §4.3): the validators a stale entry sends, what a 304 does to
+ * the stored entry (merged fields, renewed freshness), what a 200 does (replaces it), and
+ * must-revalidate. Every case runs through cachedFetch and through the undici interceptor.
+ */
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Agent, request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+
+interface ValidatorCase {
+  readonly name: string
+  readonly validators: Record<string, string>
+  readonly ifNoneMatch: string | null
+  readonly ifModifiedSince: string | null
+  readonly fwdStatus: number
+}
+
+const table = JSON.parse(readFileSync(new URL('../fixtures/revalidation.json', import.meta.url), 'utf8')) as { cases: ValidatorCase[] }
+
+/**
+ * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
+ * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
+ */
+function wholeSecondNow (): number {
+  return Math.floor(Date.now() / 1000) * 1000
+}
+
+interface Reply {
+  readonly status: number
+  readonly body: string
+  header (name: string): string | undefined
+}
+
+interface Client {
+  send (url: string, headers?: Record<string, string>): Promise<Reply>
+  close (): Promise<void>
+}
+
+const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+  {
+    name: 'cachedFetch',
+    connect (cache) {
+      const agent = new Agent()
+      const fetch = createCachedFetch({ cache, dispatcher: agent })
+      return {
+        async send (url, headers) {
+          const response = await fetch(url, { headers })
+          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
+        },
+        close: () => agent.close()
+      }
+    }
+  },
+  {
+    name: 'interceptor',
+    connect (cache) {
+      const agent = new Agent().compose(cacheInterceptor({ cache }))
+      return {
+        async send (url, headers) {
+          const response = await request(url, { dispatcher: agent, headers })
+          const body = await response.body.text()
+          return {
+            status: response.statusCode,
+            body,
+            header: (name) => {
+              const value = response.headers[name]
+              return Array.isArray(value) ? value.join(', ') : value
+            }
+          }
+        },
+        close: () => agent.close()
+      }
+    }
+  }
+]
+
+/** Whether a request's validators match the current representation (RFC 9110 §13.2.2 order). */
+function notModified (req: IncomingMessage, validators: Record<string, string>): boolean {
+  const inm = req.headers['if-none-match']
+  if (inm !== undefined) return validators.etag !== undefined && inm.split(',').map((v) => v.trim()).includes(validators.etag)
+  const ims = req.headers['if-modified-since']
+  return ims !== undefined && ims === validators['last-modified']
+}
+
+describe.each(adapters)('revalidation through $name', ({ connect }) => {
+  let clock: ReturnType<typeof manualClock>
+  let origin: Origin
+  let client: Client
+
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await startOrigin()
+    client = connect(createCache({ now: clock.now }))
+  })
+
+  afterEach(async () => {
+    await client.close()
+    await origin.close()
+  })
+
+  const date = (): string => new Date(clock.now()).toUTCString()
+
+  it.each(table.cases)('sends only the validators the entry has: $name', async (c) => {
+    origin.route('/doc', (req, res) => {
+      const fields = { date: date(), 'cache-control': 'max-age=30', ...c.validators }
+      if (notModified(req, c.validators)) res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('document')
+    })
+
+    const first = await client.send(`${origin.url}/doc`)
+    expect(first.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    clock.advance(60)
+    const second = await client.send(`${origin.url}/doc`)
+
+    expect(second.status).toBe(200)
+    expect(second.body).toBe('document')
+    expect(second.header('cache-status')).toMatch(new RegExp(`^cachedfetch; fwd=stale; fwd-status=${c.fwdStatus};`))
+    const seen = origin.seen('/doc')
+    expect(seen).toHaveLength(2)
+    expect(seen[0]!.headers['if-none-match']).toBeUndefined()
+    expect(seen[0]!.headers['if-modified-since']).toBeUndefined()
+    expect(seen[1]!.headers['if-none-match'] ?? null).toBe(c.ifNoneMatch)
+    expect(seen[1]!.headers['if-modified-since'] ?? null).toBe(c.ifModifiedSince)
+  })
+
+  it('merges the header fields a 304 carries into the stored entry', async () => {
+    const body = 'hello world'
+    origin.route('/merge', (req, res) => {
+      if (req.headers['if-none-match'] === '"m1"') {
+        // A 304 may carry fields the stored response lacks, and a Content-Length that is not the stored body's.
+        res.writeHead(304, { date: date(), 'cache-control': 'max-age=60', etag: '"m1"', 'x-new': 'from-304', 'content-length': '0' }).end()
+        return
+      }
+      res.writeHead(200, {
+        date: date(), 'cache-control': 'max-age=30', etag: '"m1"', 'x-old': 'kept', 'content-type': 'text/plain', 'content-length': String(body.length)
+      }).end(body)
+    })
+
+    const first = await client.send(`${origin.url}/merge`)
+    expect(first.header('x-new')).toBeUndefined()
+    clock.advance(60)
+
+    const revalidated = await client.send(`${origin.url}/merge`)
+    expect(revalidated.status).toBe(200)
+    expect(revalidated.body).toBe(body)
+    expect(revalidated.header('x-new')).toBe('from-304')
+    expect(revalidated.header('x-old')).toBe('kept')
+    expect(revalidated.header('content-length')).toBe(String(body.length))
+
+    const later = await client.send(`${origin.url}/merge`)
+    expect(later.header('cache-status')).toBe('cachedfetch; hit; ttl=60')
+    expect(later.header('x-new')).toBe('from-304')
+    expect(later.header('x-old')).toBe('kept')
+    expect(later.header('cache-control')).toBe('max-age=60')
+    expect(later.header('content-length')).toBe(String(body.length))
+    expect(later.body).toBe(body)
+    expect(origin.hits('/merge')).toBe(2)
+  })
+
+  it('serves a 304-revalidated entry as fresh again', async () => {
+    origin.route('/fresh', (req, res) => {
+      if (req.headers['if-none-match'] === '"f1"') {
+        res.writeHead(304, { date: date(), 'cache-control': 'max-age=60', etag: '"f1"' }).end()
+        return
+      }
+      res.writeHead(200, { date: date(), 'cache-control': 'max-age=30', etag: '"f1"' }).end('fresh body')
+    })
+
+    await client.send(`${origin.url}/fresh`)
+    clock.advance(45)
+    const revalidated = await client.send(`${origin.url}/fresh`)
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=60')
+    expect(revalidated.body).toBe('fresh body')
+    expect(origin.hits('/fresh')).toBe(2)
+
+    const right = await client.send(`${origin.url}/fresh`)
+    expect(right.header('cache-status')).toBe('cachedfetch; hit; ttl=60')
+    expect(right.body).toBe('fresh body')
+    expect(origin.hits('/fresh')).toBe(2)
+
+    // The 304's max-age=60 runs from the 304, not from the first response (45 s before it).
+    clock.advance(50)
+    const later = await client.send(`${origin.url}/fresh`)
+    expect(later.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(later.header('age')).toBe('50')
+    expect(later.body).toBe('fresh body')
+    expect(origin.hits('/fresh')).toBe(2)
+
+    clock.advance(11)
+    const stale = await client.send(`${origin.url}/fresh`)
+    expect(stale.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=60')
+    expect(origin.hits('/fresh')).toBe(3)
+  })
+
+  it('renews the stored lifetime on a 304 that carries no Cache-Control', async () => {
+    origin.route('/renew', (req, res) => {
+      if (req.headers['if-none-match'] === '"n1"') {
+        res.writeHead(304, { date: date(), etag: '"n1"' }).end()
+        return
+      }
+      res.writeHead(200, { date: date(), 'cache-control': 'max-age=30', etag: '"n1"' }).end('renewed')
+    })
+
+    await client.send(`${origin.url}/renew`)
+    clock.advance(40)
+    const revalidated = await client.send(`${origin.url}/renew`)
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=30')
+
+    clock.advance(20)
+    const hit = await client.send(`${origin.url}/renew`)
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(hit.body).toBe('renewed')
+    expect(origin.hits('/renew')).toBe(2)
+  })
+
+  it('replaces the entry when a revalidation gets a 200', async () => {
+    let version = 1
+    origin.route('/replace', (req, res) => {
+      const etag = `"v${version}"`
+      if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, { date: date(), 'cache-control': 'max-age=30', etag }).end()
+        return
+      }
+      res.writeHead(200, { date: date(), 'cache-control': 'max-age=30', etag }).end(`version ${version}`)
+    })
+
+    expect((await client.send(`${origin.url}/replace`)).body).toBe('version 1')
+    version = 2
+    clock.advance(60)
+
+    const replaced = await client.send(`${origin.url}/replace`)
+    expect(replaced.body).toBe('version 2')
+    expect(replaced.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=200; stored')
+    expect(origin.seen('/replace')[1]!.headers['if-none-match']).toBe('"v1"')
+
+    const hit = await client.send(`${origin.url}/replace`)
+    expect(hit.body).toBe('version 2')
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=30')
+    expect(origin.hits('/replace')).toBe(2)
+
+    // The next revalidation carries the new entry's validator.
+    clock.advance(60)
+    const again = await client.send(`${origin.url}/replace`)
+    expect(again.body).toBe('version 2')
+    expect(again.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=30')
+    expect(origin.seen('/replace')[2]!.headers['if-none-match']).toBe('"v2"')
+  })
+
+  it('serves a fresh must-revalidate entry as a hit and revalidates it once stale, even with max-stale', async () => {
+    origin.route('/strict', (req, res) => {
+      const fields = { date: date(), 'cache-control': 'max-age=30, must-revalidate', etag: '"s1"' }
+      if (req.headers['if-none-match'] === '"s1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, fields).end('strict')
+    })
+    const maxStale = { 'cache-control': 'max-stale=3600' }
+
+    await client.send(`${origin.url}/strict`)
+    clock.advance(10)
+    const fresh = await client.send(`${origin.url}/strict`, maxStale)
+    expect(fresh.header('cache-status')).toBe('cachedfetch; hit; ttl=20')
+    expect(fresh.body).toBe('strict')
+    expect(origin.hits('/strict')).toBe(1)
+
+    clock.advance(30)
+    const stale = await client.send(`${origin.url}/strict`, maxStale)
+    expect(stale.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=30')
+    expect(stale.body).toBe('strict')
+    expect(origin.hits('/strict')).toBe(2)
+    expect(origin.seen('/strict')[1]!.headers['if-none-match']).toBe('"s1"')
+  })
+})
