@@ -4,58 +4,27 @@
  * merged (304) or invalidated. It knows no protocol: the adapters (src/adapters/) carry its
  * decisions into undici's handler API and into `fetch`.
  */
+import type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
 import { entrySize, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
-import { normalizeUrl, primaryKey, varyFields, varyMatches, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
-import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
+import { Flights } from './flight.js'
+import { normalizeUrl, primaryKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
+import { requestSettings, resolveOptions, type CacheOptions, type RequestSettings, type ResolvedOptions } from './options.js'
 import { PolicyFactory, requestDirectives, storableHeaders, type RequestDirectives, type Usability } from './policy.js'
 import { Recorder } from './recorder.js'
-import { appendCacheStatus, formatCacheStatus, Reporter, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
+import { appendCacheStatus, formatCacheStatus, Reporter, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import { KeyvStore } from './store/keyv.js'
 import { MemoryStore } from './store/memory.js'
 import type { EntryStore, MaybePromise } from './store/types.js'
+import { findVariant, removeVariant, variantId, writeVariant } from './variants.js'
 
-/** The Fetch standard's request cache modes (`init.cache`), which the fetch adapter passes on. */
-export type FetchCacheMode = 'default' | 'no-store' | 'reload' | 'no-cache' | 'force-cache' | 'only-if-cached'
-
-/** Serve this stored response; `headers` carry Age and Cache-Status. */
-export interface Hit {
-  readonly kind: 'hit'
-  readonly entry: CacheEntry
-  readonly headers: ResponseHeaders
-}
-
-/** Send the request on. With `entry`, it is a revalidation and `headers` carry the validators. */
-export interface Forwarded {
-  readonly kind: 'forward'
-  readonly fwd: Forward
-  /** Whether the answer may be stored. */
-  readonly store: boolean
-  readonly entry: CacheEntry | undefined
-  /** Request headers to send instead of the caller's, when they differ. */
-  readonly headers: RequestHeaders | undefined
-}
-
-/** Nothing usable is stored and the request allows only stored responses (RFC 9111 §5.2.1.7). */
-export interface Unsatisfiable {
-  readonly kind: 'unsatisfiable'
-  readonly headers: ResponseHeaders
-}
-
-export type Lookup = Hit | Forwarded | Unsatisfiable
-
-/** What to do with the origin's answer. */
-export type Outcome =
-  /** Pass the origin's response on with these headers; record its body when `recorder` is set. */
-  | { readonly kind: 'pass'; readonly headers: ResponseHeaders; readonly recorder: Recorder | undefined }
-  /** The origin said 304: serve the stored entry, updated, instead. */
-  | { readonly kind: 'replay'; readonly entry: CacheEntry; readonly headers: ResponseHeaders }
+export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
 
 /** Request methods that never invalidate (RFC 9110 §9.2.1). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 /** Request fields that make the caller's own conditional or partial request: passed through untouched. */
 const CALLER_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
-/** A URL with more variants than this is being fed Vary values without end; the oldest goes. */
-const MAX_VARIANTS = 32
+/** Origin answers that stale-if-error may stand in for (RFC 5861 §4). */
+const ERROR_STATUSES = new Set([500, 502, 503, 504])
 
 export class Cache {
   readonly options: ResolvedOptions
@@ -63,6 +32,13 @@ export class Cache {
   readonly #policies: PolicyFactory
   readonly #reporter = new Reporter()
   readonly #memory: MemoryStore | undefined
+  /** Variants being revalidated in the background: one refresh per variant at a time. */
+  readonly #refreshing = new Set<string>()
+  /**
+   * Requests in flight, for the interceptor's single-flight (src/adapters/broadcast.ts). Held by
+   * the engine so that every adapter on this cache shares them.
+   */
+  readonly flights = new Flights<unknown>()
 
   constructor (options?: CacheOptions) {
     this.options = resolveOptions(options)
@@ -84,15 +60,20 @@ export class Cache {
    * Decides how a request is served. Synchronous when the store is (the default memory store), so
    * a hit costs no promise.
    */
-  lookup (request: CacheRequest, mode: FetchCacheMode = 'default'): MaybePromise<Lookup> {
-    if (!this.options.methods.has(request.method)) return this.#bypass(request, 'method')
-    if (mode === 'no-store' || hasAny(request.headers, CALLER_CONDITIONALS)) return this.#bypass(request, 'bypass')
+  lookup (request: CacheRequest, mode: FetchCacheMode = 'default', settings: RequestSettings = this.options.request): MaybePromise<Lookup> {
     const directives = requestDirectives(request.headers)
-    if (mode === 'reload') return this.#forward('request', !directives.noStore, undefined, undefined)
+    if (!this.options.methods.has(request.method)) return this.#bypass(request, 'method', directives, settings)
+    if (mode === 'no-store' || hasAny(request.headers, CALLER_CONDITIONALS)) return this.#bypass(request, 'bypass', directives, settings)
+    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings)
     const found = this.#store.get(primaryKey(request.method, request.url))
     return found instanceof Promise
-      ? found.then((set) => this.#choose(request, set, directives, mode))
-      : this.#choose(request, found, directives, mode)
+      ? found.then((set) => this.#choose(request, set, directives, mode, settings))
+      : this.#choose(request, found, directives, mode, settings)
+  }
+
+  /** A request's settings: this cache's, with the request's own policy (validated) over them. */
+  settings (policy: unknown): RequestSettings {
+    return requestSettings(this.options.request, policy)
   }
 
   /**
@@ -105,41 +86,63 @@ export class Cache {
     const pick = (set: VariantSet | undefined): Hit | undefined => {
       const entry = findVariant(set, request)
       if (entry === undefined || !accept(entry)) return undefined
-      const usability = usable(entry, directives, mode)
-      return usability === 'revalidate' ? undefined : this.#hit(entry, usability === 'fresh')
+      const usability = usable(entry, directives, mode, this.options.request)
+      // A stale-while-revalidate hit starts a refresh: the full path's job.
+      if (usability !== 'fresh' && usability !== 'stale-allowed') return undefined
+      return this.#hit(entry, usability, undefined)
     }
     const found = this.#store.get(primaryKey(request.method, request.url))
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
-  #choose (request: CacheRequest, set: VariantSet | undefined, directives: RequestDirectives, mode: FetchCacheMode): Lookup {
+  #choose (request: CacheRequest, set: VariantSet | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings): Lookup {
     const entry = findVariant(set, request)
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
       this.#reporter.emit('miss', { method: request.method, url: request.url })
-      return this.#forward(set === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined)
+      return forward(set === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings)
     }
-    const usability = usable(entry, directives, mode)
-    if (usability !== 'revalidate') return this.#hit(entry, usability === 'fresh')
+    const usability = usable(entry, directives, mode, settings)
+    if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(entry, usability, undefined)
+    if (usability === 'stale-while-revalidate') {
+      const refresh = this.#claimRefresh(entry)
+        ? forward('stale', true, entry, entry.policy.revalidationHeaders(request), directives, settings)
+        : undefined
+      return this.#hit(entry, usability, refresh)
+    }
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return this.#forward(fwd, !directives.noStore, entry, entry.policy.revalidationHeaders(request))
+    return forward(fwd, !directives.noStore, entry, entry.policy.revalidationHeaders(request), directives, settings)
   }
 
-  #hit (entry: CacheEntry, fresh: boolean): Hit {
+  #claimRefresh (entry: CacheEntry): boolean {
+    const id = variantId(entry)
+    if (this.#refreshing.has(id)) return false
+    this.#refreshing.add(id)
+    return true
+  }
+
+  /** A background refresh ended; `error` when it failed, which leaves the entry as it was. */
+  refreshed (refresh: Forwarded, error?: unknown): void {
+    const entry = refresh.entry!
+    this.#refreshing.delete(variantId(entry))
+    if (error !== undefined) this.#reporter.emit('refresh-failed', { url: entry.url, key: entry.key, error })
+  }
+
+  #hit (entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined): Hit {
+    const fresh = usability === 'fresh'
     this.#reporter.emit(fresh ? 'hit' : 'stale', { url: entry.url, key: entry.key, bytes: entry.body.byteLength })
-    return { kind: 'hit', entry, headers: this.#served(entry, { hit: true, ttl: entry.policy.ttl() }) }
+    const parts: StatusParts = usability === 'stale-while-revalidate'
+      ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
+      : { hit: true, ttl: entry.policy.ttl() }
+    return { kind: 'hit', entry, headers: this.#served(entry, parts), refresh }
   }
 
-  #bypass (request: CacheRequest, fwd: Forward): Forwarded {
+  #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
     this.#reporter.emit('bypass', { method: request.method, url: request.url, reason: fwd })
-    return this.#forward(fwd, false, undefined, undefined)
-  }
-
-  #forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined): Forwarded {
-    return { kind: 'forward', fwd, store, entry, headers }
+    return forward(fwd, false, undefined, undefined, directives, settings)
   }
 
   #unsatisfiable (request: CacheRequest): Unsatisfiable {
@@ -162,7 +165,12 @@ export class Cache {
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
     if (!SAFE_METHODS.has(request.method) && status >= 200 && status < 400) this.#invalidateAfterUnsafe(request, headers)
     const parts: { fwd: Forward, fwdStatus: number } = { fwd: lookup.fwd, fwdStatus: status }
-    if (lookup.entry !== undefined && status === 304) return this.#revalidated(request, lookup.entry, storableHeaders(headers), parts)
+    const { entry: previous } = lookup
+    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts)
+    if (previous !== undefined && ERROR_STATUSES.has(status)) {
+      const standIn = this.failed(lookup, status)
+      if (standIn !== undefined) return standIn
+    }
     const pass = (stored: boolean, recorder?: Recorder): Outcome => ({
       kind: 'pass',
       headers: withCacheStatus(headers, { ...parts, stored }),
@@ -178,7 +186,7 @@ export class Cache {
     const length = request.method === 'HEAD' ? 0 : Number(single(stored['content-length']) ?? 0)
     if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > this.options.maxEntrySize) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (lookup.entry !== undefined) void this.#removeVariant(lookup.entry)
+      if (previous !== undefined) void this.#attempt('set', previous.key, removeVariant(this.#store, previous))
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
@@ -200,29 +208,38 @@ export class Cache {
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
+  /**
+   * RFC 5861 §4: the origin failed (a network error, or `status` 500/502/503/504 after retries).
+   * The stored entry stands in when stale-if-error allows; `undefined` means the failure stands.
+   */
+  failed (lookup: Forwarded, status?: number): Outcome | undefined {
+    const entry = lookup.entry
+    if (entry === undefined || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
+    this.#reporter.emit('stale', { url: entry.url, key: entry.key, status, reason: 'stale-if-error', bytes: entry.body.byteLength })
+    const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
+    return { kind: 'replay', entry, headers: this.#served(entry, parts) }
+  }
+
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
   async #write (entry: CacheEntry, retention: number): Promise<void> {
-    try {
-      await this.#writeVariant(entry, retention)
-    } catch (error) {
-      this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
+    if (await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention))) {
+      this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
     }
   }
 
-  async #writeVariant (entry: CacheEntry, retention: number): Promise<void> {
-    const current = await this.#store.get(entry.key)
-    const others = current?.variants.filter((variant) => !sameVariant(variant, entry)) ?? []
-    const variants = [entry, ...others].slice(0, MAX_VARIANTS)
-    await this.#store.set({ key: entry.key, variants }, Math.max(retention, ...others.map((v) => v.policy.retention(v.headers))))
-    this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
+  async #attempt (reason: string, key: string, work: Promise<void>): Promise<boolean> {
+    try {
+      await work
+      return true
+    } catch (error) {
+      this.#reporter.emit('store-error', { key, reason, error })
+      return false
+    }
   }
 
-  async #removeVariant (entry: CacheEntry): Promise<void> {
-    const current = await this.#store.get(entry.key)
-    if (current === undefined) return
-    const others = current.variants.filter((variant) => !sameVariant(variant, entry))
-    if (others.length === 0) await this.#store.delete(entry.key)
-    else await this.#store.set({ key: entry.key, variants: others }, Math.max(...others.map((v) => v.policy.retention(v.headers))))
+  /** Reports an event of an adapter's (a retry, say) with this cache's counters and channels. */
+  report (name: EventName, event: CacheEvent): void {
+    this.#reporter.emit(name, event)
   }
 
   /**
@@ -258,9 +275,23 @@ export class Cache {
     await this.#store.clear()
   }
 
-  stats (): StatsSnapshot & { readonly bytesInMemory: number } {
-    return { ...this.#reporter.snapshot(), bytesInMemory: this.#memory?.size ?? 0 }
+  stats (): CacheStats {
+    return {
+      ...this.#reporter.snapshot(),
+      bytesInMemory: this.#memory?.size ?? 0,
+      inFlight: this.flights.size,
+      refreshing: this.#refreshing.size
+    }
   }
+}
+
+export interface CacheStats extends StatsSnapshot {
+  /** Bytes held by the memory store. */
+  readonly bytesInMemory: number
+  /** Origin exchanges shared by identical requests right now. */
+  readonly inFlight: number
+  /** Background revalidations running now. */
+  readonly refreshing: number
 }
 
 /** Builds a cache: the engine both adapters share. */
@@ -278,24 +309,18 @@ function withCacheStatus (headers: Record<string, string | string[] | undefined>
   return copy
 }
 
-function findVariant (set: VariantSet | undefined, request: CacheRequest): CacheEntry | undefined {
-  return set?.variants.find((variant) => varyMatches(variant.vary, request.headers))
+function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings): Forwarded {
+  return { kind: 'forward', fwd, store, entry, headers, directives, settings }
 }
 
 /**
  * Fetch §4.6 (HTTP-network-or-cache fetch): force-cache and only-if-cached take any stored response,
  * stale or not; no-cache revalidates any stored response, fresh or not.
  */
-function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCacheMode): Usability {
+function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings): Usability {
   if (mode === 'force-cache' || mode === 'only-if-cached') return 'stale-allowed'
   if (mode === 'no-cache') return 'revalidate'
-  return entry.policy.usability(directives)
-}
-
-function sameVariant (a: CacheEntry, b: CacheEntry): boolean {
-  const fields = Object.keys(a.vary)
-  if (fields.length !== Object.keys(b.vary).length) return false
-  return fields.every((field) => a.vary[field] === b.vary[field])
+  return entry.policy.usability(directives, settings)
 }
 
 function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {

@@ -59,7 +59,8 @@ interface SerializedEntry {
   h: ResponseHeaders
   b: Buffer
   p: PolicyObject
-  y: VaryValues
+  /** Vary values; `null` for a field the request did not send, which JSON would otherwise drop. */
+  y: Record<string, string | null>
 }
 
 export interface SerializedVariantSet {
@@ -79,7 +80,7 @@ export function serializeVariantSet (set: VariantSet): SerializedVariantSet {
       h: entry.headers,
       b: entry.body,
       p: entry.policy.toObject(),
-      y: entry.vary
+      y: toNulls(entry.vary)
     }))
   }
 }
@@ -100,9 +101,27 @@ export function deserializeVariantSet (value: unknown, key: string, policies: Po
     if (!isHeaders(h)) return undefined
     const policy = policies.fromObject(p, h)
     if (policy === undefined) return undefined
-    variants.push({ key, url: u, status: s, statusText: m, headers: h, body, policy, vary: y as VaryValues, size: entrySize(key, h, body) })
+    const vary = fromNulls(y)
+    if (vary === undefined) return undefined
+    variants.push({ key, url: u, status: s, statusText: m, headers: h, body, policy, vary, size: entrySize(key, h, body) })
   }
   return { key, variants }
+}
+
+function toNulls (vary: VaryValues): Record<string, string | null> {
+  const values: Record<string, string | null> = {}
+  for (const field in vary) values[field] = vary[field] ?? null
+  return values
+}
+
+function fromNulls (value: Record<string, unknown>): VaryValues | undefined {
+  const vary: Record<string, string | undefined> = {}
+  for (const field in value) {
+    const v = value[field]
+    if (v !== null && typeof v !== 'string') return undefined
+    vary[field] = v ?? undefined
+  }
+  return vary
 }
 
 function toBuffer (value: unknown): Buffer | undefined {

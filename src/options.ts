@@ -4,6 +4,8 @@
  * `TypeError` that names the option at fault.
  */
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
+import { resolvedDefaults, resolveRetry, type ResolvedRetry, type RetryOptions } from './retry.js'
+import { assertKnownKeys, describe } from './validate.js'
 
 /** Methods whose responses the cache may store (RFC 9111 §3: the method must be cacheable). */
 export type CacheableMethod = 'GET' | 'HEAD'
@@ -50,6 +52,41 @@ export interface CacheOptions {
    * @default Date.now
    */
   now?: () => number
+  /**
+   * Seconds a stale response may be served while it is revalidated in the background, for
+   * responses that give no `stale-while-revalidate` of their own (RFC 5861 §3).
+   * @default 0
+   */
+  staleWhileRevalidate?: number
+  /**
+   * Seconds a stale response may be served when the origin fails (network error, timeout,
+   * 500/502/503/504 after retries), for responses and requests that give no `stale-if-error` of
+   * their own (RFC 5861 §4).
+   * @default 0
+   */
+  staleIfError?: number
+  /**
+   * Retries of failed origin requests; `false` (or `{ limit: 0 }`) turns them off.
+   * @default { limit: 2 } (see RETRY_DEFAULTS)
+   */
+  retry?: RetryOptions | false
+}
+
+/** Settings a single request can override: `init.cachePolicy` in fetch, `cachePolicy` in dispatch options. */
+export interface RequestPolicy {
+  /** @see CacheOptions.staleWhileRevalidate */
+  staleWhileRevalidate?: number
+  /** @see CacheOptions.staleIfError */
+  staleIfError?: number
+  /** @see CacheOptions.retry */
+  retry?: RetryOptions | false
+}
+
+/** What a request runs with: the cache's settings with its own overrides applied. */
+export interface RequestSettings {
+  readonly staleWhileRevalidate: number
+  readonly staleIfError: number
+  readonly retry: ResolvedRetry | undefined
 }
 
 export interface ResolvedOptions {
@@ -60,6 +97,8 @@ export interface ResolvedOptions {
   readonly maxEntrySize: number
   readonly methods: ReadonlySet<string>
   readonly now: () => number
+  /** The settings of a request without overrides. */
+  readonly request: RequestSettings
 }
 
 export const DEFAULTS = Object.freeze({
@@ -68,13 +107,16 @@ export const DEFAULTS = Object.freeze({
   maxEntries: 50_000,
   maxEntrySize: 5 * 1024 * 1024,
   methods: Object.freeze(['GET', 'HEAD'] as const),
-  now: Date.now
+  now: Date.now,
+  staleWhileRevalidate: 0,
+  staleIfError: 0
 })
 
 const CACHEABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD'])
 const OPTION_KEYS: ReadonlySet<string> = new Set([
-  'shared', 'store', 'maxSize', 'maxEntries', 'maxEntrySize', 'methods', 'now'
+  'shared', 'store', 'maxSize', 'maxEntries', 'maxEntrySize', 'methods', 'now', 'staleWhileRevalidate', 'staleIfError', 'retry'
 ])
+const REQUEST_POLICY_KEYS: ReadonlySet<string> = new Set(['staleWhileRevalidate', 'staleIfError', 'retry'])
 
 export function resolveOptions (options: CacheOptions = {}, path = 'options'): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
@@ -89,16 +131,34 @@ export function resolveOptions (options: CacheOptions = {}, path = 'options'): R
     maxEntries: optionalSize(o.maxEntries, `${path}.maxEntries`) ?? DEFAULTS.maxEntries,
     maxEntrySize: optionalSize(o.maxEntrySize, `${path}.maxEntrySize`) ?? DEFAULTS.maxEntrySize,
     methods: toMethods(o.methods, `${path}.methods`),
-    now: optionalFunction(o.now, `${path}.now`) as (() => number) | undefined ?? DEFAULTS.now
+    now: optionalFunction(o.now, `${path}.now`) as (() => number) | undefined ?? DEFAULTS.now,
+    request: Object.freeze({
+      staleWhileRevalidate: optionalSeconds(o.staleWhileRevalidate, `${path}.staleWhileRevalidate`) ?? DEFAULTS.staleWhileRevalidate,
+      staleIfError: optionalSeconds(o.staleIfError, `${path}.staleIfError`) ?? DEFAULTS.staleIfError,
+      retry: resolveRetry(o.retry, `${path}.retry`, resolvedDefaults())
+    })
   })
 }
 
-export function assertKnownKeys (value: object, known: ReadonlySet<string>, path: string): void {
-  for (const key of Object.keys(value)) {
-    if (!known.has(key)) {
-      throw new TypeError(`unknown option ${path}.${key}; expected one of ${[...known].join(', ')}`)
-    }
+/** A request's settings: `base` with the request's own policy applied, validated like options. */
+export function requestSettings (base: RequestSettings, policy: unknown, path = 'cachePolicy'): RequestSettings {
+  if (policy === undefined) return base
+  if (typeof policy !== 'object' || policy === null) {
+    throw new TypeError(`expected ${path} to be an object, got ${describe(policy)}`)
   }
+  assertKnownKeys(policy, REQUEST_POLICY_KEYS, path)
+  const p = policy as Record<string, unknown>
+  return {
+    staleWhileRevalidate: optionalSeconds(p.staleWhileRevalidate, `${path}.staleWhileRevalidate`) ?? base.staleWhileRevalidate,
+    staleIfError: optionalSeconds(p.staleIfError, `${path}.staleIfError`) ?? base.staleIfError,
+    retry: p.retry === undefined ? base.retry : resolveRetry(p.retry, `${path}.retry`, base.retry ?? resolvedDefaults())
+  }
+}
+
+function optionalSeconds (value: unknown, path: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
+  throw new TypeError(`expected ${path} to be a non-negative integer (seconds) or undefined, got ${describe(value)}`)
 }
 
 function optionalBoolean (value: unknown, path: string): boolean | undefined {
@@ -149,12 +209,4 @@ function isStoreLike (value: unknown): boolean {
   const store = value as Record<string, unknown>
   return typeof store.get === 'function' && typeof store.set === 'function' &&
     typeof store.delete === 'function' && typeof store.clear === 'function'
-}
-
-export function describe (value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'array'
-  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`
-  if (typeof value === 'string') return `string ${JSON.stringify(value)}`
-  return typeof value
 }

@@ -23,10 +23,21 @@ export interface RequestDirectives {
   /** Seconds of staleness accepted; `Infinity` for a bare `max-stale`. */
   readonly maxStale: number | undefined
   readonly minFresh: number | undefined
+  /** RFC 5861 §4: seconds of staleness the client accepts when the origin fails. */
+  readonly staleIfError: number | undefined
 }
 
-/** How a stored response may be used for a request. */
-export type Usability = 'fresh' | 'stale-allowed' | 'revalidate'
+/**
+ * How a stored response may be used for a request: as it is (fresh, or stale where the request
+ * allows), stale while it is revalidated in the background (RFC 5861 §3), or only after revalidation.
+ */
+export type Usability = 'fresh' | 'stale-allowed' | 'stale-while-revalidate' | 'revalidate'
+
+/** The stale windows that apply when the response and request give none, in seconds. */
+export interface StaleDefaults {
+  readonly staleWhileRevalidate: number
+  readonly staleIfError: number
+}
 
 /** Hop-by-hop fields are never stored (RFC 9111 §3.1, RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -70,7 +81,8 @@ export function requestDirectives (headers: RequestHeaders): RequestDirectives {
     onlyIfCached: cc['only-if-cached'] !== undefined,
     maxAge: deltaSeconds(cc['max-age']),
     maxStale: maxStale === true ? Infinity : deltaSeconds(maxStale),
-    minFresh: deltaSeconds(cc['min-fresh'])
+    minFresh: deltaSeconds(cc['min-fresh']),
+    staleIfError: deltaSeconds(cc['stale-if-error'])
   }
 }
 
@@ -161,16 +173,30 @@ export class Policy {
    * RFC 9111 §4.2 and §5.2.1. Unlike http-cache-semantics' evaluateRequest(), a fresh response
    * with must-revalidate is used as it is: the directive only applies once it is stale (§5.2.2.2).
    */
-  usability (request: RequestDirectives): Usability {
+  usability (request: RequestDirectives, defaults: StaleDefaults): Usability {
     if (request.noCache) return 'revalidate'
     const age = this.age()
     const lifetime = this.lifetime()
     if (request.maxAge !== undefined && age > request.maxAge) return 'revalidate'
     if (request.minFresh !== undefined && lifetime - age < request.minFresh) return 'revalidate'
     if (lifetime > age) return 'fresh'
+    // RFC 9111 §4.2.4: no stale response where a directive forbids it, whatever else allows it.
     if (this.#mustRevalidateWhenStale()) return 'revalidate'
-    if (request.maxStale !== undefined && age - lifetime <= request.maxStale) return 'stale-allowed'
+    const staleness = age - lifetime
+    if (request.maxStale !== undefined && staleness <= request.maxStale) return 'stale-allowed'
+    const window = deltaSeconds(this.directives['stale-while-revalidate']) ?? defaults.staleWhileRevalidate
+    if (window > 0 && staleness <= window) return 'stale-while-revalidate'
     return 'revalidate'
+  }
+
+  /**
+   * RFC 5861 §4: whether this stale response may stand in for an origin that failed. The request's
+   * stale-if-error, else the response's, else the default, bounds the staleness.
+   */
+  usableOnError (request: RequestDirectives, defaults: StaleDefaults): boolean {
+    if (this.#mustRevalidateWhenStale()) return false
+    const window = request.staleIfError ?? deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
+    return window > 0 && this.age() - this.lifetime() <= window
   }
 
   /**
@@ -229,7 +255,12 @@ export class PolicyFactory {
     try {
       const object = value as PolicyObject
       if (typeof object.t !== 'number') return undefined
-      return new Policy(this.#Clocked.fromObject(object), this.#config, headers, object.t)
+      const policy = new Policy(this.#Clocked.fromObject(object), this.#config, headers, object.t)
+      // A truncated object passes fromObject() and fails later; ask it everything a lookup will.
+      policy.storable(headers)
+      policy.raw.revalidationHeaders({ url: object.u, method: object.m, headers: {} })
+      if (!Number.isFinite(policy.lifetime())) return undefined
+      return policy
     } catch {
       return undefined
     }

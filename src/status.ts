@@ -41,7 +41,8 @@ export function appendCacheStatus (upstream: string | string[] | undefined, ours
 
 /** The events published on `node:diagnostics_channel`, each on the channel `cachedfetch:<name>`. */
 export const EVENTS = [
-  'hit', 'miss', 'stale', 'revalidated', 'stored', 'evicted', 'invalidated', 'bypass', 'store-error'
+  'hit', 'miss', 'stale', 'revalidated', 'stored', 'evicted', 'invalidated', 'bypass', 'store-error',
+  'retry', 'refresh-failed'
 ] as const
 export type EventName = typeof EVENTS[number]
 
@@ -53,6 +54,9 @@ export interface CacheEvent {
   readonly bytes?: number
   readonly reason?: string
   readonly error?: unknown
+  /** For `retry`: which retry this is (1 for the first) and the wait before it, in ms. */
+  readonly attempt?: number
+  readonly delay?: number
 }
 
 const channels = Object.fromEntries(EVENTS.map((name) => [name, diagnostics.channel(`${CACHE_NAME}:${name}`)])) as
@@ -67,6 +71,8 @@ export interface Stats {
   invalidated: number
   bypassed: number
   storeErrors: number
+  retries: number
+  staleServed: number
   /** Body bytes served from the cache instead of the origin. */
   bytesServed: number
 }
@@ -79,25 +85,27 @@ export interface StatsSnapshot extends Readonly<Stats> {
 const COUNTER: Record<EventName, keyof Stats | undefined> = {
   hit: 'hits',
   miss: 'misses',
-  stale: undefined,
+  stale: 'staleServed',
   revalidated: 'revalidated',
   stored: 'stored',
   evicted: 'evicted',
   invalidated: 'invalidated',
   bypass: 'bypassed',
-  'store-error': 'storeErrors'
+  'store-error': 'storeErrors',
+  retry: 'retries',
+  'refresh-failed': undefined
 }
 
 /** Counts events and publishes them to subscribers, if any. One per cache. */
 export class Reporter {
   readonly #stats: Stats = {
-    hits: 0, misses: 0, revalidated: 0, stored: 0, evicted: 0, invalidated: 0, bypassed: 0, storeErrors: 0, bytesServed: 0
+    hits: 0, misses: 0, revalidated: 0, stored: 0, evicted: 0, invalidated: 0, bypassed: 0, storeErrors: 0, retries: 0, staleServed: 0, bytesServed: 0
   }
 
   emit (name: EventName, event: CacheEvent): void {
     const counter = COUNTER[name]
     if (counter !== undefined) this.#stats[counter]++
-    if (name === 'hit' && event.bytes !== undefined) this.#stats.bytesServed += event.bytes
+    if ((name === 'hit' || name === 'stale') && event.bytes !== undefined) this.#stats.bytesServed += event.bytes
     const channel = channels[name]
     if (channel.hasSubscribers) channel.publish(event)
   }

@@ -86,7 +86,7 @@ describe.each(Object.keys(adapters))('storability through %s', (adapter) => {
       res.writeHead(c.status, c.response)
       res.end(`body of ${c.path}`)
     })
-    const client = adapters[adapter]!(createCache({ shared: c.mode === 'shared' }))
+    const client = adapters[adapter]!(createCache({ shared: c.mode === 'shared', retry: false }))
     clients.push(client)
     const url = origin.url + c.path
     const headers = c.request ?? {}

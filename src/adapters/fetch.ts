@@ -11,6 +11,8 @@ import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode } from 
 import type { CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
 import { normalizeHeaders, normalizeUrl } from '../key.js'
+import type { RequestPolicy } from '../options.js'
+import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
 import { cacheInterceptor, type CacheDispatchOptions } from './interceptor.js'
 
@@ -24,7 +26,10 @@ export interface CachedFetchOptions extends CacheOrOptions {
 
 /** What a request can be given as: undici's classes or the global ones (Node's own bundled undici). */
 export type FetchInput = string | URL | Request | globalThis.Request
-export type FetchInit = RequestInit | globalThis.RequestInit
+export type FetchInit = (RequestInit | globalThis.RequestInit) & {
+  /** This request's own stale windows and retries, over the cache's. */
+  cachePolicy?: RequestPolicy
+}
 
 export type CachedFetch = ((input: FetchInput, init?: FetchInit) => Promise<Response>) & {
   /** The engine behind this fetch, for stats, invalidation and sharing with an interceptor. */
@@ -38,40 +43,56 @@ export type CachedFetch = ((input: FetchInput, init?: FetchInit) => Promise<Resp
 const FETCH_SETS = new Set(['accept', 'accept-encoding', 'accept-language', 'user-agent', 'sec-fetch-mode'])
 /** Statuses `fetch` follows (Fetch §4.4), so a stored one is never the response it returns as is. */
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
+/**
+ * What the Response constructor takes as statusText (RFC 9110 §15: HTAB, SP, VCHAR, obs-text); a
+ * fetched response can carry more, as undici decodes the origin's bytes.
+ */
+const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/
 const MODES: readonly FetchCacheMode[] = ['default', 'no-store', 'reload', 'no-cache', 'force-cache', 'only-if-cached']
 
 export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetch {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+  }
   const { dispatcher: base = new Agent(), ...rest } = options
+  if (typeof (base as Partial<Dispatcher> | null)?.compose !== 'function') {
+    throw new TypeError(`expected options.dispatcher to be an undici Dispatcher (an Agent, Pool, …), got ${describe(base)}`)
+  }
   const cache = cacheFrom(rest)
   const interceptor = cacheInterceptor({ cache })
   // One dispatcher per cache mode, made once: each tells the interceptor the mode of its requests.
   const byMode = modeDispatchers(base.compose(interceptor))
   // A caller's own init.dispatcher gets the cache composed on top, once per dispatcher.
   const theirs = new WeakMap<Dispatcher, Map<FetchCacheMode, Dispatcher>>()
-  const dispatcherFor = (mode: FetchCacheMode, own: Dispatcher | undefined): Dispatcher | undefined => {
-    if (own === undefined) return byMode.get(mode)
-    let modes = theirs.get(own)
-    if (modes === undefined) theirs.set(own, modes = modeDispatchers(own.compose(interceptor)))
-    return modes.get(mode)
+  const dispatcherFor = (mode: FetchCacheMode, own: Dispatcher | undefined): Dispatcher => {
+    let modes = own === undefined ? byMode : theirs.get(own)
+    if (modes === undefined) theirs.set(own!, modes = modeDispatchers(own!.compose(interceptor)))
+    return modes.get(mode)!
   }
 
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
     const input = toUndiciInput(anyInput)
-    const init = anyInit as RequestInit | undefined
+    const { cachePolicy, ...init } = (anyInit ?? {}) as RequestInit & { cachePolicy?: RequestPolicy }
+    // Validated before anything else, so a bad one fails the same way on every path.
+    if (cachePolicy !== undefined) cache.settings(cachePolicy)
     const fast = fastPath(cache, input, init)
     const hit = fast instanceof Promise ? await fast : fast
     if (hit !== undefined) return hit
 
     const mode = cacheMode(input, init)
     // undici's Request refuses only-if-cached outside same-origin mode; the mode travels by dispatcher.
-    const forwarded: RequestInit = { ...init, dispatcher: dispatcherFor(mode, init?.dispatcher) }
+    const dispatcher = dispatcherFor(mode, init.dispatcher)
+    const forwarded: RequestInit = {
+      ...init,
+      dispatcher: cachePolicy === undefined ? dispatcher : withOptions(dispatcher, { cacheMode: mode, cachePolicy })
+    }
     if (mode === 'only-if-cached') delete forwarded.cache
     const response = await undiciFetch(input, forwarded)
     if (mode === 'only-if-cached' && response.status === 504 && response.headers.get('cache-status')?.includes('detail=only-if-cached') === true) {
       // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
       throw new TypeError('fetch failed', {
         cause: new CachedFetchError('ERR_ONLY_IF_CACHED', 'nothing usable is stored and the request allows only stored responses', {
-          method: init?.method ?? 'GET', url: response.url
+          method: init.method ?? 'GET', url: response.url
         })
       })
     }
@@ -94,15 +115,14 @@ function toUndiciInput (input: FetchInput): string | URL | Request {
 }
 
 function modeDispatchers (dispatcher: Dispatcher): Map<FetchCacheMode, Dispatcher> {
-  return new Map(MODES.map((mode) => [mode, withMode(dispatcher, mode)]))
+  return new Map(MODES.map((mode) => [mode, mode === 'default' ? dispatcher : withOptions(dispatcher, { cacheMode: mode })]))
 }
 
-function withMode (dispatcher: Dispatcher, mode: FetchCacheMode): Dispatcher {
-  if (mode === 'default') return dispatcher
-  // fetch only calls dispatch(); a thin wrapper adds the mode to the dispatch options.
+/** fetch only calls dispatch(); a thin wrapper adds the cache's options to the dispatch options. */
+function withOptions (dispatcher: Dispatcher, extra: CacheDispatchOptions): Dispatcher {
   return Object.assign(Object.create(dispatcher) as Dispatcher, {
     dispatch: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) =>
-      dispatcher.dispatch({ ...opts, cacheMode: mode } as Dispatcher.DispatchOptions & CacheDispatchOptions, handler)
+      dispatcher.dispatch({ ...opts, ...extra }, handler)
   })
 }
 
@@ -127,15 +147,20 @@ function fastPath (cache: Cache, input: string | URL | Request, init: RequestIni
   } catch {
     return undefined // the full path raises fetch's own TypeError
   }
-  const hit = cache.probe({ method, url, headers: normalizeHeaders(init?.headers) }, mode, servableAsIs)
+  let hit
+  try {
+    hit = cache.probe({ method, url, headers: normalizeHeaders(init?.headers) }, mode, servableAsIs)
+  } catch {
+    return undefined // the full path has the cache's fail-open handling
+  }
   const respond = (found: Awaited<typeof hit>): Response | undefined =>
     found === undefined ? undefined : toResponse(found.entry, found.headers, method, url)
-  return hit instanceof Promise ? hit.then(respond) : respond(hit)
+  return hit instanceof Promise ? hit.then(respond, () => undefined) : respond(hit)
 }
 
 /** Whether undici.fetch would hand this entry to the caller unchanged. */
 function servableAsIs (entry: CacheEntry): boolean {
-  if (REDIRECTS.has(entry.status)) return false
+  if (REDIRECTS.has(entry.status) || !REASON_PHRASE.test(entry.statusText)) return false
   const encoding = entry.headers['content-encoding']
   if (encoding !== undefined && encoding !== 'identity') return false
   for (const field in entry.vary) if (FETCH_SETS.has(field)) return false
@@ -151,10 +176,35 @@ function toResponse (entry: CacheEntry, headers: Record<string, string | string[
   }
   const body = hasNoContent(method, entry.status) ? null : entry.body
   // The Response constructor copies the bytes, so the caller cannot change the stored body.
-  const response = new Response(body, { status: entry.status, statusText: entry.statusText, headers: fields })
-  // A fetched response reports its URL and type "basic"; a constructed one has neither.
-  Object.defineProperties(response, { url: { value: url }, type: { value: 'basic' } })
+  return asFetched(new Response(body, { status: entry.status, statusText: entry.statusText, headers: fields }), url)
+}
+
+/**
+ * Makes a constructed Response look fetched, as `fetch`'s own would: its URL, type "basic", headers
+ * that refuse changes (the "immutable" guard), and all of that kept by clone().
+ */
+function asFetched (response: Response, url: string): Response {
+  Object.defineProperties(response, {
+    url: { value: url },
+    type: { value: 'basic' },
+    clone: { value: cloneFetched }
+  })
+  Object.defineProperties(response.headers, IMMUTABLE_HEADERS)
   return response
+}
+
+function cloneFetched (this: Response): Response {
+  return asFetched(Response.prototype.clone.call(this), this.url)
+}
+
+function refuseChange (): never {
+  throw new TypeError('immutable')
+}
+
+const IMMUTABLE_HEADERS: PropertyDescriptorMap = {
+  append: { value: refuseChange },
+  delete: { value: refuseChange },
+  set: { value: refuseChange }
 }
 
 let defaultFetch: CachedFetch | undefined

@@ -1,14 +1,21 @@
 /**
  * The engine's face in undici: `cacheInterceptor(options)` for `new Agent().compose(…)`,
- * `setGlobalDispatcher`, `undici.request`, `stream` and `fetch`. A hit is played from memory; a
- * miss or revalidation is dispatched on with a CacheHandler that lets the engine see the answer.
+ * `setGlobalDispatcher`, `undici.request`, `stream` and `fetch`. A hit is played from memory (and,
+ * stale within stale-while-revalidate, refreshed in the background); anything else goes on to the
+ * origin through single-flight and retries, with a CacheHandler letting the engine see the answer.
  */
 import type { Dispatcher } from 'undici'
-import { cacheFrom, type CacheOrOptions, type FetchCacheMode, type Lookup } from '../cache.js'
+import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode, type Forwarded, type Lookup } from '../cache.js'
+import { flightKey } from '../flight.js'
 import { normalizeHeaders, normalizeUrl, type CacheRequest } from '../key.js'
+import type { RequestPolicy } from '../options.js'
+import { Broadcast } from './broadcast.js'
 import { CacheHandler } from './cache-handler.js'
 import { hasNoContent } from './content.js'
 import { ReplayController } from './replay.js'
+import { dispatchWithRetry } from './retry.js'
+
+type Dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => boolean
 
 /** Dispatch options the interceptor reads besides undici's own. */
 export interface CacheDispatchOptions {
@@ -17,18 +24,25 @@ export interface CacheDispatchOptions {
    * @default 'default'
    */
   cacheMode?: FetchCacheMode
+  /** This request's own stale windows and retries, over the cache's. */
+  cachePolicy?: RequestPolicy
 }
 
 export type CacheInterceptorOptions = CacheOrOptions
+
+/** Methods whose identical concurrent requests share one exchange: safe, and without a body. */
+const FLIGHT_METHODS = new Set(['GET', 'HEAD'])
 
 export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher.DispatcherComposeInterceptor {
   const cache = cacheFrom(options)
   return (dispatch) => function cachedDispatch (opts: Dispatcher.DispatchOptions & CacheDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
     if (request === undefined) return dispatch(opts, handler)
+    // Bad per-request options are the caller's error, thrown here as undici throws its own.
+    const settings = cache.settings(opts.cachePolicy)
     let lookup
     try {
-      lookup = cache.lookup(request, opts.cacheMode)
+      lookup = cache.lookup(request, opts.cacheMode, settings)
     } catch {
       // The cache fails open: whatever went wrong in it, the request still reaches the origin.
       return dispatch(opts, handler)
@@ -39,18 +53,55 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
 
     function route (found: Lookup): boolean {
       if (found.kind === 'hit') {
-        const { entry, headers } = found
+        const { entry, headers, refresh } = found
         const body = hasNoContent(request!.method, entry.status) ? undefined : entry.body
         new ReplayController(handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(false)
+        if (refresh !== undefined) revalidateInBackground(cache, dispatch, opts, request!, refresh)
         return true
       }
       if (found.kind === 'unsatisfiable') {
         new ReplayController(handler, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false)
         return true
       }
-      const forwarded = found.headers === undefined ? opts : { ...opts, headers: found.headers }
-      return dispatch(forwarded, new CacheHandler(cache, request!, found, handler))
+      return forward(cache, dispatch, opts, request!, found, handler)
     }
+  }
+}
+
+/**
+ * Sends a request on. Identical requests in flight share one exchange (src/adapters/broadcast.ts);
+ * below that, retries; below that, the origin.
+ */
+function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions & CacheDispatchOptions, request: CacheRequest, lookup: Forwarded, handler: Dispatcher.DispatchHandler): boolean {
+  const outgoing = lookup.headers === undefined ? opts : { ...opts, headers: lookup.headers }
+  if (!FLIGHT_METHODS.has(request.method) || opts.body != null) {
+    return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, handler), lookup.settings.retry, cache)
+  }
+  const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)
+  const current = cache.flights.get(key) as Broadcast | undefined
+  if (current?.join(handler, true) === true) return true
+  const broadcast: Broadcast = new Broadcast(cache.options.maxEntrySize, () => cache.flights.end(key, broadcast))
+  cache.flights.start(key, broadcast)
+  broadcast.join(handler, false)
+  return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, broadcast), lookup.settings.retry, cache)
+}
+
+/**
+ * RFC 5861 §3: the caller already has the stale entry; this revalidates it with nobody waiting.
+ * Its outcome lands in the store; its failure is an event, and the entry stays as it was.
+ */
+function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions, request: CacheRequest, refresh: Forwarded): void {
+  const { origin, path, method } = opts
+  let status = 0
+  const done: Dispatcher.DispatchHandler = {
+    onResponseStart: (_controller, statusCode) => { status = statusCode },
+    onResponseEnd: () => cache.refreshed(refresh, status >= 500 ? new Error(`origin answered ${status}`) : undefined),
+    onResponseError: (_controller, error) => cache.refreshed(refresh, error)
+  }
+  try {
+    dispatchWithRetry(dispatch, { origin, path, method, headers: refresh.headers }, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
+  } catch (error) {
+    cache.refreshed(refresh, error)
   }
 }
 

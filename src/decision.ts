@@ -1,0 +1,53 @@
+/**
+ * What the engine decides, as data the adapters act on: how a request is served (`Lookup`) and
+ * what becomes of the origin's answer (`Outcome`).
+ */
+import type { CacheEntry, ResponseHeaders } from './entry.js'
+import type { RequestHeaders } from './key.js'
+import type { RequestSettings } from './options.js'
+import type { RequestDirectives } from './policy.js'
+import type { Recorder } from './recorder.js'
+import type { Forward } from './status.js'
+
+/** The Fetch standard's request cache modes (`init.cache`), which the fetch adapter passes on. */
+export type FetchCacheMode = 'default' | 'no-store' | 'reload' | 'no-cache' | 'force-cache' | 'only-if-cached'
+
+/** Serve this stored response; `headers` carry Age and Cache-Status. */
+export interface Hit {
+  readonly kind: 'hit'
+  readonly entry: CacheEntry
+  readonly headers: ResponseHeaders
+  /**
+   * Stale within stale-while-revalidate: revalidate in the background with this, then report
+   * the end with `cache.refreshed()`. Set on one hit per entry at a time.
+   */
+  readonly refresh: Forwarded | undefined
+}
+
+/** Send the request on. With `entry`, it is a revalidation and `headers` carry the validators. */
+export interface Forwarded {
+  readonly kind: 'forward'
+  readonly fwd: Forward
+  /** Whether the answer may be stored. */
+  readonly store: boolean
+  readonly entry: CacheEntry | undefined
+  /** Request headers to send instead of the caller's, when they differ. */
+  readonly headers: RequestHeaders | undefined
+  readonly directives: RequestDirectives
+  readonly settings: RequestSettings
+}
+
+/** Nothing usable is stored and the request allows only stored responses (RFC 9111 §5.2.1.7). */
+export interface Unsatisfiable {
+  readonly kind: 'unsatisfiable'
+  readonly headers: ResponseHeaders
+}
+
+export type Lookup = Hit | Forwarded | Unsatisfiable
+
+/** What to do with the origin's answer. */
+export type Outcome =
+  /** Pass the origin's response on with these headers; record its body when `recorder` is set. */
+  | { readonly kind: 'pass'; readonly headers: ResponseHeaders; readonly recorder: Recorder | undefined }
+  /** Serve this stored entry instead: freshened by a 304, or standing in for a failed origin. */
+  | { readonly kind: 'replay'; readonly entry: CacheEntry; readonly headers: ResponseHeaders }

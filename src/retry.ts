@@ -1,0 +1,188 @@
+/**
+ * When and how long to wait before trying the origin again: which requests may be retried
+ * (idempotent methods; POST and PATCH only with an Idempotency-Key), which failures count,
+ * exponential backoff with full jitter, Retry-After, and a total deadline. The mechanics of
+ * re-sending (and resuming a body with Range + If-Match) are undici's RetryHandler's
+ * (src/adapters/retry.ts); this module only decides.
+ */
+import { assertKnownKeys, describe } from './validate.js'
+
+export interface RetryOptions {
+  /**
+   * Retries after the first attempt; 0 turns retrying off.
+   * @default 2
+   */
+  limit?: number
+  /**
+   * Methods retried. POST and PATCH are retried only when the request carries an
+   * `Idempotency-Key` header, whatever this says.
+   * @default ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
+   */
+  methods?: readonly string[]
+  /**
+   * Response statuses that are retried.
+   * @default [408, 429, 500, 502, 503, 504]
+   */
+  statusCodes?: readonly number[]
+  /**
+   * The first backoff step in ms; attempt n waits a random time in [0, baseDelay × 2^(n-1)]
+   * ("full jitter"), capped by maxDelay.
+   * @default 200
+   */
+  baseDelay?: number
+  /**
+   * Cap of one backoff wait, in ms.
+   * @default 5000
+   */
+  maxDelay?: number
+  /**
+   * The longest Retry-After honoured, in ms; an origin asking for a longer wait gets its error
+   * surfaced instead of a retry.
+   * @default 30000
+   */
+  maxRetryAfter?: number
+  /**
+   * Total time for all attempts and waits, in ms; no retry starts that would end past it.
+   * @default 60000
+   */
+  deadline?: number
+  /**
+   * Add a fresh `Idempotency-Key` (a UUID, the same on every attempt) to POST and PATCH requests
+   * that have none, so that they can be retried safely.
+   * @see https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/
+   * @default false
+   */
+  idempotencyKey?: boolean
+}
+
+export interface ResolvedRetry {
+  readonly limit: number
+  readonly methods: ReadonlySet<string>
+  readonly statusCodes: ReadonlySet<number>
+  readonly baseDelay: number
+  readonly maxDelay: number
+  readonly maxRetryAfter: number
+  readonly deadline: number
+  readonly idempotencyKey: boolean
+}
+
+/** Retried statuses, each for the reason the server gives. */
+const RETRY_STATUS_CODES = [
+  408, // Request Timeout
+  429, // Too Many Requests
+  500, // Internal Server Error
+  502, // Bad Gateway
+  503, // Service Unavailable
+  504 // Gateway Timeout
+] as const
+
+/** Network failures where the request may not have reached the application: worth another try. */
+const RETRY_ERROR_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ENOTFOUND', 'ENETDOWN', 'ENETUNREACH', 'EHOSTDOWN', 'EHOSTUNREACH',
+  'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED'
+])
+
+export const RETRY_DEFAULTS = Object.freeze({
+  limit: 2,
+  methods: Object.freeze(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']),
+  statusCodes: Object.freeze([...RETRY_STATUS_CODES]),
+  baseDelay: 200,
+  maxDelay: 5000,
+  maxRetryAfter: 30_000,
+  deadline: 60_000,
+  idempotencyKey: false
+})
+
+const RETRY_KEYS: ReadonlySet<string> = new Set(Object.keys(RETRY_DEFAULTS))
+
+/** Methods that may be retried once they carry an Idempotency-Key (the IETF draft's use). */
+const KEYED_METHODS = new Set(['POST', 'PATCH'])
+
+/** `undefined` means: no retries. */
+export function resolveRetry (value: unknown, path: string, base: ResolvedRetry | undefined = undefined): ResolvedRetry | undefined {
+  if (value === false) return undefined
+  if (value === undefined) return base
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError(`expected ${path} to be an object or false, got ${describe(value)}`)
+  }
+  assertKnownKeys(value, RETRY_KEYS, path)
+  const o = value as Record<string, unknown>
+  const from = base ?? resolvedDefaults()
+  const resolved: ResolvedRetry = {
+    limit: count(o.limit, `${path}.limit`) ?? from.limit,
+    methods: o.methods === undefined ? from.methods : new Set(strings(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
+    statusCodes: o.statusCodes === undefined ? from.statusCodes : new Set(statuses(o.statusCodes, `${path}.statusCodes`)),
+    baseDelay: count(o.baseDelay, `${path}.baseDelay`) ?? from.baseDelay,
+    maxDelay: count(o.maxDelay, `${path}.maxDelay`) ?? from.maxDelay,
+    maxRetryAfter: count(o.maxRetryAfter, `${path}.maxRetryAfter`) ?? from.maxRetryAfter,
+    deadline: count(o.deadline, `${path}.deadline`) ?? from.deadline,
+    idempotencyKey: bool(o.idempotencyKey, `${path}.idempotencyKey`) ?? from.idempotencyKey
+  }
+  return resolved.limit === 0 ? undefined : Object.freeze(resolved)
+}
+
+export function resolvedDefaults (): ResolvedRetry {
+  const d = RETRY_DEFAULTS
+  return Object.freeze({ ...d, methods: new Set(d.methods), statusCodes: new Set(d.statusCodes) })
+}
+
+/** Whether a request may be sent again at all (RFC 9110 §9.2.2: idempotent methods). */
+export function mayRetry (method: string, hasIdempotencyKey: boolean, retry: ResolvedRetry): boolean {
+  return KEYED_METHODS.has(method) ? hasIdempotencyKey : retry.methods.has(method)
+}
+
+export function needsIdempotencyKey (method: string, hasIdempotencyKey: boolean, retry: ResolvedRetry): boolean {
+  return retry.idempotencyKey && KEYED_METHODS.has(method) && !hasIdempotencyKey
+}
+
+export function isRetryableStatus (status: number, retry: ResolvedRetry): boolean {
+  return retry.statusCodes.has(status)
+}
+
+export function isRetryableError (error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && RETRY_ERROR_CODES.has(code)
+}
+
+/**
+ * The wait before retry number `attempt` (1 for the first retry), in ms, or `undefined` when the
+ * origin's Retry-After asks for longer than `maxRetryAfter`. Retry-After is authoritative when
+ * present and within bounds (RFC 9110 §10.2.3): the origin knows when it will be ready.
+ */
+export function retryDelay (attempt: number, retryAfter: string | undefined, retry: ResolvedRetry, now: number, random: () => number = Math.random): number | undefined {
+  const asked = parseRetryAfter(retryAfter, now)
+  if (asked !== undefined) return asked > retry.maxRetryAfter ? undefined : asked
+  const ceiling = Math.min(retry.maxDelay, retry.baseDelay * 2 ** (attempt - 1))
+  return Math.round(random() * ceiling)
+}
+
+/** Retry-After: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); anything else is ignored. */
+export function parseRetryAfter (value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined
+  const trimmed = value.trim()
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
+  const date = Date.parse(trimmed)
+  return Number.isFinite(date) ? Math.max(0, date - now) : undefined
+}
+
+function count (value: unknown, path: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
+  throw new TypeError(`expected ${path} to be a non-negative integer, got ${describe(value)}`)
+}
+
+function bool (value: unknown, path: string): boolean | undefined {
+  if (value === undefined || typeof value === 'boolean') return value
+  throw new TypeError(`expected ${path} to be a boolean, got ${describe(value)}`)
+}
+
+function strings (value: unknown, path: string): string[] {
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value
+  throw new TypeError(`expected ${path} to be an array of strings, got ${describe(value)}`)
+}
+
+function statuses (value: unknown, path: string): number[] {
+  if (Array.isArray(value) && value.every((v) => Number.isInteger(v) && (v as number) >= 100 && (v as number) <= 599)) return value as number[]
+  throw new TypeError(`expected ${path} to be an array of status codes, got ${describe(value)}`)
+}

@@ -1,0 +1,44 @@
+/**
+ * The variants of one URL in a store (RFC 9111 §4.1): finding the one a request selects, and
+ * replacing or removing one beside the others. Writes read the set, change it and write it back.
+ */
+import type { CacheEntry, VariantSet } from './entry.js'
+import { varyMatches, type CacheRequest } from './key.js'
+import type { EntryStore } from './store/types.js'
+
+/** A URL with more variants than this is being fed Vary values without end; the oldest goes. */
+const MAX_VARIANTS = 32
+
+export function findVariant (set: VariantSet | undefined, request: CacheRequest): CacheEntry | undefined {
+  return set?.variants.find((variant) => varyMatches(variant.vary, request.headers))
+}
+
+/** An id for one variant of one resource: its key and the request values it was selected by. */
+export function variantId (entry: CacheEntry): string {
+  return `${entry.key}\n${JSON.stringify(entry.vary)}`
+}
+
+export async function writeVariant (store: EntryStore, entry: CacheEntry, retention: number): Promise<void> {
+  const current = await store.get(entry.key)
+  const others = current?.variants.filter((variant) => !sameVariant(variant, entry)) ?? []
+  const variants = [entry, ...others].slice(0, MAX_VARIANTS)
+  await store.set({ key: entry.key, variants }, Math.max(retention, ...others.map(retentionOf)))
+}
+
+export async function removeVariant (store: EntryStore, entry: CacheEntry): Promise<void> {
+  const current = await store.get(entry.key)
+  if (current === undefined) return
+  const others = current.variants.filter((variant) => !sameVariant(variant, entry))
+  if (others.length === 0) await store.delete(entry.key)
+  else await store.set({ key: entry.key, variants: others }, Math.max(...others.map(retentionOf)))
+}
+
+function retentionOf (entry: CacheEntry): number {
+  return entry.policy.retention(entry.headers)
+}
+
+function sameVariant (a: CacheEntry, b: CacheEntry): boolean {
+  const fields = Object.keys(a.vary)
+  if (fields.length !== Object.keys(b.vary).length) return false
+  return fields.every((field) => a.vary[field] === b.vary[field])
+}

@@ -1,0 +1,255 @@
+/**
+ * The fetch fast path builds a hit's Response straight from the entry. It must give what
+ * undici.fetch through the interceptor (the slow path) gives for the same entry; entries it cannot
+ * serve as they are (encoded bodies, redirects, Vary on fields fetch sets itself) take the slow
+ * path and are still served right.
+ */
+import { readFileSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { Agent, fetch, type Response } from 'undici'
+import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
+import { manualClock, startOrigin, type Origin, type Route } from './helpers/origin.js'
+
+interface Scenario {
+  readonly name: string
+  readonly path: string
+  readonly method?: 'GET' | 'HEAD'
+  readonly status?: number
+  readonly statusText?: string
+  readonly shared?: boolean
+  readonly requestHeaders?: Record<string, string>
+  /** Response header fields in order; a name may repeat. */
+  readonly headers: [string, string][]
+  readonly body?: string
+  readonly bodyBase64?: string
+  /** 'slow path' for an entry the fast path must hand to undici.fetch. */
+  readonly servedBy?: 'slow path'
+}
+
+const scenarios = JSON.parse(readFileSync(new URL('../fixtures/fast-path-scenarios.json', import.meta.url), 'utf8')) as Scenario[]
+
+const closers: (() => Promise<void>)[] = []
+
+afterEach(async () => {
+  vi.restoreAllMocks()
+  for (const close of closers.splice(0).reverse()) await close()
+})
+
+function agent (): Agent {
+  const made = new Agent()
+  closers.push(() => made.close())
+  return made
+}
+
+async function origin (routes: Record<string, Route>): Promise<Origin> {
+  const started = await startOrigin(routes)
+  closers.push(() => started.close())
+  return started
+}
+
+/** Both paths over one cache, with a clock the origin's Date follows, so ttl and age agree. */
+function setup (shared = true): { cache: Cache, clock: ReturnType<typeof manualClock>, cachedFetch: ReturnType<typeof createCachedFetch>, slowFetch: typeof fetch } {
+  const clock = manualClock(Math.floor(Date.now() / 1000) * 1000)
+  const cache = createCache({ shared, now: clock.now })
+  const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
+  const dispatcher = agent().compose(cacheInterceptor({ cache }))
+  const slowFetch: typeof fetch = (input, init) => fetch(input, { ...init, dispatcher })
+  return { cache, clock, cachedFetch, slowFetch }
+}
+
+/** Whether the next cachedFetch call goes through the interceptor (the slow path) or not. */
+function watchSlowPath (cache: Cache): () => number {
+  const lookup = vi.spyOn(cache, 'lookup')
+  return () => lookup.mock.calls.length
+}
+
+interface Seen {
+  readonly status: number
+  readonly statusText: string
+  readonly headers: [string, string][]
+  readonly setCookies: string[]
+  readonly url: string
+  readonly type: string
+  readonly redirected: boolean
+  readonly bodyIsNull: boolean
+  readonly body: Buffer
+}
+
+/** What a caller can see of a response, the age and date fields left out. */
+async function seen (response: Response | globalThis.Response): Promise<Seen> {
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    headers: [...response.headers].filter(([name]) => name !== 'age' && name !== 'date'),
+    setCookies: response.headers.getSetCookie(),
+    url: response.url,
+    type: response.type,
+    redirected: response.redirected,
+    bodyIsNull: response.body === null,
+    body: Buffer.from(await response.arrayBuffer())
+  }
+}
+
+function scenarioRoute (scenario: Scenario, clock: ReturnType<typeof manualClock>): Route {
+  return (_req, res) => {
+    const headers = [...scenario.headers, ['date', new Date(clock.now()).toUTCString()]].flat()
+    res.writeHead(scenario.status ?? 200, scenario.statusText ?? 'OK', headers)
+    const body = scenario.bodyBase64 !== undefined ? Buffer.from(scenario.bodyBase64, 'base64') : scenario.body
+    res.end(body)
+  }
+}
+
+describe('the fast path serves what undici.fetch through the interceptor serves', () => {
+  for (const scenario of scenarios) {
+    it(`for ${scenario.name}`, async () => {
+      const { cache, clock, cachedFetch, slowFetch } = setup(scenario.shared)
+      const server = await origin({ [scenario.path]: scenarioRoute(scenario, clock) })
+      const url = server.url + scenario.path
+      const init = { method: scenario.method ?? 'GET', headers: scenario.requestHeaders ?? {} }
+
+      const miss = await seen(await cachedFetch(url, init))
+      const slowCalls = watchSlowPath(cache)
+      const fast = await seen(await cachedFetch(url, init))
+      const viaSlowPath = scenario.servedBy === 'slow path' ? 1 : 0
+      expect(slowCalls()).toBe(viaSlowPath)
+      const slow = await seen(await slowFetch(url, init))
+      expect(slowCalls()).toBe(viaSlowPath + 1)
+
+      expect(fast.headers.find(([name]) => name === 'cache-status')?.[1]).toMatch(/^cachedfetch; hit/)
+      expect(fast).toEqual(slow)
+      expect(server.hits(scenario.path)).toBe(1)
+      // And the hit is the response the origin gave, as the miss showed it.
+      expect(fast.status).toBe(miss.status)
+      expect(fast.statusText).toBe(miss.statusText)
+      expect(fast.body.equals(miss.body)).toBe(true)
+      expect(fast.setCookies).toEqual(miss.setCookies)
+    })
+  }
+})
+
+describe('a fast-path hit behaves as a fetched Response', () => {
+  async function hits (): Promise<{ fast: Response, slow: Response }> {
+    const { cache, clock, cachedFetch, slowFetch } = setup()
+    const server = await origin({ '/page': scenarioRoute(scenarios[0]!, clock) })
+    await (await cachedFetch(`${server.url}/page`)).arrayBuffer()
+    const slowCalls = watchSlowPath(cache)
+    const fast = await cachedFetch(`${server.url}/page`)
+    expect(slowCalls()).toBe(0)
+    const slow = await slowFetch(`${server.url}/page`)
+    return { fast, slow }
+  }
+
+  it('keeps its url and type when cloned', async () => {
+    const { fast, slow } = await hits()
+    const fastClone = fast.clone()
+    const slowClone = slow.clone()
+    expect(fastClone.url).toBe(slowClone.url)
+    expect(fastClone.type).toBe(slowClone.type)
+    expect(fastClone.url).toBe(fast.url)
+    expect(await fastClone.text()).toBe(await slowClone.text())
+  })
+
+  it('has immutable headers, as a fetched response has', async () => {
+    const { fast, slow } = await hits()
+    expect(() => slow.headers.set('x-added', '1')).toThrow(TypeError)
+    expect(() => fast.headers.set('x-added', '1')).toThrow(TypeError)
+    expect(fast.headers.get('x-added')).toBeNull()
+  })
+})
+
+describe('entries the fast path does not serve as they are', () => {
+  it('decodes a gzip-encoded entry on a hit, as fetch does', async () => {
+    const text = 'compressed '.repeat(200)
+    const gzipped = gzipSync(text)
+    const { cache, cachedFetch, slowFetch } = setup()
+    const server = await origin({
+      '/gz': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'content-length': String(gzipped.byteLength), 'cache-control': 'max-age=60' })
+        res.end(gzipped)
+      }
+    })
+
+    expect(await (await cachedFetch(`${server.url}/gz`)).text()).toBe(text)
+    const slowCalls = watchSlowPath(cache)
+    const hit = await cachedFetch(`${server.url}/gz`)
+    expect(slowCalls()).toBe(1)
+    expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(hit.headers.get('content-encoding')).toBe('gzip')
+    expect(await hit.text()).toBe(text)
+    const slow = await slowFetch(`${server.url}/gz`)
+    expect(await slow.text()).toBe(text)
+    expect(server.hits('/gz')).toBe(1)
+  })
+
+  it('follows a stored 301 to a stored target, reporting the redirect', async () => {
+    const { cache, cachedFetch, slowFetch } = setup()
+    const server = await origin({
+      '/old': (_req, res) => {
+        res.writeHead(301, { location: '/new', 'cache-control': 'max-age=60' })
+        res.end()
+      },
+      '/new': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+        res.end('moved here')
+      }
+    })
+
+    const first = await cachedFetch(`${server.url}/old`)
+    expect(await first.text()).toBe('moved here')
+    const slowCalls = watchSlowPath(cache)
+    const hit = await cachedFetch(`${server.url}/old`)
+    expect(slowCalls()).toBeGreaterThan(0)
+    const slow = await slowFetch(`${server.url}/old`)
+    for (const response of [hit, slow]) {
+      expect(response.status).toBe(200)
+      expect(response.redirected).toBe(true)
+      expect(response.url).toBe(`${server.url}/new`)
+      expect(response.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(await response.text()).toBe('moved here')
+    }
+    expect(server.hits('/old')).toBe(1)
+    expect(server.hits('/new')).toBe(1)
+  })
+
+  it('serves an entry that varies on Accept-Encoding, which fetch sets itself', async () => {
+    const { cache, cachedFetch, slowFetch } = setup()
+    const server = await origin({
+      '/negotiated': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'Accept-Encoding' })
+        res.end('negotiated')
+      }
+    })
+
+    expect(await (await cachedFetch(`${server.url}/negotiated`)).text()).toBe('negotiated')
+    const slowCalls = watchSlowPath(cache)
+    const hit = await cachedFetch(`${server.url}/negotiated`)
+    expect(slowCalls()).toBe(1)
+    expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(await hit.text()).toBe('negotiated')
+    const slow = await slowFetch(`${server.url}/negotiated`)
+    expect(slow.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(server.hits('/negotiated')).toBe(1)
+  })
+})
+
+describe('response.url', () => {
+  it('is the requested URL with its query and without its fragment, on a miss and on both hits', async () => {
+    const { cache, clock, cachedFetch, slowFetch } = setup()
+    const server = await origin({ '/search': scenarioRoute(scenarios[0]!, clock) })
+    const requested = `${server.url}/search?q=a%20b&page=2#results`
+    const expected = `${server.url}/search?q=a%20b&page=2`
+
+    const miss = await cachedFetch(requested)
+    const slowCalls = watchSlowPath(cache)
+    const fast = await cachedFetch(requested)
+    expect(slowCalls()).toBe(0)
+    const slow = await slowFetch(requested)
+    expect(miss.url).toBe(expected)
+    expect(fast.url).toBe(expected)
+    expect(slow.url).toBe(expected)
+    expect(fast.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(server.seen('/search?q=a%20b&page=2')).toHaveLength(1)
+    expect(server.requests.map((r) => r.path)).toEqual(['/search?q=a%20b&page=2'])
+  })
+})

@@ -1,0 +1,296 @@
+/**
+ * Stores: the default in-memory store stays within `maxSize` bytes and `maxEntries` entries by
+ * evicting the least recently used entries, and any Keyv instance works as `store`, round-tripping
+ * entries through its serialization and treating whatever does not parse as a miss.
+ */
+import { readFileSync } from 'node:fs'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Keyv } from 'keyv'
+import { Agent, request } from 'undici'
+import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
+import { startOrigin, type Origin, type Route } from './helpers/origin.js'
+
+interface CorruptValue {
+  readonly name: string
+  /** Written with keyv.set(); "$KEY", "$URL" and "$BODY" are replaced by the real key, URL and a Buffer. */
+  readonly value?: unknown
+  /** Written into the Keyv's Map as it is, bypassing Keyv's serializer. */
+  readonly raw?: string
+}
+
+const corruptValues = JSON.parse(readFileSync(new URL('../fixtures/corrupt-store-values.json', import.meta.url), 'utf8')) as CorruptValue[]
+
+const closers: (() => Promise<void>)[] = []
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+
+async function origin (routes: Record<string, Route> = {}): Promise<Origin> {
+  const started = await startOrigin(routes)
+  closers.push(() => started.close())
+  return started
+}
+
+function fetchWith (cache: Cache): ReturnType<typeof createCachedFetch> {
+  const agent = new Agent()
+  closers.push(() => agent.close())
+  return createCachedFetch({ cache, dispatcher: agent })
+}
+
+/** Every path answers with `size` bytes, fresh for a minute. */
+function sizedRoute (size: number): Route {
+  return (req, res) => {
+    const body = Buffer.alloc(size, req.url ?? '/')
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size), 'cache-control': 'max-age=60' })
+    res.end(body)
+  }
+}
+
+/** Fetches a path, reads its body, and says whether it was a hit. */
+async function served (cachedFetch: ReturnType<typeof createCachedFetch>, server: Origin, path: string): Promise<'hit' | 'origin'> {
+  const response = await cachedFetch(server.url + path)
+  await response.arrayBuffer()
+  return response.headers.get('cache-status')?.startsWith('cachedfetch; hit') === true ? 'hit' : 'origin'
+}
+
+describe('the default memory store', () => {
+  it('evicts the least recently used entries once maxSize bytes are held', async () => {
+    const paths = ['/a', '/b', '/c', '/d', '/e']
+    const server = await origin(Object.fromEntries(paths.map((p) => [p, sizedRoute(10_000)])))
+    // Room for four 10 kB bodies with their headers and bookkeeping, not five.
+    const maxSize = 46_000
+    const cache = createCache({ maxSize })
+    const cachedFetch = fetchWith(cache)
+
+    for (const path of ['/a', '/b', '/c', '/d']) expect(await served(cachedFetch, server, path)).toBe('origin')
+    expect(cache.stats().evicted).toBe(0)
+    expect(cache.stats().bytesInMemory).toBeGreaterThan(40_000)
+    expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
+
+    // /a is used again, so /b is now the least recently used.
+    expect(await served(cachedFetch, server, '/a')).toBe('hit')
+    expect(await served(cachedFetch, server, '/e')).toBe('origin')
+    expect(cache.stats().evicted).toBe(1)
+    expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
+
+    expect(await served(cachedFetch, server, '/a')).toBe('hit')
+    expect(await served(cachedFetch, server, '/e')).toBe('hit')
+    expect(await served(cachedFetch, server, '/d')).toBe('hit')
+    // /b was evicted: it goes to the origin again (and, stored again, pushes out /c).
+    expect(await served(cachedFetch, server, '/b')).toBe('origin')
+    expect(await served(cachedFetch, server, '/c')).toBe('origin')
+    expect(server.hits('/a')).toBe(1)
+    expect(server.hits('/b')).toBe(2)
+    expect(server.hits('/c')).toBe(2)
+    expect(server.hits('/d')).toBe(1)
+    expect(server.hits('/e')).toBe(1)
+    expect(cache.stats().evicted).toBe(3)
+    expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
+  })
+
+  it('evicts the least recently used entries past maxEntries', async () => {
+    const paths = ['/1', '/2', '/3', '/4']
+    const server = await origin(Object.fromEntries(paths.map((p) => [p, sizedRoute(10)])))
+    const cache = createCache({ maxEntries: 3 })
+    const cachedFetch = fetchWith(cache)
+
+    for (const path of ['/1', '/2', '/3']) expect(await served(cachedFetch, server, path)).toBe('origin')
+    expect(await served(cachedFetch, server, '/1')).toBe('hit')
+    expect(await served(cachedFetch, server, '/4')).toBe('origin')
+    expect(cache.stats().evicted).toBe(1)
+
+    expect(await served(cachedFetch, server, '/1')).toBe('hit')
+    expect(await served(cachedFetch, server, '/3')).toBe('hit')
+    expect(await served(cachedFetch, server, '/4')).toBe('hit')
+    expect(await served(cachedFetch, server, '/2')).toBe('origin')
+    expect(server.hits('/2')).toBe(2)
+    expect(server.hits('/1')).toBe(1)
+    expect(cache.stats().evicted).toBe(2)
+  })
+
+  it('keeps within maxSize when one entry alone is larger than it, and serves that body from the origin', async () => {
+    const server = await origin({ '/small': sizedRoute(100), '/huge': sizedRoute(20_000) })
+    const maxSize = 8_000
+    const cache = createCache({ maxSize })
+    const cachedFetch = fetchWith(cache)
+
+    expect(await served(cachedFetch, server, '/small')).toBe('origin')
+    const huge = await cachedFetch(`${server.url}/huge`)
+    expect((await huge.arrayBuffer()).byteLength).toBe(20_000)
+    expect(await served(cachedFetch, server, '/huge')).toBe('origin')
+    expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
+    expect(await served(cachedFetch, server, '/small')).toBe('hit')
+  })
+})
+
+describe('a Keyv instance as store', () => {
+  function binaryBody (): Buffer {
+    return Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+  }
+
+  async function keyvOrigin (): Promise<Origin> {
+    return origin({
+      '/json': (_req, res) => {
+        res.writeHead(200, 'Quite OK', [
+          ['content-type', 'application/json'],
+          ['cache-control', 'max-age=60'],
+          ['etag', '"v1"'],
+          ['x-multi', 'one'],
+          ['x-multi', 'two'],
+          // A value that looks like a serializer's own marker must come back as the same text.
+          ['x-marker', ':base64:aGVsbG8='],
+          ['link', '</a>; rel="preload", </b>; rel="preload"']
+        ])
+        res.end('{"hello":"world","n":[1,2,3]}')
+      },
+      '/binary': (_req, res) => {
+        const body = binaryBody()
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength), 'cache-control': 'max-age=60' })
+        res.end(body)
+      }
+    })
+  }
+
+  /** Headers as a cache serves them: hop-by-hop fields are never stored (RFC 9111 §3.1). */
+  function headersOf (response: Response): [string, string][] {
+    const skipped = new Set(['age', 'cache-status', 'connection', 'keep-alive', 'transfer-encoding'])
+    return [...response.headers].filter(([name]) => !skipped.has(name))
+  }
+
+  /** Waits until the cache has finished `count` writes: a Keyv write completes after the body. */
+  async function storedCount (cache: Cache, count: number): Promise<void> {
+    for (let turn = 0; turn < 100 && cache.stats().stored < count; turn++) await new Promise((resolve) => setImmediate(resolve))
+    expect(cache.stats().stored).toBe(count)
+  }
+
+  it('round-trips a text entry through serialization: body and headers identical on the hit', async () => {
+    const server = await keyvOrigin()
+    const cache = createCache({ store: new Keyv() })
+    const cachedFetch = fetchWith(cache)
+
+    const miss = await cachedFetch(`${server.url}/json`)
+    const missBody = await miss.text()
+    await storedCount(cache, 1)
+    const hit = await cachedFetch(`${server.url}/json`)
+    expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(hit.status).toBe(200)
+    expect(hit.statusText).toBe('Quite OK')
+    expect(await hit.text()).toBe(missBody)
+    expect(headersOf(hit)).toEqual(headersOf(miss))
+    expect(hit.headers.get('x-marker')).toBe(':base64:aGVsbG8=')
+    expect(server.hits('/json')).toBe(1)
+  })
+
+  it('round-trips a binary body holding every byte 0-255', async () => {
+    const server = await keyvOrigin()
+    const cache = createCache({ store: new Keyv() })
+    const cachedFetch = fetchWith(cache)
+
+    const miss = await cachedFetch(`${server.url}/binary`)
+    expect(Buffer.from(await miss.arrayBuffer()).equals(binaryBody())).toBe(true)
+    await storedCount(cache, 1)
+    const hit = await cachedFetch(`${server.url}/binary`)
+    expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(Buffer.from(await hit.arrayBuffer()).equals(binaryBody())).toBe(true)
+    expect(headersOf(hit)).toEqual(headersOf(miss))
+    expect(server.hits('/binary')).toBe(1)
+  })
+
+  it('shares entries between the fetch adapter and the interceptor through the same Keyv', async () => {
+    const server = await keyvOrigin()
+    const cache = createCache({ store: new Keyv() })
+    const cachedFetch = fetchWith(cache)
+    const agent = new Agent()
+    closers.push(() => agent.close())
+    const dispatcher = agent.compose(cacheInterceptor({ cache }))
+
+    await (await cachedFetch(`${server.url}/binary`)).arrayBuffer()
+    await storedCount(cache, 1)
+    const hit = await request(`${server.url}/binary`, { dispatcher })
+    expect(hit.headers['cache-status']).toMatch(/^cachedfetch; hit/)
+    expect(Buffer.from(await hit.body.arrayBuffer()).equals(binaryBody())).toBe(true)
+    expect(server.hits('/binary')).toBe(1)
+  })
+
+  it('keeps a variant stored for a request without the Vary field apart from one with it', async () => {
+    const server = await origin({
+      '/tenant': (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'X-Tenant' })
+        res.end(`tenant: ${String(req.headers['x-tenant'] ?? 'none')}`)
+      }
+    })
+    const cache = createCache({ store: new Keyv() })
+    const cachedFetch = fetchWith(cache)
+
+    expect(await (await cachedFetch(`${server.url}/tenant`)).text()).toBe('tenant: none')
+    await storedCount(cache, 1)
+    const blue = await cachedFetch(`${server.url}/tenant`, { headers: { 'x-tenant': 'blue' } })
+    expect(blue.headers.get('cache-status')).toMatch(/fwd=vary-miss/)
+    expect(await blue.text()).toBe('tenant: blue')
+    await storedCount(cache, 2)
+
+    const none = await cachedFetch(`${server.url}/tenant`)
+    expect(none.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(await none.text()).toBe('tenant: none')
+    const blueAgain = await cachedFetch(`${server.url}/tenant`, { headers: { 'x-tenant': 'blue' } })
+    expect(blueAgain.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(await blueAgain.text()).toBe('tenant: blue')
+    expect(server.hits('/tenant')).toBe(2)
+  })
+
+  describe('a corrupt value under the cache key is a miss, not a throw', () => {
+    for (const corrupt of corruptValues) {
+      for (const adapter of ['fetch', 'interceptor'] as const) {
+        it(`${corrupt.name} (${adapter})`, async () => {
+          const server = await keyvOrigin()
+          const keyv = new Keyv()
+          const cache = createCache({ store: keyv })
+          const url = `${server.url}/binary`
+          const key = `GET ${url}`
+          if (corrupt.raw !== undefined) {
+            // Keyv keeps serialized strings in its Map under "namespace:key".
+            (keyv.store as Map<string, unknown>).set(`keyv:${key}`, corrupt.raw)
+          } else {
+            await keyv.set(key, substitute(corrupt.value, key, url))
+          }
+
+          const agent = new Agent()
+          closers.push(() => agent.close())
+          let body: Buffer
+          let status: string | undefined
+          if (adapter === 'fetch') {
+            const response = await createCachedFetch({ cache, dispatcher: agent })(url)
+            status = response.headers.get('cache-status') ?? undefined
+            body = Buffer.from(await response.arrayBuffer())
+          } else {
+            const response = await request(url, { dispatcher: agent.compose(cacheInterceptor({ cache })) })
+            status = response.headers['cache-status'] as string | undefined
+            body = Buffer.from(await response.body.arrayBuffer())
+          }
+          expect(status ?? '').not.toMatch(/; hit/)
+          expect(body.equals(binaryBody())).toBe(true)
+          expect(server.hits('/binary')).toBe(1)
+
+          // The origin's answer replaced the corrupt value.
+          await storedCount(cache, 1)
+          const hit = await createCachedFetch({ cache, dispatcher: agent })(url)
+          expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+          expect(Buffer.from(await hit.arrayBuffer()).equals(binaryBody())).toBe(true)
+          expect(server.hits('/binary')).toBe(1)
+        })
+      }
+    }
+  })
+})
+
+function substitute (value: unknown, key: string, url: string): unknown {
+  if (value === '$KEY') return key
+  if (value === '$URL') return url
+  if (value === '$BODY') return Buffer.from('corrupt')
+  if (Array.isArray(value)) return value.map((item) => substitute(item, key, url))
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([name, item]) => [name, substitute(item, key, url)]))
+  }
+  return value
+}
