@@ -13,6 +13,7 @@ const ORIGIN_LATENCY_MS = 40
 
 const hits = new Map<string, number>()
 let version = 1
+let flaky = 0
 
 const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => void> = {
   '/max-age': (_req, res) => {
@@ -27,6 +28,19 @@ const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => void
     }
     res.writeHead(200, { 'content-type': 'application/json', etag, 'cache-control': 'max-age=0' })
     res.end(JSON.stringify({ version }))
+  },
+  '/swr': (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=1, stale-while-revalidate=30' })
+    res.end(JSON.stringify({ servedAt: new Date().toISOString().slice(11, 23) }))
+  },
+  '/flaky': (_req, res) => {
+    // Fails twice in three: the cache's retries (with backoff) hide it from the caller.
+    if (flaky++ % 3 !== 2) {
+      res.writeHead(503, { 'retry-after': '0' }).end('busy')
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+    res.end('worked on the third try')
   },
   '/no-store': (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
@@ -82,6 +96,18 @@ version++
 await show('/etag', undefined, '(new version: 200 replaces the entry)')
 await show('/etag')
 
+console.log('\nstale-while-revalidate: a stale entry is served at once and refreshed in the background')
+await show('/swr')
+await show('/swr')
+await sleep(1100)
+await show('/swr', undefined, '(stale, served at once; one refresh starts)')
+await show('/swr', undefined, '(still stale: the refresh is on its way)')
+await sleep(100)
+await show('/swr', undefined, '(refreshed in the background)')
+
+console.log('\nretries: an origin that fails twice, then answers')
+await show('/flaky', undefined, '(two 503s retried with backoff)')
+
 console.log('\nno-store: never stored')
 await show('/no-store')
 await show('/no-store')
@@ -96,5 +122,5 @@ console.log('\nbypass: the caller asks for no cache at all')
 await show('/max-age', { cache: 'no-store' })
 
 const stats = fetch.cache.stats()
-console.log(`\nstats: ${stats.hits} hits, ${stats.misses} misses, ${stats.revalidated} revalidated, hit ratio ${(stats.hitRatio * 100).toFixed(0)}%`)
+console.log(`\nstats: ${stats.hits} hits, ${stats.staleServed} stale, ${stats.misses} misses, ${stats.revalidated} revalidated, ${stats.retries} retries, hit ratio ${(stats.hitRatio * 100).toFixed(0)}%`)
 server.close()
