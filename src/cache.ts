@@ -106,7 +106,7 @@ export class Cache {
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(entry, usability, undefined)
     if (usability === 'stale-while-revalidate') {
       const refresh = this.#claimRefresh(entry)
-        ? forward('stale', true, entry, entry.policy.revalidationHeaders(request), directives, settings)
+        ? { ...forward('stale', true, entry, entry.policy.revalidationHeaders(request), directives, settings), background: true }
         : undefined
       return this.#hit(entry, usability, refresh)
     }
@@ -185,8 +185,9 @@ export class Cache {
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
     const length = request.method === 'HEAD' ? 0 : Number(single(stored['content-length']) ?? 0)
     if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > this.options.maxEntrySize) {
-      // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (previous !== undefined) void this.#attempt('set', previous.key, removeVariant(this.#store, previous))
+      // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither
+      // may the old. A 5xx is no new representation: the cache may act as if the origin had not answered.
+      if (previous !== undefined && status < 500) void this.#attempt('set', previous.key, removeVariant(this.#store, previous))
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
@@ -214,7 +215,8 @@ export class Cache {
    */
   failed (lookup: Forwarded, status?: number): Outcome | undefined {
     const entry = lookup.entry
-    if (entry === undefined || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
+    // Nobody waits on a background refresh: its failure is reported, not stood in for.
+    if (entry === undefined || lookup.background || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
     this.#reporter.emit('stale', { url: entry.url, key: entry.key, status, reason: 'stale-if-error', bytes: entry.body.byteLength })
     const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
@@ -310,7 +312,7 @@ function withCacheStatus (headers: Record<string, string | string[] | undefined>
 }
 
 function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings): Forwarded {
-  return { kind: 'forward', fwd, store, entry, headers, directives, settings }
+  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false }
 }
 
 /**

@@ -35,6 +35,8 @@ export interface Forwarded {
   readonly headers: RequestHeaders | undefined
   readonly directives: RequestDirectives
   readonly settings: RequestSettings
+  /** A stale-while-revalidate refresh, which no caller waits on. */
+  readonly background: boolean
 }
 
 /** Nothing usable is stored and the request allows only stored responses (RFC 9111 §5.2.1.7). */

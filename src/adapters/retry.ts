@@ -35,19 +35,23 @@ export function dispatchWithRetry (
     opts = { ...opts, headers }
   }
   if (!mayRetry(method, keyed || headers['idempotency-key'] !== undefined, retry)) return dispatch(opts, handler)
-  const guard = new RetryGuard(handler, retry, cache, `${String(opts.origin)}${opts.path}`, method)
+  const guard = new RetryGuard(dispatch, handler, retry, cache, `${String(opts.origin)}${opts.path}`, method)
   const retrying = new RetryHandler(
     { ...opts, retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit } },
-    { dispatch, handler: guard }
+    { dispatch: guard.dispatchLater, handler: guard }
   )
-  return dispatch(opts, retrying)
+  // The first attempt sends the body RetryHandler wrapped, so that it knows once a one-shot body
+  // (a stream: every body fetch sends) is spent, and never re-sends it empty.
+  return dispatch((retrying as unknown as { opts: Dispatch }).opts, retrying)
 }
 
 /**
- * Sits below the RetryHandler: decides each retry, watches what reached the caller, and hands the
- * caller a controller whose abort() also ends a backoff wait.
+ * Sits below the RetryHandler: decides each retry, waits out the backoff before the retry is
+ * dispatched, watches what reached the caller, and hands the caller a controller whose abort()
+ * also ends a backoff wait.
  */
 class RetryGuard implements Handler, Controller {
+  readonly #dispatch: (opts: Dispatch, handler: Handler) => boolean
   readonly #handler: Handler
   readonly #retry: ResolvedRetry
   readonly #cache: Cache
@@ -60,9 +64,12 @@ class RetryGuard implements Handler, Controller {
   #reason: Error | null = null
   /** The caller has had its last callback. */
   #finished = false
-  #waiting: { timer: NodeJS.Timeout, proceed: (error?: Error | null) => void } | undefined
+  /** The backoff the next dispatch waits for, set by decide(). */
+  #delay = 0
+  #waiting: NodeJS.Timeout | undefined
 
-  constructor (handler: Handler, retry: ResolvedRetry, cache: Cache, url: string, method: string) {
+  constructor (dispatch: (opts: Dispatch, handler: Handler) => boolean, handler: Handler, retry: ResolvedRetry, cache: Cache, url: string, method: string) {
+    this.#dispatch = dispatch
     this.#handler = handler
     this.#retry = retry
     this.#cache = cache
@@ -80,16 +87,35 @@ class RetryGuard implements Handler, Controller {
   abort (reason?: Error): void {
     if (this.#reason !== null || this.#finished) return
     this.#reason = reason ?? new Error('aborted')
-    const waiting = this.#waiting
-    this.#waiting = undefined
-    if (waiting !== undefined) clearTimeout(waiting.timer)
-    // A live connection (a failed response held while we wait) reports the abort itself; after a
-    // network error there is none, and the declined retry does.
+    if (this.#waiting !== undefined) {
+      // Between attempts no connection is open to report the abort: it ends here.
+      clearTimeout(this.#waiting)
+      this.#waiting = undefined
+      this.onResponseError(this.#upstream!, this.#reason)
+      return
+    }
     this.#upstream?.abort(this.#reason)
-    if (waiting !== undefined && !this.#finished) waiting.proceed(this.#reason)
   }
 
-  /** undici's RetryHandler asks this before each retry; `proceed(error)` declines. */
+  /**
+   * RetryHandler re-dispatches through this once the failed attempt is over; the wait happens
+   * here, with no connection held. (Waiting inside decide() instead loses a HEAD's failure: its
+   * end arrives before the decision does.)
+   */
+  readonly dispatchLater = (opts: Dispatch, handler: Handler): boolean => {
+    this.#waiting = setTimeout(() => {
+      this.#waiting = undefined
+      if (this.#reason !== null) return
+      try {
+        this.#dispatch(opts, handler)
+      } catch (error) {
+        this.onResponseError(this.#upstream!, error as Error)
+      }
+    }, this.#delay)
+    return true
+  }
+
+  /** undici's RetryHandler asks this before each retry; `proceed(error)` declines, `proceed(null)` retries. */
   readonly decide = (error: Error, { state }: { state: { counter: number } }, proceed: (error?: Error | null) => void): void => {
     const attempt = state.counter
     const { statusCode, headers } = error as Error & { statusCode?: number, headers?: Headers }
@@ -109,11 +135,8 @@ class RetryGuard implements Handler, Controller {
     this.#cache.report('retry', {
       url: this.#url, method: this.#method, attempt, delay, status: statusCode, reason: (error as { code?: string }).code
     })
-    const timer = setTimeout(() => {
-      this.#waiting = undefined
-      proceed(null)
-    }, delay)
-    this.#waiting = { timer, proceed }
+    this.#delay = delay
+    proceed(null)
   }
 
   onRequestStart (controller: Controller, context: unknown): void {

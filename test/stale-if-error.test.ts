@@ -1,0 +1,381 @@
+/**
+ * stale-if-error (RFC 5861 §4): when the origin cannot be reached, resets the connection, or
+ * answers 500, 502, 503 or 504 after retries, a stale entry within its window stands in for the
+ * failure. The window comes from the response's directive, the request's directive, the
+ * `staleIfError` option or the request's `cachePolicy`. Outside it the failure reaches the caller;
+ * answers that are not such failures (a 404, say) are never replaced; responses that forbid serving
+ * stale (must-revalidate, no-cache) never stand in. Every case runs through cachedFetch and through
+ * the undici interceptor, against a real loopback origin.
+ */
+import diagnostics from 'node:diagnostics_channel'
+import { readFileSync } from 'node:fs'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Agent, request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheDispatchOptions, type CacheOptions } from '../src/index.js'
+import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+
+type CachePolicy = CacheDispatchOptions['cachePolicy']
+
+interface WindowCase {
+  readonly name: string
+  readonly cacheControl: string
+  readonly requestCacheControl?: string
+  readonly options?: CacheOptions
+  readonly cachePolicy?: CachePolicy
+  readonly inside: number
+  readonly outside: number
+}
+
+interface PassedThroughCase {
+  readonly status: number
+  readonly name: string
+}
+
+interface NeverStaleCase {
+  readonly name: string
+  readonly cacheControl: string
+  readonly requestCacheControl?: string
+  readonly options?: CacheOptions
+}
+
+const table = JSON.parse(readFileSync(new URL('../fixtures/stale-if-error.json', import.meta.url), 'utf8')) as {
+  windows: WindowCase[]
+  errorStatuses: number[]
+  passedThrough: PassedThroughCase[]
+  neverStale: NeverStaleCase[]
+}
+
+/** Two retries after the first attempt, with waits of a few ms: three attempts in all. */
+const RETRY = { limit: 2, baseDelay: 1, maxDelay: 5 }
+
+/**
+ * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
+ * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
+ */
+function wholeSecondNow (): number {
+  return Math.floor(Date.now() / 1000) * 1000
+}
+
+interface Reply {
+  readonly status: number
+  readonly body: string
+  header (name: string): string | undefined
+}
+
+interface Send {
+  readonly headers?: Record<string, string>
+  readonly cachePolicy?: CachePolicy
+}
+
+interface Client {
+  send (url: string, options?: Send): Promise<Reply>
+  close (): Promise<void>
+}
+
+const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+  {
+    name: 'cachedFetch',
+    connect (cache) {
+      const agent = new Agent()
+      const fetch = createCachedFetch({ cache, dispatcher: agent })
+      return {
+        async send (url, { headers, cachePolicy } = {}) {
+          const response = await fetch(url, { headers, cachePolicy })
+          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
+        },
+        close: () => agent.close()
+      }
+    }
+  },
+  {
+    name: 'interceptor',
+    connect (cache) {
+      const agent = new Agent().compose(cacheInterceptor({ cache }))
+      return {
+        async send (url, { headers, cachePolicy } = {}) {
+          const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, headers, cachePolicy }
+          const response = await request(url, options)
+          const body = await response.body.text()
+          return {
+            status: response.statusCode,
+            body,
+            header: (name) => {
+              const value = response.headers[name]
+              return Array.isArray(value) ? value.join(', ') : value
+            }
+          }
+        },
+        close: () => agent.close()
+      }
+    }
+  }
+]
+
+/** The error codes along a rejection's cause chain (fetch wraps the network error in a TypeError). */
+function codes (error: unknown): string[] {
+  const found: string[] = []
+  for (let e = error as { code?: unknown, cause?: unknown } | undefined; e !== undefined && e !== null; e = e.cause as typeof e) {
+    if (typeof e.code === 'string') found.push(e.code)
+  }
+  return found
+}
+
+async function rejection (promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected the request to fail')
+}
+
+const sieStatus = (ttl: number, status?: number): string =>
+  `cachedfetch; hit; fwd=stale;${status === undefined ? '' : ` fwd-status=${status};`} ttl=${ttl}; detail=stale-if-error`
+
+describe.each(adapters)('stale-if-error through $name', ({ connect }) => {
+  let clock: ReturnType<typeof manualClock>
+  let origin: Origin
+  let client: Client | undefined
+  const retries: { url?: string, attempt?: number }[] = []
+  const onRetry = (message: unknown): void => { retries.push(message as { url?: string, attempt?: number }) }
+
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await startOrigin()
+    retries.length = 0
+    diagnostics.subscribe('cachedfetch:retry', onRetry)
+  })
+
+  afterEach(async () => {
+    diagnostics.unsubscribe('cachedfetch:retry', onRetry)
+    await client?.close()
+    client = undefined
+    await origin.close()
+  })
+
+  function setup (options: CacheOptions = {}): { cache: Cache, client: Client } {
+    const cache = createCache({ now: clock.now, retry: RETRY, ...options })
+    client = connect(cache)
+    return { cache, client }
+  }
+
+  const date = (): string => new Date(clock.now()).toUTCString()
+
+  /**
+   * `/doc`: version 1 (ETag "v1") while `failing` is unset; then `failing` answers: a status with
+   * body `unavailable`, or `reset` to destroy the connection.
+   */
+  function document (cacheControl: string): { fail: (how: number | 'reset' | undefined) => void } {
+    let failing: number | 'reset' | undefined
+    origin.route('/doc', (req, res) => {
+      if (failing === 'reset') {
+        req.socket.destroy()
+        return
+      }
+      if (failing !== undefined) {
+        res.writeHead(failing, { date: date(), 'content-type': 'text/plain' }).end('unavailable')
+        return
+      }
+      const fields = { date: date(), 'cache-control': cacheControl, etag: '"v1"' }
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('version 1')
+    })
+    return { fail: (how) => { failing = how } }
+  }
+
+  const retriesOf = (path: string): number => retries.filter((r) => r.url?.endsWith(path) === true).length
+
+  describe.each(table.windows)('within $name', (c) => {
+    const send: Send = {
+      headers: c.requestCacheControl === undefined ? {} : { 'cache-control': c.requestCacheControl },
+      cachePolicy: c.cachePolicy
+    }
+
+    it('serves the stale entry for a 503 after retries, and passes the 503 through outside the window', async () => {
+      const { client } = setup(c.options)
+      const doc = document(c.cacheControl)
+      const url = `${origin.url}/doc`
+
+      expect((await client.send(url, send)).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+      doc.fail(503)
+      clock.advance(c.inside)
+
+      const stale = await client.send(url, send)
+      expect(stale.status).toBe(200)
+      expect(stale.body).toBe('version 1')
+      expect(stale.header('cache-status')).toBe(sieStatus(10 - c.inside, 503))
+      expect(stale.header('age')).toBe(String(c.inside))
+      expect(stale.header('etag')).toBe('"v1"')
+      const attempts = origin.seen('/doc').slice(1)
+      expect(attempts).toHaveLength(3)
+      expect(attempts.map((a) => a.headers['if-none-match'])).toEqual(['"v1"', '"v1"', '"v1"'])
+      expect(retriesOf('/doc')).toBe(2)
+
+      clock.advance(c.outside - c.inside)
+      const failed = await client.send(url, send)
+      expect(failed.status).toBe(503)
+      expect(failed.body).toBe('unavailable')
+      expect(failed.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=503')
+      expect(origin.hits('/doc')).toBe(7)
+    })
+
+    it('serves the stale entry when the origin is down, and surfaces the error outside the window', async () => {
+      const { client } = setup(c.options)
+      document(c.cacheControl)
+      const url = `${origin.url}/doc`
+
+      await client.send(url, send)
+      await origin.close()
+      clock.advance(c.inside)
+
+      const stale = await client.send(url, send)
+      expect(stale.status).toBe(200)
+      expect(stale.body).toBe('version 1')
+      expect(stale.header('cache-status')).toBe(sieStatus(10 - c.inside))
+      expect(retriesOf('/doc')).toBe(2)
+
+      clock.advance(c.outside - c.inside)
+      const error = await rejection(client.send(url, send))
+      expect(codes(error)).toContain('ECONNREFUSED')
+      expect(retriesOf('/doc')).toBe(4)
+    })
+  })
+
+  it.each(table.errorStatuses)('stands in for a %i once the retries are spent', async (status) => {
+    const { cache, client } = setup()
+    const doc = document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    doc.fail(status)
+    clock.advance(30)
+
+    const stale = await client.send(url)
+    expect(stale.status).toBe(200)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(sieStatus(-20, status))
+    expect(origin.hits('/doc')).toBe(4)
+    expect(retriesOf('/doc')).toBe(2)
+    expect(cache.stats().retries).toBe(2)
+  })
+
+  it('stands in after a single attempt when retries are off', async () => {
+    const { client } = setup({ retry: false })
+    const doc = document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    doc.fail(502)
+    clock.advance(30)
+
+    const stale = await client.send(url)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(sieStatus(-20, 502))
+    expect(origin.hits('/doc')).toBe(2)
+    expect(retriesOf('/doc')).toBe(0)
+  })
+
+  it('serves the stale entry when the origin resets the connection on every attempt', async () => {
+    const { client } = setup()
+    const doc = document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    doc.fail('reset')
+    clock.advance(30)
+
+    const stale = await client.send(url)
+    expect(stale.status).toBe(200)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(sieStatus(-20))
+    expect(origin.hits('/doc')).toBe(4)
+
+    clock.advance(50)
+    const error = await rejection(client.send(url))
+    expect(codes(error)).toContain('UND_ERR_SOCKET')
+    expect(origin.hits('/doc')).toBe(7)
+  })
+
+  it('keeps the entry after standing in for a failure, and revalidates it once the origin is back', async () => {
+    const { client } = setup()
+    const doc = document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    doc.fail(503)
+    clock.advance(30)
+    expect((await client.send(url)).header('cache-status')).toBe(sieStatus(-20, 503))
+
+    doc.fail(undefined)
+    clock.advance(5)
+    const revalidated = await client.send(url)
+    expect(revalidated.status).toBe(200)
+    expect(revalidated.body).toBe('version 1')
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=10')
+    expect(origin.seen('/doc').at(-1)!.headers['if-none-match']).toBe('"v1"')
+
+    const hit = await client.send(url)
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(origin.hits('/doc')).toBe(5)
+  })
+
+  it('keeps the entry for a later request whose stale-if-error covers it after a 503 reached another caller', async () => {
+    const { client } = setup()
+    const doc = document('max-age=10')
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    doc.fail(503)
+    clock.advance(30)
+
+    // No window for this request: the 503 reaches it (RFC 9111 §4.3.3 allows forwarding a 5xx) ...
+    const failed = await client.send(url)
+    expect(failed.status).toBe(503)
+    expect(failed.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=503')
+
+    // ... but a 5xx is no new representation: the stored one is still there for a request that takes it.
+    const stale = await client.send(url, { headers: { 'cache-control': 'stale-if-error=600' } })
+    expect(stale.status).toBe(200)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(sieStatus(-20, 503))
+    expect(origin.hits('/doc')).toBe(7)
+  })
+
+  it.each(table.passedThrough)('passes a $name through even within the window', async ({ status }) => {
+    const { client } = setup()
+    const doc = document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    doc.fail(status)
+    clock.advance(30)
+
+    const answer = await client.send(url)
+    expect(answer.status).toBe(status)
+    expect(answer.body).toBe('unavailable')
+    expect(answer.header('cache-status')).toMatch(new RegExp(`^cachedfetch; fwd=stale; fwd-status=${status}(;|$)`))
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it.each(table.neverStale)('never serves a $name entry for a failing origin', async (c) => {
+    const { client } = setup(c.options)
+    const doc = document(c.cacheControl)
+    const url = `${origin.url}/doc`
+    const send: Send = { headers: c.requestCacheControl === undefined ? {} : { 'cache-control': c.requestCacheControl } }
+
+    expect((await client.send(url, send)).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    clock.advance(30)
+
+    doc.fail('reset')
+    const error = await rejection(client.send(url, send))
+    expect(codes(error)).toContain('UND_ERR_SOCKET')
+    expect(origin.hits('/doc')).toBe(4)
+
+    doc.fail(503)
+    const failed = await client.send(url, send)
+    expect(failed.status).toBe(503)
+    expect(failed.body).toBe('unavailable')
+    expect(failed.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=503')
+    expect(origin.hits('/doc')).toBe(7)
+  })
+})

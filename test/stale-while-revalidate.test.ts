@@ -1,0 +1,427 @@
+/**
+ * stale-while-revalidate (RFC 5861 §3): a stale entry within its window is served at once while
+ * one background revalidation per entry refreshes it, however many hits arrive meanwhile. The
+ * window comes from the response's directive, the `staleWhileRevalidate` option or the request's
+ * `cachePolicy`; a failed refresh leaves the entry as it was; outside the window, and for
+ * responses that forbid serving stale, the caller waits for an ordinary revalidation. Every case
+ * runs through cachedFetch and through the undici interceptor, against a real loopback origin.
+ */
+import diagnostics from 'node:diagnostics_channel'
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Agent, request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheDispatchOptions, type CacheOptions } from '../src/index.js'
+import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+
+type CachePolicy = CacheDispatchOptions['cachePolicy']
+
+interface WindowCase {
+  readonly name: string
+  readonly cacheControl: string
+  readonly options?: CacheOptions
+  readonly cachePolicy?: CachePolicy
+  readonly inside: number
+  readonly outside: number
+}
+
+interface NeverStaleCase {
+  readonly name: string
+  readonly cacheControl: string
+  readonly options?: CacheOptions
+}
+
+const table = JSON.parse(readFileSync(new URL('../fixtures/stale-while-revalidate.json', import.meta.url), 'utf8')) as {
+  windows: WindowCase[]
+  neverStale: NeverStaleCase[]
+}
+
+/**
+ * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
+ * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
+ */
+function wholeSecondNow (): number {
+  return Math.floor(Date.now() / 1000) * 1000
+}
+
+interface Reply {
+  readonly status: number
+  readonly body: string
+  header (name: string): string | undefined
+}
+
+interface Send {
+  readonly headers?: Record<string, string>
+  readonly cachePolicy?: CachePolicy
+}
+
+interface Client {
+  send (url: string, options?: Send): Promise<Reply>
+  close (): Promise<void>
+}
+
+const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+  {
+    name: 'cachedFetch',
+    connect (cache) {
+      const agent = new Agent()
+      const fetch = createCachedFetch({ cache, dispatcher: agent })
+      return {
+        async send (url, { headers, cachePolicy } = {}) {
+          const response = await fetch(url, { headers, cachePolicy })
+          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
+        },
+        close: () => agent.close()
+      }
+    }
+  },
+  {
+    name: 'interceptor',
+    connect (cache) {
+      const agent = new Agent().compose(cacheInterceptor({ cache }))
+      return {
+        async send (url, { headers, cachePolicy } = {}) {
+          const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, headers, cachePolicy }
+          const response = await request(url, options)
+          const body = await response.body.text()
+          return {
+            status: response.statusCode,
+            body,
+            header: (name) => {
+              const value = response.headers[name]
+              return Array.isArray(value) ? value.join(', ') : value
+            }
+          }
+        },
+        close: () => agent.close()
+      }
+    }
+  }
+]
+
+/**
+ * Holds origin answers until the test opens it. It opens by itself after a while, so that a cache
+ * that wrongly waits for the origin fails an assertion instead of hanging the test.
+ */
+interface Gate {
+  readonly opened: Promise<void>
+  readonly isOpen: boolean
+  open (): void
+}
+
+function gate (): Gate {
+  let open!: () => void
+  let isOpen = false
+  const opened = new Promise<void>((resolve) => {
+    open = () => {
+      isOpen = true
+      resolve()
+    }
+  })
+  setTimeout(open, 5000).unref()
+  return { opened, get isOpen () { return isOpen }, open }
+}
+
+/** Polls, with a short timer, until `condition` holds; fails after about five seconds. */
+async function until (condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (condition()) return
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error(`timed out waiting until ${what}`)
+}
+
+/** Lets pending promise rejections be reported before the test looks for them. */
+async function settle (): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+
+const swrStatus = (ttl: number): string => `cachedfetch; hit; fwd=stale; ttl=${ttl}; detail=stale-while-revalidate`
+
+describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) => {
+  let clock: ReturnType<typeof manualClock>
+  let origin: Origin
+  let client: Client | undefined
+  let gates: Gate[]
+  const rejections: unknown[] = []
+  const onRejection = (reason: unknown): void => { rejections.push(reason) }
+
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await startOrigin()
+    gates = []
+    rejections.length = 0
+    process.on('unhandledRejection', onRejection)
+  })
+
+  afterEach(async () => {
+    for (const g of gates) g.open()
+    await client?.close()
+    await origin.close()
+    client = undefined
+    process.off('unhandledRejection', onRejection)
+  })
+
+  function setup (options: CacheOptions = {}): { cache: Cache, client: Client } {
+    const cache = createCache({ now: clock.now, ...options })
+    client = connect(cache)
+    return { cache, client }
+  }
+
+  function held (): Gate {
+    const g = gate()
+    gates.push(g)
+    return g
+  }
+
+  const date = (): string => new Date(clock.now()).toUTCString()
+
+  /**
+   * `/doc`: the first request gets version 1 with ETag "v1"; a later one waits for `refresh` to
+   * open, then gets `answer` (a 304 or a new version).
+   */
+  function document (cacheControl: string, refresh: Gate, answer: (req: IncomingMessage, res: ServerResponse) => void): void {
+    origin.route('/doc', async (req, res) => {
+      if (origin.hits('/doc') === 1) {
+        res.writeHead(200, { date: date(), 'cache-control': cacheControl, etag: '"v1"', 'content-type': 'text/plain' }).end('version 1')
+        return
+      }
+      await refresh.opened
+      answer(req, res)
+    })
+  }
+
+  it.each(table.windows)('serves the stale entry at once and merges the background 304 into it: $name', async (c) => {
+    const { cache, client } = setup(c.options)
+    const refresh = held()
+    document(c.cacheControl, refresh, (_req, res) => {
+      res.writeHead(304, { date: date(), 'cache-control': c.cacheControl, etag: '"v1"', 'x-refreshed': 'yes' }).end()
+    })
+    const url = `${origin.url}/doc`
+    const send = { cachePolicy: c.cachePolicy }
+
+    const first = await client.send(url, send)
+    expect(first.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    clock.advance(c.inside)
+
+    const stale = await client.send(url, send)
+    // The caller has its answer while the origin still holds the refresh.
+    expect(refresh.isOpen).toBe(false)
+    expect(stale.status).toBe(200)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(swrStatus(10 - c.inside))
+    expect(stale.header('age')).toBe(String(c.inside))
+    expect(stale.header('x-refreshed')).toBeUndefined()
+
+    await until(() => origin.hits('/doc') === 2, 'the refresh reaches the origin')
+    expect(cache.stats().refreshing).toBe(1)
+    expect(origin.seen('/doc')[1]!.headers['if-none-match']).toBe('"v1"')
+    refresh.open()
+    await until(() => cache.stats().refreshing === 0, 'the refresh ends')
+
+    const refreshed = await client.send(url, send)
+    expect(refreshed.status).toBe(200)
+    expect(refreshed.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(refreshed.header('age')).toBe('0')
+    expect(refreshed.header('x-refreshed')).toBe('yes')
+    expect(refreshed.body).toBe('version 1')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it.each(table.windows)('revalidates with the caller waiting once the window has passed: $name', async (c) => {
+    const { cache, client } = setup(c.options)
+    origin.route('/doc', (req, res) => {
+      const fields = { date: date(), 'cache-control': c.cacheControl, 'content-type': 'text/plain' }
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(200, { ...fields, etag: '"v2"' }).end('version 2')
+      else res.writeHead(200, { ...fields, etag: '"v1"' }).end('version 1')
+    })
+    const url = `${origin.url}/doc`
+    const send = { cachePolicy: c.cachePolicy }
+
+    await client.send(url, send)
+    clock.advance(c.outside)
+
+    const revalidated = await client.send(url, send)
+    expect(revalidated.status).toBe(200)
+    expect(revalidated.body).toBe('version 2')
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=200; stored')
+    expect(origin.seen('/doc')[1]!.headers['if-none-match']).toBe('"v1"')
+    expect(cache.stats().refreshing).toBe(0)
+
+    const hit = await client.send(url, send)
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(hit.body).toBe('version 2')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('replaces the entry with the 200 a background refresh gets', async () => {
+    const { cache, client } = setup()
+    const refresh = held()
+    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
+      res.writeHead(200, { date: date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
+    })
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    clock.advance(30)
+    const stale = await client.send(url)
+    expect(refresh.isOpen).toBe(false)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(swrStatus(-20))
+
+    await until(() => origin.hits('/doc') === 2, 'the refresh reaches the origin')
+    refresh.open()
+    await until(() => cache.stats().refreshing === 0, 'the refresh ends')
+
+    const refreshed = await client.send(url)
+    expect(refreshed.body).toBe('version 2')
+    expect(refreshed.header('etag')).toBe('"v2"')
+    expect(refreshed.header('cache-status')).toBe('cachedfetch; hit; ttl=20')
+    expect(origin.hits('/doc')).toBe(2)
+
+    // The refreshed entry's own validator is what the next revalidation sends.
+    clock.advance(30)
+    const again = await client.send(url)
+    expect(again.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=200; stored')
+    expect(origin.seen('/doc')[2]!.headers['if-none-match']).toBe('"v2"')
+  })
+
+  it('answers 1000 concurrent hits on a stale entry from the cache with one background revalidation', async () => {
+    const { cache, client } = setup()
+    const refresh = held()
+    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
+      res.writeHead(304, { date: date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
+    })
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    clock.advance(30)
+    const replies = await Promise.all(Array.from({ length: 1000 }, () => client.send(url)))
+
+    expect(refresh.isOpen).toBe(false)
+    expect(replies.filter((r) => r.status === 200 && r.body === 'version 1')).toHaveLength(1000)
+    expect(new Set(replies.map((r) => r.header('cache-status')))).toEqual(new Set([swrStatus(-20)]))
+    await until(() => origin.hits('/doc') === 2, 'the refresh reaches the origin')
+    expect(cache.stats().refreshing).toBe(1)
+
+    refresh.open()
+    await until(() => cache.stats().refreshing === 0, 'the refresh ends')
+    const seen = origin.seen('/doc')
+    expect(seen).toHaveLength(2)
+    expect(seen[1]!.headers['if-none-match']).toBe('"v1"')
+
+    const fresh = await client.send(url)
+    expect(fresh.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(fresh.body).toBe('version 1')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('sends If-Modified-Since on the background revalidation of an entry without an ETag', async () => {
+    const lastModified = new Date(clock.now() - 3600_000).toUTCString()
+    const { cache, client } = setup()
+    origin.route('/doc', (req, res) => {
+      const fields = { date: date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', 'last-modified': lastModified }
+      if (req.headers['if-modified-since'] === lastModified) res.writeHead(304, fields).end()
+      else res.writeHead(200, fields).end('dated')
+    })
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    clock.advance(30)
+    expect((await client.send(url)).header('cache-status')).toBe(swrStatus(-20))
+    await until(() => origin.hits('/doc') === 2 && cache.stats().refreshing === 0, 'the refresh ends')
+
+    const seen = origin.seen('/doc')[1]!
+    expect(seen.headers['if-modified-since']).toBe(lastModified)
+    expect(seen.headers['if-none-match']).toBeUndefined()
+    const fresh = await client.send(url)
+    expect(fresh.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(fresh.body).toBe('dated')
+  })
+
+  const failures: { name: string, cacheControl: string, fail: (req: IncomingMessage, res: ServerResponse) => void }[] = [
+    {
+      name: 'the origin resets the connection',
+      cacheControl: 'max-age=10, stale-while-revalidate=60',
+      fail: (req) => { req.socket.destroy() }
+    },
+    {
+      name: 'the origin answers 500',
+      cacheControl: 'max-age=10, stale-while-revalidate=60',
+      fail: (_req, res) => { res.writeHead(500, { date: date(), 'content-type': 'text/plain' }).end('broken') }
+    },
+    {
+      // The stale-if-error stand-in keeps the entry, but the refresh still failed.
+      name: 'the origin resets the connection, with stale-if-error too',
+      cacheControl: 'max-age=10, stale-while-revalidate=60, stale-if-error=60',
+      fail: (req) => { req.socket.destroy() }
+    },
+    {
+      name: 'the origin answers 500, with stale-if-error too',
+      cacheControl: 'max-age=10, stale-while-revalidate=60, stale-if-error=60',
+      fail: (_req, res) => { res.writeHead(500, { date: date(), 'content-type': 'text/plain' }).end('broken') }
+    }
+  ]
+
+  it.each(failures)('keeps the entry as it was when the background refresh fails: $name', async ({ cacheControl, fail }) => {
+    const { cache, client } = setup({ retry: false })
+    const events: { url?: string }[] = []
+    const onFailed = (message: unknown): void => { events.push(message as { url?: string }) }
+    diagnostics.subscribe('cachedfetch:refresh-failed', onFailed)
+    try {
+      origin.route('/doc', (req, res) => {
+        if (origin.hits('/doc') === 1) {
+          res.writeHead(200, { date: date(), 'cache-control': cacheControl, etag: '"v1"' }).end('version 1')
+          return
+        }
+        fail(req, res)
+      })
+      const url = `${origin.url}/doc`
+
+      await client.send(url)
+      clock.advance(30)
+      const stale = await client.send(url)
+      expect(stale.body).toBe('version 1')
+      expect(stale.header('cache-status')).toBe(swrStatus(-20))
+      await until(() => origin.hits('/doc') === 2 && cache.stats().refreshing === 0, 'the refresh ends')
+      expect(events.map((e) => e.url)).toEqual([url])
+
+      // Still stale within the window: served stale again, and one new refresh goes out.
+      clock.advance(10)
+      const again = await client.send(url)
+      expect(again.status).toBe(200)
+      expect(again.body).toBe('version 1')
+      expect(again.header('cache-status')).toBe(swrStatus(-30))
+      await until(() => origin.hits('/doc') === 3 && cache.stats().refreshing === 0, 'the second refresh ends')
+      expect(origin.seen('/doc')[2]!.headers['if-none-match']).toBe('"v1"')
+      expect(events.map((e) => e.url)).toEqual([url, url])
+      expect(origin.hits('/doc')).toBe(3)
+
+      await settle()
+      expect(rejections).toEqual([])
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:refresh-failed', onFailed)
+    }
+  })
+
+  it.each(table.neverStale)('never serves a $name response stale', async (c) => {
+    const { cache, client } = setup(c.options)
+    origin.route('/doc', (req, res) => {
+      const fields = { date: date(), 'cache-control': c.cacheControl, etag: '"v1"' }
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('strict')
+    })
+    const url = `${origin.url}/doc`
+
+    expect((await client.send(url)).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    clock.advance(30)
+
+    const revalidated = await client.send(url)
+    expect(revalidated.status).toBe(200)
+    expect(revalidated.body).toBe('strict')
+    expect(revalidated.header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304; ttl=-?\d+$/)
+    expect(origin.hits('/doc')).toBe(2)
+    expect(origin.seen('/doc')[1]!.headers['if-none-match']).toBe('"v1"')
+    expect(cache.stats().refreshing).toBe(0)
+  })
+})
