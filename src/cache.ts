@@ -137,7 +137,18 @@ export class Cache {
     const parts: StatusParts = usability === 'stale-while-revalidate'
       ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
       : { hit: true, ttl: entry.policy.ttl() }
-    return { kind: 'hit', entry, headers: this.#served(entry, parts), refresh }
+    const age = ageOf(entry)
+    const cacheStatus = appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts))
+    let headers: ResponseHeaders | undefined
+    return {
+      kind: 'hit',
+      entry,
+      age,
+      cacheStatus,
+      refresh,
+      // The fetch fast path builds its own list from age and cacheStatus; only others pay for this.
+      get headers () { return (headers ??= { ...entry.headers, age, 'cache-status': cacheStatus }) }
+    }
   }
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
@@ -153,7 +164,7 @@ export class Cache {
   /** The stored headers as served now: Age (RFC 9111 §5.1) and our Cache-Status added. */
   #served (entry: CacheEntry, parts: StatusParts): ResponseHeaders {
     const headers = { ...entry.headers }
-    headers.age = String(Math.max(0, Math.floor(entry.policy.age())))
+    headers.age = ageOf(entry)
     headers['cache-status'] = appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts))
     return headers
   }
@@ -309,6 +320,11 @@ function withCacheStatus (headers: Record<string, string | string[] | undefined>
   }
   copy['cache-status'] = appendCacheStatus(headers['cache-status'], formatCacheStatus(parts))
   return copy
+}
+
+/** RFC 9111 §5.1: Age is whole seconds. */
+function ageOf (entry: CacheEntry): string {
+  return String(Math.max(0, Math.floor(entry.policy.age())))
 }
 
 function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings): Forwarded {

@@ -16,7 +16,11 @@ export type FetchCacheMode = 'default' | 'no-store' | 'reload' | 'no-cache' | 'f
 export interface Hit {
   readonly kind: 'hit'
   readonly entry: CacheEntry
+  /** The stored fields as served: `age` and `cache-status` set (computed on first use). */
   readonly headers: ResponseHeaders
+  /** The served Age and Cache-Status values, for an adapter that builds its headers itself. */
+  readonly age: string
+  readonly cacheStatus: string
   /**
    * Stale within stale-while-revalidate: revalidate in the background with this, then report
    * the end with `cache.refreshed()`. Set on one hit per entry at a time.

@@ -101,6 +101,7 @@ export class Policy {
   readonly #now: () => number
   readonly #responseTime: number
   readonly #initialAge: number
+  #lifetime: number | undefined
   readonly directives: Directives
 
   constructor (policy: CachePolicy, config: PolicyConfig, headers: ResponseHeaders, responseTime: number) {
@@ -125,7 +126,8 @@ export class Policy {
 
   /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics included. */
   lifetime (): number {
-    return this.#policy.maxAge()
+    // Constant for a stored response, and far from free in http-cache-semantics: computed once.
+    return (this.#lifetime ??= this.#policy.maxAge())
   }
 
   /** Current age in seconds (RFC 9111 §4.2.3): initial age plus the time spent here. */

@@ -1,15 +1,15 @@
 /**
  * Single-flight: one origin exchange, any number of callers. Each caller is a Subscriber with a
- * controller of its own; a caller that joins late (even mid-body) is first caught up from what the
- * exchange has delivered so far, then follows it live. A caller that aborts leaves, and the others
- * go on; the exchange is aborted only when every caller has left.
+ * controller and an ordered queue of its own; a caller that joins late (even mid-body) is first
+ * caught up from what the exchange has delivered so far, then follows it live. A caller that
+ * aborts leaves and the others go on; the exchange is aborted only when every caller has left.
  *
  * undici's own `interceptors.deduplicate` was the first choice, but it sends a caller that arrives
  * once the body has begun to the origin on its own, and a leader's abort fails every follower.
  *
  * Bounds: the catch-up history is kept only up to `limit` bytes (past it, late callers make their
- * own request), and the origin is paused while any caller is paused, so no caller's backlog grows
- * beyond what is already on the way.
+ * own request). A paused caller queues up to `limit` bytes while others read on; the origin is
+ * paused when every caller is paused or one has queued more than that.
  */
 import type { Dispatcher } from 'undici'
 
@@ -17,25 +17,23 @@ type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
 type Headers = Record<string, string | string[] | undefined>
 
-interface ResponseStart {
-  readonly status: number
-  readonly headers: Headers
-  readonly statusText: string | undefined
-}
+type Event =
+  | { readonly type: 'request-start', readonly context: unknown }
+  | { readonly type: 'response-start', readonly status: number, readonly headers: Headers, readonly statusText: string | undefined }
+  | { readonly type: 'data', readonly chunk: Buffer }
+  | { readonly type: 'end', readonly trailers: Headers }
+  | { readonly type: 'error', readonly error: Error }
 
 export class Broadcast implements Handler {
   readonly #subscribers = new Set<Subscriber>()
   readonly #limit: number
   readonly #onEnd: () => void
-  #history: Buffer[] | undefined = []
+  /** Everything so far, for callers that join late; dropped past `limit` bytes of body. */
+  #history: Event[] | undefined = []
   #historyBytes = 0
   #upstream: Controller | undefined
   #upstreamPaused = false
-  #context: unknown
-  #requestStarted = false
-  #response: ResponseStart | undefined
-  #trailers: Headers | undefined
-  #error: Error | undefined
+  #done = false
 
   constructor (limit: number, onEnd: () => void) {
     this.#limit = limit
@@ -44,36 +42,24 @@ export class Broadcast implements Handler {
 
   /** Adds a caller; `false` when it could no longer see the whole response and must go alone. */
   join (handler: Handler, collapsed: boolean): boolean {
-    if (this.#history === undefined || this.#trailers !== undefined || this.#error !== undefined) return false
+    if (this.#history === undefined || this.#done) return false
     const subscriber = new Subscriber(this, handler, collapsed)
+    // A copy of the history as it is now, so that nothing the exchange does before the caller's
+    // first callback (it never runs inside dispatch()) can take any of it away.
+    for (const event of this.#history) subscriber.push(event, true)
     this.#subscribers.add(subscriber)
-    // Never inside dispatch(): callbacks start on a microtask, from the state at that moment.
-    queueMicrotask(() => this.#catchUp(subscriber))
+    queueMicrotask(() => subscriber.start())
     return true
-  }
-
-  #catchUp (subscriber: Subscriber): void {
-    if (this.#requestStarted) subscriber.requestStart(this.#context)
-    if (this.#response !== undefined) subscriber.responseStart(this.#response)
-    for (const chunk of this.#history ?? []) subscriber.data(chunk)
-    if (this.#trailers !== undefined) subscriber.end(this.#trailers)
-    if (this.#error !== undefined) subscriber.error(this.#error)
-    subscriber.live = true
-    this.flow()
   }
 
   onRequestStart (controller: Controller, context: unknown): void {
     this.#upstream = controller
-    this.#requestStarted = true
-    this.#context = context
-    for (const s of this.#live()) s.requestStart(context)
+    this.#publish({ type: 'request-start', context })
   }
 
   onResponseStart (controller: Controller, status: number, headers: Headers, statusText?: string): void {
     this.#upstream = controller
-    this.#response = { status, headers, statusText }
-    for (const s of this.#live()) s.responseStart(this.#response)
-    this.flow()
+    this.#publish({ type: 'response-start', status, headers, statusText })
   }
 
   onResponseData (controller: Controller, chunk: Buffer): void {
@@ -81,37 +67,43 @@ export class Broadcast implements Handler {
     if (this.#history !== undefined) {
       this.#historyBytes += chunk.byteLength
       if (this.#historyBytes > this.#limit) this.#history = undefined
-      else this.#history.push(chunk)
     }
-    for (const s of this.#live()) s.data(chunk)
+    this.#publish({ type: 'data', chunk })
+    this.flow()
   }
 
   onResponseEnd (_controller: Controller, trailers: Headers): void {
-    this.#trailers = trailers
-    this.#finish()
-    for (const s of this.#live()) s.end(trailers)
+    this.#finish({ type: 'end', trailers })
   }
 
   onResponseError (_controller: Controller, error: Error): void {
-    this.#error = error
-    this.#finish()
-    for (const s of this.#live()) s.error(error)
+    this.#finish({ type: 'error', error })
   }
 
-  #finish (): void {
+  #finish (event: Event): void {
+    this.#done = true
     this.#history = undefined
     this.#onEnd()
+    this.#publish(event)
   }
 
-  * #live (): Generator<Subscriber> {
-    for (const s of this.#subscribers) if (s.live) yield s
+  #publish (event: Event): void {
+    this.#history?.push(event)
+    // A chunk kept for late callers, or read by several, is copied for each: a caller owns what it gets.
+    const shared = this.#history !== undefined || this.#subscribers.size > 1
+    for (const subscriber of [...this.#subscribers]) subscriber.push(event, shared)
   }
 
-  /** The origin flows while no caller is paused. */
+  /** The origin flows unless every caller is paused or one has queued past the bound. */
   flow (): void {
-    let paused = false
-    for (const s of this.#subscribers) if (s.paused) paused = true
-    if (paused === this.#upstreamPaused || this.#upstream === undefined) return
+    let all = this.#subscribers.size > 0
+    let over = false
+    for (const s of this.#subscribers) {
+      if (!s.paused) all = false
+      if (s.queuedBytes > this.#limit) over = true
+    }
+    const paused = all || over
+    if (paused === this.#upstreamPaused || this.#upstream === undefined || this.#done) return
     this.#upstreamPaused = paused
     if (paused) this.#upstream.pause()
     else this.#upstream.resume()
@@ -119,11 +111,16 @@ export class Broadcast implements Handler {
 
   leave (subscriber: Subscriber, reason: Error): void {
     this.#subscribers.delete(subscriber)
-    const done = this.#trailers !== undefined || this.#error !== undefined
-    if (this.#subscribers.size === 0 && !done) {
+    if (this.#subscribers.size === 0 && !this.#done) {
       this.#upstream?.abort(reason)
       return
     }
+    this.flow()
+  }
+
+  /** A caller got its last callback. */
+  finished (subscriber: Subscriber): void {
+    this.#subscribers.delete(subscriber)
     this.flow()
   }
 }
@@ -133,14 +130,14 @@ class Subscriber implements Controller {
   readonly #flight: Broadcast
   readonly #handler: Handler
   readonly #collapsed: boolean
-  /** Caught up: live events reach it. */
-  live = false
+  readonly #queue: Event[] = []
+  #queuedBytes = 0
+  #started = false
+  #draining = false
   #paused = false
   #aborted = false
   #done = false
   #reason: Error | null = null
-  readonly #backlog: Buffer[] = []
-  #ending: Headers | undefined
 
   constructor (flight: Broadcast, handler: Handler, collapsed: boolean) {
     this.#flight = flight
@@ -151,35 +148,70 @@ class Subscriber implements Controller {
   get aborted (): boolean { return this.#aborted }
   get paused (): boolean { return this.#paused }
   get reason (): Error | null { return this.#reason }
+  get queuedBytes (): number { return this.#queuedBytes }
 
-  requestStart (context: unknown): void {
-    this.#guard(() => this.#handler.onRequestStart?.(this, context))
-  }
-
-  responseStart ({ status, headers, statusText }: ResponseStart): void {
-    this.#guard(() => this.#handler.onResponseStart?.(this, status, this.#collapsed ? collapsedHeaders(headers) : headers, statusText))
-  }
-
-  data (chunk: Buffer): void {
-    if (this.#paused || this.#backlog.length > 0) this.#backlog.push(chunk)
-    else this.#guard(() => this.#handler.onResponseData?.(this, chunk))
-  }
-
-  end (trailers: Headers): void {
-    if (this.#paused || this.#backlog.length > 0) {
-      this.#ending = trailers
-      return
-    }
-    this.#guard(() => {
-      this.#done = true
-      this.#handler.onResponseEnd?.(this, trailers)
-    })
-  }
-
-  error (error: Error): void {
+  push (event: Event, copy: boolean): void {
     if (this.#aborted || this.#done) return
-    this.#done = true
-    this.#handler.onResponseError?.(this, error)
+    if (event.type === 'data') {
+      const chunk = copy ? Buffer.from(event.chunk) : event.chunk
+      this.#queue.push({ type: 'data', chunk })
+      this.#queuedBytes += chunk.byteLength
+    } else {
+      this.#queue.push(event)
+    }
+    this.#drain()
+  }
+
+  /** First callbacks: on a microtask after join(), never inside dispatch(). */
+  start (): void {
+    this.#started = true
+    this.#drain()
+  }
+
+  /** Delivers queued events in order; a pause holds back body and end, not the response start. */
+  #drain (): void {
+    if (!this.#started || this.#draining) return
+    this.#draining = true
+    try {
+      while (this.#queue.length > 0 && !this.#aborted && !this.#done) {
+        const event = this.#queue[0]!
+        if (this.#paused && (event.type === 'data' || event.type === 'end')) break
+        this.#queue.shift()
+        if (event.type === 'data') this.#queuedBytes -= event.chunk.byteLength
+        this.#deliver(event)
+      }
+    } finally {
+      this.#draining = false
+    }
+  }
+
+  #deliver (event: Event): void {
+    const handler = this.#handler
+    try {
+      switch (event.type) {
+        case 'request-start':
+          handler.onRequestStart?.(this, event.context)
+          break
+        case 'response-start':
+          handler.onResponseStart?.(this, event.status, this.#collapsed ? collapsedHeaders(event.headers) : event.headers, event.statusText)
+          break
+        case 'data':
+          handler.onResponseData?.(this, event.chunk)
+          break
+        case 'end':
+          this.#done = true
+          handler.onResponseEnd?.(this, event.trailers)
+          this.#flight.finished(this)
+          break
+        case 'error':
+          this.#done = true
+          handler.onResponseError?.(this, event.error)
+          this.#flight.finished(this)
+      }
+    } catch (error) {
+      // A caller's handler that throws is aborted with that error; the others go on.
+      this.abort(error as Error)
+    }
   }
 
   pause (): void {
@@ -190,36 +222,20 @@ class Subscriber implements Controller {
   resume (): void {
     if (!this.#paused) return
     this.#paused = false
-    setImmediate(() => this.#drain())
-  }
-
-  #drain (): void {
-    while (!this.#paused && !this.#aborted && this.#backlog.length > 0) {
-      const chunk = this.#backlog.shift()!
-      this.#guard(() => this.#handler.onResponseData?.(this, chunk))
-    }
-    if (this.#paused || this.#aborted) return
-    if (this.#ending !== undefined) this.end(this.#ending)
-    this.#flight.flow()
+    setImmediate(() => {
+      this.#drain()
+      this.#flight.flow()
+    })
   }
 
   abort (reason?: Error): void {
     if (this.#aborted || this.#done) return
     this.#aborted = true
     this.#reason = reason ?? new Error('aborted')
-    this.#backlog.length = 0
+    this.#queue.length = 0
+    this.#queuedBytes = 0
     this.#handler.onResponseError?.(this, this.#reason)
     this.#flight.leave(this, this.#reason)
-  }
-
-  /** A caller's handler that throws is aborted with that error; the others go on. */
-  #guard (call: () => void): void {
-    if (this.#aborted || this.#done) return
-    try {
-      call()
-    } catch (error) {
-      this.abort(error as Error)
-    }
   }
 }
 

@@ -6,8 +6,8 @@
  * fast path serves only what the full path would have served byte for byte; anything else falls
  * through (shared/DESIGN.md).
  */
-import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type RequestInit } from 'undici'
-import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode } from '../cache.js'
+import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
+import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode, type Hit } from '../cache.js'
 import type { CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
 import { normalizeHeaders, normalizeUrl } from '../key.js'
@@ -154,7 +154,7 @@ function fastPath (cache: Cache, input: string | URL | Request, init: RequestIni
     return undefined // the full path has the cache's fail-open handling
   }
   const respond = (found: Awaited<typeof hit>): Response | undefined =>
-    found === undefined ? undefined : toResponse(found.entry, found.headers, method, url)
+    found === undefined ? undefined : toResponse(found, method, url)
   return hit instanceof Promise ? hit.then(respond, () => undefined) : respond(hit)
 }
 
@@ -167,34 +167,69 @@ function servableAsIs (entry: CacheEntry): boolean {
   return true
 }
 
-function toResponse (entry: CacheEntry, headers: Record<string, string | string[]>, method: string, url: string): Response {
-  const fields: [string, string][] = []
-  for (const name in headers) {
-    const value = headers[name]!
+function toResponse (hit: Hit, method: string, url: string): Response {
+  const { entry } = hit
+  const headers = fieldsOf(entry).concat([['age', hit.age], ['cache-status', hit.cacheStatus]])
+  const body = hasNoContent(method, entry.status) ? null : entry.body
+  // The Response constructor copies the bytes, so the caller cannot change the stored body.
+  return new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers })
+}
+
+/** An entry's stored fields as a list for the Response constructor, made once per entry. */
+const fieldLists = new WeakMap<CacheEntry, [string, string][]>()
+
+function fieldsOf (entry: CacheEntry): [string, string][] {
+  let fields = fieldLists.get(entry)
+  if (fields !== undefined) return fields
+  fields = []
+  for (const name in entry.headers) {
+    if (name === 'age' || name === 'cache-status') continue
+    const value = entry.headers[name]!
     if (typeof value === 'string') fields.push([name, value])
     else for (const item of value) fields.push([name, item])
   }
-  const body = hasNoContent(method, entry.status) ? null : entry.body
-  // The Response constructor copies the bytes, so the caller cannot change the stored body.
-  return asFetched(new Response(body, { status: entry.status, statusText: entry.statusText, headers: fields }), url)
+  fieldLists.set(entry, fields)
+  return fields
 }
 
 /**
- * Makes a constructed Response look fetched, as `fetch`'s own would: its URL, type "basic", headers
- * that refuse changes (the "immutable" guard), and all of that kept by clone().
+ * A Response built from the cache that looks fetched, as `fetch`'s own would: its URL, type
+ * "basic", and headers that refuse changes (the "immutable" guard), kept by clone() too.
  */
-function asFetched (response: Response, url: string): Response {
-  Object.defineProperties(response, {
-    url: { value: url },
-    type: { value: 'basic' },
-    clone: { value: cloneFetched }
-  })
-  Object.defineProperties(response.headers, IMMUTABLE_HEADERS)
-  return response
-}
+class FetchedResponse extends Response {
+  readonly #url: string
+  #guarded = false
 
-function cloneFetched (this: Response): Response {
-  return asFetched(Response.prototype.clone.call(this), this.url)
+  constructor (url: string, body: Buffer | null, init: { status: number, statusText: string, headers: [string, string][] }) {
+    super(body, init)
+    this.#url = url
+  }
+
+  override clone (): Response {
+    const copy = super.clone()
+    Object.defineProperties(copy, { url: { value: this.#url }, type: { value: 'basic' }, clone: { value: this.clone.bind(copy) } })
+    Object.defineProperties(copy.headers, IMMUTABLE_HEADERS)
+    return copy
+  }
+
+  static {
+    // Accessors on the prototype rather than properties on each instance: a hit pays nothing for them.
+    Object.defineProperties(FetchedResponse.prototype, {
+      url: { get (this: FetchedResponse) { return this.#url } },
+      type: { get () { return 'basic' } },
+      headers: {
+        get (this: FetchedResponse) {
+          const headers = Reflect.get(Response.prototype, 'headers', this) as Headers
+          // Guarded on first use: a caller that only reads the body pays nothing for it.
+          if (!this.#guarded) {
+            Object.defineProperties(headers, IMMUTABLE_HEADERS)
+            this.#guarded = true
+          }
+          return headers
+        }
+      }
+    })
+  }
 }
 
 function refuseChange (): never {

@@ -1,0 +1,740 @@
+/**
+ * Single-flight: identical concurrent GETs share one origin exchange, through cachedFetch and
+ * through the undici interceptor. Every caller gets its own complete body, callers that arrive
+ * mid-body are caught up (while the body sent so far is within maxEntrySize), a caller that leaves
+ * does not take the others with it, a failure reaches every caller from one origin request, and
+ * no per-key state outlives the exchange.
+ *
+ * The origins hold their answer behind a gate until the test has seen every request reach the
+ * cache (`stats().misses`), so "concurrent" never depends on how fast the machine is.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { Agent, request, type Dispatcher } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { startOrigin, type Origin, type Route } from './helpers/origin.js'
+
+const closers: (() => Promise<void>)[] = []
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+
+async function origin (routes: Record<string, Route>): Promise<Origin> {
+  const started = await startOrigin(routes)
+  closers.push(() => started.close())
+  return started
+}
+
+/** Destroyed, not closed, after each test: a test that failed may leave a request hanging. */
+function agent (): Agent {
+  const made = new Agent()
+  closers.push(() => made.destroy())
+  return made
+}
+
+/** A promise the test resolves: origins wait on it before answering (or before the rest of a body). */
+function gate (): { promise: Promise<void>, release: () => void } {
+  let release!: () => void
+  const promise = new Promise<void>((resolve) => { release = resolve })
+  return { promise, release }
+}
+
+/** Waits until `condition` holds; a liveness bound, not a timing assertion. */
+async function waitFor (condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const until = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+/** Settles `promise`, or rejects when it has not within `ms`: a hang becomes a failure, not a timeout. */
+async function within<T> (promise: Promise<T>, what: string, ms = 2000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const stalled = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} never completed (stalled)`)), ms)
+  })
+  try {
+    return await Promise.race([promise, stalled])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Lets the event loop turn a few times, so that anything already on its way has arrived. */
+function settle (): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 30))
+}
+
+function bytes (length: number, seed = 7): Buffer {
+  const body = Buffer.alloc(length)
+  for (let i = 0; i < length; i++) body[i] = (i * 31 + seed) % 256
+  return body
+}
+
+interface Reply {
+  readonly status: number
+  readonly cacheStatus: string | undefined
+  /** The body, chunk by chunk, as this adapter hands it over. */
+  readonly body: AsyncIterator<Buffer>
+}
+
+interface Client {
+  get (url: string, init?: { headers?: Record<string, string>, signal?: AbortSignal }): Promise<Reply>
+}
+
+const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+  {
+    name: 'cachedFetch',
+    connect (cache) {
+      const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
+      return {
+        async get (url, init) {
+          const response = await cachedFetch(url, init)
+          const reader: ReadableStreamDefaultReader<Uint8Array> = response.body!.getReader()
+          return {
+            status: response.status,
+            cacheStatus: response.headers.get('cache-status') ?? undefined,
+            body: {
+              async next () {
+                const { done, value } = await reader.read()
+                return done ? { done: true, value: undefined } : { done: false, value: Buffer.from(value) }
+              }
+            }
+          }
+        }
+      }
+    }
+  },
+  {
+    name: 'interceptor',
+    connect (cache) {
+      const dispatcher = agent().compose(cacheInterceptor({ cache }))
+      return {
+        async get (url, init) {
+          const response = await request(url, { dispatcher, headers: init?.headers, signal: init?.signal })
+          const status = response.headers['cache-status']
+          return {
+            status: response.statusCode,
+            cacheStatus: Array.isArray(status) ? status.join(', ') : status,
+            body: (response.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
+          }
+        }
+      }
+    }
+  }
+]
+
+/** Reads a body to its end; `received` (when given) counts bytes as they arrive. */
+async function readBody (body: AsyncIterator<Buffer>, received?: { bytes: number }): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for (;;) {
+    const step = await body.next()
+    if (step.done === true) return Buffer.concat(chunks)
+    chunks.push(step.value)
+    if (received !== undefined) received.bytes += step.value.byteLength
+  }
+}
+
+type Outcome = { ok: true, body: Buffer } | { ok: false, error: unknown }
+
+/** A caller's whole request: headers, then the body read to its end, or what failed. */
+async function attempt (client: Client, url: string, init?: { headers?: Record<string, string>, signal?: AbortSignal }): Promise<{ reply?: Reply, outcome: Outcome }> {
+  let reply: Reply | undefined
+  try {
+    reply = await client.get(url, init)
+    return { reply, outcome: { ok: true, body: await readBody(reply.body) } }
+  } catch (error) {
+    return { reply, outcome: { ok: false, error } }
+  }
+}
+
+/** 'the whole body', or what the caller got instead (a readable failure, and no slow deep compare of bytes). */
+function got (outcome: Outcome, body: Buffer): string {
+  if (!outcome.ok) return `an error: ${String(outcome.error)}`
+  return outcome.body.equals(body) ? 'the whole body' : `a wrong body of ${outcome.body.byteLength} bytes`
+}
+
+/** The code of a failed caller's error; fetch wraps it as the cause of a TypeError('fetch failed'). */
+function errorCode (outcome: Outcome): string | undefined {
+  if (outcome.ok) return undefined
+  const error = outcome.error as { code?: string, cause?: { code?: string } }
+  return error.code ?? error.cause?.code
+}
+
+const MISS_STORED = 'cachedfetch; fwd=uri-miss; fwd-status=200; stored'
+const MISS_NOT_STORED = 'cachedfetch; fwd=uri-miss; fwd-status=200'
+
+for (const adapter of adapters) {
+  describe(`single-flight through ${adapter.name}`, () => {
+    /** An origin that answers `body` with `headers`, once the test opens the gate. */
+    async function gatedOrigin (body: Buffer, headers: Record<string, string>): Promise<{ server: Origin, answer: ReturnType<typeof gate> }> {
+      const answer = gate()
+      const server = await origin({
+        '/doc': async (_req, res) => {
+          await answer.promise
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength), ...headers })
+          res.end(body)
+        }
+      })
+      return { server, answer }
+    }
+
+    /** Sends `count` identical GETs and waits until every one has reached the cache and the leader the origin. */
+    async function concurrently (client: Client, cache: Cache, server: Origin, count: number): Promise<Promise<{ reply?: Reply, outcome: Outcome }>[]> {
+      const before = cache.stats().misses
+      const calls = Array.from({ length: count }, () => attempt(client, `${server.url}/doc`))
+      await waitFor(() => cache.stats().misses - before === count && server.hits('/doc') >= 1, `${count} requests to reach the cache`)
+      return calls
+    }
+
+    function expectAllWhole (results: { outcome: Outcome }[], body: Buffer): void {
+      expect(results.map((r) => got(r.outcome, body)).filter((g) => g !== 'the whole body')).toEqual([])
+    }
+
+    it('sends 1000 identical concurrent GETs on a cold cache to the origin once; every caller gets the whole body', async () => {
+      const body = bytes(10 * 1024)
+      const { server, answer } = await gatedOrigin(body, { 'cache-control': 'max-age=60' })
+      const cache = createCache()
+      const client = adapter.connect(cache)
+
+      const calls = await concurrently(client, cache, server, 1000)
+      expect(server.hits('/doc')).toBe(1)
+      expect(cache.stats().inFlight).toBe(1)
+      answer.release()
+      const results = await Promise.all(calls)
+
+      expect(server.hits('/doc')).toBe(1)
+      expectAllWhole(results, body)
+      expect(results.every((r) => r.reply?.status === 200)).toBe(true)
+      const statuses = results.map((r) => r.reply?.cacheStatus)
+      expect(statuses.filter((s) => s === MISS_STORED)).toHaveLength(1)
+      expect(statuses.filter((s) => s === `${MISS_STORED}; collapsed`)).toHaveLength(999)
+      expect(cache.stats().inFlight).toBe(0)
+
+      // The shared answer was stored once: the next caller gets a hit.
+      const after = await attempt(client, `${server.url}/doc`)
+      expect(after.reply?.cacheStatus).toMatch(/^cachedfetch; hit/)
+      expectAllWhole([after], body)
+      expect(server.hits('/doc')).toBe(1)
+    })
+
+    it('shares one exchange for a response it may not store, and the next request goes to the origin again', async () => {
+      const body = bytes(10 * 1024, 3)
+      const { server, answer } = await gatedOrigin(body, { 'cache-control': 'no-store' })
+      const cache = createCache()
+      const client = adapter.connect(cache)
+
+      const calls = await concurrently(client, cache, server, 1000)
+      answer.release()
+      const results = await Promise.all(calls)
+
+      expect(server.hits('/doc')).toBe(1)
+      expectAllWhole(results, body)
+      const statuses = results.map((r) => r.reply?.cacheStatus)
+      expect(statuses.filter((s) => s === MISS_NOT_STORED)).toHaveLength(1)
+      expect(statuses.filter((s) => s === `${MISS_NOT_STORED}; collapsed`)).toHaveLength(999)
+      expect(cache.stats().inFlight).toBe(0)
+
+      const later = await attempt(client, `${server.url}/doc`)
+      expect(later.reply?.cacheStatus).toBe(MISS_NOT_STORED)
+      expectAllWhole([later], body)
+      expect(server.hits('/doc')).toBe(2)
+    })
+
+    it('catches up callers that arrive while the body is half sent, with one origin request', async () => {
+      const body = bytes(64 * 1024, 11)
+      const half = body.byteLength / 2
+      const rest = gate()
+      const server = await origin({
+        '/doc': async (_req, res) => {
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+          res.write(body.subarray(0, half))
+          await rest.promise
+          res.end(body.subarray(half))
+        }
+      })
+      const cache = createCache()
+      const client = adapter.connect(cache)
+
+      const leader = await client.get(`${server.url}/doc`)
+      const received = { bytes: 0 }
+      const leaderBody = readBody(leader.body, received)
+      await waitFor(() => received.bytes >= half, 'the leader to receive the first half')
+
+      const followers = Array.from({ length: 10 }, () => attempt(client, `${server.url}/doc`))
+      await waitFor(() => cache.stats().misses === 11, 'the followers to reach the cache')
+      // Joined, not sent on: still one exchange, still one origin request.
+      expect(cache.stats().inFlight).toBe(1)
+      expect(server.hits('/doc')).toBe(1)
+
+      rest.release()
+      expect((await leaderBody).equals(body)).toBe(true)
+      const results = await Promise.all(followers)
+      expectAllWhole(results, body)
+      for (const r of results) expect(r.reply?.cacheStatus).toBe(`${MISS_STORED}; collapsed`)
+      expect(server.hits('/doc')).toBe(1)
+      expect(cache.stats().inFlight).toBe(0)
+    })
+
+    describe('callers that abort', () => {
+      const body = bytes(64 * 1024, 5)
+      const half = body.byteLength / 2
+
+      /** An origin that sends half the body, then waits; `closedEarly` is set when the client hung up first. */
+      async function halfwayOrigin (): Promise<{ server: Origin, rest: ReturnType<typeof gate>, state: { closedEarly: boolean, finished: boolean } }> {
+        const rest = gate()
+        const state = { closedEarly: false, finished: false }
+        const server = await origin({
+          '/doc': async (_req, res) => {
+            res.on('close', () => { if (!res.writableFinished) state.closedEarly = true })
+            res.on('finish', () => { state.finished = true })
+            res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+            res.write(body.subarray(0, half))
+            await rest.promise
+            if (!res.destroyed) res.end(body.subarray(half))
+          }
+        })
+        return { server, rest, state }
+      }
+
+      /** Five callers, the first of them the leader, all with their first half of the body. */
+      async function fiveCallers (client: Client, cache: Cache, server: Origin): Promise<{ controllers: AbortController[], reads: Promise<Outcome>[] }> {
+        const controllers = Array.from({ length: 5 }, () => new AbortController())
+        const received = controllers.map(() => ({ bytes: 0 }))
+        const reads: Promise<Outcome>[] = []
+        const read = async (i: number): Promise<Outcome> => {
+          try {
+            const reply = await client.get(`${server.url}/doc`, { signal: controllers[i]!.signal })
+            return { ok: true, body: await readBody(reply.body, received[i]) }
+          } catch (error) {
+            return { ok: false, error }
+          }
+        }
+        reads.push(read(0))
+        await waitFor(() => cache.stats().inFlight === 1, 'the leader to start the exchange')
+        for (let i = 1; i < 5; i++) reads.push(read(i))
+        await waitFor(() => received.every((r) => r.bytes >= half), 'every caller to receive the first half')
+        return { controllers, reads }
+      }
+
+      it('a follower that aborts leaves; the others get the whole body from the same exchange', async () => {
+        const { server, rest, state } = await halfwayOrigin()
+        const cache = createCache()
+        const client = adapter.connect(cache)
+        const { controllers, reads } = await fiveCallers(client, cache, server)
+
+        controllers[2]!.abort()
+        expect((await reads[2]!).ok).toBe(false)
+        rest.release()
+        const outcomes = await Promise.all(reads)
+
+        for (const i of [0, 1, 3, 4]) expect(got(outcomes[i]!, body)).toBe('the whole body')
+        expect(server.hits('/doc')).toBe(1)
+        expect(state.finished).toBe(true)
+        expect(state.closedEarly).toBe(false)
+        expect(cache.stats().inFlight).toBe(0)
+      })
+
+      it('when the leader\'s consumer aborts, the exchange goes on for the followers', async () => {
+        const { server, rest, state } = await halfwayOrigin()
+        const cache = createCache()
+        const client = adapter.connect(cache)
+        const { controllers, reads } = await fiveCallers(client, cache, server)
+
+        controllers[0]!.abort()
+        expect((await reads[0]!).ok).toBe(false)
+        rest.release()
+        const outcomes = await Promise.all(reads)
+
+        for (const i of [1, 2, 3, 4]) expect(got(outcomes[i]!, body)).toBe('the whole body')
+        expect(server.hits('/doc')).toBe(1)
+        expect(state.closedEarly).toBe(false)
+        // The completed exchange was stored, though the caller that started it left.
+        const hit = await attempt(client, `${server.url}/doc`)
+        expect(hit.reply?.cacheStatus).toMatch(/^cachedfetch; hit/)
+        expect(got(hit.outcome, body)).toBe('the whole body')
+      })
+
+      it('when every caller aborts mid-body, the origin connection is closed', async () => {
+        const { server, rest, state } = await halfwayOrigin()
+        const cache = createCache()
+        const client = adapter.connect(cache)
+        const { controllers, reads } = await fiveCallers(client, cache, server)
+
+        for (const controller of controllers) controller.abort()
+        const outcomes = await Promise.all(reads)
+        expect(outcomes.every((o) => !o.ok)).toBe(true)
+        await waitFor(() => state.closedEarly, 'the origin to see its client hang up')
+        rest.release()
+        await waitFor(() => cache.stats().inFlight === 0, 'the flight to end')
+        expect(server.hits('/doc')).toBe(1)
+        expect(state.finished).toBe(false)
+      })
+
+      it('when every caller aborts before the response starts, the origin connection is closed', async () => {
+        const answer = gate()
+        const state = { closedEarly: false }
+        const server = await origin({
+          '/doc': async (_req, res) => {
+            res.on('close', () => { if (!res.writableFinished) state.closedEarly = true })
+            await answer.promise
+            if (!res.destroyed) res.writeHead(200, { 'cache-control': 'max-age=60' }).end('late')
+          }
+        })
+        const cache = createCache()
+        const client = adapter.connect(cache)
+        const controllers = Array.from({ length: 5 }, () => new AbortController())
+        const calls = controllers.map((controller) => attempt(client, `${server.url}/doc`, { signal: controller.signal }))
+        await waitFor(() => cache.stats().misses === 5 && server.hits('/doc') === 1, 'every caller to reach the cache')
+
+        for (const controller of controllers) controller.abort()
+        const results = await Promise.all(calls)
+        expect(results.every((r) => !r.outcome.ok)).toBe(true)
+        await waitFor(() => state.closedEarly, 'the origin to see its client hang up')
+        answer.release()
+        await waitFor(() => cache.stats().inFlight === 0, 'the flight to end')
+        expect(server.hits('/doc')).toBe(1)
+      })
+    })
+
+    describe('a failed exchange', () => {
+      const cases = [
+        { when: 'before the response', retry: false, originRequests: 1 },
+        { when: 'half way through the body', retry: false, originRequests: 1 },
+        // With retries the flight retries once for all its callers: 1 + 2 attempts, not 3 per caller.
+        { when: 'before the response', retry: { limit: 2, baseDelay: 1, maxDelay: 1 }, originRequests: 3 }
+      ] as const
+      for (const { when, retry, originRequests } of cases) {
+        const how = retry === false ? 'retry: false' : `retry limit ${retry.limit}`
+        it(`fails every caller alike, with ${originRequests} origin request(s), when the origin drops the connection ${when} (${how})`, async () => {
+          const body = bytes(32 * 1024, 9)
+          const fail = gate()
+          let served = 0
+          const server = await origin({
+            '/doc': async (req, res) => {
+              if (served++ >= originRequests) {
+                res.writeHead(200, { 'cache-control': 'no-store', 'content-length': String(body.byteLength) }).end(body)
+                return
+              }
+              if (when === 'half way through the body') {
+                res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+                res.write(body.subarray(0, body.byteLength / 2))
+              }
+              await fail.promise
+              req.socket.destroy()
+            }
+          })
+          const cache = createCache({ retry })
+          const client = adapter.connect(cache)
+
+          const calls = Array.from({ length: 20 }, () => attempt(client, `${server.url}/doc`))
+          await waitFor(() => cache.stats().misses === 20 && server.hits('/doc') === 1, 'every caller to reach the cache')
+          fail.release()
+          const results = await Promise.all(calls)
+
+          // Every caller fails, with the same error: the one exchange's.
+          expect(results.filter((r) => r.outcome.ok)).toHaveLength(0)
+          const codes = new Set(results.map((r) => errorCode(r.outcome)))
+          expect([...codes]).toEqual(['UND_ERR_SOCKET'])
+          expect(server.hits('/doc')).toBe(originRequests)
+          expect(cache.stats().inFlight).toBe(0)
+
+          // The failure was not remembered: the next caller asks the origin again.
+          const next = await attempt(client, `${server.url}/doc`)
+          expect(got(next.outcome, body)).toBe('the whole body')
+          expect(server.hits('/doc')).toBe(originRequests + 1)
+        })
+      }
+    })
+
+    describe('requests that differ in a header', () => {
+      const cases: { field: string, values: [string, string] }[] = [
+        { field: 'authorization', values: ['Bearer alice', 'Bearer bob'] },
+        { field: 'accept-language', values: ['en', 'fr'] },
+        { field: 'x-tenant', values: ['one', 'two'] }
+      ]
+      for (const { field, values } of cases) {
+        it(`are not collapsed when ${field} differs: each gets the origin's answer to its own request`, async () => {
+          const answer = gate()
+          const server = await origin({
+            '/doc': async (req, res) => {
+              await answer.promise
+              res.writeHead(200, { 'cache-control': 'public, max-age=60', 'content-type': 'text/plain' })
+              res.end(`for ${String(req.headers[field])}`)
+            }
+          })
+          const cache = createCache()
+          const client = adapter.connect(cache)
+
+          const calls = values.map((value) => attempt(client, `${server.url}/doc`, { headers: { [field]: value } }))
+          await waitFor(() => cache.stats().misses === 2, 'both requests to reach the cache')
+          await waitFor(() => server.hits('/doc') === 2, 'each request to reach the origin on its own')
+          answer.release()
+          const results = await Promise.all(calls)
+
+          expect(results.map((r) => r.outcome.ok ? r.outcome.body.toString() : r.outcome.error)).toEqual(values.map((v) => `for ${v}`))
+          for (const r of results) expect(r.reply?.cacheStatus).not.toMatch(/collapsed/)
+          expect(server.seen('/doc').map((s) => s.headers[field]).sort()).toEqual([...values].sort())
+        })
+      }
+    })
+
+    describe('the catch-up bound, maxEntrySize', () => {
+      const body = bytes(64 * 1024, 13)
+      const cases = [
+        { sentBeforeJoin: 512, originRequests: 1, collapsed: true },
+        { sentBeforeJoin: 8 * 1024, originRequests: 2, collapsed: false }
+      ]
+      for (const { sentBeforeJoin, originRequests, collapsed } of cases) {
+        it(`a caller arriving after ${sentBeforeJoin} bytes of a body went out (maxEntrySize 1024) ${collapsed ? 'joins' : 'makes its own request'} and gets the whole body`, async () => {
+          const rest = gate()
+          const server = await origin({
+            '/doc': async (_req, res) => {
+              res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'application/octet-stream' })
+              res.write(body.subarray(0, sentBeforeJoin))
+              await rest.promise
+              // The rest trickles out in slices.
+              for (let offset = sentBeforeJoin; offset < body.byteLength; offset += 8 * 1024) {
+                res.write(body.subarray(offset, Math.min(offset + 8 * 1024, body.byteLength)))
+                await new Promise((resolve) => setImmediate(resolve))
+              }
+              res.end()
+            }
+          })
+          const cache = createCache({ maxEntrySize: 1024 })
+          const client = adapter.connect(cache)
+
+          const leader = await client.get(`${server.url}/doc`)
+          const received = { bytes: 0 }
+          const leaderBody = readBody(leader.body, received)
+          await waitFor(() => received.bytes >= sentBeforeJoin, 'the leader to receive the first bytes')
+
+          const late = attempt(client, `${server.url}/doc`)
+          await waitFor(() => cache.stats().misses === 2 && server.hits('/doc') === originRequests, 'the late caller to reach the cache')
+          rest.release()
+
+          expect((await leaderBody).equals(body)).toBe(true)
+          const result = await late
+          expect(got(result.outcome, body)).toBe('the whole body')
+          expect(result.reply?.cacheStatus?.endsWith('; collapsed')).toBe(collapsed)
+          expect(server.hits('/doc')).toBe(originRequests)
+          await waitFor(() => cache.stats().inFlight === 0, 'the flights to end')
+        })
+      }
+    })
+
+    it('does not stall a caller while another identical caller has not read its body yet', async () => {
+      // Bigger than the buffers of fetch's and undici.request's bodies, well within maxEntrySize.
+      const body = bytes(1024 * 1024, 17)
+      const { server, answer } = await gatedOrigin(body, { 'cache-control': 'max-age=60' })
+      const cache = createCache()
+      const client = adapter.connect(cache)
+
+      const first = client.get(`${server.url}/doc`)
+      await waitFor(() => cache.stats().misses === 1, 'the first request to reach the cache')
+      const second = client.get(`${server.url}/doc`)
+      await waitFor(() => cache.stats().misses === 2, 'the second request to reach the cache')
+      answer.release()
+      const [a, b] = await Promise.all([first, second])
+      expect(b.cacheStatus).toBe(`${MISS_STORED}; collapsed`)
+
+      // One body after the other, as `const x = await a.text(); const y = await b.text()` does.
+      expect((await within(readBody(a.body), 'the first body')).equals(body)).toBe(true)
+      expect((await within(readBody(b.body), 'the second body')).equals(body)).toBe(true)
+      expect(server.hits('/doc')).toBe(1)
+    })
+  })
+}
+
+describe('single-flight keeps no state beyond the exchange', () => {
+  it('leaves no flight or refresh behind after 10 000 distinct URLs, through both adapters on one cache', async () => {
+    const server = await origin({
+      '/item': (req, res) => {
+        const n = Number(new URL(req.url!, 'http://origin.test').searchParams.get('n'))
+        res.writeHead(200, { 'cache-control': n % 4 < 2 ? 'max-age=60' : 'no-store', 'content-type': 'text/plain' })
+        res.end(`item ${n}`)
+      }
+    })
+    const cache = createCache({ maxEntries: 20_000 })
+    const clients = adapters.map((adapter) => adapter.connect(cache))
+
+    const wrong: number[] = []
+    for (let batch = 0; batch < 100; batch++) {
+      const calls: Promise<void>[] = []
+      for (let n = batch * 100; n < batch * 100 + 100; n++) {
+        // Every twentieth URL through cachedFetch, the others through the interceptor (the cheaper
+        // client; both use the cache's one flight table); every tenth asked for twice at once.
+        const client = clients[n % 20 === 0 ? 0 : 1]!
+        const copies = n % 10 === 0 ? 2 : 1
+        for (let copy = 0; copy < copies; copy++) {
+          calls.push(attempt(client, `${server.url}/item?n=${n}`).then(({ outcome }) => {
+            if (!outcome.ok || outcome.body.toString() !== `item ${n}`) wrong.push(n)
+          }))
+        }
+      }
+      await Promise.all(calls)
+    }
+
+    expect(wrong).toEqual([])
+    expect(server.requests.length).toBe(10_000)
+    expect(cache.stats().inFlight).toBe(0)
+    expect(cache.stats().refreshing).toBe(0)
+  }, 30_000) // 10 000 real round trips: about 7 s on an idle two-core machine, more when it is busy.
+})
+
+/** A raw handler on undici's new API that records everything it is told. */
+class RecordingHandler implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | undefined
+  headers: Record<string, string | string[] | undefined> = {}
+  readonly chunks: Buffer[] = []
+  ended = false
+  error: Error | undefined
+  readonly finished: Promise<void>
+  #finish!: () => void
+  whenData: ((controller: Dispatcher.DispatchController, chunk: Buffer) => void) | undefined
+
+  constructor () {
+    this.finished = new Promise<void>((resolve) => { this.#finish = resolve })
+  }
+
+  get received (): number {
+    return this.chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0)
+  }
+
+  /** What the handler was given, as one buffer (copied: a chunk it was given may change later). */
+  get body (): Buffer {
+    return Buffer.concat(this.chunks)
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+  }
+
+  onResponseStart (_controller: Dispatcher.DispatchController, _status: number, headers: Record<string, string | string[] | undefined>): void {
+    this.headers = headers
+  }
+
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.chunks.push(Buffer.from(chunk))
+    this.whenData?.(controller, chunk)
+  }
+
+  onResponseEnd (): void {
+    this.ended = true
+    this.#finish()
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController, error: Error): void {
+    this.error = error
+    this.#finish()
+  }
+}
+
+describe('single-flight into raw undici handlers', () => {
+  function get (dispatcher: Dispatcher, server: Origin, handler: Dispatcher.DispatchHandler): void {
+    dispatcher.dispatch({ origin: server.url, path: '/doc', method: 'GET', headers: {} }, handler)
+  }
+
+  for (const pauser of ['leader', 'follower'] as const) {
+    it(`a ${pauser} that pauses gets nothing more until it resumes; both callers then get the whole body`, async () => {
+      const body = bytes(64 * 1024, 19)
+      const first = 4 * 1024
+      const rest = gate()
+      let originDone = false
+      const server = await origin({
+        '/doc': async (_req, res) => {
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+          res.write(body.subarray(0, first))
+          await rest.promise
+          res.end(body.subarray(first), () => { originDone = true })
+        }
+      })
+      const cache = createCache()
+      const dispatcher = agent().compose(cacheInterceptor({ cache }))
+      const leader = new RecordingHandler()
+      const follower = new RecordingHandler()
+      const paused = pauser === 'leader' ? leader : follower
+      paused.whenData = (controller) => { if (paused.chunks.length === 1) controller.pause() }
+
+      get(dispatcher, server, leader)
+      await waitFor(() => leader.chunks.length > 0, 'the leader\'s first chunk')
+      get(dispatcher, server, follower)
+      await waitFor(() => follower.chunks.length > 0, 'the follower to be caught up')
+      expect(follower.headers['cache-status']).toBe(`${MISS_STORED}; collapsed`)
+
+      rest.release()
+      await waitFor(() => originDone, 'the origin to send the rest')
+      await settle()
+      expect(paused.chunks).toHaveLength(1)
+      expect(paused.ended).toBe(false)
+
+      paused.controller!.resume()
+      await within(Promise.all([leader.finished, follower.finished]), 'both bodies')
+      expect(leader.error).toBeUndefined()
+      expect(follower.error).toBeUndefined()
+      expect(leader.body.equals(body)).toBe(true)
+      expect(follower.body.equals(body)).toBe(true)
+      expect(server.hits('/doc')).toBe(1)
+      expect(cache.stats().inFlight).toBe(0)
+    })
+  }
+
+  it('a caller that joins from inside another caller\'s callback, just before the response ends, gets the whole body', async () => {
+    const body = bytes(2 * 1024, 23)
+    // One write: headers, body and end reach undici in one piece and are handed on in one go.
+    const server = await origin({
+      '/doc': (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'no-store', 'content-length': String(body.byteLength) })
+        res.end(body)
+      }
+    })
+    const cache = createCache()
+    const dispatcher = agent().compose(cacheInterceptor({ cache }))
+    const leader = new RecordingHandler()
+    const joiner = new RecordingHandler()
+    leader.whenData = () => { if (leader.chunks.length === 1) get(dispatcher, server, joiner) }
+
+    get(dispatcher, server, leader)
+    await within(Promise.all([leader.finished, joiner.finished]), 'both bodies')
+
+    expect(leader.body.equals(body)).toBe(true)
+    expect(joiner.error).toBeUndefined()
+    expect(joiner.ended).toBe(true)
+    expect(joiner.received).toBe(body.byteLength)
+    expect(joiner.body.equals(body)).toBe(true)
+  })
+
+  it('a caller that overwrites the chunks it is given does not change what another caller receives', async () => {
+    const body = bytes(32 * 1024, 29)
+    const answer = gate()
+    const server = await origin({
+      '/doc': async (_req, res) => {
+        await answer.promise
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+        res.end(body)
+      }
+    })
+    const cache = createCache()
+    const dispatcher = agent().compose(cacheInterceptor({ cache }))
+    // A handler owns the chunks it is given (it may decode in place): this one zeroes them once read.
+    const scribbler = new RecordingHandler()
+    scribbler.whenData = (_controller, chunk) => { chunk.fill(0) }
+    get(dispatcher, server, scribbler)
+    await waitFor(() => cache.stats().misses === 1, 'the first caller to reach the cache')
+    const other = request(`${server.url}/doc`, { dispatcher })
+    await waitFor(() => cache.stats().misses === 2, 'the second caller to reach the cache')
+    answer.release()
+
+    const response = await other
+    expect(response.headers['cache-status']).toBe(`${MISS_STORED}; collapsed`)
+    const otherBody = Buffer.from(await response.body.arrayBuffer())
+    await scribbler.finished
+    expect(scribbler.body.equals(body)).toBe(true)
+    expect.soft(otherBody.equals(body), 'the other caller\'s body is intact').toBe(true)
+    // …nor what was stored for later callers.
+    const hit = await request(`${server.url}/doc`, { dispatcher })
+    expect(hit.headers['cache-status']).toMatch(/^cachedfetch; hit/)
+    expect.soft(Buffer.from(await hit.body.arrayBuffer()).equals(body), 'the stored body is intact').toBe(true)
+  })
+})
