@@ -219,7 +219,7 @@ class FetchedResponse extends Response {
       type: { get () { return 'basic' } },
       headers: {
         get (this: FetchedResponse) {
-          const headers = Reflect.get(Response.prototype, 'headers', this) as Headers
+          const headers: Headers = Reflect.get(Response.prototype, 'headers', this)
           // Guarded on first use: a caller that only reads the body pays nothing for it.
           if (!this.#guarded) {
             Object.defineProperties(headers, IMMUTABLE_HEADERS)
