@@ -7,6 +7,7 @@
 import type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
 import { entrySize, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
 import { Flights } from './flight.js'
+import { invalidatedBy } from './invalidation.js'
 import { normalizeUrl, primaryKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
 import { requestSettings, resolveOptions, type CacheOptions, type RequestSettings, type ResolvedOptions } from './options.js'
 import { PolicyFactory, requestDirectives, storableHeaders, type RequestDirectives, type Usability } from './policy.js'
@@ -19,8 +20,6 @@ import { findVariant, removeVariant, variantId, writeVariant } from './variants.
 
 export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
 
-/** Request methods that never invalidate (RFC 9110 §9.2.1). */
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 /** Request fields that make the caller's own conditional or partial request: passed through untouched. */
 const CALLER_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
 /** Origin answers that stale-if-error may stand in for (RFC 5861 §4). */
@@ -174,7 +173,7 @@ export class Cache {
    * `headers` are the response's, as undici hands them over.
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
-    if (!SAFE_METHODS.has(request.method) && status >= 200 && status < 400) this.#invalidateAfterUnsafe(request, headers)
+    for (const url of invalidatedBy(request, status, headers)) void this.invalidate(url)
     const parts: { fwd: Forward, fwdStatus: number } = { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts)
@@ -255,27 +254,6 @@ export class Cache {
     this.#reporter.emit(name, event)
   }
 
-  /**
-   * RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target URI, and the
-   * Location and Content-Location URIs when they share its origin (a response must not be able to
-   * purge another origin's entries).
-   */
-  #invalidateAfterUnsafe (request: CacheRequest, headers: Record<string, string | string[] | undefined>): void {
-    const origin = new URL(request.url).origin
-    const targets = [request.url]
-    for (const name of ['location', 'content-location']) {
-      const value = single(headers[name])
-      if (value === undefined) continue
-      try {
-        const target = new URL(value, request.url)
-        if (target.origin === origin) targets.push(normalizeUrl(target))
-      } catch {
-        // An unparsable Location names nothing to invalidate.
-      }
-    }
-    for (const url of targets) void this.invalidate(url)
-  }
-
   /** Drops every stored variant of a URL, for GET and HEAD. */
   async invalidate (url: string | URL): Promise<void> {
     const normalized = normalizeUrl(url)
@@ -348,25 +326,4 @@ function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {
 
 function single (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value
-}
-
-/** Adapter options: a ready `cache` to share, or the options to build one, not both. */
-export interface CacheOrOptions extends CacheOptions {
-  /** A cache to use; several adapters given the same one share its entries. */
-  cache?: Cache
-}
-
-export function cacheFrom (options: CacheOrOptions | undefined, path = 'options'): Cache {
-  if (options === undefined) return new Cache()
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`expected ${path} to be an object, got ${options === null ? 'null' : typeof options}`)
-  }
-  const { cache, ...rest } = options
-  if (cache === undefined) return new Cache(rest)
-  if (!(cache instanceof Cache)) throw new TypeError(`expected ${path}.cache to be a Cache from createCache(), got ${typeof cache}`)
-  const extra = Object.keys(rest)
-  if (extra.length > 0) {
-    throw new TypeError(`${path}.cache is given, so ${path}.${extra[0]} must be set on createCache() instead`)
-  }
-  return cache
 }

@@ -7,7 +7,8 @@
  * through (shared/DESIGN.md).
  */
 import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
-import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode, type Hit } from '../cache.js'
+import type { Cache, FetchCacheMode, Hit } from '../cache.js'
+import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import type { CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
 import { normalizeHeaders, normalizeUrl } from '../key.js'

@@ -5,7 +5,8 @@
  * origin through single-flight and retries, with a CacheHandler letting the engine see the answer.
  */
 import type { Dispatcher } from 'undici'
-import { cacheFrom, type Cache, type CacheOrOptions, type FetchCacheMode, type Forwarded, type Lookup } from '../cache.js'
+import type { Cache, FetchCacheMode, Forwarded, Lookup } from '../cache.js'
+import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
 import { normalizeHeaders, normalizeUrl, type CacheRequest } from '../key.js'
 import type { RequestPolicy } from '../options.js'

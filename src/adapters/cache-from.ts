@@ -1,0 +1,26 @@
+/**
+ * What both adapters take: a ready `cache` to share, or the options to build their own.
+ */
+import { Cache } from '../cache.js'
+import type { CacheOptions } from '../options.js'
+
+/** Adapter options: a ready `cache` to share, or the options to build one, not both. */
+export interface CacheOrOptions extends CacheOptions {
+  /** A cache to use; several adapters given the same one share its entries. */
+  cache?: Cache
+}
+
+export function cacheFrom (options: CacheOrOptions | undefined, path = 'options'): Cache {
+  if (options === undefined) return new Cache()
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`expected ${path} to be an object, got ${options === null ? 'null' : typeof options}`)
+  }
+  const { cache, ...rest } = options
+  if (cache === undefined) return new Cache(rest)
+  if (!(cache instanceof Cache)) throw new TypeError(`expected ${path}.cache to be a Cache from createCache(), got ${typeof cache}`)
+  const extra = Object.keys(rest)
+  if (extra.length > 0) {
+    throw new TypeError(`${path}.cache is given, so ${path}.${extra[0]} must be set on createCache() instead`)
+  }
+  return cache
+}
