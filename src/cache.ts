@@ -190,14 +190,14 @@ export class Cache {
 
     const stored = storableHeaders(headers)
     const policy = this.#policies.create(request, status, stored)
-    const retention = policy.retention(stored)
+    const retention = policy.retention(stored, this.options.request)
     const fields = varyFields(single(stored.vary))
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
     const length = request.method === 'HEAD' ? 0 : Number(single(stored['content-length']) ?? 0)
     if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > this.options.maxEntrySize) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither
       // may the old. A 5xx is no new representation: the cache may act as if the origin had not answered.
-      if (previous !== undefined && status < 500) void this.#attempt('set', previous.key, removeVariant(this.#store, previous))
+      if (previous !== undefined && status < 500) void this.#attempt('set', previous.key, removeVariant(this.#store, previous, this.options.request))
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
@@ -215,7 +215,7 @@ export class Cache {
     const updated: CacheEntry = { ...entry, headers, policy, size: entrySize(entry.key, headers, entry.body) }
     this.#reporter.emit('revalidated', { url: entry.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && policy.storable(headers)) void this.#write(updated, policy.retention(headers))
+    if (matches && policy.storable(headers)) void this.#write(updated, policy.retention(headers, this.options.request))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
@@ -234,7 +234,7 @@ export class Cache {
 
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
   async #write (entry: CacheEntry, retention: number): Promise<void> {
-    if (await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention))) {
+    if (await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, this.options.request))) {
       this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
     }
   }

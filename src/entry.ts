@@ -99,7 +99,7 @@ export function deserializeVariantSet (value: unknown, key: string, policies: Po
     if (typeof u !== 'string' || typeof s !== 'number' || typeof m !== 'string' ||
         !isHeaders(h) || body === undefined || !isRecord(y)) return undefined
     if (!isHeaders(h)) return undefined
-    const policy = policies.fromObject(p, h)
+    const policy = policies.fromObject(p, s, h)
     if (policy === undefined) return undefined
     const vary = fromNulls(y)
     if (vary === undefined) return undefined

@@ -6,6 +6,7 @@
  * fresh response, the 304 merge of new header fields, and an injectable clock.
  */
 import CachePolicy from 'http-cache-semantics'
+import { parseHttpDate } from './http-date.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
 import type { ResponseHeaders } from './entry.js'
 
@@ -42,8 +43,16 @@ export interface StaleDefaults {
 /** Hop-by-hop fields are never stored (RFC 9111 §3.1, RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'transfer-encoding', 'upgrade'
+  'proxy-authentication-info', 'te', 'trailer', 'transfer-encoding', 'upgrade'
 ])
+
+/**
+ * Statuses http-cache-semantics understands (its list). RFC 9111 §3 lets a cache store any other
+ * final status too, given explicit freshness; it refuses them, so it is shown a stand-in it treats
+ * alike: understood, never cacheable by heuristics.
+ */
+const UNDERSTOOD = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501])
+const STAND_IN_STATUS = 302
 
 /** Fields a 304 must not change in the stored response: they describe the stored body (RFC 9111 §3.2). */
 const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
@@ -101,11 +110,13 @@ export class Policy {
   readonly #now: () => number
   readonly #responseTime: number
   readonly #initialAge: number
+  readonly #status: number
   #lifetime: number | undefined
   readonly directives: Directives
 
-  constructor (policy: CachePolicy, config: PolicyConfig, headers: ResponseHeaders, responseTime: number) {
+  constructor (policy: CachePolicy, config: PolicyConfig, status: number, headers: ResponseHeaders, responseTime: number) {
     this.#policy = policy
+    this.#status = status
     this.#shared = config.shared
     this.#now = config.now
     this.#responseTime = responseTime
@@ -114,12 +125,16 @@ export class Policy {
     // (how far the origin's Date lies behind our clock). http-cache-semantics uses Age alone.
     const date = Date.parse(single(headers.date) ?? '')
     const apparentAge = Number.isFinite(date) ? Math.max(0, (responseTime - date) / 1000) : 0
-    this.#initialAge = Math.max(apparentAge, deltaSeconds(single(headers.age)) ?? 0)
+    // Age is one delta-seconds; of several (a list, or repeated fields), the first counts.
+    const age = single(headers.age)?.split(',')[0]
+    this.#initialAge = Math.max(apparentAge, deltaSeconds(age?.trim()) ?? 0)
   }
 
   /** RFC 9111 §3; in shared mode a response with Set-Cookie is never stored (it belongs to one user). */
   storable (headers: ResponseHeaders): boolean {
     if (!this.#policy.storable()) return false
+    // §5.2.2.3: must-understand stores only statuses the cache understands.
+    if (this.directives['must-understand'] !== undefined && !UNDERSTOOD.has(this.#status)) return false
     if (this.#shared && headers['set-cookie'] !== undefined) return false
     return true
   }
@@ -148,15 +163,15 @@ export class Policy {
    * How long a store should keep the entry, in ms: its remaining freshness, then a day of stale
    * life (or the longer stale window it allows), since a stale entry can still be revalidated or
    * served where the request allows (max-stale, force-cache, stale-if-error). Zero when it could
-   * never be used: no freshness and no validators.
+   * never be used: no freshness, no stale window and no validators.
    */
-  retention (headers: ResponseHeaders): number {
+  retention (headers: ResponseHeaders, defaults: StaleDefaults): number {
     const fresh = Math.max(0, (this.lifetime() - this.age()) * 1000)
-    if (fresh === 0 && !this.hasValidators(headers)) return 0
     const staleWindow = 1000 * Math.max(
-      deltaSeconds(this.directives['stale-while-revalidate']) ?? 0,
-      deltaSeconds(this.directives['stale-if-error']) ?? 0
+      deltaSeconds(this.directives['stale-while-revalidate']) ?? defaults.staleWhileRevalidate,
+      deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
     )
+    if (fresh === 0 && staleWindow === 0 && !this.hasValidators(headers)) return 0
     return Math.round(fresh + Math.max(staleWindow, STALE_RETENTION_MS))
   }
 
@@ -245,19 +260,24 @@ export class PolicyFactory {
 
   create (request: CacheRequest, status: number, headers: ResponseHeaders): Policy {
     const responseTime = this.#config.now()
-    const policy = new this.#Clocked(policyRequest(request, single(headers.vary)), { status, headers: policyHeaders(headers) }, { shared: this.#config.shared })
-    return new Policy(policy, this.#config, headers, responseTime)
+    const seen = UNDERSTOOD.has(status) || status < 200 || status === 206 || status === 304 ? status : STAND_IN_STATUS
+    const policy = new this.#Clocked(
+      policyRequest(request, single(headers.vary)),
+      { status: seen, headers: policyHeaders(headers, status, responseTime) },
+      { shared: this.#config.shared }
+    )
+    return new Policy(policy, this.#config, status, headers, responseTime)
   }
 
   /**
    * Rebuilds a policy from `toObject()` and the entry's stored headers, or `undefined` when the
    * object is not one.
    */
-  fromObject (value: unknown, headers: ResponseHeaders): Policy | undefined {
+  fromObject (value: unknown, status: number, headers: ResponseHeaders): Policy | undefined {
     try {
       const object = value as PolicyObject
       if (typeof object.t !== 'number') return undefined
-      const policy = new Policy(this.#Clocked.fromObject(object), this.#config, headers, object.t)
+      const policy = new Policy(this.#Clocked.fromObject(object), this.#config, status, headers, object.t)
       // A truncated object passes fromObject() and fails later; ask it everything a lookup will.
       policy.storable(headers)
       policy.raw.revalidationHeaders({ url: object.u, method: object.m, headers: {} })
@@ -274,7 +294,7 @@ export class PolicyFactory {
    * to add every field the 304 carries, except those that describe the stored body.
    */
   revalidated (request: CacheRequest, stored: Policy, storedHeaders: ResponseHeaders, status: number, notModified: ResponseHeaders): Revalidated {
-    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified) })
+    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified, 304, this.#config.now()) })
     const headers: ResponseHeaders = { ...storedHeaders }
     // The stored Age was the old response's; the 304 is a new one, with its own Age or none.
     delete headers.age
@@ -323,18 +343,29 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
 }
 
 /**
- * Response fields as http-cache-semantics is given them: one string each, directive names in
- * lower case (RFC 9111 §5.2: they are case-insensitive; it compares them as written), and without
- * proxy-revalidate, which it takes as "never fresh" in a shared cache where §5.2.2.8 means "like
- * must-revalidate" — a rule Policy applies itself, from the stored fields.
+ * Response fields as http-cache-semantics is given them, corrected where it reads them otherwise
+ * than RFC 9111 does. Policy applies the rules behind the removed directives itself.
+ * - Directive names in lower case (§5.2: case-insensitive; it compares them as written).
+ * - No proxy-revalidate: it takes it as "never fresh" in a shared cache; §5.2.2.8 means "like
+ *   must-revalidate".
+ * - No no-store beside must-understand when the status is understood (§5.2.2.3).
+ * - No Pragma: it reads `Pragma: no-cache` in a response as no-cache; §5.4 gives it a meaning in
+ *   requests only.
+ * - Expires as a strict HTTP-date, or "0" (already expired) when it is none (§5.3); it would take
+ *   whatever Date.parse takes.
  */
-function policyHeaders (headers: ResponseHeaders): Record<string, string> {
+function policyHeaders (headers: ResponseHeaders, status: number, now: number): Record<string, string> {
   const flat: Record<string, string> = {}
-  for (const name in headers) flat[name] = single(headers[name])!
+  for (const name in headers) if (name !== 'pragma') flat[name] = single(headers[name])!
   const cacheControl = flat['cache-control']
   if (cacheControl !== undefined) {
-    flat['cache-control'] = lowerDirectiveNames(cacheControl).split(',')
-      .filter((part) => part.trim() !== 'proxy-revalidate').join(',')
+    const parts = lowerDirectiveNames(cacheControl).split(',').map((part) => part.trim())
+    const understood = parts.includes('must-understand') && UNDERSTOOD.has(status)
+    flat['cache-control'] = parts.filter((part) => part !== 'proxy-revalidate' && !(understood && part === 'no-store')).join(', ')
+  }
+  if (flat.expires !== undefined) {
+    const expires = parseHttpDate(flat.expires, now)
+    flat.expires = expires === undefined ? '0' : new Date(expires).toUTCString()
   }
   return flat
 }

@@ -4,6 +4,7 @@
  */
 import type { CacheEntry, VariantSet } from './entry.js'
 import { varyMatches, type CacheRequest } from './key.js'
+import type { StaleDefaults } from './policy.js'
 import type { EntryStore } from './store/types.js'
 
 /** A URL with more variants than this is being fed Vary values without end; the oldest goes. */
@@ -18,23 +19,19 @@ export function variantId (entry: CacheEntry): string {
   return `${entry.key}\n${JSON.stringify(entry.vary)}`
 }
 
-export async function writeVariant (store: EntryStore, entry: CacheEntry, retention: number): Promise<void> {
+export async function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults): Promise<void> {
   const current = await store.get(entry.key)
   const others = current?.variants.filter((variant) => !sameVariant(variant, entry)) ?? []
   const variants = [entry, ...others].slice(0, MAX_VARIANTS)
-  await store.set({ key: entry.key, variants }, Math.max(retention, ...others.map(retentionOf)))
+  await store.set({ key: entry.key, variants }, Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
-export async function removeVariant (store: EntryStore, entry: CacheEntry): Promise<void> {
+export async function removeVariant (store: EntryStore, entry: CacheEntry, defaults: StaleDefaults): Promise<void> {
   const current = await store.get(entry.key)
   if (current === undefined) return
   const others = current.variants.filter((variant) => !sameVariant(variant, entry))
   if (others.length === 0) await store.delete(entry.key)
-  else await store.set({ key: entry.key, variants: others }, Math.max(...others.map(retentionOf)))
-}
-
-function retentionOf (entry: CacheEntry): number {
-  return entry.policy.retention(entry.headers)
+  else await store.set({ key: entry.key, variants: others }, Math.max(...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
 function sameVariant (a: CacheEntry, b: CacheEntry): boolean {

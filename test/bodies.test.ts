@@ -4,48 +4,18 @@
  * handler honours pause(), resume() and abort(), and HEAD responses are kept apart from GET's.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { Agent, request, type Dispatcher } from 'undici'
+import { request, type Dispatcher } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
-import { respond, startOrigin, type Origin } from './helpers/origin.js'
+import { bytes, respond, type Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { gate, settle } from './helpers/wait.js'
 
-const closers: (() => Promise<void>)[] = []
+const opened = teardown()
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close()
-})
-
-async function origin (routes: Parameters<typeof startOrigin>[0]): Promise<Origin> {
-  const started = await startOrigin(routes)
-  closers.push(() => started.close())
-  return started
-}
-
-function agent (): Agent {
-  const made = new Agent()
-  closers.push(() => made.close())
-  return made
-}
-
-/** A promise with its resolve function, for origins that wait on the test. */
-function signal (): { promise: Promise<void>, release: () => void } {
-  let release!: () => void
-  const promise = new Promise<void>((resolve) => { release = resolve })
-  return { promise, release }
-}
-
-/** Resolves after the event loop has turned a few times, so anything queued has had its chance. */
-function settle (): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 30))
-}
+afterEach(() => opened.close())
 
 function fetchWith (cache: Cache): ReturnType<typeof createCachedFetch> {
-  return createCachedFetch({ cache, dispatcher: agent() })
-}
-
-function bytes (length: number): Buffer {
-  const body = Buffer.alloc(length)
-  for (let i = 0; i < length; i++) body[i] = (i * 31 + 7) % 256
-  return body
+  return createCachedFetch({ cache, dispatcher: opened.agent() })
 }
 
 async function readAll (reader: ReadableStreamDefaultReader<Uint8Array>): Promise<Buffer> {
@@ -59,9 +29,9 @@ async function readAll (reader: ReadableStreamDefaultReader<Uint8Array>): Promis
 
 describe('bodies stream while they are recorded', () => {
   it('hands the first chunk to the caller before the origin has finished, then serves the whole body as a hit', async () => {
-    const rest = signal()
+    const rest = gate()
     let finished = false
-    const server = await origin({
+    const server = await opened.origin({
       '/slow': async (_req, res) => {
         res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
         res.write('first chunk;')
@@ -89,9 +59,9 @@ describe('bodies stream while they are recorded', () => {
   })
 
   it('streams through the interceptor too: undici.request sees the first chunk before the origin finishes', async () => {
-    const rest = signal()
+    const rest = gate()
     let finished = false
-    const server = await origin({
+    const server = await opened.origin({
       '/slow': async (_req, res) => {
         res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
         res.write('first chunk;')
@@ -100,7 +70,7 @@ describe('bodies stream while they are recorded', () => {
         finished = true
       }
     })
-    const dispatcher = agent().compose(cacheInterceptor({ cache: createCache() }))
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache() }))
 
     const { body } = await request(`${server.url}/slow`, { dispatcher })
     const chunks: Buffer[] = []
@@ -124,7 +94,7 @@ describe('bodies stream while they are recorded', () => {
 describe('bodies larger than maxEntrySize', () => {
   it('streams a body with a content-length past maxEntrySize through uncached', async () => {
     const body = bytes(4096)
-    const server = await origin({
+    const server = await opened.origin({
       '/big': respond(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) }, body)
     })
     const cachedFetch = fetchWith(createCache({ maxEntrySize: 1024 }))
@@ -138,10 +108,10 @@ describe('bodies larger than maxEntrySize', () => {
   })
 
   it('streams a chunked body without content-length past maxEntrySize through uncached, without waiting for its end', async () => {
-    const rest = signal()
+    const rest = gate()
     const head = bytes(3000)
     const tail = bytes(2000)
-    const server = await origin({
+    const server = await opened.origin({
       '/chunked': async (_req, res) => {
         res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'application/octet-stream' })
         res.write(head)
@@ -176,7 +146,7 @@ describe('bodies larger than maxEntrySize', () => {
   it('caches a body of exactly maxEntrySize bytes, chunked or not, and not one a byte larger', async () => {
     const fits = bytes(1024)
     const over = bytes(1025)
-    const server = await origin({
+    const server = await opened.origin({
       '/fits': respond(200, { 'cache-control': 'max-age=60', 'content-length': '1024' }, fits),
       '/fits-chunked': (_req, res) => {
         res.writeHead(200, { 'cache-control': 'max-age=60' })
@@ -206,8 +176,8 @@ describe('an origin that fails mid-body', () => {
     it(`fails the caller's read and stores nothing (${framing})`, async () => {
       const body = bytes(8000)
       let calls = 0
-      let cut = signal()
-      const server = await origin({
+      let cut = gate()
+      const server = await opened.origin({
         '/cut': async (_req, res) => {
           calls++
           const headers: Record<string, string> = { 'cache-control': 'max-age=60' }
@@ -231,7 +201,7 @@ describe('an origin that fails mid-body', () => {
       cut.release()
       await expect(readAll(reader)).rejects.toThrow()
 
-      cut = signal()
+      cut = gate()
       const retried = await cachedFetch(`${server.url}/cut`)
       expect(retried.headers.get('cache-status')).not.toMatch(/; hit/)
       expect(Buffer.from(await retried.arrayBuffer()).equals(body)).toBe(true)
@@ -254,7 +224,7 @@ class RecordingHandler implements Dispatcher.DispatchHandler {
   readonly chunks: Buffer[] = []
   readonly events: string[] = []
   error: Error | undefined
-  readonly firstChunk = signal()
+  readonly firstChunk = gate()
   readonly finished: Promise<void>
   #finish!: () => void
   whenData: ((controller: Dispatcher.DispatchController, chunk: Buffer) => void) | undefined
@@ -299,10 +269,10 @@ describe('a hit replayed into an undici handler', () => {
   const body = bytes(200 * 1024)
 
   async function cachedLarge (): Promise<{ server: Origin, dispatcher: Dispatcher }> {
-    const server = await origin({
+    const server = await opened.origin({
       '/large': respond(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) }, body)
     })
-    const dispatcher = agent().compose(cacheInterceptor({ cache: createCache() }))
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache() }))
     const miss = await request(`${server.url}/large`, { dispatcher })
     expect(Buffer.from(await miss.body.arrayBuffer()).equals(body)).toBe(true)
     return { server, dispatcher }
@@ -400,7 +370,7 @@ describe('HEAD', () => {
   const body = 'the whole document'
 
   async function documentOrigin (): Promise<Origin> {
-    return origin({
+    return opened.origin({
       '/doc': respond(200, {
         'content-type': 'text/plain',
         'content-length': String(Buffer.byteLength(body)),
@@ -417,7 +387,7 @@ describe('HEAD', () => {
     const server = await documentOrigin()
     const cache = createCache()
     const cachedFetch = fetchWith(cache)
-    const dispatcher = agent().compose(cacheInterceptor({ cache }))
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
 
     const miss = await cachedFetch(`${server.url}/doc`, { method: 'HEAD' })
     expect(await miss.text()).toBe('')
@@ -436,7 +406,7 @@ describe('HEAD', () => {
     const server = await documentOrigin()
     const cache = createCache()
     const cachedFetch = fetchWith(cache)
-    const dispatcher = agent().compose(cacheInterceptor({ cache }))
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
 
     await (await cachedFetch(`${server.url}/doc`, { method: 'HEAD' })).text()
 
@@ -457,7 +427,7 @@ describe('HEAD', () => {
   })
 
   it('caches a HEAD response whose Content-Length is past maxEntrySize: it has no body to hold', async () => {
-    const server = await origin({
+    const server = await opened.origin({
       '/huge': (_req, res) => {
         res.writeHead(200, { 'content-length': String(10 * 1024 * 1024), 'cache-control': 'max-age=60' })
         res.end()

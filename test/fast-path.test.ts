@@ -7,9 +7,11 @@
 import { readFileSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { Agent, fetch, type Response } from 'undici'
+import { fetch, type Response } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
-import { manualClock, startOrigin, type Origin, type Route } from './helpers/origin.js'
+import type { Route } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 
 interface Scenario {
   readonly name: string
@@ -29,31 +31,19 @@ interface Scenario {
 
 const scenarios = JSON.parse(readFileSync(new URL('../fixtures/fast-path-scenarios.json', import.meta.url), 'utf8')) as Scenario[]
 
-const closers: (() => Promise<void>)[] = []
+const opened = teardown()
 
 afterEach(async () => {
   vi.restoreAllMocks()
-  for (const close of closers.splice(0).reverse()) await close()
+  await opened.close()
 })
 
-function agent (): Agent {
-  const made = new Agent()
-  closers.push(() => made.close())
-  return made
-}
-
-async function origin (routes: Record<string, Route>): Promise<Origin> {
-  const started = await startOrigin(routes)
-  closers.push(() => started.close())
-  return started
-}
-
 /** Both paths over one cache, with a clock the origin's Date follows, so ttl and age agree. */
-function setup (shared = true): { cache: Cache, clock: ReturnType<typeof manualClock>, cachedFetch: ReturnType<typeof createCachedFetch>, slowFetch: typeof fetch } {
-  const clock = manualClock(Math.floor(Date.now() / 1000) * 1000)
+function setup (shared = true): { cache: Cache, clock: ManualClock, cachedFetch: ReturnType<typeof createCachedFetch>, slowFetch: typeof fetch } {
+  const clock = manualClock(wholeSecondNow())
   const cache = createCache({ shared, now: clock.now })
-  const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
-  const dispatcher = agent().compose(cacheInterceptor({ cache }))
+  const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+  const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
   const slowFetch: typeof fetch = (input, init) => fetch(input, { ...init, dispatcher })
   return { cache, clock, cachedFetch, slowFetch }
 }
@@ -91,9 +81,9 @@ async function seen (response: Response | globalThis.Response): Promise<Seen> {
   }
 }
 
-function scenarioRoute (scenario: Scenario, clock: ReturnType<typeof manualClock>): Route {
+function scenarioRoute (scenario: Scenario, clock: ManualClock): Route {
   return (_req, res) => {
-    const headers = [...scenario.headers, ['date', new Date(clock.now()).toUTCString()]].flat()
+    const headers = [...scenario.headers, ['date', clock.date()]].flat()
     res.writeHead(scenario.status ?? 200, scenario.statusText ?? 'OK', headers)
     const body = scenario.bodyBase64 !== undefined ? Buffer.from(scenario.bodyBase64, 'base64') : scenario.body
     res.end(body)
@@ -104,7 +94,7 @@ describe('the fast path serves what undici.fetch through the interceptor serves'
   for (const scenario of scenarios) {
     it(`for ${scenario.name}`, async () => {
       const { cache, clock, cachedFetch, slowFetch } = setup(scenario.shared)
-      const server = await origin({ [scenario.path]: scenarioRoute(scenario, clock) })
+      const server = await opened.origin({ [scenario.path]: scenarioRoute(scenario, clock) })
       const url = server.url + scenario.path
       const init = { method: scenario.method ?? 'GET', headers: scenario.requestHeaders ?? {} }
 
@@ -131,7 +121,7 @@ describe('the fast path serves what undici.fetch through the interceptor serves'
 describe('a fast-path hit behaves as a fetched Response', () => {
   async function hits (): Promise<{ fast: Response, slow: Response }> {
     const { cache, clock, cachedFetch, slowFetch } = setup()
-    const server = await origin({ '/page': scenarioRoute(scenarios[0]!, clock) })
+    const server = await opened.origin({ '/page': scenarioRoute(scenarios[0]!, clock) })
     await (await cachedFetch(`${server.url}/page`)).arrayBuffer()
     const slowCalls = watchSlowPath(cache)
     const fast = await cachedFetch(`${server.url}/page`)
@@ -163,7 +153,7 @@ describe('entries the fast path does not serve as they are', () => {
     const text = 'compressed '.repeat(200)
     const gzipped = gzipSync(text)
     const { cache, cachedFetch, slowFetch } = setup()
-    const server = await origin({
+    const server = await opened.origin({
       '/gz': (_req, res) => {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'content-length': String(gzipped.byteLength), 'cache-control': 'max-age=60' })
         res.end(gzipped)
@@ -184,7 +174,7 @@ describe('entries the fast path does not serve as they are', () => {
 
   it('follows a stored 301 to a stored target, reporting the redirect', async () => {
     const { cache, cachedFetch, slowFetch } = setup()
-    const server = await origin({
+    const server = await opened.origin({
       '/old': (_req, res) => {
         res.writeHead(301, { location: '/new', 'cache-control': 'max-age=60' })
         res.end()
@@ -214,7 +204,7 @@ describe('entries the fast path does not serve as they are', () => {
 
   it('serves an entry that varies on Accept-Encoding, which fetch sets itself', async () => {
     const { cache, cachedFetch, slowFetch } = setup()
-    const server = await origin({
+    const server = await opened.origin({
       '/negotiated': (_req, res) => {
         res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'Accept-Encoding' })
         res.end('negotiated')
@@ -236,7 +226,7 @@ describe('entries the fast path does not serve as they are', () => {
 describe('response.url', () => {
   it('is the requested URL with its query and without its fragment, on a miss and on both hits', async () => {
     const { cache, clock, cachedFetch, slowFetch } = setup()
-    const server = await origin({ '/search': scenarioRoute(scenarios[0]!, clock) })
+    const server = await opened.origin({ '/search': scenarioRoute(scenarios[0]!, clock) })
     const requested = `${server.url}/search?q=a%20b&page=2#results`
     const expected = `${server.url}/search?q=a%20b&page=2`
 

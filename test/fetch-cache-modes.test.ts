@@ -7,66 +7,14 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Agent, request, Request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, isCachedFetchError, type Cache, type CachedFetch, type CacheDispatchOptions, type FetchCacheMode } from '../src/index.js'
-import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+import { cacheInterceptor, createCache, createCachedFetch, isCachedFetchError, type CachedFetch, type CacheDispatchOptions } from '../src/index.js'
+import { adapters, type Client } from './helpers/clients.js'
+import { startOrigin, type Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 
-/**
- * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
- * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
- */
-function wholeSecondNow (): number {
-  return Math.floor(Date.now() / 1000) * 1000
-}
-
-interface Reply {
-  readonly status: number
-  readonly body: string
-  header (name: string): string | undefined
-}
-
-interface Client {
-  send (url: string, mode?: FetchCacheMode, headers?: Record<string, string>): Promise<Reply>
-  close (): Promise<void>
-}
-
-const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
-  {
-    name: 'cachedFetch (init.cache)',
-    connect (cache) {
-      const agent = new Agent()
-      const fetch = createCachedFetch({ cache, dispatcher: agent })
-      return {
-        async send (url, mode, headers) {
-          const response = await fetch(url, { cache: mode, headers })
-          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
-        },
-        close: () => agent.close()
-      }
-    }
-  },
-  {
-    name: 'interceptor (cacheMode)',
-    connect (cache) {
-      const agent = new Agent().compose(cacheInterceptor({ cache }))
-      return {
-        async send (url, mode, headers) {
-          const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, headers, cacheMode: mode }
-          const response = await request(url, options)
-          const body = await response.body.text()
-          return {
-            status: response.statusCode,
-            body,
-            header: (name) => {
-              const value = response.headers[name]
-              return Array.isArray(value) ? value.join(', ') : value
-            }
-          }
-        },
-        close: () => agent.close()
-      }
-    }
-  }
-]
+/** The adapters, each named with the way it takes a cache mode. */
+const modeAdapters = adapters.map((adapter) => ({ ...adapter, name: `${adapter.name} (${adapter.name === 'cachedFetch' ? 'init.cache' : 'cacheMode'})` }))
 
 interface Resource {
   /** Bumped by a test to change the representation (body and ETag). */
@@ -75,17 +23,18 @@ interface Resource {
 }
 
 /** `/res`: body `version N`, ETag `"vN"`, answering a matching If-None-Match with a 304. */
-function serveResource (origin: Origin, clock: ReturnType<typeof manualClock>, resource: Resource): void {
+function serveResource (origin: Origin, clock: ManualClock, resource: Resource): void {
   origin.route('/res', (req, res) => {
     const etag = `"v${resource.version}"`
-    const fields = { date: new Date(clock.now()).toUTCString(), 'cache-control': resource.cacheControl, etag }
+    const fields = { date: clock.date(), 'cache-control': resource.cacheControl, etag }
     if (req.headers['if-none-match'] === etag) res.writeHead(304, fields).end()
     else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end(`version ${resource.version}`)
   })
 }
 
-describe.each(adapters)('cache modes through $name', ({ connect }) => {
-  let clock: ReturnType<typeof manualClock>
+describe.each(modeAdapters)('cache modes through $name', ({ connect }) => {
+  const opened = teardown()
+  let clock: ManualClock
   let origin: Origin
   let client: Client
   let resource: Resource
@@ -93,23 +42,20 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
-    origin = await startOrigin()
-    client = connect(createCache({ now: clock.now }))
+    origin = await opened.origin()
+    client = opened.add(connect(createCache({ now: clock.now })))
     resource = { version: 1, cacheControl: 'max-age=60' }
     serveResource(origin, clock, resource)
     url = `${origin.url}/res`
   })
 
-  afterEach(async () => {
-    await client.close()
-    await origin.close()
-  })
+  afterEach(() => opened.close())
 
   it('default stores a response and serves it from the cache while fresh', async () => {
-    const first = await client.send(url, 'default')
+    const first = await client.send(url, { cache: 'default' })
     expect(first.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
     clock.advance(5)
-    const second = await client.send(url, 'default')
+    const second = await client.send(url, { cache: 'default' })
     expect(second.body).toBe('version 1')
     expect(second.header('cache-status')).toBe('cachedfetch; hit; ttl=55')
     expect(second.header('age')).toBe('5')
@@ -120,7 +66,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
     await client.send(url)
     resource.version = 2
 
-    const bypassed = await client.send(url, 'no-store')
+    const bypassed = await client.send(url, { cache: 'no-store' })
     expect(bypassed.body).toBe('version 2')
     expect(bypassed.header('cache-status')).toBe('cachedfetch; fwd=bypass; fwd-status=200')
     expect(origin.hits('/res')).toBe(2)
@@ -134,7 +80,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
   })
 
   it('no-store does not store a response when nothing is stored', async () => {
-    await client.send(url, 'no-store')
+    await client.send(url, { cache: 'no-store' })
     const after = await client.send(url)
     expect(after.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
     expect(origin.hits('/res')).toBe(2)
@@ -144,7 +90,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
     await client.send(url)
     resource.version = 2
 
-    const reloaded = await client.send(url, 'reload')
+    const reloaded = await client.send(url, { cache: 'reload' })
     expect(reloaded.body).toBe('version 2')
     expect(reloaded.header('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=200; stored')
     expect(origin.hits('/res')).toBe(2)
@@ -159,7 +105,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
   it('no-cache revalidates a fresh entry', async () => {
     await client.send(url)
 
-    const revalidated = await client.send(url, 'no-cache')
+    const revalidated = await client.send(url, { cache: 'no-cache' })
     expect(revalidated.body).toBe('version 1')
     expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=304; ttl=60')
     expect(origin.hits('/res')).toBe(2)
@@ -170,7 +116,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
     await client.send(url)
     clock.advance(10)
 
-    const revalidated = await client.send(url, 'no-cache', { 'cache-control': 'max-stale=3600' })
+    const revalidated = await client.send(url, { cache: 'no-cache', headers: { 'cache-control': 'max-stale=3600' } })
     expect(revalidated.body).toBe('version 1')
     expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=304; ttl=60')
     expect(origin.hits('/res')).toBe(2)
@@ -182,7 +128,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
     clock.advance(10)
     resource.version = 2
 
-    const replaced = await client.send(url, 'no-cache')
+    const replaced = await client.send(url, { cache: 'no-cache' })
     expect(replaced.body).toBe('version 2')
     expect(origin.hits('/res')).toBe(2)
     expect(origin.seen('/res')[1]!.headers['if-none-match']).toBe('"v1"')
@@ -196,7 +142,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
     await client.send(url)
     clock.advance(60)
 
-    const stale = await client.send(url, 'force-cache')
+    const stale = await client.send(url, { cache: 'force-cache' })
     expect(stale.body).toBe('version 1')
     expect(stale.header('cache-status')).toBe('cachedfetch; hit; ttl=-50')
     expect(stale.header('age')).toBe('60')
@@ -204,7 +150,7 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
   })
 
   it('force-cache fetches and stores when nothing is stored', async () => {
-    const first = await client.send(url, 'force-cache')
+    const first = await client.send(url, { cache: 'force-cache' })
     expect(first.body).toBe('version 1')
     expect(first.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
     expect(origin.hits('/res')).toBe(1)
@@ -218,12 +164,12 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
     resource.cacheControl = 'max-age=10'
     await client.send(url)
 
-    const fresh = await client.send(url, 'only-if-cached')
+    const fresh = await client.send(url, { cache: 'only-if-cached' })
     expect(fresh.body).toBe('version 1')
     expect(fresh.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
 
     clock.advance(60)
-    const stale = await client.send(url, 'only-if-cached')
+    const stale = await client.send(url, { cache: 'only-if-cached' })
     expect(stale.body).toBe('version 1')
     expect(stale.header('cache-status')).toBe('cachedfetch; hit; ttl=-50')
     expect(origin.hits('/res')).toBe(1)
@@ -231,27 +177,23 @@ describe.each(adapters)('cache modes through $name', ({ connect }) => {
 })
 
 describe('cachedFetch cache modes, as fetch reports them', () => {
-  let clock: ReturnType<typeof manualClock>
+  const opened = teardown()
+  let clock: ManualClock
   let origin: Origin
-  let agent: Agent
   let fetch: CachedFetch
   let resource: Resource
   let url: string
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
-    origin = await startOrigin()
-    agent = new Agent()
-    fetch = createCachedFetch({ cache: createCache({ now: clock.now }), dispatcher: agent })
+    origin = await opened.origin()
+    fetch = createCachedFetch({ cache: createCache({ now: clock.now }), dispatcher: opened.agent() })
     resource = { version: 1, cacheControl: 'max-age=60' }
     serveResource(origin, clock, resource)
     url = `${origin.url}/res`
   })
 
-  afterEach(async () => {
-    await agent.close()
-    await origin.close()
-  })
+  afterEach(() => opened.close())
 
   it('no-store and reload tell the origin not to answer from its own caches', async () => {
     await (await fetch(url, { cache: 'no-store' })).text()

@@ -7,9 +7,10 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Agent, request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { createCache, type Cache } from '../src/index.js'
+import { adapters, type Client } from './helpers/clients.js'
 import { startOrigin, type Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
 
 interface InvalidationCase {
   readonly method: string
@@ -18,62 +19,6 @@ interface InvalidationCase {
 }
 
 const table = JSON.parse(readFileSync(new URL('../fixtures/invalidation.json', import.meta.url), 'utf8')) as { cases: InvalidationCase[] }
-
-interface Reply {
-  readonly status: number
-  readonly body: string
-  header (name: string): string | undefined
-}
-
-interface Send {
-  readonly method?: string
-  readonly headers?: Record<string, string>
-}
-
-interface Client {
-  send (url: string, init?: Send): Promise<Reply>
-  close (): Promise<void>
-}
-
-const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
-  {
-    name: 'cachedFetch',
-    connect (cache) {
-      const agent = new Agent()
-      const fetch = createCachedFetch({ cache, dispatcher: agent })
-      return {
-        async send (url, { method = 'GET', headers } = {}) {
-          // A 3xx to an unsafe method is the answer under test, not a redirect to follow.
-          const redirect = method === 'GET' || method === 'HEAD' ? 'follow' : 'manual'
-          const response = await fetch(url, { method, headers, redirect })
-          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
-        },
-        close: () => agent.close()
-      }
-    }
-  },
-  {
-    name: 'interceptor',
-    connect (cache) {
-      const agent = new Agent().compose(cacheInterceptor({ cache }))
-      return {
-        async send (url, { method = 'GET', headers } = {}) {
-          const response = await request(url, { dispatcher: agent, method, headers })
-          const body = await response.body.text()
-          return {
-            status: response.statusCode,
-            body,
-            header: (name) => {
-              const value = response.headers[name]
-              return Array.isArray(value) ? value.join(', ') : value
-            }
-          }
-        },
-        close: () => agent.close()
-      }
-    }
-  }
-]
 
 /** How a route answers methods other than GET and HEAD. */
 interface UnsafeAnswer {
@@ -98,20 +43,18 @@ function resource (answer: UnsafeAnswer = { status: 204, headers: {} }): (req: I
 }
 
 describe.each(adapters)('invalidation through $name', ({ connect }) => {
+  const opened = teardown()
   let origin: Origin
   let cache: Cache
   let client: Client
 
   beforeEach(async () => {
-    origin = await startOrigin()
+    origin = await opened.origin()
     cache = createCache()
-    client = connect(cache)
+    client = opened.add(connect(cache))
   })
 
-  afterEach(async () => {
-    await client.close()
-    await origin.close()
-  })
+  afterEach(() => opened.close())
 
   /** Stores GET `path` and checks that the next GET is a hit. */
   async function prime (path: string, base = origin): Promise<void> {

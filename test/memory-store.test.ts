@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
-import { Agent, request } from 'undici'
+import { request } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
-import { startOrigin, type Origin, type Route } from './helpers/origin.js'
+import type { Origin, Route } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
 
 interface CorruptValue {
   readonly name: string
@@ -20,22 +21,12 @@ interface CorruptValue {
 
 const corruptValues = JSON.parse(readFileSync(new URL('../fixtures/corrupt-store-values.json', import.meta.url), 'utf8')) as CorruptValue[]
 
-const closers: (() => Promise<void>)[] = []
+const opened = teardown()
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close()
-})
-
-async function origin (routes: Record<string, Route> = {}): Promise<Origin> {
-  const started = await startOrigin(routes)
-  closers.push(() => started.close())
-  return started
-}
+afterEach(() => opened.close())
 
 function fetchWith (cache: Cache): ReturnType<typeof createCachedFetch> {
-  const agent = new Agent()
-  closers.push(() => agent.close())
-  return createCachedFetch({ cache, dispatcher: agent })
+  return createCachedFetch({ cache, dispatcher: opened.agent() })
 }
 
 /** Every path answers with `size` bytes, fresh for a minute. */
@@ -57,7 +48,7 @@ async function served (cachedFetch: ReturnType<typeof createCachedFetch>, server
 describe('the default memory store', () => {
   it('evicts the least recently used entries once maxSize bytes are held', async () => {
     const paths = ['/a', '/b', '/c', '/d', '/e']
-    const server = await origin(Object.fromEntries(paths.map((p) => [p, sizedRoute(10_000)])))
+    const server = await opened.origin(Object.fromEntries(paths.map((p) => [p, sizedRoute(10_000)])))
     // Room for four 10 kB bodies with their headers and bookkeeping, not five.
     const maxSize = 46_000
     const cache = createCache({ maxSize })
@@ -91,7 +82,7 @@ describe('the default memory store', () => {
 
   it('evicts the least recently used entries past maxEntries', async () => {
     const paths = ['/1', '/2', '/3', '/4']
-    const server = await origin(Object.fromEntries(paths.map((p) => [p, sizedRoute(10)])))
+    const server = await opened.origin(Object.fromEntries(paths.map((p) => [p, sizedRoute(10)])))
     const cache = createCache({ maxEntries: 3 })
     const cachedFetch = fetchWith(cache)
 
@@ -110,7 +101,7 @@ describe('the default memory store', () => {
   })
 
   it('keeps within maxSize when one entry alone is larger than it, and serves that body from the origin', async () => {
-    const server = await origin({ '/small': sizedRoute(100), '/huge': sizedRoute(20_000) })
+    const server = await opened.origin({ '/small': sizedRoute(100), '/huge': sizedRoute(20_000) })
     const maxSize = 8_000
     const cache = createCache({ maxSize })
     const cachedFetch = fetchWith(cache)
@@ -130,7 +121,7 @@ describe('a Keyv instance as store', () => {
   }
 
   async function keyvOrigin (): Promise<Origin> {
-    return origin({
+    return opened.origin({
       '/json': (_req, res) => {
         res.writeHead(200, 'Quite OK', [
           ['content-type', 'application/json'],
@@ -201,9 +192,7 @@ describe('a Keyv instance as store', () => {
     const server = await keyvOrigin()
     const cache = createCache({ store: new Keyv() })
     const cachedFetch = fetchWith(cache)
-    const agent = new Agent()
-    closers.push(() => agent.close())
-    const dispatcher = agent.compose(cacheInterceptor({ cache }))
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
 
     await (await cachedFetch(`${server.url}/binary`)).arrayBuffer()
     await storedCount(cache, 1)
@@ -214,7 +203,7 @@ describe('a Keyv instance as store', () => {
   })
 
   it('keeps a variant stored for a request without the Vary field apart from one with it', async () => {
-    const server = await origin({
+    const server = await opened.origin({
       '/tenant': (req, res) => {
         res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'X-Tenant' })
         res.end(`tenant: ${String(req.headers['x-tenant'] ?? 'none')}`)
@@ -255,8 +244,7 @@ describe('a Keyv instance as store', () => {
             await keyv.set(key, substitute(corrupt.value, key, url))
           }
 
-          const agent = new Agent()
-          closers.push(() => agent.close())
+          const agent = opened.agent()
           let body: Buffer
           let status: string | undefined
           if (adapter === 'fetch') {

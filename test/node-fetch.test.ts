@@ -5,12 +5,14 @@
  */
 import { gzipSync } from 'node:zlib'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici'
+import { getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici'
 import { createCache, cacheInterceptor } from '../src/index.js'
-import { manualClock, respond, startOrigin, type Origin, type Route } from './helpers/origin.js'
+import { respond } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock } from './helpers/time.js'
 
 let previous: Dispatcher
-const closers: (() => Promise<void>)[] = []
+const opened = teardown()
 
 beforeEach(() => {
   previous = getGlobalDispatcher()
@@ -18,24 +20,16 @@ beforeEach(() => {
 
 afterEach(async () => {
   setGlobalDispatcher(previous)
-  for (const close of closers.splice(0).reverse()) await close()
+  await opened.close()
 })
 
-async function origin (routes: Record<string, Route>): Promise<Origin> {
-  const started = await startOrigin(routes)
-  closers.push(() => started.close())
-  return started
-}
-
 function installCache (options?: Parameters<typeof cacheInterceptor>[0]): void {
-  const agent = new Agent()
-  closers.push(() => agent.close())
-  setGlobalDispatcher(agent.compose(cacheInterceptor(options)))
+  setGlobalDispatcher(opened.agent().compose(cacheInterceptor(options)))
 }
 
 describe("Node's global fetch with the cache as global dispatcher", () => {
   it('serves the second fetch from the cache', async () => {
-    const server = await origin({
+    const server = await opened.origin({
       '/data': respond(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' }, '{"n":1}')
     })
     installCache()
@@ -54,7 +48,7 @@ describe("Node's global fetch with the cache as global dispatcher", () => {
   it('decodes a gzip-encoded hit', async () => {
     const text = 'zipped '.repeat(100)
     const gzipped = gzipSync(text)
-    const server = await origin({
+    const server = await opened.origin({
       '/gz': respond(200, { 'content-encoding': 'gzip', 'content-length': String(gzipped.byteLength), 'cache-control': 'max-age=60' }, gzipped)
     })
     installCache()
@@ -67,7 +61,7 @@ describe("Node's global fetch with the cache as global dispatcher", () => {
   })
 
   it('gives a private hit the same Set-Cookie fields as the miss', async () => {
-    const server = await origin({
+    const server = await opened.origin({
       '/me': respond(200, { 'cache-control': 'max-age=60', 'set-cookie': ['a=1', 'b=2'] }, 'me')
     })
     installCache({ shared: false })
@@ -87,9 +81,9 @@ describe("Node's global fetch with the cache as global dispatcher", () => {
 
   it('serves the stored body after a 304 revalidation', async () => {
     const clock = manualClock(Date.now())
-    const server = await origin({
+    const server = await opened.origin({
       '/doc': (req, res) => {
-        const headers = { etag: '"v1"', 'cache-control': 'max-age=10', date: new Date(clock.now()).toUTCString() }
+        const headers = { etag: '"v1"', 'cache-control': 'max-age=10', date: clock.date() }
         if (req.headers['if-none-match'] === '"v1"') {
           res.writeHead(304, headers).end()
           return

@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
-import { Agent, request, type Dispatcher } from 'undici'
+import { request, type Dispatcher } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type CacheOptions } from '../src/index.js'
-import { startOrigin, type Origin, type Route } from './helpers/origin.js'
+import type { Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
 
 interface InvalidOptions {
   readonly name: string
@@ -36,23 +37,9 @@ const factories: Record<string, (options: unknown) => unknown> = {
   createCachedFetch: (options) => createCachedFetch(options as CacheOptions)
 }
 
-const closers: (() => Promise<void>)[] = []
+const opened = teardown()
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close()
-})
-
-function agent (): Agent {
-  const made = new Agent()
-  closers.push(() => made.close())
-  return made
-}
-
-async function origin (routes: Record<string, Route>): Promise<Origin> {
-  const started = await startOrigin(routes)
-  closers.push(() => started.close())
-  return started
-}
+afterEach(() => opened.close())
 
 function thrown (build: () => unknown): unknown {
   try {
@@ -122,7 +109,7 @@ describe('bad options are a TypeError naming the option', () => {
   })
 
   it('accepts a Keyv instance and a bare Keyv store adapter (a Map) as store, and caches through them', async () => {
-    const server = await origin({
+    const server = await opened.origin({
       '/kept': (_req, res) => {
         res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' })
         res.end('kept')
@@ -130,7 +117,7 @@ describe('bad options are a TypeError naming the option', () => {
     })
     for (const store of [new Keyv(), new Map() as unknown as KeyvStoreAdapter]) {
       const cache = createCache({ store })
-      const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
+      const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
       expect(await (await cachedFetch(`${server.url}/kept`)).text()).toBe('kept')
       for (let turn = 0; turn < 100 && cache.stats().stored === 0; turn++) await new Promise((resolve) => setImmediate(resolve))
       const hit = await cachedFetch(`${server.url}/kept`)
@@ -146,8 +133,8 @@ describe('garbage header fields never throw through either adapter', () => {
 
   async function twiceThroughBoth (server: Origin, path: string, headers: Record<string, string> = {}): Promise<void> {
     const cache = createCache()
-    const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
-    const dispatcher = agent().compose(cacheInterceptor({ cache: createCache() }))
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache() }))
     for (let i = 0; i < 2; i++) {
       const viaFetch = await cachedFetch(server.url + path, { headers })
       expect(viaFetch.status).toBe(200)
@@ -165,7 +152,7 @@ describe('garbage header fields never throw through either adapter', () => {
 
   for (const { name, headers } of garbage.response) {
     it(`in the response: ${name}`, async () => {
-      const server = await origin({
+      const server = await opened.origin({
         '/garbage': (_req, res) => {
           res.writeHead(200, { 'content-type': 'text/plain', ...headers })
           res.end(body)
@@ -177,7 +164,7 @@ describe('garbage header fields never throw through either adapter', () => {
 
   for (const { name, headers } of garbage.request) {
     it(`in the request: ${name}`, async () => {
-      const server = await origin({
+      const server = await opened.origin({
         '/fine': (_req, res) => {
           res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', etag: '"e1"' })
           res.end(body)
@@ -189,7 +176,7 @@ describe('garbage header fields never throw through either adapter', () => {
 
   it('in a 304 that answers a revalidation', async () => {
     let calls = 0
-    const server = await origin({
+    const server = await opened.origin({
       '/revalidated': (_req, res) => {
         calls++
         if (calls === 1) {
@@ -208,7 +195,7 @@ describe('garbage header fields never throw through either adapter', () => {
         res.end()
       }
     })
-    const cachedFetch = createCachedFetch({ cache: createCache(), dispatcher: agent() })
+    const cachedFetch = createCachedFetch({ cache: createCache(), dispatcher: opened.agent() })
     expect(await (await cachedFetch(`${server.url}/revalidated`)).text()).toBe(body)
     for (let i = 0; i < 2; i++) {
       const response = await cachedFetch(`${server.url}/revalidated`)

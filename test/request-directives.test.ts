@@ -5,9 +5,11 @@
  */
 import { readFileSync } from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Agent, request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
-import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+import { createCache } from '../src/index.js'
+import { adapters, type Client } from './helpers/clients.js'
+import type { Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 
 interface DirectiveCase {
   readonly name: string
@@ -27,82 +29,23 @@ interface DirectiveCase {
 
 const table = JSON.parse(readFileSync(new URL('../fixtures/request-directives.json', import.meta.url), 'utf8')) as { cases: DirectiveCase[] }
 
-/**
- * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
- * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
- */
-function wholeSecondNow (): number {
-  return Math.floor(Date.now() / 1000) * 1000
-}
-
-interface Reply {
-  readonly status: number
-  readonly body: string
-  header (name: string): string | undefined
-}
-
-interface Client {
-  send (url: string, headers?: Record<string, string>): Promise<Reply>
-  close (): Promise<void>
-}
-
-const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
-  {
-    name: 'cachedFetch',
-    connect (cache) {
-      const agent = new Agent()
-      const fetch = createCachedFetch({ cache, dispatcher: agent })
-      return {
-        async send (url, headers) {
-          const response = await fetch(url, { headers })
-          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
-        },
-        close: () => agent.close()
-      }
-    }
-  },
-  {
-    name: 'interceptor',
-    connect (cache) {
-      const agent = new Agent().compose(cacheInterceptor({ cache }))
-      return {
-        async send (url, headers) {
-          const response = await request(url, { dispatcher: agent, headers })
-          const body = await response.body.text()
-          return {
-            status: response.statusCode,
-            body,
-            header: (name) => {
-              const value = response.headers[name]
-              return Array.isArray(value) ? value.join(', ') : value
-            }
-          }
-        },
-        close: () => agent.close()
-      }
-    }
-  }
-]
-
 describe.each(adapters)('request directives through $name', ({ connect }) => {
-  let clock: ReturnType<typeof manualClock>
+  const opened = teardown()
+  let clock: ManualClock
   let origin: Origin
   let client: Client
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
-    origin = await startOrigin()
-    client = connect(createCache({ now: clock.now }))
+    origin = await opened.origin()
+    client = opened.add(connect(createCache({ now: clock.now })))
   })
 
-  afterEach(async () => {
-    await client.close()
-    await origin.close()
-  })
+  afterEach(() => opened.close())
 
   it.each(table.cases)('$name', async (c) => {
     origin.route('/d', (req, res) => {
-      const fields = { date: new Date(clock.now()).toUTCString(), 'cache-control': c.stored ?? 'max-age=60', etag: '"d1"' }
+      const fields = { date: clock.date(), 'cache-control': c.stored ?? 'max-age=60', etag: '"d1"' }
       if (req.headers['if-none-match'] === '"d1"') res.writeHead(304, fields).end()
       else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('d1')
     })
@@ -114,7 +57,7 @@ describe.each(adapters)('request directives through $name', ({ connect }) => {
     clock.advance(c.advance)
     const before = origin.hits('/d')
 
-    const reply = await client.send(url, c.request)
+    const reply = await client.send(url, { headers: c.request })
 
     expect(reply.status).toBe(c.expect.status)
     expect(reply.body).toBe(c.expect.body)

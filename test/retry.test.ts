@@ -8,14 +8,14 @@
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
-import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Agent, request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import {
-  cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheDispatchOptions, type CacheEvent, type CacheOptions
-} from '../src/index.js'
-import { manualClock, respond, startOrigin, type Origin, type Route } from './helpers/origin.js'
+import { createCache, type Cache, type CacheDispatchOptions, type CacheEvent, type CacheOptions } from '../src/index.js'
+import { adapters, type Client } from './helpers/clients.js'
+import { respond, startOrigin, type Origin, type Route } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow } from './helpers/time.js'
+import { within } from './helpers/wait.js'
 
 type RetryOptions = Exclude<CacheOptions['retry'], false | undefined>
 type RequestPolicy = NonNullable<CacheDispatchOptions['cachePolicy']>
@@ -47,99 +47,6 @@ const table = JSON.parse(readFileSync(new URL('../fixtures/retry.json', import.m
 /** Backoff short enough that a test never notices it. */
 const FAST: RetryOptions = { baseDelay: 1, maxDelay: 1 }
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
-interface Send {
-  readonly method?: string
-  readonly headers?: Record<string, string>
-  readonly body?: string
-  /** A body sent as a one-shot stream (a ReadableStream to fetch, a Readable to undici.request). */
-  readonly stream?: string
-  readonly signal?: AbortSignal
-  readonly cachePolicy?: RequestPolicy
-}
-
-interface Reply {
-  readonly status: number
-  header (name: string): string | undefined
-  /** The body, read only when asked, so that a body that breaks off can be seen failing. */
-  text (): Promise<string>
-}
-
-interface Client {
-  send (url: string, init?: Send): Promise<Reply>
-  close (): Promise<void>
-}
-
-/** The two faces of one cache: what a user of either would see. */
-const adapters: Record<string, (cache: Cache) => Client> = {
-  cachedFetch (cache) {
-    const agent = new Agent()
-    const fetch = createCachedFetch({ cache, dispatcher: agent })
-    return {
-      async send (url, init = {}) {
-        const { method, headers, signal, cachePolicy } = init
-        const body = init.stream === undefined ? init.body : webStream(init.stream)
-        const response = await fetch(url, {
-          method, headers, body, signal, ...(init.stream === undefined ? {} : { duplex: 'half' }), ...(cachePolicy === undefined ? {} : { cachePolicy })
-        })
-        return {
-          status: response.status,
-          header: (name) => response.headers.get(name) ?? undefined,
-          text: () => response.text()
-        }
-      },
-      close: () => agent.close()
-    }
-  },
-  interceptor (cache) {
-    const agent = new Agent()
-    const dispatcher = agent.compose(cacheInterceptor({ cache }))
-    return {
-      async send (url, init = {}) {
-        const { method = 'GET', headers, signal, cachePolicy } = init
-        const body = init.stream === undefined ? init.body : Readable.from([Buffer.from(init.stream)])
-        const options: Parameters<typeof request>[1] & CacheDispatchOptions = {
-          dispatcher, method, headers, body, signal, ...(cachePolicy === undefined ? {} : { cachePolicy })
-        }
-        const response = await request(url, options)
-        return {
-          status: response.statusCode,
-          header: (name) => {
-            const value = response.headers[name]
-            return Array.isArray(value) ? value.join(', ') : value
-          },
-          text: () => response.body.text()
-        }
-      },
-      close: () => agent.close()
-    }
-  }
-}
-
-function webStream (text: string): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start (controller) {
-      controller.enqueue(new TextEncoder().encode(text))
-      controller.close()
-    }
-  })
-}
-
-/**
- * The request's answer, or a rejection naming it when none comes within `ms`: a request the cache
- * never answers fails its test at once instead of at the test timeout.
- */
-async function within<T> (ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** Answers the n-th request with the n-th step; the last step answers every later one. */
 function sequence (...steps: Route[]): Route {
@@ -187,15 +94,9 @@ function watchRetries (): { events: CacheEvent[], next: () => Promise<CacheEvent
   }
 }
 
-/**
- * Now, on a whole second. The cache's clock is set from it, so that a Retry-After HTTP-date (which
- * has no fractions) is an exact number of milliseconds away.
- */
-const wholeSecond = (): number => Math.floor(Date.now() / 1000) * 1000
-
 let origin: Origin
 let paths = 0
-const clients: Client[] = []
+const opened = teardown()
 const watchers: { stop: () => void }[] = []
 
 beforeAll(async () => {
@@ -204,424 +105,425 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const watcher of watchers.splice(0)) watcher.stop()
-  await Promise.all(clients.splice(0).map((client) => client.close()))
+  await opened.close()
 })
 
 afterAll(async () => {
   await origin.close()
 })
 
-describe.each(Object.keys(adapters))('retries through %s', (adapter) => {
-  /** A client on a fresh cache with these options, closed after the test. */
-  function connect (options: CacheOptions = {}): { client: Client, cache: Cache } {
-    const cache = createCache(options)
-    const client = adapters[adapter]!(cache)
-    clients.push(client)
-    return { client, cache }
-  }
+for (const adapter of adapters) {
+  describe(`retries through ${adapter.name}`, () => {
+    /** A client on a fresh cache with these options, closed after the test. */
+    function connect (options: CacheOptions = {}): { client: Client, cache: Cache } {
+      const cache = createCache(options)
+      const client = opened.add(adapter.connect(cache))
+      return { client, cache }
+    }
 
-  /** A fresh path on the origin routed to `route`, and its URL. */
-  function serve (route: Route): { path: string, url: string } {
-    const path = `/${adapter}/${++paths}`
-    origin.route(path, route)
-    return { path, url: origin.url + path }
-  }
+    /** A fresh path on the origin routed to `route`, and its URL. */
+    function serve (route: Route): { path: string, url: string } {
+      const path = `/${adapter.name}/${++paths}`
+      origin.route(path, route)
+      return { path, url: origin.url + path }
+    }
 
-  function watch (): ReturnType<typeof watchRetries> {
-    const watcher = watchRetries()
-    watchers.push(watcher)
-    return watcher
-  }
+    function watch (): ReturnType<typeof watchRetries> {
+      const watcher = watchRetries()
+      watchers.push(watcher)
+      return watcher
+    }
 
-  describe('failures and backoff', () => {
-    it.each([
-      { failure: 'a 503 then a dropped connection', second: hangUp, status: undefined },
-      { failure: 'a 503 then a 500', second: respond(500, {}, 'broken'), status: 500 }
-    ])('succeeds after $failure, announcing each retry with a jittered delay', async ({ second, status }) => {
-      const { path, url } = serve(sequence(respond(503, {}, 'busy'), second, respond(200, { 'content-type': 'text/plain' }, 'ok')))
-      const { client, cache } = connect({ retry: { baseDelay: 20, maxDelay: 50 } })
-      const retries = watch()
+    describe('failures and backoff', () => {
+      it.each([
+        { failure: 'a 503 then a dropped connection', second: hangUp, status: undefined },
+        { failure: 'a 503 then a 500', second: respond(500, {}, 'broken'), status: 500 }
+      ])('succeeds after $failure, announcing each retry with a jittered delay', async ({ second, status }) => {
+        const { path, url } = serve(sequence(respond(503, {}, 'busy'), second, respond(200, { 'content-type': 'text/plain' }, 'ok')))
+        const { client, cache } = connect({ retry: { baseDelay: 20, maxDelay: 50 } })
+        const retries = watch()
 
-      const reply = await client.send(url)
+        const reply = await client.open(url)
 
-      expect(reply.status).toBe(200)
-      expect(await reply.text()).toBe('ok')
-      expect(origin.hits(path)).toBe(3)
-      expect(retries.events.map((e) => e.attempt)).toEqual([1, 2])
-      expect(retries.events.map((e) => [e.url, e.method])).toEqual([[url, 'GET'], [url, 'GET']])
-      expect(retries.events[0]!.status).toBe(503)
-      expect(retries.events[1]!.status).toBe(status)
-      if (status === undefined) expect(retries.events[1]!.reason).toEqual(expect.any(String))
-      // Full jitter: attempt n waits within [0, min(maxDelay, baseDelay × 2^(n-1))].
-      expect(retries.events[0]!.delay).toBeGreaterThanOrEqual(0)
-      expect(retries.events[0]!.delay).toBeLessThanOrEqual(20)
-      expect(retries.events[1]!.delay).toBeGreaterThanOrEqual(0)
-      expect(retries.events[1]!.delay).toBeLessThanOrEqual(40)
-      expect(cache.stats().retries).toBe(2)
-    })
-
-    it('caps every backoff wait at maxDelay', async () => {
-      const { url } = serve(respond(503, {}, 'busy'))
-      // Uncapped, a wait would be up to 10 s, and above 30 ms almost surely.
-      const { client } = connect({ retry: { baseDelay: 10_000, maxDelay: 30 } })
-      const retries = watch()
-
-      const reply = await client.send(url)
-      await reply.text()
-
-      expect(retries.events).toHaveLength(2)
-      for (const event of retries.events) expect(event.delay).toBeLessThanOrEqual(30)
-    })
-
-    it('passes the last 5xx through once the default limit of 2 retries is spent', async () => {
-      const { path, url } = serve(respond(503, { 'content-type': 'text/plain' }, 'still down'))
-      const { client, cache } = connect({ retry: FAST })
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(503)
-      expect(await reply.text()).toBe('still down')
-      expect(reply.header('cache-status')).toContain('fwd-status=503')
-      expect(origin.hits(path)).toBe(3)
-      expect(cache.stats().retries).toBe(2)
-    })
-
-    it('surfaces the network error once the default limit of 2 retries is spent', async () => {
-      const { path, url } = serve(hangUp)
-      const { client, cache } = connect({ retry: FAST })
-
-      await expect(client.send(url)).rejects.toThrow()
-
-      expect(origin.hits(path)).toBe(3)
-      expect(cache.stats().retries).toBe(2)
-    })
-
-    it.each([
-      { limit: 1, hits: 2 },
-      { limit: 4, hits: 5 }
-    ])('sends a request limit + 1 times at most (limit $limit)', async ({ limit, hits }) => {
-      const { path, url } = serve(respond(502, {}, 'bad gateway'))
-      const { client, cache } = connect({ retry: { ...FAST, limit } })
-
-      const reply = await client.send(url)
-      await reply.text()
-
-      expect(reply.status).toBe(502)
-      expect(origin.hits(path)).toBe(hits)
-      expect(cache.stats().retries).toBe(limit)
-    })
-  })
-
-  describe('which statuses are retried', () => {
-    it.each(table.statuses)('a $status is retried: $retried', async ({ status, retried }) => {
-      const { path, url } = serve(respond(status, { 'content-type': 'text/plain' }, `status ${status}`))
-      const { client } = connect({ retry: FAST })
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(status)
-      expect(await reply.text()).toBe(`status ${status}`)
-      expect(origin.hits(path)).toBe(retried ? 3 : 1)
-    })
-
-    it('retries the statuses retry.statusCodes lists, and only those', async () => {
-      const notFound = serve(respond(404, {}, 'not yet'))
-      const unavailable = serve(respond(503, {}, 'busy'))
-      const { client } = connect({ retry: { ...FAST, statusCodes: [404] } })
-
-      await (await client.send(notFound.url)).text()
-      await (await client.send(unavailable.url)).text()
-
-      expect(origin.hits(notFound.path)).toBe(3)
-      expect(origin.hits(unavailable.path)).toBe(1)
-    })
-  })
-
-  describe('which methods are retried', () => {
-    it.each(table.methods)('$name', async (c) => {
-      const bodies: string[] = []
-      const { path, url } = serve(async (req, res) => {
-        bodies.push(await bodyOf(req))
-        res.writeHead(503, { 'content-type': 'text/plain' }).end('busy')
+        expect(reply.status).toBe(200)
+        expect(await reply.text()).toBe('ok')
+        expect(origin.hits(path)).toBe(3)
+        expect(retries.events.map((e) => e.attempt)).toEqual([1, 2])
+        expect(retries.events.map((e) => [e.url, e.method])).toEqual([[url, 'GET'], [url, 'GET']])
+        expect(retries.events[0]!.status).toBe(503)
+        expect(retries.events[1]!.status).toBe(status)
+        if (status === undefined) expect(retries.events[1]!.reason).toEqual(expect.any(String))
+        // Full jitter: attempt n waits within [0, min(maxDelay, baseDelay × 2^(n-1))].
+        expect(retries.events[0]!.delay).toBeGreaterThanOrEqual(0)
+        expect(retries.events[0]!.delay).toBeLessThanOrEqual(20)
+        expect(retries.events[1]!.delay).toBeGreaterThanOrEqual(0)
+        expect(retries.events[1]!.delay).toBeLessThanOrEqual(40)
+        expect(cache.stats().retries).toBe(2)
       })
-      const { client } = connect({ retry: { ...FAST, ...c.retry } })
 
-      const reply = await within(1000, c.method, client.send(url, { method: c.method, headers: c.headers, body: c.body }))
-      await within(1000, `${c.method} body`, reply.text())
+      it('caps every backoff wait at maxDelay', async () => {
+        const { url } = serve(respond(503, {}, 'busy'))
+        // Uncapped, a wait would be up to 10 s, and above 30 ms almost surely.
+        const { client } = connect({ retry: { baseDelay: 10_000, maxDelay: 30 } })
+        const retries = watch()
 
-      expect(reply.status).toBe(503)
-      expect(origin.hits(path)).toBe(adapter === 'cachedFetch' ? c.hitsViaFetch ?? c.hits : c.hits)
-      const seen = origin.seen(path)
-      expect(seen.map((s) => s.method)).toEqual(seen.map(() => c.method))
-      if (c.body !== undefined) expect(bodies).toEqual(bodies.map(() => c.body))
-      const keys = seen.map((s) => s.headers['idempotency-key'])
-      if (c.idempotencyKey === null) {
-        expect(keys).toEqual(keys.map(() => undefined))
-      } else if (c.idempotencyKey === 'uuid') {
-        expect(keys[0]).toMatch(UUID)
-        expect(keys).toEqual(keys.map(() => keys[0]))
-      } else {
-        expect(keys).toEqual(keys.map(() => c.idempotencyKey))
-      }
-    })
+        const reply = await client.open(url)
+        await reply.text()
 
-    it('never re-sends a streamed request body it no longer has', async () => {
-      const bodies: string[] = []
-      const { path, url } = serve(async (req, res) => {
-        const body = await bodyOf(req)
-        bodies.push(body)
-        res.writeHead(bodies.length === 1 ? 503 : 200, { 'content-type': 'text/plain' }).end(`got ${body.length} bytes`)
+        expect(retries.events).toHaveLength(2)
+        for (const event of retries.events) expect(event.delay).toBeLessThanOrEqual(30)
       })
-      const { client } = connect({ retry: FAST })
 
-      const reply = await client.send(url, { method: 'PUT', stream: 'payload' })
-      await reply.text()
+      it('passes the last 5xx through once the default limit of 2 retries is spent', async () => {
+        const { path, url } = serve(respond(503, { 'content-type': 'text/plain' }, 'still down'))
+        const { client, cache } = connect({ retry: FAST })
 
-      // Sent once with its 503 passed through, or retried with the whole body: never truncated.
-      expect(origin.hits(path)).toBeGreaterThanOrEqual(1)
-      expect(bodies).toEqual(bodies.map(() => 'payload'))
-      expect(reply.status).toBe(bodies.length === 1 ? 503 : 200)
-    })
+        const reply = await client.open(url)
 
-    it('generates a different Idempotency-Key for each request', async () => {
-      const { path, url } = serve(respond(201, {}, 'created'))
-      const { client } = connect({ retry: { ...FAST, idempotencyKey: true } })
-
-      await (await client.send(url, { method: 'POST', body: 'a' })).text()
-      await (await client.send(url, { method: 'POST', body: 'b' })).text()
-
-      const [first, second] = origin.seen(path).map((s) => s.headers['idempotency-key'])
-      expect(first).toMatch(UUID)
-      expect(second).toMatch(UUID)
-      expect(second).not.toBe(first)
-    })
-  })
-
-  describe('Retry-After', () => {
-    it('waits as many seconds as Retry-After asks instead of backing off', async () => {
-      const { path, url } = serve(sequence(respond(503, { 'retry-after': '1' }, 'later'), respond(200, {}, 'ok')))
-      const { client } = connect({ retry: { baseDelay: 20, maxDelay: 50 } })
-      const retries = watch()
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(200)
-      expect(await reply.text()).toBe('ok')
-      expect(origin.hits(path)).toBe(2)
-      expect(retries.events.map((e) => [e.attempt, e.delay, e.status])).toEqual([[1, 1000, 503]])
-    })
-
-    it('waits until the HTTP-date Retry-After names', async () => {
-      const second = wholeSecond()
-      // The cache's clock reads 800 ms into the second, so the next second is 200 ms away.
-      const retryAt = new Date(second + 1000).toUTCString()
-      const { path, url } = serve(sequence(respond(429, { 'retry-after': retryAt }, 'slow down'), respond(200, {}, 'ok')))
-      const { client } = connect({ now: manualClock(second + 800).now, retry: { baseDelay: 5000, maxDelay: 5000 } })
-      const retries = watch()
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(200)
-      expect(await reply.text()).toBe('ok')
-      expect(origin.hits(path)).toBe(2)
-      expect(retries.events.map((e) => [e.attempt, e.delay, e.status])).toEqual([[1, 200, 429]])
-    })
-
-    it.each([
-      { name: 'delay-seconds', status: 429, retryAfter: () => '1', retry: { maxRetryAfter: 500 } },
-      { name: 'an HTTP-date', status: 503, retryAfter: (now: number) => new Date(now + 60_000).toUTCString(), retry: {} }
-    ])('returns the response when Retry-After ($name) asks for longer than maxRetryAfter', async ({ status, retryAfter, retry }) => {
-      const second = wholeSecond()
-      const { path, url } = serve(respond(status, { 'retry-after': retryAfter(second) }, 'come back later'))
-      const { client, cache } = connect({ now: manualClock(second).now, retry: { ...FAST, ...retry } })
-      const retries = watch()
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(status)
-      expect(reply.header('retry-after')).toBe(retryAfter(second))
-      expect(await reply.text()).toBe('come back later')
-      expect(origin.hits(path)).toBe(1)
-      expect(retries.events).toEqual([])
-      expect(cache.stats().retries).toBe(0)
-    })
-
-    it('backs off as usual when Retry-After is neither seconds nor an HTTP-date', async () => {
-      const { path, url } = serve(sequence(respond(503, { 'retry-after': 'soon' }, 'later'), respond(200, {}, 'ok')))
-      const { client } = connect({ retry: { baseDelay: 20, maxDelay: 50 } })
-      const retries = watch()
-
-      const reply = await client.send(url)
-
-      expect(await reply.text()).toBe('ok')
-      expect(origin.hits(path)).toBe(2)
-      expect(retries.events).toHaveLength(1)
-      expect(retries.events[0]!.delay).toBeLessThanOrEqual(20)
-    })
-
-    it('counts the time the attempts took against the deadline', async () => {
-      const { path, url } = serve(async (_req, res) => {
-        await sleep(150)
-        res.writeHead(503).end('slow and busy')
+        expect(reply.status).toBe(503)
+        expect(await reply.text()).toBe('still down')
+        expect(reply.header('cache-status')).toContain('fwd-status=503')
+        expect(origin.hits(path)).toBe(3)
+        expect(cache.stats().retries).toBe(2)
       })
-      const { client } = connect({ retry: { ...FAST, deadline: 100 } })
 
-      const reply = await client.send(url)
+      it('surfaces the network error once the default limit of 2 retries is spent', async () => {
+        const { path, url } = serve(hangUp)
+        const { client, cache } = connect({ retry: FAST })
 
-      expect(reply.status).toBe(503)
-      expect(await reply.text()).toBe('slow and busy')
-      expect(origin.hits(path)).toBe(1)
+        await expect(client.open(url)).rejects.toThrow()
+
+        expect(origin.hits(path)).toBe(3)
+        expect(cache.stats().retries).toBe(2)
+      })
+
+      it.each([
+        { limit: 1, hits: 2 },
+        { limit: 4, hits: 5 }
+      ])('sends a request limit + 1 times at most (limit $limit)', async ({ limit, hits }) => {
+        const { path, url } = serve(respond(502, {}, 'bad gateway'))
+        const { client, cache } = connect({ retry: { ...FAST, limit } })
+
+        const reply = await client.open(url)
+        await reply.text()
+
+        expect(reply.status).toBe(502)
+        expect(origin.hits(path)).toBe(hits)
+        expect(cache.stats().retries).toBe(limit)
+      })
     })
 
-    it('starts no retry that would end past the deadline', async () => {
-      const { path, url } = serve(sequence(respond(503, { 'retry-after': '1' }, 'later'), respond(200, {}, 'ok')))
-      const { client, cache } = connect({ retry: { ...FAST, deadline: 10 } })
+    describe('which statuses are retried', () => {
+      it.each(table.statuses)('a $status is retried: $retried', async ({ status, retried }) => {
+        const { path, url } = serve(respond(status, { 'content-type': 'text/plain' }, `status ${status}`))
+        const { client } = connect({ retry: FAST })
 
-      const reply = await client.send(url)
+        const reply = await client.open(url)
 
-      expect(reply.status).toBe(503)
-      expect(await reply.text()).toBe('later')
-      expect(origin.hits(path)).toBe(1)
-      expect(cache.stats().retries).toBe(0)
+        expect(reply.status).toBe(status)
+        expect(await reply.text()).toBe(`status ${status}`)
+        expect(origin.hits(path)).toBe(retried ? 3 : 1)
+      })
+
+      it('retries the statuses retry.statusCodes lists, and only those', async () => {
+        const notFound = serve(respond(404, {}, 'not yet'))
+        const unavailable = serve(respond(503, {}, 'busy'))
+        const { client } = connect({ retry: { ...FAST, statusCodes: [404] } })
+
+        await (await client.open(notFound.url)).text()
+        await (await client.open(unavailable.url)).text()
+
+        expect(origin.hits(notFound.path)).toBe(3)
+        expect(origin.hits(unavailable.path)).toBe(1)
+      })
+    })
+
+    describe('which methods are retried', () => {
+      it.each(table.methods)('$name', async (c) => {
+        const bodies: string[] = []
+        const { path, url } = serve(async (req, res) => {
+          bodies.push(await bodyOf(req))
+          res.writeHead(503, { 'content-type': 'text/plain' }).end('busy')
+        })
+        const { client } = connect({ retry: { ...FAST, ...c.retry } })
+
+        const reply = await within(client.open(url, { method: c.method, headers: c.headers, body: c.body }), c.method, 1000)
+        await within(reply.text(), `${c.method} body`, 1000)
+
+        expect(reply.status).toBe(503)
+        expect(origin.hits(path)).toBe(adapter.name === 'cachedFetch' ? c.hitsViaFetch ?? c.hits : c.hits)
+        const seen = origin.seen(path)
+        expect(seen.map((s) => s.method)).toEqual(seen.map(() => c.method))
+        if (c.body !== undefined) expect(bodies).toEqual(bodies.map(() => c.body))
+        const keys = seen.map((s) => s.headers['idempotency-key'])
+        if (c.idempotencyKey === null) {
+          expect(keys).toEqual(keys.map(() => undefined))
+        } else if (c.idempotencyKey === 'uuid') {
+          expect(keys[0]).toMatch(UUID)
+          expect(keys).toEqual(keys.map(() => keys[0]))
+        } else {
+          expect(keys).toEqual(keys.map(() => c.idempotencyKey))
+        }
+      })
+
+      it('never re-sends a streamed request body it no longer has', async () => {
+        const bodies: string[] = []
+        const { path, url } = serve(async (req, res) => {
+          const body = await bodyOf(req)
+          bodies.push(body)
+          res.writeHead(bodies.length === 1 ? 503 : 200, { 'content-type': 'text/plain' }).end(`got ${body.length} bytes`)
+        })
+        const { client } = connect({ retry: FAST })
+
+        const reply = await client.open(url, { method: 'PUT', stream: 'payload' })
+        await reply.text()
+
+        // Sent once with its 503 passed through, or retried with the whole body: never truncated.
+        expect(origin.hits(path)).toBeGreaterThanOrEqual(1)
+        expect(bodies).toEqual(bodies.map(() => 'payload'))
+        expect(reply.status).toBe(bodies.length === 1 ? 503 : 200)
+      })
+
+      it('generates a different Idempotency-Key for each request', async () => {
+        const { path, url } = serve(respond(201, {}, 'created'))
+        const { client } = connect({ retry: { ...FAST, idempotencyKey: true } })
+
+        await (await client.open(url, { method: 'POST', body: 'a' })).text()
+        await (await client.open(url, { method: 'POST', body: 'b' })).text()
+
+        const [first, second] = origin.seen(path).map((s) => s.headers['idempotency-key'])
+        expect(first).toMatch(UUID)
+        expect(second).toMatch(UUID)
+        expect(second).not.toBe(first)
+      })
+    })
+
+    describe('Retry-After', () => {
+      it('waits as many seconds as Retry-After asks instead of backing off', async () => {
+        const { path, url } = serve(sequence(respond(503, { 'retry-after': '1' }, 'later'), respond(200, {}, 'ok')))
+        const { client } = connect({ retry: { baseDelay: 20, maxDelay: 50 } })
+        const retries = watch()
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(200)
+        expect(await reply.text()).toBe('ok')
+        expect(origin.hits(path)).toBe(2)
+        expect(retries.events.map((e) => [e.attempt, e.delay, e.status])).toEqual([[1, 1000, 503]])
+      })
+
+      it('waits until the HTTP-date Retry-After names', async () => {
+        const second = wholeSecondNow()
+        // The cache's clock reads 800 ms into the second, so the next second is 200 ms away.
+        const retryAt = new Date(second + 1000).toUTCString()
+        const { path, url } = serve(sequence(respond(429, { 'retry-after': retryAt }, 'slow down'), respond(200, {}, 'ok')))
+        const { client } = connect({ now: manualClock(second + 800).now, retry: { baseDelay: 5000, maxDelay: 5000 } })
+        const retries = watch()
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(200)
+        expect(await reply.text()).toBe('ok')
+        expect(origin.hits(path)).toBe(2)
+        expect(retries.events.map((e) => [e.attempt, e.delay, e.status])).toEqual([[1, 200, 429]])
+      })
+
+      it.each([
+        { name: 'delay-seconds', status: 429, retryAfter: () => '1', retry: { maxRetryAfter: 500 } },
+        { name: 'an HTTP-date', status: 503, retryAfter: (now: number) => new Date(now + 60_000).toUTCString(), retry: {} }
+      ])('returns the response when Retry-After ($name) asks for longer than maxRetryAfter', async ({ status, retryAfter, retry }) => {
+        const second = wholeSecondNow()
+        const { path, url } = serve(respond(status, { 'retry-after': retryAfter(second) }, 'come back later'))
+        const { client, cache } = connect({ now: manualClock(second).now, retry: { ...FAST, ...retry } })
+        const retries = watch()
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(status)
+        expect(reply.header('retry-after')).toBe(retryAfter(second))
+        expect(await reply.text()).toBe('come back later')
+        expect(origin.hits(path)).toBe(1)
+        expect(retries.events).toEqual([])
+        expect(cache.stats().retries).toBe(0)
+      })
+
+      it('backs off as usual when Retry-After is neither seconds nor an HTTP-date', async () => {
+        const { path, url } = serve(sequence(respond(503, { 'retry-after': 'soon' }, 'later'), respond(200, {}, 'ok')))
+        const { client } = connect({ retry: { baseDelay: 20, maxDelay: 50 } })
+        const retries = watch()
+
+        const reply = await client.open(url)
+
+        expect(await reply.text()).toBe('ok')
+        expect(origin.hits(path)).toBe(2)
+        expect(retries.events).toHaveLength(1)
+        expect(retries.events[0]!.delay).toBeLessThanOrEqual(20)
+      })
+
+      it('counts the time the attempts took against the deadline', async () => {
+        const { path, url } = serve(async (_req, res) => {
+          await sleep(150)
+          res.writeHead(503).end('slow and busy')
+        })
+        const { client } = connect({ retry: { ...FAST, deadline: 100 } })
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(503)
+        expect(await reply.text()).toBe('slow and busy')
+        expect(origin.hits(path)).toBe(1)
+      })
+
+      it('starts no retry that would end past the deadline', async () => {
+        const { path, url } = serve(sequence(respond(503, { 'retry-after': '1' }, 'later'), respond(200, {}, 'ok')))
+        const { client, cache } = connect({ retry: { ...FAST, deadline: 10 } })
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(503)
+        expect(await reply.text()).toBe('later')
+        expect(origin.hits(path)).toBe(1)
+        expect(cache.stats().retries).toBe(0)
+      })
+    })
+
+    describe('turning retries off', () => {
+      it.each([
+        { name: 'retry: false', options: { retry: false }, policy: undefined },
+        { name: 'retry: { limit: 0 }', options: { retry: { limit: 0 } }, policy: undefined },
+        { name: 'a request cachePolicy of { retry: false }', options: { retry: FAST }, policy: { retry: false } },
+        { name: 'a request cachePolicy of { retry: { limit: 0 } }', options: { retry: FAST }, policy: { retry: { limit: 0 } } }
+      ] as { name: string, options: CacheOptions, policy: RequestPolicy | undefined }[])('sends once with $name', async ({ options, policy }) => {
+        const { path, url } = serve(respond(503, {}, 'busy'))
+        const { client, cache } = connect(options)
+
+        const reply = await client.open(url, { cachePolicy: policy })
+
+        expect(reply.status).toBe(503)
+        expect(await reply.text()).toBe('busy')
+        expect(origin.hits(path)).toBe(1)
+        expect(cache.stats().retries).toBe(0)
+      })
+
+      it('retries a request whose cachePolicy turns retries on over a cache that has them off', async () => {
+        const { path, url } = serve(respond(503, {}, 'busy'))
+        const { client, cache } = connect({ retry: false })
+
+        const reply = await client.open(url, { cachePolicy: { retry: { ...FAST, limit: 1 } } })
+        await reply.text()
+
+        expect(origin.hits(path)).toBe(2)
+        expect(cache.stats().retries).toBe(1)
+      })
+    })
+
+    describe('a body that breaks off', () => {
+      it.each([
+        { name: 'no ETag', headers: {} },
+        { name: 'a weak ETag', headers: { etag: 'W/"v1"' } }
+      ] as { name: string, headers: Record<string, string> }[])('fails the body read, without a retry, when bytes reached the caller and there is $name', async ({ headers }) => {
+        const { path, url } = serve(sequence(breakOff(headers), respond(200, { 'content-type': 'text/plain' }, 'helloworld')))
+        const { client, cache } = connect({ retry: FAST })
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(200)
+        await expect(reply.text()).rejects.toThrow()
+        expect(origin.hits(path)).toBe(1)
+        expect(cache.stats().retries).toBe(0)
+      })
+
+      it('resumes with Range and If-Match when a strong ETag and Content-Length allow it', async () => {
+        const { path, url } = serve(sequence(
+          breakOff({ etag: '"v1"' }),
+          respond(206, { 'content-type': 'text/plain', 'content-range': 'bytes 5-9/10', 'content-length': '5', etag: '"v1"', 'cache-control': 'no-store' }, 'world')
+        ))
+        const { client, cache } = connect({ retry: FAST })
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(200)
+        expect(await reply.text()).toBe('helloworld')
+        expect(origin.hits(path)).toBe(2)
+        const resumed = origin.seen(path)[1]!.headers
+        expect(resumed.range).toBe('bytes=5-9')
+        expect(resumed['if-match']).toBe('"v1"')
+        expect(cache.stats().retries).toBe(1)
+      })
+
+      it.each([
+        { name: 'ignores the Range and sends all of it again', resume: respond(200, { 'content-type': 'text/plain', 'content-length': '10', etag: '"v1"' }, 'helloworld') },
+        { name: 'answers 412: the representation changed', resume: respond(412, { 'content-type': 'text/plain' }, 'changed') }
+      ])('fails the body read rather than splice a resume the origin refused ($name)', async ({ resume }) => {
+        const { path, url } = serve(sequence(breakOff({ etag: '"v1"' }), resume))
+        const { client } = connect({ retry: FAST })
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(200)
+        await expect(within(reply.text(), 'body', 2000)).rejects.toThrow()
+        expect(origin.hits(path)).toBe(2)
+      })
+    })
+
+    describe('an abort during the backoff wait', () => {
+      it('rejects promptly when the caller aborts while a 2 s Retry-After runs', async () => {
+        const second = wholeSecondNow()
+        const { path, url } = serve(respond(503, { 'retry-after': new Date(second + 2000).toUTCString() }, 'later'))
+        const { client } = connect({ now: manualClock(second).now, retry: FAST })
+        const retries = watch()
+        const controller = new AbortController()
+
+        const waiting = retries.next()
+        const sent = client.open(url, { signal: controller.signal }).then(async (reply) => await reply.text())
+        sent.catch(() => {})
+        expect((await waiting).delay).toBe(2000)
+        controller.abort()
+        // A loose bound: well before the 2 s wait would have ended.
+        const patience = new AbortController()
+        const outcome = await Promise.race([
+          sent.then(() => 'resolved', () => 'rejected'),
+          sleep(1500, 'still waiting', { signal: patience.signal })
+        ])
+        patience.abort()
+
+        expect(outcome).toBe('rejected')
+        expect(origin.hits(path)).toBe(1)
+      })
+
+      it.each([
+        {
+          failure: 'a dropped connection (a backoff of up to 300 ms)',
+          route: () => sequence(hangUp, respond(200, {}, 'too late')),
+          retry: { baseDelay: 300, maxDelay: 300 },
+          clock: 0
+        },
+        {
+          failure: 'a 503 with a Retry-After 300 ms away',
+          route: (second: number) => sequence(respond(503, { 'retry-after': new Date(second + 1000).toUTCString() }, 'later'), respond(200, {}, 'too late')),
+          retry: FAST,
+          clock: 700
+        }
+      ])('sends no retry once the caller aborted the wait after $failure', async ({ route, retry, clock }) => {
+        const second = wholeSecondNow()
+        const { path, url } = serve(route(second))
+        const { client, cache } = connect({ now: manualClock(second + clock).now, retry })
+        const retries = watch()
+        const controller = new AbortController()
+
+        const waiting = retries.next()
+        const sent = client.open(url, { signal: controller.signal }).then(async (reply) => await reply.text())
+        sent.catch(() => {})
+        // The event comes just before the wait starts; no timer can fire before this continuation.
+        expect((await waiting).delay).toBeLessThanOrEqual(300)
+        controller.abort()
+        await expect(sent).rejects.toThrow()
+        // Outwait the retry that must not come.
+        await sleep(450)
+
+        expect(origin.hits(path)).toBe(1)
+        expect(cache.stats().retries).toBe(1)
+      })
     })
   })
-
-  describe('turning retries off', () => {
-    it.each([
-      { name: 'retry: false', options: { retry: false }, policy: undefined },
-      { name: 'retry: { limit: 0 }', options: { retry: { limit: 0 } }, policy: undefined },
-      { name: 'a request cachePolicy of { retry: false }', options: { retry: FAST }, policy: { retry: false } },
-      { name: 'a request cachePolicy of { retry: { limit: 0 } }', options: { retry: FAST }, policy: { retry: { limit: 0 } } }
-    ] as { name: string, options: CacheOptions, policy: RequestPolicy | undefined }[])('sends once with $name', async ({ options, policy }) => {
-      const { path, url } = serve(respond(503, {}, 'busy'))
-      const { client, cache } = connect(options)
-
-      const reply = await client.send(url, { cachePolicy: policy })
-
-      expect(reply.status).toBe(503)
-      expect(await reply.text()).toBe('busy')
-      expect(origin.hits(path)).toBe(1)
-      expect(cache.stats().retries).toBe(0)
-    })
-
-    it('retries a request whose cachePolicy turns retries on over a cache that has them off', async () => {
-      const { path, url } = serve(respond(503, {}, 'busy'))
-      const { client, cache } = connect({ retry: false })
-
-      const reply = await client.send(url, { cachePolicy: { retry: { ...FAST, limit: 1 } } })
-      await reply.text()
-
-      expect(origin.hits(path)).toBe(2)
-      expect(cache.stats().retries).toBe(1)
-    })
-  })
-
-  describe('a body that breaks off', () => {
-    it.each([
-      { name: 'no ETag', headers: {} },
-      { name: 'a weak ETag', headers: { etag: 'W/"v1"' } }
-    ] as { name: string, headers: Record<string, string> }[])('fails the body read, without a retry, when bytes reached the caller and there is $name', async ({ headers }) => {
-      const { path, url } = serve(sequence(breakOff(headers), respond(200, { 'content-type': 'text/plain' }, 'helloworld')))
-      const { client, cache } = connect({ retry: FAST })
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(200)
-      await expect(reply.text()).rejects.toThrow()
-      expect(origin.hits(path)).toBe(1)
-      expect(cache.stats().retries).toBe(0)
-    })
-
-    it('resumes with Range and If-Match when a strong ETag and Content-Length allow it', async () => {
-      const { path, url } = serve(sequence(
-        breakOff({ etag: '"v1"' }),
-        respond(206, { 'content-type': 'text/plain', 'content-range': 'bytes 5-9/10', 'content-length': '5', etag: '"v1"', 'cache-control': 'no-store' }, 'world')
-      ))
-      const { client, cache } = connect({ retry: FAST })
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(200)
-      expect(await reply.text()).toBe('helloworld')
-      expect(origin.hits(path)).toBe(2)
-      const resumed = origin.seen(path)[1]!.headers
-      expect(resumed.range).toBe('bytes=5-9')
-      expect(resumed['if-match']).toBe('"v1"')
-      expect(cache.stats().retries).toBe(1)
-    })
-
-    it.each([
-      { name: 'ignores the Range and sends all of it again', resume: respond(200, { 'content-type': 'text/plain', 'content-length': '10', etag: '"v1"' }, 'helloworld') },
-      { name: 'answers 412: the representation changed', resume: respond(412, { 'content-type': 'text/plain' }, 'changed') }
-    ])('fails the body read rather than splice a resume the origin refused ($name)', async ({ resume }) => {
-      const { path, url } = serve(sequence(breakOff({ etag: '"v1"' }), resume))
-      const { client } = connect({ retry: FAST })
-
-      const reply = await client.send(url)
-
-      expect(reply.status).toBe(200)
-      await expect(within(2000, 'body', reply.text())).rejects.toThrow()
-      expect(origin.hits(path)).toBe(2)
-    })
-  })
-
-  describe('an abort during the backoff wait', () => {
-    it('rejects promptly when the caller aborts while a 2 s Retry-After runs', async () => {
-      const second = wholeSecond()
-      const { path, url } = serve(respond(503, { 'retry-after': new Date(second + 2000).toUTCString() }, 'later'))
-      const { client } = connect({ now: manualClock(second).now, retry: FAST })
-      const retries = watch()
-      const controller = new AbortController()
-
-      const waiting = retries.next()
-      const sent = client.send(url, { signal: controller.signal }).then(async (reply) => await reply.text())
-      sent.catch(() => {})
-      expect((await waiting).delay).toBe(2000)
-      controller.abort()
-      // A loose bound: well before the 2 s wait would have ended.
-      const patience = new AbortController()
-      const outcome = await Promise.race([
-        sent.then(() => 'resolved', () => 'rejected'),
-        sleep(1500, 'still waiting', { signal: patience.signal })
-      ])
-      patience.abort()
-
-      expect(outcome).toBe('rejected')
-      expect(origin.hits(path)).toBe(1)
-    })
-
-    it.each([
-      {
-        failure: 'a dropped connection (a backoff of up to 300 ms)',
-        route: () => sequence(hangUp, respond(200, {}, 'too late')),
-        retry: { baseDelay: 300, maxDelay: 300 },
-        clock: 0
-      },
-      {
-        failure: 'a 503 with a Retry-After 300 ms away',
-        route: (second: number) => sequence(respond(503, { 'retry-after': new Date(second + 1000).toUTCString() }, 'later'), respond(200, {}, 'too late')),
-        retry: FAST,
-        clock: 700
-      }
-    ])('sends no retry once the caller aborted the wait after $failure', async ({ route, retry, clock }) => {
-      const second = wholeSecond()
-      const { path, url } = serve(route(second))
-      const { client, cache } = connect({ now: manualClock(second + clock).now, retry })
-      const retries = watch()
-      const controller = new AbortController()
-
-      const waiting = retries.next()
-      const sent = client.send(url, { signal: controller.signal }).then(async (reply) => await reply.text())
-      sent.catch(() => {})
-      // The event comes just before the wait starts; no timer can fire before this continuation.
-      expect((await waiting).delay).toBeLessThanOrEqual(300)
-      controller.abort()
-      await expect(sent).rejects.toThrow()
-      // Outwait the retry that must not come.
-      await sleep(450)
-
-      expect(origin.hits(path)).toBe(1)
-      expect(cache.stats().retries).toBe(1)
-    })
-  })
-})
+}

@@ -6,9 +6,11 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Agent, request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
-import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
+import { createCache } from '../src/index.js'
+import { adapters, type Client } from './helpers/clients.js'
+import type { Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 
 interface ValidatorCase {
   readonly name: string
@@ -20,63 +22,6 @@ interface ValidatorCase {
 
 const table = JSON.parse(readFileSync(new URL('../fixtures/revalidation.json', import.meta.url), 'utf8')) as { cases: ValidatorCase[] }
 
-/**
- * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
- * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
- */
-function wholeSecondNow (): number {
-  return Math.floor(Date.now() / 1000) * 1000
-}
-
-interface Reply {
-  readonly status: number
-  readonly body: string
-  header (name: string): string | undefined
-}
-
-interface Client {
-  send (url: string, headers?: Record<string, string>): Promise<Reply>
-  close (): Promise<void>
-}
-
-const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
-  {
-    name: 'cachedFetch',
-    connect (cache) {
-      const agent = new Agent()
-      const fetch = createCachedFetch({ cache, dispatcher: agent })
-      return {
-        async send (url, headers) {
-          const response = await fetch(url, { headers })
-          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
-        },
-        close: () => agent.close()
-      }
-    }
-  },
-  {
-    name: 'interceptor',
-    connect (cache) {
-      const agent = new Agent().compose(cacheInterceptor({ cache }))
-      return {
-        async send (url, headers) {
-          const response = await request(url, { dispatcher: agent, headers })
-          const body = await response.body.text()
-          return {
-            status: response.statusCode,
-            body,
-            header: (name) => {
-              const value = response.headers[name]
-              return Array.isArray(value) ? value.join(', ') : value
-            }
-          }
-        },
-        close: () => agent.close()
-      }
-    }
-  }
-]
-
 /** Whether a request's validators match the current representation (RFC 9110 §13.2.2 order). */
 function notModified (req: IncomingMessage, validators: Record<string, string>): boolean {
   const inm = req.headers['if-none-match']
@@ -86,26 +31,22 @@ function notModified (req: IncomingMessage, validators: Record<string, string>):
 }
 
 describe.each(adapters)('revalidation through $name', ({ connect }) => {
-  let clock: ReturnType<typeof manualClock>
+  const opened = teardown()
+  let clock: ManualClock
   let origin: Origin
   let client: Client
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
-    origin = await startOrigin()
-    client = connect(createCache({ now: clock.now }))
+    origin = await opened.origin()
+    client = opened.add(connect(createCache({ now: clock.now })))
   })
 
-  afterEach(async () => {
-    await client.close()
-    await origin.close()
-  })
-
-  const date = (): string => new Date(clock.now()).toUTCString()
+  afterEach(() => opened.close())
 
   it.each(table.cases)('sends only the validators the entry has: $name', async (c) => {
     origin.route('/doc', (req, res) => {
-      const fields = { date: date(), 'cache-control': 'max-age=30', ...c.validators }
+      const fields = { date: clock.date(), 'cache-control': 'max-age=30', ...c.validators }
       if (notModified(req, c.validators)) res.writeHead(304, fields).end()
       else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('document')
     })
@@ -131,11 +72,11 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     origin.route('/merge', (req, res) => {
       if (req.headers['if-none-match'] === '"m1"') {
         // A 304 may carry fields the stored response lacks, and a Content-Length that is not the stored body's.
-        res.writeHead(304, { date: date(), 'cache-control': 'max-age=60', etag: '"m1"', 'x-new': 'from-304', 'content-length': '0' }).end()
+        res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=60', etag: '"m1"', 'x-new': 'from-304', 'content-length': '0' }).end()
         return
       }
       res.writeHead(200, {
-        date: date(), 'cache-control': 'max-age=30', etag: '"m1"', 'x-old': 'kept', 'content-type': 'text/plain', 'content-length': String(body.length)
+        date: clock.date(), 'cache-control': 'max-age=30', etag: '"m1"', 'x-old': 'kept', 'content-type': 'text/plain', 'content-length': String(body.length)
       }).end(body)
     })
 
@@ -163,10 +104,10 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
   it('serves a 304-revalidated entry as fresh again', async () => {
     origin.route('/fresh', (req, res) => {
       if (req.headers['if-none-match'] === '"f1"') {
-        res.writeHead(304, { date: date(), 'cache-control': 'max-age=60', etag: '"f1"' }).end()
+        res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=60', etag: '"f1"' }).end()
         return
       }
-      res.writeHead(200, { date: date(), 'cache-control': 'max-age=30', etag: '"f1"' }).end('fresh body')
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=30', etag: '"f1"' }).end('fresh body')
     })
 
     await client.send(`${origin.url}/fresh`)
@@ -198,10 +139,10 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
   it('renews the stored lifetime on a 304 that carries no Cache-Control', async () => {
     origin.route('/renew', (req, res) => {
       if (req.headers['if-none-match'] === '"n1"') {
-        res.writeHead(304, { date: date(), etag: '"n1"' }).end()
+        res.writeHead(304, { date: clock.date(), etag: '"n1"' }).end()
         return
       }
-      res.writeHead(200, { date: date(), 'cache-control': 'max-age=30', etag: '"n1"' }).end('renewed')
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=30', etag: '"n1"' }).end('renewed')
     })
 
     await client.send(`${origin.url}/renew`)
@@ -221,10 +162,10 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     origin.route('/replace', (req, res) => {
       const etag = `"v${version}"`
       if (req.headers['if-none-match'] === etag) {
-        res.writeHead(304, { date: date(), 'cache-control': 'max-age=30', etag }).end()
+        res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=30', etag }).end()
         return
       }
-      res.writeHead(200, { date: date(), 'cache-control': 'max-age=30', etag }).end(`version ${version}`)
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=30', etag }).end(`version ${version}`)
     })
 
     expect((await client.send(`${origin.url}/replace`)).body).toBe('version 1')
@@ -251,11 +192,11 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
 
   it('serves a fresh must-revalidate entry as a hit and revalidates it once stale, even with max-stale', async () => {
     origin.route('/strict', (req, res) => {
-      const fields = { date: date(), 'cache-control': 'max-age=30, must-revalidate', etag: '"s1"' }
+      const fields = { date: clock.date(), 'cache-control': 'max-age=30, must-revalidate', etag: '"s1"' }
       if (req.headers['if-none-match'] === '"s1"') res.writeHead(304, fields).end()
       else res.writeHead(200, fields).end('strict')
     })
-    const maxStale = { 'cache-control': 'max-stale=3600' }
+    const maxStale = { headers: { 'cache-control': 'max-stale=3600' } }
 
     await client.send(`${origin.url}/strict`)
     clock.advance(10)

@@ -11,65 +11,19 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { Agent, request, type Dispatcher } from 'undici'
 import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
-import { startOrigin, type Origin, type Route } from './helpers/origin.js'
+import { bytes, type Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { gate, settle, waitFor, within, type Gate } from './helpers/wait.js'
 
-const closers: (() => Promise<void>)[] = []
+const opened = teardown()
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close()
-})
-
-async function origin (routes: Record<string, Route>): Promise<Origin> {
-  const started = await startOrigin(routes)
-  closers.push(() => started.close())
-  return started
-}
+afterEach(() => opened.close())
 
 /** Destroyed, not closed, after each test: a test that failed may leave a request hanging. */
 function agent (): Agent {
   const made = new Agent()
-  closers.push(() => made.destroy())
+  opened.add({ close: () => made.destroy() })
   return made
-}
-
-/** A promise the test resolves: origins wait on it before answering (or before the rest of a body). */
-function gate (): { promise: Promise<void>, release: () => void } {
-  let release!: () => void
-  const promise = new Promise<void>((resolve) => { release = resolve })
-  return { promise, release }
-}
-
-/** Waits until `condition` holds; a liveness bound, not a timing assertion. */
-async function waitFor (condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const until = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
-}
-
-/** Settles `promise`, or rejects when it has not within `ms`: a hang becomes a failure, not a timeout. */
-async function within<T> (promise: Promise<T>, what: string, ms = 2000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const stalled = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} never completed (stalled)`)), ms)
-  })
-  try {
-    return await Promise.race([promise, stalled])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Lets the event loop turn a few times, so that anything already on its way has arrived. */
-function settle (): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 30))
-}
-
-function bytes (length: number, seed = 7): Buffer {
-  const body = Buffer.alloc(length)
-  for (let i = 0; i < length; i++) body[i] = (i * 31 + seed) % 256
-  return body
 }
 
 interface Reply {
@@ -168,9 +122,9 @@ const MISS_NOT_STORED = 'cachedfetch; fwd=uri-miss; fwd-status=200'
 for (const adapter of adapters) {
   describe(`single-flight through ${adapter.name}`, () => {
     /** An origin that answers `body` with `headers`, once the test opens the gate. */
-    async function gatedOrigin (body: Buffer, headers: Record<string, string>): Promise<{ server: Origin, answer: ReturnType<typeof gate> }> {
+    async function gatedOrigin (body: Buffer, headers: Record<string, string>): Promise<{ server: Origin, answer: Gate }> {
       const answer = gate()
-      const server = await origin({
+      const server = await opened.origin({
         '/doc': async (_req, res) => {
           await answer.promise
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength), ...headers })
@@ -246,7 +200,7 @@ for (const adapter of adapters) {
       const body = bytes(64 * 1024, 11)
       const half = body.byteLength / 2
       const rest = gate()
-      const server = await origin({
+      const server = await opened.origin({
         '/doc': async (_req, res) => {
           res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
           res.write(body.subarray(0, half))
@@ -282,10 +236,10 @@ for (const adapter of adapters) {
       const half = body.byteLength / 2
 
       /** An origin that sends half the body, then waits; `closedEarly` is set when the client hung up first. */
-      async function halfwayOrigin (): Promise<{ server: Origin, rest: ReturnType<typeof gate>, state: { closedEarly: boolean, finished: boolean } }> {
+      async function halfwayOrigin (): Promise<{ server: Origin, rest: Gate, state: { closedEarly: boolean, finished: boolean } }> {
         const rest = gate()
         const state = { closedEarly: false, finished: false }
-        const server = await origin({
+        const server = await opened.origin({
           '/doc': async (_req, res) => {
             res.on('close', () => { if (!res.writableFinished) state.closedEarly = true })
             res.on('finish', () => { state.finished = true })
@@ -375,7 +329,7 @@ for (const adapter of adapters) {
       it('when every caller aborts before the response starts, the origin connection is closed', async () => {
         const answer = gate()
         const state = { closedEarly: false }
-        const server = await origin({
+        const server = await opened.origin({
           '/doc': async (_req, res) => {
             res.on('close', () => { if (!res.writableFinished) state.closedEarly = true })
             await answer.promise
@@ -411,7 +365,7 @@ for (const adapter of adapters) {
           const body = bytes(32 * 1024, 9)
           const fail = gate()
           let served = 0
-          const server = await origin({
+          const server = await opened.origin({
             '/doc': async (req, res) => {
               if (served++ >= originRequests) {
                 res.writeHead(200, { 'cache-control': 'no-store', 'content-length': String(body.byteLength) }).end(body)
@@ -457,7 +411,7 @@ for (const adapter of adapters) {
       for (const { field, values } of cases) {
         it(`are not collapsed when ${field} differs: each gets the origin's answer to its own request`, async () => {
           const answer = gate()
-          const server = await origin({
+          const server = await opened.origin({
             '/doc': async (req, res) => {
               await answer.promise
               res.writeHead(200, { 'cache-control': 'public, max-age=60', 'content-type': 'text/plain' })
@@ -489,7 +443,7 @@ for (const adapter of adapters) {
       for (const { sentBeforeJoin, originRequests, collapsed } of cases) {
         it(`a caller arriving after ${sentBeforeJoin} bytes of a body went out (maxEntrySize 1024) ${collapsed ? 'joins' : 'makes its own request'} and gets the whole body`, async () => {
           const rest = gate()
-          const server = await origin({
+          const server = await opened.origin({
             '/doc': async (_req, res) => {
               res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'application/octet-stream' })
               res.write(body.subarray(0, sentBeforeJoin))
@@ -549,7 +503,7 @@ for (const adapter of adapters) {
 
 describe('single-flight keeps no state beyond the exchange', () => {
   it('leaves no flight or refresh behind after 10 000 distinct URLs, through both adapters on one cache', async () => {
-    const server = await origin({
+    const server = await opened.origin({
       '/item': (req, res) => {
         const n = Number(new URL(req.url!, 'http://origin.test').searchParams.get('n'))
         res.writeHead(200, { 'cache-control': n % 4 < 2 ? 'max-age=60' : 'no-store', 'content-type': 'text/plain' })
@@ -642,7 +596,7 @@ describe('single-flight into raw undici handlers', () => {
       const first = 4 * 1024
       const rest = gate()
       let originDone = false
-      const server = await origin({
+      const server = await opened.origin({
         '/doc': async (_req, res) => {
           res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
           res.write(body.subarray(0, first))
@@ -683,7 +637,7 @@ describe('single-flight into raw undici handlers', () => {
   it('a caller that joins from inside another caller\'s callback, just before the response ends, gets the whole body', async () => {
     const body = bytes(2 * 1024, 23)
     // One write: headers, body and end reach undici in one piece and are handed on in one go.
-    const server = await origin({
+    const server = await opened.origin({
       '/doc': (_req, res) => {
         res.writeHead(200, { 'cache-control': 'no-store', 'content-length': String(body.byteLength) })
         res.end(body)
@@ -708,7 +662,7 @@ describe('single-flight into raw undici handlers', () => {
   it('a caller that overwrites the chunks it is given does not change what another caller receives', async () => {
     const body = bytes(32 * 1024, 29)
     const answer = gate()
-    const server = await origin({
+    const server = await opened.origin({
       '/doc': async (_req, res) => {
         await answer.promise
         res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })

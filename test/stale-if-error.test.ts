@@ -10,11 +10,11 @@
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Agent, request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheDispatchOptions, type CacheOptions } from '../src/index.js'
-import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
-
-type CachePolicy = CacheDispatchOptions['cachePolicy']
+import { createCache, type Cache, type CacheOptions } from '../src/index.js'
+import { adapters, type CachePolicy, type Client, type Send } from './helpers/clients.js'
+import type { Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 
 interface WindowCase {
   readonly name: string
@@ -48,69 +48,6 @@ const table = JSON.parse(readFileSync(new URL('../fixtures/stale-if-error.json',
 /** Two retries after the first attempt, with waits of a few ms: three attempts in all. */
 const RETRY = { limit: 2, baseDelay: 1, maxDelay: 5 }
 
-/**
- * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
- * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
- */
-function wholeSecondNow (): number {
-  return Math.floor(Date.now() / 1000) * 1000
-}
-
-interface Reply {
-  readonly status: number
-  readonly body: string
-  header (name: string): string | undefined
-}
-
-interface Send {
-  readonly headers?: Record<string, string>
-  readonly cachePolicy?: CachePolicy
-}
-
-interface Client {
-  send (url: string, options?: Send): Promise<Reply>
-  close (): Promise<void>
-}
-
-const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
-  {
-    name: 'cachedFetch',
-    connect (cache) {
-      const agent = new Agent()
-      const fetch = createCachedFetch({ cache, dispatcher: agent })
-      return {
-        async send (url, { headers, cachePolicy } = {}) {
-          const response = await fetch(url, { headers, cachePolicy })
-          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
-        },
-        close: () => agent.close()
-      }
-    }
-  },
-  {
-    name: 'interceptor',
-    connect (cache) {
-      const agent = new Agent().compose(cacheInterceptor({ cache }))
-      return {
-        async send (url, { headers, cachePolicy } = {}) {
-          const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, headers, cachePolicy }
-          const response = await request(url, options)
-          const body = await response.body.text()
-          return {
-            status: response.statusCode,
-            body,
-            header: (name) => {
-              const value = response.headers[name]
-              return Array.isArray(value) ? value.join(', ') : value
-            }
-          }
-        },
-        close: () => agent.close()
-      }
-    }
-  }
-]
-
 /** The error codes along a rejection's cause chain (fetch wraps the network error in a TypeError). */
 function codes (error: unknown): string[] {
   const found: string[] = []
@@ -133,33 +70,29 @@ const sieStatus = (ttl: number, status?: number): string =>
   `cachedfetch; hit; fwd=stale;${status === undefined ? '' : ` fwd-status=${status};`} ttl=${ttl}; detail=stale-if-error`
 
 describe.each(adapters)('stale-if-error through $name', ({ connect }) => {
-  let clock: ReturnType<typeof manualClock>
+  const opened = teardown()
+  let clock: ManualClock
   let origin: Origin
-  let client: Client | undefined
   const retries: { url?: string, attempt?: number }[] = []
   const onRetry = (message: unknown): void => { retries.push(message as { url?: string, attempt?: number }) }
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
-    origin = await startOrigin()
+    origin = await opened.origin()
     retries.length = 0
     diagnostics.subscribe('cachedfetch:retry', onRetry)
   })
 
   afterEach(async () => {
     diagnostics.unsubscribe('cachedfetch:retry', onRetry)
-    await client?.close()
-    client = undefined
-    await origin.close()
+    await opened.close()
   })
 
   function setup (options: CacheOptions = {}): { cache: Cache, client: Client } {
     const cache = createCache({ now: clock.now, retry: RETRY, ...options })
-    client = connect(cache)
+    const client = opened.add(connect(cache))
     return { cache, client }
   }
-
-  const date = (): string => new Date(clock.now()).toUTCString()
 
   /**
    * `/doc`: version 1 (ETag "v1") while `failing` is unset; then `failing` answers: a status with
@@ -173,10 +106,10 @@ describe.each(adapters)('stale-if-error through $name', ({ connect }) => {
         return
       }
       if (failing !== undefined) {
-        res.writeHead(failing, { date: date(), 'content-type': 'text/plain' }).end('unavailable')
+        res.writeHead(failing, { date: clock.date(), 'content-type': 'text/plain' }).end('unavailable')
         return
       }
-      const fields = { date: date(), 'cache-control': cacheControl, etag: '"v1"' }
+      const fields = { date: clock.date(), 'cache-control': cacheControl, etag: '"v1"' }
       if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
       else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('version 1')
     })

@@ -10,11 +10,12 @@ import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Agent, request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheDispatchOptions, type CacheOptions } from '../src/index.js'
-import { manualClock, startOrigin, type Origin } from './helpers/origin.js'
-
-type CachePolicy = CacheDispatchOptions['cachePolicy']
+import { createCache, type Cache, type CacheOptions } from '../src/index.js'
+import { adapters, type CachePolicy, type Client } from './helpers/clients.js'
+import type { Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
+import { waitFor } from './helpers/wait.js'
 
 interface WindowCase {
   readonly name: string
@@ -35,69 +36,6 @@ const table = JSON.parse(readFileSync(new URL('../fixtures/stale-while-revalidat
   windows: WindowCase[]
   neverStale: NeverStaleCase[]
 }
-
-/**
- * The clock starts on a whole second, as the origin's Date header (which has no fractions), so the
- * apparent age of a fresh response (RFC 9111 §4.2.3) is zero and Age and ttl are exact.
- */
-function wholeSecondNow (): number {
-  return Math.floor(Date.now() / 1000) * 1000
-}
-
-interface Reply {
-  readonly status: number
-  readonly body: string
-  header (name: string): string | undefined
-}
-
-interface Send {
-  readonly headers?: Record<string, string>
-  readonly cachePolicy?: CachePolicy
-}
-
-interface Client {
-  send (url: string, options?: Send): Promise<Reply>
-  close (): Promise<void>
-}
-
-const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
-  {
-    name: 'cachedFetch',
-    connect (cache) {
-      const agent = new Agent()
-      const fetch = createCachedFetch({ cache, dispatcher: agent })
-      return {
-        async send (url, { headers, cachePolicy } = {}) {
-          const response = await fetch(url, { headers, cachePolicy })
-          return { status: response.status, body: await response.text(), header: (name) => response.headers.get(name) ?? undefined }
-        },
-        close: () => agent.close()
-      }
-    }
-  },
-  {
-    name: 'interceptor',
-    connect (cache) {
-      const agent = new Agent().compose(cacheInterceptor({ cache }))
-      return {
-        async send (url, { headers, cachePolicy } = {}) {
-          const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, headers, cachePolicy }
-          const response = await request(url, options)
-          const body = await response.body.text()
-          return {
-            status: response.statusCode,
-            body,
-            header: (name) => {
-              const value = response.headers[name]
-              return Array.isArray(value) ? value.join(', ') : value
-            }
-          }
-        },
-        close: () => agent.close()
-      }
-    }
-  }
-]
 
 /**
  * Holds origin answers until the test opens it. It opens by itself after a while, so that a cache
@@ -122,15 +60,6 @@ function gate (): Gate {
   return { opened, get isOpen () { return isOpen }, open }
 }
 
-/** Polls, with a short timer, until `condition` holds; fails after about five seconds. */
-async function until (condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (condition()) return
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  throw new Error(`timed out waiting until ${what}`)
-}
-
 /** Lets pending promise rejections be reported before the test looks for them. */
 async function settle (): Promise<void> {
   for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
@@ -139,16 +68,16 @@ async function settle (): Promise<void> {
 const swrStatus = (ttl: number): string => `cachedfetch; hit; fwd=stale; ttl=${ttl}; detail=stale-while-revalidate`
 
 describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) => {
-  let clock: ReturnType<typeof manualClock>
+  const opened = teardown()
+  let clock: ManualClock
   let origin: Origin
-  let client: Client | undefined
   let gates: Gate[]
   const rejections: unknown[] = []
   const onRejection = (reason: unknown): void => { rejections.push(reason) }
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
-    origin = await startOrigin()
+    origin = await opened.origin()
     gates = []
     rejections.length = 0
     process.on('unhandledRejection', onRejection)
@@ -156,15 +85,13 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
 
   afterEach(async () => {
     for (const g of gates) g.open()
-    await client?.close()
-    await origin.close()
-    client = undefined
+    await opened.close()
     process.off('unhandledRejection', onRejection)
   })
 
   function setup (options: CacheOptions = {}): { cache: Cache, client: Client } {
     const cache = createCache({ now: clock.now, ...options })
-    client = connect(cache)
+    const client = opened.add(connect(cache))
     return { cache, client }
   }
 
@@ -174,8 +101,6 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     return g
   }
 
-  const date = (): string => new Date(clock.now()).toUTCString()
-
   /**
    * `/doc`: the first request gets version 1 with ETag "v1"; a later one waits for `refresh` to
    * open, then gets `answer` (a 304 or a new version).
@@ -183,7 +108,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
   function document (cacheControl: string, refresh: Gate, answer: (req: IncomingMessage, res: ServerResponse) => void): void {
     origin.route('/doc', async (req, res) => {
       if (origin.hits('/doc') === 1) {
-        res.writeHead(200, { date: date(), 'cache-control': cacheControl, etag: '"v1"', 'content-type': 'text/plain' }).end('version 1')
+        res.writeHead(200, { date: clock.date(), 'cache-control': cacheControl, etag: '"v1"', 'content-type': 'text/plain' }).end('version 1')
         return
       }
       await refresh.opened
@@ -195,7 +120,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     const { cache, client } = setup(c.options)
     const refresh = held()
     document(c.cacheControl, refresh, (_req, res) => {
-      res.writeHead(304, { date: date(), 'cache-control': c.cacheControl, etag: '"v1"', 'x-refreshed': 'yes' }).end()
+      res.writeHead(304, { date: clock.date(), 'cache-control': c.cacheControl, etag: '"v1"', 'x-refreshed': 'yes' }).end()
     })
     const url = `${origin.url}/doc`
     const send = { cachePolicy: c.cachePolicy }
@@ -213,11 +138,11 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(stale.header('age')).toBe(String(c.inside))
     expect(stale.header('x-refreshed')).toBeUndefined()
 
-    await until(() => origin.hits('/doc') === 2, 'the refresh reaches the origin')
+    await waitFor(() => origin.hits('/doc') === 2, 'the refresh to reach the origin')
     expect(cache.stats().refreshing).toBe(1)
     expect(origin.seen('/doc')[1]!.headers['if-none-match']).toBe('"v1"')
     refresh.open()
-    await until(() => cache.stats().refreshing === 0, 'the refresh ends')
+    await waitFor(() => cache.stats().refreshing === 0, 'the refresh to end')
 
     const refreshed = await client.send(url, send)
     expect(refreshed.status).toBe(200)
@@ -231,7 +156,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
   it.each(table.windows)('revalidates with the caller waiting once the window has passed: $name', async (c) => {
     const { cache, client } = setup(c.options)
     origin.route('/doc', (req, res) => {
-      const fields = { date: date(), 'cache-control': c.cacheControl, 'content-type': 'text/plain' }
+      const fields = { date: clock.date(), 'cache-control': c.cacheControl, 'content-type': 'text/plain' }
       if (req.headers['if-none-match'] === '"v1"') res.writeHead(200, { ...fields, etag: '"v2"' }).end('version 2')
       else res.writeHead(200, { ...fields, etag: '"v1"' }).end('version 1')
     })
@@ -258,7 +183,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     const { cache, client } = setup()
     const refresh = held()
     document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
-      res.writeHead(200, { date: date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
     })
     const url = `${origin.url}/doc`
 
@@ -269,9 +194,9 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(stale.body).toBe('version 1')
     expect(stale.header('cache-status')).toBe(swrStatus(-20))
 
-    await until(() => origin.hits('/doc') === 2, 'the refresh reaches the origin')
+    await waitFor(() => origin.hits('/doc') === 2, 'the refresh to reach the origin')
     refresh.open()
-    await until(() => cache.stats().refreshing === 0, 'the refresh ends')
+    await waitFor(() => cache.stats().refreshing === 0, 'the refresh to end')
 
     const refreshed = await client.send(url)
     expect(refreshed.body).toBe('version 2')
@@ -290,7 +215,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     const { cache, client } = setup()
     const refresh = held()
     document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
-      res.writeHead(304, { date: date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
+      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
     })
     const url = `${origin.url}/doc`
 
@@ -301,11 +226,11 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(refresh.isOpen).toBe(false)
     expect(replies.filter((r) => r.status === 200 && r.body === 'version 1')).toHaveLength(1000)
     expect(new Set(replies.map((r) => r.header('cache-status')))).toEqual(new Set([swrStatus(-20)]))
-    await until(() => origin.hits('/doc') === 2, 'the refresh reaches the origin')
+    await waitFor(() => origin.hits('/doc') === 2, 'the refresh to reach the origin')
     expect(cache.stats().refreshing).toBe(1)
 
     refresh.open()
-    await until(() => cache.stats().refreshing === 0, 'the refresh ends')
+    await waitFor(() => cache.stats().refreshing === 0, 'the refresh to end')
     const seen = origin.seen('/doc')
     expect(seen).toHaveLength(2)
     expect(seen[1]!.headers['if-none-match']).toBe('"v1"')
@@ -320,7 +245,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     const lastModified = new Date(clock.now() - 3600_000).toUTCString()
     const { cache, client } = setup()
     origin.route('/doc', (req, res) => {
-      const fields = { date: date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', 'last-modified': lastModified }
+      const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', 'last-modified': lastModified }
       if (req.headers['if-modified-since'] === lastModified) res.writeHead(304, fields).end()
       else res.writeHead(200, fields).end('dated')
     })
@@ -329,7 +254,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     await client.send(url)
     clock.advance(30)
     expect((await client.send(url)).header('cache-status')).toBe(swrStatus(-20))
-    await until(() => origin.hits('/doc') === 2 && cache.stats().refreshing === 0, 'the refresh ends')
+    await waitFor(() => origin.hits('/doc') === 2 && cache.stats().refreshing === 0, 'the refresh to end')
 
     const seen = origin.seen('/doc')[1]!
     expect(seen.headers['if-modified-since']).toBe(lastModified)
@@ -348,7 +273,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     {
       name: 'the origin answers 500',
       cacheControl: 'max-age=10, stale-while-revalidate=60',
-      fail: (_req, res) => { res.writeHead(500, { date: date(), 'content-type': 'text/plain' }).end('broken') }
+      fail: (_req, res) => { res.writeHead(500, { date: clock.date(), 'content-type': 'text/plain' }).end('broken') }
     },
     {
       // The stale-if-error stand-in keeps the entry, but the refresh still failed.
@@ -359,7 +284,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     {
       name: 'the origin answers 500, with stale-if-error too',
       cacheControl: 'max-age=10, stale-while-revalidate=60, stale-if-error=60',
-      fail: (_req, res) => { res.writeHead(500, { date: date(), 'content-type': 'text/plain' }).end('broken') }
+      fail: (_req, res) => { res.writeHead(500, { date: clock.date(), 'content-type': 'text/plain' }).end('broken') }
     }
   ]
 
@@ -371,7 +296,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     try {
       origin.route('/doc', (req, res) => {
         if (origin.hits('/doc') === 1) {
-          res.writeHead(200, { date: date(), 'cache-control': cacheControl, etag: '"v1"' }).end('version 1')
+          res.writeHead(200, { date: clock.date(), 'cache-control': cacheControl, etag: '"v1"' }).end('version 1')
           return
         }
         fail(req, res)
@@ -383,7 +308,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
       const stale = await client.send(url)
       expect(stale.body).toBe('version 1')
       expect(stale.header('cache-status')).toBe(swrStatus(-20))
-      await until(() => origin.hits('/doc') === 2 && cache.stats().refreshing === 0, 'the refresh ends')
+      await waitFor(() => origin.hits('/doc') === 2 && cache.stats().refreshing === 0, 'the refresh to end')
       expect(events.map((e) => e.url)).toEqual([url])
 
       // Still stale within the window: served stale again, and one new refresh goes out.
@@ -392,7 +317,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
       expect(again.status).toBe(200)
       expect(again.body).toBe('version 1')
       expect(again.header('cache-status')).toBe(swrStatus(-30))
-      await until(() => origin.hits('/doc') === 3 && cache.stats().refreshing === 0, 'the second refresh ends')
+      await waitFor(() => origin.hits('/doc') === 3 && cache.stats().refreshing === 0, 'the second refresh to end')
       expect(origin.seen('/doc')[2]!.headers['if-none-match']).toBe('"v1"')
       expect(events.map((e) => e.url)).toEqual([url, url])
       expect(origin.hits('/doc')).toBe(3)
@@ -407,7 +332,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
   it.each(table.neverStale)('never serves a $name response stale', async (c) => {
     const { cache, client } = setup(c.options)
     origin.route('/doc', (req, res) => {
-      const fields = { date: date(), 'cache-control': c.cacheControl, etag: '"v1"' }
+      const fields = { date: clock.date(), 'cache-control': c.cacheControl, etag: '"v1"' }
       if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
       else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('strict')
     })

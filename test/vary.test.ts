@@ -3,51 +3,12 @@
  * Vary names. Run through cachedFetch and through the undici interceptor against a real origin
  * whose answer depends on those fields.
  */
-import { Agent, request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
-import { manualClock, startOrigin, type Origin, type Route } from './helpers/origin.js'
-
-interface Reply {
-  readonly status: number
-  readonly headers: Record<string, string>
-  readonly body: string
-}
-
-interface Client {
-  get (url: string, headers?: Record<string, string>): Promise<Reply>
-  close (): Promise<void>
-}
-
-/** The two faces of one cache: what a user of either would see. */
-const adapters: Record<string, (cache: Cache) => Client> = {
-  cachedFetch (cache) {
-    const agent = new Agent()
-    const fetch = createCachedFetch({ cache, dispatcher: agent })
-    return {
-      async get (url, headers = {}) {
-        const response = await fetch(url, { headers })
-        return { status: response.status, headers: Object.fromEntries(response.headers), body: await response.text() }
-      },
-      close: () => agent.close()
-    }
-  },
-  interceptor (cache) {
-    const agent = new Agent()
-    const dispatcher = agent.compose(cacheInterceptor({ cache }))
-    return {
-      async get (url, headers = {}) {
-        const response = await request(url, { headers, dispatcher })
-        const flat: Record<string, string> = {}
-        for (const [name, value] of Object.entries(response.headers)) {
-          if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(', ') : value
-        }
-        return { status: response.statusCode, headers: flat, body: await response.body.text() }
-      },
-      close: () => agent.close()
-    }
-  }
-}
+import { createCache } from '../src/index.js'
+import { adapters, type Client } from './helpers/clients.js'
+import { startOrigin, type Origin, type Route } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock } from './helpers/time.js'
 
 /**
  * An origin route whose body names the values of `fields` it saw, e.g. `accept-language=fr`,
@@ -61,173 +22,171 @@ function varying (fields: readonly string[], vary = fields.join(', ')): Route {
 }
 
 let origin: Origin
-const clients: Client[] = []
+const opened = teardown()
 
 beforeAll(async () => {
   origin = await startOrigin()
 })
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.close()))
-})
+afterEach(() => opened.close())
 
 afterAll(async () => {
   await origin.close()
 })
 
-describe.each(Object.keys(adapters))('Vary through %s', (adapter) => {
-  function client (cache = createCache()): Client {
-    const made = adapters[adapter]!(cache)
-    clients.push(made)
-    return made
-  }
+for (const { name: adapter, connect } of adapters) {
+  describe(`Vary through ${adapter}`, () => {
+    function client (cache = createCache()): Client {
+      return opened.add(connect(cache))
+    }
 
-  it('keeps an English and a French variant of one URL side by side', async () => {
-    const path = `/${adapter}/languages`
-    origin.route(path, varying(['accept-language']))
-    const c = client()
-    const url = origin.url + path
+    it('keeps an English and a French variant of one URL side by side', async () => {
+      const path = `/${adapter}/languages`
+      origin.route(path, varying(['accept-language']))
+      const c = client()
+      const url = origin.url + path
 
-    const en = await c.get(url, { 'accept-language': 'en' })
-    const fr = await c.get(url, { 'accept-language': 'fr' })
-    expect(en.body).toBe('accept-language=en')
-    expect(fr.body).toBe('accept-language=fr')
-    expect(origin.hits(path)).toBe(2)
+      const en = await c.send(url, { headers: { 'accept-language': 'en' } })
+      const fr = await c.send(url, { headers: { 'accept-language': 'fr' } })
+      expect(en.body).toBe('accept-language=en')
+      expect(fr.body).toBe('accept-language=fr')
+      expect(origin.hits(path)).toBe(2)
 
-    for (let round = 0; round < 2; round++) {
-      const enAgain = await c.get(url, { 'accept-language': 'en' })
-      const frAgain = await c.get(url, { 'accept-language': 'fr' })
+      for (let round = 0; round < 2; round++) {
+        const enAgain = await c.send(url, { headers: { 'accept-language': 'en' } })
+        const frAgain = await c.send(url, { headers: { 'accept-language': 'fr' } })
+        expect(enAgain.body).toBe('accept-language=en')
+        expect(frAgain.body).toBe('accept-language=fr')
+        expect(enAgain.header('cache-status')).toMatch(/^cachedfetch; hit/)
+        expect(frAgain.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      }
+      expect(origin.hits(path)).toBe(2)
+      expect(origin.seen(path).map((seen) => seen.headers['accept-language'])).toEqual(['en', 'fr'])
+    })
+
+    it('reports a new variant of a stored URL as fwd=vary-miss', async () => {
+      const path = `/${adapter}/vary-miss`
+      origin.route(path, varying(['accept-language']))
+      const c = client()
+      const url = origin.url + path
+
+      const en = await c.send(url, { headers: { 'accept-language': 'en' } })
+      const fr = await c.send(url, { headers: { 'accept-language': 'fr' } })
+      expect(en.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+      expect(fr.header('cache-status')).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
+    })
+
+    it('picks the variant by every field Vary names', async () => {
+      const path = `/${adapter}/two-fields`
+      origin.route(path, varying(['accept-language', 'x-tenant']))
+      const c = client()
+      const url = origin.url + path
+      const combinations = [
+        { 'accept-language': 'en', 'x-tenant': 'a' },
+        { 'accept-language': 'en', 'x-tenant': 'b' },
+        { 'accept-language': 'fr', 'x-tenant': 'a' }
+      ]
+
+      for (const headers of combinations) await c.send(url, { headers })
+      expect(origin.hits(path)).toBe(3)
+
+      for (const headers of combinations) {
+        const reply = await c.send(url, { headers })
+        expect(reply.body).toBe(`accept-language=${headers['accept-language']} x-tenant=${headers['x-tenant']}`)
+        expect(reply.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      }
+      expect(origin.hits(path)).toBe(3)
+
+      const fourth = await c.send(url, { headers: { 'accept-language': 'fr', 'x-tenant': 'b' } })
+      expect(fourth.body).toBe('accept-language=fr x-tenant=b')
+      expect(fourth.header('cache-status')).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
+      expect(origin.hits(path)).toBe(4)
+    })
+
+    it('treats a request without the varied field as a variant of its own', async () => {
+      const path = `/${adapter}/absent`
+      origin.route(path, varying(['x-tenant']))
+      const c = client()
+      const url = origin.url + path
+
+      const withTenant = await c.send(url, { headers: { 'x-tenant': 'a' } })
+      const without = await c.send(url)
+      expect(withTenant.body).toBe('x-tenant=a')
+      expect(without.body).toBe('x-tenant=-')
+      expect(without.header('cache-status')).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
+      expect(origin.hits(path)).toBe(2)
+
+      const withoutAgain = await c.send(url)
+      const withTenantAgain = await c.send(url, { headers: { 'x-tenant': 'a' } })
+      expect(withoutAgain.body).toBe('x-tenant=-')
+      expect(withoutAgain.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(withTenantAgain.body).toBe('x-tenant=a')
+      expect(withTenantAgain.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(origin.hits(path)).toBe(2)
+    })
+
+    it('matches field values that differ only in white space around commas', async () => {
+      const path = `/${adapter}/whitespace`
+      origin.route(path, varying(['accept-language']))
+      const c = client()
+      const url = origin.url + path
+
+      await c.send(url, { headers: { 'accept-language': 'en,fr' } })
+      const spaced = await c.send(url, { headers: { 'accept-language': 'en ,  fr' } })
+      expect(spaced.body).toBe('accept-language=en,fr')
+      expect(spaced.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(origin.hits(path)).toBe(1)
+    })
+
+    it('revalidates each stale variant with its own validator, leaving the others stored', async () => {
+      const path = `/${adapter}/revalidate`
+      const clock = manualClock()
+      origin.route(path, (req, res) => {
+        const language = String(req.headers['accept-language'])
+        const etag = `"${language}"`
+        const headers = { date: clock.date(), 'cache-control': 'max-age=60', vary: 'Accept-Language', etag }
+        if (req.headers['if-none-match'] === etag) {
+          res.writeHead(304, headers).end()
+          return
+        }
+        res.writeHead(200, { ...headers, 'content-type': 'text/plain' }).end(`accept-language=${language}`)
+      })
+      const c = client(createCache({ now: clock.now }))
+      const url = origin.url + path
+
+      await c.send(url, { headers: { 'accept-language': 'en' } })
+      await c.send(url, { headers: { 'accept-language': 'fr' } })
+      clock.advance(61)
+
+      const en = await c.send(url, { headers: { 'accept-language': 'en' } })
+      const fr = await c.send(url, { headers: { 'accept-language': 'fr' } })
+      expect(en.body).toBe('accept-language=en')
+      expect(fr.body).toBe('accept-language=fr')
+      expect(en.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=60')
+      expect(fr.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=60')
+      expect(origin.seen(path).map((seen) => seen.headers['if-none-match'])).toEqual([undefined, undefined, '"en"', '"fr"'])
+
+      const enAgain = await c.send(url, { headers: { 'accept-language': 'en' } })
+      const frAgain = await c.send(url, { headers: { 'accept-language': 'fr' } })
       expect(enAgain.body).toBe('accept-language=en')
       expect(frAgain.body).toBe('accept-language=fr')
-      expect(enAgain.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-      expect(frAgain.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-    }
-    expect(origin.hits(path)).toBe(2)
-    expect(origin.seen(path).map((seen) => seen.headers['accept-language'])).toEqual(['en', 'fr'])
-  })
-
-  it('reports a new variant of a stored URL as fwd=vary-miss', async () => {
-    const path = `/${adapter}/vary-miss`
-    origin.route(path, varying(['accept-language']))
-    const c = client()
-    const url = origin.url + path
-
-    const en = await c.get(url, { 'accept-language': 'en' })
-    const fr = await c.get(url, { 'accept-language': 'fr' })
-    expect(en.headers['cache-status']).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
-    expect(fr.headers['cache-status']).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
-  })
-
-  it('picks the variant by every field Vary names', async () => {
-    const path = `/${adapter}/two-fields`
-    origin.route(path, varying(['accept-language', 'x-tenant']))
-    const c = client()
-    const url = origin.url + path
-    const combinations = [
-      { 'accept-language': 'en', 'x-tenant': 'a' },
-      { 'accept-language': 'en', 'x-tenant': 'b' },
-      { 'accept-language': 'fr', 'x-tenant': 'a' }
-    ]
-
-    for (const headers of combinations) await c.get(url, headers)
-    expect(origin.hits(path)).toBe(3)
-
-    for (const headers of combinations) {
-      const reply = await c.get(url, headers)
-      expect(reply.body).toBe(`accept-language=${headers['accept-language']} x-tenant=${headers['x-tenant']}`)
-      expect(reply.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-    }
-    expect(origin.hits(path)).toBe(3)
-
-    const fourth = await c.get(url, { 'accept-language': 'fr', 'x-tenant': 'b' })
-    expect(fourth.body).toBe('accept-language=fr x-tenant=b')
-    expect(fourth.headers['cache-status']).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
-    expect(origin.hits(path)).toBe(4)
-  })
-
-  it('treats a request without the varied field as a variant of its own', async () => {
-    const path = `/${adapter}/absent`
-    origin.route(path, varying(['x-tenant']))
-    const c = client()
-    const url = origin.url + path
-
-    const withTenant = await c.get(url, { 'x-tenant': 'a' })
-    const without = await c.get(url)
-    expect(withTenant.body).toBe('x-tenant=a')
-    expect(without.body).toBe('x-tenant=-')
-    expect(without.headers['cache-status']).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
-    expect(origin.hits(path)).toBe(2)
-
-    const withoutAgain = await c.get(url)
-    const withTenantAgain = await c.get(url, { 'x-tenant': 'a' })
-    expect(withoutAgain.body).toBe('x-tenant=-')
-    expect(withoutAgain.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-    expect(withTenantAgain.body).toBe('x-tenant=a')
-    expect(withTenantAgain.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-    expect(origin.hits(path)).toBe(2)
-  })
-
-  it('matches field values that differ only in white space around commas', async () => {
-    const path = `/${adapter}/whitespace`
-    origin.route(path, varying(['accept-language']))
-    const c = client()
-    const url = origin.url + path
-
-    await c.get(url, { 'accept-language': 'en,fr' })
-    const spaced = await c.get(url, { 'accept-language': 'en ,  fr' })
-    expect(spaced.body).toBe('accept-language=en,fr')
-    expect(spaced.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-    expect(origin.hits(path)).toBe(1)
-  })
-
-  it('revalidates each stale variant with its own validator, leaving the others stored', async () => {
-    const path = `/${adapter}/revalidate`
-    const clock = manualClock()
-    origin.route(path, (req, res) => {
-      const language = String(req.headers['accept-language'])
-      const etag = `"${language}"`
-      const headers = { date: new Date(clock.now()).toUTCString(), 'cache-control': 'max-age=60', vary: 'Accept-Language', etag }
-      if (req.headers['if-none-match'] === etag) {
-        res.writeHead(304, headers).end()
-        return
-      }
-      res.writeHead(200, { ...headers, 'content-type': 'text/plain' }).end(`accept-language=${language}`)
+      expect(enAgain.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(frAgain.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(origin.hits(path)).toBe(4)
     })
-    const c = client(createCache({ now: clock.now }))
-    const url = origin.url + path
 
-    await c.get(url, { 'accept-language': 'en' })
-    await c.get(url, { 'accept-language': 'fr' })
-    clock.advance(61)
+    it('never serves a response with Vary: * from the cache', async () => {
+      const path = `/${adapter}/star`
+      origin.route(path, varying(['accept-language'], '*'))
+      const c = client()
+      const url = origin.url + path
 
-    const en = await c.get(url, { 'accept-language': 'en' })
-    const fr = await c.get(url, { 'accept-language': 'fr' })
-    expect(en.body).toBe('accept-language=en')
-    expect(fr.body).toBe('accept-language=fr')
-    expect(en.headers['cache-status']).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=60')
-    expect(fr.headers['cache-status']).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=60')
-    expect(origin.seen(path).map((seen) => seen.headers['if-none-match'])).toEqual([undefined, undefined, '"en"', '"fr"'])
-
-    const enAgain = await c.get(url, { 'accept-language': 'en' })
-    const frAgain = await c.get(url, { 'accept-language': 'fr' })
-    expect(enAgain.body).toBe('accept-language=en')
-    expect(frAgain.body).toBe('accept-language=fr')
-    expect(enAgain.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-    expect(frAgain.headers['cache-status']).toMatch(/^cachedfetch; hit/)
-    expect(origin.hits(path)).toBe(4)
+      for (let i = 0; i < 3; i++) {
+        const reply = await c.send(url, { headers: { 'accept-language': 'en' } })
+        expect(reply.body).toBe('accept-language=en')
+        expect(reply.header('cache-status')).toMatch(/^cachedfetch; fwd=(uri|vary)-miss; fwd-status=200$/)
+      }
+      expect(origin.hits(path)).toBe(3)
+    })
   })
-
-  it('never serves a response with Vary: * from the cache', async () => {
-    const path = `/${adapter}/star`
-    origin.route(path, varying(['accept-language'], '*'))
-    const c = client()
-    const url = origin.url + path
-
-    for (let i = 0; i < 3; i++) {
-      const reply = await c.get(url, { 'accept-language': 'en' })
-      expect(reply.body).toBe('accept-language=en')
-      expect(reply.headers['cache-status']).toMatch(/^cachedfetch; fwd=(uri|vary)-miss; fwd-status=200$/)
-    }
-    expect(origin.hits(path)).toBe(3)
-  })
-})
+}

@@ -1,7 +1,7 @@
 /**
  * A real HTTP origin on 127.0.0.1 for tests: every request goes through undici and a socket. Each
  * test routes paths to small handlers and reads back what the origin saw (method, path, headers)
- * and how many times.
+ * and how many times; `respond()` and `bytes()` make fixed answers and bodies for the handlers.
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -66,8 +66,9 @@ export function respond (status: number, headers: Record<string, string | string
   }
 }
 
-/** A manual clock for `now`: tests move time instead of sleeping. */
-export function manualClock (start = Date.UTC(2026, 0, 1)): { now: () => number, advance: (seconds: number) => void } {
-  let time = start
-  return { now: () => time, advance: (seconds) => { time += seconds * 1000 } }
+/** `length` bytes in a fixed pattern (`seed` shifts it): a body whose every byte can be checked. */
+export function bytes (length: number, seed = 7): Buffer {
+  const body = Buffer.alloc(length)
+  for (let i = 0; i < length; i++) body[i] = (i * 31 + seed) % 256
+  return body
 }
