@@ -5,13 +5,14 @@
  * decisions into undici's handler API and into `fetch`.
  */
 import type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
-import { entrySize, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
+import { entrySize, fieldValue, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
 import { Flights } from './flight.js'
 import { invalidatedBy } from './invalidation.js'
 import { normalizeUrl, primaryKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
 import { requestSettings, resolveOptions, type CacheOptions, type RequestSettings, type ResolvedOptions } from './options.js'
 import { PolicyFactory, requestDirectives, storableHeaders, type RequestDirectives, type Usability } from './policy.js'
 import { Recorder } from './recorder.js'
+import { RETRY_DEFAULTS } from './retry.js'
 import { appendCacheStatus, formatCacheStatus, Reporter, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import { KeyvStore } from './store/keyv.js'
 import { MemoryStore } from './store/memory.js'
@@ -31,8 +32,11 @@ export class Cache {
   readonly #policies: PolicyFactory
   readonly #reporter = new Reporter()
   readonly #memory: MemoryStore | undefined
-  /** Variants being revalidated in the background: one refresh per variant at a time. */
-  readonly #refreshing = new Set<string>()
+  /**
+   * Variants being revalidated in the background, with when the claim lapses: one refresh per
+   * variant at a time, and a refresh its caller never ran does not block the next for ever.
+   */
+  readonly #refreshing = new Map<string, number>()
   /**
    * Requests in flight, for the interceptor's single-flight (src/adapters/broadcast.ts). Held by
    * the engine so that every adapter on this cache shares them.
@@ -62,9 +66,12 @@ export class Cache {
   lookup (request: CacheRequest, mode: FetchCacheMode = 'default', settings: RequestSettings = this.options.request): MaybePromise<Lookup> {
     const directives = requestDirectives(request.headers)
     if (!this.options.methods.has(request.method)) return this.#bypass(request, 'method', directives, settings)
-    if (mode === 'no-store' || hasAny(request.headers, CALLER_CONDITIONALS)) return this.#bypass(request, 'bypass', directives, settings)
+    const bypass = mode === 'no-store' || hasAny(request.headers, CALLER_CONDITIONALS)
+    // RFC 9111 §5.2.1.7, Fetch §4.6: only-if-cached never reaches the origin, whatever else the request says.
+    if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
+    if (bypass) return this.#bypass(request, 'bypass', directives, settings)
     if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings)
-    const found = this.#store.get(primaryKey(request.method, request.url))
+    const found = this.#store.get(this.#key(request.method, request.url))
     return found instanceof Promise
       ? found.then((set) => this.#choose(request, set, directives, mode, settings))
       : this.#choose(request, found, directives, mode, settings)
@@ -90,7 +97,7 @@ export class Cache {
       if (usability !== 'fresh' && usability !== 'stale-allowed') return undefined
       return this.#hit(entry, usability, undefined)
     }
-    const found = this.#store.get(primaryKey(request.method, request.url))
+    const found = this.#store.get(this.#key(request.method, request.url))
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
@@ -104,7 +111,7 @@ export class Cache {
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(entry, usability, undefined)
     if (usability === 'stale-while-revalidate') {
-      const refresh = this.#claimRefresh(entry)
+      const refresh = this.#claimRefresh(entry, settings)
         ? { ...forward('stale', true, entry, entry.policy.revalidationHeaders(request), directives, settings), background: true }
         : undefined
       return this.#hit(entry, usability, refresh)
@@ -116,10 +123,19 @@ export class Cache {
     return forward(fwd, !directives.noStore, entry, entry.policy.revalidationHeaders(request), directives, settings)
   }
 
-  #claimRefresh (entry: CacheEntry): boolean {
+  /**
+   * The store key. A private cache's entries are keyed apart: a shared cache on the same store must
+   * never serve what a private one kept for its user (private responses, Set-Cookie).
+   */
+  #key (method: string, url: string): string {
+    return this.options.shared ? primaryKey(method, url) : `private ${primaryKey(method, url)}`
+  }
+
+  #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
     const id = variantId(entry)
-    if (this.#refreshing.has(id)) return false
-    this.#refreshing.add(id)
+    const now = this.options.now()
+    if ((this.#refreshing.get(id) ?? 0) > now) return false
+    this.#refreshing.set(id, now + (settings.retry?.deadline ?? RETRY_DEFAULTS.deadline))
     return true
   }
 
@@ -131,7 +147,8 @@ export class Cache {
   }
 
   #hit (entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined): Hit {
-    const fresh = usability === 'fresh'
+    // force-cache and only-if-cached take entries fresh or not: what is counted is what it is.
+    const fresh = usability === 'fresh' || (usability === 'stale-allowed' && entry.policy.ttl() > 0)
     this.#reporter.emit(fresh ? 'hit' : 'stale', { url: entry.url, key: entry.key, bytes: entry.body.byteLength })
     const parts: StatusParts = usability === 'stale-while-revalidate'
       ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
@@ -178,8 +195,8 @@ export class Cache {
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts)
     if (previous !== undefined && ERROR_STATUSES.has(status)) {
-      const standIn = this.failed(lookup, status)
-      if (standIn !== undefined) return standIn
+      // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
+      return this.failed(lookup, status) ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
     const pass = (stored: boolean, recorder?: Recorder): Outcome => ({
       kind: 'pass',
@@ -191,17 +208,16 @@ export class Cache {
     const stored = storableHeaders(headers)
     const policy = this.#policies.create(request, status, stored)
     const retention = policy.retention(stored, this.options.request)
-    const fields = varyFields(single(stored.vary))
+    const fields = varyFields(fieldValue(stored.vary))
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
-    const length = request.method === 'HEAD' ? 0 : Number(single(stored['content-length']) ?? 0)
+    const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
     if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > this.options.maxEntrySize) {
-      // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither
-      // may the old. A 5xx is no new representation: the cache may act as if the origin had not answered.
-      if (previous !== undefined && status < 500) void this.#attempt('set', previous.key, removeVariant(this.#store, previous, this.options.request))
+      // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
+      if (previous !== undefined) void this.#attempt('set', previous.key, removeVariant(this.#store, previous, this.options.request))
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
-    const key = primaryKey(request.method, request.url)
+    const key = this.#key(request.method, request.url)
     const recorder = new Recorder(this.options.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, url: request.url, status, statusText, headers: stored, body, policy, vary, size: entrySize(key, stored, body) }
       void this.#write(entry, retention)
@@ -257,7 +273,7 @@ export class Cache {
   /** Drops every stored variant of a URL, for GET and HEAD. */
   async invalidate (url: string | URL): Promise<void> {
     const normalized = normalizeUrl(url)
-    for (const method of ['GET', 'HEAD']) await this.#store.delete(primaryKey(method, normalized))
+    for (const method of ['GET', 'HEAD']) await this.#store.delete(this.#key(method, normalized))
     this.#reporter.emit('invalidated', { url: normalized })
   }
 
@@ -322,8 +338,4 @@ function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCa
 function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {
   for (const name of names) if (headers[name] !== undefined) return true
   return false
-}
-
-function single (value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value
 }

@@ -4,10 +4,15 @@
  * so a hit does no parsing and no copying; serialized it is a compact plain object.
  */
 import type { VaryValues } from './key.js'
-import { type Policy, type PolicyFactory, type PolicyObject } from './policy.js'
+import type { Policy, PolicyFactory, PolicyObject } from './policy.js'
 
 /** Response header fields as stored: lower-case names; only `set-cookie` may repeat. */
 export type ResponseHeaders = Record<string, string | string[]>
+
+/** One field value as a string: a repeated field's values joined, as RFC 9110 §5.3 allows. */
+export function fieldValue (value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value
+}
 
 export interface CacheEntry {
   /** The primary key it is stored under (method and URL). */
@@ -98,7 +103,6 @@ export function deserializeVariantSet (value: unknown, key: string, policies: Po
     const body = toBuffer(b)
     if (typeof u !== 'string' || typeof s !== 'number' || typeof m !== 'string' ||
         !isHeaders(h) || body === undefined || !isRecord(y)) return undefined
-    if (!isHeaders(h)) return undefined
     const policy = policies.fromObject(p, s, h)
     if (policy === undefined) return undefined
     const vary = fromNulls(y)

@@ -7,6 +7,8 @@
 export type CachedFetchErrorCode =
   /** `cache: 'only-if-cached'` and nothing usable is stored (the Fetch standard's network error). */
   | 'ERR_ONLY_IF_CACHED'
+  /** A caller sharing another's response (single-flight) stopped reading and fell too far behind. */
+  | 'ERR_SHARED_BODY_OVERRUN'
 
 const NAME = 'CachedFetchError'
 

@@ -3,8 +3,9 @@
  * docs use, and `resolveOptions()`, which validates everything once, at construction, and throws a
  * `TypeError` that names the option at fault.
  */
-import { Keyv, type KeyvStoreAdapter } from 'keyv'
-import { resolvedDefaults, resolveRetry, type ResolvedRetry, type RetryOptions } from './retry.js'
+import type { Keyv, KeyvStoreAdapter } from 'keyv'
+import { resolvedDefaults, resolveRetry, RETRY_DEFAULTS, type ResolvedRetry, type RetryOptions } from './retry.js'
+import { toKeyv } from './store/keyv.js'
 import { assertKnownKeys, describe } from './validate.js'
 
 /** Methods whose responses the cache may store (RFC 9111 §3: the method must be cacheable). */
@@ -109,7 +110,8 @@ export const DEFAULTS = Object.freeze({
   methods: Object.freeze(['GET', 'HEAD'] as const),
   now: Date.now,
   staleWhileRevalidate: 0,
-  staleIfError: 0
+  staleIfError: 0,
+  retry: RETRY_DEFAULTS
 })
 
 const CACHEABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD'])
@@ -191,22 +193,4 @@ function toMethods (value: unknown, path: string): ReadonlySet<string> {
     methods.add(method)
   }
   return methods
-}
-
-/** A Keyv instance is used as it is; a bare Keyv store adapter (or a Map) is wrapped in one. */
-function toKeyv (value: unknown, path: string): Keyv | undefined {
-  if (value === undefined) return undefined
-  if (value instanceof Keyv) return value
-  if (isStoreLike(value)) {
-    // A Keyv from another copy of the package is a store-like object too; Keyv accepts it.
-    return new Keyv({ store: value as KeyvStoreAdapter })
-  }
-  throw new TypeError(`expected ${path} to be a Keyv instance or a Keyv store adapter, got ${describe(value)}`)
-}
-
-function isStoreLike (value: unknown): boolean {
-  if (typeof value !== 'object' || value === null) return false
-  const store = value as Record<string, unknown>
-  return typeof store.get === 'function' && typeof store.set === 'function' &&
-    typeof store.delete === 'function' && typeof store.clear === 'function'
 }

@@ -8,7 +8,7 @@
 import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
-import type { ResponseHeaders } from './entry.js'
+import { fieldValue, type ResponseHeaders } from './entry.js'
 
 export type PolicyObject = CachePolicy.CachePolicyObject
 
@@ -120,13 +120,13 @@ export class Policy {
     this.#shared = config.shared
     this.#now = config.now
     this.#responseTime = responseTime
-    this.directives = parseDirectives(single(headers['cache-control']))
+    this.directives = parseDirectives(fieldValue(headers['cache-control']))
     // RFC 9111 §4.2.3: the age when received is the larger of the Age header and the apparent age
     // (how far the origin's Date lies behind our clock). http-cache-semantics uses Age alone.
-    const date = Date.parse(single(headers.date) ?? '')
+    const date = Date.parse(fieldValue(headers.date) ?? '')
     const apparentAge = Number.isFinite(date) ? Math.max(0, (responseTime - date) / 1000) : 0
     // Age is one delta-seconds; of several (a list, or repeated fields), the first counts.
-    const age = single(headers.age)?.split(',')[0]
+    const age = fieldValue(headers.age)?.split(',')[0]
     this.#initialAge = Math.max(apparentAge, deltaSeconds(age?.trim()) ?? 0)
   }
 
@@ -262,7 +262,7 @@ export class PolicyFactory {
     const responseTime = this.#config.now()
     const seen = UNDERSTOOD.has(status) || status < 200 || status === 206 || status === 304 ? status : STAND_IN_STATUS
     const policy = new this.#Clocked(
-      policyRequest(request, single(headers.vary)),
+      policyRequest(request, fieldValue(headers.vary)),
       { status: seen, headers: policyHeaders(headers, status, responseTime) },
       { shared: this.#config.shared }
     )
@@ -308,7 +308,7 @@ export class PolicyFactory {
 
 /** Response header fields as they may be stored: hop-by-hop fields and those named by Connection removed. */
 export function storableHeaders (headers: Record<string, string | string[] | undefined>): ResponseHeaders {
-  const connection = single(headers.connection)
+  const connection = fieldValue(headers.connection)
   const named = connection === undefined ? undefined : new Set(connection.split(',').map((v) => v.trim().toLowerCase()))
   const stored: ResponseHeaders = {}
   for (const name in headers) {
@@ -356,7 +356,7 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
  */
 function policyHeaders (headers: ResponseHeaders, status: number, now: number): Record<string, string> {
   const flat: Record<string, string> = {}
-  for (const name in headers) if (name !== 'pragma') flat[name] = single(headers[name])!
+  for (const name in headers) if (name !== 'pragma') flat[name] = fieldValue(headers[name])!
   const cacheControl = flat['cache-control']
   if (cacheControl !== undefined) {
     const parts = lowerDirectiveNames(cacheControl).split(',').map((part) => part.trim())
@@ -372,8 +372,4 @@ function policyHeaders (headers: ResponseHeaders, status: number, now: number): 
 
 function lowerDirectiveNames (value: string): string {
   return value.replace(/(^|,)\s*([^=,]+)/g, (_match, comma: string, name: string) => `${comma}${name.toLowerCase()}`)
-}
-
-function single (value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value
 }

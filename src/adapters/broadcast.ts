@@ -8,10 +8,15 @@
  * once the body has begun to the origin on its own, and a leader's abort fails every follower.
  *
  * Bounds: the catch-up history is kept only up to `limit` bytes (past it, late callers make their
- * own request). A paused caller queues up to `limit` bytes while others read on; the origin is
- * paused when every caller is paused or one has queued more than that.
+ * own request). A paused caller queues up to `limit` bytes while others read on, and fails with
+ * ERR_SHARED_BODY_OVERRUN past that (as undici's deduplicate does) rather than stall everyone;
+ * the origin is paused when every caller is.
+ *
+ * A response meant for one user (`private`, or Set-Cookie, in a shared cache) is not shared: the
+ * callers that joined go to the origin on their own, keeping the controller they already hold.
  */
 import type { Dispatcher } from 'undici'
+import { CachedFetchError, type RequestInfo } from '../errors.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -24,10 +29,22 @@ type Event =
   | { readonly type: 'end', readonly trailers: Headers }
   | { readonly type: 'error', readonly error: Error }
 
+/** What the interceptor tells a flight: its bounds, and what to do with callers it cannot serve. */
+export interface FlightOptions {
+  readonly request: RequestInfo
+  readonly limit: number
+  /** Whether a response may go to callers other than the one whose request fetched it. */
+  readonly shareable: (headers: Headers) => boolean
+  /** Dispatches the same request for one caller that cannot share this exchange. */
+  readonly alone: (handler: Handler) => void
+  /** The exchange is over: no caller can join any more. */
+  readonly onEnd: () => void
+}
+
 export class Broadcast implements Handler {
   readonly #subscribers = new Set<Subscriber>()
+  readonly #options: FlightOptions
   readonly #limit: number
-  readonly #onEnd: () => void
   /** Everything so far, for callers that join late; dropped past `limit` bytes of body. */
   #history: Event[] | undefined = []
   #historyBytes = 0
@@ -35,9 +52,9 @@ export class Broadcast implements Handler {
   #upstreamPaused = false
   #done = false
 
-  constructor (limit: number, onEnd: () => void) {
-    this.#limit = limit
-    this.#onEnd = onEnd
+  constructor (options: FlightOptions) {
+    this.#options = options
+    this.#limit = options.limit
   }
 
   /** Adds a caller; `false` when it could no longer see the whole response and must go alone. */
@@ -49,6 +66,7 @@ export class Broadcast implements Handler {
     for (const event of this.#history) subscriber.push(event, true)
     this.#subscribers.add(subscriber)
     queueMicrotask(() => subscriber.start())
+    this.flow()
     return true
   }
 
@@ -59,6 +77,14 @@ export class Broadcast implements Handler {
 
   onResponseStart (controller: Controller, status: number, headers: Headers, statusText?: string): void {
     this.#upstream = controller
+    if (!this.#options.shareable(headers)) {
+      this.#history = undefined
+      for (const subscriber of [...this.#subscribers]) {
+        if (!subscriber.collapsed) continue
+        this.#subscribers.delete(subscriber)
+        this.#options.alone(subscriber.solo())
+      }
+    }
     this.#publish({ type: 'response-start', status, headers, statusText })
   }
 
@@ -83,7 +109,7 @@ export class Broadcast implements Handler {
   #finish (event: Event): void {
     this.#done = true
     this.#history = undefined
-    this.#onEnd()
+    this.#options.onEnd()
     this.#publish(event)
   }
 
@@ -94,15 +120,17 @@ export class Broadcast implements Handler {
     for (const subscriber of [...this.#subscribers]) subscriber.push(event, shared)
   }
 
-  /** The origin flows unless every caller is paused or one has queued past the bound. */
+  /** The origin flows unless every caller is paused; a caller too far behind the others fails. */
   flow (): void {
-    let all = this.#subscribers.size > 0
-    let over = false
-    for (const s of this.#subscribers) {
-      if (!s.paused) all = false
-      if (s.queuedBytes > this.#limit) over = true
+    let paused = this.#subscribers.size > 0
+    for (const s of [...this.#subscribers]) {
+      if (s.queuedBytes > this.#limit) {
+        s.abort(new CachedFetchError('ERR_SHARED_BODY_OVERRUN',
+          `a caller sharing this response fell more than ${this.#limit} bytes (maxEntrySize) behind the others`, this.#options.request))
+      } else if (!s.paused) {
+        paused = false
+      }
     }
-    const paused = all || over
     if (paused === this.#upstreamPaused || this.#upstream === undefined || this.#done) return
     this.#upstreamPaused = paused
     if (paused) this.#upstream.pause()
@@ -128,8 +156,9 @@ export class Broadcast implements Handler {
 /** One caller of a shared exchange, and the controller it holds. */
 class Subscriber implements Controller {
   readonly #flight: Broadcast
-  readonly #handler: Handler
-  readonly #collapsed: boolean
+  readonly handler: Handler
+  /** Joined an exchange another caller started. */
+  readonly collapsed: boolean
   readonly #queue: Event[] = []
   #queuedBytes = 0
   #started = false
@@ -138,11 +167,14 @@ class Subscriber implements Controller {
   #aborted = false
   #done = false
   #reason: Error | null = null
+  /** Left the shared exchange for one of its own (see solo()); `#own` steers that one once it starts. */
+  #detached = false
+  #own: Controller | undefined
 
   constructor (flight: Broadcast, handler: Handler, collapsed: boolean) {
     this.#flight = flight
-    this.#handler = handler
-    this.#collapsed = collapsed
+    this.handler = handler
+    this.collapsed = collapsed
   }
 
   get aborted (): boolean { return this.#aborted }
@@ -160,6 +192,25 @@ class Subscriber implements Controller {
       this.#queue.push(event)
     }
     this.#drain()
+  }
+
+  /**
+   * A handler for an exchange of this caller's own, after it left the shared one: its events join
+   * this caller's queue (after whatever it already had), and this caller's controller now steers it.
+   */
+  solo (): Handler {
+    this.#detached = true
+    return {
+      onRequestStart: (controller) => {
+        this.#own = controller
+        if (this.#aborted) controller.abort(this.#reason!)
+        else if (this.#paused) controller.pause()
+      },
+      onResponseStart: (_c, status, headers, statusText) => this.push({ type: 'response-start', status, headers, statusText }, false),
+      onResponseData: (_c, chunk) => this.push({ type: 'data', chunk }, false),
+      onResponseEnd: (_c, trailers) => this.push({ type: 'end', trailers }, false),
+      onResponseError: (_c, error) => this.push({ type: 'error', error }, false)
+    }
   }
 
   /** First callbacks: on a microtask after join(), never inside dispatch(). */
@@ -186,14 +237,14 @@ class Subscriber implements Controller {
   }
 
   #deliver (event: Event): void {
-    const handler = this.#handler
+    const handler = this.handler
     try {
       switch (event.type) {
         case 'request-start':
           handler.onRequestStart?.(this, event.context)
           break
         case 'response-start':
-          handler.onResponseStart?.(this, event.status, this.#collapsed ? collapsedHeaders(event.headers) : event.headers, event.statusText)
+          handler.onResponseStart?.(this, event.status, this.collapsed ? collapsedHeaders(event.headers) : event.headers, event.statusText)
           break
         case 'data':
           handler.onResponseData?.(this, event.chunk)
@@ -216,7 +267,8 @@ class Subscriber implements Controller {
 
   pause (): void {
     this.#paused = true
-    this.#flight.flow()
+    if (this.#detached) this.#own?.pause()
+    else this.#flight.flow()
   }
 
   resume (): void {
@@ -224,7 +276,8 @@ class Subscriber implements Controller {
     this.#paused = false
     setImmediate(() => {
       this.#drain()
-      this.#flight.flow()
+      if (this.#detached) this.#own?.resume()
+      else this.#flight.flow()
     })
   }
 
@@ -234,8 +287,10 @@ class Subscriber implements Controller {
     this.#reason = reason ?? new Error('aborted')
     this.#queue.length = 0
     this.#queuedBytes = 0
-    this.#handler.onResponseError?.(this, this.#reason)
-    this.#flight.leave(this, this.#reason)
+    this.handler.onResponseError?.(this, this.#reason)
+    // A detached caller's own exchange is aborted when it starts, if it has not yet.
+    if (this.#detached) this.#own?.abort(this.#reason)
+    else this.#flight.leave(this, this.#reason)
   }
 }
 

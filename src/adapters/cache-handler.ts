@@ -70,16 +70,17 @@ export class CacheHandler implements Handler {
     this.#handler.onResponseEnd?.(controller, trailers)
   }
 
-  onResponseError (controller: Controller, error: Error): void {
+  onResponseError (controller: Controller | undefined, error: Error): void {
     const outcome = this.#outcome
     if (outcome?.kind === 'pass') outcome.recorder?.abort()
-    // RFC 5861 §4: no answer at all (a network error, after retries) may be stood in for too.
-    const standIn = outcome === undefined && !controller.aborted ? this.#cache.failed(this.#lookup) : undefined
+    // RFC 5861 §4: no answer at all (a network error, after retries) may be stood in for too; a
+    // caller's own abort may not. (undici passes no controller when the connection never opened.)
+    const standIn = outcome === undefined && controller?.aborted !== true ? this.#cache.failed(this.#lookup) : undefined
     if (standIn?.kind === 'replay') {
       this.#replay(standIn.entry, standIn.headers)
       return
     }
-    this.#handler.onResponseError?.(controller, error)
+    this.#handler.onResponseError?.(controller!, error)
   }
 
   #replay (entry: CacheEntry, headers: ResponseHeaders): void {

@@ -207,10 +207,7 @@ class FetchedResponse extends Response {
   }
 
   override clone (): Response {
-    const copy = super.clone()
-    Object.defineProperties(copy, { url: { value: this.#url }, type: { value: 'basic' }, clone: { value: this.clone.bind(copy) } })
-    Object.defineProperties(copy.headers, IMMUTABLE_HEADERS)
-    return copy
+    return lookFetched(super.clone(), this.#url)
   }
 
   static {
@@ -231,6 +228,17 @@ class FetchedResponse extends Response {
       }
     })
   }
+}
+
+/** A clone is a plain Response: it gets the same looks, clone() included, as properties of its own. */
+function lookFetched (copy: Response, url: string): Response {
+  Object.defineProperties(copy, {
+    url: { value: url },
+    type: { value: 'basic' },
+    clone: { value: () => lookFetched(Response.prototype.clone.call(copy), url) }
+  })
+  Object.defineProperties(copy.headers, IMMUTABLE_HEADERS)
+  return copy
 }
 
 function refuseChange (): never {

@@ -4,6 +4,7 @@
  * stale within stale-while-revalidate, refreshed in the background); anything else goes on to the
  * origin through single-flight and retries, with a CacheHandler letting the engine see the answer.
  */
+import { stringify } from 'node:querystring'
 import type { Dispatcher } from 'undici'
 import type { Cache, FetchCacheMode, Forwarded, Lookup } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
@@ -49,7 +50,10 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       return dispatch(opts, handler)
     }
     if (!(lookup instanceof Promise)) return route(lookup)
-    lookup.then(route, () => dispatch(opts, handler))
+    lookup.then(route, () => dispatch(opts, handler)).catch((error: unknown) => {
+      // dispatch() threw after the lookup: nobody up the stack can catch it now but the handler.
+      handler.onResponseError?.(detached, error as Error)
+    })
     return true
 
     function route (found: Lookup): boolean {
@@ -81,10 +85,28 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)
   const current = cache.flights.get(key) as Broadcast | undefined
   if (current?.join(handler, true) === true) return true
-  const broadcast: Broadcast = new Broadcast(cache.options.maxEntrySize, () => cache.flights.end(key, broadcast))
+  const broadcast: Broadcast = new Broadcast({
+    request: { method: request.method, url: request.url },
+    limit: cache.options.maxEntrySize,
+    shareable: (headers) => !cache.options.shared || isForAnyone(headers),
+    alone: (follower) => {
+      try {
+        dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, follower), lookup.settings.retry, cache)
+      } catch (error) {
+        follower.onResponseError?.(detached, error as Error)
+      }
+    },
+    onEnd: () => cache.flights.end(key, broadcast)
+  })
   cache.flights.start(key, broadcast)
   broadcast.join(handler, false)
-  return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, broadcast), lookup.settings.retry, cache)
+  try {
+    return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, broadcast), lookup.settings.retry, cache)
+  } catch (error) {
+    // A dispatcher below that throws (bad options) ends the flight here, or later callers would wait on it.
+    cache.flights.end(key, broadcast)
+    throw error
+  }
 }
 
 /**
@@ -92,7 +114,7 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
  * Its outcome lands in the store; its failure is an event, and the entry stays as it was.
  */
 function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions, request: CacheRequest, refresh: Forwarded): void {
-  const { origin, path, method } = opts
+  const { origin, path, method, query } = opts
   let status = 0
   const done: Dispatcher.DispatchHandler = {
     onResponseStart: (_controller, statusCode) => { status = statusCode },
@@ -100,20 +122,39 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
     onResponseError: (_controller, error) => cache.refreshed(refresh, error)
   }
   try {
-    dispatchWithRetry(dispatch, { origin, path, method, headers: refresh.headers }, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
+    dispatchWithRetry(dispatch, { origin, path, method, query, headers: refresh.headers }, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
   } catch (error) {
     cache.refreshed(refresh, error)
   }
 }
 
+/**
+ * Whether a response may be shared by identical requests in a shared cache: not when it is meant
+ * for one user (RFC 9111 §5.2.2.7 private; a Set-Cookie hands out that user's session).
+ */
+function isForAnyone (headers: Record<string, string | string[] | undefined>): boolean {
+  if (headers['set-cookie'] !== undefined) return false
+  const cacheControl = headers['cache-control']
+  return !/(^|,)\s*private\b/i.test(Array.isArray(cacheControl) ? cacheControl.join(',') : cacheControl ?? '')
+}
+
+/** The controller a handler gets with an error raised before any exchange began. */
+const detached: Dispatcher.DispatchController = { aborted: false, paused: false, reason: null, abort () {}, pause () {}, resume () {} }
+
 /** The engine's view of a dispatch; `undefined` for what the cache does not handle. */
 function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undefined {
-  const { origin, path } = opts
+  const { origin, path, query } = opts
   // A path not starting with "/" (CONNECT targets, "*") would make origin + path another URL.
   if (origin === undefined || typeof path !== 'string' || path[0] !== '/') return undefined
-  const base = typeof origin === 'string' ? origin.replace(/\/$/, '') : origin.origin
   try {
-    return { method: opts.method.toUpperCase(), url: normalizeUrl(base + path), headers: normalizeHeaders(opts.headers) }
+    const headers = normalizeHeaders(opts.headers)
+    // undici appends `query` to the path below the interceptors; the key must see it here.
+    const target = query == null || path.includes('?') ? path : `${path}?${stringify(query as Record<string, string>)}`
+    // RFC 9110 §7.1: the target URI's authority is the Host header's, when the request sets one.
+    const base = headers.host === undefined
+      ? (typeof origin === 'string' ? origin.replace(/\/$/, '') : origin.origin)
+      : `${new URL(String(origin)).protocol}//${headers.host}`
+    return { method: opts.method.toUpperCase(), url: normalizeUrl(base + target), headers }
   } catch {
     return undefined
   }

@@ -64,6 +64,8 @@ class RetryGuard implements Handler, Controller {
   #reason: Error | null = null
   /** The caller has had its last callback. */
   #finished = false
+  /** The caller has had onRequestStart, which it must get exactly once however many attempts. */
+  #requestStarted = false
   /** The backoff the next dispatch waits for, set by decide(). */
   #delay = 0
   #waiting: NodeJS.Timeout | undefined
@@ -91,7 +93,7 @@ class RetryGuard implements Handler, Controller {
       // Between attempts no connection is open to report the abort: it ends here.
       clearTimeout(this.#waiting)
       this.#waiting = undefined
-      this.onResponseError(this.#upstream!, this.#reason)
+      this.#finish(this.#reason)
       return
     }
     this.#upstream?.abort(this.#reason)
@@ -109,7 +111,7 @@ class RetryGuard implements Handler, Controller {
       try {
         this.#dispatch(opts, handler)
       } catch (error) {
-        this.onResponseError(this.#upstream!, error as Error)
+        this.#finish(error as Error)
       }
     }, this.#delay)
     return true
@@ -136,12 +138,21 @@ class RetryGuard implements Handler, Controller {
       url: this.#url, method: this.#method, attempt, delay, status: statusCode, reason: (error as { code?: string }).code
     })
     this.#delay = delay
+    // A caller whose first attempt never connected has no controller yet to abort the wait with.
+    this.#start({})
     proceed(null)
+  }
+
+  #start (context: unknown): void {
+    if (this.#requestStarted) return
+    this.#requestStarted = true
+    this.#handler.onRequestStart?.(this, context)
   }
 
   onRequestStart (controller: Controller, context: unknown): void {
     this.#upstream = controller
-    this.#handler.onRequestStart?.(this, context)
+    if (this.#reason !== null) controller.abort(this.#reason)
+    else this.#start(context)
   }
 
   onRequestUpgrade (controller: Controller, statusCode: number, headers: Headers, socket: Duplex): void {
@@ -162,18 +173,22 @@ class RetryGuard implements Handler, Controller {
     this.#handler.onResponseData?.(this, chunk)
   }
 
-  onResponseEnd (controller: Controller, trailers: Headers): void {
+  onResponseEnd (_controller: Controller, trailers: Headers): void {
     if (this.#reason !== null) {
-      this.onResponseError(controller, this.#reason)
+      this.#finish(this.#reason)
       return
     }
     this.#finished = true
     this.#handler.onResponseEnd?.(this, trailers)
   }
 
-  onResponseError (_controller: Controller, error: Error): void {
+  onResponseError (_controller: Controller | undefined, error: Error): void {
+    this.#finish(this.#reason ?? error)
+  }
+
+  #finish (error: Error): void {
     if (this.#finished) return
     this.#finished = true
-    this.#handler.onResponseError?.(this, this.#reason ?? error)
+    this.#handler.onResponseError?.(this, error)
   }
 }

@@ -4,9 +4,10 @@
  * timeout, and every failure is a miss or a skipped write plus an event: a broken store never
  * fails a request (shared/DESIGN.md).
  */
-import type { Keyv } from 'keyv'
+import { Keyv, type KeyvStoreAdapter } from 'keyv'
 import { deserializeVariantSet, serializeVariantSet, type VariantSet } from '../entry.js'
 import type { PolicyFactory } from '../policy.js'
+import { describe } from '../validate.js'
 import type { EntryStore, StoreEvents } from './types.js'
 
 export interface KeyvStoreOptions {
@@ -81,4 +82,22 @@ function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new StoreTimeoutError(`store call took longer than ${ms} ms`)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** A Keyv instance is used as it is; a bare Keyv store adapter (or a Map) is wrapped in one. */
+export function toKeyv (value: unknown, path: string): Keyv | undefined {
+  if (value === undefined) return undefined
+  if (value instanceof Keyv) return value
+  if (isStoreLike(value)) {
+    // A Keyv from another copy of the package is a store-like object too; Keyv accepts it.
+    return new Keyv({ store: value as KeyvStoreAdapter })
+  }
+  throw new TypeError(`expected ${path} to be a Keyv instance or a Keyv store adapter, got ${describe(value)}`)
+}
+
+function isStoreLike (value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  const store = value as Record<string, unknown>
+  return typeof store.get === 'function' && typeof store.set === 'function' &&
+    typeof store.delete === 'function' && typeof store.clear === 'function'
 }
