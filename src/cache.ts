@@ -153,18 +153,7 @@ export class Cache {
     const parts: StatusParts = usability === 'stale-while-revalidate'
       ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
       : { hit: true, ttl: entry.policy.ttl() }
-    const age = ageOf(entry)
-    const cacheStatus = appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts))
-    let headers: ResponseHeaders | undefined
-    return {
-      kind: 'hit',
-      entry,
-      age,
-      cacheStatus,
-      refresh,
-      // The fetch fast path builds its own list from age and cacheStatus; only others pay for this.
-      get headers () { return (headers ??= { ...entry.headers, age, 'cache-status': cacheStatus }) }
-    }
+    return new HitResult(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts)), refresh)
   }
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
@@ -179,10 +168,7 @@ export class Cache {
 
   /** The stored headers as served now: Age (RFC 9111 §5.1) and our Cache-Status added. */
   #served (entry: CacheEntry, parts: StatusParts): ResponseHeaders {
-    const headers = { ...entry.headers }
-    headers.age = ageOf(entry)
-    headers['cache-status'] = appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts))
-    return headers
+    return servedHeaders(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts)))
   }
 
   /**
@@ -314,6 +300,23 @@ function withCacheStatus (headers: Record<string, string | string[] | undefined>
   }
   copy['cache-status'] = appendCacheStatus(headers['cache-status'], formatCacheStatus(parts))
   return copy
+}
+
+class HitResult implements Hit {
+  readonly kind = 'hit'
+  #headers: ResponseHeaders | undefined
+
+  constructor (readonly entry: CacheEntry, readonly age: string, readonly cacheStatus: string, readonly refresh: Forwarded | undefined) {}
+
+  /** The fetch fast path builds its own list from age and cacheStatus; only others pay for this. */
+  get headers (): ResponseHeaders {
+    return (this.#headers ??= servedHeaders(this.entry, this.age, this.cacheStatus))
+  }
+}
+
+/** The stored fields as served (Object.assign: several times faster than a spread on Node 20). */
+function servedHeaders (entry: CacheEntry, age: string, cacheStatus: string): ResponseHeaders {
+  return Object.assign({}, entry.headers, { age, 'cache-status': cacheStatus })
 }
 
 /** RFC 9111 §5.1: Age is whole seconds. */

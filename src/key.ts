@@ -25,7 +25,21 @@ export type VaryValues = Readonly<Record<string, string | undefined>>
  * gets one key whichever adapter asked. The fragment is never part of a request.
  */
 export function normalizeUrl (url: string | URL): string {
-  const parsed = typeof url === 'string' ? new URL(url) : url
+  if (typeof url !== 'string') return withoutFragment(url)
+  let normalized = recent.get(url)
+  if (normalized === undefined) {
+    // Parsing is a good part of a hit's cost; the same URLs come again and again.
+    if (recent.size >= RECENT_URLS) recent.clear()
+    recent.set(url, normalized = withoutFragment(new URL(url)))
+  }
+  return normalized
+}
+
+/** How many normalised URLs are remembered; past that the memo starts over. */
+const RECENT_URLS = 1024
+const recent = new Map<string, string>()
+
+function withoutFragment (parsed: URL): string {
   if (parsed.hash === '') return parsed.href
   const copy = new URL(parsed.href)
   copy.hash = ''

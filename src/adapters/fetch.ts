@@ -6,7 +6,7 @@
  * fast path serves only what the full path would have served byte for byte; anything else falls
  * through (shared/DESIGN.md).
  */
-import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
+import { Agent, fetch as undiciFetch, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import type { CacheEntry } from '../entry.js'
@@ -170,27 +170,33 @@ function servableAsIs (entry: CacheEntry): boolean {
 
 function toResponse (hit: Hit, method: string, url: string): Response {
   const { entry } = hit
-  const headers = fieldsOf(entry).concat([['age', hit.age], ['cache-status', hit.cacheStatus]])
   const body = hasNoContent(method, entry.status) ? null : entry.body
   // The Response constructor copies the bytes, so the caller cannot change the stored body.
-  return new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers })
+  const response = new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers: headersOf(entry) })
+  const headers: Headers = Reflect.get(Response.prototype, 'headers', response)
+  headers.append('age', hit.age)
+  headers.append('cache-status', hit.cacheStatus)
+  return response
 }
 
-/** An entry's stored fields as a list for the Response constructor, made once per entry. */
-const fieldLists = new WeakMap<CacheEntry, [string, string][]>()
+/**
+ * An entry's stored fields as undici Headers, made once per entry: a Response copies a Headers
+ * object without validating each field again, which a list of pairs costs on every hit.
+ */
+const headerSets = new WeakMap<CacheEntry, Headers>()
 
-function fieldsOf (entry: CacheEntry): [string, string][] {
-  let fields = fieldLists.get(entry)
-  if (fields !== undefined) return fields
-  fields = []
+function headersOf (entry: CacheEntry): Headers {
+  let headers = headerSets.get(entry)
+  if (headers !== undefined) return headers
+  headers = new Headers()
   for (const name in entry.headers) {
     if (name === 'age' || name === 'cache-status') continue
     const value = entry.headers[name]!
-    if (typeof value === 'string') fields.push([name, value])
-    else for (const item of value) fields.push([name, item])
+    if (typeof value === 'string') headers.append(name, value)
+    else for (const item of value) headers.append(name, item)
   }
-  fieldLists.set(entry, fields)
-  return fields
+  headerSets.set(entry, headers)
+  return headers
 }
 
 /**
@@ -201,7 +207,7 @@ class FetchedResponse extends Response {
   readonly #url: string
   #guarded = false
 
-  constructor (url: string, body: Buffer | null, init: { status: number, statusText: string, headers: [string, string][] }) {
+  constructor (url: string, body: Buffer | null, init: { status: number, statusText: string, headers: Headers }) {
     super(body, init)
     this.#url = url
   }
