@@ -5,7 +5,7 @@
 import type { CacheEntry, ResponseHeaders } from './entry.js'
 import type { RequestHeaders } from './key.js'
 import type { RequestSettings } from './options.js'
-import type { RequestDirectives } from './policy.js'
+import type { RequestDirectives } from './directives.js'
 import type { Recorder } from './recorder.js'
 import type { Forward } from './status.js'
 
@@ -57,3 +57,20 @@ export type Outcome =
   | { readonly kind: 'pass'; readonly headers: ResponseHeaders; readonly recorder: Recorder | undefined }
   /** Serve this stored entry instead: freshened by a 304, or standing in for a failed origin. */
   | { readonly kind: 'replay'; readonly entry: CacheEntry; readonly headers: ResponseHeaders }
+
+export class HitResult implements Hit {
+  readonly kind = 'hit'
+  #headers: ResponseHeaders | undefined
+
+  constructor (readonly entry: CacheEntry, readonly age: string, readonly cacheStatus: string, readonly refresh: Forwarded | undefined) {}
+
+  /** The fetch fast path builds its own list from age and cacheStatus; only others pay for this. */
+  get headers (): ResponseHeaders {
+    return (this.#headers ??= servedHeaders(this.entry, this.age, this.cacheStatus))
+  }
+}
+
+/** The stored fields as served (Object.assign: several times faster than a spread on Node 20). */
+export function servedHeaders (entry: CacheEntry, age: string, cacheStatus: string): ResponseHeaders {
+  return Object.assign({}, entry.headers, { age, 'cache-status': cacheStatus })
+}

@@ -147,3 +147,23 @@ function isHeaders (value: unknown): value is ResponseHeaders {
 function isRecord (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
+
+/** Hop-by-hop fields are never stored (RFC 9111 §3.1, RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'proxy-authentication-info', 'te', 'trailer', 'transfer-encoding', 'upgrade'
+])
+
+/** Response header fields as they may be stored: hop-by-hop fields and those named by Connection removed. */
+export function storableHeaders (headers: Record<string, string | string[] | undefined>): ResponseHeaders {
+  const connection = fieldValue(headers.connection)
+  const named = connection === undefined ? undefined : new Set(connection.split(',').map((v) => v.trim().toLowerCase()))
+  const stored: ResponseHeaders = {}
+  for (const name in headers) {
+    const value = headers[name]
+    const lower = name.toLowerCase()
+    if (value === undefined || HOP_BY_HOP.has(lower) || named?.has(lower)) continue
+    stored[lower] = lower === 'set-cookie' ? value : (Array.isArray(value) ? value.join(', ') : value)
+  }
+  return stored
+}

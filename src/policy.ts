@@ -7,26 +7,11 @@
  */
 import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
+import { deltaSeconds, parseDirectives, type Directives, type RequestDirectives } from './directives.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
 import { fieldValue, type ResponseHeaders } from './entry.js'
 
 export type PolicyObject = CachePolicy.CachePolicyObject
-
-/** Cache-Control directives, names lower-case; a directive without a value is `true`. */
-export type Directives = Readonly<Record<string, string | true>>
-
-/** RFC 9111 §5.2.1: what a request asks of the cache. */
-export interface RequestDirectives {
-  readonly noCache: boolean
-  readonly noStore: boolean
-  readonly onlyIfCached: boolean
-  readonly maxAge: number | undefined
-  /** Seconds of staleness accepted; `Infinity` for a bare `max-stale`. */
-  readonly maxStale: number | undefined
-  readonly minFresh: number | undefined
-  /** RFC 5861 §4: seconds of staleness the client accepts when the origin fails. */
-  readonly staleIfError: number | undefined
-}
 
 /**
  * How a stored response may be used for a request: as it is (fresh, or stale where the request
@@ -39,12 +24,6 @@ export interface StaleDefaults {
   readonly staleWhileRevalidate: number
   readonly staleIfError: number
 }
-
-/** Hop-by-hop fields are never stored (RFC 9111 §3.1, RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'proxy-authentication-info', 'te', 'trailer', 'transfer-encoding', 'upgrade'
-])
 
 /**
  * Statuses http-cache-semantics understands (its list). RFC 9111 §3 lets a cache store any other
@@ -59,41 +38,6 @@ const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-r
 
 /** How long an entry is kept once stale, so that it can still be revalidated or served stale where allowed. */
 const STALE_RETENTION_MS = 24 * 3600 * 1000
-
-export function parseDirectives (value: string | undefined): Directives {
-  const directives: Record<string, string | true> = {}
-  if (value === undefined) return directives
-  for (const part of value.split(',')) {
-    const eq = part.indexOf('=')
-    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
-    if (name === '') continue
-    directives[name] = eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')
-  }
-  return directives
-}
-
-/** Delta-seconds (RFC 9111 §1.2.2): digits only; anything else is invalid and yields `undefined`. */
-function deltaSeconds (value: string | true | undefined): number | undefined {
-  if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined
-  return Number(value)
-}
-
-export function requestDirectives (headers: RequestHeaders): RequestDirectives {
-  const cacheControl = headers['cache-control']
-  const cc = parseDirectives(cacheControl)
-  const maxStale = cc['max-stale']
-  return {
-    // RFC 9111 §5.4: Pragma: no-cache counts only when Cache-Control is absent.
-    noCache: cc['no-cache'] !== undefined ||
-      (cacheControl === undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(headers.pragma ?? '')),
-    noStore: cc['no-store'] !== undefined,
-    onlyIfCached: cc['only-if-cached'] !== undefined,
-    maxAge: deltaSeconds(cc['max-age']),
-    maxStale: maxStale === true ? Infinity : deltaSeconds(maxStale),
-    minFresh: deltaSeconds(cc['min-fresh']),
-    staleIfError: deltaSeconds(cc['stale-if-error'])
-  }
-}
 
 export interface PolicyConfig {
   readonly shared: boolean
@@ -304,20 +248,6 @@ export class PolicyFactory {
     }
     return { matches, policy: this.create(request, status, headers), headers }
   }
-}
-
-/** Response header fields as they may be stored: hop-by-hop fields and those named by Connection removed. */
-export function storableHeaders (headers: Record<string, string | string[] | undefined>): ResponseHeaders {
-  const connection = fieldValue(headers.connection)
-  const named = connection === undefined ? undefined : new Set(connection.split(',').map((v) => v.trim().toLowerCase()))
-  const stored: ResponseHeaders = {}
-  for (const name in headers) {
-    const value = headers[name]
-    const lower = name.toLowerCase()
-    if (value === undefined || HOP_BY_HOP.has(lower) || named?.has(lower)) continue
-    stored[lower] = lower === 'set-cookie' ? value : (Array.isArray(value) ? value.join(', ') : value)
-  }
-  return stored
 }
 
 /**

@@ -3,6 +3,7 @@
  * `node:diagnostics_channel` events, and the counters behind `cache.stats()`.
  */
 import diagnostics from 'node:diagnostics_channel'
+import type { CacheEntry, ResponseHeaders } from './entry.js'
 
 /** The name this cache uses in Cache-Status. */
 export const CACHE_NAME = 'cachedfetch'
@@ -115,4 +116,20 @@ export class Reporter {
     const lookups = s.hits + s.misses + s.revalidated
     return { ...s, hitRatio: lookups === 0 ? 0 : s.hits / lookups }
   }
+}
+
+/** A forwarded response's fields with our Cache-Status member added. */
+export function withCacheStatus (headers: Record<string, string | string[] | undefined>, parts: StatusParts): ResponseHeaders {
+  const copy: ResponseHeaders = {}
+  for (const name in headers) {
+    const value = headers[name]
+    if (value !== undefined) copy[name] = value
+  }
+  copy['cache-status'] = appendCacheStatus(headers['cache-status'], formatCacheStatus(parts))
+  return copy
+}
+
+/** RFC 9111 §5.1: Age is whole seconds. */
+export function ageOf (entry: CacheEntry): string {
+  return String(Math.max(0, Math.floor(entry.policy.age())))
 }

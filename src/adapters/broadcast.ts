@@ -244,7 +244,7 @@ class Subscriber implements Controller {
           handler.onRequestStart?.(this, event.context)
           break
         case 'response-start':
-          handler.onResponseStart?.(this, event.status, this.collapsed ? collapsedHeaders(event.headers) : event.headers, event.statusText)
+          handler.onResponseStart?.(this, event.status, this.collapsed && !this.#detached ? collapsedHeaders(event.headers) : event.headers, event.statusText)
           break
         case 'data':
           handler.onResponseData?.(this, event.chunk)

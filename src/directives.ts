@@ -1,0 +1,56 @@
+/**
+ * Cache-Control parsing (RFC 9111 §5.2): directive names case-insensitive, values unquoted,
+ * delta-seconds strictly digits; and what a request asks of the cache (§5.2.1).
+ */
+import type { RequestHeaders } from './key.js'
+
+/** Cache-Control directives, names lower-case; a directive without a value is `true`. */
+export type Directives = Readonly<Record<string, string | true>>
+
+/** RFC 9111 §5.2.1: what a request asks of the cache. */
+export interface RequestDirectives {
+  readonly noCache: boolean
+  readonly noStore: boolean
+  readonly onlyIfCached: boolean
+  readonly maxAge: number | undefined
+  /** Seconds of staleness accepted; `Infinity` for a bare `max-stale`. */
+  readonly maxStale: number | undefined
+  readonly minFresh: number | undefined
+  /** RFC 5861 §4: seconds of staleness the client accepts when the origin fails. */
+  readonly staleIfError: number | undefined
+}
+
+export function parseDirectives (value: string | undefined): Directives {
+  const directives: Record<string, string | true> = {}
+  if (value === undefined) return directives
+  for (const part of value.split(',')) {
+    const eq = part.indexOf('=')
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
+    if (name === '') continue
+    directives[name] = eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')
+  }
+  return directives
+}
+
+/** Delta-seconds (RFC 9111 §1.2.2): digits only; anything else is invalid and yields `undefined`. */
+export function deltaSeconds (value: string | true | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined
+  return Number(value)
+}
+
+export function requestDirectives (headers: RequestHeaders): RequestDirectives {
+  const cacheControl = headers['cache-control']
+  const cc = parseDirectives(cacheControl)
+  const maxStale = cc['max-stale']
+  return {
+    // RFC 9111 §5.4: Pragma: no-cache counts only when Cache-Control is absent.
+    noCache: cc['no-cache'] !== undefined ||
+      (cacheControl === undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(headers.pragma ?? '')),
+    noStore: cc['no-store'] !== undefined,
+    onlyIfCached: cc['only-if-cached'] !== undefined,
+    maxAge: deltaSeconds(cc['max-age']),
+    maxStale: maxStale === true ? Infinity : deltaSeconds(maxStale),
+    minFresh: deltaSeconds(cc['min-fresh']),
+    staleIfError: deltaSeconds(cc['stale-if-error'])
+  }
+}
