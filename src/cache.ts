@@ -72,7 +72,7 @@ export class Cache {
     if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
     if (bypass) return this.#bypass(request, 'bypass', directives, settings)
     if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings)
-    const found = this.#store.get(this.#key(request.method, request.url))
+    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host))
     return found instanceof Promise
       ? found.then((set) => this.#choose(request, set, directives, mode, settings))
       : this.#choose(request, found, directives, mode, settings)
@@ -98,7 +98,7 @@ export class Cache {
       if (usability !== 'fresh' && usability !== 'stale-allowed') return undefined
       return this.#hit(entry, usability, undefined)
     }
-    const found = this.#store.get(this.#key(request.method, request.url))
+    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host))
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
@@ -128,8 +128,12 @@ export class Cache {
    * The store key. A private cache's entries are keyed apart: a shared cache on the same store must
    * never serve what a private one kept for its user (private responses, Set-Cookie).
    */
-  #key (method: string, url: string): string {
-    return this.options.shared ? primaryKey(method, url) : `private ${primaryKey(method, url)}`
+  #key (method: string, url: string, host?: string): string {
+    let key = primaryKey(method, url)
+    // RFC 9110 §7.1: a Host header names the target's authority; one that is not the connection's
+    // (a virtual host) is another resource, though the same server answers.
+    if (host !== undefined && host.toLowerCase() !== new URL(url).host) key += ` host=${host.toLowerCase()}`
+    return this.options.shared ? key : `private ${key}`
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
@@ -181,9 +185,10 @@ export class Cache {
     const parts: { fwd: Forward, fwdStatus: number } = { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts)
-    if (previous !== undefined && ERROR_STATUSES.has(status)) {
+    if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
-      return this.failed(lookup, status) ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
+      const standIn = ERROR_STATUSES.has(status) ? this.failed(lookup, status) : undefined
+      return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
     const pass = (stored: boolean, recorder?: Recorder): Outcome => ({
       kind: 'pass',
@@ -204,7 +209,7 @@ export class Cache {
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
-    const key = this.#key(request.method, request.url)
+    const key = this.#key(request.method, request.url, request.headers.host)
     const recorder = new Recorder(this.options.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, url: request.url, status, statusText, headers: stored, body, policy, vary, size: entrySize(key, stored, body) }
       void this.#write(entry, retention)

@@ -140,6 +140,20 @@ describe('a fast-path hit behaves as a fetched Response', () => {
     expect(await fastClone.text()).toBe(await slowClone.text())
   })
 
+  it('keeps its url, type and immutable headers through a clone of a clone', async () => {
+    const { fast, slow } = await hits()
+    const fastTwice = fast.clone().clone()
+    const slowTwice = slow.clone().clone()
+    expect(fastTwice.url).toBe(slowTwice.url)
+    expect(fastTwice.url).toBe(fast.url)
+    expect(fastTwice.type).toBe(slowTwice.type)
+    expect(() => fastTwice.headers.set('x-added', '1')).toThrow(TypeError)
+    expect(fastTwice.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(await fastTwice.text()).toBe(await slowTwice.text())
+    // And the response cloned from is still whole.
+    expect(await fast.text()).toBe(await slow.text())
+  })
+
   it('has immutable headers, as a fetched response has', async () => {
     const { fast, slow } = await hits()
     expect(() => slow.headers.set('x-added', '1')).toThrow(TypeError)

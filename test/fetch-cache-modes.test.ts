@@ -214,6 +214,16 @@ describe('cachedFetch cache modes, as fetch reports them', () => {
     expect(origin.requests).toHaveLength(0)
   })
 
+  it.each([
+    { name: 'Range', headers: { range: 'bytes=0-0' } },
+    { name: 'If-None-Match', headers: { 'if-none-match': '"v0"' } }
+  ])('only-if-cached with $name rejects with ERR_ONLY_IF_CACHED when nothing is stored, and the origin sees nothing', async ({ headers }) => {
+    const error: unknown = await fetch(url, { cache: 'only-if-cached', headers }).then(() => undefined, (e: unknown) => e)
+    expect(error).toBeInstanceOf(TypeError)
+    expect(((error as TypeError).cause as { code?: string }).code).toBe('ERR_ONLY_IF_CACHED')
+    expect(origin.requests).toHaveLength(0)
+  })
+
   it('takes the cache mode of a Request object', async () => {
     resource.cacheControl = 'max-age=10'
     await (await fetch(url)).text()
@@ -269,6 +279,25 @@ describe('interceptor only-if-cached', () => {
     const agent = new Agent().compose(cacheInterceptor({ cache: createCache() }))
     try {
       const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, cacheMode: 'only-if-cached' }
+      const response = await request(`${origin.url}/res`, options)
+      await response.body.text()
+      expect(response.statusCode).toBe(504)
+      expect(response.headers['cache-status']).toBe('cachedfetch; fwd=miss; detail=only-if-cached')
+      expect(origin.requests).toHaveLength(0)
+    } finally {
+      await agent.close()
+      await origin.close()
+    }
+  })
+
+  it.each([
+    { name: 'Range', headers: { range: 'bytes=0-0' } },
+    { name: 'If-None-Match', headers: { 'if-none-match': '"v0"' } }
+  ])('answers 504 to a request with $name when nothing is stored, and the origin sees nothing', async ({ headers }) => {
+    const origin = await startOrigin()
+    const agent = new Agent().compose(cacheInterceptor({ cache: createCache() }))
+    try {
+      const options: Parameters<typeof request>[1] & CacheDispatchOptions = { dispatcher: agent, cacheMode: 'only-if-cached', headers }
       const response = await request(`${origin.url}/res`, options)
       await response.body.text()
       expect(response.statusCode).toBe(504)

@@ -1,13 +1,15 @@
 /**
  * Stores: the default in-memory store stays within `maxSize` bytes and `maxEntries` entries by
  * evicting the least recently used entries, and any Keyv instance works as `store`, round-tripping
- * entries through its serialization and treating whatever does not parse as a miss.
+ * entries through its serialization and treating whatever does not parse as a miss; a private
+ * cache's entries on a Keyv are never served by a shared cache on the same Keyv.
  */
 import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
 import { request } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
+import { adapters } from './helpers/clients.js'
 import type { Origin, Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 
@@ -226,6 +228,40 @@ describe('a Keyv instance as store', () => {
     expect(blueAgain.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
     expect(await blueAgain.text()).toBe('tenant: blue')
     expect(server.hits('/tenant')).toBe(2)
+  })
+
+  describe.each(adapters)('a private and a shared cache on one Keyv, through $name', ({ connect }) => {
+    it('never serves from the shared cache what the private cache stored for its user', async () => {
+      const server = await opened.origin({
+        '/me': (req, res) => {
+          const user = req.headers.authorization?.replace('Bearer ', '') ?? 'nobody'
+          res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'private, max-age=60', 'set-cookie': `sid=${user}` })
+          res.end(`profile of ${user}`)
+        }
+      })
+      const keyv = new Keyv()
+      const browserCache = createCache({ shared: false, store: keyv })
+      const serverCache = createCache({ shared: true, store: keyv })
+      const browser = opened.add(connect(browserCache))
+      const service = opened.add(connect(serverCache))
+      const url = `${server.url}/me`
+      const alice = { headers: { authorization: 'Bearer alice' } }
+
+      expect((await browser.send(url, alice)).body).toBe('profile of alice')
+      await storedCount(browserCache, 1)
+      // The private cache keeps it for its one user ...
+      const again = await browser.send(url, alice)
+      expect(again.body).toBe('profile of alice')
+      expect(again.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(server.hits('/me')).toBe(1)
+
+      // ... and the shared cache on the same store asks the origin, never handing alice's session on.
+      const anonymous = await service.send(url)
+      expect(anonymous.body).toBe('profile of nobody')
+      expect(anonymous.header('set-cookie')).toBe('sid=nobody')
+      expect(anonymous.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200')
+      expect(server.hits('/me')).toBe(2)
+    })
   })
 
   describe('a corrupt value under the cache key is a miss, not a throw', () => {

@@ -2,15 +2,19 @@
  * Retries of failed origin requests (src/retry.ts decides, undici's RetryHandler re-sends): which
  * failures and methods are retried, backoff with full jitter, Retry-After, the total deadline,
  * Idempotency-Key, resuming a broken body with Range + If-Match, the switches that turn retries
- * off, and an abort during the backoff wait. Every case runs through cachedFetch and through the
- * undici interceptor, against a real origin on 127.0.0.1 that counts what it saw.
+ * off, and an abort during the backoff wait (after a 5xx, a dropped or a refused connection). Every
+ * case runs through cachedFetch and through the undici interceptor, against a real origin on
+ * 127.0.0.1 that counts what it saw; a raw undici handler sees one request start however many
+ * attempts it took.
  */
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
-import type { IncomingMessage } from 'node:http'
+import { createServer, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createCache, type Cache, type CacheDispatchOptions, type CacheEvent, type CacheOptions } from '../src/index.js'
+import type { Dispatcher } from 'undici'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { cacheInterceptor, createCache, type Cache, type CacheDispatchOptions, type CacheEvent, type CacheOptions } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
 import { respond, startOrigin, type Origin, type Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -74,13 +78,13 @@ async function bodyOf (req: IncomingMessage): Promise<string> {
   return text
 }
 
-/** Retry events for URLs of this origin, collected while a test runs. */
-function watchRetries (): { events: CacheEvent[], next: () => Promise<CacheEvent>, stop: () => void } {
+/** Retry events for URLs under `base` (this origin's by default), collected while a test runs. */
+function watchRetries (base = origin.url): { events: CacheEvent[], next: () => Promise<CacheEvent>, stop: () => void } {
   const events: CacheEvent[] = []
   let waiting: ((event: CacheEvent) => void)[] = []
   const listener = (message: unknown): void => {
     const event = message as CacheEvent
-    if (event.url?.startsWith(origin.url) !== true) return
+    if (event.url?.startsWith(base) !== true) return
     events.push(event)
     const resolve = waiting
     waiting = []
@@ -104,9 +108,38 @@ beforeAll(async () => {
 })
 
 afterEach(async () => {
+  vi.restoreAllMocks()
   for (const watcher of watchers.splice(0)) watcher.stop()
   await opened.close()
 })
+
+/** A port on 127.0.0.1 that nothing listens on (a server had it a moment ago): connecting is refused. */
+async function closedPort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** A server that starts listening on `port` now and counts what reaches it, closed after the test. */
+async function listenLate (port: number): Promise<{ connections: () => number, requests: () => number }> {
+  let connections = 0
+  let requests = 0
+  const server = createServer((_req, res) => {
+    requests++
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('too late')
+  })
+  server.on('connection', () => { connections++ })
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  opened.add({
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    })
+  })
+  return { connections: () => connections, requests: () => requests }
+}
 
 afterAll(async () => {
   await origin.close()
@@ -128,8 +161,8 @@ for (const adapter of adapters) {
       return { path, url: origin.url + path }
     }
 
-    function watch (): ReturnType<typeof watchRetries> {
-      const watcher = watchRetries()
+    function watch (base?: string): ReturnType<typeof watchRetries> {
+      const watcher = watchRetries(base)
       watchers.push(watcher)
       return watcher
     }
@@ -524,6 +557,72 @@ for (const adapter of adapters) {
         expect(origin.hits(path)).toBe(1)
         expect(cache.stats().retries).toBe(1)
       })
+
+      it('rejects promptly with the abort reason when the caller aborts the wait after a refused connection', async () => {
+        const port = await closedPort()
+        const url = `http://127.0.0.1:${port}/refused`
+        // The jitter at its top: the wait is the whole second.
+        vi.spyOn(Math, 'random').mockReturnValue(1)
+        const { client, cache } = connect({ retry: { limit: 1, baseDelay: 1000, maxDelay: 1000 } })
+        const retries = watch(`http://127.0.0.1:${port}`)
+        const controller = new AbortController()
+        const reason = new Error('the caller gave up')
+
+        const waiting = retries.next()
+        const sent = client.open(url, { signal: controller.signal }).then(async (reply) => await reply.text())
+        sent.catch(() => {})
+        const event = await waiting
+        expect([event.delay, event.reason]).toEqual([1000, 'ECONNREFUSED'])
+        controller.abort(reason)
+        // A loose bound: well before the 1 s wait would have ended.
+        const patience = new AbortController()
+        const outcome = await Promise.race([
+          sent.then(() => 'resolved', (error: unknown) => error),
+          sleep(700, 'still waiting', { signal: patience.signal })
+        ])
+        patience.abort()
+        expect(outcome).toBe(reason)
+
+        // An origin comes up on that port now: the retry that must not come would reach it.
+        const late = await listenLate(port)
+        await sleep(1300)
+        expect(late.connections()).toBe(0)
+        expect(late.requests()).toBe(0)
+        expect(cache.stats().retries).toBe(1)
+      })
     })
   })
 }
+
+describe('retries into a raw undici handler', () => {
+  it('calls onRequestStart once however many attempts a request takes (503, 503, 200)', async () => {
+    const path = '/raw/flaky'
+    origin.route(path, sequence(respond(503, {}, 'busy'), respond(503, {}, 'busy'), respond(200, { 'content-type': 'text/plain' }, 'ok')))
+    const cache = createCache({ retry: FAST })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    const calls: string[] = []
+    let body = ''
+
+    await within(new Promise<void>((resolve) => {
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart: () => { calls.push('onRequestStart') },
+        onResponseStart: (_controller, status) => { calls.push(`onResponseStart ${status}`) },
+        onResponseData: (_controller, chunk) => { body += String(chunk) },
+        onResponseEnd: () => {
+          calls.push('onResponseEnd')
+          resolve()
+        },
+        onResponseError: (_controller, error) => {
+          calls.push(`onResponseError ${error.message}`)
+          resolve()
+        }
+      }
+      dispatcher.dispatch({ origin: origin.url, path, method: 'GET' }, handler)
+    }), 'the request')
+
+    expect(calls).toEqual(['onRequestStart', 'onResponseStart 200', 'onResponseEnd'])
+    expect(body).toBe('ok')
+    expect(origin.hits(path)).toBe(3)
+    expect(cache.stats().retries).toBe(2)
+  })
+})

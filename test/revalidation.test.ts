@@ -190,6 +190,45 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     expect(origin.seen('/replace')[2]!.headers['if-none-match']).toBe('"v2"')
   })
 
+  it.each([500, 502, 503, 504])('keeps the entry when a %i with max-age=300 answers its revalidation, and revalidates it once the origin is back', async (status) => {
+    // Retries off: the one failing answer is the one under test.
+    const c = opened.add(connect(createCache({ now: clock.now, retry: false })))
+    let down = false
+    origin.route('/maintenance', (req, res) => {
+      if (down) {
+        res.writeHead(status, { date: clock.date(), 'cache-control': 'max-age=300', 'content-type': 'text/plain' }).end('down for maintenance')
+        return
+      }
+      const fields = { date: clock.date(), 'cache-control': 'max-age=10', etag: '"v1"' }
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('version 1')
+    })
+    const url = `${origin.url}/maintenance`
+
+    expect((await c.send(url)).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    clock.advance(20)
+    down = true
+
+    // No stale-if-error: the error reaches the caller, and is not stored (RFC 9111 §4.3.3).
+    const failed = await c.send(url)
+    expect(failed.status).toBe(status)
+    expect(failed.body).toBe('down for maintenance')
+    expect(failed.header('cache-status')).toBe(`cachedfetch; fwd=stale; fwd-status=${status}`)
+
+    down = false
+    const back = await c.send(url)
+    expect(back.status).toBe(200)
+    expect(back.body).toBe('version 1')
+    expect(back.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=10')
+    expect(origin.seen('/maintenance').map((s) => s.headers['if-none-match'])).toEqual([undefined, '"v1"', '"v1"'])
+
+    const hit = await c.send(url)
+    expect(hit.status).toBe(200)
+    expect(hit.body).toBe('version 1')
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(origin.hits('/maintenance')).toBe(3)
+  })
+
   it('serves a fresh must-revalidate entry as a hit and revalidates it once stale, even with max-stale', async () => {
     origin.route('/strict', (req, res) => {
       const fields = { date: clock.date(), 'cache-control': 'max-age=30, must-revalidate', etag: '"s1"' }

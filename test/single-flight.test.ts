@@ -2,18 +2,32 @@
  * Single-flight: identical concurrent GETs share one origin exchange, through cachedFetch and
  * through the undici interceptor. Every caller gets its own complete body, callers that arrive
  * mid-body are caught up (while the body sent so far is within maxEntrySize), a caller that leaves
- * does not take the others with it, a failure reaches every caller from one origin request, and
- * no per-key state outlives the exchange.
+ * does not take the others with it, a caller that stops reading fails once maxEntrySize behind
+ * instead of stalling the others, a failure reaches every caller from one origin request, a
+ * response meant for one user (private, Set-Cookie) is not shared in a shared cache, and no
+ * per-key state outlives the exchange, even when a dispatcher below throws.
  *
  * The origins hold their answer behind a gate until the test has seen every request reach the
  * cache (`stats().misses`), so "concurrent" never depends on how fast the machine is.
  */
+import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
+import { Keyv } from 'keyv'
 import { Agent, request, type Dispatcher } from 'undici'
 import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
-import { bytes, type Origin } from './helpers/origin.js'
+import { bytes, respond, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { gate, settle, waitFor, within, type Gate } from './helpers/wait.js'
+
+interface PrivacyCase {
+  readonly name: string
+  readonly mode: 'shared' | 'private'
+  readonly cacheControl: string
+  readonly setCookie: boolean
+  readonly oneExchange: boolean
+}
+
+const privacy = JSON.parse(readFileSync(new URL('../fixtures/single-flight-privacy.json', import.meta.url), 'utf8')) as { cases: PrivacyCase[] }
 
 const opened = teardown()
 
@@ -29,6 +43,8 @@ function agent (): Agent {
 interface Reply {
   readonly status: number
   readonly cacheStatus: string | undefined
+  /** Set-Cookie, several fields joined with ", ". */
+  readonly setCookie: string | undefined
   /** The body, chunk by chunk, as this adapter hands it over. */
   readonly body: AsyncIterator<Buffer>
 }
@@ -37,11 +53,12 @@ interface Client {
   get (url: string, init?: { headers?: Record<string, string>, signal?: AbortSignal }): Promise<Reply>
 }
 
-const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
+/** `below`, when given, is an interceptor between the cache and the agent. */
+const adapters: { name: string, connect: (cache: Cache, below?: Dispatcher.DispatcherComposeInterceptor) => Client }[] = [
   {
     name: 'cachedFetch',
-    connect (cache) {
-      const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
+    connect (cache, below) {
+      const cachedFetch = createCachedFetch({ cache, dispatcher: below === undefined ? agent() : agent().compose(below) })
       return {
         async get (url, init) {
           const response = await cachedFetch(url, init)
@@ -49,6 +66,7 @@ const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
           return {
             status: response.status,
             cacheStatus: response.headers.get('cache-status') ?? undefined,
+            setCookie: response.headers.get('set-cookie') ?? undefined,
             body: {
               async next () {
                 const { done, value } = await reader.read()
@@ -62,15 +80,19 @@ const adapters: { name: string, connect: (cache: Cache) => Client }[] = [
   },
   {
     name: 'interceptor',
-    connect (cache) {
-      const dispatcher = agent().compose(cacheInterceptor({ cache }))
+    connect (cache, below) {
+      const dispatcher = agent().compose(...(below === undefined ? [] : [below]), cacheInterceptor({ cache }))
       return {
         async get (url, init) {
           const response = await request(url, { dispatcher, headers: init?.headers, signal: init?.signal })
-          const status = response.headers['cache-status']
+          const joined = (name: string): string | undefined => {
+            const value = response.headers[name]
+            return Array.isArray(value) ? value.join(', ') : value
+          }
           return {
             status: response.statusCode,
-            cacheStatus: Array.isArray(status) ? status.join(', ') : status,
+            cacheStatus: joined('cache-status'),
+            setCookie: joined('set-cookie'),
             body: (response.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
           }
         }
@@ -107,6 +129,16 @@ async function attempt (client: Client, url: string, init?: { headers?: Record<s
 function got (outcome: Outcome, body: Buffer): string {
   if (!outcome.ok) return `an error: ${String(outcome.error)}`
   return outcome.body.equals(body) ? 'the whole body' : `a wrong body of ${outcome.body.byteLength} bytes`
+}
+
+/** The messages along a failed caller's error and its causes (fetch wraps errors in a TypeError). */
+function messages (outcome: Outcome): string[] {
+  const found: string[] = []
+  if (outcome.ok) return found
+  for (let e = outcome.error as { message?: unknown, cause?: unknown } | undefined; e !== undefined && e !== null; e = e.cause as typeof e) {
+    if (typeof e.message === 'string') found.push(e.message)
+  }
+  return found
 }
 
 /** The code of a failed caller's error; fetch wraps it as the cause of a TypeError('fetch failed'). */
@@ -498,6 +530,124 @@ for (const adapter of adapters) {
       expect((await within(readBody(b.body), 'the second body')).equals(body)).toBe(true)
       expect(server.hits('/doc')).toBe(1)
     })
+
+    for (const idle of ['leader', 'follower'] as const) {
+      it(`fails a ${idle} that never reads once it is more than maxEntrySize behind, and the other caller reads the whole body`, async () => {
+        // Sixteen times maxEntrySize: far more than the idle caller's own buffers and its queue together.
+        const body = bytes(1024 * 1024, 31)
+        const { server, answer } = await gatedOrigin(body, { 'cache-control': 'max-age=60' })
+        const cache = createCache({ maxEntrySize: 64 * 1024 })
+        const client = adapter.connect(cache)
+
+        const first = client.get(`${server.url}/doc`)
+        await waitFor(() => cache.stats().misses === 1, 'the first request to reach the cache')
+        const second = client.get(`${server.url}/doc`)
+        await waitFor(() => cache.stats().misses === 2, 'the second request to reach the cache')
+        answer.release()
+        const [leader, follower] = await Promise.all([first, second])
+        expect(follower.cacheStatus).toBe(`${MISS_NOT_STORED}; collapsed`)
+        const [idler, reader] = idle === 'leader' ? [leader, follower] : [follower, leader]
+
+        expect((await within(readBody(reader.body), 'the reading caller\'s body')).equals(body)).toBe(true)
+        const idled: Outcome = await readBody(idler.body).then((read) => ({ ok: true, body: read }), (error: unknown) => ({ ok: false, error }))
+        expect(errorCode(idled)).toBe('ERR_SHARED_BODY_OVERRUN')
+        expect(server.hits('/doc')).toBe(1)
+        await waitFor(() => cache.stats().inFlight === 0, 'the flight to end')
+      })
+    }
+
+    describe('responses meant for one user', () => {
+      /**
+       * `/doc` answers every request with its own body and, with `setCookie`, its own session; the
+       * first answer waits for the gate, so that all callers have reached the cache before it.
+       */
+      async function perRequestOrigin (c: PrivacyCase): Promise<{ server: Origin, answer: Gate }> {
+        const answer = gate()
+        let served = 0
+        const server = await opened.origin({
+          '/doc': async (_req, res) => {
+            const n = ++served
+            if (n === 1) await answer.promise
+            const headers: Record<string, string> = { 'content-type': 'text/plain', 'cache-control': c.cacheControl }
+            if (c.setCookie) headers['set-cookie'] = `session=user-${n}; HttpOnly`
+            res.writeHead(200, headers).end(`for request ${n}`)
+          }
+        })
+        return { server, answer }
+      }
+
+      for (const c of privacy.cases) {
+        it(`${c.oneExchange ? 'shares' : 'does not share'} ${c.name}`, async () => {
+          const { server, answer } = await perRequestOrigin(c)
+          const cache = createCache({ shared: c.mode === 'shared' })
+          const client = adapter.connect(cache)
+
+          const calls = await concurrently(client, cache, server, 5)
+          answer.release()
+          const results = await Promise.all(calls)
+
+          const bodies = results.map((r) => r.outcome.ok ? r.outcome.body.toString() : `an error: ${String(r.outcome.error)}`)
+          const cookies = results.map((r) => r.reply?.setCookie)
+          if (c.oneExchange) {
+            expect(server.hits('/doc')).toBe(1)
+            expect(bodies).toEqual(results.map(() => 'for request 1'))
+            if (c.setCookie) expect(cookies).toEqual(results.map(() => 'session=user-1; HttpOnly'))
+          } else {
+            // Each caller has the answer to a request of its own: no body, and no session, twice.
+            expect(server.hits('/doc')).toBe(5)
+            expect([...bodies].sort()).toEqual([1, 2, 3, 4, 5].map((n) => `for request ${n}`))
+            if (c.setCookie) {
+              expect(cookies).toEqual(bodies.map((b) => `session=user-${b.slice('for request '.length)}; HttpOnly`))
+            } else {
+              expect(cookies).toEqual(results.map(() => undefined))
+            }
+          }
+          expect(results.every((r) => r.reply?.status === 200)).toBe(true)
+          await waitFor(() => cache.stats().inFlight === 0, 'the flights to end')
+        })
+      }
+
+      it('does not report a caller that went to the origin on its own as collapsed', async () => {
+        const { server, answer } = await perRequestOrigin(privacy.cases.find((c) => c.mode === 'shared' && c.setCookie && !c.oneExchange)!)
+        const cache = createCache()
+        const client = adapter.connect(cache)
+
+        const calls = await concurrently(client, cache, server, 5)
+        answer.release()
+        const results = await Promise.all(calls)
+
+        expect(server.hits('/doc')).toBe(5)
+        expect(results.map((r) => r.reply?.cacheStatus)).toEqual(results.map(() => MISS_NOT_STORED))
+      })
+    })
+
+    for (const store of ['memory', 'Keyv'] as const) {
+      it(`ends the flight when a dispatcher below throws, so that the next identical request completes (${store} store)`, async () => {
+        const server = await opened.origin({ '/doc': respond(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }, 'ok') })
+        // It throws for the next request, as undici's own interceptors do for options they refuse. (Not
+        // for a marker header: a header would make the requests differ, so they would never share a flight.)
+        let throwNext = true
+        const strict: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
+          if (throwNext) {
+            throwNext = false
+            throw new TypeError('refused dispatch options')
+          }
+          return dispatch(opts, handler)
+        }
+        const cache = createCache(store === 'Keyv' ? { store: new Keyv() } : {})
+        const client = adapter.connect(cache, strict)
+
+        const first = await within(attempt(client, `${server.url}/doc`), 'the first request')
+        expect(first.outcome.ok).toBe(false)
+        expect(messages(first.outcome)).toContain('refused dispatch options')
+        expect(server.hits('/doc')).toBe(0)
+
+        const second = await within(attempt(client, `${server.url}/doc`), 'the identical request after it')
+        expect(got(second.outcome, Buffer.from('ok'))).toBe('the whole body')
+        expect(server.hits('/doc')).toBe(1)
+        expect(cache.stats().inFlight).toBe(0)
+      })
+    }
   })
 }
 

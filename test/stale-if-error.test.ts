@@ -15,6 +15,7 @@ import { adapters, type CachePolicy, type Client, type Send } from './helpers/cl
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
+import { settle, within } from './helpers/wait.js'
 
 interface WindowCase {
   readonly name: string
@@ -31,6 +32,13 @@ interface PassedThroughCase {
   readonly name: string
 }
 
+interface RefusedCase {
+  readonly name: string
+  readonly options: CacheOptions
+  readonly method: string
+  readonly body?: string
+}
+
 interface NeverStaleCase {
   readonly name: string
   readonly cacheControl: string
@@ -42,6 +50,7 @@ const table = JSON.parse(readFileSync(new URL('../fixtures/stale-if-error.json',
   windows: WindowCase[]
   errorStatuses: number[]
   passedThrough: PassedThroughCase[]
+  refused: RefusedCase[]
   neverStale: NeverStaleCase[]
 }
 
@@ -75,15 +84,21 @@ describe.each(adapters)('stale-if-error through $name', ({ connect }) => {
   let origin: Origin
   const retries: { url?: string, attempt?: number }[] = []
   const onRetry = (message: unknown): void => { retries.push(message as { url?: string, attempt?: number }) }
+  // An exception thrown out of an undici callback is uncaught: outside a test runner it ends the process.
+  const uncaught: unknown[] = []
+  const onUncaught = (error: unknown): void => { uncaught.push(error) }
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
     origin = await opened.origin()
     retries.length = 0
+    uncaught.length = 0
     diagnostics.subscribe('cachedfetch:retry', onRetry)
+    process.on('uncaughtException', onUncaught)
   })
 
   afterEach(async () => {
+    process.off('uncaughtException', onUncaught)
     diagnostics.unsubscribe('cachedfetch:retry', onRetry)
     await opened.close()
   })
@@ -172,6 +187,39 @@ describe.each(adapters)('stale-if-error through $name', ({ connect }) => {
       expect(codes(error)).toContain('ECONNREFUSED')
       expect(retriesOf('/doc')).toBe(4)
     })
+  })
+
+  it.each(table.refused)('rejects $name with the connection error when the origin refuses it, and throws nothing out of band', async (c) => {
+    const { client } = setup(c.options)
+    const url = `${origin.url}/doc`
+    await origin.close()
+
+    const error = await rejection(within(client.send(url, { method: c.method, body: c.body }), c.name))
+    expect(codes(error), String(error)).toContain('ECONNREFUSED')
+    await settle()
+    expect(uncaught).toEqual([])
+  })
+
+  it('serves the stale entry when the origin refuses the connection and retries are off', async () => {
+    const { client } = setup({ retry: false })
+    document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    await origin.close()
+    clock.advance(30)
+
+    const stale = await within(client.send(url), 'the stale entry')
+    expect(stale.status).toBe(200)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(sieStatus(-20))
+    expect(retriesOf('/doc')).toBe(0)
+
+    clock.advance(50)
+    const error = await rejection(within(client.send(url), 'the request outside the window'))
+    expect(codes(error), String(error)).toContain('ECONNREFUSED')
+    await settle()
+    expect(uncaught).toEqual([])
   })
 
   it.each(table.errorStatuses)('stands in for a %i once the retries are spent', async (status) => {

@@ -74,19 +74,25 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
   let gates: Gate[]
   const rejections: unknown[] = []
   const onRejection = (reason: unknown): void => { rejections.push(reason) }
+  // An exception thrown out of an undici callback is uncaught: outside a test runner it ends the process.
+  const uncaught: unknown[] = []
+  const onUncaught = (error: unknown): void => { uncaught.push(error) }
 
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
     origin = await opened.origin()
     gates = []
     rejections.length = 0
+    uncaught.length = 0
     process.on('unhandledRejection', onRejection)
+    process.on('uncaughtException', onUncaught)
   })
 
   afterEach(async () => {
     for (const g of gates) g.open()
     await opened.close()
     process.off('unhandledRejection', onRejection)
+    process.off('uncaughtException', onUncaught)
   })
 
   function setup (options: CacheOptions = {}): { cache: Cache, client: Client } {
@@ -323,6 +329,47 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
       expect(origin.hits('/doc')).toBe(3)
 
       await settle()
+      expect(rejections).toEqual([])
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:refresh-failed', onFailed)
+    }
+  })
+
+  it.each([
+    { name: 'retries off', retry: false },
+    { name: 'retries on', retry: { limit: 1, baseDelay: 1, maxDelay: 1 } }
+  ] as const)('serves the stale entry and reports the failed refresh when the origin refuses the connection ($name)', async ({ retry }) => {
+    const { cache, client } = setup({ retry })
+    const events: { url?: string }[] = []
+    const onFailed = (message: unknown): void => { events.push(message as { url?: string }) }
+    diagnostics.subscribe('cachedfetch:refresh-failed', onFailed)
+    try {
+      origin.route('/doc', (_req, res) => {
+        res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end('version 1')
+      })
+      const url = `${origin.url}/doc`
+
+      await client.send(url)
+      await origin.close()
+      clock.advance(30)
+
+      const stale = await client.send(url)
+      expect(stale.status).toBe(200)
+      expect(stale.body).toBe('version 1')
+      expect(stale.header('cache-status')).toBe(swrStatus(-20))
+      await waitFor(() => uncaught.length > 0 || (events.length === 1 && cache.stats().refreshing === 0), 'the refresh to fail')
+      expect(uncaught).toEqual([])
+      expect(events.map((e) => e.url)).toEqual([url])
+
+      // The entry is as it was: still served stale within the window.
+      clock.advance(10)
+      const again = await client.send(url)
+      expect(again.body).toBe('version 1')
+      expect(again.header('cache-status')).toBe(swrStatus(-30))
+      await waitFor(() => events.length === 2 && cache.stats().refreshing === 0, 'the second refresh to fail')
+
+      await settle()
+      expect(uncaught).toEqual([])
       expect(rejections).toEqual([])
     } finally {
       diagnostics.unsubscribe('cachedfetch:refresh-failed', onFailed)

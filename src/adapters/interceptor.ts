@@ -148,12 +148,11 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
   if (origin === undefined || typeof path !== 'string' || path[0] !== '/') return undefined
   try {
     const headers = normalizeHeaders(opts.headers)
-    // undici appends `query` to the path below the interceptors; the key must see it here.
-    const target = query == null || path.includes('?') ? path : `${path}?${stringify(query as Record<string, string>)}`
-    // RFC 9110 §7.1: the target URI's authority is the Host header's, when the request sets one.
-    const base = headers.host === undefined
-      ? (typeof origin === 'string' ? origin.replace(/\/$/, '') : origin.origin)
-      : `${new URL(String(origin)).protocol}//${headers.host}`
+    // undici appends `query` to the path below the interceptors (nothing for an empty one); the key must see it here.
+    const search = query == null || path.includes('?') ? '' : stringify(query as Record<string, string>)
+    const target = search === '' ? path : `${path}?${search}`
+    const base = typeof origin === 'string' ? origin.replace(/\/$/, '') : origin.origin
+    // The URL is the connection's; a Host header of another name is keyed too (src/cache.ts).
     return { method: opts.method.toUpperCase(), url: normalizeUrl(base + target), headers }
   } catch {
     return undefined
