@@ -84,6 +84,8 @@ export class Broadcast implements Handler {
         this.#subscribers.delete(subscriber)
         this.#options.alone(subscriber.solo())
       }
+      // Its own caller may have left before the answer came: then nobody wants this exchange.
+      if (this.#subscribers.size === 0) controller.abort(new Error('no caller is left for this response'))
     }
     this.#publish({ type: 'response-start', status, headers, statusText })
   }
@@ -251,13 +253,19 @@ class Subscriber implements Controller {
           break
         case 'end':
           this.#done = true
-          handler.onResponseEnd?.(this, event.trailers)
-          this.#flight.finished(this)
+          try {
+            handler.onResponseEnd?.(this, event.trailers)
+          } finally {
+            this.#flight.finished(this)
+          }
           break
         case 'error':
           this.#done = true
-          handler.onResponseError?.(this, event.error)
-          this.#flight.finished(this)
+          try {
+            handler.onResponseError?.(this, event.error)
+          } finally {
+            this.#flight.finished(this)
+          }
       }
     } catch (error) {
       // A caller's handler that throws is aborted with that error; the others go on.
@@ -287,10 +295,15 @@ class Subscriber implements Controller {
     this.#reason = reason ?? new Error('aborted')
     this.#queue.length = 0
     this.#queuedBytes = 0
-    this.handler.onResponseError?.(this, this.#reason)
-    // A detached caller's own exchange is aborted when it starts, if it has not yet.
-    if (this.#detached) this.#own?.abort(this.#reason)
-    else this.#flight.leave(this, this.#reason)
+    try {
+      this.handler.onResponseError?.(this, this.#reason)
+    } catch {
+      // This caller's bug is its own: it must not reach the exchange the others share.
+    } finally {
+      // A detached caller's own exchange is aborted when it starts, if it has not yet.
+      if (this.#detached) this.#own?.abort(this.#reason)
+      else this.#flight.leave(this, this.#reason)
+    }
   }
 }
 

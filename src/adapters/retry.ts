@@ -69,6 +69,8 @@ class RetryGuard implements Handler, Controller {
   /** The backoff the next dispatch waits for, set by decide(). */
   #delay = 0
   #waiting: NodeJS.Timeout | undefined
+  /** A retry is dispatched (or waiting to be) but has not reached a connection: no live attempt. */
+  #between = false
 
   constructor (dispatch: (opts: Dispatch, handler: Handler) => boolean, handler: Handler, retry: ResolvedRetry, cache: Cache, url: string, method: string) {
     this.#dispatch = dispatch
@@ -89,7 +91,7 @@ class RetryGuard implements Handler, Controller {
   abort (reason?: Error): void {
     if (this.#reason !== null || this.#finished) return
     this.#reason = reason ?? new Error('aborted')
-    if (this.#waiting !== undefined) {
+    if (this.#waiting !== undefined || this.#between) {
       // Between attempts no connection is open to report the abort: it ends here.
       clearTimeout(this.#waiting)
       this.#waiting = undefined
@@ -104,10 +106,30 @@ class RetryGuard implements Handler, Controller {
    * here, with no connection held. (Waiting inside decide() instead loses a HEAD's failure: its
    * end arrives before the decision does.)
    */
-  readonly dispatchLater = (opts: Dispatch, handler: Handler): boolean => {
+  readonly dispatchLater = (opts: Dispatch, retrying: Handler): boolean => {
+    this.#between = true
+    // RetryHandler hides a resumed attempt's onRequestStart from us: this gate sees it.
+    const handler: Handler = {
+      onRequestStart: (controller, context) => {
+        this.#between = false
+        if (this.#reason !== null) controller.abort(this.#reason)
+        else retrying.onRequestStart?.(controller, context)
+      },
+      onRequestUpgrade: (...args) => retrying.onRequestUpgrade?.(...args),
+      onResponseStart: (...args) => retrying.onResponseStart?.(...args),
+      onResponseData: (...args) => retrying.onResponseData?.(...args),
+      onResponseEnd: (...args) => retrying.onResponseEnd?.(...args),
+      onResponseError: (controller, error) => {
+        this.#between = false
+        retrying.onResponseError?.(controller, error)
+      }
+    }
     this.#waiting = setTimeout(() => {
       this.#waiting = undefined
-      if (this.#reason !== null) return
+      if (this.#reason !== null) {
+        this.#finish(this.#reason)
+        return
+      }
       try {
         this.#dispatch(opts, handler)
       } catch (error) {
@@ -140,6 +162,11 @@ class RetryGuard implements Handler, Controller {
     this.#delay = delay
     // A caller whose first attempt never connected has no controller yet to abort the wait with.
     this.#start({})
+    // The caller may have aborted inside that onRequestStart, with no attempt or wait to end yet.
+    if (this.#reason !== null) {
+      proceed(error)
+      return
+    }
     proceed(null)
   }
 
@@ -161,19 +188,20 @@ class RetryGuard implements Handler, Controller {
 
   onResponseStart (controller: Controller, statusCode: number, headers: Headers, statusMessage?: string): void {
     this.#upstream = controller
-    if (this.#reason !== null) return
+    if (this.#reason !== null || this.#finished) return
     const etag = headers.etag
     this.#strongEtag = typeof etag === 'string' && !etag.startsWith('W/')
     this.#handler.onResponseStart?.(this, statusCode, headers, statusMessage)
   }
 
   onResponseData (_controller: Controller, chunk: Buffer): void {
-    if (this.#reason !== null) return
+    if (this.#reason !== null || this.#finished) return
     this.#bodyStarted = true
     this.#handler.onResponseData?.(this, chunk)
   }
 
   onResponseEnd (_controller: Controller, trailers: Headers): void {
+    if (this.#finished) return
     if (this.#reason !== null) {
       this.#finish(this.#reason)
       return
