@@ -21,7 +21,8 @@ export class Recorder {
       this.#chunks = undefined
       return
     }
-    this.#chunks.push(chunk)
+    // A copy: the caller owns the chunk it is handed, and may change it.
+    this.#chunks.push(Buffer.from(chunk))
   }
 
   /** The body is complete: store it, unless it outgrew the bound. */

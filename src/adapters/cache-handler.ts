@@ -72,6 +72,12 @@ export class CacheHandler implements Handler {
 
   onResponseError (controller: Controller | undefined, error: Error): void {
     const outcome = this.#outcome
+    // The stored entry was to be served anyway (a 304, a stand-in for a 5xx): the answer's own
+    // failure does not matter to it.
+    if (outcome?.kind === 'replay' && controller?.aborted !== true) {
+      this.#replay(outcome.entry, outcome.headers)
+      return
+    }
     if (outcome?.kind === 'pass') outcome.recorder?.abort()
     // RFC 5861 §4: no answer at all (a network error, after retries) may be stood in for too; a
     // caller's own abort may not. (undici passes no controller when the connection never opened.)
