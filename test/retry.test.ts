@@ -2,10 +2,11 @@
  * Retries of failed origin requests (src/retry.ts decides, undici's RetryHandler re-sends): which
  * failures and methods are retried, backoff with full jitter, Retry-After, the total deadline,
  * Idempotency-Key, resuming a broken body with Range + If-Match, the switches that turn retries
- * off, and an abort during the backoff wait (after a 5xx, a dropped or a refused connection). Every
- * case runs through cachedFetch and through the undici interceptor, against a real origin on
- * 127.0.0.1 that counts what it saw; a raw undici handler sees one request start however many
- * attempts it took.
+ * off, and an abort during the backoff wait (after a 5xx, a dropped or a refused connection) or
+ * while the first connect fails. Every case runs through cachedFetch and through the undici
+ * interceptor, against a real origin on 127.0.0.1 that counts what it saw; a raw undici handler
+ * sees one request start however many attempts it took, an abort while a resume waits for a
+ * connection end it at once, and nothing after the error when a resume is refused.
  */
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
@@ -19,7 +20,7 @@ import { adapters, type Client } from './helpers/clients.js'
 import { respond, startOrigin, type Origin, type Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow } from './helpers/time.js'
-import { within } from './helpers/wait.js'
+import { gate, waitFor, within } from './helpers/wait.js'
 
 type RetryOptions = Exclude<CacheOptions['retry'], false | undefined>
 type RequestPolicy = NonNullable<CacheDispatchOptions['cachePolicy']>
@@ -144,6 +145,89 @@ async function listenLate (port: number): Promise<{ connections: () => number, r
 afterAll(async () => {
   await origin.close()
 })
+
+/** The code of a network error; fetch wraps it as the cause of a TypeError('fetch failed'). */
+function codeOf (error: unknown): string | undefined {
+  const { code, cause } = error as { code?: string, cause?: { code?: string } }
+  return code ?? cause?.code
+}
+
+/**
+ * Aborts `controller` with `reason` while undici fails its first connect to `port`: after the
+ * connection was refused, before the refusal reaches the request (and the cache's retry decision).
+ */
+function abortOnConnectError (port: number, controller: AbortController, reason: Error): void {
+  const listener = (message: unknown): void => {
+    if (Number((message as { connectParams: { port: string | number } }).connectParams.port) !== port) return
+    diagnostics.unsubscribe('undici:client:connectError', listener)
+    controller.abort(reason)
+  }
+  diagnostics.subscribe('undici:client:connectError', listener)
+  watchers.push({ stop: () => diagnostics.unsubscribe('undici:client:connectError', listener) })
+}
+
+/**
+ * An interceptor for below the cache that holds every resume (a request with a Range header)
+ * until `release()`, as a busy pool or a slow connect would; `resumes` counts them and `over`
+ * settles once the first held one's exchange has ended, however it ended.
+ */
+function holdResumes (): { interceptor: Dispatcher.DispatcherComposeInterceptor, resumes: () => number, release: () => void, over: Promise<void> } {
+  const held = gate()
+  const ended = gate()
+  let resumes = 0
+  const interceptor: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
+    if ((opts.headers as Record<string, unknown> | undefined)?.range === undefined) return dispatch(opts, handler)
+    resumes++
+    void held.promise.then(() => dispatch(opts, {
+      onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
+      onResponseStart: (controller, status, headers, message) => handler.onResponseStart?.(controller, status, headers, message),
+      onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+      onResponseEnd: (controller, trailers) => {
+        handler.onResponseEnd?.(controller, trailers)
+        ended.release()
+      },
+      onResponseError: (controller, error) => {
+        handler.onResponseError?.(controller, error)
+        ended.release()
+      }
+    }))
+    return true
+  }
+  return { interceptor, resumes: () => resumes, release: held.release, over: ended.promise }
+}
+
+/**
+ * A raw handler on undici's new API that records the callbacks it gets, in order (a run of
+ * onResponseData as one entry); `settled` resolves at its first onResponseEnd or onResponseError.
+ */
+function recorder (): { handler: Dispatcher.DispatchHandler, calls: string[], body: () => string, errors: Error[], controller: () => Dispatcher.DispatchController, settled: Promise<void> } {
+  const calls: string[] = []
+  const errors: Error[] = []
+  const settled = gate()
+  let body = ''
+  let controller: Dispatcher.DispatchController | undefined
+  const handler: Dispatcher.DispatchHandler = {
+    onRequestStart: (c) => {
+      controller = c
+      calls.push('onRequestStart')
+    },
+    onResponseStart: (_c, status) => { calls.push(`onResponseStart ${status}`) },
+    onResponseData: (_c, chunk) => {
+      body += String(chunk)
+      if (calls.at(-1) !== 'onResponseData') calls.push('onResponseData')
+    },
+    onResponseEnd: () => {
+      calls.push('onResponseEnd')
+      settled.release()
+    },
+    onResponseError: (_c, error) => {
+      errors.push(error)
+      calls.push('onResponseError')
+      settled.release()
+    }
+  }
+  return { handler, calls, body: () => body, errors, controller: () => controller!, settled: settled.promise }
+}
 
 for (const adapter of adapters) {
   describe(`retries through ${adapter.name}`, () => {
@@ -591,6 +675,39 @@ for (const adapter of adapters) {
         expect(cache.stats().retries).toBe(1)
       })
     })
+
+    describe('an abort while the first connect fails', () => {
+      it('rejects a GET with the abort reason and ends its flight: the next identical GET gets the refusal', async () => {
+        const port = await closedPort()
+        const url = `http://127.0.0.1:${port}/refused`
+        // The jitter at its bottom: the later request's retries (the default 2) do not wait.
+        vi.spyOn(Math, 'random').mockReturnValue(0)
+        const { client, cache } = connect()
+        const controller = new AbortController()
+        const reason = new Error('the caller gave up')
+        abortOnConnectError(port, controller, reason)
+
+        const aborted = client.open(url, { signal: controller.signal }).then(() => 'an answer', (error: unknown) => error)
+        expect(await within(aborted, 'the aborted GET', 1000)).toBe(reason)
+        await waitFor(() => cache.stats().inFlight === 0, 'the flight to end', 1000)
+
+        const next = client.open(url).then(() => 'an answer', (error: unknown) => error)
+        expect(codeOf(await within(next, 'the identical GET after it', 1500))).toBe('ECONNREFUSED')
+        expect(cache.stats().inFlight).toBe(0)
+      })
+
+      it('rejects a PUT with the abort reason', async () => {
+        const port = await closedPort()
+        const url = `http://127.0.0.1:${port}/refused`
+        const { client } = connect()
+        const controller = new AbortController()
+        const reason = new Error('the caller gave up')
+        abortOnConnectError(port, controller, reason)
+
+        const aborted = client.open(url, { method: 'PUT', body: 'x', signal: controller.signal }).then(() => 'an answer', (error: unknown) => error)
+        expect(await within(aborted, 'the aborted PUT', 1000)).toBe(reason)
+      })
+    })
   })
 }
 
@@ -625,4 +742,56 @@ describe('retries into a raw undici handler', () => {
     expect(origin.hits(path)).toBe(3)
     expect(cache.stats().retries).toBe(2)
   })
+
+  for (const method of ['GET', 'PUT']) {
+    it(`ends a ${method} at once when the caller aborts while its resume waits for a connection, and never sends the resume`, async () => {
+      const path = `/raw/resume-then-abort/${method}`
+      origin.route(path, sequence(
+        breakOff({ etag: '"v1"' }),
+        respond(206, { 'content-type': 'text/plain', 'content-range': 'bytes 5-9/10', 'content-length': '5', etag: '"v1"' }, 'world')
+      ))
+      const held = holdResumes()
+      const cache = createCache({ retry: FAST })
+      const dispatcher = opened.agent().compose(held.interceptor, cacheInterceptor({ cache }))
+      const caller = recorder()
+      const reason = new Error('the caller gave up')
+
+      dispatcher.dispatch({ origin: origin.url, path, method, ...(method === 'PUT' ? { body: 'x' } : {}) }, caller.handler)
+      await waitFor(() => held.resumes() === 1, 'the resume to be dispatched', 1000)
+      caller.controller().abort(reason)
+      // The resume is still held: the caller's error cannot wait for it.
+      await within(caller.settled, 'the caller\'s error', 1000)
+
+      expect(caller.calls).toEqual(['onRequestStart', 'onResponseStart 200', 'onResponseData', 'onResponseError'])
+      expect(caller.errors).toEqual([reason])
+      expect(caller.body()).toBe('hello')
+      held.release()
+      await within(held.over, 'the held resume to end', 1000)
+      expect(origin.seen(path).map((s) => s.headers.range)).toEqual([undefined])
+      expect(caller.calls.at(-1)).toBe('onResponseError')
+      await waitFor(() => cache.stats().inFlight === 0, 'the flight to end', 1000)
+    })
+  }
+
+  for (const method of ['PUT', 'GET']) {
+    it(`ends a ${method} at the error when its resume is answered 412: nothing follows onResponseError`, async () => {
+      const path = `/raw/resume-412/${method}`
+      origin.route(path, sequence(breakOff({ etag: '"v1"' }), respond(412, { 'content-type': 'text/plain' }, 'precondition failed')))
+      const resumes = holdResumes()
+      resumes.release()
+      const cache = createCache({ retry: FAST })
+      const dispatcher = opened.agent().compose(resumes.interceptor, cacheInterceptor({ cache }))
+      const caller = recorder()
+
+      dispatcher.dispatch({ origin: origin.url, path, method, ...(method === 'PUT' ? { body: 'x' } : {}) }, caller.handler)
+      await within(caller.settled, 'the caller\'s last callback', 1000)
+      // Everything the 412's exchange brings has reached the cache by now.
+      await within(resumes.over, 'the resume\'s exchange', 1000)
+
+      expect(caller.calls).toEqual(['onRequestStart', 'onResponseStart 200', 'onResponseData', 'onResponseError'])
+      expect((caller.errors[0] as Error & { statusCode?: number }).statusCode).toBe(412)
+      expect(caller.body()).toBe('hello')
+      expect(origin.seen(path).map((s) => s.headers['if-match'])).toEqual([undefined, '"v1"'])
+    })
+  }
 })

@@ -619,6 +619,45 @@ for (const adapter of adapters) {
         expect(server.hits('/doc')).toBe(5)
         expect(results.map((r) => r.reply?.cacheStatus)).toEqual(results.map(() => MISS_NOT_STORED))
       })
+
+      it('closes the exchange of a leader that left before its private answer came; the others are answered on their own', async () => {
+        const answer = gate()
+        const first = { closedEarly: false }
+        let served = 0
+        const server = await opened.origin({
+          '/doc': async (_req, res) => {
+            const n = ++served
+            const headers = { 'content-type': 'text/plain', 'cache-control': 'private, max-age=60' }
+            if (n > 1) {
+              res.writeHead(200, headers).end(`for request ${n}`)
+              return
+            }
+            res.on('close', () => { if (!res.writableFinished) first.closedEarly = true })
+            await answer.promise
+            // A body that goes on until somebody hangs up: nobody is left to read it.
+            res.writeHead(200, headers).write('for request 1, and more to come')
+          }
+        })
+        const cache = createCache({ shared: true })
+        const client = adapter.connect(cache)
+        const leaving = new AbortController()
+
+        const leader = attempt(client, `${server.url}/doc`, { signal: leaving.signal })
+        await waitFor(() => server.hits('/doc') === 1, 'the leader to reach the origin')
+        const followers = [attempt(client, `${server.url}/doc`), attempt(client, `${server.url}/doc`)]
+        await waitFor(() => cache.stats().misses === 3, 'the followers to reach the cache')
+        leaving.abort()
+        expect((await leader).outcome.ok).toBe(false)
+        answer.release()
+        const results = await within(Promise.all(followers), 'the followers')
+
+        const bodies = results.map((r) => r.outcome.ok ? r.outcome.body.toString() : `an error: ${String(r.outcome.error)}`)
+        expect([...bodies].sort()).toEqual(['for request 2', 'for request 3'])
+        expect(results.map((r) => r.reply?.cacheStatus)).toEqual([MISS_NOT_STORED, MISS_NOT_STORED])
+        expect(server.hits('/doc')).toBe(3)
+        await waitFor(() => first.closedEarly, 'the origin to see the abandoned exchange closed', 1000)
+        await waitFor(() => cache.stats().inFlight === 0, 'the flight to end', 1000)
+      })
     })
 
     for (const store of ['memory', 'Keyv'] as const) {
@@ -735,6 +774,19 @@ class RecordingHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/** A caller with bugs: its onResponseData throws, and so does the onResponseError that follows. */
+class ThrowingHandler extends RecordingHandler {
+  override onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    super.onResponseData(controller, chunk)
+    throw new Error('a bug in this caller\'s onResponseData')
+  }
+
+  override onResponseError (controller: Dispatcher.DispatchController, error: Error): void {
+    super.onResponseError(controller, error)
+    throw new Error('a bug in this caller\'s onResponseError')
+  }
+}
+
 describe('single-flight into raw undici handlers', () => {
   function get (dispatcher: Dispatcher, server: Origin, handler: Dispatcher.DispatchHandler): void {
     dispatcher.dispatch({ origin: server.url, path: '/doc', method: 'GET', headers: {} }, handler)
@@ -840,5 +892,41 @@ describe('single-flight into raw undici handlers', () => {
     const hit = await request(`${server.url}/doc`, { dispatcher })
     expect(hit.headers['cache-status']).toMatch(/^cachedfetch; hit/)
     expect.soft(Buffer.from(await hit.body.arrayBuffer()).equals(body), 'the stored body is intact').toBe(true)
+  })
+
+  it('a follower whose data and error callbacks throw does not fail the leader: it gets the whole body', async () => {
+    const body = bytes(20_000, 31)
+    const half = body.byteLength / 2
+    const answer = gate()
+    const rest = gate()
+    const server = await opened.origin({
+      '/doc': async (_req, res) => {
+        await answer.promise
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+        res.write(body.subarray(0, half))
+        await rest.promise
+        res.end(body.subarray(half))
+      }
+    })
+    const cache = createCache({ retry: false })
+    const dispatcher = agent().compose(cacheInterceptor({ cache }))
+    const leader = new RecordingHandler()
+    const faulty = new ThrowingHandler()
+
+    get(dispatcher, server, leader)
+    await waitFor(() => cache.stats().misses === 1, 'the leader to reach the cache')
+    get(dispatcher, server, faulty)
+    await waitFor(() => cache.stats().misses === 2, 'the follower to reach the cache')
+    answer.release()
+    await within(faulty.finished, 'the follower\'s error')
+    expect(faulty.error?.message).toBe('a bug in this caller\'s onResponseData')
+    rest.release()
+    await within(leader.finished, 'the leader\'s body')
+
+    expect(leader.error).toBeUndefined()
+    expect(leader.ended).toBe(true)
+    expect(leader.body.equals(body)).toBe(true)
+    expect(server.hits('/doc')).toBe(1)
+    await waitFor(() => cache.stats().inFlight === 0, 'the flight to end', 1000)
   })
 })
