@@ -41,6 +41,7 @@ export class Cache {
   /**
    * Requests in flight, for the interceptor's single-flight (src/adapters/broadcast.ts). Held by
    * the engine so that every adapter on this cache shares them.
+   * @internal For the adapters (src/adapters/), not for applications.
    */
   readonly flights = new Flights<unknown>()
 
@@ -86,6 +87,7 @@ export class Cache {
   /**
    * A hit that `accept` takes, or `undefined` with nothing reported: the fetch adapter's fast path
    * asks this first and, on `undefined`, takes the full path, which reports.
+   * @internal For the adapters (src/adapters/), not for applications.
    */
   probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean): MaybePromise<Hit | undefined> {
     if (!this.options.methods.has(request.method) || hasAny(request.headers, CALLER_CONDITIONALS)) return undefined
@@ -144,7 +146,10 @@ export class Cache {
     return true
   }
 
-  /** A background refresh ended; `error` when it failed, which leaves the entry as it was. */
+  /**
+   * A background refresh ended; `error` when it failed, which leaves the entry as it was.
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
   refreshed (refresh: Forwarded, error?: unknown): void {
     const entry = refresh.entry!
     this.#refreshing.delete(variantId(entry))
@@ -179,6 +184,7 @@ export class Cache {
   /**
    * The origin answered a forwarded request: decide what the caller gets and what is stored.
    * `headers` are the response's, as undici hands them over.
+   * @internal For the adapters (src/adapters/), not for applications.
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
     for (const url of invalidatedBy(request, status, headers)) void this.invalidate(url)
@@ -230,6 +236,7 @@ export class Cache {
   /**
    * RFC 5861 §4: the origin failed (a network error, or `status` 500/502/503/504 after retries).
    * The stored entry stands in when stale-if-error allows; `undefined` means the failure stands.
+   * @internal For the adapters (src/adapters/), not for applications.
    */
   failed (lookup: Forwarded, status?: number): Outcome | undefined {
     const entry = lookup.entry
@@ -257,7 +264,10 @@ export class Cache {
     }
   }
 
-  /** Reports an event of an adapter's (a retry, say) with this cache's counters and channels. */
+  /**
+   * Reports an event of an adapter's (a retry, say) with this cache's counters and channels.
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
   report (name: EventName, event: CacheEvent): void {
     this.#reporter.emit(name, event)
   }
