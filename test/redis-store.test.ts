@@ -1,0 +1,273 @@
+/**
+ * Redis as the store, built as a user builds it: a node-redis client that fails a command at once
+ * while it is not connected (`disableOfflineQueue`), under `@keyv/redis` that throws its errors
+ * (`throwOnErrors`), in a Keyv with a namespace. Entries written by one cache are hits for another
+ * cache on its own client (another process's view), byte for byte; a corrupt value under the
+ * cache key is a miss and is replaced; and with Redis unreachable every request is still answered
+ * by the origin, promptly, with the failures counted and no rejection left unhandled.
+ *
+ * Needs a Redis at REDIS_URL (default redis://127.0.0.1:6379). Without one the suite is skipped
+ * with a warning, except under CI, where that is a failure. Every key it writes is under a
+ * namespace of its own, deleted after the run.
+ */
+import { randomBytes } from 'node:crypto'
+import diagnostics from 'node:diagnostics_channel'
+import { readFileSync } from 'node:fs'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { Keyv } from 'keyv'
+import KeyvRedis, { createClient } from '@keyv/redis'
+import { request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { adapters, type Adapter } from './helpers/clients.js'
+import type { Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { settle, waitFor, within } from './helpers/wait.js'
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+/** This run's namespace: the keys it writes, and the only keys it deletes. */
+const NAMESPACE = `cachedfetch-test-${randomBytes(8).toString('hex')}`
+
+/** A client of the test's own, to look at and tamper with what the caches stored. */
+const admin = createClient({ url: REDIS_URL, socket: { connectTimeout: 1000, reconnectStrategy: false } })
+admin.on('error', () => {})
+const unreachable = await reachRedis()
+if (unreachable !== undefined && process.env.CI !== undefined) {
+  throw new Error(`Redis at ${REDIS_URL} is not reachable (${unreachable}); CI must run the Redis store tests`)
+}
+if (unreachable !== undefined) {
+  console.warn(`\n*** SKIPPING test/redis-store.test.ts: Redis at ${REDIS_URL} is not reachable (${unreachable}). Start one or set REDIS_URL. ***\n`)
+}
+
+/** undefined when Redis answers PING; otherwise why not. */
+async function reachRedis (): Promise<string | undefined> {
+  try {
+    await within(admin.connect(), 'connect to Redis', 1500)
+    const pong = await within(admin.ping(), 'PING', 1000)
+    return pong === 'PONG' ? undefined : `PING answered ${String(pong)}`
+  } catch (error) {
+    if (admin.isOpen) admin.destroy()
+    return error instanceof Error ? error.message : String(error)
+  }
+}
+
+interface CorruptValue {
+  readonly name: string
+  readonly raw?: string
+}
+
+/** Values written straight into Redis, bypassing Keyv's serializer: one Keyv cannot parse, one it can but that is no entry. */
+const corruptValues = (JSON.parse(readFileSync(new URL('../fixtures/corrupt-store-values.json', import.meta.url), 'utf8')) as CorruptValue[])
+  .filter((value) => value.name.startsWith('text that is not JSON') || value.name.startsWith('a Keyv record whose value is a number'))
+
+const opened = teardown()
+
+afterEach(() => opened.close())
+
+afterAll(async () => {
+  if (!admin.isReady) return
+  // Only this run's keys: everything under its namespace, nothing else.
+  const keys: string[] = []
+  for await (const batch of admin.scanIterator({ MATCH: `${NAMESPACE}*`, COUNT: 100 })) keys.push(...batch)
+  if (keys.length > 0) await admin.del(keys)
+  await admin.close()
+})
+
+/** The store as the README builds it; its client is closed after the test. */
+function redisStore (url = REDIS_URL): Keyv {
+  const client = createClient({ url, disableOfflineQueue: true })
+  const store = new Keyv({ store: new KeyvRedis(client, { throwOnErrors: true }), namespace: NAMESPACE })
+  opened.add({
+    close: async () => {
+      if (client.isReady) await client.close()
+      else if (client.isOpen) client.destroy()
+    }
+  })
+  return store
+}
+
+/** The Redis key Keyv writes a cache key under: @keyv/redis's "namespace::" before Keyv's own "namespace:". */
+function redisKey (cacheKey: string): string {
+  return `${NAMESPACE}::${NAMESPACE}:${cacheKey}`
+}
+
+async function redisKeysOf (origin: Origin): Promise<string[]> {
+  const keys: string[] = []
+  for await (const batch of admin.scanIterator({ MATCH: redisKey(`GET ${origin.url}/*`), COUNT: 100 })) keys.push(...batch)
+  return keys.sort()
+}
+
+async function storedCount (cache: Cache, count: number): Promise<void> {
+  await waitFor(() => cache.stats().stored >= count, `${count} entries written to Redis`)
+}
+
+/** Every byte value once. */
+const BINARY = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+
+/** Header fields that are the connection's or the cache's own, not the stored response's. */
+const NOT_STORED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'age', 'cache-status'])
+
+interface BinaryReply {
+  readonly body: Buffer
+  readonly headers: Record<string, string>
+}
+
+/**
+ * A GET through `adapter`'s face of `cache` with the body as bytes: the shared clients read text,
+ * which would turn bytes 128-255 into replacement characters.
+ */
+async function getBytes (adapter: Adapter['name'], cache: Cache, url: string): Promise<BinaryReply> {
+  const agent = opened.agent()
+  const headers: Record<string, string> = {}
+  if (adapter === 'cachedFetch') {
+    const response = await createCachedFetch({ cache, dispatcher: agent })(url)
+    response.headers.forEach((value, name) => { headers[name] = value })
+    return { body: Buffer.from(await response.arrayBuffer()), headers }
+  }
+  const response = await request(url, { dispatcher: agent.compose(cacheInterceptor({ cache })) })
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value
+  }
+  return { body: Buffer.from(await response.body.arrayBuffer()), headers }
+}
+
+function storedFields (headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !NOT_STORED.has(name)))
+}
+
+describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store through $name', (adapter) => {
+  it('stores a miss in Redis and serves it, bytes and headers unchanged, to a second cache on its own client', async () => {
+    const origin = await opened.origin({
+      '/binary': (_req, res) => {
+        res.writeHead(200, [
+          ['content-type', 'application/octet-stream'],
+          ['content-length', String(BINARY.byteLength)],
+          ['cache-control', 'max-age=60'],
+          ['etag', '"bytes-v1"'],
+          ['last-modified', 'Tue, 01 Jul 2025 10:00:00 GMT'],
+          ['x-note', 'first'],
+          ['x-note', 'second']
+        ])
+        res.end(BINARY)
+      }
+    })
+    const url = `${origin.url}/binary`
+    const first = createCache({ store: redisStore() })
+
+    const miss = await getBytes(adapter.name, first, url)
+    expect(miss.headers['cache-status']).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(miss.body.equals(BINARY)).toBe(true)
+    await storedCount(first, 1)
+    expect(await redisKeysOf(origin)).toEqual([redisKey(`GET ${url}`)])
+
+    const hit = await getBytes(adapter.name, first, url)
+    expect(hit.headers['cache-status']).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+    expect(hit.body.equals(BINARY)).toBe(true)
+
+    // Another process: a cache of its own, on a client of its own, reading the same namespace.
+    const second = createCache({ store: redisStore() })
+    const elsewhere = await getBytes(adapter.name, second, url)
+    expect(elsewhere.headers['cache-status']).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+    expect(elsewhere.headers.age).toMatch(/^\d+$/)
+    expect(elsewhere.body.equals(BINARY)).toBe(true)
+    expect(storedFields(elsewhere.headers)).toEqual(storedFields(miss.headers))
+    expect(storedFields(elsewhere.headers)).toMatchObject({ 'x-note': 'first, second', etag: '"bytes-v1"', 'content-length': '256' })
+    expect(origin.hits('/binary')).toBe(1)
+  })
+
+  it('keeps two Vary variants of one URL side by side for a second cache', async () => {
+    const origin = await opened.origin({
+      '/greeting': (req, res) => {
+        const french = req.headers['accept-language'] === 'fr'
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'accept-language' })
+        res.end(french ? 'bonjour' : 'hello')
+      }
+    })
+    const url = `${origin.url}/greeting`
+    const first = createCache({ store: redisStore() })
+    const writer = opened.add(adapter.connect(first))
+
+    const english = await writer.send(url, { headers: { 'accept-language': 'en' } })
+    expect(english.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    await storedCount(first, 1)
+    const french = await writer.send(url, { headers: { 'accept-language': 'fr' } })
+    expect(french.header('cache-status')).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
+    await storedCount(first, 2)
+
+    const reader = opened.add(adapter.connect(createCache({ store: redisStore() })))
+    const frenchAgain = await reader.send(url, { headers: { 'accept-language': 'fr' } })
+    const englishAgain = await reader.send(url, { headers: { 'accept-language': 'en' } })
+    expect(frenchAgain.header('cache-status')).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+    expect(frenchAgain.body).toBe('bonjour')
+    expect(englishAgain.header('cache-status')).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+    expect(englishAgain.body).toBe('hello')
+    expect(origin.hits('/greeting')).toBe(2)
+  })
+
+  describe('a corrupt value written straight into Redis under the cache key', () => {
+    it.each(corruptValues)('$name: is a miss served by the origin, reported, and replaced', async ({ raw }) => {
+      const origin = await opened.origin({
+        '/doc': (_req, res) => {
+          res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+          res.end('from the origin')
+        }
+      })
+      const url = `${origin.url}/doc`
+      const cacheKey = `GET ${url}`
+      await admin.set(redisKey(cacheKey), raw!, { PX: 60_000 })
+      const cache = createCache({ store: redisStore() })
+      const client = opened.add(adapter.connect(cache))
+      const errors: Array<{ key?: unknown, reason?: unknown }> = []
+      const onError = (event: unknown): void => { errors.push(event as { key?: unknown, reason?: unknown }) }
+      diagnostics.subscribe('cachedfetch:store-error', onError)
+      try {
+        const reply = await client.send(url)
+        expect(reply.status).toBe(200)
+        expect(reply.body).toBe('from the origin')
+        expect(reply.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+        await storedCount(cache, 1)
+      } finally {
+        diagnostics.unsubscribe('cachedfetch:store-error', onError)
+      }
+      expect(errors).toContainEqual(expect.objectContaining({ key: cacheKey, reason: 'get' }))
+
+      // The origin's answer now stands under the same Redis key, in the cache's own format.
+      const stored = await admin.get(redisKey(cacheKey))
+      expect(stored).not.toBe(raw)
+      expect((JSON.parse(stored!) as { value: { v: unknown, k: unknown } }).value).toMatchObject({ v: 1, k: cacheKey })
+      const hit = await client.send(url)
+      expect(hit.header('cache-status')).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+      expect(hit.body).toBe('from the origin')
+      expect(origin.hits('/doc')).toBe(1)
+    })
+  })
+
+  it('answers every request from the origin, promptly, while Redis cannot be reached', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const origin = await opened.origin({
+        '/item': (_req, res) => {
+          res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+          res.end('item')
+        }
+      })
+      // Nothing listens on port 1: every connection attempt is refused.
+      const cache = createCache({ store: redisStore('redis://127.0.0.1:1') })
+      const client = opened.add(adapter.connect(cache))
+      for (let i = 1; i <= 5; i++) {
+        const reply = await within(client.send(`${origin.url}/item`), `request ${i} with Redis down`, 1000)
+        expect(reply.status).toBe(200)
+        expect(reply.body).toBe('item')
+        expect(reply.header('cache-status')).toMatch(/^cachedfetch; fwd=uri-miss; fwd-status=200/)
+      }
+      expect(origin.hits('/item')).toBe(5)
+      expect(cache.stats().storeErrors).toBeGreaterThan(0)
+      expect(cache.stats().hits).toBe(0)
+      await settle()
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+})
