@@ -15,9 +15,13 @@ import { PolicyFactory, type Usability } from './policy.js'
 import { Recorder } from './recorder.js'
 import { RETRY_DEFAULTS } from './retry.js'
 import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
+import { Coordinator } from './store/coordinator.js'
 import { KeyvStore } from './store/keyv.js'
 import { MemoryStore } from './store/memory.js'
-import type { EntryStore, MaybePromise } from './store/types.js'
+import { RedisLink } from './store/redis.js'
+import { Tiers, type Selector } from './store/tiers.js'
+import type { MaybePromise, StoreEvents } from './store/types.js'
+import { responseTags } from './tags.js'
 import { findVariant, removeVariant, variantId, writeVariant } from './variants.js'
 
 export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
@@ -29,10 +33,10 @@ const ERROR_STATUSES = new Set([500, 502, 503, 504])
 
 export class Cache {
   readonly options: ResolvedOptions
-  readonly #store: EntryStore
+  readonly #store: Tiers
+  readonly #coordinator: Coordinator | undefined
   readonly #policies: PolicyFactory
   readonly #reporter = new Reporter()
-  readonly #memory: MemoryStore | undefined
   /**
    * Variants being revalidated in the background, with when the claim lapses: one refresh per
    * variant at a time, and a refresh its caller never ran does not block the next for ever.
@@ -48,17 +52,20 @@ export class Cache {
   constructor (options?: CacheOptions) {
     this.options = resolveOptions(options)
     this.#policies = new PolicyFactory(this.options)
-    const events = {
-      error: (operation: string, key: string | undefined, error: unknown) =>
-        this.#reporter.emit('store-error', { key, reason: operation, error }),
-      evict: (key: string, bytes: number) => this.#reporter.emit('evicted', { key, bytes })
+    const events: StoreEvents = {
+      error: (operation, key, error) => this.#reporter.emit('store-error', { key, reason: operation, error }),
+      evict: (key, bytes) => this.#reporter.emit('evicted', { key, bytes })
     }
-    if (this.options.store === undefined) {
-      this.#memory = new MemoryStore(this.options, events)
-      this.#store = this.#memory
-    } else {
-      this.#store = new KeyvStore(this.options.store, this.#policies, events)
-    }
+    const { store, storeTimeouts, maxSize, pubsub, coordinate } = this.options
+    const redis = store === undefined ? undefined : RedisLink.of(store, events, storeTimeouts)
+    this.#store = new Tiers({
+      l1: maxSize === 0 ? undefined : new MemoryStore(this.options, events),
+      l2: store === undefined ? undefined : new KeyvStore(store, this.#policies, events, storeTimeouts),
+      redis,
+      pubsub,
+      now: this.options.now
+    }, events)
+    this.#coordinator = coordinate === undefined || redis === undefined ? undefined : new Coordinator(redis, coordinate)
   }
 
   /**
@@ -190,17 +197,16 @@ export class Cache {
     for (const url of invalidatedBy(request, status, headers)) void this.invalidate(url)
     const parts: { fwd: Forward, fwdStatus: number } = { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
-    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts)
+    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup.settings)
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
       const standIn = ERROR_STATUSES.has(status) ? this.failed(lookup, status) : undefined
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
-    const pass = (stored: boolean, recorder?: Recorder): Outcome => ({
-      kind: 'pass',
-      headers: withCacheStatus(headers, { ...parts, stored }),
-      recorder
-    })
+    const pass = (stored: boolean, recorder?: Recorder): Outcome => {
+      if (!stored) lookup.release?.()
+      return { kind: 'pass', headers: withCacheStatus(headers, { ...parts, stored }), recorder }
+    }
     if (!lookup.store) return pass(false)
 
     const stored = storableHeaders(headers)
@@ -216,17 +222,19 @@ export class Cache {
     }
     const vary = varyValues(fields, request.headers)
     const key = this.#key(request.method, request.url, request.headers.host)
+    const tags = responseTags(stored, lookup.settings.tags)
     const recorder = new Recorder(this.options.maxEntrySize, (body) => {
-      const entry: CacheEntry = { key, url: request.url, status, statusText, headers: stored, body, policy, vary, size: entrySize(key, stored, body) }
-      void this.#write(entry, retention)
-    })
+      const entry: CacheEntry = { key, url: request.url, status, statusText, headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
+      void this.#write(entry, retention).finally(lookup.release)
+    }, lookup.release)
     return pass(true, recorder)
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
-  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts): Outcome {
+  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, settings: RequestSettings): Outcome {
     const { matches, policy, headers } = this.#policies.revalidated(request, entry.policy, entry.headers, entry.status, notModified)
-    const updated: CacheEntry = { ...entry, headers, policy, size: entrySize(entry.key, headers, entry.body) }
+    const tags = responseTags(headers, settings.tags)
+    const updated: CacheEntry = { ...entry, headers, policy, tags, size: entrySize(entry.key, headers, entry.body) }
     this.#reporter.emit('revalidated', { url: entry.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
     if (matches && policy.storable(headers)) void this.#write(updated, policy.retention(headers, this.options.request))
@@ -239,6 +247,7 @@ export class Cache {
    * @internal For the adapters (src/adapters/), not for applications.
    */
   failed (lookup: Forwarded, status?: number): Outcome | undefined {
+    lookup.release?.()
     const entry = lookup.entry
     // Nobody waits on a background refresh: its failure is reported, not stood in for.
     if (entry === undefined || lookup.background || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
@@ -249,18 +258,17 @@ export class Cache {
 
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
   async #write (entry: CacheEntry, retention: number): Promise<void> {
-    if (await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, this.options.request))) {
+    if (await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, this.options.request)) === true) {
       this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
     }
   }
 
-  async #attempt (reason: string, key: string, work: Promise<void>): Promise<boolean> {
+  async #attempt<T> (reason: string, key: string, work: Promise<T>): Promise<T | undefined> {
     try {
-      await work
-      return true
+      return await work
     } catch (error) {
       this.#reporter.emit('store-error', { key, reason, error })
-      return false
+      return undefined
     }
   }
 
@@ -272,22 +280,71 @@ export class Cache {
     this.#reporter.emit(name, event)
   }
 
-  /** Drops every stored variant of a URL, for GET and HEAD. */
+  /**
+   * Drops every stored variant of a URL, for GET and HEAD, from memory and store, and from the
+   * memory of other processes on the same Redis.
+   */
   async invalidate (url: string | URL): Promise<void> {
     const normalized = normalizeUrl(url)
-    for (const method of ['GET', 'HEAD']) await this.#store.delete(this.#key(method, normalized))
-    this.#reporter.emit('invalidated', { url: normalized })
+    await this.#invalidate({ kind: 'keys', keys: ['GET', 'HEAD'].map((method) => this.#key(method, normalized)) }, { url: normalized })
   }
 
-  /** Drops every entry of this cache. */
+  /**
+   * Drops every entry whose URL starts with `prefix`, an absolute URL (`https://api.example.com/users/`).
+   * With Redis this reads the origin's index; other stores are listed.
+   */
+  async invalidatePrefix (prefix: string | URL): Promise<void> {
+    let normalized: string
+    try {
+      normalized = new URL(prefix).href
+    } catch {
+      throw new TypeError(`expected prefix to be an absolute URL such as 'https://api.example.com/users/', got ${JSON.stringify(String(prefix))}`)
+    }
+    await this.#invalidate({ kind: 'prefix', prefix: normalized }, { url: normalized, reason: 'prefix' })
+  }
+
+  /** Drops every entry tagged `tag` (by Cache-Tag, Surrogate-Key or the `tags` option). */
+  async invalidateTag (tag: string): Promise<void> {
+    if (typeof tag !== 'string' || tag === '') throw new TypeError(`expected tag to be a non-empty string, got ${JSON.stringify(tag)}`)
+    await this.#invalidate({ kind: 'tag', tag }, { reason: `tag ${tag}` })
+  }
+
+  /** Drops every entry of this cache's namespace, and only those. */
   async clear (): Promise<void> {
-    await this.#store.clear()
+    await this.#invalidate({ kind: 'all' }, { reason: 'clear' })
+  }
+
+  async #invalidate (selector: Selector, event: CacheEvent): Promise<void> {
+    await this.#store.invalidate(selector)
+    this.#reporter.emit('invalidated', event)
+  }
+
+  /**
+   * Cross-process single-flight for a miss about to go to the origin: either the entry another
+   * process stored meanwhile, or the request with the claim it now holds. Without a coordinator,
+   * or for a request that will not store, the request as it is.
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
+  coordinate (request: CacheRequest, lookup: Forwarded): MaybePromise<Lookup> {
+    const coordinator = this.#coordinator
+    if (coordinator === undefined || !lookup.store || lookup.entry !== undefined || lookup.background) return lookup
+    const key = this.#key(request.method, request.url, request.headers.host)
+    return coordinator.claim(key, async () => {
+      const entry = findVariant(await this.#store.get(key), request)
+      const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
+      return usability === 'fresh' ? this.#hit(entry!, usability, undefined) : undefined
+    }).then((claim) => 'found' in claim ? claim.found : { ...lookup, release: claim.release })
+  }
+
+  /** Closes what the cache opened itself (the Redis pub/sub connection); the store stays the caller's. */
+  close (): void {
+    this.#store.close()
   }
 
   stats (): CacheStats {
     return {
       ...this.#reporter.snapshot(),
-      bytesInMemory: this.#memory?.size ?? 0,
+      bytesInMemory: this.#store.memoryBytes,
       inFlight: this.flights.size,
       refreshing: this.#refreshing.size
     }
@@ -295,7 +352,7 @@ export class Cache {
 }
 
 export interface CacheStats extends StatsSnapshot {
-  /** Bytes held by the memory store. */
+  /** Bytes held by the memory tier. */
   readonly bytesInMemory: number
   /** Origin exchanges shared by identical requests right now. */
   readonly inFlight: number

@@ -41,6 +41,11 @@ export interface Forwarded {
   readonly settings: RequestSettings
   /** A stale-while-revalidate refresh, which no caller waits on. */
   readonly background: boolean
+  /**
+   * Ends the cross-process claim this request holds (src/store/coordinator.ts), once its answer
+   * is stored or known not to be, so that other processes stop waiting.
+   */
+  readonly release?: (() => void) | undefined
 }
 
 /** Nothing usable is stored and the request allows only stored responses (RFC 9111 §5.2.1.7). */

@@ -6,12 +6,15 @@
 export class Recorder {
   readonly #limit: number
   readonly #commit: (body: Buffer) => void
+  readonly #abandon: (() => void) | undefined
   #chunks: Buffer[] | undefined = []
   #size = 0
 
-  constructor (limit: number, commit: (body: Buffer) => void) {
+  /** `abandon` runs once when nothing will be committed: the body outgrew the bound, or failed. */
+  constructor (limit: number, commit: (body: Buffer) => void, abandon?: () => void) {
     this.#limit = limit
     this.#commit = commit
+    this.#abandon = abandon
   }
 
   write (chunk: Buffer): void {
@@ -19,6 +22,7 @@ export class Recorder {
     this.#size += chunk.byteLength
     if (this.#size > this.#limit) {
       this.#chunks = undefined
+      this.#abandon?.()
       return
     }
     // A copy: the caller owns the chunk it is handed, and may change it.
@@ -34,6 +38,8 @@ export class Recorder {
 
   /** The body failed or was aborted: nothing is stored. */
   abort (): void {
+    if (this.#chunks === undefined) return
     this.#chunks = undefined
+    this.#abandon?.()
   }
 }

@@ -19,11 +19,12 @@ export function variantId (entry: CacheEntry): string {
   return `${entry.key}\n${JSON.stringify(entry.vary)}`
 }
 
-export async function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults): Promise<void> {
+/** Resolves `false` when the store gave the write up. */
+export async function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults): Promise<boolean> {
   const current = await store.get(entry.key)
   const others = current?.variants.filter((variant) => !sameVariant(variant, entry)) ?? []
   const variants = [entry, ...others].slice(0, MAX_VARIANTS)
-  await store.set({ key: entry.key, variants }, Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
+  return await store.set({ key: entry.key, variants }, Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
 export async function removeVariant (store: EntryStore, entry: CacheEntry, defaults: StaleDefaults): Promise<void> {

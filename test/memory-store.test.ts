@@ -4,24 +4,15 @@
  * entries through its serialization and treating whatever does not parse as a miss; a private
  * cache's entries on a Keyv are never served by a shared cache on the same Keyv.
  */
-import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
 import { request } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
 import { adapters } from './helpers/clients.js'
+import { corruptValue, corruptValues, wellFormedFrame } from './helpers/corrupt.js'
 import type { Origin, Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 
-interface CorruptValue {
-  readonly name: string
-  /** Written with keyv.set(); "$KEY", "$URL" and "$BODY" are replaced by the real key, URL and a Buffer. */
-  readonly value?: unknown
-  /** Written into the Keyv's Map as it is, bypassing Keyv's serializer. */
-  readonly raw?: string
-}
-
-const corruptValues = JSON.parse(readFileSync(new URL('../fixtures/corrupt-store-values.json', import.meta.url), 'utf8')) as CorruptValue[]
 
 const opened = teardown()
 
@@ -264,6 +255,19 @@ describe('a Keyv instance as store', () => {
     })
   })
 
+  it('reads the well-formed frame the corrupt cases are made from as a stored (stale) entry', async () => {
+    const server = await keyvOrigin()
+    const keyv = new Keyv()
+    const cache = createCache({ store: keyv })
+    const url = `${server.url}/binary`
+    await keyv.set(`GET ${url}`, corruptValue(wellFormedFrame, `GET ${url}`, url))
+    const response = await createCachedFetch({ cache, dispatcher: opened.agent() })(url)
+    await response.arrayBuffer()
+    // Its policy dates from 1970: stored, stale, so it is revalidated rather than missed.
+    expect(response.headers.get('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=200/)
+    expect(cache.stats().storeErrors).toBe(0)
+  })
+
   describe('a corrupt value under the cache key is a miss, not a throw', () => {
     for (const corrupt of corruptValues) {
       for (const adapter of ['fetch', 'interceptor'] as const) {
@@ -277,7 +281,7 @@ describe('a Keyv instance as store', () => {
             // Keyv keeps serialized strings in its Map under "namespace:key".
             (keyv.store as Map<string, unknown>).set(`keyv:${key}`, corrupt.raw)
           } else {
-            await keyv.set(key, substitute(corrupt.value, key, url))
+            await keyv.set(key, corruptValue(corrupt, key, url))
           }
 
           const agent = opened.agent()
@@ -308,13 +312,3 @@ describe('a Keyv instance as store', () => {
   })
 })
 
-function substitute (value: unknown, key: string, url: string): unknown {
-  if (value === '$KEY') return key
-  if (value === '$URL') return url
-  if (value === '$BODY') return Buffer.from('corrupt')
-  if (Array.isArray(value)) return value.map((item) => substitute(item, key, url))
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([name, item]) => [name, substitute(item, key, url)]))
-  }
-  return value
-}

@@ -6,7 +6,7 @@
  */
 import { stringify } from 'node:querystring'
 import type { Dispatcher } from 'undici'
-import type { Cache, FetchCacheMode, Forwarded, Lookup } from '../cache.js'
+import type { Cache, FetchCacheMode, Forwarded, Hit, Lookup } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
 import { normalizeHeaders, normalizeUrl, type CacheRequest } from '../key.js'
@@ -58,10 +58,8 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
 
     function route (found: Lookup): boolean {
       if (found.kind === 'hit') {
-        const { entry, headers, refresh } = found
-        const body = hasNoContent(request!.method, entry.status) ? undefined : entry.body
-        new ReplayController(handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(false)
-        if (refresh !== undefined) revalidateInBackground(cache, dispatch, opts, request!, refresh)
+        replay(request!, found, handler)
+        if (found.refresh !== undefined) revalidateInBackground(cache, dispatch, opts, request!, found.refresh)
         return true
       }
       if (found.kind === 'unsatisfiable') {
@@ -100,13 +98,30 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   })
   cache.flights.start(key, broadcast)
   broadcast.join(handler, false)
-  try {
-    return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, broadcast), lookup.settings.retry, cache)
-  } catch (error) {
-    // A dispatcher below that throws (bad options) ends the flight here, or later callers would wait on it.
-    cache.flights.end(key, broadcast)
-    throw error
+  const send = (claimed: Forwarded): boolean => {
+    try {
+      return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, claimed, broadcast), claimed.settings.retry, cache)
+    } catch (error) {
+      // A dispatcher below that throws (bad options) ends the flight here, or later callers would wait on it.
+      cache.flights.end(key, broadcast)
+      claimed.release?.()
+      throw error
+    }
   }
+  const coordinated = cache.coordinate(request, lookup)
+  if (!(coordinated instanceof Promise)) return send(lookup)
+  // Another process may be fetching it already (src/store/coordinator.ts): its entry serves everyone here.
+  coordinated.then((found) => {
+    if (found.kind === 'hit') replay(request, found, broadcast)
+    else send(found as Forwarded)
+  }, () => send(lookup)).catch((error: unknown) => broadcast.onResponseError(detached, error as Error))
+  return true
+}
+
+function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHandler): void {
+  const { entry, headers } = hit
+  const body = hasNoContent(request.method, entry.status) ? undefined : entry.body
+  new ReplayController(handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(false)
 }
 
 /**

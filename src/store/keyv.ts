@@ -1,39 +1,41 @@
 /**
- * Any Keyv backend as a store. Values are variant sets in their versioned serialized form
- * (src/entry.ts); a value that does not parse is a miss, deleted and reported. Every call has a
- * timeout, and every failure is a miss or a skipped write plus an event: a broken store never
- * fails a request (shared/DESIGN.md).
+ * L2: any Keyv backend. Values are variant sets in the versioned frame of src/store/format.ts; a
+ * value that does not parse is a miss, deleted and reported. Every call has a timeout, and every
+ * failure is a miss or a skipped write plus an event: a broken store never fails a request
+ * (shared/DESIGN.md).
  */
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
-import { deserializeVariantSet, serializeVariantSet, type VariantSet } from '../entry.js'
+import type { VariantSet } from '../entry.js'
 import type { PolicyFactory } from '../policy.js'
 import { describe } from '../validate.js'
-import type { EntryStore, StoreEvents } from './types.js'
+import { deserializeVariantSet, serializeVariantSet, storedTags } from './format.js'
+import type { StoreEvents } from './types.js'
 
-export interface KeyvStoreOptions {
+export interface StoreTimeouts {
   /** ms a read may take before it counts as a miss. */
-  readonly readTimeout: number
-  /** ms a write or delete may take before it is given up. */
-  readonly writeTimeout: number
+  readonly read: number
+  /** ms a write, delete or scan may take before it is given up. */
+  readonly write: number
 }
-
-export const KEYV_STORE_DEFAULTS: KeyvStoreOptions = Object.freeze({ readTimeout: 100, writeTimeout: 1000 })
 
 export class StoreTimeoutError extends Error {
   override readonly name = 'StoreTimeoutError'
 }
 
-export class KeyvStore implements EntryStore {
-  readonly #keyv: Keyv
+/** What a scan of the store looks at: a key, and the tags of the value under it. */
+export type ScanFilter = (key: string, tags: () => readonly string[]) => boolean
+
+export class KeyvStore {
+  readonly keyv: Keyv
   readonly #policies: PolicyFactory
   readonly #events: StoreEvents
-  readonly #options: KeyvStoreOptions
+  readonly #timeouts: StoreTimeouts
 
-  constructor (keyv: Keyv, policies: PolicyFactory, events: StoreEvents, options: KeyvStoreOptions = KEYV_STORE_DEFAULTS) {
-    this.#keyv = keyv
+  constructor (keyv: Keyv, policies: PolicyFactory, events: StoreEvents, timeouts: StoreTimeouts) {
+    this.keyv = keyv
     this.#policies = policies
     this.#events = events
-    this.#options = options
+    this.#timeouts = timeouts
     // Keyv reports some failures only as 'error' events; one listener for the store's lifetime.
     keyv.on('error', (error: unknown) => events.error('get', undefined, error))
   }
@@ -41,42 +43,67 @@ export class KeyvStore implements EntryStore {
   async get (key: string): Promise<VariantSet | undefined> {
     let value: unknown
     try {
-      value = await withTimeout(this.#keyv.get(key), this.#options.readTimeout)
+      value = await withTimeout(this.keyv.get(key), this.#timeouts.read)
     } catch (error) {
       this.#events.error('get', key, error)
+      // Keyv's JSON serializer throws on a value it cannot parse: that value is gone too.
+      if (error instanceof SyntaxError) await this.delete(key)
       return undefined
     }
     if (value === undefined || value === null) return undefined
     const set = deserializeVariantSet(value, key, this.#policies)
     if (set === undefined) {
-      this.#events.error('get', key, new TypeError(`stored value under ${JSON.stringify(key)} is not a cachedfetch entry`))
+      this.#events.error('get', key, new TypeError(`stored value under ${JSON.stringify(key)} is not a cachedfetch entry of this version`))
       await this.delete(key)
     }
     return set
   }
 
-  async set (set: VariantSet, ttl: number): Promise<void> {
-    await this.#attempt('set', set.key, () => this.#keyv.set(set.key, serializeVariantSet(set), ttl))
+  /** Resolves `true` once written, `false` when the write failed or timed out (reported). */
+  async set (set: VariantSet, ttl: number, expires: number): Promise<boolean> {
+    return await this.#attempt('set', set.key, () => this.keyv.set(set.key, serializeVariantSet(set, expires), ttl))
   }
 
-  async delete (key: string): Promise<void> {
-    await this.#attempt('delete', key, () => this.#keyv.delete(key))
+  async delete (key: string): Promise<boolean> {
+    return await this.#attempt('delete', key, () => this.keyv.delete(key))
   }
 
-  async clear (): Promise<void> {
-    await this.#attempt('clear', undefined, () => this.#keyv.clear())
+  async clear (): Promise<boolean> {
+    return await this.#attempt('clear', undefined, () => this.keyv.clear())
   }
 
-  async #attempt (operation: 'set' | 'delete' | 'clear', key: string | undefined, call: () => Promise<unknown>): Promise<void> {
+  /**
+   * The keys whose entries `filter` picks, by listing the store (Keyv's iterator: SQLite, Postgres,
+   * MySQL, MongoDB, Redis, a Map). `undefined`, reported, when the store cannot be listed or fails.
+   */
+  async scan (filter: ScanFilter): Promise<string[] | undefined> {
+    const iterator = this.keyv.iterator as ((namespace?: string) => AsyncGenerator<[string, unknown]>) | undefined
+    if (typeof iterator !== 'function') {
+      this.#events.error('scan', undefined, new TypeError('the store cannot list its keys (Keyv has no iterator for it), so prefix and tag invalidation reach only the memory tier'))
+      return undefined
+    }
+    const keys: string[] = []
+    const list = async (): Promise<void> => {
+      // Collected first, deleted after: deleting while a store pages through its rows skips some.
+      for await (const [key, value] of iterator.call(this.keyv)) {
+        if (filter(key, () => storedTags(value) ?? [])) keys.push(key)
+      }
+    }
+    return await this.#attempt('scan', undefined, list) ? keys : undefined
+  }
+
+  async #attempt (operation: 'set' | 'delete' | 'clear' | 'scan', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {
     try {
-      await withTimeout(call(), this.#options.writeTimeout)
+      await withTimeout(call(), this.#timeouts.write)
+      return true
     } catch (error) {
       this.#events.error(operation, key, error)
+      return false
     }
   }
 }
 
-function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
+export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(new StoreTimeoutError(`store call took longer than ${ms} ms`)), ms)
@@ -84,18 +111,57 @@ function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-/** A Keyv instance is used as it is; a bare Keyv store adapter (or a Map) is wrapped in one. */
-export function toKeyv (value: unknown, path: string): Keyv | undefined {
+/** The namespace an adapter was wrapped for, so that two caches never share one by accident. */
+const wrapped = new WeakMap<object, string>()
+
+/**
+ * A Keyv instance is used as it is, with its own namespace and serializer. A bare Keyv store
+ * adapter (`new KeyvRedis(…)`, `new KeyvSqlite(…)`, a Map) gets a Keyv of ours: the `namespace`
+ * option, and a serializer that stores our frame as it is (Keyv's JSON one would escape it).
+ */
+export function toKeyv (value: unknown, namespace: string | undefined, path: string): Keyv | undefined {
   if (value === undefined) return undefined
-  if (value instanceof Keyv) return value
-  if (isStoreLike(value)) {
-    // A Keyv from another copy of the package is a store-like object too; Keyv accepts it.
-    return new Keyv({ store: value as KeyvStoreAdapter })
+  if (value instanceof Keyv || isKeyvLike(value)) {
+    if (namespace !== undefined) {
+      throw new TypeError(`${path} is a Keyv instance, which brings its own namespace: set it there, or give a store adapter with options.namespace`)
+    }
+    return value as Keyv
   }
-  throw new TypeError(`expected ${path} to be a Keyv instance or a Keyv store adapter, got ${describe(value)}`)
+  if (!isStoreLike(value)) {
+    throw new TypeError(`expected ${path} to be a Keyv instance or a Keyv store adapter, got ${describe(value)}`)
+  }
+  const name = namespace ?? DEFAULT_NAMESPACE
+  const previous = wrapped.get(value)
+  // Keyv sets the namespace on the adapter itself: one adapter cannot serve two namespaces.
+  if (previous !== undefined && previous !== name) {
+    throw new TypeError(`${path} already serves namespace ${JSON.stringify(previous)}; give each namespace its own store adapter`)
+  }
+  wrapped.set(value, name)
+  return new Keyv({ store: value as KeyvStoreAdapter, namespace: name, serialize: serializeRecord, deserialize: deserializeRecord })
 }
 
-function isStoreLike (value: unknown): boolean {
+export const DEFAULT_NAMESPACE = 'cachedfetch'
+
+/** Keyv's record `{ value, expires }` as `<expires>\n<frame>`: nothing escaped, nothing encoded twice. */
+function serializeRecord (record: { value?: unknown, expires?: number | null }): string {
+  return `${record.expires ?? ''}\n${String(record.value)}`
+}
+
+/** Never throws: what is not a record of ours is handed on as a value the frame reader refuses. */
+function deserializeRecord<T> (text: string): { value?: T, expires?: number } {
+  const end = typeof text === 'string' ? text.indexOf('\n') : -1
+  if (end === -1) return { value: text as T }
+  const expires = end === 0 ? undefined : Number(text.slice(0, end))
+  return { value: text.slice(end + 1) as T, expires: Number.isFinite(expires) ? expires : undefined }
+}
+
+/** A Keyv from another copy of the package: `instanceof` fails across copies. */
+function isKeyvLike (value: unknown): boolean {
+  return isStoreLike(value) && typeof (value as { hooks?: unknown }).hooks === 'object' &&
+    typeof (value as { opts?: { store?: unknown } }).opts?.store === 'object'
+}
+
+function isStoreLike (value: unknown): value is object {
   if (typeof value !== 'object' || value === null) return false
   const store = value as Record<string, unknown>
   return typeof store.get === 'function' && typeof store.set === 'function' &&

@@ -1,18 +1,20 @@
 /**
- * The default store: live variant sets in an in-process LRU bounded by bytes and by entry count
- * (lru-cache does the bookkeeping). It holds objects, not serialized bytes, so a hit costs a map
- * lookup; it answers synchronously.
+ * L1: live variant sets in an in-process LRU bounded by bytes and by entry count (lru-cache does
+ * the bookkeeping). It holds objects, not serialized bytes, so a hit costs a map lookup; it
+ * answers synchronously.
  */
 import { LRUCache } from 'lru-cache'
 import { variantSetSize, type VariantSet } from '../entry.js'
-import type { EntryStore, StoreEvents } from './types.js'
+import type { StoreEvents } from './types.js'
 
 export interface MemoryStoreOptions {
   readonly maxSize: number
   readonly maxEntries: number
+  /** The cache's clock: entries expire by it, so tests move time instead of sleeping. */
+  readonly now: () => number
 }
 
-export class MemoryStore implements EntryStore {
+export class MemoryStore {
   readonly #lru: LRUCache<string, VariantSet>
 
   constructor (options: MemoryStoreOptions, events: StoreEvents) {
@@ -20,6 +22,7 @@ export class MemoryStore implements EntryStore {
       max: options.maxEntries,
       maxSize: options.maxSize,
       sizeCalculation: variantSetSize,
+      perf: { now: options.now },
       dispose: (set, key, reason) => {
         if (reason === 'evict') events.evict(key, variantSetSize(set))
       }
@@ -32,11 +35,21 @@ export class MemoryStore implements EntryStore {
 
   set (set: VariantSet, ttl: number): void {
     // A set larger than maxSize is refused by lru-cache; it stays a miss.
-    this.#lru.set(set.key, set, { ttl })
+    if (ttl > 0) this.#lru.set(set.key, set, { ttl })
+    else this.#lru.delete(set.key)
   }
 
   delete (key: string): void {
     this.#lru.delete(key)
+  }
+
+  /** Drops the sets `drop` picks; how many. */
+  deleteWhere (drop: (set: VariantSet) => boolean): number {
+    let dropped = 0
+    for (const [key, set] of this.#lru.entries()) {
+      if (drop(set) && this.#lru.delete(key)) dropped++
+    }
+    return dropped
   }
 
   clear (): void {

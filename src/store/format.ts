@@ -1,0 +1,170 @@
+/**
+ * The versioned serialization of a variant set for stores outside the process (L2), one string:
+ *
+ *     cachedfetch/1 <header JSON>\n<body 0><body 1>…
+ *
+ * The header holds the key, when the value expires, and for each variant its status, headers,
+ * http-cache-semantics policy object, Vary values, tags, and its body's encoding and length. A body
+ * that is valid UTF-8 (JSON, HTML, text: what services mostly cache) is kept as it is, so it is
+ * not inflated at all; anything else is base64 (33%). A store whose serializer escapes strings
+ * (Keyv's JSON one, for a Keyv instance the caller built) would inflate text with many quotes or
+ * control characters; such a body goes as base64 too, so no body ever grows by more than a third.
+ *
+ * Reading never throws: a value that is not a frame, has another version, belongs to another key,
+ * or is cut short is `undefined`, which the store turns into a miss, a delete and an event.
+ */
+import { isUtf8 } from 'node:buffer'
+import { entrySize, type CacheEntry, type ResponseHeaders, type VariantSet } from '../entry.js'
+import type { VaryValues } from '../key.js'
+import type { PolicyFactory, PolicyObject } from '../policy.js'
+
+/** Version of the serialized form. A stored value of another version is a miss and is deleted. */
+export const FORMAT_VERSION = 1
+const MAGIC = `cachedfetch/${FORMAT_VERSION} `
+
+interface Header {
+  /** The key it was stored under. */
+  k: string
+  /** When it expires, ms since the epoch (the store's clock); `null` for never. */
+  x: number | null
+  e: VariantHeader[]
+}
+
+interface VariantHeader {
+  u: string
+  s: number
+  m: string
+  h: ResponseHeaders
+  p: PolicyObject
+  /** Vary values; `null` for a field the request did not send, which JSON would otherwise drop. */
+  y: Record<string, string | null>
+  t: readonly string[]
+  /** The body's encoding: `u` UTF-8 as it is, `b` base64. */
+  n: 'u' | 'b'
+  /** The body's length in the frame, in UTF-16 code units. */
+  l: number
+}
+
+export function serializeVariantSet (set: VariantSet, expires: number | undefined): string {
+  const bodies: string[] = []
+  const e = set.variants.map((entry): VariantHeader => {
+    const [n, text] = encodeBody(entry.body)
+    bodies.push(text)
+    return {
+      u: entry.url,
+      s: entry.status,
+      m: entry.statusText,
+      h: entry.headers,
+      p: entry.policy.toObject(),
+      y: toNulls(entry.vary),
+      t: entry.tags,
+      n,
+      l: text.length
+    }
+  })
+  const header: Header = { k: set.key, x: expires ?? null, e }
+  return `${MAGIC}${JSON.stringify(header)}\n${bodies.join('')}`
+}
+
+/** Rebuilds a variant set, or `undefined` when the value is not one of ours for `key`. Never throws. */
+export function deserializeVariantSet (value: unknown, key: string, policies: PolicyFactory): VariantSet | undefined {
+  const frame = readFrame(value)
+  if (frame === undefined || frame.header.k !== key) return undefined
+  const { header, bodies } = frame
+  const variants: CacheEntry[] = []
+  let offset = 0
+  for (const item of header.e) {
+    if (!isRecord(item)) return undefined
+    const { u, s, m, h, p, y, t, n, l } = item as Partial<VariantHeader>
+    if (typeof u !== 'string' || typeof s !== 'number' || typeof m !== 'string' || !isHeaders(h) ||
+        !isRecord(y) || !isStrings(t) || (n !== 'u' && n !== 'b') || !Number.isSafeInteger(l) || l! < 0) return undefined
+    const text = bodies.slice(offset, offset += l!)
+    if (text.length !== l) return undefined
+    const body = Buffer.from(text, n === 'u' ? 'utf8' : 'base64')
+    const policy = policies.fromObject(p, s, h)
+    const vary = fromNulls(y)
+    if (policy === undefined || vary === undefined) return undefined
+    variants.push({ key, url: u, status: s, statusText: m, headers: h, body, policy, vary, tags: t, size: entrySize(key, h, body) })
+  }
+  // Bytes past the last body mean the lengths do not describe this value.
+  if (offset !== bodies.length || variants.length === 0) return undefined
+  return { key, variants, expires: header.x ?? undefined }
+}
+
+/** The tags of every variant in a stored value, reading only its header; `undefined` for a value not ours. */
+export function storedTags (value: unknown): string[] | undefined {
+  const frame = readFrame(value)
+  if (frame === undefined) return undefined
+  const tags: string[] = []
+  for (const item of frame.header.e) {
+    if (isRecord(item) && isStrings(item.t)) tags.push(...item.t)
+  }
+  return tags
+}
+
+function readFrame (value: unknown): { header: Header, bodies: string } | undefined {
+  if (typeof value !== 'string' || !value.startsWith(MAGIC)) return undefined
+  const end = value.indexOf('\n', MAGIC.length)
+  if (end === -1) return undefined
+  let header: unknown
+  try {
+    header = JSON.parse(value.slice(MAGIC.length, end))
+  } catch {
+    return undefined
+  }
+  if (!isRecord(header) || typeof header.k !== 'string' || !Array.isArray(header.e) ||
+      (header.x !== null && typeof header.x !== 'number')) return undefined
+  return { header: header as unknown as Header, bodies: value.slice(end + 1) }
+}
+
+/**
+ * UTF-8 text as it is, unless a serializer's escaping would make it longer than base64 (each `"`
+ * and `\` gains a byte, each other control character up to five).
+ */
+function encodeBody (body: Buffer): ['u' | 'b', string] {
+  const base64Length = Math.ceil(body.byteLength / 3) * 4
+  if (isUtf8(body)) {
+    const text = body.toString('utf8')
+    let escaped = body.byteLength
+    for (let i = 0; i < text.length && escaped <= base64Length; i++) {
+      const code = text.charCodeAt(i)
+      if (code === 0x22 || code === 0x5c) escaped += 1
+      else if (code < 0x20) escaped += 5
+    }
+    if (escaped <= base64Length) return ['u', text]
+  }
+  return ['b', body.toString('base64')]
+}
+
+function toNulls (vary: VaryValues): Record<string, string | null> {
+  const values: Record<string, string | null> = {}
+  for (const field in vary) values[field] = vary[field] ?? null
+  return values
+}
+
+function fromNulls (value: Record<string, unknown>): VaryValues | undefined {
+  const vary: Record<string, string | undefined> = {}
+  for (const field in value) {
+    const v = value[field]
+    if (v !== null && typeof v !== 'string') return undefined
+    vary[field] = v ?? undefined
+  }
+  return vary
+}
+
+function isHeaders (value: unknown): value is ResponseHeaders {
+  if (!isRecord(value)) return false
+  for (const name in value) {
+    const field = value[name]
+    if (typeof field !== 'string' && !isStrings(field)) return false
+  }
+  return true
+}
+
+function isStrings (value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string')
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}

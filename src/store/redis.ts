@@ -1,0 +1,175 @@
+/**
+ * What Redis adds beyond Keyv's get/set/delete, through the client @keyv/redis already holds (so
+ * the connection settings are the user's): tag and origin indexes, so that `invalidateTag()` and
+ * `invalidatePrefix()` never scan the keyspace; invalidation messages to the other processes'
+ * memory tiers (pub/sub on a duplicate of that client); and leases for the cross-process
+ * single-flight (SET NX PX).
+ *
+ * Layout, for namespace `ns`: entries are Keyv's (`ns::ns:GET https://…`); index `cachedfetch:ns:tag:<tag>`
+ * and `cachedfetch:ns:origin:<origin>` are sorted sets of entry keys scored by expiry, trimmed on
+ * every write and expiring with their last member; leases are `cachedfetch:ns:lease:<key>`;
+ * messages go on `cachedfetch:ns:invalidate`. Every command touches one key, so Redis Cluster
+ * needs no hash tags and entries, indexes and leases spread over its slots.
+ */
+import type { Keyv } from 'keyv'
+import { withTimeout, type StoreTimeouts } from './keyv.js'
+import type { StoreEvents } from './types.js'
+
+/** The part of a node-redis client (or cluster) used here. */
+interface RedisClient {
+  set (key: string, value: string, options: object): Promise<string | null>
+  eval (script: string, options: { keys: string[], arguments: string[] }): Promise<unknown>
+  zRangeByScore (key: string, min: number | string, max: number | string): Promise<string[]>
+  unlink (keys: string | string[]): Promise<number>
+  publish (channel: string, message: string): Promise<number>
+  scanIterator (options: { MATCH: string, COUNT?: number }): AsyncIterable<string[]>
+  duplicate (): RedisClient
+  connect (): Promise<unknown>
+  subscribe (channel: string, listener: (message: string) => void): Promise<void>
+  on (event: string, listener: (...args: unknown[]) => void): unknown
+  unref? (): void
+  destroy (): void
+}
+
+interface RedisAdapter {
+  readonly opts: { readonly dialect?: string }
+  readonly client: RedisClient
+  getClient (): Promise<RedisClient>
+  getMasterNodes? (): Promise<RedisClient[]>
+}
+
+/**
+ * Adds a member to an index, drops members that expired, and lets the index expire with its last
+ * member: one key, one round trip.
+ */
+const INDEX_SCRIPT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1`
+
+/** Frees a lease only for its holder: a lease that expired and was taken by another stays theirs. */
+const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+export type IndexKind = 'tag' | 'origin'
+
+/** Whether a Keyv is backed by @keyv/redis (its adapter says so and holds a client). */
+export function isRedis (keyv: Keyv): boolean {
+  const adapter = keyv.store as Partial<RedisAdapter> | undefined
+  return adapter?.opts?.dialect === 'redis' && typeof adapter.getClient === 'function' && adapter.client !== undefined
+}
+
+export class RedisLink {
+  readonly #adapter: RedisAdapter
+  readonly #prefix: string
+  readonly #events: StoreEvents
+  readonly #timeouts: StoreTimeouts
+  #subscriber: RedisClient | undefined
+
+  /** A link when `keyv` is backed by @keyv/redis, else `undefined`. */
+  static of (keyv: Keyv, events: StoreEvents, timeouts: StoreTimeouts): RedisLink | undefined {
+    if (!isRedis(keyv)) return undefined
+    return new RedisLink(keyv.store as RedisAdapter, `cachedfetch:${keyv.namespace ?? ''}:`, events, timeouts)
+  }
+
+  private constructor (adapter: RedisAdapter, prefix: string, events: StoreEvents, timeouts: StoreTimeouts) {
+    this.#adapter = adapter
+    this.#prefix = prefix
+    this.#events = events
+    this.#timeouts = timeouts
+  }
+
+  /** Records `key` under each index, until `expires` (ms since the epoch). */
+  async index (key: string, indexes: ReadonlyArray<readonly [IndexKind, string]>, expires: number): Promise<void> {
+    await this.#call('index', key, this.#timeouts.write, async (client) => {
+      const now = String(Date.now())
+      await Promise.all(indexes.map(([kind, name]) =>
+        client.eval(INDEX_SCRIPT, { keys: [this.#indexKey(kind, name)], arguments: [now, String(expires), key] })))
+    })
+  }
+
+  /** The live keys under an index; `undefined` when Redis failed (reported). */
+  async members (kind: IndexKind, name: string): Promise<string[] | undefined> {
+    return await this.#call('scan', undefined, this.#timeouts.write, async (client) =>
+      await client.zRangeByScore(this.#indexKey(kind, name), Date.now(), '+inf'))
+  }
+
+  async dropIndex (kind: IndexKind, name: string): Promise<void> {
+    await this.#call('delete', undefined, this.#timeouts.write, async (client) => await client.unlink(this.#indexKey(kind, name)))
+  }
+
+  /** Drops every index and lease of the namespace (`cache.clear()`); entries are Keyv's to clear. */
+  async dropAll (): Promise<void> {
+    await this.#call('clear', undefined, this.#timeouts.write, async (client) => {
+      const nodes = await this.#adapter.getMasterNodes?.() ?? [client]
+      for (const node of nodes) {
+        for await (const keys of node.scanIterator({ MATCH: `${this.#prefix}*`, COUNT: 500 })) {
+          // One key a command: in a cluster, keys of one batch can live on different slots.
+          await Promise.all(keys.map((key) => node.unlink(key)))
+        }
+      }
+    })
+  }
+
+  /** Takes the lease on `key` for `ms`; `undefined` when Redis could not be asked (reported). */
+  async claim (key: string, token: string, ms: number): Promise<boolean | undefined> {
+    return await this.#call('lease', key, this.#timeouts.read, async (client) =>
+      await client.set(this.#prefix + 'lease:' + key, token, { condition: 'NX', expiration: { type: 'PX', value: ms } }) === 'OK')
+  }
+
+  async release (key: string, token: string): Promise<void> {
+    await this.#call('lease', key, this.#timeouts.write, async (client) =>
+      await client.eval(RELEASE_SCRIPT, { keys: [this.#prefix + 'lease:' + key], arguments: [token] }))
+  }
+
+  async publish (message: string): Promise<void> {
+    await this.#call('publish', undefined, this.#timeouts.write, async (client) => await client.publish(this.#channel, message))
+  }
+
+  /**
+   * Listens for other processes' messages on a connection of its own. `onReconnect` runs when the
+   * connection comes back after a loss: messages sent meanwhile are gone for good.
+   */
+  subscribe (onMessage: (message: string) => void, onReconnect: () => void): void {
+    // Not through getClient(): that waits for the first connect, which never comes while Redis is
+    // down; this connection keeps trying on its own and subscribes once it is up.
+    const client = this.#adapter.client.duplicate()
+    this.#subscriber = client
+    let readyBefore = false
+    client.on('error', (error) => this.#events.error('subscribe', undefined, error))
+    client.on('ready', () => {
+      // node-redis subscribes again by itself after a reconnect; this covers the first connect.
+      if (!readyBefore) client.subscribe(this.#channel, onMessage).catch((error: unknown) => this.#events.error('subscribe', undefined, error))
+      else onReconnect()
+      readyBefore = true
+    })
+    // The listener must not keep a process alive that has nothing else to do.
+    client.unref?.()
+    client.connect().catch((error: unknown) => this.#events.error('subscribe', undefined, error))
+  }
+
+  close (): void {
+    this.#subscriber?.destroy()
+    this.#subscriber = undefined
+  }
+
+  get #channel (): string {
+    return this.#prefix + 'invalidate'
+  }
+
+  #indexKey (kind: IndexKind, name: string): string {
+    return `${this.#prefix}${kind}:${name}`
+  }
+
+  async #call<T> (operation: 'index' | 'scan' | 'delete' | 'clear' | 'lease' | 'publish', key: string | undefined, ms: number, work: (client: RedisClient) => Promise<T>): Promise<T | undefined> {
+    try {
+      return await withTimeout(this.#adapter.getClient().then(work), ms)
+    } catch (error) {
+      this.#events.error(operation, key, error)
+      return undefined
+    }
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The tiers as one store: L1, live entries in a byte-bounded in-process LRU, in front of L2, any
+ * Keyv store, with Redis's extras when L2 is Redis. A hit in L2 fills L1 for no longer than L2
+ * keeps the entry; writes go to both; an invalidation reaches both and, through Redis pub/sub,
+ * the other processes' L1.
+ */
+import { randomUUID } from 'node:crypto'
+import type { VariantSet } from '../entry.js'
+import type { KeyvStore } from './keyv.js'
+import type { MemoryStore } from './memory.js'
+import type { IndexKind, RedisLink } from './redis.js'
+import type { EntryStore, MaybePromise, StoreEvents } from './types.js'
+
+/** What an invalidation drops: entries by key, by URL prefix, by tag, or all of this namespace. */
+export type Selector =
+  | { readonly kind: 'keys', readonly keys: readonly string[] }
+  | { readonly kind: 'prefix', readonly prefix: string }
+  | { readonly kind: 'tag', readonly tag: string }
+  | { readonly kind: 'all' }
+
+export interface TierParts {
+  readonly l1: MemoryStore | undefined
+  readonly l2: KeyvStore | undefined
+  readonly redis: RedisLink | undefined
+  /** Whether invalidations are sent to, and taken from, the other processes on the same Redis. */
+  readonly pubsub: boolean
+  /** The cache's clock, which L1 and the stored expiry follow; Redis's own keys follow Redis's. */
+  readonly now: () => number
+}
+
+export class Tiers implements EntryStore {
+  readonly #l1: MemoryStore | undefined
+  readonly #l2: KeyvStore | undefined
+  readonly #redis: RedisLink | undefined
+  readonly #events: StoreEvents
+  /** Tells this process's messages from the others'. */
+  readonly #id = randomUUID()
+  readonly #pubsub: boolean
+  readonly #now: () => number
+
+  constructor (parts: TierParts, events: StoreEvents) {
+    this.#now = parts.now
+    this.#l1 = parts.l1
+    this.#l2 = parts.l2
+    this.#redis = parts.redis
+    this.#events = events
+    this.#pubsub = parts.pubsub && parts.redis !== undefined && parts.l1 !== undefined
+    // A message lost while the connection was down may have been an invalidation: L1 starts over.
+    if (this.#pubsub) this.#redis!.subscribe((message) => this.#received(message), () => this.#l1!.clear())
+  }
+
+  get (key: string): MaybePromise<VariantSet | undefined> {
+    const local = this.#l1?.get(key)
+    if (local !== undefined || this.#l2 === undefined) return local
+    return this.#l2.get(key).then((set) => {
+      if (set !== undefined && this.#l1 !== undefined) this.#l1.set(set, set.expires === undefined ? Infinity : set.expires - this.#now())
+      return set
+    })
+  }
+
+  set (set: VariantSet, ttl: number): MaybePromise<boolean> {
+    const expires = this.#now() + ttl
+    this.#l1?.set({ ...set, expires }, ttl)
+    if (this.#l2 === undefined) return true
+    return this.#l2.set(set, ttl, expires).then(async (written) => {
+      if (written && this.#redis !== undefined) await this.#redis.index(set.key, indexesOf(set), Date.now() + ttl)
+      return written
+    })
+  }
+
+  delete (key: string): MaybePromise<void> {
+    this.#l1?.delete(key)
+    if (this.#l2 !== undefined) return this.#l2.delete(key).then(() => undefined)
+  }
+
+  /** Drops what `selector` picks from every tier here, then tells the other processes' L1. */
+  async invalidate (selector: Selector): Promise<void> {
+    this.#l1?.deleteWhere((set) => picks(selector, set.key, () => set.variants.flatMap((v) => v.tags)))
+    const l2 = this.#l2
+    if (l2 !== undefined) {
+      if (selector.kind === 'all') {
+        await l2.clear()
+        await this.#redis?.dropAll()
+      } else {
+        const keys = await this.#l2Keys(l2, selector)
+        await Promise.all((keys ?? []).map((key) => l2.delete(key)))
+        if (selector.kind === 'tag') await this.#redis?.dropIndex('tag', selector.tag)
+      }
+    }
+    if (this.#pubsub) await this.#redis!.publish(JSON.stringify({ from: this.#id, selector }))
+  }
+
+  /** L2's keys under a selector: from Redis's indexes, or by listing the store. */
+  async #l2Keys (l2: KeyvStore, selector: Exclude<Selector, { kind: 'all' }>): Promise<readonly string[] | undefined> {
+    if (selector.kind === 'keys') return selector.keys
+    if (this.#redis === undefined) return await l2.scan((key, tags) => picks(selector, key, tags))
+    if (selector.kind === 'tag') return await this.#redis.members('tag', selector.tag)
+    const keys = await this.#redis.members('origin', new URL(selector.prefix).origin)
+    return keys?.filter((key) => urlOfKey(key).startsWith(selector.prefix))
+  }
+
+  #received (message: string): void {
+    let parsed: { from?: unknown, selector?: Selector }
+    try {
+      parsed = JSON.parse(message) as typeof parsed
+    } catch (error) {
+      this.#events.error('subscribe', undefined, error)
+      return
+    }
+    const selector = parsed.selector
+    if (parsed.from === this.#id || !isSelector(selector)) return
+    this.#l1!.deleteWhere((set) => picks(selector, set.key, () => set.variants.flatMap((v) => v.tags)))
+  }
+
+  close (): void {
+    this.#redis?.close()
+  }
+
+  /** Bytes held in memory, for `cache.stats()`. */
+  get memoryBytes (): number {
+    return this.#l1?.size ?? 0
+  }
+}
+
+function picks (selector: Selector, key: string, tags: () => readonly string[]): boolean {
+  switch (selector.kind) {
+    case 'keys': return selector.keys.includes(key)
+    case 'prefix': return urlOfKey(key).startsWith(selector.prefix)
+    case 'tag': return tags().includes(selector.tag)
+    case 'all': return true
+  }
+}
+
+/** The URL in a key `[private ]METHOD url[ host=…]` (src/cache.ts), with what follows it. */
+function urlOfKey (key: string): string {
+  const rest = key.startsWith('private ') ? key.slice('private '.length) : key
+  return rest.slice(rest.indexOf(' ') + 1)
+}
+
+function indexesOf (set: VariantSet): Array<readonly [IndexKind, string]> {
+  const indexes: Array<readonly [IndexKind, string]> = [['origin', new URL(urlOfKey(set.key).split(' ')[0]!).origin]]
+  for (const tag of new Set(set.variants.flatMap((v) => v.tags))) indexes.push(['tag', tag])
+  return indexes
+}
+
+function isSelector (value: unknown): value is Selector {
+  if (typeof value !== 'object' || value === null) return false
+  const s = value as Record<string, unknown>
+  switch (s.kind) {
+    case 'keys': return Array.isArray(s.keys) && s.keys.every((k) => typeof k === 'string')
+    case 'prefix': return typeof s.prefix === 'string'
+    case 'tag': return typeof s.tag === 'string'
+    case 'all': return true
+    default: return false
+  }
+}

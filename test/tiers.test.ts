@@ -1,0 +1,234 @@
+/**
+ * The two tiers, on a Keyv store that counts its reads (a Map underneath, so the test needs no
+ * server): a hit in the store fills the memory tier, which then answers alone; the memory tier
+ * never keeps an entry longer than the store was told to; writes go to both; `maxSize: 0` leaves
+ * the store alone; invalidation by URL, prefix and tag, and `clear()`, reach both tiers and only
+ * this cache's namespace. The serialized form round-trips headers and the policy exactly and keeps
+ * bodies compact; and 10 000 requests leave no listener, timer or heap behind.
+ */
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Keyv } from 'keyv'
+import { createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { PolicyFactory } from '../src/policy.js'
+import { deserializeVariantSet, serializeVariantSet } from '../src/store/format.js'
+import { resolveOptions } from '../src/options.js'
+import type { CacheEntry } from '../src/entry.js'
+import type { Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock } from './helpers/time.js'
+import { waitFor } from './helpers/wait.js'
+
+const opened = teardown()
+afterEach(() => opened.close())
+
+/** A Keyv store adapter over a Map that counts the reads it answers. */
+class CountingMap extends Map<string, unknown> {
+  reads = 0
+  override get (key: string): unknown {
+    this.reads++
+    return super.get(key)
+  }
+}
+
+/** Paths answer with their own path as body, fresh for a minute, tagged by `?tag=`. */
+async function taggedOrigin (): Promise<Origin> {
+  const origin = await opened.origin()
+  for (const path of ['/users/1', '/users/2', '/posts/1', '/posts/2']) {
+    origin.route(path, (req, res) => {
+      const tags = path.startsWith('/users') ? 'users, people' : 'posts'
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', 'cache-tag': tags, 'surrogate-key': path.replace(/\//g, '-') })
+      res.end(path)
+    })
+  }
+  return origin
+}
+
+async function status (cache: Cache, url: string): Promise<'hit' | 'origin'> {
+  const response = await createCachedFetch({ cache, dispatcher: opened.agent() })(url)
+  await response.arrayBuffer()
+  return response.headers.get('cache-status')?.startsWith('cachedfetch; hit') === true ? 'hit' : 'origin'
+}
+
+async function stored (cache: Cache, count: number): Promise<void> {
+  await waitFor(() => cache.stats().stored >= count, `${count} entries stored`)
+}
+
+describe('memory in front of a Keyv store', () => {
+  it('fills the memory tier from a store hit, and then answers without reading the store', async () => {
+    const origin = await taggedOrigin()
+    const map = new CountingMap()
+    const writer = createCache({ store: map })
+    expect(await status(writer, `${origin.url}/users/1`)).toBe('origin')
+    await stored(writer, 1)
+    expect(map.size).toBe(1)
+
+    // Another cache on the same store: its memory is empty, the store has the entry.
+    const reader = createCache({ store: map })
+    const before = map.reads
+    expect(await status(reader, `${origin.url}/users/1`)).toBe('hit')
+    expect(map.reads).toBe(before + 1)
+    for (let i = 0; i < 5; i++) expect(await status(reader, `${origin.url}/users/1`)).toBe('hit')
+    expect(map.reads).toBe(before + 1)
+    expect(reader.stats().bytesInMemory).toBeGreaterThan(0)
+    expect(origin.hits('/users/1')).toBe(1)
+  })
+
+  it('never keeps an entry in memory longer than the store was told to keep it', async () => {
+    const origin = await taggedOrigin()
+    const clock = manualClock(Date.now())
+    const map = new CountingMap()
+    const writer = createCache({ store: map, now: clock.now })
+    for (const path of ['/users/1', '/users/2']) expect(await status(writer, origin.url + path)).toBe('origin')
+    await stored(writer, 2)
+    const reader = createCache({ store: map, now: clock.now })
+    for (const path of ['/users/1', '/users/2']) expect(await status(reader, origin.url + path)).toBe('hit')
+    const reads = map.reads
+
+    // Fresh for 60 s and kept 24 h more for revalidation: until then memory answers (stale, so
+    // the origin is asked again, but the store is not read)…
+    clock.advance(60 + 24 * 3600 - 1)
+    expect(await status(reader, `${origin.url}/users/1`)).toBe('origin')
+    expect(map.reads).toBe(reads)
+    // …and past that memory has let it go with the store: the store is asked.
+    clock.advance(2)
+    expect(await status(reader, `${origin.url}/users/2`)).toBe('origin')
+    expect(map.reads).toBeGreaterThan(reads)
+  })
+
+  it('with maxSize 0 keeps nothing in memory and reads the store for every request', async () => {
+    const origin = await taggedOrigin()
+    const map = new CountingMap()
+    const cache = createCache({ store: map, maxSize: 0 })
+    expect(await status(cache, `${origin.url}/posts/1`)).toBe('origin')
+    await stored(cache, 1)
+    const reads = map.reads
+    for (let i = 0; i < 3; i++) expect(await status(cache, `${origin.url}/posts/1`)).toBe('hit')
+    expect(map.reads).toBe(reads + 3)
+    expect(cache.stats().bytesInMemory).toBe(0)
+    expect(origin.hits('/posts/1')).toBe(1)
+  })
+})
+
+describe('invalidation reaches both tiers', () => {
+  const urls = ['/users/1', '/users/2', '/posts/1', '/posts/2']
+
+  async function warm (): Promise<{ origin: Origin, cache: Cache, other: Cache, map: CountingMap }> {
+    const origin = await taggedOrigin()
+    const map = new CountingMap()
+    const cache = createCache({ store: map })
+    for (const path of urls) expect(await status(cache, origin.url + path)).toBe('origin')
+    await stored(cache, urls.length)
+    return { origin, cache, other: createCache({ store: map }), map }
+  }
+
+  /** What each URL is for `cache`, asked with only-if-cached so that asking stores nothing. */
+  async function survey (cache: Cache, origin: Origin): Promise<Record<string, 'hit' | 'origin'>> {
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const result: Record<string, 'hit' | 'origin'> = {}
+    for (const path of urls) {
+      result[path] = await cachedFetch(origin.url + path, { cache: 'only-if-cached' })
+        .then(async (response) => { await response.arrayBuffer(); return 'hit' as const }, () => 'origin' as const)
+    }
+    return result
+  }
+
+  it.each([
+    ['invalidate(url)', (cache: Cache, origin: Origin) => cache.invalidate(`${origin.url}/users/1`), ['/users/1']],
+    ['invalidatePrefix()', (cache: Cache, origin: Origin) => cache.invalidatePrefix(`${origin.url}/users/`), ['/users/1', '/users/2']],
+    ['invalidateTag() from Cache-Tag', (cache: Cache) => cache.invalidateTag('posts'), ['/posts/1', '/posts/2']],
+    ['invalidateTag() from Surrogate-Key', (cache: Cache) => cache.invalidateTag('-users-2'), ['/users/2']],
+    ['clear()', (cache: Cache) => cache.clear(), urls]
+  ] as const)('%s drops exactly those entries from memory and store', async (_name, invalidate, dropped) => {
+    const { origin, cache, other, map } = await warm()
+    await invalidate(cache, origin)
+    expect(map.size).toBe(urls.length - dropped.length)
+    // A second cache on the store (memory empty) and the first (memory was full) see the same.
+    const expected = Object.fromEntries(urls.map((path) => [path, dropped.includes(path) ? 'origin' : 'hit']))
+    expect(await survey(other, origin)).toEqual(expected)
+    expect(await survey(cache, origin)).toEqual(Object.fromEntries(urls.map((path) => [path, dropped.includes(path) ? 'origin' : 'hit'])))
+  })
+
+  it('refuses to wrap one store adapter for two namespaces', () => {
+    const map = new Map()
+    createCache({ store: map, namespace: 'one' })
+    expect(() => createCache({ store: map, namespace: 'two' })).toThrow(/options\.store already serves namespace "one"/)
+  })
+})
+
+describe('the stored form', () => {
+  const policies = new PolicyFactory(resolveOptions({}))
+
+  function entryWith (body: Buffer): CacheEntry {
+    const headers = { 'content-type': 'application/json', 'cache-control': 'max-age=60, stale-while-revalidate=30', etag: '"v1"', 'set-cookie': ['a=1', 'b=2'], 'x-marker': ':base64:aGk=' }
+    const request = { method: 'GET', url: 'https://example.com/data?q=1', headers: { accept: 'application/json' } }
+    const policy = policies.create(request, 200, headers)
+    return { key: 'GET https://example.com/data?q=1', url: request.url, status: 200, statusText: 'Quite OK', headers, body, policy, vary: { accept: 'application/json', 'accept-language': undefined }, tags: ['a', 'b c'], size: 0 }
+  }
+
+  it('round-trips headers, Vary values, tags and the http-cache-semantics policy object exactly', () => {
+    const entry = entryWith(Buffer.from('{"id":1}'))
+    const set = deserializeVariantSet(serializeVariantSet({ key: entry.key, variants: [entry] }, 123), entry.key, policies)!
+    const back = set.variants[0]!
+    expect(back.headers).toEqual(entry.headers)
+    expect(back.policy.toObject()).toEqual(entry.policy.toObject())
+    expect(back.vary).toEqual(entry.vary)
+    expect(back.tags).toEqual(entry.tags)
+    expect([back.status, back.statusText, back.url, back.body.toString()]).toEqual([200, 'Quite OK', entry.url, '{"id":1}'])
+    expect(set.expires).toBe(123)
+  })
+
+  it.each([
+    ['JSON text', Buffer.from(JSON.stringify(Array.from({ length: 200 }, (_, i) => ({ id: i, name: `item ${i}` })))), 'none'],
+    ['every byte value', Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 256)), 'base64'],
+    ['text made of quotes and control characters', Buffer.from('"\u0001'.repeat(2048)), 'base64']
+  ])('keeps %s within its bound of inflation, also under Keyv\'s JSON serializer', async (_name, body, bound) => {
+    const entry = entryWith(body)
+    const frame = serializeVariantSet({ key: entry.key, variants: [entry] }, undefined)
+    const headerBytes = Buffer.byteLength(frame.slice(0, frame.indexOf('\n') + 1))
+    const base64 = Math.ceil(body.byteLength / 3) * 4
+    expect(Buffer.byteLength(frame) - headerBytes).toBeLessThanOrEqual(bound === 'none' ? body.byteLength : base64)
+    const json = JSON.stringify({ value: frame })
+    expect(Buffer.byteLength(json)).toBeLessThanOrEqual(base64 + headerBytes * 2 + 64)
+    const back = deserializeVariantSet(JSON.parse(json).value, entry.key, policies)!
+    expect(back.variants[0]!.body.equals(body)).toBe(true)
+  })
+})
+
+describe('no per-request leftovers', () => {
+  it('makes 10 000 requests through a Keyv store with flat listener counts, timers and heap', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const origin = await taggedOrigin()
+    const keyv = new Keyv({ store: new Map() })
+    // Store-only, so that every request reads (and misses write) the store.
+    const cache = createCache({ store: keyv, maxSize: 0 })
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const urls = ['/users/1', '/users/2', '/posts/1', '/posts/2']
+    const run = async (count: number): Promise<void> => {
+      for (let i = 0; i < count; i += 50) {
+        await Promise.all(Array.from({ length: 50 }, async (_, j) => {
+          const response = await cachedFetch(`${origin.url}${urls[(i + j) % 4]}`)
+          await response.arrayBuffer()
+        }))
+      }
+    }
+    const measure = (): { listeners: number, timers: number, heap: number } => {
+      gc()
+      return {
+        listeners: keyv.listeners('error').length,
+        timers: process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length,
+        heap: process.memoryUsage().heapUsed
+      }
+    }
+    await run(2000)
+    const before = measure()
+    await run(10_000)
+    const after = measure()
+    expect(after.listeners).toBe(before.listeners)
+    expect(after.timers).toBeLessThanOrEqual(before.timers)
+    expect(after.heap - before.heap).toBeLessThan(8 * 1024 * 1024)
+    expect(cache.stats().hits).toBeGreaterThan(11_000)
+  })
+})
