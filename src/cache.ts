@@ -42,6 +42,7 @@ export class Cache {
    * variant at a time, and a refresh its caller never ran does not block the next for ever.
    */
   readonly #refreshing = new Map<string, number>()
+  readonly #pending = new Set<Promise<unknown>>()
   /**
    * Requests in flight, for the interceptor's single-flight (src/adapters/broadcast.ts). Held by
    * the engine so that every adapter on this cache shares them.
@@ -194,7 +195,7 @@ export class Cache {
    * @internal For the adapters (src/adapters/), not for applications.
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
-    for (const url of invalidatedBy(request, status, headers)) void this.invalidate(url)
+    for (const url of invalidatedBy(request, status, headers)) this.#background(this.invalidate(url))
     const parts: { fwd: Forward, fwdStatus: number } = { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup.settings)
@@ -217,7 +218,7 @@ export class Cache {
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
     if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > this.options.maxEntrySize) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (previous !== undefined) void this.#attempt('set', previous.key, removeVariant(this.#store, previous, this.options.request))
+      if (previous !== undefined) this.#background(this.#attempt('set', previous.key, removeVariant(this.#store, previous, this.options.request)))
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
@@ -225,7 +226,7 @@ export class Cache {
     const tags = responseTags(stored, lookup.settings.tags)
     const recorder = new Recorder(this.options.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, url: request.url, status, statusText, headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
-      void this.#write(entry, retention).finally(lookup.release)
+      this.#background(this.#write(entry, retention).finally(lookup.release))
     }, lookup.release)
     return pass(true, recorder)
   }
@@ -237,7 +238,7 @@ export class Cache {
     const updated: CacheEntry = { ...entry, headers, policy, tags, size: entrySize(entry.key, headers, entry.body) }
     this.#reporter.emit('revalidated', { url: entry.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && policy.storable(headers)) void this.#write(updated, policy.retention(headers, this.options.request))
+    if (matches && policy.storable(headers)) this.#background(this.#write(updated, policy.retention(headers, this.options.request)))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
@@ -254,6 +255,12 @@ export class Cache {
     this.#reporter.emit('stale', { url: entry.url, key: entry.key, status, reason: 'stale-if-error', bytes: entry.body.byteLength })
     const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
+  }
+
+  /** Store work no caller waits for, kept until it ends so that `close()` can wait for it. */
+  #background (work: Promise<unknown>): void {
+    this.#pending.add(work)
+    void work.finally(() => this.#pending.delete(work))
   }
 
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
@@ -336,8 +343,13 @@ export class Cache {
     }).then((claim) => 'found' in claim ? claim.found : { ...lookup, release: claim.release })
   }
 
-  /** Closes what the cache opened itself (the Redis pub/sub connection); the store stays the caller's. */
-  close (): void {
+  /**
+   * Waits for store writes in flight (each bounded by `storeTimeouts.write`), then closes what the
+   * cache opened itself, the Redis pub/sub connection. The store is the caller's to close after:
+   * closed before, a Redis client would be opened again by a late write.
+   */
+  async close (): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
     this.#store.close()
   }
 

@@ -29,7 +29,7 @@ export interface CacheOptions {
    * tier (L1) stays in front of it. Without it, entries live in memory only.
    * @example store: new KeyvSqlite({ uri: 'sqlite://cache.db', busyTimeout: 5000 })
    */
-  store?: Keyv | KeyvStoreAdapter
+  store?: Keyv | KeyvStoreAdapter | Map<string, unknown>
   /**
    * Keeps this cache's entries apart from other caches' on the same Redis or SQLite database;
    * `cache.clear()` clears only its own. For a store adapter: a Keyv instance brings its own.

@@ -1,0 +1,218 @@
+/**
+ * A fleet on one Redis: caches with clients of their own stand for processes. An invalidation in
+ * one drops the entry from the others' memory tier (pub/sub); tags and origins are indexed in
+ * sorted sets, so invalidating by tag or prefix reads an index instead of scanning; namespaces
+ * keep caches apart and `clear()` clears only its own; two real processes sending 200 identical
+ * cold requests each make one origin request between them with the coordinator on; and with Redis
+ * stopped in the middle of 2000 requests not one fails, and caching resumes when it is back.
+ */
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { createCache, createCachedFetch, type Cache } from '../src/index.js'
+import type { Origin } from './helpers/origin.js'
+import { adminClient, deleteNamespace, hasRedisServer, privateRedis, reachRedis, redisAdapter, REDIS_URL, testNamespace } from './helpers/redis.js'
+import { teardown } from './helpers/teardown.js'
+import { waitFor } from './helpers/wait.js'
+
+const admin = adminClient()
+const unreachable = await reachRedis(admin, 'test/redis-fleet.test.ts')
+const NAMESPACE = testNamespace()
+const opened = teardown()
+
+afterEach(() => opened.close())
+afterAll(async () => {
+  await deleteNamespace(admin, NAMESPACE)
+  if (admin.isReady) await admin.close()
+})
+
+/** A cache on a Redis client of its own: another process's view. Closed after the test. */
+function member (options: Parameters<typeof createCache>[0] = {}, url = REDIS_URL): Cache {
+  const { adapter, close } = redisAdapter(url)
+  const cache = createCache({ store: adapter, namespace: NAMESPACE, ...options })
+  opened.add({ close: async () => { await cache.close(); await close() } })
+  return cache
+}
+
+async function taggedOrigin (): Promise<Origin> {
+  const origin = await opened.origin()
+  for (const path of ['/users/1', '/users/2', '/posts/1']) {
+    origin.route(path, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', 'cache-tag': path.startsWith('/users') ? 'users' : 'posts' })
+      res.end(path)
+    })
+  }
+  return origin
+}
+
+/** `hit` when `cache` has the URL (memory or Redis); asking with only-if-cached stores nothing. */
+async function held (cache: Cache, url: string): Promise<'hit' | 'miss'> {
+  return await createCachedFetch({ cache, dispatcher: opened.agent() })(url, { cache: 'only-if-cached' })
+    .then(async (response) => { await response.arrayBuffer(); return 'hit' as const }, () => 'miss' as const)
+}
+
+async function fetchAll (cache: Cache, origin: Origin, paths: readonly string[]): Promise<void> {
+  const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+  for (const path of paths) await (await cachedFetch(origin.url + path)).arrayBuffer()
+  await waitFor(() => cache.stats().stored >= paths.length, `${paths.length} entries stored`)
+}
+
+describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
+  it('drops an entry from the other processes\' memory when one invalidates it, unless pubsub is off', async () => {
+    const origin = await taggedOrigin()
+    const a = member()
+    const b = member()
+    const deaf = member({ pubsub: false })
+    await fetchAll(a, origin, ['/users/1', '/posts/1'])
+    // b and deaf take the entries from Redis into memory.
+    for (const cache of [b, deaf]) expect(await held(cache, `${origin.url}/users/1`)).toBe('hit')
+
+    await a.invalidateTag('users')
+    await waitFor(() => b.stats().bytesInMemory === 0, 'the message to reach b')
+    expect(await held(b, `${origin.url}/users/1`)).toBe('miss')
+    // Without the message, memory keeps serving what Redis no longer has.
+    expect(await held(deaf, `${origin.url}/users/1`)).toBe('hit')
+    expect(await held(b, `${origin.url}/posts/1`)).toBe('hit')
+  })
+
+  it('keeps tags and origins in sorted sets, read by invalidateTag and invalidatePrefix', async () => {
+    const origin = await taggedOrigin()
+    const cache = member()
+    await fetchAll(cache, origin, ['/users/1', '/users/2', '/posts/1'])
+    const tagIndex = `cachedfetch:${NAMESPACE}:tag:users`
+    expect(await admin.type(tagIndex)).toBe('zset')
+    expect((await admin.zRange(tagIndex, 0, -1)).sort()).toEqual([`GET ${origin.url}/users/1`, `GET ${origin.url}/users/2`])
+    expect(await admin.zCard(`cachedfetch:${NAMESPACE}:origin:${origin.url}`)).toBe(3)
+
+    await cache.invalidateTag('users')
+    expect(await admin.exists(tagIndex)).toBe(0)
+    const other = member()
+    expect(await held(other, `${origin.url}/users/2`)).toBe('miss')
+    expect(await held(other, `${origin.url}/posts/1`)).toBe('hit')
+
+    await cache.invalidatePrefix(`${origin.url}/posts/`)
+    expect(await held(member(), `${origin.url}/posts/1`)).toBe('miss')
+  })
+
+  it('keeps namespaces apart, and clear() clears only its own', async () => {
+    const origin = await taggedOrigin()
+    const mine = member({ namespace: `${NAMESPACE}-a` })
+    const theirs = member({ namespace: `${NAMESPACE}-b` })
+    await fetchAll(mine, origin, ['/users/1'])
+    expect(await held(member({ namespace: `${NAMESPACE}-b` }), `${origin.url}/users/1`)).toBe('miss')
+    await fetchAll(theirs, origin, ['/users/1'])
+
+    await mine.clear()
+    expect(await held(member({ namespace: `${NAMESPACE}-a` }), `${origin.url}/users/1`)).toBe('miss')
+    expect(await held(member({ namespace: `${NAMESPACE}-b` }), `${origin.url}/users/1`)).toBe('hit')
+    const left: string[] = []
+    for await (const batch of admin.scanIterator({ MATCH: `*${NAMESPACE}-a*` })) left.push(...batch)
+    expect(left).toEqual([])
+  })
+})
+
+describe.skipIf(unreachable !== undefined)('two processes, 200 identical cold requests each', () => {
+  const script = fileURLToPath(new URL('./processes/fleet-client.ts', import.meta.url))
+
+  /** Starts both processes, lets them go at once, and returns what each printed. */
+  async function fleet (url: string, namespace: string, coordinate: boolean): Promise<Array<{ statuses: Record<string, number>, bodies: Record<string, number>, failures: number }>> {
+    const config = JSON.stringify({ url, redisUrl: REDIS_URL, namespace, coordinate, requests: 200 })
+    const children = [0, 1].map(() => spawn(process.execPath, ['--import', 'tsx', script, config], { stdio: ['pipe', 'pipe', 'inherit'] }))
+    const outputs = children.map((child) => {
+      const lines = createInterface({ input: child.stdout })
+      const all: string[] = []
+      return { ready: new Promise<void>((resolve) => lines.on('line', (line) => { all.push(line); if (line === 'ready') resolve() })), done: new Promise<string[]>((resolve) => child.on('close', () => resolve(all))) }
+    })
+    await Promise.all(outputs.map((output) => output.ready))
+    for (const child of children) child.stdin.end('go\n')
+    const printed = await Promise.all(outputs.map((output) => output.done))
+    return printed.map((lines) => JSON.parse(lines.at(-1)!) as { statuses: Record<string, number>, bodies: Record<string, number>, failures: number })
+  }
+
+  async function slowOrigin (): Promise<Origin> {
+    return await opened.origin({
+      '/report': (_req, res) => {
+        // Slow enough that both processes miss while the first request is out.
+        setTimeout(() => {
+          res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+          res.end('the report')
+        }, 400)
+      }
+    })
+  }
+
+  it('make one origin request in all with the coordinator on', async () => {
+    const origin = await slowOrigin()
+    const results = await fleet(`${origin.url}/report`, `${NAMESPACE}-on`, true)
+    expect(origin.hits('/report')).toBe(1)
+    for (const result of results) {
+      expect(result.failures).toBe(0)
+      expect(result.bodies).toEqual({ 'the report': 200 })
+    }
+  }, 30_000)
+
+  it('make one origin request per process with it off', async () => {
+    const origin = await slowOrigin()
+    const results = await fleet(`${origin.url}/report`, `${NAMESPACE}-off`, false)
+    expect(origin.hits('/report')).toBe(2)
+    for (const result of results) expect(result.bodies).toEqual({ 'the report': 200 })
+  }, 30_000)
+})
+
+describe.skipIf(unreachable !== undefined || !hasRedisServer())('Redis stopped and started again under load', () => {
+  it('fails no request of 2000 while Redis is down, reports store errors, and serves hits again once it is back', async () => {
+    const redis = opened.add(await privateRedis())
+    const origin = await opened.origin()
+    for (let i = 0; i < 40; i++) {
+      origin.route(`/item/${i}`, (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+        res.end(`item ${i}`)
+      })
+    }
+    // Store only, so that every request goes through Redis.
+    const cache = member({ maxSize: 0 }, redis.url)
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+    process.on('unhandledRejection', onUnhandled)
+    let failures = 0
+    let wrong = 0
+    let sent = 0
+    let restarted: Promise<void> | undefined
+    const worker = async (): Promise<void> => {
+      while (sent < 2000) {
+        const i = sent++
+        if (i === 500) redis.stop()
+        if (i === 1200) restarted = redis.start()
+        const n = i % 40
+        try {
+          const response = await cachedFetch(`${origin.url}/item/${n}`)
+          if (await response.text() !== `item ${n}`) wrong++
+        } catch {
+          failures++
+        }
+      }
+    }
+    try {
+      await Promise.all(Array.from({ length: 20 }, worker))
+      await restarted
+      expect(failures).toBe(0)
+      expect(wrong).toBe(0)
+      expect(cache.stats().storeErrors).toBeGreaterThan(0)
+      // Back up: entries are written again and then served from Redis, without a restart.
+      let status = ''
+      const until = Date.now() + 10_000
+      while (!status.startsWith('cachedfetch; hit') && Date.now() < until) {
+        const response = await cachedFetch(`${origin.url}/item/0`)
+        await response.arrayBuffer()
+        status = response.headers.get('cache-status') ?? ''
+        if (!status.startsWith('cachedfetch; hit')) await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      expect(status).toMatch(/^cachedfetch; hit/)
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  }, 60_000)
+})
