@@ -10,7 +10,6 @@
  * with a warning, except under CI, where that is a failure. Every key it writes is under a
  * namespace of its own, deleted after the run.
  */
-import { randomBytes } from 'node:crypto'
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
@@ -22,33 +21,12 @@ import { adapters, type Adapter } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { settle, waitFor, within } from './helpers/wait.js'
+import { adminClient, deleteNamespace, reachRedis, REDIS_URL, testNamespace } from './helpers/redis.js'
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const admin = adminClient()
+const unreachable = await reachRedis(admin, 'test/redis-store.test.ts')
 /** This run's namespace: the keys it writes, and the only keys it deletes. */
-const NAMESPACE = `cachedfetch-test-${randomBytes(8).toString('hex')}`
-
-/** A client of the test's own, to look at and tamper with what the caches stored. */
-const admin = createClient({ url: REDIS_URL, socket: { connectTimeout: 1000, reconnectStrategy: false } })
-admin.on('error', () => {})
-const unreachable = await reachRedis()
-if (unreachable !== undefined && process.env.CI !== undefined) {
-  throw new Error(`Redis at ${REDIS_URL} is not reachable (${unreachable}); CI must run the Redis store tests`)
-}
-if (unreachable !== undefined) {
-  console.warn(`\n*** SKIPPING test/redis-store.test.ts: Redis at ${REDIS_URL} is not reachable (${unreachable}). Start one or set REDIS_URL. ***\n`)
-}
-
-/** undefined when Redis answers PING; otherwise why not. */
-async function reachRedis (): Promise<string | undefined> {
-  try {
-    await within(admin.connect(), 'connect to Redis', 1500)
-    const pong = await within(admin.ping(), 'PING', 1000)
-    return pong === 'PONG' ? undefined : `PING answered ${String(pong)}`
-  } catch (error) {
-    if (admin.isOpen) admin.destroy()
-    return error instanceof Error ? error.message : String(error)
-  }
-}
+const NAMESPACE = testNamespace()
 
 interface CorruptValue {
   readonly name: string
@@ -64,12 +42,8 @@ const opened = teardown()
 afterEach(() => opened.close())
 
 afterAll(async () => {
-  if (!admin.isReady) return
-  // Only this run's keys: everything under its namespace, nothing else.
-  const keys: string[] = []
-  for await (const batch of admin.scanIterator({ MATCH: `${NAMESPACE}*`, COUNT: 100 })) keys.push(...batch)
-  if (keys.length > 0) await admin.del(keys)
-  await admin.close()
+  await deleteNamespace(admin, NAMESPACE)
+  if (admin.isReady) await admin.close()
 })
 
 /** The store as the README builds it; its client is closed after the test. */
@@ -83,6 +57,13 @@ function redisStore (url = REDIS_URL): Keyv {
     }
   })
   return store
+}
+
+/** A cache on `store`, closed (its pub/sub connection with it) before the store's client. */
+function cacheOn (store: Keyv): Cache {
+  const cache = createCache({ store })
+  opened.add({ close: () => cache.close() })
+  return cache
 }
 
 /** The Redis key Keyv writes a cache key under: @keyv/redis's "namespace::" before Keyv's own "namespace:". */
@@ -151,7 +132,7 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
       }
     })
     const url = `${origin.url}/binary`
-    const first = createCache({ store: redisStore() })
+    const first = cacheOn(redisStore())
 
     const miss = await getBytes(adapter.name, first, url)
     expect(miss.headers['cache-status']).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
@@ -164,7 +145,7 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
     expect(hit.body.equals(BINARY)).toBe(true)
 
     // Another process: a cache of its own, on a client of its own, reading the same namespace.
-    const second = createCache({ store: redisStore() })
+    const second = cacheOn(redisStore())
     const elsewhere = await getBytes(adapter.name, second, url)
     expect(elsewhere.headers['cache-status']).toMatch(/^cachedfetch; hit; ttl=\d+$/)
     expect(elsewhere.headers.age).toMatch(/^\d+$/)
@@ -183,7 +164,7 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
       }
     })
     const url = `${origin.url}/greeting`
-    const first = createCache({ store: redisStore() })
+    const first = cacheOn(redisStore())
     const writer = opened.add(adapter.connect(first))
 
     const english = await writer.send(url, { headers: { 'accept-language': 'en' } })
@@ -193,7 +174,7 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
     expect(french.header('cache-status')).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
     await storedCount(first, 2)
 
-    const reader = opened.add(adapter.connect(createCache({ store: redisStore() })))
+    const reader = opened.add(adapter.connect(cacheOn(redisStore())))
     const frenchAgain = await reader.send(url, { headers: { 'accept-language': 'fr' } })
     const englishAgain = await reader.send(url, { headers: { 'accept-language': 'en' } })
     expect(frenchAgain.header('cache-status')).toMatch(/^cachedfetch; hit; ttl=\d+$/)
@@ -214,7 +195,7 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
       const url = `${origin.url}/doc`
       const cacheKey = `GET ${url}`
       await admin.set(redisKey(cacheKey), raw!, { PX: 60_000 })
-      const cache = createCache({ store: redisStore() })
+      const cache = cacheOn(redisStore())
       const client = opened.add(adapter.connect(cache))
       const errors: Array<{ key?: unknown, reason?: unknown }> = []
       const onError = (event: unknown): void => { errors.push(event as { key?: unknown, reason?: unknown }) }
@@ -255,7 +236,7 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
         })
       }
       // Nothing listens on port 1: every connection attempt is refused.
-      const cache = createCache({ store: redisStore('redis://127.0.0.1:1') })
+      const cache = cacheOn(redisStore('redis://127.0.0.1:1'))
       const client = opened.add(adapter.connect(cache))
       for (let i = 1; i <= 5; i++) {
         const reply = await within(client.send(`${origin.url}/item/${i}`), `request ${i} with Redis down`, 1000)
