@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (`node --expose-gc --import tsx bench/index.ts [--json]`): the cost of a fresh
  * cache HIT, side by side with undici's own cache and with the floor every fetch-shaped hit pays
- * (building a Response and reading its body). One process, one loopback origin serving a 1 KB
+ * (building a Response and reading its body); then the storage tiers (bench/storage.ts). One process, one loopback origin serving a 1 KB
  * JSON body that may be cached for an hour. Every contender is primed first; then it is warmed
  * up and measured in interleaved rounds (alternating the order, a GC before each batch), and the
  * median µs/op of the rounds is reported. The benchmark checks that each cache really hit — its
@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util'
 import { buildContenders, type Contender, type ContenderId, type Library, type Observed } from './contenders.js'
 import { jsonBody, startBenchOrigin, type BenchOrigin } from './origin.js'
 import { evaluateGoals, formatGoals, formatResults, summarize, type Sample } from './report.js'
+import { formatStorage, storageBench } from './storage.js'
 
 const BODY_BYTES = 1024
 /** Past this, no new round starts (at least three run): a busy machine must not stretch the run. */
@@ -214,10 +215,12 @@ async function main (): Promise<void> {
     }
     const goals = evaluateGoals(rows)
     const meta = environment()
+    const storage = await storageBench(await library(), body, progress)
+    progress('')
 
     if (args.json) {
       const stats = Object.fromEntries(contenders.filter((c) => c.cache !== undefined).map((c) => [c.id, c.cache!.stats()]))
-      process.stdout.write(JSON.stringify({ meta, config, results, goals, checks, stats, notes, warnings }, null, 2) + '\n')
+      process.stdout.write(JSON.stringify({ meta, config, results, goals, storage, checks, stats, notes, warnings }, null, 2) + '\n')
     } else {
       const lines = [
         'cachedfetch benchmark: fresh cache HIT of a 1 KB JSON body from a loopback origin',
@@ -230,6 +233,8 @@ async function main (): Promise<void> {
         'Goals',
         formatGoals(goals),
         ...notes.map((note) => `  note: ${note}`),
+        '',
+        formatStorage(storage),
         '',
         'Hit checks (origin requests for the contender\'s path: seen / expected)',
         ...checks.filter((k) => k.id !== 'floor').map((k) => {

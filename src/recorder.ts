@@ -33,7 +33,13 @@ export class Recorder {
   end (): void {
     const chunks = this.#chunks
     this.#chunks = undefined
-    if (chunks !== undefined) this.#commit(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size))
+    if (chunks === undefined) return
+    // A memory of its own, exactly the body's size: a slice of Node's shared 8 KiB pool would keep
+    // the whole slab alive, other garbage included, for as long as the entry lives.
+    const body = Buffer.allocUnsafeSlow(this.#size)
+    let offset = 0
+    for (const chunk of chunks) offset += chunk.copy(body, offset)
+    this.#commit(body)
   }
 
   /** The body failed or was aborted: nothing is stored. */
