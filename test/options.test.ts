@@ -67,7 +67,8 @@ describe('bad options are a TypeError naming the option', () => {
     ['a bigint maxEntrySize', { maxEntrySize: 1024n }, /options\.maxEntrySize/],
     ['a store that is a function', { store: () => undefined }, /options\.store/],
     ['a store that is a Set', { store: new Set() }, /options\.store/],
-    ['a clock that is a Date', { now: new Date() }, /options\.now/]
+    ['a clock that is a Date', { now: new Date() }, /options\.now/],
+    ['a namespace next to a Keyv instance, which has its own', { store: new Keyv(), namespace: 'mine' }, /options\.store is a Keyv instance.*namespace/]
   ]
   for (const [name, options, names] of notJson) {
     for (const [factory, build] of Object.entries(factories)) {
@@ -125,6 +126,17 @@ describe('bad options are a TypeError naming the option', () => {
       expect(await hit.text()).toBe('kept')
     }
     expect(server.hits('/kept')).toBe(2)
+  })
+})
+
+describe('bad arguments to the invalidation methods are a TypeError naming them', () => {
+  const cache = createCache()
+  it.each([
+    ['a relative prefix', () => cache.invalidatePrefix('/users/'), /prefix.*absolute URL/],
+    ['an empty tag', () => cache.invalidateTag(''), /tag/],
+    ['a tag that is a number', () => cache.invalidateTag(7 as unknown as string), /tag/]
+  ])('%s', async (_name, call, message) => {
+    await expect(call()).rejects.toThrow(message)
   })
 })
 
