@@ -3,6 +3,7 @@
  * delta-seconds strictly digits; and what a request asks of the cache (§5.2.1).
  */
 import type { RequestHeaders } from './key.js'
+import { memoize } from './memo.js'
 
 /** Cache-Control directives, names lower-case; a directive without a value is `true`. */
 export type Directives = Readonly<Record<string, string | true>>
@@ -21,16 +22,22 @@ export interface RequestDirectives {
 }
 
 export function parseDirectives (value: string | undefined): Directives {
+  return value === undefined ? NONE : parsed(value)
+}
+
+const NONE: Directives = Object.freeze({})
+
+/** Stored responses share their parsed Cache-Control: most of them send one of a few values. */
+const parsed = memoize(1024, (value): Directives => {
   const directives: Record<string, string | true> = {}
-  if (value === undefined) return directives
   for (const part of value.split(',')) {
     const eq = part.indexOf('=')
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
     if (name === '') continue
     directives[name] = eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')
   }
-  return directives
-}
+  return Object.freeze(directives)
+})
 
 /** Delta-seconds (RFC 9111 §1.2.2): digits only; anything else is invalid and yields `undefined`. */
 export function deltaSeconds (value: string | true | undefined): number | undefined {

@@ -4,6 +4,7 @@
  * process keep it in the versioned form of src/store/format.ts.
  */
 import type { VaryValues } from './key.js'
+import { intern } from './memo.js'
 import type { Policy } from './policy.js'
 
 /** Response header fields as stored: lower-case names; only `set-cookie` may repeat. */
@@ -73,7 +74,7 @@ export function storableHeaders (headers: Record<string, string | string[] | und
     const value = headers[name]
     const lower = name.toLowerCase()
     if (value === undefined || HOP_BY_HOP.has(lower) || named?.has(lower)) continue
-    stored[lower] = lower === 'set-cookie' ? value : (Array.isArray(value) ? value.join(', ') : value)
+    stored[lower] = lower === 'set-cookie' ? value : intern(Array.isArray(value) ? value.join(', ') : value)
   }
   return stored
 }

@@ -3,6 +3,7 @@
  * named by the response's Vary pick the variant (RFC 9111 §4.1). Both adapters build keys here,
  * so `cachedFetch` and the interceptor see the same entries.
  */
+import { memoize } from './memo.js'
 
 /** Request header fields, names in lower case, repeated fields joined with ", ". */
 export type RequestHeaders = Record<string, string>
@@ -25,19 +26,11 @@ export type VaryValues = Readonly<Record<string, string | undefined>>
  * gets one key whichever adapter asked. The fragment is never part of a request.
  */
 export function normalizeUrl (url: string | URL): string {
-  if (typeof url !== 'string') return withoutFragment(url)
-  let normalized = recent.get(url)
-  if (normalized === undefined) {
-    // Parsing is a good part of a hit's cost; the same URLs come again and again.
-    if (recent.size >= RECENT_URLS) recent.clear()
-    recent.set(url, normalized = withoutFragment(new URL(url)))
-  }
-  return normalized
+  return typeof url === 'string' ? normalizedString(url) : withoutFragment(url)
 }
 
-/** How many normalised URLs are remembered; past that the memo starts over. */
-const RECENT_URLS = 1024
-const recent = new Map<string, string>()
+/** Parsing is a good part of a hit's cost, and the same URLs come again and again. */
+const normalizedString = memoize(1024, (url) => withoutFragment(new URL(url)))
 
 function withoutFragment (parsed: URL): string {
   if (parsed.hash === '') return parsed.href
@@ -66,7 +59,11 @@ export function varyFields (vary: string | undefined): string[] {
   return fields
 }
 
+/** The Vary values of a response without Vary: one object for all of them. */
+const NO_VARY: VaryValues = Object.freeze({})
+
 export function varyValues (fields: readonly string[], headers: RequestHeaders): VaryValues {
+  if (fields.length === 0) return NO_VARY
   const values: Record<string, string | undefined> = {}
   for (const field of fields) values[field] = normalizeFieldValue(headers[field])
   return values

@@ -285,19 +285,29 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
  *   whatever Date.parse takes.
  */
 function policyHeaders (headers: ResponseHeaders, status: number, now: number): Record<string, string> {
+  const cacheControl = headers['cache-control'] === undefined ? undefined : correctedCacheControl(fieldValue(headers['cache-control'])!, status)
+  const expires = headers.expires === undefined ? undefined : correctedExpires(fieldValue(headers.expires)!, now)
+  // Most responses need no correction: the policy then shares the stored fields, not a copy of them.
+  if (headers.pragma === undefined && headers['set-cookie'] === undefined &&
+      cacheControl === headers['cache-control'] && expires === headers.expires) return headers as Record<string, string>
   const flat: Record<string, string> = {}
   for (const name in headers) if (name !== 'pragma') flat[name] = fieldValue(headers[name])!
-  const cacheControl = flat['cache-control']
-  if (cacheControl !== undefined) {
-    const parts = lowerDirectiveNames(cacheControl).split(',').map((part) => part.trim())
-    const understood = parts.includes('must-understand') && UNDERSTOOD.has(status)
-    flat['cache-control'] = parts.filter((part) => part !== 'proxy-revalidate' && !(understood && part === 'no-store')).join(', ')
-  }
-  if (flat.expires !== undefined) {
-    const expires = parseHttpDate(flat.expires, now)
-    flat.expires = expires === undefined ? '0' : new Date(expires).toUTCString()
-  }
+  if (cacheControl !== undefined) flat['cache-control'] = cacheControl
+  if (expires !== undefined) flat.expires = expires
   return flat
+}
+
+const correctedCacheControl = (value: string, status: number): string => {
+  const parts = lowerDirectiveNames(value).split(',').map((part) => part.trim())
+  const understood = parts.includes('must-understand') && UNDERSTOOD.has(status)
+  const corrected = parts.filter((part) => part !== 'proxy-revalidate' && !(understood && part === 'no-store')).join(', ')
+  return corrected === value ? value : corrected
+}
+
+function correctedExpires (value: string, now: number): string {
+  const expires = parseHttpDate(value, now)
+  const corrected = expires === undefined ? '0' : new Date(expires).toUTCString()
+  return corrected === value ? value : corrected
 }
 
 function lowerDirectiveNames (value: string): string {
