@@ -21,6 +21,7 @@ import { MemoryStore } from './store/memory.js'
 import { RedisLink } from './store/redis.js'
 import { Tiers, type Selector } from './store/tiers.js'
 import type { MaybePromise, StoreEvents } from './store/types.js'
+import { intern } from './memo.js'
 import { responseTags } from './tags.js'
 import { findVariant, removeVariant, variantId, writeVariant } from './variants.js'
 
@@ -225,7 +226,7 @@ export class Cache {
     const key = this.#key(request.method, request.url, request.headers.host)
     const tags = responseTags(stored, lookup.settings.tags)
     const recorder = new Recorder(this.options.maxEntrySize, (body) => {
-      const entry: CacheEntry = { key, url: request.url, status, statusText, headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
+      const entry: CacheEntry = { key, url: request.url, status, statusText: intern(statusText), headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
       this.#background(this.#write(entry, retention).finally(lookup.release))
     }, lookup.release)
     return pass(true, recorder)

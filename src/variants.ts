@@ -23,7 +23,7 @@ export function variantId (entry: CacheEntry): string {
 export async function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults): Promise<boolean> {
   const current = await store.get(entry.key)
   const others = current?.variants.filter((variant) => !sameVariant(variant, entry)) ?? []
-  const variants = [entry, ...others].slice(0, MAX_VARIANTS)
+  const variants = others.length === 0 ? [entry] : [entry, ...others].slice(0, MAX_VARIANTS)
   return await store.set({ key: entry.key, variants }, Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
