@@ -294,7 +294,9 @@ export class Cache {
    */
   async invalidate (url: string | URL): Promise<void> {
     const normalized = normalizeUrl(url)
-    await this.#invalidate({ kind: 'keys', keys: ['GET', 'HEAD'].map((method) => this.#key(method, normalized)) }, { url: normalized })
+    // Both modes' keys: the resource changed for every process on the store, shared or private.
+    const keys = ['GET', 'HEAD'].flatMap((method) => [primaryKey(method, normalized), `private ${primaryKey(method, normalized)}`])
+    await this.#invalidate({ kind: 'keys', keys }, { url: normalized })
   }
 
   /**
