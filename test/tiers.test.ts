@@ -6,6 +6,7 @@
  * this cache's namespace. The serialized form round-trips headers and the policy exactly and keeps
  * bodies compact; and 10 000 requests leave no listener, timer or heap behind.
  */
+import diagnostics from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -18,7 +19,7 @@ import type { CacheEntry } from '../src/entry.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock } from './helpers/time.js'
-import { waitFor } from './helpers/wait.js'
+import { waitFor, within } from './helpers/wait.js'
 
 const opened = teardown()
 afterEach(() => opened.close())
@@ -108,6 +109,30 @@ describe('memory in front of a Keyv store', () => {
     expect(map.reads).toBe(reads + 3)
     expect(cache.stats().bytesInMemory).toBe(0)
     expect(origin.hits('/posts/1')).toBe(1)
+  })
+})
+
+describe('a store slower than its timeouts', () => {
+  it('counts a read that takes too long as a miss and gives a write up, reports both, and the origin answers', async () => {
+    const origin = await taggedOrigin()
+    // A store that never answers: every call hangs.
+    const hanging = { get: () => new Promise(() => {}), set: () => new Promise(() => {}), delete: () => new Promise(() => {}), clear: () => new Promise(() => {}) }
+    const cache = createCache({ store: hanging as unknown as Map<string, unknown>, storeTimeouts: { read: 30, write: 60 }, maxSize: 0 })
+    const errors: Array<{ reason?: string, error?: unknown }> = []
+    const onError = (event: unknown): void => { errors.push(event as { reason?: string, error?: unknown }) }
+    diagnostics.subscribe('cachedfetch:store-error', onError)
+    try {
+      const response = await within(createCachedFetch({ cache, dispatcher: opened.agent() })(`${origin.url}/users/1`), 'a request on a hanging store', 2000)
+      expect(await response.text()).toBe('/users/1')
+      expect(response.headers.get('cache-status')).toMatch(/^cachedfetch; fwd=uri-miss; fwd-status=200/)
+      await waitFor(() => errors.some((e) => e.reason === 'set'), 'the write to be given up')
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:store-error', onError)
+    }
+    expect(errors.map((e) => e.reason)).toEqual(expect.arrayContaining(['get', 'set']))
+    expect(errors.every((e) => (e.error as Error).name === 'StoreTimeoutError')).toBe(true)
+    expect(origin.hits('/users/1')).toBe(1)
+    expect(cache.stats().stored).toBe(0)
   })
 })
 
