@@ -206,7 +206,7 @@ export class Cache {
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
     const pass = (stored: boolean, recorder?: Recorder): Outcome => {
-      if (!stored) lookup.release?.()
+      if (!stored) lookup.release?.(false)
       return { kind: 'pass', headers: withCacheStatus(headers, { ...parts, stored }), recorder }
     }
     if (!lookup.store) return pass(false)
@@ -227,8 +227,9 @@ export class Cache {
     const tags = responseTags(stored, lookup.settings.tags)
     const recorder = new Recorder(this.options.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, url: request.url, status, statusText: intern(statusText), headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
-      this.#background(this.#write(entry, retention).finally(lookup.release))
-    }, lookup.release)
+      // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
+      this.#background(this.#write(entry, retention).then((written) => lookup.release?.(written && policy.ttl() > 0)))
+    }, () => lookup.release?.(false))
     return pass(true, recorder)
   }
 
@@ -249,7 +250,7 @@ export class Cache {
    * @internal For the adapters (src/adapters/), not for applications.
    */
   failed (lookup: Forwarded, status?: number): Outcome | undefined {
-    lookup.release?.()
+    lookup.release?.(false)
     const entry = lookup.entry
     // Nobody waits on a background refresh: its failure is reported, not stood in for.
     if (entry === undefined || lookup.background || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
@@ -265,10 +266,10 @@ export class Cache {
   }
 
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
-  async #write (entry: CacheEntry, retention: number): Promise<void> {
-    if (await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, this.options.request)) === true) {
-      this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
-    }
+  async #write (entry: CacheEntry, retention: number): Promise<boolean> {
+    const written = await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, this.options.request)) === true
+    if (written) this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
+    return written
   }
 
   async #attempt<T> (reason: string, key: string, work: Promise<T>): Promise<T | undefined> {
@@ -335,9 +336,11 @@ export class Cache {
    * or for a request that will not store, the request as it is.
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  coordinate (request: CacheRequest, lookup: Forwarded): MaybePromise<Lookup> {
+  coordinate (request: CacheRequest, lookup: Forwarded, mode: FetchCacheMode = 'default'): MaybePromise<Lookup> {
     const coordinator = this.#coordinator
-    if (coordinator === undefined || !lookup.store || lookup.entry !== undefined || lookup.background) return lookup
+    // Only a plain miss: a reload or no-cache request must reach the origin whatever is stored meanwhile.
+    if (coordinator === undefined || mode !== 'default' || !lookup.store || lookup.entry !== undefined ||
+        lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss')) return lookup
     const key = this.#key(request.method, request.url, request.headers.host)
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.get(key), request)
@@ -352,6 +355,7 @@ export class Cache {
    * closed before, a Redis client would be opened again by a late write.
    */
   async close (): Promise<void> {
+    this.#coordinator?.close()
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
     this.#store.close()
   }

@@ -43,9 +43,10 @@ export interface Forwarded {
   readonly background: boolean
   /**
    * Ends the cross-process claim this request holds (src/store/coordinator.ts), once its answer
-   * is stored or known not to be, so that other processes stop waiting.
+   * is stored or known not to be, so that other processes stop waiting: `reusable` when a fresh
+   * entry is there for them. Once only; later calls do nothing.
    */
-  readonly release?: (() => void) | undefined
+  readonly release?: ((reusable: boolean) => void) | undefined
 }
 
 /** Nothing usable is stored and the request allows only stored responses (RFC 9111 §5.2.1.7). */

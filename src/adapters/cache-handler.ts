@@ -48,6 +48,7 @@ export class CacheHandler implements Handler {
     } catch {
       // The cache fails open: a response it cannot make sense of goes to the caller untouched.
       outcome = { kind: 'pass', headers: headers as ResponseHeaders, recorder: undefined }
+      this.#lookup.release?.(false)
     }
     this.#outcome = outcome
     if (outcome.kind === 'pass') this.#handler.onResponseStart?.(controller, statusCode, outcome.headers, statusMessage)
@@ -71,6 +72,8 @@ export class CacheHandler implements Handler {
   }
 
   onResponseError (controller: Controller | undefined, error: Error): void {
+    // Nothing will be stored for other processes to wait on (an abort, a reset, a failed connect).
+    this.#lookup.release?.(false)
     const outcome = this.#outcome
     // The stored entry was to be served anyway (a 304, a stand-in for a 5xx): the answer's own
     // failure does not matter to it.

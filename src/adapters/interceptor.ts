@@ -104,11 +104,11 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
     } catch (error) {
       // A dispatcher below that throws (bad options) ends the flight here, or later callers would wait on it.
       cache.flights.end(key, broadcast)
-      claimed.release?.()
+      claimed.release?.(false)
       throw error
     }
   }
-  const coordinated = cache.coordinate(request, lookup)
+  const coordinated = cache.coordinate(request, lookup, opts.cacheMode)
   if (!(coordinated instanceof Promise)) return send(lookup)
   // Another process may be fetching it already (src/store/coordinator.ts): its entry serves everyone here.
   coordinated.then((found) => {

@@ -1,10 +1,11 @@
 /**
  * Cross-process single-flight, the idempotency seeds' pattern: a process that misses claims the key
- * with a short lease in Redis (SET NX PX) and goes to the origin; another that misses the same key
- * meanwhile waits a bounded time for the entry to appear in L2, polling, then serves it. A holder
- * that dies leaves a lease that expires, and a waiter takes it over. Redis failing, or the wait
- * running out, sends the waiter to the origin: the coordinator saves origin requests, it never
- * costs one.
+ * with a short lease in Redis and goes to the origin; another that misses the same key meanwhile
+ * waits a bounded time for the entry to appear in L2, polling, then serves it. A holder whose
+ * answer cannot serve the others (not storable, not fresh, failed) says so in the lease, and the
+ * waiters go to the origin at once rather than one after another. A holder that dies leaves a
+ * lease that lapses, and a waiter takes over. Redis failing, the wait running out, or the cache
+ * closing send a waiter to the origin: the coordinator saves origin requests, it never costs one.
  */
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -19,14 +20,18 @@ export interface CoordinatorOptions {
   readonly poll: number
 }
 
+/** Ends a claim: `reusable` when a fresh entry was stored for the others to take. Once only. */
+export type Release = (reusable: boolean) => void
+
 /** Either the entry, found while waiting, or the go-ahead to fetch it, with the lease to release. */
-export type Claim<T> = { readonly found: T } | { readonly release: () => void }
+export type Claim<T> = { readonly found: T } | { readonly release: Release }
 
 const NOTHING_TO_RELEASE: Claim<never> = Object.freeze({ release: () => {} })
 
 export class Coordinator {
   readonly #redis: RedisLink
   readonly #options: CoordinatorOptions
+  #closed = false
 
   constructor (redis: RedisLink, options: CoordinatorOptions) {
     this.#redis = redis
@@ -39,19 +44,33 @@ export class Coordinator {
     const deadline = Date.now() + this.#options.wait
     for (let attempt = 0; ; attempt++) {
       const claimed = await this.#redis.claim(key, token, this.#options.lease)
-      if (claimed === undefined) return NOTHING_TO_RELEASE
-      if (claimed) {
-        const release = (): void => { void this.#redis.release(key, token) }
+      if (claimed === undefined || claimed === 'pass') return NOTHING_TO_RELEASE
+      if (claimed === 'taken') {
+        const release = this.#releaser(key, token)
         // A holder may have stored the entry and let go between our last look and this claim.
         const found = attempt === 0 ? undefined : await find()
         if (found === undefined) return { release }
-        release()
+        release(true)
         return { found }
       }
-      if (Date.now() >= deadline) return NOTHING_TO_RELEASE
+      if (Date.now() >= deadline || this.#closed) return NOTHING_TO_RELEASE
       await sleep(this.#options.poll)
       const found = await find()
       if (found !== undefined) return { found }
+    }
+  }
+
+  /** Waiters stop waiting and go to the origin. */
+  close (): void {
+    this.#closed = true
+  }
+
+  #releaser (key: string, token: string): Release {
+    let released = false
+    return (reusable) => {
+      if (released) return
+      released = true
+      void this.#redis.release(key, token, reusable, this.#options.lease)
     }
   }
 }

@@ -31,13 +31,20 @@ export class KeyvStore {
   readonly #events: StoreEvents
   readonly #timeouts: StoreTimeouts
 
+  readonly #onError: ((error: unknown) => void) | undefined
+
   constructor (keyv: Keyv, policies: PolicyFactory, events: StoreEvents, timeouts: StoreTimeouts) {
     this.keyv = keyv
     this.#policies = policies
     this.#events = events
     this.#timeouts = timeouts
-    // Keyv reports some failures only as 'error' events; one listener for the store's lifetime.
-    keyv.on('error', (error: unknown) => events.error('get', undefined, error))
+    // A Keyv of the caller's may report failures only as 'error' events (ours throws them): one
+    // listener while the cache is open.
+    if (!ours.has(keyv)) keyv.on('error', this.#onError = (error: unknown) => events.error('keyv', undefined, error))
+  }
+
+  close (): void {
+    if (this.#onError !== undefined) this.keyv.off('error', this.#onError)
   }
 
   async get (key: string): Promise<VariantSet | undefined> {
@@ -61,7 +68,10 @@ export class KeyvStore {
 
   /** Resolves `true` once written, `false` when the write failed or timed out (reported). */
   async set (set: VariantSet, ttl: number, expires: number): Promise<boolean> {
-    return await this.#attempt('set', set.key, () => this.keyv.set(set.key, serializeVariantSet(set, expires), ttl))
+    let written: boolean | undefined
+    const done = await this.#attempt('set', set.key, async () => { written = await this.keyv.set(set.key, serializeVariantSet(set, expires), ttl) })
+    // A Keyv that does not throw answers false; its 'error' event has said why.
+    return done && written !== false
   }
 
   async delete (key: string): Promise<boolean> {
@@ -113,6 +123,8 @@ export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
 
 /** The namespace an adapter was wrapped for, so that two caches never share one by accident. */
 const wrapped = new WeakMap<object, string>()
+/** The Keyvs built here: they throw their errors, so no 'error' listener is needed on them. */
+const ours = new WeakSet<Keyv>()
 
 /**
  * A Keyv instance is used as it is, with its own namespace and serializer. A bare Keyv store
@@ -137,7 +149,9 @@ export function toKeyv (value: unknown, namespace: string | undefined, path: str
     throw new TypeError(`${path} already serves namespace ${JSON.stringify(previous)}; give each namespace its own store adapter`)
   }
   wrapped.set(value, name)
-  return new Keyv({ store: value as KeyvStoreAdapter, namespace: name, serialize: serializeRecord, deserialize: deserializeRecord })
+  const keyv = new Keyv({ store: value as KeyvStoreAdapter, namespace: name, serialize: serializeRecord, deserialize: deserializeRecord, throwOnErrors: true })
+  ours.add(keyv)
+  return keyv
 }
 
 export const DEFAULT_NAMESPACE = 'cachedfetch'

@@ -17,10 +17,10 @@ import type { StoreEvents } from './types.js'
 
 /** The part of a node-redis client (or cluster) used here. */
 interface RedisClient {
-  set (key: string, value: string, options: object): Promise<string | null>
   eval (script: string, options: { keys: string[], arguments: string[] }): Promise<unknown>
   zRangeByScore (key: string, min: number | string, max: number | string): Promise<string[]>
   unlink (keys: string | string[]): Promise<number>
+  zRem (key: string, members: string[]): Promise<number>
   publish (channel: string, message: string): Promise<number>
   scanIterator (options: { MATCH: string, COUNT?: number }): AsyncIterable<string[]>
   duplicate (): RedisClient
@@ -49,10 +49,31 @@ local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
 return 1`
 
-/** Frees a lease only for its holder: a lease that expired and was taken by another stays theirs. */
+/**
+ * Takes a lease unless one is held: 1 when taken, 0 when another process holds it, 2 when the
+ * last holder left word that the answer cannot be shared (then nobody waits).
+ */
+const CLAIM_SCRIPT = `
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[3] then return 2 end
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`
+
+/**
+ * Ends a lease, only for its holder (a lease that lapsed and was taken by another stays theirs):
+ * deleted, or replaced by the "pass" word for ARGV[3] ms when the answer cannot serve the waiters.
+ */
 const RELEASE_SCRIPT = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])`
+
+/** What a lease holds when its holder's answer could not be stored fresh: fetch, do not wait. */
+const PASS = 'pass'
+
+/** How a claim went: taken, held by another process, or left open because the answer cannot be shared. */
+export type Claimed = 'taken' | 'held' | 'pass'
 
 export type IndexKind = 'tag' | 'origin'
 
@@ -97,8 +118,10 @@ export class RedisLink {
       await client.zRangeByScore(this.#indexKey(kind, name), Date.now(), '+inf'))
   }
 
-  async dropIndex (kind: IndexKind, name: string): Promise<void> {
-    await this.#call('delete', undefined, this.#timeouts.write, async (client) => await client.unlink(this.#indexKey(kind, name)))
+  /** Takes `keys` out of an index. */
+  async unindex (kind: IndexKind, name: string, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return
+    await this.#call('index', undefined, this.#timeouts.write, async (client) => await client.zRem(this.#indexKey(kind, name), [...keys]))
   }
 
   /** Drops every index and lease of the namespace (`cache.clear()`); entries are Keyv's to clear. */
@@ -106,7 +129,7 @@ export class RedisLink {
     await this.#call('clear', undefined, this.#timeouts.write, async (client) => {
       const nodes = await this.#adapter.getMasterNodes?.() ?? [client]
       for (const node of nodes) {
-        for await (const keys of node.scanIterator({ MATCH: `${this.#prefix}*`, COUNT: 500 })) {
+        for await (const keys of node.scanIterator({ MATCH: `${escapeGlob(this.#prefix)}*`, COUNT: 500 })) {
           // One key a command: in a cluster, keys of one batch can live on different slots.
           await Promise.all(keys.map((key) => node.unlink(key)))
         }
@@ -114,15 +137,29 @@ export class RedisLink {
     })
   }
 
-  /** Takes the lease on `key` for `ms`; `undefined` when Redis could not be asked (reported). */
-  async claim (key: string, token: string, ms: number): Promise<boolean | undefined> {
-    return await this.#call('lease', key, this.#timeouts.read, async (client) =>
-      await client.set(this.#prefix + 'lease:' + key, token, { condition: 'NX', expiration: { type: 'PX', value: ms } }) === 'OK')
+  /** Claims the lease on `key` for `ms`; `undefined` when Redis could not be asked (reported). */
+  async claim (key: string, token: string, ms: number): Promise<Claimed | undefined> {
+    const attempt = this.#adapter.getClient().then(async (client) =>
+      await client.eval(CLAIM_SCRIPT, { keys: [this.#leaseKey(key)], arguments: [token, String(ms), PASS] }))
+    try {
+      const answer = await withTimeout(attempt, this.#timeouts.read)
+      return answer === 1 ? 'taken' : answer === 2 ? 'pass' : 'held'
+    } catch (error) {
+      this.#events.error('lease', key, error)
+      // A claim that lands after we stopped waiting for it would hold the others up for nothing.
+      attempt.then((answer) => { if (answer === 1) void this.release(key, token, false, ms) }, () => {})
+      return undefined
+    }
   }
 
-  async release (key: string, token: string): Promise<void> {
+  /** Ends a lease: others find the entry (`reusable`), or are told to fetch for themselves for `ms`. */
+  async release (key: string, token: string, reusable: boolean, ms: number): Promise<void> {
     await this.#call('lease', key, this.#timeouts.write, async (client) =>
-      await client.eval(RELEASE_SCRIPT, { keys: [this.#prefix + 'lease:' + key], arguments: [token] }))
+      await client.eval(RELEASE_SCRIPT, { keys: [this.#leaseKey(key)], arguments: [token, reusable ? '' : PASS, String(ms)] }))
+  }
+
+  #leaseKey (key: string): string {
+    return `${this.#prefix}lease:${key}`
   }
 
   async publish (message: string): Promise<void> {
@@ -138,17 +175,25 @@ export class RedisLink {
     // down; this connection keeps trying on its own and subscribes once it is up.
     const client = this.#adapter.client.duplicate()
     this.#subscriber = client
-    let readyBefore = false
-    client.on('error', (error) => this.#events.error('subscribe', undefined, error))
+    const report = (error: unknown): void => this.#events.error('subscribe', undefined, error)
+    // Subscribing again is harmless (node-redis keeps one listener per channel), and covers a first
+    // subscribe that failed. A cluster has no 'ready' event: it subscribes once connected.
+    const subscribe = (): void => { client.subscribe(this.#channel, onMessage).catch(report) }
+    let connected = false
+    client.on('error', report)
     client.on('ready', () => {
-      // node-redis subscribes again by itself after a reconnect; this covers the first connect.
-      if (!readyBefore) client.subscribe(this.#channel, onMessage).catch((error: unknown) => this.#events.error('subscribe', undefined, error))
-      else onReconnect()
-      readyBefore = true
+      // A standalone client is ready again after a reconnect: messages may have been missed.
+      if (connected) {
+        onReconnect()
+        subscribe()
+      }
     })
     // The listener must not keep a process alive that has nothing else to do.
     client.unref?.()
-    client.connect().catch((error: unknown) => this.#events.error('subscribe', undefined, error))
+    client.connect().then(() => {
+      connected = true
+      subscribe()
+    }, report)
   }
 
   close (): void {
@@ -172,4 +217,9 @@ export class RedisLink {
       return undefined
     }
   }
+}
+
+/** A namespace is matched literally: `*`, `?`, `[` and `\\` in it are no patterns. */
+function escapeGlob (text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&')
 }

@@ -37,6 +37,11 @@ export class Tiers implements EntryStore {
   readonly #id = randomUUID()
   readonly #pubsub: boolean
   readonly #now: () => number
+  /**
+   * Moves on whenever an invalidation starts or ends: an L2 read that began before cannot put what
+   * it read back into L1, where it would outlive the invalidation.
+   */
+  #generation = 0
 
   constructor (parts: TierParts, events: StoreEvents) {
     this.#now = parts.now
@@ -46,14 +51,17 @@ export class Tiers implements EntryStore {
     this.#events = events
     this.#pubsub = parts.pubsub && parts.redis !== undefined && parts.l1 !== undefined
     // A message lost while the connection was down may have been an invalidation: L1 starts over.
-    if (this.#pubsub) this.#redis!.subscribe((message) => this.#received(message), () => this.#l1!.clear())
+    if (this.#pubsub) this.#redis!.subscribe((message) => this.#received(message), () => this.#dropLocal({ kind: 'all' }))
   }
 
   get (key: string): MaybePromise<VariantSet | undefined> {
     const local = this.#l1?.get(key)
     if (local !== undefined || this.#l2 === undefined) return local
+    const generation = this.#generation
     return this.#l2.get(key).then((set) => {
-      if (set !== undefined && this.#l1 !== undefined) this.#l1.set(set, set.expires === undefined ? Infinity : set.expires - this.#now())
+      if (set !== undefined && this.#l1 !== undefined && generation === this.#generation) {
+        this.#l1.set(set, set.expires === undefined ? Infinity : set.expires - this.#now())
+      }
       return set
     })
   }
@@ -76,7 +84,7 @@ export class Tiers implements EntryStore {
 
   /** Drops what `selector` picks from every tier here, then tells the other processes' L1. */
   async invalidate (selector: Selector): Promise<void> {
-    this.#l1?.deleteWhere((set) => picks(selector, set.key, () => set.variants.flatMap((v) => v.tags)))
+    this.#dropLocal(selector)
     const l2 = this.#l2
     if (l2 !== undefined) {
       if (selector.kind === 'all') {
@@ -85,8 +93,11 @@ export class Tiers implements EntryStore {
       } else {
         const keys = await this.#l2Keys(l2, selector)
         await Promise.all((keys ?? []).map((key) => l2.delete(key)))
-        if (selector.kind === 'tag') await this.#redis?.dropIndex('tag', selector.tag)
+        // Only the members read: an entry tagged since then keeps its place in the index.
+        if (selector.kind === 'tag' && keys !== undefined) await this.#redis?.unindex('tag', selector.tag, keys)
       }
+      // What L1 took from L2 while the deletes were on their way is dropped too.
+      this.#dropLocal(selector)
     }
     if (this.#pubsub) await this.#redis!.publish(JSON.stringify({ from: this.#id, selector }))
   }
@@ -110,10 +121,17 @@ export class Tiers implements EntryStore {
     }
     const selector = parsed.selector
     if (parsed.from === this.#id || !isSelector(selector)) return
-    this.#l1!.deleteWhere((set) => picks(selector, set.key, () => set.variants.flatMap((v) => v.tags)))
+    this.#dropLocal(selector)
+  }
+
+  #dropLocal (selector: Selector): void {
+    this.#generation++
+    if (selector.kind === 'all') this.#l1?.clear()
+    else this.#l1?.deleteWhere((set) => picks(selector, set.key, () => set.variants.flatMap((v) => v.tags)))
   }
 
   close (): void {
+    this.#l2?.close()
     this.#redis?.close()
   }
 
