@@ -54,8 +54,9 @@ async function held (cache: Cache, url: string): Promise<'hit' | 'miss'> {
 
 async function fetchAll (cache: Cache, origin: Origin, paths: readonly string[]): Promise<void> {
   const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
-  for (const path of paths) await (await cachedFetch(origin.url + path)).arrayBuffer()
-  await waitFor(() => cache.stats().stored >= paths.length, `${paths.length} entries stored`)
+  const before = cache.stats().stored
+  for (const path of paths) await (await cachedFetch(origin.url + path, { cache: 'no-cache' })).arrayBuffer()
+  await waitFor(() => cache.stats().stored >= before + paths.length, `${paths.length} entries stored`)
 }
 
 describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
@@ -109,6 +110,83 @@ describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
     const left: string[] = []
     for await (const batch of admin.scanIterator({ MATCH: `*${NAMESPACE}-a*` })) left.push(...batch)
     expect(left).toEqual([])
+  })
+})
+
+describe.skipIf(unreachable !== undefined)('an invalidation racing a read from Redis', () => {
+  it('leaves nothing behind in memory: the next request after invalidateTag() resolves is not a hit', async () => {
+    const origin = await taggedOrigin()
+    const writer = member()
+    await fetchAll(writer, origin, ['/users/1'])
+    const reader = member()
+    const cachedFetch = createCachedFetch({ cache: reader, dispatcher: opened.agent() })
+    for (let round = 0; round < 20; round++) {
+      await fetchAll(writer, origin, ['/users/1'])
+      expect(await held(reader, `${origin.url}/users/1`)).toBe('hit')
+      // The read starts while this cache's own invalidation is on its way to Redis.
+      const invalidated = reader.invalidateTag('users')
+      await (await cachedFetch(`${origin.url}/users/1`, { cache: 'only-if-cached' }).catch(() => undefined))?.arrayBuffer()
+      await invalidated
+      expect(await held(reader, `${origin.url}/users/1`)).toBe('miss')
+    }
+  })
+})
+
+describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', () => {
+  /** An origin whose answers wait for the test; counts what arrived. */
+  async function heldOrigin (cacheControl: string): Promise<{ origin: Origin, answer: () => void }> {
+    const waiting: Array<() => void> = []
+    const origin = await opened.origin({
+      '/doc': (_req, res) => {
+        waiting.push(() => {
+          res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': cacheControl })
+          res.end('doc')
+        })
+      }
+    })
+    return { origin, answer: () => { for (const send of waiting.splice(0)) send() } }
+  }
+
+  it('lets waiters fetch at once, all together, once the holder knows its answer cannot be shared', async () => {
+    const { origin, answer } = await heldOrigin('no-store')
+    const [a, b, c] = [1, 2, 3].map(() => member({ coordinate: true }))
+    const first = createCachedFetch({ cache: a!, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
+    const others = [b!, c!].map((cache) => createCachedFetch({ cache, dispatcher: opened.agent() })(`${origin.url}/doc`))
+    answer()
+    await (await first).text()
+    // Both waiters are at the origin together, neither waiting for the other's answer.
+    await waitFor(() => origin.hits('/doc') === 3, 'both waiters to reach the origin')
+    answer()
+    for (const response of await Promise.all(others)) expect(await response.text()).toBe('doc')
+  })
+
+  it('ends the lease when the holder\'s request is aborted, so that waiters do not wait it out', async () => {
+    const { origin, answer } = await heldOrigin('max-age=60')
+    const a = member({ coordinate: { lease: 30_000, wait: 30_000 } })
+    const b = member({ coordinate: { lease: 30_000, wait: 30_000 } })
+    const controller = new AbortController()
+    const first = createCachedFetch({ cache: a, dispatcher: opened.agent() })(`${origin.url}/doc`, { signal: controller.signal })
+    await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
+    const second = createCachedFetch({ cache: b, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    controller.abort()
+    await expect(first).rejects.toThrow()
+    await waitFor(() => origin.hits('/doc') === 2, 'the waiter to go to the origin itself', 3000)
+    answer()
+    expect(await (await second).text()).toBe('doc')
+  })
+
+  it('does not hold a reload back: it goes to the origin while another process holds the lease', async () => {
+    const { origin, answer } = await heldOrigin('max-age=60')
+    const a = member({ coordinate: true })
+    const b = member({ coordinate: true })
+    const first = createCachedFetch({ cache: a, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
+    const reload = createCachedFetch({ cache: b, dispatcher: opened.agent() })(`${origin.url}/doc`, { cache: 'reload' })
+    await waitFor(() => origin.hits('/doc') === 2, 'the reload to reach the origin')
+    answer()
+    expect(await (await first).text()).toBe('doc')
+    expect(await (await reload).text()).toBe('doc')
   })
 })
 

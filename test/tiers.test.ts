@@ -136,6 +136,33 @@ describe('a store slower than its timeouts', () => {
   })
 })
 
+describe('a store whose writes fail', () => {
+  /** A Map whose set() rejects, as a store does when its disk is full or its server gone. */
+  class FailingWrites extends Map<string, unknown> {
+    // @ts-expect-error: a Map's set() returns the map; a store adapter's may reject.
+    override async set (): Promise<never> { throw new Error('disk full') }
+  }
+
+  it.each([
+    ['as a store adapter (our Keyv throws)', () => new FailingWrites(), 'set'],
+    ['as a Keyv instance of the caller\'s (it reports by event, and answers false)', () => new Keyv({ store: new FailingWrites() }), 'keyv']
+  ] as const)('%s: counts nothing as stored, and says why', async (_name, store, reason) => {
+    const origin = await taggedOrigin()
+    const cache = createCache({ store: store() as unknown as Map<string, unknown> })
+    const errors: Array<{ reason?: string }> = []
+    const onError = (event: unknown): void => { errors.push(event as { reason?: string }) }
+    diagnostics.subscribe('cachedfetch:store-error', onError)
+    try {
+      expect(await status(cache, `${origin.url}/posts/1`)).toBe('origin')
+      await waitFor(() => errors.length > 0, 'the failed write to be reported')
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:store-error', onError)
+    }
+    expect(errors.map((e) => e.reason)).toContain(reason)
+    expect(cache.stats().stored).toBe(0)
+  })
+})
+
 describe('invalidation reaches both tiers', () => {
   const urls = ['/users/1', '/users/2', '/posts/1', '/posts/2']
 
