@@ -140,7 +140,7 @@ describe('a store whose writes fail', () => {
   /** A Map whose set() rejects, as a store does when its disk is full or its server gone. */
   class FailingWrites extends Map<string, unknown> {
     // @ts-expect-error: a Map's set() returns the map; a store adapter's may reject.
-    override async set (): Promise<never> { throw new Error('disk full') }
+    override set (): Promise<never> { return Promise.reject(new Error('disk full')) }
   }
 
   it.each([
