@@ -15,9 +15,9 @@ import { readFileSync } from 'node:fs'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
 import KeyvRedis, { createClient } from '@keyv/redis'
-import { request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
-import { adapters, type Adapter } from './helpers/clients.js'
+import { createCache, type Cache } from '../src/index.js'
+import { BINARY, getBytes, storedFields } from './helpers/binary.js'
+import { adapters } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { settle, waitFor, within } from './helpers/wait.js'
@@ -81,40 +81,6 @@ async function storedCount (cache: Cache, count: number): Promise<void> {
   await waitFor(() => cache.stats().stored >= count, `${count} entries written to Redis`)
 }
 
-/** Every byte value once. */
-const BINARY = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
-
-/** Header fields that are the connection's or the cache's own, not the stored response's. */
-const NOT_STORED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'age', 'cache-status'])
-
-interface BinaryReply {
-  readonly body: Buffer
-  readonly headers: Record<string, string>
-}
-
-/**
- * A GET through `adapter`'s face of `cache` with the body as bytes: the shared clients read text,
- * which would turn bytes 128-255 into replacement characters.
- */
-async function getBytes (adapter: Adapter['name'], cache: Cache, url: string): Promise<BinaryReply> {
-  const agent = opened.agent()
-  const headers: Record<string, string> = {}
-  if (adapter === 'cachedFetch') {
-    const response = await createCachedFetch({ cache, dispatcher: agent })(url)
-    response.headers.forEach((value, name) => { headers[name] = value })
-    return { body: Buffer.from(await response.arrayBuffer()), headers }
-  }
-  const response = await request(url, { dispatcher: agent.compose(cacheInterceptor({ cache })) })
-  for (const [name, value] of Object.entries(response.headers)) {
-    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value
-  }
-  return { body: Buffer.from(await response.body.arrayBuffer()), headers }
-}
-
-function storedFields (headers: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(headers).filter(([name]) => !NOT_STORED.has(name)))
-}
-
 describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store through $name', (adapter) => {
   it('stores a miss in Redis and serves it, bytes and headers unchanged, to a second cache on its own client', async () => {
     const origin = await opened.origin({
@@ -134,19 +100,19 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
     const url = `${origin.url}/binary`
     const first = cacheOn(redisStore())
 
-    const miss = await getBytes(adapter.name, first, url)
+    const miss = await getBytes(adapter.name, first, url, opened.agent())
     expect(miss.headers['cache-status']).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
     expect(miss.body.equals(BINARY)).toBe(true)
     await storedCount(first, 1)
     expect(await redisKeysOf(origin)).toEqual([redisKey(`GET ${url}`)])
 
-    const hit = await getBytes(adapter.name, first, url)
+    const hit = await getBytes(adapter.name, first, url, opened.agent())
     expect(hit.headers['cache-status']).toMatch(/^cachedfetch; hit; ttl=\d+$/)
     expect(hit.body.equals(BINARY)).toBe(true)
 
     // Another process: a cache of its own, on a client of its own, reading the same namespace.
     const second = cacheOn(redisStore())
-    const elsewhere = await getBytes(adapter.name, second, url)
+    const elsewhere = await getBytes(adapter.name, second, url, opened.agent())
     expect(elsewhere.headers['cache-status']).toMatch(/^cachedfetch; hit; ttl=\d+$/)
     expect(elsewhere.headers.age).toMatch(/^\d+$/)
     expect(elsewhere.body.equals(BINARY)).toBe(true)
