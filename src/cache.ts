@@ -9,7 +9,8 @@ import { entrySize, fieldValue, storableHeaders, type CacheEntry, type ResponseH
 import { Flights } from './flight.js'
 import { invalidatedBy } from './invalidation.js'
 import { normalizeUrl, primaryKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
-import { requestSettings, resolveOptions, type CacheOptions, type RequestSettings, type ResolvedOptions } from './options.js'
+import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
+import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
 import { PolicyFactory, type Usability } from './policy.js'
 import { Recorder } from './recorder.js'
@@ -53,7 +54,7 @@ export class Cache {
 
   constructor (options?: CacheOptions) {
     this.options = resolveOptions(options)
-    this.#policies = new PolicyFactory(this.options)
+    this.#policies = new PolicyFactory(this.options.now)
     const events: StoreEvents = {
       error: (operation, key, error) => this.#reporter.emit('store-error', { key, reason: operation, error }),
       evict: (key, bytes) => this.#reporter.emit('evicted', { key, bytes })
@@ -74,23 +75,28 @@ export class Cache {
    * Decides how a request is served. Synchronous when the store is (the default memory store), so
    * a hit costs no promise.
    */
-  lookup (request: CacheRequest, mode: FetchCacheMode = 'default', settings: RequestSettings = this.options.request): MaybePromise<Lookup> {
-    const directives = requestDirectives(request.headers)
-    if (!this.options.methods.has(request.method)) return this.#bypass(request, 'method', directives, settings)
+  lookup (request: CacheRequest, mode: FetchCacheMode = 'default', settings: RequestSettings = this.settings(request.url)): MaybePromise<Lookup> {
+    const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
+    if (!settings.enabled) return this.#bypass(request, 'bypass', directives, settings)
+    if (!settings.methods.has(request.method)) return this.#bypass(request, 'method', directives, settings)
     const bypass = mode === 'no-store' || hasAny(request.headers, CALLER_CONDITIONALS)
     // RFC 9111 §5.2.1.7, Fetch §4.6: only-if-cached never reaches the origin, whatever else the request says.
     if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
     if (bypass) return this.#bypass(request, 'bypass', directives, settings)
     if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings)
-    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host))
+    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise
       ? found.then((set) => this.#choose(request, set, directives, mode, settings))
       : this.#choose(request, found, directives, mode, settings)
   }
 
-  /** A request's settings: this cache's, with the request's own policy (validated) over them. */
-  settings (policy: unknown): RequestSettings {
-    return requestSettings(this.options.request, policy)
+  /**
+   * A request's settings: this cache's, then its host's (`hosts`), then the request's own policy
+   * (`cachePolicy`, validated here: a bad one is a TypeError naming it). Without a URL, the cache's.
+   */
+  settings (url: string | undefined, policy?: unknown): RequestSettings {
+    const host = url === undefined ? this.options.settings : this.options.hosts.settingsFor(url)
+    return policy === undefined ? host : applyOwnPolicy(host, policy, 'cachePolicy', REQUEST_POLICY_KEYS)
   }
 
   /**
@@ -99,17 +105,18 @@ export class Cache {
    * @internal For the adapters (src/adapters/), not for applications.
    */
   probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean): MaybePromise<Hit | undefined> {
-    if (!this.options.methods.has(request.method) || hasAny(request.headers, CALLER_CONDITIONALS)) return undefined
-    const directives = requestDirectives(request.headers)
+    const settings = this.settings(request.url)
+    if (!settings.enabled || !settings.methods.has(request.method) || hasAny(request.headers, CALLER_CONDITIONALS)) return undefined
+    const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
     const pick = (set: VariantSet | undefined): Hit | undefined => {
       const entry = findVariant(set, request)
       if (entry === undefined || !accept(entry)) return undefined
-      const usability = usable(entry, directives, mode, this.options.request)
+      const usability = usable(entry, directives, mode, settings)
       // A stale-while-revalidate hit starts a refresh: the full path's job.
       if (usability !== 'fresh' && usability !== 'stale-allowed') return undefined
       return this.#hit(entry, usability, undefined)
     }
-    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host))
+    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
@@ -139,12 +146,12 @@ export class Cache {
    * The store key. A private cache's entries are keyed apart: a shared cache on the same store must
    * never serve what a private one kept for its user (private responses, Set-Cookie).
    */
-  #key (method: string, url: string, host?: string): string {
-    let key = primaryKey(method, url)
+  #key (method: string, url: string, host: string | undefined, settings: RequestSettings): string {
+    let key = primaryKey(method, settings.key === undefined ? url : keyUrl(settings.key, url))
     // RFC 9110 §7.1: a Host header names the target's authority; one that is not the connection's
     // (a virtual host) is another resource, though the same server answers.
     if (host !== undefined && host.toLowerCase() !== new URL(url).host) key += ` host=${host.toLowerCase()}`
-    return this.options.shared ? key : `private ${key}`
+    return settings.shared ? key : `private ${key}`
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
@@ -211,36 +218,37 @@ export class Cache {
     }
     if (!lookup.store) return pass(false)
 
+    const { settings } = lookup
     const stored = storableHeaders(headers)
-    const policy = this.#policies.create(request, status, stored)
-    const retention = policy.retention(stored, this.options.request)
+    const policy = this.#policies.create(request, status, stored, settings)
+    const retention = policy.retention(stored, settings)
     const fields = varyFields(fieldValue(stored.vary))
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
-    if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > this.options.maxEntrySize) {
+    if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (previous !== undefined) this.#background(this.#attempt('set', previous.key, removeVariant(this.#store, previous, this.options.request)))
+      if (previous !== undefined) this.#background(this.#attempt('set', previous.key, removeVariant(this.#store, previous, settings)))
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
-    const key = this.#key(request.method, request.url, request.headers.host)
-    const tags = responseTags(stored, lookup.settings.tags)
-    const recorder = new Recorder(this.options.maxEntrySize, (body) => {
+    const key = this.#key(request.method, request.url, request.headers.host, settings)
+    const tags = responseTags(stored, settings.tags)
+    const recorder = new Recorder(settings.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, url: request.url, status, statusText: intern(statusText), headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
-      this.#background(this.#write(entry, retention).then((written) => lookup.release?.(written && policy.ttl() > 0)))
+      this.#background(this.#write(entry, retention, settings).then((written) => lookup.release?.(written && policy.ttl() > 0)))
     }, () => lookup.release?.(false))
     return pass(true, recorder)
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, settings: RequestSettings): Outcome {
-    const { matches, policy, headers } = this.#policies.revalidated(request, entry.policy, entry.headers, entry.status, notModified)
+    const { matches, policy, headers } = this.#policies.revalidated(request, entry.policy, entry.headers, entry.status, notModified, settings)
     const tags = responseTags(headers, settings.tags)
     const updated: CacheEntry = { ...entry, headers, policy, tags, size: entrySize(entry.key, headers, entry.body) }
     this.#reporter.emit('revalidated', { url: entry.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && policy.storable(headers)) this.#background(this.#write(updated, policy.retention(headers, this.options.request)))
+    if (matches && policy.storable(headers)) this.#background(this.#write(updated, policy.retention(headers, settings), settings))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
@@ -266,8 +274,8 @@ export class Cache {
   }
 
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
-  async #write (entry: CacheEntry, retention: number): Promise<boolean> {
-    const written = await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, this.options.request)) === true
+  async #write (entry: CacheEntry, retention: number, settings: RequestSettings): Promise<boolean> {
+    const written = await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, settings)) === true
     if (written) this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
     return written
   }
@@ -295,8 +303,10 @@ export class Cache {
    */
   async invalidate (url: string | URL): Promise<void> {
     const normalized = normalizeUrl(url)
+    const hook = this.settings(normalized).key
+    const stored = hook === undefined ? normalized : keyUrl(hook, normalized)
     // Both modes' keys: the resource changed for every process on the store, shared or private.
-    const keys = ['GET', 'HEAD'].flatMap((method) => [primaryKey(method, normalized), `private ${primaryKey(method, normalized)}`])
+    const keys = ['GET', 'HEAD'].flatMap((method) => [primaryKey(method, stored), `private ${primaryKey(method, stored)}`])
     await this.#invalidate({ kind: 'keys', keys }, { url: normalized })
   }
 
@@ -341,7 +351,7 @@ export class Cache {
     // Only a plain miss: a reload or no-cache request must reach the origin whatever is stored meanwhile.
     if (coordinator === undefined || mode !== 'default' || !lookup.store || lookup.entry !== undefined ||
         lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss')) return lookup
-    const key = this.#key(request.method, request.url, request.headers.host)
+    const key = this.#key(request.method, request.url, request.headers.host, lookup.settings)
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.get(key), request)
       const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
@@ -396,6 +406,11 @@ function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCa
   if (mode === 'force-cache' || mode === 'only-if-cached') return 'stale-allowed'
   if (mode === 'no-cache') return 'revalidate'
   return entry.policy.usability(directives, settings)
+}
+
+/** The URL a request is stored under, by the cache's `key` hook; the hook's errors are the caller's. */
+function keyUrl (hook: (url: URL) => URL | string, url: string): string {
+  return normalizeUrl(hook(new URL(url)))
 }
 
 function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {

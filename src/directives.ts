@@ -45,14 +45,15 @@ export function deltaSeconds (value: string | true | undefined): number | undefi
   return Number(value)
 }
 
-export function requestDirectives (headers: RequestHeaders): RequestDirectives {
+/** `ignoreNoCache`: the cache's `ignoreRequestNoCache`, a deliberate deviation from §5.2.1.4. */
+export function requestDirectives (headers: RequestHeaders, ignoreNoCache = false): RequestDirectives {
   const cacheControl = headers['cache-control']
   const cc = parseDirectives(cacheControl)
   const maxStale = cc['max-stale']
   return {
     // RFC 9111 §5.4: Pragma: no-cache counts only when Cache-Control is absent.
-    noCache: cc['no-cache'] !== undefined ||
-      (cacheControl === undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(headers.pragma ?? '')),
+    noCache: !ignoreNoCache && (cc['no-cache'] !== undefined ||
+      (cacheControl === undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(headers.pragma ?? ''))),
     noStore: cc['no-store'] !== undefined,
     onlyIfCached: cc['only-if-cached'] !== undefined,
     maxAge: deltaSeconds(cc['max-age']),

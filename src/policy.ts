@@ -39,9 +39,17 @@ const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-r
 /** How long an entry is kept once stale, so that it can still be revalidated or served stale where allowed. */
 const STALE_RETENTION_MS = 24 * 3600 * 1000
 
+/** What a policy is built with: the cache's clock, and the request's mode and freshness overrides. */
 export interface PolicyConfig {
   readonly shared: boolean
   readonly now: () => number
+}
+
+/** The request's settings a new policy reads (src/settings.ts). */
+export interface PolicySettings {
+  readonly shared: boolean
+  readonly defaultTtl: number | undefined
+  readonly forceTtl: number | undefined
 }
 
 /**
@@ -56,10 +64,13 @@ export class Policy {
   readonly #initialAge: number
   readonly #status: number
   #lifetime: number | undefined
+  /** Seconds of freshness set by `forceTtl` or `defaultTtl` instead of the origin's. */
+  readonly lifetimeOverride: number | undefined
   readonly directives: Directives
 
-  constructor (policy: CachePolicy, config: PolicyConfig, status: number, headers: ResponseHeaders, responseTime: number) {
+  constructor (policy: CachePolicy, config: PolicyConfig, status: number, headers: ResponseHeaders, responseTime: number, lifetimeOverride: number | undefined) {
     this.#policy = policy
+    this.lifetimeOverride = lifetimeOverride
     this.#status = status
     this.#shared = config.shared
     this.#now = config.now
@@ -86,7 +97,7 @@ export class Policy {
   /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics included. */
   lifetime (): number {
     // Constant for a stored response, and far from free in http-cache-semantics: computed once.
-    return (this.#lifetime ??= this.#policy.maxAge())
+    return (this.#lifetime ??= this.lifetimeOverride ?? this.#policy.maxAge())
   }
 
   /** Current age in seconds (RFC 9111 §4.2.3): initial age plus the time spent here. */
@@ -190,38 +201,42 @@ export interface Revalidated {
 
 /** Builds policies with the cache's clock and mode. */
 export class PolicyFactory {
-  readonly #config: PolicyConfig
+  readonly #now: () => number
   readonly #Clocked: typeof CachePolicy
 
-  constructor (config: PolicyConfig) {
-    this.#config = { shared: config.shared, now: config.now }
-    const now = config.now
+  constructor (now: () => number) {
+    this.#now = now
     // http-cache-semantics reads the time through its now() method, which it documents as replaceable.
     this.#Clocked = class extends CachePolicy {
       now (): number { return now() }
     }
   }
 
-  create (request: CacheRequest, status: number, headers: ResponseHeaders): Policy {
-    const responseTime = this.#config.now()
+  create (request: CacheRequest, status: number, headers: ResponseHeaders, settings: PolicySettings): Policy {
+    const responseTime = this.#now()
     const seen = UNDERSTOOD.has(status) || status < 200 || status === 206 || status === 304 ? status : STAND_IN_STATUS
+    const { shared } = settings
     const policy = new this.#Clocked(
       policyRequest(request, fieldValue(headers.vary)),
       { status: seen, headers: policyHeaders(headers, status, responseTime) },
-      { shared: this.#config.shared }
+      { shared }
     )
-    return new Policy(policy, this.#config, status, headers, responseTime)
+    const directives = parseDirectives(fieldValue(headers['cache-control']))
+    // RFC 9111 §4.2.1: explicit freshness is max-age, s-maxage (shared caches) or Expires.
+    const explicit = directives['max-age'] !== undefined || (shared && directives['s-maxage'] !== undefined) || headers.expires !== undefined
+    const override = settings.forceTtl ?? (explicit ? undefined : settings.defaultTtl)
+    return new Policy(policy, { shared, now: this.#now }, status, headers, responseTime, override)
   }
 
   /**
    * Rebuilds a policy from `toObject()` and the entry's stored headers, or `undefined` when the
    * object is not one.
    */
-  fromObject (value: unknown, status: number, headers: ResponseHeaders): Policy | undefined {
+  fromObject (value: unknown, status: number, headers: ResponseHeaders, lifetimeOverride: number | undefined): Policy | undefined {
     try {
       const object = value as PolicyObject
-      if (typeof object.t !== 'number') return undefined
-      const policy = new Policy(this.#Clocked.fromObject(object), this.#config, status, headers, object.t)
+      if (typeof object.t !== 'number' || typeof object.sh !== 'boolean') return undefined
+      const policy = new Policy(this.#Clocked.fromObject(object), { shared: object.sh, now: this.#now }, status, headers, object.t, lifetimeOverride)
       // A truncated object passes fromObject() and fails later; ask it everything a lookup will.
       policy.storable(headers)
       policy.raw.revalidationHeaders({ url: object.u, method: object.m, headers: {} })
@@ -237,8 +252,8 @@ export class PolicyFactory {
    * ours, because it only replaces fields the stored response already had, where RFC 9111 §3.2 says
    * to add every field the 304 carries, except those that describe the stored body.
    */
-  revalidated (request: CacheRequest, stored: Policy, storedHeaders: ResponseHeaders, status: number, notModified: ResponseHeaders): Revalidated {
-    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified, 304, this.#config.now()) })
+  revalidated (request: CacheRequest, stored: Policy, storedHeaders: ResponseHeaders, status: number, notModified: ResponseHeaders, settings: PolicySettings): Revalidated {
+    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified, 304, this.#now()) })
     const headers: ResponseHeaders = { ...storedHeaders }
     // The stored Age was the old response's; the 304 is a new one, with its own Age or none.
     delete headers.age
@@ -246,7 +261,7 @@ export class PolicyFactory {
       if (KEPT_ON_UPDATE.has(name)) continue
       headers[name] = notModified[name]!
     }
-    return { matches, policy: this.create(request, status, headers), headers }
+    return { matches, policy: this.create(request, status, headers, settings), headers }
   }
 }
 

@@ -14,7 +14,6 @@ import { Keyv } from 'keyv'
 import { createCache, createCachedFetch, type Cache } from '../src/index.js'
 import { PolicyFactory } from '../src/policy.js'
 import { deserializeVariantSet, serializeVariantSet } from '../src/store/format.js'
-import { resolveOptions } from '../src/options.js'
 import type { CacheEntry } from '../src/entry.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -211,12 +210,12 @@ describe('invalidation reaches both tiers', () => {
 })
 
 describe('the stored form', () => {
-  const policies = new PolicyFactory(resolveOptions({}))
+  const policies = new PolicyFactory(Date.now)
 
   function entryWith (body: Buffer): CacheEntry {
     const headers = { 'content-type': 'application/json', 'cache-control': 'max-age=60, stale-while-revalidate=30', etag: '"v1"', 'set-cookie': ['a=1', 'b=2'], 'x-marker': ':base64:aGk=' }
     const request = { method: 'GET', url: 'https://example.com/data?q=1', headers: { accept: 'application/json' } }
-    const policy = policies.create(request, 200, headers)
+    const policy = policies.create(request, 200, headers, { shared: true, defaultTtl: undefined, forceTtl: 90 })
     return { key: 'GET https://example.com/data?q=1', url: request.url, status: 200, statusText: 'Quite OK', headers, body, policy, vary: { accept: 'application/json', 'accept-language': undefined }, tags: ['a', 'b c'], size: 0 }
   }
 
@@ -226,6 +225,9 @@ describe('the stored form', () => {
     const back = set.variants[0]!
     expect(back.headers).toEqual(entry.headers)
     expect(back.policy.toObject()).toEqual(entry.policy.toObject())
+    // forceTtl's freshness travels with the entry: another process serves it as this one would.
+    expect(back.policy.lifetimeOverride).toBe(90)
+    expect(back.policy.lifetime()).toBe(90)
     expect(back.vary).toEqual(entry.vary)
     expect(back.tags).toEqual(entry.tags)
     expect([back.status, back.statusText, back.url, back.body.toString()]).toEqual([200, 'Quite OK', entry.url, '{"id":1}'])

@@ -75,8 +75,9 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     const input = toUndiciInput(anyInput)
     const { cachePolicy, ...init } = (anyInit ?? {}) as RequestInit & { cachePolicy?: RequestPolicy }
     // Validated before anything else, so a bad one fails the same way on every path.
-    if (cachePolicy !== undefined) cache.settings(cachePolicy)
-    const fast = fastPath(cache, input, init)
+    if (cachePolicy !== undefined) cache.settings(undefined, cachePolicy)
+    // A request with a policy of its own takes the full path, where the engine applies it.
+    const fast = cachePolicy === undefined ? fastPath(cache, input, init) : undefined
     const hit = fast instanceof Promise ? await fast : fast
     if (hit !== undefined) return hit
 

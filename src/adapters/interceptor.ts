@@ -41,7 +41,7 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
     const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
     if (request === undefined) return dispatch(opts, handler)
     // Bad per-request options are the caller's error, thrown here as undici throws its own.
-    const settings = cache.settings(opts.cachePolicy)
+    const settings = cache.settings(request.url, opts.cachePolicy)
     let lookup
     try {
       lookup = cache.lookup(request, opts.cacheMode, settings)
@@ -85,8 +85,8 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   if (current?.join(handler, true) === true) return true
   const broadcast: Broadcast = new Broadcast({
     request: { method: request.method, url: request.url },
-    limit: cache.options.maxEntrySize,
-    shareable: (headers) => !cache.options.shared || isForAnyone(headers),
+    limit: lookup.settings.maxEntrySize,
+    shareable: (headers) => !lookup.settings.shared || isForAnyone(headers),
     alone: (follower) => {
       try {
         dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, follower), lookup.settings.retry, cache)

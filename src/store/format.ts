@@ -43,6 +43,8 @@ interface VariantHeader {
   n: 'u' | 'b'
   /** The body's length in the frame, in UTF-16 code units. */
   l: number
+  /** Seconds of freshness set by the cache's `forceTtl` or `defaultTtl`, else absent. */
+  o?: number
 }
 
 export function serializeVariantSet (set: VariantSet, expires: number | undefined): string {
@@ -59,7 +61,8 @@ export function serializeVariantSet (set: VariantSet, expires: number | undefine
       y: toNulls(entry.vary),
       t: entry.tags,
       n,
-      l: text.length
+      l: text.length,
+      ...(entry.policy.lifetimeOverride === undefined ? {} : { o: entry.policy.lifetimeOverride })
     }
   })
   const header: Header = { k: set.key, x: expires ?? null, e }
@@ -75,13 +78,14 @@ export function deserializeVariantSet (value: unknown, key: string, policies: Po
   let offset = 0
   for (const item of header.e) {
     if (!isRecord(item)) return undefined
-    const { u, s, m, h, p, y, t, n, l } = item as Partial<VariantHeader>
+    const { u, s, m, h, p, y, t, n, l, o } = item as Partial<VariantHeader>
     if (typeof u !== 'string' || typeof s !== 'number' || typeof m !== 'string' || !isHeaders(h) ||
-        !isRecord(y) || !isStrings(t) || (n !== 'u' && n !== 'b') || !Number.isSafeInteger(l) || l! < 0) return undefined
+        !isRecord(y) || !isStrings(t) || (n !== 'u' && n !== 'b') || !Number.isSafeInteger(l) || l! < 0 ||
+        (o !== undefined && !(Number.isSafeInteger(o) && o >= 0))) return undefined
     const text = bodies.slice(offset, offset += l!)
     if (text.length !== l) return undefined
     const body = Buffer.from(text, n === 'u' ? 'utf8' : 'base64')
-    const policy = policies.fromObject(p, s, h)
+    const policy = policies.fromObject(p, s, h, o)
     const vary = fromNulls(y)
     if (policy === undefined || vary === undefined) return undefined
     variants.push({ key, url: u, status: s, statusText: m, headers: h, body, policy, vary, tags: t, size: entrySize(key, h, body) })
