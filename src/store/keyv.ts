@@ -18,6 +18,9 @@ export interface StoreTimeouts {
   readonly write: number
 }
 
+/** A key no entry has (entry keys start with a method): read once when the store is opened. */
+const OPEN_PROBE = 'open probe'
+
 export class StoreTimeoutError extends Error {
   override readonly name = 'StoreTimeoutError'
 }
@@ -41,6 +44,20 @@ export class KeyvStore {
     // A Keyv of the caller's may report failures only as 'error' events (ours throws them): one
     // listener while the cache is open.
     if (!ours.has(keyv)) keyv.on('error', this.#onError = (error: unknown) => events.error('keyv', undefined, error))
+    // One read first, alone, that every call waits for: stores open lazily and badly when many
+    // calls come at once (@keyv/redis fails all but one of them), and a store that cannot open (a
+    // SQLite file in a missing directory) says so here, as an event, rather than as an unhandled
+    // rejection of @keyv/sqlite's, which would end the process.
+    this.#opening = keyv.get(OPEN_PROBE).then(() => {}, (error: unknown) => events.error('open', undefined, error))
+    void this.#opening.finally(() => { this.#opening = undefined })
+  }
+
+  /** The store's first read, while it is under way. */
+  #opening: Promise<void> | undefined
+
+  /** `call`, once the store is open; a call still waiting counts against its own timeout. */
+  #whenOpen<T> (call: () => Promise<T>): Promise<T> {
+    return this.#opening === undefined ? call() : this.#opening.then(call)
   }
 
   close (): void {
@@ -50,7 +67,7 @@ export class KeyvStore {
   async get (key: string): Promise<VariantSet | undefined> {
     let value: unknown
     try {
-      value = await withTimeout(this.keyv.get(key), this.#timeouts.read)
+      value = await withTimeout(this.#whenOpen(() => this.keyv.get(key)), this.#timeouts.read)
     } catch (error) {
       this.#events.error('get', key, error)
       // Keyv's JSON serializer throws on a value it cannot parse: that value is gone too.
@@ -104,7 +121,7 @@ export class KeyvStore {
 
   async #attempt (operation: 'set' | 'delete' | 'clear' | 'scan', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {
     try {
-      await withTimeout(call(), this.#timeouts.write)
+      await withTimeout(this.#whenOpen(call), this.#timeouts.write)
       return true
     } catch (error) {
       this.#events.error(operation, key, error)

@@ -15,7 +15,7 @@ export interface EntryStore {
 }
 
 /** What a store operation that failed was doing, as `reason` in the store-error event. */
-export type StoreOperation = 'get' | 'set' | 'delete' | 'clear' | 'scan' | 'index' | 'publish' | 'subscribe' | 'lease' |
+export type StoreOperation = 'open' | 'get' | 'set' | 'delete' | 'clear' | 'scan' | 'index' | 'publish' | 'subscribe' | 'lease' |
   /** A failure a Keyv of the caller's reported only as an 'error' event. */
   'keyv'
 

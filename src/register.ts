@@ -1,0 +1,44 @@
+/**
+ * `node --import cachedfetch/register app.js`: the cache installed (src/adapters/install.ts) before
+ * the application runs, configured from the environment, so that code calling plain `fetch` or
+ * `undici.request` gets it without a change:
+ * - `CACHEDFETCH_STORE`: `redis://…`, `rediss://…` or `sqlite:./cache.db`; unset, memory only.
+ * - `CACHEDFETCH_NAMESPACE`: the `namespace` option.
+ * - `CACHEDFETCH_HOSTS`: a JSON file of per-host policies (the `hosts` option; JSON has no key hooks).
+ * Writes still on their way when the application is done are waited for before the process exits.
+ */
+import { readFile } from 'node:fs/promises'
+import { install, uninstall } from './adapters/install.js'
+import { storeFromUrl } from './store/from-url.js'
+
+const env = process.env
+const store = env.CACHEDFETCH_STORE === undefined || env.CACHEDFETCH_STORE === '' ? undefined : await storeFromUrl(env.CACHEDFETCH_STORE, 'CACHEDFETCH_STORE')
+const hosts = env.CACHEDFETCH_HOSTS === undefined || env.CACHEDFETCH_HOSTS === '' ? undefined : await readHosts(env.CACHEDFETCH_HOSTS)
+install({
+  ...(store === undefined ? {} : { store: store.adapter }),
+  ...(env.CACHEDFETCH_NAMESPACE === undefined ? {} : { namespace: env.CACHEDFETCH_NAMESPACE }),
+  ...(hosts === undefined ? {} : { hosts })
+})
+// An idle store connection must not keep a finished application alive.
+store?.unref()
+
+let exiting = false
+process.on('beforeExit', () => {
+  if (exiting) return
+  exiting = true
+  void uninstall().then(() => store?.close())
+})
+
+async function readHosts (path: string): Promise<Record<string, never>> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    throw new Error(`CACHEDFETCH_HOSTS: cannot read ${path}`, { cause: error })
+  }
+  try {
+    return JSON.parse(text) as Record<string, never>
+  } catch (error) {
+    throw new Error(`CACHEDFETCH_HOSTS: ${path} is not JSON`, { cause: error })
+  }
+}

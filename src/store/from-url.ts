@@ -1,0 +1,48 @@
+/**
+ * A store from a URL, for configuration that is text (environment variables, the CLI's --store):
+ * `redis://…` or `rediss://…` builds @keyv/redis as the README does (commands fail at once while
+ * Redis is down), `sqlite:path` or `sqlite://path` builds @keyv/sqlite on that file. Both packages
+ * are the application's to install; a missing one is an error that says which to install.
+ */
+import type { KeyvStoreAdapter } from 'keyv'
+import type * as KeyvRedisModule from '@keyv/redis'
+import type * as KeyvSqliteModule from '@keyv/sqlite'
+
+export interface UrlStore {
+  readonly adapter: KeyvStoreAdapter
+  /** Lets the process exit while the store's connection is idle. */
+  readonly unref: () => void
+  readonly close: () => Promise<void>
+}
+
+export async function storeFromUrl (url: string, what: string): Promise<UrlStore> {
+  if (/^rediss?:\/\//.test(url)) {
+    const { default: KeyvRedis, createClient } = await load<typeof KeyvRedisModule>('@keyv/redis', what)
+    const client = createClient({ url, disableOfflineQueue: true })
+    return {
+      adapter: new KeyvRedis(client, { throwOnErrors: true }) as unknown as KeyvStoreAdapter,
+      unref: () => { client.unref() },
+      close: () => { if (client.isOpen) client.destroy(); return Promise.resolve() }
+    }
+  }
+  if (url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length).replace(/^\/\//, '')
+    if (file === '') throw new TypeError(`expected ${what} to name a file, as in sqlite:./cache.db, got ${JSON.stringify(url)}`)
+    const { default: KeyvSqlite } = await load<typeof KeyvSqliteModule>('@keyv/sqlite', what)
+    const adapter = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 5000 })
+    return {
+      adapter: adapter as unknown as KeyvStoreAdapter,
+      unref: () => {},
+      close: async () => { await adapter.disconnect().catch(() => {}) }
+    }
+  }
+  throw new TypeError(`expected ${what} to be a redis://, rediss:// or sqlite: URL, got ${JSON.stringify(url)}`)
+}
+
+async function load<T> (name: string, what: string): Promise<T> {
+  try {
+    return await import(name) as T
+  } catch (error) {
+    throw new Error(`${what} needs the package ${name}: npm install ${name}`, { cause: error })
+  }
+}

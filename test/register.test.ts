@@ -1,0 +1,70 @@
+/**
+ * `node --import cachedfetch/register app.js`: an application that calls plain `fetch` gets the
+ * cache from environment variables alone. Two runs of a script on one SQLite file: the second is a
+ * HIT; a hosts file gives freshness to an origin that sends none; a bad store URL stops the start
+ * with an error that names the variable. The suite runs the source through tsx; the package maps
+ * `cachedfetch/register` to the build of the same file.
+ */
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { afterEach, describe, expect, it } from 'vitest'
+import { respond } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+
+const REGISTER = fileURLToPath(new URL('../src/register.ts', import.meta.url))
+const APP = fileURLToPath(new URL('./processes/plain-fetch.ts', import.meta.url))
+const opened = teardown()
+afterEach(() => opened.close())
+
+function tempDir (): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cachedfetch-register-'))
+  opened.add({ close: () => rm(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+interface Printed { status: number, cacheStatus: string | null, body: string }
+
+async function run (url: string, env: Record<string, string>): Promise<Printed> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--import', REGISTER, APP, url],
+    { env: { ...process.env, ...env }, timeout: 20_000 })
+  return JSON.parse(stdout) as Printed
+}
+
+describe('node --import cachedfetch/register', () => {
+  it('gives plain fetch a cache on the SQLite file of CACHEDFETCH_STORE: the second run is a HIT', async () => {
+    const origin = await opened.origin({ '/report': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, 'report') })
+    const env = { CACHEDFETCH_STORE: `sqlite:${join(tempDir(), 'cache.db')}` }
+    const first = await run(`${origin.url}/report`, env)
+    expect(first).toMatchObject({ status: 200, body: 'report' })
+    expect(first.cacheStatus).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    const second = await run(`${origin.url}/report`, env)
+    expect(second).toMatchObject({ status: 200, body: 'report' })
+    expect(second.cacheStatus).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+    expect(origin.hits('/report')).toBe(1)
+  }, 30_000)
+
+  it('reads per-host policies from the JSON file of CACHEDFETCH_HOSTS', async () => {
+    // No freshness from the origin: only the hosts file's defaultTtl makes it storable.
+    const origin = await opened.origin({ '/plain': respond(200, { 'content-type': 'text/plain' }, 'plain') })
+    const dir = tempDir()
+    writeFileSync(join(dir, 'hosts.json'), JSON.stringify({ '127.0.0.1': { defaultTtl: 60 } }))
+    const env = { CACHEDFETCH_STORE: `sqlite:${join(dir, 'cache.db')}`, CACHEDFETCH_HOSTS: join(dir, 'hosts.json') }
+    await run(`${origin.url}/plain`, env)
+    expect((await run(`${origin.url}/plain`, env)).cacheStatus).toMatch(/^cachedfetch; hit/)
+    expect(origin.hits('/plain')).toBe(1)
+  }, 30_000)
+
+  it('refuses to start with a store URL it cannot use, naming the variable', async () => {
+    await expect(run('http://127.0.0.1:1/', { CACHEDFETCH_STORE: 'memcached://localhost' })).rejects.toThrow(/CACHEDFETCH_STORE/)
+  })
+
+  it('is what the package exports as cachedfetch/register', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { exports: Record<string, { import: string }> }
+    expect(pkg.exports['./register']?.import).toBe('./dist/register.js')
+  })
+})
