@@ -6,6 +6,7 @@
  */
 import { HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
 import { entrySize, fieldValue, storableHeaders, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
+import { explain, type Explanation } from './explain.js'
 import { Flights } from './flight.js'
 import { invalidatedBy } from './invalidation.js'
 import { normalizeUrl, primaryKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
@@ -341,6 +342,19 @@ export class Cache {
   }
 
   /**
+   * What this cache decides for a response: storable or not and why, its freshness lifetime, age,
+   * and the request headers a revalidation would send. `headers` as received (an Age included).
+   */
+  explain (request: CacheRequest, status: number, headers: Record<string, string | string[] | undefined>): Explanation {
+    const settings = this.settings(request.url)
+    const stored = storableHeaders(headers)
+    const policy = this.#policies.create(request, status, stored, settings)
+    const sent = policy.revalidationHeaders(request)
+    const validators = Object.fromEntries(['if-none-match', 'if-modified-since'].filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
+    return explain(policy, stored, request.method, settings, policy.retention(stored, settings), validators)
+  }
+
+  /**
    * Cross-process single-flight for a miss about to go to the origin: either the entry another
    * process stored meanwhile, or the request with the claim it now holds. Without a coordinator,
    * or for a request that will not store, the request as it is.
@@ -366,8 +380,13 @@ export class Cache {
    */
   async close (): Promise<void> {
     this.#coordinator?.close()
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
+    await this.flush()
     this.#store.close()
+  }
+
+  /** Waits until the store writes and invalidations in flight have ended (each bounded by its timeout). */
+  async flush (): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
   }
 
   stats (): CacheStats {

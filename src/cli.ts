@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+/**
+ * `npx cachedfetch <url>`: a fetch through a cache, with what the cache did in plain sight — the
+ * status, the Cache-Status, the time; `--repeat N` to watch it work, `-i` for the headers,
+ * `--explain` for why the response is (not) stored, how long it is fresh, and what a revalidation
+ * would send. Exit codes: 0 answered (whatever the HTTP status), 1 the request failed (unreachable
+ * host, reset), 2 bad usage (a bad URL or option), 3 the store cannot be used.
+ */
+import { readFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { createCachedFetch, type CachedFetch } from './adapters/fetch.js'
+import { normalizeHeaders } from './key.js'
+import { storeFromUrl, type UrlStore } from './store/from-url.js'
+
+const USAGE = `usage: cachedfetch <url> [options]
+
+  --store <url>       sqlite:./cache.db or redis://host:6379 (default: memory only)
+  --namespace <name>  the cache's namespace in the store
+  --hosts <file>      a JSON file of per-host policies
+  -X, --method <m>    GET or HEAD (default GET)
+  -H, --header <h>    a request header, 'Name: value' (repeatable)
+  --repeat <n>        send the request n times, one after another (default 1)
+  -i, --include       print the response headers
+  --explain           why the response is (not) stored, its freshness and what revalidates it
+  -h, --help          this text
+
+exit codes: 0 answered, 1 request failed, 2 bad usage, 3 store unusable`
+
+class UsageError extends Error {}
+
+const color = process.stdout.isTTY && process.env.NO_COLOR === undefined
+const paint = (code: number, text: string): string => color ? `\x1b[${code}m${text}\x1b[0m` : text
+const dim = (text: string): string => paint(2, text)
+
+async function main (argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      store: { type: 'string' },
+      namespace: { type: 'string' },
+      hosts: { type: 'string' },
+      method: { type: 'string', short: 'X', default: 'GET' },
+      header: { type: 'string', short: 'H', multiple: true, default: [] },
+      repeat: { type: 'string', default: '1' },
+      include: { type: 'boolean', short: 'i', default: false },
+      explain: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false }
+    }
+  })
+  if (values.help) {
+    process.stdout.write(USAGE + '\n')
+    return 0
+  }
+  if (positionals.length !== 1) throw new UsageError('give exactly one URL')
+  const url = toUrl(positionals[0]!)
+  const method = values.method.toUpperCase()
+  const repeat = Number(values.repeat)
+  if (!Number.isSafeInteger(repeat) || repeat < 1) throw new UsageError(`--repeat must be a positive whole number, got ${JSON.stringify(values.repeat)}`)
+  const headers = values.header.map(toHeader)
+
+  let store: UrlStore | undefined
+  try {
+    store = values.store === undefined ? undefined : await storeFromUrl(values.store, '--store')
+  } catch (error) {
+    if (error instanceof TypeError) throw new UsageError(error.message)
+    process.stderr.write(`cachedfetch: ${(error as Error).message}\n`)
+    return 3
+  }
+  const hosts = values.hosts === undefined ? undefined : await readHosts(values.hosts)
+  const cachedFetch = createCachedFetch({
+    ...(store === undefined ? {} : { store: store.adapter }),
+    ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
+    ...(hosts === undefined ? {} : { hosts }),
+    // One try per request: the CLI shows what the origin answered.
+    retry: false
+  })
+  try {
+    const opened = await storeUsable(cachedFetch, store)
+    if (opened !== undefined) {
+      process.stderr.write(`cachedfetch: the store ${values.store ?? ''} cannot be used: ${opened}\n`)
+      return 3
+    }
+    let last: { status: number, headers: Record<string, string> } | undefined
+    for (let i = 0; i < repeat; i++) {
+      last = await once(cachedFetch, url, method, headers, values.include)
+      // Whatever the answer stored is in before the next request, as a later request would find it.
+      await cachedFetch.cache.flush()
+    }
+    if (values.explain && last !== undefined) printExplanation(cachedFetch, url, method, headers, last)
+    return 0
+  } catch (error) {
+    process.stderr.write(`cachedfetch: ${method} ${url} failed: ${describeFailure(error)}\n`)
+    return 1
+  } finally {
+    await cachedFetch.cache.close()
+    await store?.close()
+  }
+}
+
+async function once (cachedFetch: CachedFetch, url: string, method: string, headers: Array<[string, string]>, include: boolean): Promise<{ status: number, headers: Record<string, string> }> {
+  const started = performance.now()
+  const response = await cachedFetch(url, { method, headers })
+  const body = await response.arrayBuffer()
+  const ms = performance.now() - started
+  const cacheStatus = response.headers.get('cache-status') ?? ''
+  const hit = /(^|,\s*)cachedfetch; hit/.test(cacheStatus)
+  const shown = Object.fromEntries([...response.headers])
+  process.stdout.write(`${paint(1, `${response.status} ${response.statusText}`)}  ${paint(hit ? 32 : 33, hit ? 'HIT ' : 'MISS')}  ${cacheStatus}  ${dim(`${ms.toFixed(1)} ms, ${body.byteLength} bytes`)}\n`)
+  if (include) for (const [name, value] of response.headers) process.stdout.write(`  ${dim(name + ':')} ${value}\n`)
+  return { status: response.status, headers: shown }
+}
+
+function printExplanation (cachedFetch: CachedFetch, url: string, method: string, headers: Array<[string, string]>, last: { status: number, headers: Record<string, string> }): void {
+  const request = { method, url: new URL(url).href, headers: normalizeHeaders(headers) }
+  const { ['cache-status']: _status, ...received } = last.headers
+  const e = cachedFetch.cache.explain(request, last.status, received)
+  const lines = [
+    '',
+    paint(1, e.storable ? 'storable' : 'not storable'),
+    ...e.reasons.map((reason) => `  - ${reason}`),
+    `freshness lifetime  ${e.lifetime} s, from ${e.lifetimeFrom}`,
+    `age                 ${e.age} s`,
+    `fresh for           ${e.ttl > 0 ? `${e.ttl} s more` : `no longer (stale by ${-e.ttl} s)`}`,
+    `stale windows       while revalidating ${e.staleWhileRevalidate} s, on error ${e.staleIfError} s`,
+    `kept in the store   ${Math.round(e.retention / 1000)} s`,
+    `to revalidate       ${Object.keys(e.revalidation).length === 0 ? 'nothing to send: no ETag or Last-Modified, so a full request' : Object.entries(e.revalidation).map(([name, value]) => `${name}: ${value}`).join(', ')}`
+  ]
+  process.stdout.write(lines.join('\n') + '\n')
+}
+
+/** `undefined` when the store answers; otherwise what its first read reported. */
+async function storeUsable (cachedFetch: CachedFetch, store: UrlStore | undefined): Promise<string | undefined> {
+  if (store === undefined) return undefined
+  const errors: string[] = []
+  const { subscribe, unsubscribe } = await import('node:diagnostics_channel')
+  const listen = (event: unknown): void => { errors.push(String((event as { error?: unknown }).error)) }
+  subscribe('cachedfetch:store-error', listen)
+  try {
+    await cachedFetch.cache.lookup({ method: 'GET', url: 'http://cachedfetch.invalid/probe', headers: {} })
+  } finally {
+    unsubscribe('cachedfetch:store-error', listen)
+  }
+  return errors[0]
+}
+
+function toUrl (text: string): string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new UsageError(`not a URL: ${JSON.stringify(text)} (give an absolute http:// or https:// URL)`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http:// or https:// URL: ${JSON.stringify(text)}`)
+  return url.href
+}
+
+function toHeader (text: string): [string, string] {
+  const colon = text.indexOf(':')
+  if (colon < 1) throw new UsageError(`a header is 'Name: value', got ${JSON.stringify(text)}`)
+  return [text.slice(0, colon).trim(), text.slice(colon + 1).trim()]
+}
+
+async function readHosts (path: string): Promise<Record<string, never>> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as Record<string, never>
+  } catch (error) {
+    throw new UsageError(`--hosts ${path}: ${(error as Error).message}`)
+  }
+}
+
+/** fetch's own message is "fetch failed"; what failed is in its cause (ECONNREFUSED, ENOTFOUND, …). */
+function describeFailure (error: unknown): string {
+  const { message, cause } = error as { message: string, cause?: { code?: string, message?: string } }
+  const detail = [cause?.code, cause?.message].filter((part) => part !== undefined && part !== '').join(' ')
+  return detail === '' ? message : `${message}: ${detail}`
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (error: unknown) => {
+  if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true || error instanceof TypeError) {
+    process.stderr.write(`cachedfetch: ${(error as Error).message}\n\n${USAGE}\n`)
+    process.exitCode = 2
+    return
+  }
+  process.stderr.write(`cachedfetch: ${(error as Error).stack ?? String(error)}\n`)
+  process.exitCode = 1
+})

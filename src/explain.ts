@@ -1,0 +1,66 @@
+/**
+ * Why a response is, or is not, stored, and for how long it is fresh: the engine's decision for
+ * one response, in words a person can check against RFC 9111 (the CLI's `--explain`). The decision
+ * itself is the policy's (src/policy.ts); the reasons name the rule that decided it.
+ */
+import { fieldValue, type ResponseHeaders } from './entry.js'
+import { parseDirectives } from './directives.js'
+import { varyFields } from './key.js'
+import type { Policy } from './policy.js'
+import type { RequestSettings } from './settings.js'
+
+export interface Explanation {
+  readonly storable: boolean
+  /** Why not, one reason per rule that refused it; empty when storable. */
+  readonly reasons: readonly string[]
+  /** Seconds of freshness, and where they come from. */
+  readonly lifetime: number
+  readonly lifetimeFrom: string
+  /** Seconds since the origin made it (RFC 9111 §4.2.3), and freshness left (negative once stale). */
+  readonly age: number
+  readonly ttl: number
+  /** Seconds it may be served stale while revalidating, and when the origin fails. */
+  readonly staleWhileRevalidate: number
+  readonly staleIfError: number
+  /** Milliseconds a store keeps it (freshness, then a day or the stale windows, for revalidation). */
+  readonly retention: number
+  /** What is sent to revalidate it: If-None-Match, If-Modified-Since. */
+  readonly revalidation: Readonly<Record<string, string>>
+}
+
+export function explain (policy: Policy, headers: ResponseHeaders, method: string, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
+  const reasons: string[] = []
+  const d = parseDirectives(fieldValue(headers['cache-control']))
+  if (!settings.enabled) reasons.push('the cache is turned off for this host (enabled: false)')
+  if (!settings.methods.has(method)) reasons.push(`${method} responses are not cached here (methods)`)
+  if (d['no-store'] !== undefined) reasons.push('the response says no-store (RFC 9111 §5.2.2.5)')
+  if (settings.shared && d.private !== undefined) reasons.push('the response is private, and this cache is shared (§5.2.2.7)')
+  if (settings.shared && headers['set-cookie'] !== undefined) reasons.push('the response sets a cookie, and this cache is shared: a cookie belongs to one user')
+  if (varyFields(fieldValue(headers.vary))[0] === '*') reasons.push('the response varies on * (§4.1): no request would ever match it')
+  const length = Number(fieldValue(headers['content-length']) ?? 0)
+  if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
+  if (!policy.storable(headers) && reasons.length === 0) reasons.push('its status or directives make it unstorable (§3)')
+  if (retention === 0) reasons.push('it has no freshness, no stale window and no validator: it could never be used (§4.2, §4.3)')
+  const lifetime = policy.lifetime()
+  return {
+    storable: reasons.length === 0,
+    reasons,
+    lifetime,
+    lifetimeFrom: lifetimeFrom(policy, d, headers, settings),
+    age: Math.floor(policy.age()),
+    ttl: policy.ttl(),
+    staleWhileRevalidate: Number(d['stale-while-revalidate'] ?? settings.staleWhileRevalidate) || 0,
+    staleIfError: Number(d['stale-if-error'] ?? settings.staleIfError) || 0,
+    retention,
+    revalidation
+  }
+}
+
+function lifetimeFrom (policy: Policy, d: Readonly<Record<string, string | true>>, headers: ResponseHeaders, settings: RequestSettings): string {
+  if (policy.lifetimeOverride !== undefined) return settings.forceTtl !== undefined ? 'forceTtl (overriding the origin)' : 'defaultTtl (the origin gives none)'
+  if (settings.shared && d['s-maxage'] !== undefined) return 's-maxage (§5.2.2.10)'
+  if (d['max-age'] !== undefined) return 'max-age (§5.2.2.1)'
+  if (headers.expires !== undefined) return 'Expires minus Date (§5.3)'
+  if (headers['last-modified'] !== undefined) return 'a heuristic: a tenth of the time since Last-Modified (§4.2.2)'
+  return 'nothing: no max-age, s-maxage, Expires or Last-Modified'
+}

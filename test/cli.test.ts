@@ -1,0 +1,82 @@
+/**
+ * `npx cachedfetch <url>`: run as a user runs it (a process of its own, here from the source
+ * through tsx) against a loopback origin. Twice on one SQLite file it prints MISS, then HIT;
+ * `--repeat` shows the cache at work in one run; `--explain` says why and for how long; bad
+ * usage, an unreachable host and an unusable store end with their documented exit codes and a
+ * message that says what is wrong.
+ */
+import { execFile } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterEach, describe, expect, it } from 'vitest'
+import { respond } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
+const opened = teardown()
+afterEach(() => opened.close())
+
+interface Run { code: number, stdout: string, stderr: string }
+
+function cli (...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', CLI, ...args], { timeout: 20_000, env: { ...process.env, NO_COLOR: '1' } }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), stdout, stderr })
+    })
+  })
+}
+
+function databaseFile (): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cachedfetch-cli-'))
+  opened.add({ close: () => rm(dir, { recursive: true, force: true }) })
+  return join(dir, 'cache.db')
+}
+
+const FRESH = { 'content-type': 'text/plain', 'cache-control': 'max-age=60', etag: '"v1"' }
+
+describe('the cachedfetch command', () => {
+  it('prints MISS, then HIT on a second run with the same SQLite store', async () => {
+    const origin = await opened.origin({ '/doc': respond(200, FRESH, 'doc') })
+    const store = `sqlite:${databaseFile()}`
+    const first = await cli(`${origin.url}/doc`, '--store', store)
+    expect(first.code).toBe(0)
+    expect(first.stdout).toMatch(/^200 OK {2}MISS {2}cachedfetch; fwd=uri-miss; fwd-status=200; stored {2}[\d.]+ ms, 3 bytes\n$/)
+    const second = await cli(`${origin.url}/doc`, '--store', store)
+    expect(second.stdout).toMatch(/^200 OK {2}HIT {3}cachedfetch; hit; ttl=\d+ {2}[\d.]+ ms, 3 bytes\n$/)
+    expect(origin.hits('/doc')).toBe(1)
+  }, 30_000)
+
+  it('shows the cache at work with --repeat, the headers with -i, and why with --explain', async () => {
+    const origin = await opened.origin({ '/doc': respond(200, FRESH, 'doc') })
+    const run = await cli(`${origin.url}/doc`, '--repeat', '3', '-i', '--explain')
+    expect(run.code).toBe(0)
+    const statuses = run.stdout.split('\n').filter((line) => /^\d{3} /.test(line)).map((line) => line.split(/ {2}/)[1])
+    expect(statuses.map((status) => status?.trim())).toEqual(['MISS', 'HIT', 'HIT'])
+    expect(run.stdout).toContain('  etag: "v1"')
+    expect(run.stdout).toMatch(/\nstorable\n/)
+    expect(run.stdout).toMatch(/freshness lifetime {2}60 s, from max-age/)
+    expect(run.stdout).toMatch(/to revalidate {7}if-none-match: "v1"/)
+    expect(origin.hits('/doc')).toBe(1)
+  }, 30_000)
+
+  it('explains why a response is not stored', async () => {
+    const origin = await opened.origin({ '/secret': respond(200, { 'content-type': 'text/plain', 'cache-control': 'private, max-age=60' }, 'mine') })
+    const run = await cli(`${origin.url}/secret`, '--explain')
+    expect(run.stdout).toMatch(/\nnot storable\n {2}- the response is private, and this cache is shared/)
+  }, 30_000)
+
+  it.each([
+    ['a bad URL', 2, ['not a url'], /cachedfetch: not a URL: "not a url"/],
+    ['an unknown option', 2, ['http://127.0.0.1/', '--frobnicate'], /Unknown option '--frobnicate'/],
+    ['a store of an unknown kind', 2, ['http://127.0.0.1/', '--store', 'memcached://x'], /--store to be a redis:\/\/, rediss:\/\/ or sqlite: URL/],
+    ['an unreachable host', 1, ['http://no-such-host.invalid/'], /GET http:\/\/no-such-host\.invalid\/ failed: fetch failed: ENOTFOUND/],
+    ['a store that cannot be opened', 3, ['http://127.0.0.1/', '--store', 'sqlite:/nonexistent-dir/x/cache.db'], /the store sqlite:\/nonexistent-dir\/x\/cache\.db cannot be used: .*SQLITE_CANTOPEN/]
+  ] as const)('ends %s with exit code %i and a message saying so', async (_name, code, args, message) => {
+    const run = await cli(...args)
+    expect(run.code).toBe(code)
+    expect(run.stderr).toMatch(message)
+  }, 30_000)
+})
