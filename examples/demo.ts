@@ -46,6 +46,11 @@ const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => void
     res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
     res.end('never stored')
   },
+  '/plain': (_req, res) => {
+    // No Cache-Control, no Expires, no validators: RFC 9111 alone gives nothing to store.
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.end('no freshness from the origin')
+  },
   '/vary': (req, res) => {
     const language = req.headers['accept-language'] === 'fr' ? 'fr' : 'en'
     res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'accept-language' })
@@ -58,9 +63,14 @@ const server = createServer((req, res) => {
   hits.set(path, (hits.get(path) ?? 0) + 1)
   setTimeout(() => (routes[path] ?? ((_q, r) => r.writeHead(404).end()))(req, res), ORIGIN_LATENCY_MS)
 })
-await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-const fetch = createCachedFetch()
+// Every address, so that the origin answers as 127.0.0.1 and as localhost (IPv4 or IPv6).
+await new Promise<void>((resolve) => server.listen(0, resolve))
+const port = (server.address() as AddressInfo).port
+const base = `http://127.0.0.1:${port}`
+const fetch = createCachedFetch({
+  // Per-host policy: the same origin under another name gets freshness where the origin gives none.
+  hosts: { localhost: { defaultTtl: 30 } }
+})
 
 /** MISS / HIT / STALE / REVALIDATED / BYPASS, read from our Cache-Status member (RFC 9211). */
 function outcome (cacheStatus: string | null): string {
@@ -71,9 +81,9 @@ function outcome (cacheStatus: string | null): string {
   return /stored/.test(ours) ? 'MISS (stored)' : 'MISS'
 }
 
-async function show (path: string, init?: FetchInit, note = ''): Promise<void> {
+async function show (path: string, init?: FetchInit, note = '', origin = base): Promise<void> {
   const started = performance.now()
-  const response = await fetch(base + path, init)
+  const response = await fetch(origin + path, init)
   const body = await response.text()
   const ms = (performance.now() - started).toFixed(1).padStart(6)
   const label = outcome(response.headers.get('cache-status')).padEnd(13)
@@ -107,6 +117,12 @@ await show('/swr', undefined, '(refreshed in the background)')
 
 console.log('\nretries: an origin that fails twice, then answers')
 await show('/flaky', undefined, '(two 503s retried with backoff)')
+
+console.log('\nper-host policy: one origin, two names; localhost has defaultTtl: 30, 127.0.0.1 nothing')
+await show('/plain', undefined, '(localhost)', `http://localhost:${port}`)
+await show('/plain', undefined, '(localhost: 30 s of freshness by policy)', `http://localhost:${port}`)
+await show('/plain', undefined, '(127.0.0.1)')
+await show('/plain', undefined, '(127.0.0.1: nothing to store, fetched again)')
 
 console.log('\nno-store: never stored')
 await show('/no-store')
