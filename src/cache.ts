@@ -180,7 +180,7 @@ export class Cache {
     const parts: StatusParts = usability === 'stale-while-revalidate'
       ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
       : { hit: true, ttl: entry.policy.ttl() }
-    return new HitResult(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts)), refresh)
+    return new HitResult(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], this.#status(parts, entry.key)), refresh)
   }
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
@@ -195,7 +195,12 @@ export class Cache {
 
   /** The stored headers as served now: Age (RFC 9111 §5.1) and our Cache-Status added. */
   #served (entry: CacheEntry, parts: StatusParts): ResponseHeaders {
-    return servedHeaders(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], formatCacheStatus(parts)))
+    return servedHeaders(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], this.#status(parts, entry.key)))
+  }
+
+  /** Our Cache-Status member, with the key when the `cacheStatusKey` option asks for it. */
+  #status (parts: StatusParts, key: string | undefined): string {
+    return formatCacheStatus(this.options.cacheStatusKey && key !== undefined ? { ...parts, key } : parts)
   }
 
   /**
@@ -205,7 +210,9 @@ export class Cache {
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
     for (const url of invalidatedBy(request, status, headers)) this.#background(this.invalidate(url))
-    const parts: { fwd: Forward, fwdStatus: number } = { fwd: lookup.fwd, fwdStatus: status }
+    const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store
+      ? { fwd: lookup.fwd, fwdStatus: status, key: this.#key(request.method, request.url, request.headers.host, lookup.settings) }
+      : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup.settings)
     if (previous !== undefined && status >= 500) {

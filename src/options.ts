@@ -70,6 +70,12 @@ export interface CacheOptions extends HostPolicy {
    */
   maxEntries?: number
   /**
+   * Adds the cache key to Cache-Status (`key="GET https://…"`, RFC 9211 §2.7), for debugging what
+   * is stored under which key. Off by default: a key can be long, and names the request's URL.
+   * @default false
+   */
+  cacheStatusKey?: boolean
+  /**
    * The clock, in milliseconds since the epoch. Tests replace it to move time without sleeping.
    * @default Date.now
    */
@@ -85,6 +91,7 @@ export interface ResolvedOptions {
   readonly maxSize: number
   readonly maxEntries: number
   readonly now: () => number
+  readonly cacheStatusKey: boolean
   /** The settings of a request to a host without an entry in `hosts`, and without overrides. */
   readonly settings: RequestSettings
   readonly hosts: HostTable
@@ -108,7 +115,8 @@ export const DEFAULTS = Object.freeze({
 })
 
 const OPTION_KEYS: ReadonlySet<string> = new Set([
-  ...HOST_POLICY_KEYS, 'hosts', 'store', 'namespace', 'storeTimeouts', 'pubsub', 'coordinate', 'maxSize', 'maxEntries', 'now'
+  ...HOST_POLICY_KEYS, 'hosts', 'store', 'namespace', 'storeTimeouts', 'pubsub', 'coordinate', 'maxSize', 'maxEntries', 'now',
+  'cacheStatusKey'
 ])
 
 /** The settings of a request when nothing is set. */
@@ -153,6 +161,7 @@ export function resolveOptions (options: CacheOptions = {}, path = 'options'): R
     maxSize,
     maxEntries: optionalSize(o.maxEntries, `${path}.maxEntries`) ?? DEFAULTS.maxEntries,
     now: optionalFunction(o.now, `${path}.now`) as (() => number) | undefined ?? DEFAULTS.now,
+    cacheStatusKey: optionalBoolean(o.cacheStatusKey, `${path}.cacheStatusKey`) ?? false,
     settings,
     hosts: new HostTable(settings, o.hosts, `${path}.hosts`)
   })

@@ -18,6 +18,8 @@ export interface StatusParts {
   readonly ttl?: number
   readonly stored?: boolean
   readonly detail?: string
+  /** RFC 9211 §2.7: the cache key, shown when the cache's `cacheStatusKey` option asks for it. */
+  readonly key?: string
 }
 
 /** Formats this cache's Cache-Status list member, e.g. `cachedfetch; fwd=stale; fwd-status=304`. */
@@ -28,6 +30,7 @@ export function formatCacheStatus (parts: StatusParts): string {
   if (parts.fwdStatus !== undefined) value += `; fwd-status=${parts.fwdStatus}`
   if (parts.ttl !== undefined) value += `; ttl=${parts.ttl}`
   if (parts.stored === true) value += '; stored'
+  if (parts.key !== undefined) value += `; key="${parts.key.replace(/[\\"]/g, '\\$&')}"`
   if (parts.detail !== undefined) value += `; detail=${parts.detail}`
   return value
 }

@@ -167,3 +167,26 @@ describe('the Host header', () => {
     expect(origin.requests).toHaveLength(1)
   })
 })
+
+describe('the key in Cache-Status, when cacheStatusKey asks for it', () => {
+  it('names the key a response is stored and served under: the private prefix and a key hook included', async () => {
+    origin.route('/items', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+      res.end('items')
+    })
+    const strip = (url: URL): URL => { url.searchParams.delete('utm_source'); return url }
+    const keyed = createCache({ cacheStatusKey: true, shared: false, key: strip })
+    const through = opened.agent().compose(cacheInterceptor({ cache: keyed }))
+    const read = async (): Promise<string> => {
+      const response = await request(`${origin.url}/items?utm_source=mail`, { dispatcher: through })
+      await response.body.text()
+      return String(response.headers['cache-status'])
+    }
+    const key = `private GET ${origin.url}/items`
+    expect(await read()).toBe(`cachedfetch; fwd=uri-miss; fwd-status=200; stored; key="${key}"`)
+    await waitFor(() => keyed.stats().stored === 1, 'the entry to be stored')
+    expect(await read()).toMatch(new RegExp(`^cachedfetch; hit; ttl=\\d+; key="${key.replace(/[.?]/g, '\\$&')}"$`))
+    // Without the option, no key.
+    expect((await get(`${origin.url}/items`)).cacheStatus).toBe(MISS_STORED)
+  })
+})
