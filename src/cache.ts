@@ -277,8 +277,10 @@ export class Cache {
 
   /** Store work no caller waits for, kept until it ends so that `close()` can wait for it. */
   #background (work: Promise<unknown>): void {
-    this.#pending.add(work)
-    void work.finally(() => this.#pending.delete(work))
+    // Nobody awaits it: a failure is an event, never an unhandled rejection.
+    const settled = work.catch((error: unknown) => this.#reporter.emit('store-error', { reason: 'background', error }))
+    this.#pending.add(settled)
+    void settled.finally(() => this.#pending.delete(settled))
   }
 
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
@@ -358,7 +360,12 @@ export class Cache {
     const policy = this.#policies.create(request, status, stored, settings)
     const sent = policy.revalidationHeaders(request)
     const validators = Object.fromEntries(['if-none-match', 'if-modified-since'].filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
-    return explain(policy, stored, request.method, settings, policy.retention(stored, settings), validators)
+    const explained = {
+      method: request.method,
+      directives: requestDirectives(request.headers, settings.ignoreRequestNoCache),
+      conditional: hasAny(request.headers, CALLER_CONDITIONALS)
+    }
+    return explain(policy, stored, explained, settings, policy.retention(stored, settings), validators)
   }
 
   /**
@@ -434,9 +441,19 @@ function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCa
   return entry.policy.usability(directives, settings)
 }
 
-/** The URL a request is stored under, by the cache's `key` hook; the hook's errors are the caller's. */
+/**
+ * The URL a request is stored under, by the cache's `key` hook. A hook that throws, or returns no
+ * URL, keys the request by its own URL: the cache fails open, and an application's bug in its
+ * hook costs it sharing entries, never a request.
+ */
 function keyUrl (hook: (url: URL) => URL | string, url: string): string {
-  return normalizeUrl(hook(new URL(url)))
+  try {
+    const keyed = hook(new URL(url))
+    if (typeof keyed === 'string' || keyed instanceof URL) return normalizeUrl(keyed)
+  } catch {
+    // Falls through to the request's own URL.
+  }
+  return url
 }
 
 function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {

@@ -55,6 +55,7 @@ async function main (argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('give exactly one URL')
   const url = toUrl(positionals[0]!)
   const method = values.method.toUpperCase()
+  if (method !== 'GET' && method !== 'HEAD') throw new UsageError(`-X takes GET or HEAD (the methods a cache serves), got ${JSON.stringify(values.method)}`)
   const repeat = Number(values.repeat)
   if (!Number.isSafeInteger(repeat) || repeat < 1) throw new UsageError(`--repeat must be a positive whole number, got ${JSON.stringify(values.repeat)}`)
   const headers = values.header.map(toHeader)
@@ -155,10 +156,14 @@ function toUrl (text: string): string {
   return url.href
 }
 
+/** RFC 9110 §5.1: a field name is a token. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
 function toHeader (text: string): [string, string] {
   const colon = text.indexOf(':')
-  if (colon < 1) throw new UsageError(`a header is 'Name: value', got ${JSON.stringify(text)}`)
-  return [text.slice(0, colon).trim(), text.slice(colon + 1).trim()]
+  const name = text.slice(0, Math.max(colon, 0)).trim()
+  if (colon < 1 || !TOKEN.test(name)) throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(text)}`)
+  return [name, text.slice(colon + 1).trim()]
 }
 
 async function readHosts (path: string): Promise<Record<string, never>> {

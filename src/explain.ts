@@ -4,7 +4,7 @@
  * itself is the policy's (src/policy.ts); the reasons name the rule that decided it.
  */
 import { fieldValue, type ResponseHeaders } from './entry.js'
-import { parseDirectives } from './directives.js'
+import { deltaSeconds, parseDirectives, type RequestDirectives } from './directives.js'
 import { varyFields } from './key.js'
 import type { Policy } from './policy.js'
 import type { RequestSettings } from './settings.js'
@@ -28,19 +28,30 @@ export interface Explanation {
   readonly revalidation: Readonly<Record<string, string>>
 }
 
-export function explain (policy: Policy, headers: ResponseHeaders, method: string, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
+/** What of the request decides too: its method, directives, and whether it is a conditional of the caller's own. */
+export interface ExplainedRequest {
+  readonly method: string
+  readonly directives: RequestDirectives
+  readonly conditional: boolean
+}
+
+export function explain (policy: Policy, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
   const reasons: string[] = []
   const d = parseDirectives(fieldValue(headers['cache-control']))
+  const { method } = request
   if (!settings.enabled) reasons.push('the cache is turned off for this host (enabled: false)')
   if (!settings.methods.has(method)) reasons.push(`${method} responses are not cached here (methods)`)
+  if (request.conditional) reasons.push('the request carries conditional or range headers of its own: it passes through untouched')
+  if (request.directives.noStore) reasons.push('the request says no-store (RFC 9111 §5.2.1.5)')
   if (d['no-store'] !== undefined) reasons.push('the response says no-store (RFC 9111 §5.2.2.5)')
   if (settings.shared && d.private !== undefined) reasons.push('the response is private, and this cache is shared (§5.2.2.7)')
   if (settings.shared && headers['set-cookie'] !== undefined) reasons.push('the response sets a cookie, and this cache is shared: a cookie belongs to one user')
   if (varyFields(fieldValue(headers.vary))[0] === '*') reasons.push('the response varies on * (§4.1): no request would ever match it')
-  const length = Number(fieldValue(headers['content-length']) ?? 0)
+  // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
+  const length = method === 'HEAD' ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
   if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
   if (!policy.storable(headers) && reasons.length === 0) reasons.push('its status or directives make it unstorable (§3)')
-  if (retention === 0) reasons.push('it has no freshness, no stale window and no validator: it could never be used (§4.2, §4.3)')
+  if (retention === 0 && reasons.length === 0) reasons.push('it has no freshness, no stale window and no validator: it could never be used (§4.2, §4.3)')
   const lifetime = policy.lifetime()
   return {
     storable: reasons.length === 0,
@@ -49,8 +60,8 @@ export function explain (policy: Policy, headers: ResponseHeaders, method: strin
     lifetimeFrom: lifetimeFrom(policy, d, headers, settings),
     age: Math.floor(policy.age()),
     ttl: policy.ttl(),
-    staleWhileRevalidate: Number(d['stale-while-revalidate'] ?? settings.staleWhileRevalidate) || 0,
-    staleIfError: Number(d['stale-if-error'] ?? settings.staleIfError) || 0,
+    staleWhileRevalidate: deltaSeconds(d['stale-while-revalidate']) ?? settings.staleWhileRevalidate,
+    staleIfError: deltaSeconds(d['stale-if-error']) ?? settings.staleIfError,
     retention,
     revalidation
   }

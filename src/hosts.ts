@@ -8,8 +8,10 @@ import { memoize } from './memo.js'
 import { applyOwnPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } from './settings.js'
 import { describe } from './validate.js'
 
-/** A host name, optionally with a port, or a leading `*.` wildcard: lower case, as URLs have it. */
-const PATTERN = /^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:\d{1,5})?$|^\[[0-9a-f:.]+\](:\d{1,5})?$/
+/** A leading `*.` and a domain, without a port: a wildcard matches host names, whatever the port. */
+const WILDCARD = /^\*\.[a-z0-9_-]+(\.[a-z0-9_-]+)*$/
+/** A host name or an IPv6 literal, with a port or not: what a URL's authority can hold. */
+const EXACT = /^([a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(:\d+)?$/
 const DEFAULT_PORTS: Readonly<Record<string, string>> = { 'http:': '80', 'https:': '443' }
 
 export class HostTable {
@@ -27,12 +29,13 @@ export class HostTable {
       }
       for (const [pattern, policy] of Object.entries(hosts as Record<string, HostPolicy>)) {
         const at = `${path}[${JSON.stringify(pattern)}]`
-        if (!PATTERN.test(pattern)) {
-          throw new TypeError(`expected ${path} keys to be lower-case host names, 'host:port' or '*.domain' patterns, got ${JSON.stringify(pattern)}`)
-        }
         const settings = applyOwnPolicy(base, policy, at, HOST_POLICY_KEYS)
-        if (pattern.startsWith('*.')) this.#wildcards.push([pattern.slice(1), settings])
-        else this.#exact.set(pattern, settings)
+        if (pattern.startsWith('*.')) {
+          if (!WILDCARD.test(pattern)) throw badPattern(path, pattern)
+          this.#wildcards.push([pattern.slice(1), settings])
+        } else {
+          this.#exact.set(canonical(pattern, path), settings)
+        }
       }
       this.#wildcards.sort((a, b) => b[0].length - a[0].length)
     }
@@ -55,9 +58,31 @@ export class HostTable {
     const hasPort = colon !== -1 && !authority.endsWith(']')
     const host = hasPort ? authority.slice(0, colon) : authority
     const port = hasPort ? authority.slice(colon + 1) : DEFAULT_PORTS[scheme]
-    const exact = (port === undefined ? undefined : this.#exact.get(`${host}:${port}`)) ?? this.#exact.get(host)
+    // A fully qualified name (a trailing dot) is the same host.
+    const name = host.endsWith('.') ? host.slice(0, -1) : host
+    const exact = (port === undefined ? undefined : this.#exact.get(`${name}:${port}`)) ?? this.#exact.get(name)
     if (exact !== undefined) return exact
-    for (const [suffix, settings] of this.#wildcards) if (host.endsWith(suffix)) return settings
+    for (const [suffix, settings] of this.#wildcards) if (name.endsWith(suffix)) return settings
     return this.#base
   }
+}
+
+/** `host` or `host:port` as a URL writes it (lower case, IPv6 compressed), or a TypeError. */
+function canonical (pattern: string, path: string): string {
+  if (!EXACT.test(pattern)) throw badPattern(path, pattern)
+  let url: URL
+  try {
+    url = new URL(`http://${pattern}`)
+  } catch {
+    throw badPattern(path, pattern)
+  }
+  // The pattern must be a host and port only, and what the URL made of it the same host.
+  if (url.username !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.hostname === '' ||
+      pattern.toLowerCase() !== pattern) throw badPattern(path, pattern)
+  const explicitPort = /:(\d+)$/.exec(pattern)?.[1]
+  return explicitPort === undefined ? url.hostname : `${url.hostname}:${explicitPort}`
+}
+
+function badPattern (path: string, pattern: string): TypeError {
+  return new TypeError(`expected ${path} keys to be lower-case host names, 'host:port' or '*.domain' patterns, got ${JSON.stringify(pattern)}`)
 }

@@ -5,7 +5,8 @@
  * - `CACHEDFETCH_STORE`: `redis://…`, `rediss://…` or `sqlite:./cache.db`; unset, memory only.
  * - `CACHEDFETCH_NAMESPACE`: the `namespace` option.
  * - `CACHEDFETCH_HOSTS`: a JSON file of per-host policies (the `hosts` option; JSON has no key hooks).
- * Writes still on their way when the application is done are waited for before the process exits.
+ * Writes still on their way when the application is done are waited for before the process exits
+ * (on 'beforeExit': not after `process.exit()` or a signal).
  */
 import { readFile } from 'node:fs/promises'
 import { install, uninstall } from './adapters/install.js'
@@ -19,8 +20,6 @@ install({
   ...(env.CACHEDFETCH_NAMESPACE === undefined ? {} : { namespace: env.CACHEDFETCH_NAMESPACE }),
   ...(hosts === undefined ? {} : { hosts })
 })
-// An idle store connection must not keep a finished application alive.
-store?.unref()
 
 let exiting = false
 process.on('beforeExit', () => {

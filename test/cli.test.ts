@@ -71,6 +71,8 @@ describe('the cachedfetch command', () => {
   it.each([
     ['a bad URL', 2, ['not a url'], /cachedfetch: not a URL: "not a url"/],
     ['an unknown option', 2, ['http://127.0.0.1/', '--frobnicate'], /Unknown option '--frobnicate'/],
+    ['a header that is not one', 2, ['http://127.0.0.1/', '-H', 'Bad Name: x'], /a header is 'Name: value'/],
+    ['a method a cache does not serve', 2, ['http://127.0.0.1/', '-X', 'POST'], /-X takes GET or HEAD/],
     ['a store of an unknown kind', 2, ['http://127.0.0.1/', '--store', 'memcached://x'], /--store to be a redis:\/\/, rediss:\/\/ or sqlite: URL/],
     ['an unreachable host', 1, ['http://no-such-host.invalid/'], /GET http:\/\/no-such-host\.invalid\/ failed: fetch failed: ENOTFOUND/],
     ['a store that cannot be opened', 3, ['http://127.0.0.1/', '--store', 'sqlite:/nonexistent-dir/x/cache.db'], /the store sqlite:\/nonexistent-dir\/x\/cache\.db cannot be used: .*SQLITE_CANTOPEN/]

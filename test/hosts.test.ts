@@ -142,6 +142,56 @@ describe('hosts with policies of their own, in one cache', () => {
   })
 })
 
+describe('a host policy never costs a request', () => {
+  it('keys a request by its own URL when the key hook throws or returns no URL, and unsafe methods still invalidate', async () => {
+    const origin = await originWith({ 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+    const p = port(origin)
+    const key = (url: URL): URL => {
+      if (url.pathname === '/a') throw new Error('a bug in the application\'s hook')
+      return undefined as unknown as URL
+    }
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const cache = createCache({ hosts: { 'hooked.example.test': { key } } })
+      const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
+      const get = async (path: string, init?: Parameters<typeof cachedFetch>[1]): Promise<string> => {
+        const response = await cachedFetch(`http://hooked.example.test:${p}${path}`, init)
+        await response.arrayBuffer()
+        return response.headers.get('cache-status') ?? ''
+      }
+      expect(await get('/a')).toMatch(/^cachedfetch; fwd=uri-miss; fwd-status=200; stored/)
+      await waitFor(() => cache.stats().stored === 1, 'the entry under its own URL')
+      expect(await get('/a')).toMatch(/^cachedfetch; hit/)
+      expect(await get('/b')).toMatch(/^cachedfetch; fwd=uri-miss/)
+      // A POST answered 200 invalidates the URL, through the same throwing hook.
+      await get('/a', { method: 'POST' })
+      await cache.flush()
+      expect(await get('/a')).toMatch(/^cachedfetch; fwd=uri-miss/)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
+  it('sends concurrent requests to a disabled host each to the origin: no single-flight either', async () => {
+    const origin = await originWith({ 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+    const cachedFetch = createCachedFetch({ hosts: { 'off.example.test': { enabled: false } }, dispatcher: agent() })
+    const responses = await Promise.all([1, 2, 3].map(() => cachedFetch(`http://off.example.test:${port(origin)}/a`)))
+    for (const response of responses) expect(response.headers.get('cache-status')).toBe('cachedfetch; fwd=bypass; fwd-status=200')
+    await Promise.all(responses.map((response) => response.arrayBuffer()))
+    expect(origin.hits('/a')).toBe(3)
+  })
+
+  it('matches a fully qualified name (a trailing dot) to its host\'s policy', async () => {
+    const origin = await originWith({ 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+    const seen = await statuses({ hosts: { 'off.example.test': { enabled: false } } }, [`http://off.example.test.:${port(origin)}/a`])
+    expect(seen).toEqual(['cachedfetch; fwd=bypass; fwd-status=200'])
+  })
+})
+
 describe('the most specific pattern wins', () => {
   it('exact host and port, then exact host, then the longest wildcard, then the cache\'s options', async () => {
     const origin = await originWith({ 'content-type': 'text/plain' })
@@ -176,7 +226,9 @@ describe('a bad host policy is a TypeError at construction, naming the host and 
     [{ 'api.example.com': { methods: ['POST'] } }, /options\.hosts\["api\.example\.com"\]\.methods\[0\]/],
     [{ 'API.example.com': {} }, /options\.hosts keys .*"API\.example\.com"/],
     [{ 'api.*.com': {} }, /options\.hosts keys .*"api\.\*\.com"/],
-    [{ 'api.example.com': null }, /options\.hosts\["api\.example\.com"\]/]
+    [{ 'api.example.com': null }, /options\.hosts\["api\.example\.com"\]/],
+    [{ '*.example.com:8080': {} }, /options\.hosts keys .*"\*\.example\.com:8080"/],
+    [{ 'api.example.com:99999': {} }, /options\.hosts keys .*"api\.example\.com:99999"/]
   ])('%j', (hosts, message) => {
     expect(() => createCache({ hosts } as unknown as CacheOptions)).toThrow(message)
     expect(() => createCachedFetch({ hosts } as unknown as CacheOptions)).toThrow(TypeError)

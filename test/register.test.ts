@@ -1,7 +1,7 @@
 /**
  * `node --import cachedfetch/register app.js`: an application that calls plain `fetch` gets the
  * cache from environment variables alone. Two runs of a script on one SQLite file: the second is a
- * HIT; a hosts file gives freshness to an origin that sends none; a bad store URL stops the start
+ * HIT, and with Redis the application still exits when it is done; a hosts file gives freshness to an origin that sends none; a bad store URL stops the start
  * with an error that names the variable. The suite runs the source through tsx; the package maps
  * `cachedfetch/register` to the build of the same file.
  */
@@ -12,14 +12,23 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { respond } from './helpers/origin.js'
+import { adminClient, deleteNamespace, reachRedis, REDIS_URL, testNamespace } from './helpers/redis.js'
 import { teardown } from './helpers/teardown.js'
 
 const REGISTER = fileURLToPath(new URL('../src/register.ts', import.meta.url))
 const APP = fileURLToPath(new URL('./processes/plain-fetch.ts', import.meta.url))
 const opened = teardown()
 afterEach(() => opened.close())
+
+const admin = adminClient()
+const unreachable = await reachRedis(admin, 'test/register.test.ts (its Redis case)')
+const namespace = testNamespace()
+afterAll(async () => {
+  await deleteNamespace(admin, namespace)
+  if (admin.isReady) await admin.close()
+})
 
 function tempDir (): string {
   const dir = mkdtempSync(join(tmpdir(), 'cachedfetch-register-'))
@@ -57,6 +66,15 @@ describe('node --import cachedfetch/register', () => {
     await run(`${origin.url}/plain`, env)
     expect((await run(`${origin.url}/plain`, env)).cacheStatus).toMatch(/^cachedfetch; hit/)
     expect(origin.hits('/plain')).toBe(1)
+  }, 30_000)
+
+  it.skipIf(unreachable !== undefined)('with a Redis store, lets the application exit when it is done, its entry stored', async () => {
+    const origin = await opened.origin({ '/report': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, 'report') })
+    // execFile's timeout kills a process that hangs: the test then fails on the rejection.
+    const env = { CACHEDFETCH_STORE: REDIS_URL, CACHEDFETCH_NAMESPACE: namespace }
+    expect((await run(`${origin.url}/report`, env)).cacheStatus).toMatch(/stored$/)
+    expect((await run(`${origin.url}/report`, env)).cacheStatus).toMatch(/^cachedfetch; hit/)
+    expect(origin.hits('/report')).toBe(1)
   }, 30_000)
 
   it('refuses to start with a store URL it cannot use, naming the variable', async () => {

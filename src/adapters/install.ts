@@ -13,6 +13,8 @@ const DISPATCHER_SLOTS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('u
 
 interface Installed {
   readonly fetch: CachedFetch
+  /** The agent the global dispatcher goes out through. */
+  readonly agent: Agent
   /** What was there before: restored by uninstall(). */
   readonly previousFetch: typeof globalThis.fetch
   readonly previousDispatchers: readonly unknown[]
@@ -32,9 +34,12 @@ export function install (options?: CachedFetchOptions): CachedFetch {
     previousDispatchers: DISPATCHER_SLOTS.map((slot) => (globalThis as Record<symbol, unknown>)[slot])
   }
   // Requests through the global dispatcher go out through a base of their own, as cachedFetch's do.
-  setGlobalDispatcher(new Agent().compose(cacheInterceptor({ cache: cachedFetch.cache })))
+  const agent = new Agent()
+  setGlobalDispatcher(agent.compose(cacheInterceptor({ cache: cachedFetch.cache })))
   globalThis.fetch = cachedFetch
-  installed = { fetch: cachedFetch, previousFetch: previous.previousFetch, previousDispatchers: previous.previousDispatchers }
+  // A cache installed before is done with: its writes land, its connections close.
+  if (installed !== undefined) void retire(installed)
+  installed = { fetch: cachedFetch, agent, previousFetch: previous.previousFetch, previousDispatchers: previous.previousDispatchers }
   return cachedFetch
 }
 
@@ -45,5 +50,10 @@ export async function uninstall (): Promise<void> {
   installed = undefined
   globalThis.fetch = current.previousFetch
   DISPATCHER_SLOTS.forEach((slot, i) => { (globalThis as Record<symbol, unknown>)[slot] = current.previousDispatchers[i] })
-  await current.fetch.cache.close()
+  await retire(current)
+}
+
+async function retire (done: Installed): Promise<void> {
+  await done.fetch.cache.close()
+  await done.agent.close()
 }

@@ -77,7 +77,8 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
  */
 function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions & CacheDispatchOptions, request: CacheRequest, lookup: Forwarded, handler: Dispatcher.DispatchHandler): boolean {
   const outgoing = lookup.headers === undefined ? opts : { ...opts, headers: lookup.headers }
-  if (!FLIGHT_METHODS.has(request.method) || opts.body != null) {
+  // A host the cache is turned off for gets nothing of it, single-flight included.
+  if (!FLIGHT_METHODS.has(request.method) || opts.body != null || !lookup.settings.enabled) {
     return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, handler), lookup.settings.retry, cache)
   }
   const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)

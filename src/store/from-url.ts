@@ -10,8 +10,6 @@ import type * as KeyvSqliteModule from '@keyv/sqlite'
 
 export interface UrlStore {
   readonly adapter: KeyvStoreAdapter
-  /** Lets the process exit while the store's connection is idle. */
-  readonly unref: () => void
   readonly close: () => Promise<void>
 }
 
@@ -19,9 +17,11 @@ export async function storeFromUrl (url: string, what: string): Promise<UrlStore
   if (/^rediss?:\/\//.test(url)) {
     const { default: KeyvRedis, createClient } = await load<typeof KeyvRedisModule>('@keyv/redis', what)
     const client = createClient({ url, disableOfflineQueue: true })
+    // Before anything connects: an idle connection must not keep a finished script alive. (node-redis
+    // applies it to the socket it creates; one created before would stay referenced.)
+    client.unref()
     return {
       adapter: new KeyvRedis(client, { throwOnErrors: true }) as unknown as KeyvStoreAdapter,
-      unref: () => { client.unref() },
       close: () => { if (client.isOpen) client.destroy(); return Promise.resolve() }
     }
   }
@@ -32,7 +32,6 @@ export async function storeFromUrl (url: string, what: string): Promise<UrlStore
     const adapter = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 5000 })
     return {
       adapter: adapter as unknown as KeyvStoreAdapter,
-      unref: () => {},
       close: async () => { await adapter.disconnect().catch(() => {}) }
     }
   }

@@ -55,12 +55,20 @@ export class KeyvStore {
   /** The store's first read, while it is under way. */
   #opening: Promise<void> | undefined
 
-  /** `call`, once the store is open; a call still waiting counts against its own timeout. */
+  #closed = false
+
+  /**
+   * `call`, once the store is open; a call still waiting counts against its own timeout. Once the
+   * cache is closed nothing more is sent: a call that timed out waiting would otherwise still go
+   * out, and @keyv/redis would open again the connection its owner just closed.
+   */
   #whenOpen<T> (call: () => Promise<T>): Promise<T> {
-    return this.#opening === undefined ? call() : this.#opening.then(call)
+    const send = (): Promise<T> => this.#closed ? Promise.reject(new Error('the cache is closed')) : call()
+    return this.#opening === undefined ? send() : this.#opening.then(send)
   }
 
   close (): void {
+    this.#closed = true
     if (this.#onError !== undefined) this.keyv.off('error', this.#onError)
   }
 
