@@ -91,7 +91,7 @@ async function redisTier (lib: Library, body: Buffer): Promise<RedisTierResult> 
     const target = `${origin.url}/l2`
     const cachedFetch = lib.createCachedFetch({ cache, dispatcher: agent })
     await (await cachedFetch(target)).arrayBuffer()
-    await cache.close()
+    await cache.flush()
     const key = `${namespace}::${namespace}:GET ${target}`
     const stored = await raw.get(key)
     if (stored === null) throw new Error('the primed entry is not in Redis')
@@ -121,6 +121,7 @@ async function redisTier (lib: Library, body: Buffer): Promise<RedisTierResult> 
   } finally {
     for await (const keys of raw.scanIterator({ MATCH: `*${namespace}*` })) for (const key of keys) await raw.unlink(key)
     await raw.close()
+    await cache.close()
     if (client.isOpen) await client.close()
     await agent.close()
     await origin.close()
