@@ -4,12 +4,12 @@
  * merged (304) or invalidated. It knows no protocol: the adapters (src/adapters/) carry its
  * decisions into undici's handler API and into `fetch`.
  */
-import { HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
+import { forward, HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
 import { entrySize, fieldValue, storableHeaders, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
 import { explain, type Explanation } from './explain.js'
 import { Flights } from './flight.js'
-import { invalidatedBy } from './invalidation.js'
-import { normalizeUrl, primaryKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
+import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
+import { normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
@@ -17,11 +17,8 @@ import { PolicyFactory, type Usability } from './policy.js'
 import { Recorder } from './recorder.js'
 import { RETRY_DEFAULTS } from './retry.js'
 import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
-import { Coordinator } from './store/coordinator.js'
-import { KeyvStore } from './store/keyv.js'
-import { MemoryStore } from './store/memory.js'
-import { RedisLink } from './store/redis.js'
-import { Tiers, type Selector } from './store/tiers.js'
+import type { Coordinator } from './store/coordinator.js'
+import { openStores, type Tiers, type Selector } from './store/tiers.js'
 import type { MaybePromise, StoreEvents } from './store/types.js'
 import { intern } from './memo.js'
 import { responseTags } from './tags.js'
@@ -60,16 +57,9 @@ export class Cache {
       error: (operation, key, error) => this.#reporter.emit('store-error', { key, reason: operation, error }),
       evict: (key, bytes) => this.#reporter.emit('evicted', { key, bytes })
     }
-    const { store, storeTimeouts, maxSize, pubsub, coordinate } = this.options
-    const redis = store === undefined ? undefined : RedisLink.of(store, events, storeTimeouts)
-    this.#store = new Tiers({
-      l1: maxSize === 0 ? undefined : new MemoryStore(this.options, events),
-      l2: store === undefined ? undefined : new KeyvStore(store, this.#policies, events, storeTimeouts),
-      redis,
-      pubsub,
-      now: this.options.now
-    }, events)
-    this.#coordinator = coordinate === undefined || redis === undefined ? undefined : new Coordinator(redis, coordinate)
+    const { tiers, coordinator } = openStores(this.options, this.#policies, events)
+    this.#store = tiers
+    this.#coordinator = coordinator
   }
 
   /**
@@ -85,7 +75,7 @@ export class Cache {
     if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
     if (bypass) return this.#bypass(request, 'bypass', directives, settings)
     if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings)
-    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host, settings))
+    const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise
       ? found.then((set) => this.#choose(request, set, directives, mode, settings))
       : this.#choose(request, found, directives, mode, settings)
@@ -117,7 +107,7 @@ export class Cache {
       if (usability !== 'fresh' && usability !== 'stale-allowed') return undefined
       return this.#hit(entry, usability, undefined)
     }
-    const found = this.#store.get(this.#key(request.method, request.url, request.headers.host, settings))
+    const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
@@ -141,18 +131,6 @@ export class Cache {
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
     return forward(fwd, !directives.noStore, entry, entry.policy.revalidationHeaders(request), directives, settings)
-  }
-
-  /**
-   * The store key. A private cache's entries are keyed apart: a shared cache on the same store must
-   * never serve what a private one kept for its user (private responses, Set-Cookie).
-   */
-  #key (method: string, url: string, host: string | undefined, settings: RequestSettings): string {
-    let key = primaryKey(method, settings.key === undefined ? url : keyUrl(settings.key, url))
-    // RFC 9110 §7.1: a Host header names the target's authority; one that is not the connection's
-    // (a virtual host) is another resource, though the same server answers.
-    if (host !== undefined && host.toLowerCase() !== new URL(url).host) key += ` host=${host.toLowerCase()}`
-    return settings.shared ? key : `private ${key}`
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
@@ -211,7 +189,7 @@ export class Cache {
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
     for (const url of invalidatedBy(request, status, headers)) this.#background(this.invalidate(url))
     const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store
-      ? { fwd: lookup.fwd, fwdStatus: status, key: this.#key(request.method, request.url, request.headers.host, lookup.settings) }
+      ? { fwd: lookup.fwd, fwdStatus: status, key: storeKey(request.method, request.url, request.headers.host, lookup.settings) }
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup.settings)
@@ -239,7 +217,7 @@ export class Cache {
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
-    const key = this.#key(request.method, request.url, request.headers.host, settings)
+    const key = storeKey(request.method, request.url, request.headers.host, settings)
     const tags = responseTags(stored, settings.tags)
     const recorder = new Recorder(settings.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, url: request.url, status, statusText: intern(statusText), headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
@@ -313,11 +291,7 @@ export class Cache {
    */
   async invalidate (url: string | URL): Promise<void> {
     const normalized = normalizeUrl(url)
-    const hook = this.settings(normalized).key
-    const stored = hook === undefined ? normalized : keyUrl(hook, normalized)
-    // Both modes' keys: the resource changed for every process on the store, shared or private.
-    const keys = ['GET', 'HEAD'].flatMap((method) => [primaryKey(method, stored), `private ${primaryKey(method, stored)}`])
-    await this.#invalidate({ kind: 'keys', keys }, { url: normalized })
+    await this.#invalidate(urlSelector(normalized, this.settings(normalized).key), { url: normalized })
   }
 
   /**
@@ -325,19 +299,13 @@ export class Cache {
    * With Redis this reads the origin's index; other stores are listed.
    */
   async invalidatePrefix (prefix: string | URL): Promise<void> {
-    let normalized: string
-    try {
-      normalized = new URL(prefix).href
-    } catch {
-      throw new TypeError(`expected prefix to be an absolute URL such as 'https://api.example.com/users/', got ${JSON.stringify(String(prefix))}`)
-    }
-    await this.#invalidate({ kind: 'prefix', prefix: normalized }, { url: normalized, reason: 'prefix' })
+    const selector = prefixSelector(prefix)
+    await this.#invalidate(selector, { url: selector.prefix, reason: 'prefix' })
   }
 
   /** Drops every entry tagged `tag` (by Cache-Tag, Surrogate-Key or the `tags` option). */
   async invalidateTag (tag: string): Promise<void> {
-    if (typeof tag !== 'string' || tag === '') throw new TypeError(`expected tag to be a non-empty string, got ${JSON.stringify(tag)}`)
-    await this.#invalidate({ kind: 'tag', tag }, { reason: `tag ${tag}` })
+    await this.#invalidate(tagSelector(tag), { reason: `tag ${tag}` })
   }
 
   /** Drops every entry of this cache's namespace, and only those. */
@@ -356,16 +324,8 @@ export class Cache {
    */
   explain (request: CacheRequest, status: number, headers: Record<string, string | string[] | undefined>): Explanation {
     const settings = this.settings(request.url)
-    const stored = storableHeaders(headers)
-    const policy = this.#policies.create(request, status, stored, settings)
-    const sent = policy.revalidationHeaders(request)
-    const validators = Object.fromEntries(['if-none-match', 'if-modified-since'].filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
-    const explained = {
-      method: request.method,
-      directives: requestDirectives(request.headers, settings.ignoreRequestNoCache),
-      conditional: hasAny(request.headers, CALLER_CONDITIONALS)
-    }
-    return explain(policy, stored, explained, settings, policy.retention(stored, settings), validators)
+    const conditional = hasAny(request.headers, CALLER_CONDITIONALS)
+    return explain(this.#policies, request, conditional, status, storableHeaders(headers), settings)
   }
 
   /**
@@ -379,7 +339,7 @@ export class Cache {
     // Only a plain miss: a reload or no-cache request must reach the origin whatever is stored meanwhile.
     if (coordinator === undefined || mode !== 'default' || !lookup.store || lookup.entry !== undefined ||
         lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss')) return lookup
-    const key = this.#key(request.method, request.url, request.headers.host, lookup.settings)
+    const key = storeKey(request.method, request.url, request.headers.host, lookup.settings)
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.get(key), request)
       const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
@@ -427,10 +387,6 @@ export function createCache (options?: CacheOptions): Cache {
   return new Cache(options)
 }
 
-function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings): Forwarded {
-  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false }
-}
-
 /**
  * Fetch §4.6 (HTTP-network-or-cache fetch): force-cache and only-if-cached take any stored response,
  * stale or not; no-cache revalidates any stored response, fresh or not.
@@ -439,21 +395,6 @@ function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCa
   if (mode === 'force-cache' || mode === 'only-if-cached') return 'stale-allowed'
   if (mode === 'no-cache') return 'revalidate'
   return entry.policy.usability(directives, settings)
-}
-
-/**
- * The URL a request is stored under, by the cache's `key` hook. A hook that throws, or returns no
- * URL, keys the request by its own URL: the cache fails open, and an application's bug in its
- * hook costs it sharing entries, never a request.
- */
-function keyUrl (hook: (url: URL) => URL | string, url: string): string {
-  try {
-    const keyed = hook(new URL(url))
-    if (typeof keyed === 'string' || keyed instanceof URL) return normalizeUrl(keyed)
-  } catch {
-    // Falls through to the request's own URL.
-  }
-  return url
 }
 
 function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {

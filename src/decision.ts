@@ -64,6 +64,11 @@ export type Outcome =
   /** Serve this stored entry instead: freshened by a 304, or standing in for a failed origin. */
   | { readonly kind: 'replay'; readonly entry: CacheEntry; readonly headers: ResponseHeaders }
 
+/** A request going on to the origin (not a background refresh). */
+export function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings): Forwarded {
+  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false }
+}
+
 export class HitResult implements Hit {
   readonly kind = 'hit'
   #headers: ResponseHeaders | undefined

@@ -4,9 +4,9 @@
  * itself is the policy's (src/policy.ts); the reasons name the rule that decided it.
  */
 import { fieldValue, type ResponseHeaders } from './entry.js'
-import { deltaSeconds, parseDirectives, type RequestDirectives } from './directives.js'
-import { varyFields } from './key.js'
-import type { Policy } from './policy.js'
+import { deltaSeconds, parseDirectives, requestDirectives, type RequestDirectives } from './directives.js'
+import { varyFields, type CacheRequest } from './key.js'
+import type { Policy, PolicyFactory } from './policy.js'
 import type { RequestSettings } from './settings.js'
 
 export interface Explanation {
@@ -29,13 +29,24 @@ export interface Explanation {
 }
 
 /** What of the request decides too: its method, directives, and whether it is a conditional of the caller's own. */
-export interface ExplainedRequest {
+interface ExplainedRequest {
   readonly method: string
   readonly directives: RequestDirectives
   readonly conditional: boolean
 }
 
-export function explain (policy: Policy, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
+export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings): Explanation {
+  const policy = policies.create(request, status, headers, settings)
+  const sent = policy.revalidationHeaders(request)
+  const revalidation = Object.fromEntries(VALIDATORS.filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
+  const explained = { method: request.method, directives: requestDirectives(request.headers, settings.ignoreRequestNoCache), conditional }
+  return decide(policy, headers, explained, settings, policy.retention(headers, settings), revalidation)
+}
+
+/** The request fields a revalidation adds (RFC 9111 §4.3.1). */
+const VALIDATORS = ['if-none-match', 'if-modified-since']
+
+function decide (policy: Policy, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
   const reasons: string[] = []
   const d = parseDirectives(fieldValue(headers['cache-control']))
   const { method } = request

@@ -1,9 +1,13 @@
 /**
+ * What an invalidation drops: the URLs an answer to an unsafe request makes invalid (RFC 9111
+ * §4.4), and the selectors of the invalidation API (a URL, a prefix, a tag).
+ *
  * RFC 9111 §4.4: which stored URLs an answer to an unsafe request makes invalid. The target URI,
  * and the Location and Content-Location URIs when they share its origin: a response must not be
  * able to purge another origin's entries.
  */
-import { normalizeUrl } from './key.js'
+import { keyUrl, normalizeUrl, primaryKey } from './key.js'
+import type { Selector } from './store/tiers.js'
 
 /** Request methods that never invalidate (RFC 9110 §9.2.1). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
@@ -25,4 +29,24 @@ export function invalidatedBy (request: { method: string, url: string }, status:
     }
   }
   return targets
+}
+
+/** Every stored variant of a URL, GET and HEAD, shared and private: the resource changed for everyone. */
+export function urlSelector (url: string, hook: ((url: URL) => URL | string) | undefined): Selector {
+  const stored = hook === undefined ? url : keyUrl(hook, url)
+  return { kind: 'keys', keys: ['GET', 'HEAD'].flatMap((method) => [primaryKey(method, stored), `private ${primaryKey(method, stored)}`]) }
+}
+
+/** Entries whose URL starts with `prefix`, an absolute URL; a TypeError for anything else. */
+export function prefixSelector (prefix: string | URL): Selector & { kind: 'prefix' } {
+  try {
+    return { kind: 'prefix', prefix: new URL(prefix).href }
+  } catch {
+    throw new TypeError(`expected prefix to be an absolute URL such as 'https://api.example.com/users/', got ${JSON.stringify(String(prefix))}`)
+  }
+}
+
+export function tagSelector (tag: string): Selector {
+  if (typeof tag !== 'string' || tag === '') throw new TypeError(`expected tag to be a non-empty string, got ${JSON.stringify(tag)}`)
+  return { kind: 'tag', tag }
 }

@@ -45,6 +45,34 @@ export function primaryKey (method: string, url: string): string {
 }
 
 /**
+ * The key an entry is stored under: the method, the URL (through the `key` hook when there is
+ * one), the Host header when it names another authority, and a `private ` mark for a private
+ * cache's entries, which a shared cache on the same store must never serve.
+ */
+export function storeKey (method: string, url: string, host: string | undefined, settings: { readonly shared: boolean, readonly key: ((url: URL) => URL | string) | undefined }): string {
+  let key = primaryKey(method, settings.key === undefined ? url : keyUrl(settings.key, url))
+  // RFC 9110 §7.1: a Host header names the target's authority; one that is not the connection's
+  // (a virtual host) is another resource, though the same server answers.
+  if (host !== undefined && host.toLowerCase() !== new URL(url).host) key += ` host=${host.toLowerCase()}`
+  return settings.shared ? key : `private ${key}`
+}
+
+/**
+ * The URL a request is stored under, by the cache's `key` hook. A hook that throws, or returns no
+ * URL, keys the request by its own URL: the cache fails open, and an application's bug in its
+ * hook costs it sharing entries, never a request.
+ */
+export function keyUrl (hook: (url: URL) => URL | string, url: string): string {
+  try {
+    const keyed = hook(new URL(url))
+    if (typeof keyed === 'string' || keyed instanceof URL) return normalizeUrl(keyed)
+  } catch {
+    // Falls through to the request's own URL.
+  }
+  return url
+}
+
+/**
  * The field names a Vary header lists, lower-cased; `['*']` when it contains `*`, which no
  * request ever matches (RFC 9111 §4.1).
  */

@@ -6,9 +6,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { VariantSet } from '../entry.js'
-import type { KeyvStore } from './keyv.js'
-import type { MemoryStore } from './memory.js'
-import type { IndexKind, RedisLink } from './redis.js'
+import type { ResolvedOptions } from '../options.js'
+import type { PolicyFactory } from '../policy.js'
+import { Coordinator } from './coordinator.js'
+import { KeyvStore } from './keyv.js'
+import { MemoryStore } from './memory.js'
+import { RedisLink, type IndexKind } from './redis.js'
 import type { EntryStore, MaybePromise, StoreEvents } from './types.js'
 
 /** What an invalidation drops: entries by key, by URL prefix, by tag, or all of this namespace. */
@@ -139,6 +142,20 @@ export class Tiers implements EntryStore {
   get memoryBytes (): number {
     return this.#l1?.size ?? 0
   }
+}
+
+/** The tiers a cache's options ask for, and the cross-process coordinator when they ask for one. */
+export function openStores (options: ResolvedOptions, policies: PolicyFactory, events: StoreEvents): { tiers: Tiers, coordinator: Coordinator | undefined } {
+  const { store, storeTimeouts, maxSize, pubsub, coordinate, now } = options
+  const redis = store === undefined ? undefined : RedisLink.of(store, events, storeTimeouts)
+  const tiers = new Tiers({
+    l1: maxSize === 0 ? undefined : new MemoryStore(options, events),
+    l2: store === undefined ? undefined : new KeyvStore(store, policies, events, storeTimeouts),
+    redis,
+    pubsub,
+    now
+  }, events)
+  return { tiers, coordinator: coordinate === undefined || redis === undefined ? undefined : new Coordinator(redis, coordinate) }
 }
 
 function picks (selector: Selector, key: string, tags: () => readonly string[]): boolean {
