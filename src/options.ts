@@ -11,7 +11,7 @@ import { applyPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } 
 import type { CoordinatorOptions } from './store/coordinator.js'
 import { toKeyv, type StoreTimeouts } from './store/keyv.js'
 import { isRedis } from './store/redis.js'
-import { assertKnownKeys, describe } from './validate.js'
+import { assertKnownKeys, describe, optionalBoolean, optionalSize } from './validate.js'
 
 export type { CacheableMethod, HostPolicy, RequestPolicy, RequestSettings } from './settings.js'
 
@@ -146,7 +146,7 @@ export function resolveOptions (options: CacheOptions = {}, path = 'options'): R
   }
   assertKnownKeys(options, OPTION_KEYS, path)
   const o = options as Record<string, unknown>
-  const store = toKeyv(o.store, toNamespace(o.namespace, `${path}.namespace`), `${path}.store`)
+  const store = toKeyv(o.store, toNamespace(o.namespace, `${path}.namespace`), DEFAULTS.namespace, `${path}.store`)
   const redis = store !== undefined && isRedis(store)
   const maxSize = optionalSize(o.maxSize, `${path}.maxSize`, 0) ?? DEFAULTS.maxSize
   if (maxSize === 0 && store === undefined) {
@@ -202,19 +202,6 @@ function redisOnly<T> (value: T | undefined, redis: boolean, path: string): T | 
   throw new TypeError(`${path} needs a Redis store (@keyv/redis) as options.store`)
 }
 
-
-
-function optionalBoolean (value: unknown, path: string): boolean | undefined {
-  if (value === undefined || typeof value === 'boolean') return value
-  throw new TypeError(`expected ${path} to be a boolean or undefined, got ${describe(value)}`)
-}
-
-function optionalSize (value: unknown, path: string, min = 1): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= min) return value
-  const what = min === 0 ? 'a non-negative integer' : 'a positive integer'
-  throw new TypeError(`expected ${path} to be ${what} or undefined, got ${describe(value)}`)
-}
 
 function optionalFunction (value: unknown, path: string): unknown {
   if (value === undefined || typeof value === 'function') return value

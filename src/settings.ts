@@ -6,7 +6,7 @@
  */
 import { resolveRetry, type ResolvedRetry, type RetryOptions } from './retry.js'
 import { MAX_TAG_LENGTH } from './tags.js'
-import { assertKnownKeys, describe } from './validate.js'
+import { assertKnownKeys, describe, optionalBoolean, optionalSize } from './validate.js'
 
 /** Methods whose responses the cache may store (RFC 9111 §3: the method must be cacheable). */
 export type CacheableMethod = 'GET' | 'HEAD'
@@ -123,8 +123,8 @@ const CACHEABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD'])
 export function applyPolicy (base: RequestSettings, value: Record<string, unknown>, join: (key: string) => string): RequestSettings {
   const v = value
   return Object.freeze({
-    enabled: boolean(v.enabled, join('enabled')) ?? base.enabled,
-    shared: boolean(v.shared, join('shared')) ?? base.shared,
+    enabled: optionalBoolean(v.enabled, join('enabled')) ?? base.enabled,
+    shared: optionalBoolean(v.shared, join('shared')) ?? base.shared,
     methods: v.methods === undefined ? base.methods : toMethods(v.methods, join('methods')),
     defaultTtl: seconds(v.defaultTtl, join('defaultTtl')) ?? base.defaultTtl,
     forceTtl: seconds(v.forceTtl, join('forceTtl')) ?? base.forceTtl,
@@ -132,8 +132,8 @@ export function applyPolicy (base: RequestSettings, value: Record<string, unknow
     staleIfError: seconds(v.staleIfError, join('staleIfError')) ?? base.staleIfError,
     retry: v.retry === undefined ? base.retry : resolveRetry(v.retry, join('retry'), base.retry),
     tags: v.tags === undefined ? base.tags : Object.freeze([...new Set([...base.tags, ...toTags(v.tags, join('tags'))])]),
-    maxEntrySize: size(v.maxEntrySize, join('maxEntrySize')) ?? base.maxEntrySize,
-    ignoreRequestNoCache: boolean(v.ignoreRequestNoCache, join('ignoreRequestNoCache')) ?? base.ignoreRequestNoCache,
+    maxEntrySize: optionalSize(v.maxEntrySize, join('maxEntrySize')) ?? base.maxEntrySize,
+    ignoreRequestNoCache: optionalBoolean(v.ignoreRequestNoCache, join('ignoreRequestNoCache')) ?? base.ignoreRequestNoCache,
     key: keyHook(v.key, join('key')) ?? base.key
   })
 }
@@ -147,21 +147,10 @@ export function applyOwnPolicy (base: RequestSettings, value: unknown, path: str
   return applyPolicy(base, value as Record<string, unknown>, (key) => `${path}.${key}`)
 }
 
-function boolean (value: unknown, path: string): boolean | undefined {
-  if (value === undefined || typeof value === 'boolean') return value
-  throw new TypeError(`expected ${path} to be a boolean or undefined, got ${describe(value)}`)
-}
-
 function seconds (value: unknown, path: string): number | undefined {
   if (value === undefined) return undefined
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
   throw new TypeError(`expected ${path} to be a non-negative integer (seconds) or undefined, got ${describe(value)}`)
-}
-
-function size (value: unknown, path: string): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value
-  throw new TypeError(`expected ${path} to be a positive integer or undefined, got ${describe(value)}`)
 }
 
 function keyHook (value: unknown, path: string): ((url: URL) => URL | string) | undefined {

@@ -15,3 +15,16 @@ export function describe (value: unknown): string {
   if (typeof value === 'string') return `string ${JSON.stringify(value)}`
   return typeof value
 }
+
+export function optionalBoolean (value: unknown, path: string): boolean | undefined {
+  if (value === undefined || typeof value === 'boolean') return value
+  throw new TypeError(`expected ${path} to be a boolean or undefined, got ${describe(value)}`)
+}
+
+/** A whole number of at least `min` (bytes, entries, milliseconds). */
+export function optionalSize (value: unknown, path: string, min = 1): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= min) return value
+  const what = min === 0 ? 'a non-negative integer' : 'a positive integer'
+  throw new TypeError(`expected ${path} to be ${what} or undefined, got ${describe(value)}`)
+}

@@ -156,7 +156,7 @@ const ours = new WeakSet<Keyv>()
  * adapter (`new KeyvRedis(…)`, `new KeyvSqlite(…)`, a Map) gets a Keyv of ours: the `namespace`
  * option, and a serializer that stores our frame as it is (Keyv's JSON one would escape it).
  */
-export function toKeyv (value: unknown, namespace: string | undefined, path: string): Keyv | undefined {
+export function toKeyv (value: unknown, namespace: string | undefined, defaultNamespace: string, path: string): Keyv | undefined {
   if (value === undefined) return undefined
   if (value instanceof Keyv || isKeyvLike(value)) {
     if (namespace !== undefined) {
@@ -167,7 +167,7 @@ export function toKeyv (value: unknown, namespace: string | undefined, path: str
   if (!isStoreLike(value)) {
     throw new TypeError(`expected ${path} to be a Keyv instance or a Keyv store adapter, got ${describe(value)}`)
   }
-  const name = namespace ?? DEFAULT_NAMESPACE
+  const name = namespace ?? defaultNamespace
   const previous = wrapped.get(value)
   // Keyv sets the namespace on the adapter itself: one adapter cannot serve two namespaces.
   if (previous !== undefined && previous !== name) {
@@ -178,8 +178,6 @@ export function toKeyv (value: unknown, namespace: string | undefined, path: str
   ours.add(keyv)
   return keyv
 }
-
-export const DEFAULT_NAMESPACE = 'cachedfetch'
 
 /** Keyv's record `{ value, expires }` as `<expires>\n<frame>`: nothing escaped, nothing encoded twice. */
 function serializeRecord (record: { value?: unknown, expires?: number | null }): string {
