@@ -6,9 +6,10 @@
  * would send. Exit codes: 0 answered (whatever the HTTP status), 1 the request failed (unreachable
  * host, reset), 2 bad usage (a bad URL or option), 3 the store cannot be used.
  */
-import { readFile } from 'node:fs/promises'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { parseArgs } from 'node:util'
 import { createCachedFetch, type CachedFetch } from './adapters/fetch.js'
+import { readHostsFile } from './hosts.js'
 import { normalizeHeaders } from './key.js'
 import { storeFromUrl, type UrlStore } from './store/from-url.js'
 
@@ -68,7 +69,7 @@ async function main (argv: string[]): Promise<number> {
     process.stderr.write(`cachedfetch: ${(error as Error).message}\n`)
     return 3
   }
-  const hosts = values.hosts === undefined ? undefined : await readHosts(values.hosts)
+  const hosts = values.hosts === undefined ? undefined : await readHostsFile(values.hosts, '--hosts').catch((error: unknown) => { throw new UsageError((error as Error).message) })
   const cachedFetch = createCachedFetch({
     ...(store === undefined ? {} : { store: store.adapter }),
     ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
@@ -134,7 +135,6 @@ function printExplanation (cachedFetch: CachedFetch, url: string, method: string
 async function storeUsable (cachedFetch: CachedFetch, store: UrlStore | undefined): Promise<string | undefined> {
   if (store === undefined) return undefined
   const errors: string[] = []
-  const { subscribe, unsubscribe } = await import('node:diagnostics_channel')
   const listen = (event: unknown): void => { errors.push(String((event as { error?: unknown }).error)) }
   subscribe('cachedfetch:store-error', listen)
   try {
@@ -164,14 +164,6 @@ function toHeader (text: string): [string, string] {
   const name = text.slice(0, Math.max(colon, 0)).trim()
   if (colon < 1 || !TOKEN.test(name)) throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(text)}`)
   return [name, text.slice(colon + 1).trim()]
-}
-
-async function readHosts (path: string): Promise<Record<string, never>> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as Record<string, never>
-  } catch (error) {
-    throw new UsageError(`--hosts ${path}: ${(error as Error).message}`)
-  }
 }
 
 /** fetch's own message is "fetch failed"; what failed is in its cause (ECONNREFUSED, ENOTFOUND, …). */

@@ -4,6 +4,7 @@
  * wildcard (`*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`), then
  * the cache's own options. Each entry is applied over those options once, at construction.
  */
+import { readFile } from 'node:fs/promises'
 import { memoize } from './memo.js'
 import { applyOwnPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } from './settings.js'
 import { describe } from './validate.js'
@@ -85,4 +86,22 @@ function canonical (pattern: string, path: string): string {
 
 function badPattern (path: string, pattern: string): TypeError {
   return new TypeError(`expected ${path} keys to be lower-case host names, 'host:port' or '*.domain' patterns, got ${JSON.stringify(pattern)}`)
+}
+
+/**
+ * Per-host policies from a JSON file, for configuration that is text (CACHEDFETCH_HOSTS, the CLI's
+ * --hosts); `what` names where the path came from. JSON has no functions, so no `key` hooks.
+ */
+export async function readHostsFile (path: string, what: string): Promise<Record<string, HostPolicy>> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    throw new Error(`${what}: cannot read ${path} (${(error as Error).message})`, { cause: error })
+  }
+  try {
+    return JSON.parse(text) as Record<string, HostPolicy>
+  } catch (error) {
+    throw new Error(`${what}: ${path} is not JSON (${(error as Error).message})`, { cause: error })
+  }
 }

@@ -57,6 +57,12 @@ export function storeKey (method: string, url: string, host: string | undefined,
   return settings.shared ? key : `private ${key}`
 }
 
+/** The URL part of a key from `storeKey()`, with the ` host=…` that may follow it. */
+export function urlOfKey (key: string): string {
+  const rest = key.startsWith('private ') ? key.slice('private '.length) : key
+  return rest.slice(rest.indexOf(' ') + 1)
+}
+
 /**
  * The URL a request is stored under, by the cache's `key` hook. A hook that throws, or returns no
  * URL, keys the request by its own URL: the cache fails open, and an application's bug in its

@@ -8,13 +8,13 @@
  * Writes still on their way when the application is done are waited for before the process exits
  * (on 'beforeExit': not after `process.exit()` or a signal).
  */
-import { readFile } from 'node:fs/promises'
 import { install, uninstall } from './adapters/install.js'
+import { readHostsFile } from './hosts.js'
 import { storeFromUrl } from './store/from-url.js'
 
 const env = process.env
 const store = env.CACHEDFETCH_STORE === undefined || env.CACHEDFETCH_STORE === '' ? undefined : await storeFromUrl(env.CACHEDFETCH_STORE, 'CACHEDFETCH_STORE')
-const hosts = env.CACHEDFETCH_HOSTS === undefined || env.CACHEDFETCH_HOSTS === '' ? undefined : await readHosts(env.CACHEDFETCH_HOSTS)
+const hosts = env.CACHEDFETCH_HOSTS === undefined || env.CACHEDFETCH_HOSTS === '' ? undefined : await readHostsFile(env.CACHEDFETCH_HOSTS, 'CACHEDFETCH_HOSTS')
 install({
   ...(store === undefined ? {} : { store: store.adapter }),
   ...(env.CACHEDFETCH_NAMESPACE === undefined ? {} : { namespace: env.CACHEDFETCH_NAMESPACE }),
@@ -27,17 +27,3 @@ process.on('beforeExit', () => {
   exiting = true
   void uninstall().then(() => store?.close())
 })
-
-async function readHosts (path: string): Promise<Record<string, never>> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    throw new Error(`CACHEDFETCH_HOSTS: cannot read ${path}`, { cause: error })
-  }
-  try {
-    return JSON.parse(text) as Record<string, never>
-  } catch (error) {
-    throw new Error(`CACHEDFETCH_HOSTS: ${path} is not JSON`, { cause: error })
-  }
-}

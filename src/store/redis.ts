@@ -13,7 +13,7 @@
  */
 import type { Keyv } from 'keyv'
 import { withTimeout, type StoreTimeouts } from './keyv.js'
-import type { StoreEvents } from './types.js'
+import type { StoreEvents, StoreOperation } from './types.js'
 
 /** The part of a node-redis client (or cluster) used here. */
 interface RedisClient {
@@ -209,7 +209,7 @@ export class RedisLink {
     return `${this.#prefix}${kind}:${name}`
   }
 
-  async #call<T> (operation: 'index' | 'scan' | 'delete' | 'clear' | 'lease' | 'publish', key: string | undefined, ms: number, work: (client: RedisClient) => Promise<T>): Promise<T | undefined> {
+  async #call<T> (operation: StoreOperation, key: string | undefined, ms: number, work: (client: RedisClient) => Promise<T>): Promise<T | undefined> {
     try {
       return await withTimeout(this.#adapter.getClient().then(work), ms)
     } catch (error) {

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { VariantSet } from '../entry.js'
+import { urlOfKey } from '../key.js'
 import type { ResolvedOptions } from '../options.js'
 import type { PolicyFactory } from '../policy.js'
 import { Coordinator } from './coordinator.js'
@@ -165,12 +166,6 @@ function picks (selector: Selector, key: string, tags: () => readonly string[]):
     case 'tag': return tags().includes(selector.tag)
     case 'all': return true
   }
-}
-
-/** The URL in a key `[private ]METHOD url[ host=…]` (src/cache.ts), with what follows it. */
-function urlOfKey (key: string): string {
-  const rest = key.startsWith('private ') ? key.slice('private '.length) : key
-  return rest.slice(rest.indexOf(' ') + 1)
 }
 
 function indexesOf (set: VariantSet): Array<readonly [IndexKind, string]> {
