@@ -5,7 +5,7 @@
  * decisions into undici's handler API and into `fetch`.
  */
 import { forward, HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
-import { entrySize, fieldValue, storableHeaders, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
+import { bodyLength, fieldValue, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders, type Variants } from './entry.js'
 import { explain, type Explanation } from './explain.js'
 import { Flights } from './flight.js'
 import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
@@ -77,7 +77,7 @@ export class Cache {
     if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings)
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise
-      ? found.then((set) => this.#choose(request, set, directives, mode, settings))
+      ? found.then((variants) => this.#choose(request, variants, directives, mode, settings))
       : this.#choose(request, found, directives, mode, settings)
   }
 
@@ -99,38 +99,38 @@ export class Cache {
     const settings = this.settings(request.url)
     if (!settings.enabled || !settings.methods.has(request.method) || hasAny(request.headers, CALLER_CONDITIONALS)) return undefined
     const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
-    const pick = (set: VariantSet | undefined): Hit | undefined => {
-      const entry = findVariant(set, request)
+    const pick = (variants: Variants | undefined): Hit | undefined => {
+      const entry = findVariant(variants, request)
       if (entry === undefined || !accept(entry)) return undefined
       const usability = usable(entry, directives, mode, settings)
       // A stale-while-revalidate hit starts a refresh: the full path's job.
       if (usability !== 'fresh' && usability !== 'stale-allowed') return undefined
-      return this.#hit(entry, usability, undefined)
+      return this.#hit(request, entry, usability, undefined)
     }
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
-  #choose (request: CacheRequest, set: VariantSet | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings): Lookup {
-    const entry = findVariant(set, request)
+  #choose (request: CacheRequest, variants: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings): Lookup {
+    const entry = findVariant(variants, request)
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
       this.#reporter.emit('miss', { method: request.method, url: request.url })
-      return forward(set === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings)
+      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings)
     }
     const usability = usable(entry, directives, mode, settings)
-    if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(entry, usability, undefined)
+    if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
     if (usability === 'stale-while-revalidate') {
       const refresh = this.#claimRefresh(entry, settings)
-        ? { ...forward('stale', true, entry, entry.policy.revalidationHeaders(request), directives, settings), background: true }
+        ? { ...forward('stale', true, entry, this.#policies.revalidationHeaders(request, entry), directives, settings), background: true }
         : undefined
-      return this.#hit(entry, usability, refresh)
+      return this.#hit(request, entry, usability, refresh)
     }
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return forward(fwd, !directives.noStore, entry, entry.policy.revalidationHeaders(request), directives, settings)
+    return forward(fwd, !directives.noStore, entry, this.#policies.revalidationHeaders(request, entry), directives, settings)
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
@@ -145,16 +145,16 @@ export class Cache {
    * A background refresh ended; `error` when it failed, which leaves the entry as it was.
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  refreshed (refresh: Forwarded, error?: unknown): void {
+  refreshed (request: CacheRequest, refresh: Forwarded, error?: unknown): void {
     const entry = refresh.entry!
     this.#refreshing.delete(variantId(entry))
-    if (error !== undefined) this.#reporter.emit('refresh-failed', { url: entry.url, key: entry.key, error })
+    if (error !== undefined) this.#reporter.emit('refresh-failed', { url: request.url, key: entry.key, error })
   }
 
-  #hit (entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined): Hit {
+  #hit (request: CacheRequest, entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined): Hit {
     // force-cache and only-if-cached take entries fresh or not: what is counted is what it is.
     const fresh = usability === 'fresh' || (usability === 'stale-allowed' && entry.policy.ttl() > 0)
-    this.#reporter.emit(fresh ? 'hit' : 'stale', { url: entry.url, key: entry.key, bytes: entry.body.byteLength })
+    this.#reporter.emit(fresh ? 'hit' : 'stale', { url: request.url, key: entry.key, bytes: bodyLength(entry.body) })
     const parts: StatusParts = usability === 'stale-while-revalidate'
       ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
       : { hit: true, ttl: entry.policy.ttl() }
@@ -195,7 +195,7 @@ export class Cache {
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup.settings)
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
-      const standIn = ERROR_STATUSES.has(status) ? this.failed(lookup, status) : undefined
+      const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status) : undefined
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
     const pass = (stored: boolean, recorder?: Recorder): Outcome => {
@@ -206,12 +206,12 @@ export class Cache {
 
     const { settings } = lookup
     const stored = storableHeaders(headers)
-    const policy = this.#policies.create(request, status, stored, settings)
+    const { policy, storable } = this.#policies.create(request, status, stored, settings)
     const retention = policy.retention(stored, settings)
     const fields = varyFields(fieldValue(stored.vary))
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
-    if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize) {
+    if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (previous !== undefined) this.#background(this.#attempt('set', previous.key, removeVariant(this.#store, previous, settings)))
       return pass(false)
@@ -220,21 +220,21 @@ export class Cache {
     const key = storeKey(request.method, request.url, request.headers.host, settings)
     const tags = responseTags(stored, settings.tags)
     const recorder = new Recorder(settings.maxEntrySize, (body) => {
-      const entry: CacheEntry = { key, url: request.url, status, statusText: intern(statusText), headers: stored, body, policy, vary, tags, size: entrySize(key, stored, body) }
+      const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
-      this.#background(this.#write(entry, retention, settings).then((written) => lookup.release?.(written && policy.ttl() > 0)))
+      this.#background(this.#write(request, entry, retention, settings).then((written) => lookup.release?.(written && policy.ttl() > 0)))
     }, () => lookup.release?.(false))
     return pass(true, recorder)
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, settings: RequestSettings): Outcome {
-    const { matches, policy, headers } = this.#policies.revalidated(request, entry.policy, entry.headers, entry.status, notModified, settings)
-    const tags = responseTags(headers, settings.tags)
-    const updated: CacheEntry = { ...entry, headers, policy, tags, size: entrySize(entry.key, headers, entry.body) }
-    this.#reporter.emit('revalidated', { url: entry.url, key: entry.key, status: 304 })
+    const { matches, policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings)
+    const { key, status, statusText, body, vary } = entry
+    const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary, tags: responseTags(headers, settings.tags) }
+    this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && policy.storable(headers)) this.#background(this.#write(updated, policy.retention(headers, settings), settings))
+    if (matches && storable) this.#background(this.#write(request, updated, policy.retention(headers, settings), settings))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
@@ -243,12 +243,12 @@ export class Cache {
    * The stored entry stands in when stale-if-error allows; `undefined` means the failure stands.
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  failed (lookup: Forwarded, status?: number): Outcome | undefined {
+  failed (request: CacheRequest, lookup: Forwarded, status?: number): Outcome | undefined {
     lookup.release?.(false)
     const entry = lookup.entry
     // Nobody waits on a background refresh: its failure is reported, not stood in for.
     if (entry === undefined || lookup.background || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
-    this.#reporter.emit('stale', { url: entry.url, key: entry.key, status, reason: 'stale-if-error', bytes: entry.body.byteLength })
+    this.#reporter.emit('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) })
     const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
   }
@@ -262,9 +262,9 @@ export class Cache {
   }
 
   /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
-  async #write (entry: CacheEntry, retention: number, settings: RequestSettings): Promise<boolean> {
+  async #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings): Promise<boolean> {
     const written = await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, settings)) === true
-    if (written) this.#reporter.emit('stored', { url: entry.url, key: entry.key, status: entry.status, bytes: entry.body.byteLength })
+    if (written) this.#reporter.emit('stored', { url: request.url, key: entry.key, status: entry.status, bytes: bodyLength(entry.body) })
     return written
   }
 
@@ -343,7 +343,7 @@ export class Cache {
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.get(key), request)
       const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
-      return usability === 'fresh' ? this.#hit(entry!, usability, undefined) : undefined
+      return usability === 'fresh' ? this.#hit(request, entry!, usability, undefined) : undefined
     }).then((claim) => 'found' in claim ? claim.found : { ...lookup, release: claim.release })
   }
 

@@ -1,6 +1,6 @@
 /**
  * What the cache stores for one variant of one resource. In memory an entry is a live object (a
- * parsed policy, a Buffer body), so a hit does no parsing and no copying; stores outside the
+ * policy of a few numbers, header fields, the body), so a hit does no parsing; stores outside the
  * process keep it in the versioned form of src/store/format.ts.
  */
 import type { VaryValues } from './key.js'
@@ -15,47 +15,88 @@ export function fieldValue (value: string | string[] | undefined): string | unde
   return Array.isArray(value) ? value.join(', ') : value
 }
 
+/**
+ * A stored body. Up to `SMALL_BODY` bytes it is a one-byte string, one character per byte
+ * (latin1, so any bytes round-trip): beside its bytes it costs 16 bytes, where a Buffer costs about
+ * 180 (its view, its ArrayBuffer, its backing store), which for 1 KB bodies is most of what an
+ * entry costs besides. A larger body stays a Buffer, off the JS heap and never moved by its GC.
+ * Either way a caller gets copies (`bodySlice`), never the stored bytes.
+ */
+export type StoredBody = string | Buffer
+
+const SMALL_BODY = 16 * 1024
+
+export function toStoredBody (bytes: Buffer): StoredBody {
+  return bytes.byteLength <= SMALL_BODY ? bytes.toString('latin1') : bytes
+}
+
+export function bodyLength (body: StoredBody): number {
+  return typeof body === 'string' ? body.length : body.byteLength
+}
+
+/** Bytes `start` to `end` of a body, in a Buffer of the caller's own. */
+export function bodySlice (body: StoredBody, start = 0, end = bodyLength(body)): Buffer {
+  return typeof body === 'string'
+    ? Buffer.from(start === 0 && end === body.length ? body : body.slice(start, end), 'latin1')
+    : Buffer.from(body.subarray(start, end))
+}
+
+/** The whole body as bytes for a consumer that copies them (the Response constructor): a large body's own Buffer. */
+export function bodyBytes (body: StoredBody): Buffer {
+  return typeof body === 'string' ? Buffer.from(body, 'latin1') : body
+}
+
 export interface CacheEntry {
   /** The primary key it is stored under (method and URL). */
   readonly key: string
-  readonly url: string
   readonly status: number
   readonly statusText: string
   /** Stored header fields, hop-by-hop fields removed (RFC 9111 §3.1). */
   readonly headers: ResponseHeaders
-  readonly body: Buffer
+  readonly body: StoredBody
   readonly policy: Policy
   /** The request values of the fields the response's Vary names. */
   readonly vary: VaryValues
   /** Names `cache.invalidateTag()` drops it by: Cache-Tag, Surrogate-Key and configured tags. */
   readonly tags: readonly string[]
-  /** Bytes the entry holds, for the store's bounds. */
-  readonly size: number
 }
 
-/** A resource's stored variants (RFC 9111 §4.1: several responses for one URL, picked by Vary). */
-export interface VariantSet {
-  readonly key: string
-  readonly variants: readonly CacheEntry[]
-  /** When the store that held it lets it go, ms since the epoch: an L1 copy must not outlive it. */
-  readonly expires?: number | undefined
+/**
+ * A resource's stored variants (RFC 9111 §4.1: several responses for one URL, picked by Vary), all
+ * under one key, the newest first. Most resources have one, which is kept as it is rather than in
+ * an array of one: that array would cost 56 bytes an entry in memory.
+ */
+export type Variants = CacheEntry | readonly CacheEntry[]
+
+export function variantList (variants: Variants): readonly CacheEntry[] {
+  return isEntry(variants) ? [variants] : variants
+}
+
+export function toVariants (list: readonly CacheEntry[]): Variants {
+  return list.length === 1 ? list[0]! : list
+}
+
+export function isEntry (variants: Variants): variants is CacheEntry {
+  return !Array.isArray(variants)
 }
 
 /** Per-entry bookkeeping in memory besides body and header bytes (objects, policy, key). */
-const ENTRY_OVERHEAD = 512
+const ENTRY_OVERHEAD = 320
 
-export function entrySize (key: string, headers: ResponseHeaders, body: Buffer): number {
-  let size = ENTRY_OVERHEAD + key.length * 2 + body.byteLength
-  for (const name in headers) {
-    const value = headers[name]!
+/** Bytes an entry holds in memory, for the memory tier's bounds. */
+export function entrySize (entry: CacheEntry): number {
+  let size = ENTRY_OVERHEAD + entry.key.length + bodyLength(entry.body)
+  for (const name in entry.headers) {
+    const value = entry.headers[name]!
     size += name.length + (typeof value === 'string' ? value.length : value.join('').length)
   }
   return size
 }
 
-export function variantSetSize (set: VariantSet): number {
+export function variantsSize (variants: Variants): number {
+  if (isEntry(variants)) return entrySize(variants)
   let size = 0
-  for (const entry of set.variants) size += entry.size
+  for (const entry of variants) size += entrySize(entry)
   return size
 }
 

@@ -36,17 +36,17 @@ interface ExplainedRequest {
 }
 
 export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings): Explanation {
-  const policy = policies.create(request, status, headers, settings)
-  const sent = policy.revalidationHeaders(request)
+  const { policy, storable } = policies.create(request, status, headers, settings)
+  const sent = policies.revalidationHeaders(request, { status, headers, policy })
   const revalidation = Object.fromEntries(VALIDATORS.filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
   const explained = { method: request.method, directives: requestDirectives(request.headers, settings.ignoreRequestNoCache), conditional }
-  return decide(policy, headers, explained, settings, policy.retention(headers, settings), revalidation)
+  return decide(policy, storable, headers, explained, settings, policy.retention(headers, settings), revalidation)
 }
 
 /** The request fields a revalidation adds (RFC 9111 §4.3.1). */
 const VALIDATORS = ['if-none-match', 'if-modified-since']
 
-function decide (policy: Policy, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
+function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
   const reasons: string[] = []
   const d = parseDirectives(fieldValue(headers['cache-control']))
   const { method } = request
@@ -61,7 +61,7 @@ function decide (policy: Policy, headers: ResponseHeaders, request: ExplainedReq
   // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
   const length = method === 'HEAD' ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
   if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
-  if (!policy.storable(headers) && reasons.length === 0) reasons.push('its status or directives make it unstorable (§3)')
+  if (!storable && reasons.length === 0) reasons.push('its status or directives make it unstorable (§3)')
   if (retention === 0 && reasons.length === 0) reasons.push('it has no freshness, no stale window and no validator: it could never be used (§4.2, §4.3)')
   const lifetime = policy.lifetime()
   return {

@@ -16,5 +16,27 @@ export function memoize<T> (limit: number, compute: (key: string) => T): (key: s
   }
 }
 
+/**
+ * A memo of values derived from objects, held weakly, for the last `limit` objects asked about:
+ * past that it starts over, so that it holds values for what is used now, not for every object
+ * that ever was.
+ */
+export function memoizeWeakly<K extends object, V> (limit: number, compute: (key: K) => V): (key: K) => V {
+  let memo = new WeakMap<K, V>()
+  let size = 0
+  return (key) => {
+    let value = memo.get(key)
+    if (value === undefined) {
+      if (size >= limit) {
+        memo = new WeakMap()
+        size = 0
+      }
+      memo.set(key, value = compute(key))
+      size++
+    }
+    return value
+  }
+}
+
 /** The one copy of a short string that is kept; a long one (a cookie, a big Link field) as it is. */
 export const intern = ((memo) => (value: string): string => value.length > 256 ? value : memo(value))(memoize(4096, (value) => value))

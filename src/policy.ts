@@ -3,15 +3,14 @@
  * storability, freshness lifetime, age and revalidation headers; this module adds what it leaves
  * out or gets wrong for our purposes, each at the line that decides, with its RFC section:
  * request directives it ignores (only-if-cached, max-stale with a value), must-revalidate on a
- * fresh response, the 304 merge of new header fields, and an injectable clock.
+ * fresh response, the 304 merge of new header fields, and an injectable clock. What a stored
+ * response keeps is a `Policy`: a few numbers worked out when it arrived.
  */
 import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
 import { deltaSeconds, parseDirectives, type Directives, type RequestDirectives } from './directives.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
 import { fieldValue, type ResponseHeaders } from './entry.js'
-
-export type PolicyObject = CachePolicy.CachePolicyObject
 
 /**
  * How a stored response may be used for a request: as it is (fresh, or stale where the request
@@ -39,12 +38,6 @@ const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-r
 /** How long an entry is kept once stale, so that it can still be revalidated or served stale where allowed. */
 const STALE_RETENTION_MS = 24 * 3600 * 1000
 
-/** What a policy is built with: the cache's clock, and the request's mode and freshness overrides. */
-export interface PolicyConfig {
-  readonly shared: boolean
-  readonly now: () => number
-}
-
 /** The request's settings a new policy reads (src/settings.ts). */
 export interface PolicySettings {
   readonly shared: boolean
@@ -52,62 +45,69 @@ export interface PolicySettings {
   readonly forceTtl: number | undefined
 }
 
+/** What a stored response's policy keeps in a store outside the process (src/store/format.ts). */
+export interface PolicyObject {
+  /** When the response was received, ms since the epoch (the cache's clock). */
+  readonly t: number
+  /** Its age then (RFC 9111 §4.2.3), ms. */
+  readonly a: number
+  /** Its freshness lifetime, seconds. */
+  readonly l: number
+  readonly sh: boolean
+  /** Seconds of freshness set by `forceTtl` or `defaultTtl` instead of the origin's; absent otherwise. */
+  readonly o?: number
+}
+
+/** A stored response as the policy's revalidation reads it. */
+export interface StoredResponse {
+  readonly status: number
+  readonly headers: ResponseHeaders
+  readonly policy: Policy
+}
+
 /**
- * A stored response's policy: http-cache-semantics' CachePolicy with our clock, plus the parsed
- * response directives it does not expose.
+ * A stored response's policy: its freshness lifetime and age, and the response directives that
+ * decide how it may be used once stale. http-cache-semantics computes the lifetime when the
+ * response arrives; what it would keep besides (its own parse of every field, the request) is
+ * not kept, since a hit never needs it: a revalidation rebuilds it from the stored response
+ * (PolicyFactory). A policy is a few numbers, so a memory-tier entry stays small.
  */
 export class Policy {
-  readonly #policy: CachePolicy
-  readonly #shared: boolean
   readonly #now: () => number
-  readonly #responseTime: number
+  /** When the response was received, ms since the epoch. */
+  readonly responseTime: number
+  /** Its age then, ms: the larger of its Age and its apparent age (RFC 9111 §4.2.3). */
   readonly #initialAge: number
-  readonly #status: number
-  #lifetime: number | undefined
+  /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics or an override included. */
+  readonly #lifetime: number
   /** Seconds of freshness set by `forceTtl` or `defaultTtl` instead of the origin's. */
   readonly lifetimeOverride: number | undefined
+  readonly shared: boolean
   readonly directives: Directives
 
-  constructor (policy: CachePolicy, config: PolicyConfig, status: number, headers: ResponseHeaders, responseTime: number, lifetimeOverride: number | undefined) {
-    this.#policy = policy
-    this.lifetimeOverride = lifetimeOverride
-    this.#status = status
-    this.#shared = config.shared
-    this.#now = config.now
-    this.#responseTime = responseTime
-    this.directives = parseDirectives(fieldValue(headers['cache-control']))
-    // RFC 9111 §4.2.3: the age when received is the larger of the Age header and the apparent age
-    // (how far the origin's Date lies behind our clock). http-cache-semantics uses Age alone.
-    const date = Date.parse(fieldValue(headers.date) ?? '')
-    const apparentAge = Number.isFinite(date) ? Math.max(0, (responseTime - date) / 1000) : 0
-    // Age is one delta-seconds; of several (a list, or repeated fields), the first counts.
-    const age = fieldValue(headers.age)?.split(',')[0]
-    this.#initialAge = Math.max(apparentAge, deltaSeconds(age?.trim()) ?? 0)
-  }
-
-  /** RFC 9111 §3; in shared mode a response with Set-Cookie is never stored (it belongs to one user). */
-  storable (headers: ResponseHeaders): boolean {
-    if (!this.#policy.storable()) return false
-    // §5.2.2.3: must-understand stores only statuses the cache understands.
-    if (this.directives['must-understand'] !== undefined && !UNDERSTOOD.has(this.#status)) return false
-    if (this.#shared && headers['set-cookie'] !== undefined) return false
-    return true
+  constructor (state: PolicyObject, directives: Directives, now: () => number) {
+    this.#now = now
+    this.responseTime = state.t
+    this.#initialAge = state.a
+    this.#lifetime = state.l
+    this.lifetimeOverride = state.o
+    this.shared = state.sh
+    this.directives = directives
   }
 
   /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics included. */
   lifetime (): number {
-    // Constant for a stored response, and far from free in http-cache-semantics: computed once.
-    return (this.#lifetime ??= this.lifetimeOverride ?? this.#policy.maxAge())
+    return this.#lifetime
   }
 
   /** Current age in seconds (RFC 9111 §4.2.3): initial age plus the time spent here. */
   age (): number {
-    return this.#initialAge + (this.#now() - this.#responseTime) / 1000
+    return (this.#initialAge + this.#now() - this.responseTime) / 1000
   }
 
   /** Remaining freshness in whole seconds; negative once stale (Cache-Status `ttl`, RFC 9211 §2.7). */
   ttl (): number {
-    return Math.floor(this.lifetime() - this.age())
+    return Math.floor(this.#lifetime - this.age())
   }
 
   hasValidators (headers: ResponseHeaders): boolean {
@@ -121,7 +121,7 @@ export class Policy {
    * never be used: no freshness, no stale window and no validators.
    */
   retention (headers: ResponseHeaders, defaults: StaleDefaults): number {
-    const fresh = Math.max(0, (this.lifetime() - this.age()) * 1000)
+    const fresh = Math.max(0, (this.#lifetime - this.age()) * 1000)
     const staleWindow = 1000 * Math.max(
       deltaSeconds(this.directives['stale-while-revalidate']) ?? defaults.staleWhileRevalidate,
       deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
@@ -138,7 +138,7 @@ export class Policy {
   #mustRevalidateWhenStale (): boolean {
     const d = this.directives
     return d['must-revalidate'] !== undefined || d['no-cache'] !== undefined ||
-      (this.#shared && (d['proxy-revalidate'] !== undefined || d['s-maxage'] !== undefined))
+      (this.shared && (d['proxy-revalidate'] !== undefined || d['s-maxage'] !== undefined))
   }
 
   /**
@@ -148,7 +148,7 @@ export class Policy {
   usability (request: RequestDirectives, defaults: StaleDefaults): Usability {
     if (request.noCache) return 'revalidate'
     const age = this.age()
-    const lifetime = this.lifetime()
+    const lifetime = this.#lifetime
     if (request.maxAge !== undefined && age > request.maxAge) return 'revalidate'
     if (request.minFresh !== undefined && lifetime - age < request.minFresh) return 'revalidate'
     if (lifetime > age) return 'fresh'
@@ -168,38 +168,29 @@ export class Policy {
   usableOnError (request: RequestDirectives, defaults: StaleDefaults): boolean {
     if (this.#mustRevalidateWhenStale()) return false
     const window = request.staleIfError ?? deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
-    return window > 0 && this.age() - this.lifetime() <= window
-  }
-
-  /**
-   * Request headers for a conditional request: If-None-Match from the stored ETag, If-Modified-Since
-   * from the stored Last-Modified, and only from those (RFC 9111 §4.3.1).
-   */
-  revalidationHeaders (request: CacheRequest): RequestHeaders {
-    // The whole request goes in: what comes back is the request to send, validators added.
-    const { method, url, headers } = request
-    return this.#policy.revalidationHeaders({ method, url, headers }) as RequestHeaders
+    return window > 0 && this.age() - this.#lifetime <= window
   }
 
   toObject (): PolicyObject {
-    return this.#policy.toObject()
-  }
-
-  /** The underlying CachePolicy, for the factory's 304 handling. */
-  get raw (): CachePolicy {
-    return this.#policy
+    const state = { t: this.responseTime, a: this.#initialAge, l: this.#lifetime, sh: this.shared }
+    return this.lifetimeOverride === undefined ? state : { ...state, o: this.lifetimeOverride }
   }
 }
 
-export interface Revalidated {
+/** A new policy, and whether its response may be stored at all (RFC 9111 §3). */
+export interface Created {
+  readonly policy: Policy
+  readonly storable: boolean
+}
+
+export interface Revalidated extends Created {
   /** Whether the 304 matched the stored response's validators (RFC 9111 §4.3.4). */
   readonly matches: boolean
-  readonly policy: Policy
   /** The stored header fields updated with the 304's (RFC 9111 §3.2). */
   readonly headers: ResponseHeaders
 }
 
-/** Builds policies with the cache's clock and mode. */
+/** Builds policies with the cache's clock. */
 export class PolicyFactory {
   readonly #now: () => number
   readonly #Clocked: typeof CachePolicy
@@ -212,39 +203,43 @@ export class PolicyFactory {
     }
   }
 
-  create (request: CacheRequest, status: number, headers: ResponseHeaders, settings: PolicySettings): Policy {
+  /** The policy of a response just received for `request`. */
+  create (request: CacheRequest, status: number, headers: ResponseHeaders, settings: PolicySettings): Created {
     const responseTime = this.#now()
-    const seen = UNDERSTOOD.has(status) || status < 200 || status === 206 || status === 304 ? status : STAND_IN_STATUS
     const { shared } = settings
-    const policy = new this.#Clocked(
-      policyRequest(request, fieldValue(headers.vary)),
-      { status: seen, headers: policyHeaders(headers, status, responseTime) },
-      { shared }
-    )
+    const policy = this.#httpPolicy(policyRequest(request, fieldValue(headers.vary)), status, headers, shared, responseTime)
     const directives = parseDirectives(fieldValue(headers['cache-control']))
     // RFC 9111 §4.2.1: explicit freshness is max-age, s-maxage (shared caches) or Expires.
     const explicit = directives['max-age'] !== undefined || (shared && directives['s-maxage'] !== undefined) || headers.expires !== undefined
     const override = settings.forceTtl ?? (explicit ? undefined : settings.defaultTtl)
-    return new Policy(policy, { shared, now: this.#now }, status, headers, responseTime, override)
+    const state: PolicyObject = { t: responseTime, a: initialAge(headers, responseTime), l: override ?? policy.maxAge(), sh: shared }
+    return {
+      policy: new Policy(override === undefined ? state : { ...state, o: override }, directives, this.#now),
+      storable: storable(policy, directives, status, headers, shared)
+    }
   }
 
   /**
    * Rebuilds a policy from `toObject()` and the entry's stored headers, or `undefined` when the
    * object is not one.
    */
-  fromObject (value: unknown, status: number, headers: ResponseHeaders, lifetimeOverride: number | undefined): Policy | undefined {
-    try {
-      const object = value as PolicyObject
-      if (typeof object.t !== 'number' || typeof object.sh !== 'boolean') return undefined
-      const policy = new Policy(this.#Clocked.fromObject(object), { shared: object.sh, now: this.#now }, status, headers, object.t, lifetimeOverride)
-      // A truncated object passes fromObject() and fails later; ask it everything a lookup will.
-      policy.storable(headers)
-      policy.raw.revalidationHeaders({ url: object.u, method: object.m, headers: {} })
-      if (!Number.isFinite(policy.lifetime())) return undefined
-      return policy
-    } catch {
-      return undefined
-    }
+  fromObject (value: unknown, headers: ResponseHeaders): Policy | undefined {
+    if (typeof value !== 'object' || value === null) return undefined
+    const { t, a, l, sh, o } = value as Partial<Record<keyof PolicyObject, unknown>>
+    if (!isFiniteNumber(t) || !isFiniteNumber(a) || a < 0 || !isFiniteNumber(l) || l < 0 || typeof sh !== 'boolean' ||
+        (o !== undefined && !(Number.isSafeInteger(o) && (o as number) >= 0))) return undefined
+    const state: PolicyObject = o === undefined ? { t, a, l, sh } : { t, a, l, sh, o: o as number }
+    return new Policy(state, parseDirectives(fieldValue(headers['cache-control'])), this.#now)
+  }
+
+  /**
+   * Request headers for a conditional request: If-None-Match from the stored ETag, If-Modified-Since
+   * from the stored Last-Modified, and only from those (RFC 9111 §4.3.1).
+   */
+  revalidationHeaders (request: CacheRequest, stored: StoredResponse): RequestHeaders {
+    // The whole request goes in: what comes back is the request to send, validators added.
+    const { method, url, headers } = request
+    return this.#storedPolicy(request, stored).revalidationHeaders({ method, url, headers }) as RequestHeaders
   }
 
   /**
@@ -252,23 +247,66 @@ export class PolicyFactory {
    * ours, because it only replaces fields the stored response already had, where RFC 9111 §3.2 says
    * to add every field the 304 carries, except those that describe the stored body.
    */
-  revalidated (request: CacheRequest, stored: Policy, storedHeaders: ResponseHeaders, status: number, notModified: ResponseHeaders, settings: PolicySettings): Revalidated {
-    const { matches } = stored.raw.revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified, 304, this.#now()) })
-    const headers: ResponseHeaders = { ...storedHeaders }
+  revalidated (request: CacheRequest, stored: StoredResponse, notModified: ResponseHeaders, settings: PolicySettings): Revalidated {
+    const { matches } = this.#storedPolicy(request, stored).revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified, 304, this.#now()) })
+    const headers: ResponseHeaders = { ...stored.headers }
     // The stored Age was the old response's; the 304 is a new one, with its own Age or none.
     delete headers.age
     for (const name in notModified) {
       if (KEPT_ON_UPDATE.has(name)) continue
       headers[name] = notModified[name]!
     }
-    return { matches, policy: this.create(request, status, headers, settings), headers }
+    return { matches, headers, ...this.create(request, stored.status, headers, settings) }
+  }
+
+  /**
+   * http-cache-semantics' policy of a stored response, for a request the engine matched to it (by
+   * key and Vary). It is made of that request: its other fields (credentials, cache directives)
+   * only decided whether the response could be stored, which was settled when it was.
+   */
+  #storedPolicy (request: CacheRequest, stored: StoredResponse): CachePolicy {
+    const fields = varyFields(fieldValue(stored.headers.vary))
+    const headers: Record<string, string> = {}
+    for (const name of ['host', ...fields]) {
+      const value = request.headers[name]
+      if (value !== undefined) headers[name] = value
+    }
+    return this.#httpPolicy({ method: request.method, url: request.url, headers }, stored.status, stored.headers, stored.policy.shared, stored.policy.responseTime)
+  }
+
+  #httpPolicy (request: CachePolicy.Request, status: number, headers: ResponseHeaders, shared: boolean, responseTime: number): CachePolicy {
+    const seen = UNDERSTOOD.has(status) || status < 200 || status === 206 || status === 304 ? status : STAND_IN_STATUS
+    return new this.#Clocked(request, { status: seen, headers: policyHeaders(headers, status, responseTime) }, { shared })
   }
 }
 
+/** RFC 9111 §3; in shared mode a response with Set-Cookie is never stored (it belongs to one user). */
+function storable (policy: CachePolicy, directives: Directives, status: number, headers: ResponseHeaders, shared: boolean): boolean {
+  if (!policy.storable()) return false
+  // §5.2.2.3: must-understand stores only statuses the cache understands.
+  if (directives['must-understand'] !== undefined && !UNDERSTOOD.has(status)) return false
+  return !(shared && headers['set-cookie'] !== undefined)
+}
+
 /**
- * The request a policy is built from. Only the fields http-cache-semantics reads are passed, so
- * that a stored policy never keeps the request's other fields (credentials, cookies) unless the
- * response's Vary names them: those it must keep to compare later (RFC 9111 §4.1).
+ * RFC 9111 §4.2.3: the age when received is the larger of the Age header and the apparent age (how
+ * far the origin's Date lies behind our clock), in ms. http-cache-semantics uses Age alone.
+ */
+function initialAge (headers: ResponseHeaders, responseTime: number): number {
+  const date = Date.parse(fieldValue(headers.date) ?? '')
+  const apparentAge = Number.isFinite(date) ? Math.max(0, responseTime - date) : 0
+  // Age is one delta-seconds; of several (a list, or repeated fields), the first counts.
+  const age = fieldValue(headers.age)?.split(',')[0]
+  return Math.round(Math.max(apparentAge, (deltaSeconds(age?.trim()) ?? 0) * 1000))
+}
+
+function isFiniteNumber (value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value)
+}
+
+/**
+ * The request a new response's policy is built from: only the fields http-cache-semantics reads
+ * (a credential's value never goes in: it only asks whether there is one).
  */
 function policyRequest (request: CacheRequest, vary: string | undefined): CachePolicy.Request {
   const all = request.headers

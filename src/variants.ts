@@ -1,8 +1,9 @@
 /**
  * The variants of one URL in a store (RFC 9111 §4.1): finding the one a request selects, and
- * replacing or removing one beside the others. Writes read the set, change it and write it back.
+ * replacing or removing one beside the others. Writes read the variants, change them and write
+ * them back.
  */
-import type { CacheEntry, VariantSet } from './entry.js'
+import { isEntry, toVariants, variantList, type CacheEntry, type Variants } from './entry.js'
 import { varyMatches, type CacheRequest } from './key.js'
 import type { StaleDefaults } from './policy.js'
 import type { EntryStore } from './store/types.js'
@@ -10,8 +11,11 @@ import type { EntryStore } from './store/types.js'
 /** A URL with more variants than this is being fed Vary values without end; the oldest goes. */
 const MAX_VARIANTS = 32
 
-export function findVariant (set: VariantSet | undefined, request: CacheRequest): CacheEntry | undefined {
-  return set?.variants.find((variant) => varyMatches(variant.vary, request.headers))
+export function findVariant (variants: Variants | undefined, request: CacheRequest): CacheEntry | undefined {
+  if (variants === undefined) return undefined
+  if (isEntry(variants)) return varyMatches(variants.vary, request.headers) ? variants : undefined
+  for (const variant of variants) if (varyMatches(variant.vary, request.headers)) return variant
+  return undefined
 }
 
 /** An id for one variant of one resource: its key and the request values it was selected by. */
@@ -22,17 +26,17 @@ export function variantId (entry: CacheEntry): string {
 /** Resolves `false` when the store gave the write up. */
 export async function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults): Promise<boolean> {
   const current = await store.get(entry.key)
-  const others = current?.variants.filter((variant) => !sameVariant(variant, entry)) ?? []
-  const variants = others.length === 0 ? [entry] : [entry, ...others].slice(0, MAX_VARIANTS)
-  return await store.set({ key: entry.key, variants }, Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
+  const others = current === undefined ? [] : variantList(current).filter((variant) => !sameVariant(variant, entry))
+  const variants = others.length === 0 ? entry : [entry, ...others].slice(0, MAX_VARIANTS)
+  return await store.set(entry.key, variants, Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
 export async function removeVariant (store: EntryStore, entry: CacheEntry, defaults: StaleDefaults): Promise<void> {
   const current = await store.get(entry.key)
   if (current === undefined) return
-  const others = current.variants.filter((variant) => !sameVariant(variant, entry))
+  const others = variantList(current).filter((variant) => !sameVariant(variant, entry))
   if (others.length === 0) await store.delete(entry.key)
-  else await store.set({ key: entry.key, variants: others }, Math.max(...others.map((v) => v.policy.retention(v.headers, defaults))))
+  else await store.set(entry.key, toVariants(others), Math.max(...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
 function sameVariant (a: CacheEntry, b: CacheEntry): boolean {

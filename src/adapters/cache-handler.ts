@@ -84,7 +84,7 @@ export class CacheHandler implements Handler {
     if (outcome?.kind === 'pass') outcome.recorder?.abort()
     // RFC 5861 §4: no answer at all (a network error, after retries) may be stood in for too; a
     // caller's own abort may not. (undici passes no controller when the connection never opened.)
-    const standIn = outcome === undefined && controller?.aborted !== true ? this.#cache.failed(this.#lookup) : undefined
+    const standIn = outcome === undefined && controller?.aborted !== true ? this.#cache.failed(this.#request, this.#lookup) : undefined
     if (standIn?.kind === 'replay') {
       this.#replay(standIn.entry, standIn.headers)
       return

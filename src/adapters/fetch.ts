@@ -9,9 +9,10 @@
 import { Agent, fetch as undiciFetch, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
-import type { CacheEntry } from '../entry.js'
+import { bodyBytes, type CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
 import { normalizeHeaders, normalizeUrl } from '../key.js'
+import { memoizeWeakly } from '../memo.js'
 import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
@@ -171,8 +172,8 @@ function servableAsIs (entry: CacheEntry): boolean {
 
 function toResponse (hit: Hit, method: string, url: string): Response {
   const { entry } = hit
-  const body = hasNoContent(method, entry.status) ? null : entry.body
   // The Response constructor copies the bytes, so the caller cannot change the stored body.
+  const body = hasNoContent(method, entry.status) ? null : bodyBytes(entry.body)
   const response = new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers: headersOf(entry) })
   const headers: Headers = Reflect.get(Response.prototype, 'headers', response)
   headers.append('age', hit.age)
@@ -181,24 +182,21 @@ function toResponse (hit: Hit, method: string, url: string): Response {
 }
 
 /**
- * An entry's stored fields as undici Headers, made once per entry: a Response copies a Headers
- * object without validating each field again, which a list of pairs costs on every hit.
+ * An entry's stored fields as undici Headers, made once per entry while it is hit: a Response
+ * copies a Headers object without validating each field again, which a list of pairs costs on
+ * every hit. Kept for the entries hit lately only: a Headers object costs more memory than a
+ * small entry itself.
  */
-const headerSets = new WeakMap<CacheEntry, Headers>()
-
-function headersOf (entry: CacheEntry): Headers {
-  let headers = headerSets.get(entry)
-  if (headers !== undefined) return headers
-  headers = new Headers()
+const headersOf = memoizeWeakly(1024, (entry: CacheEntry): Headers => {
+  const headers = new Headers()
   for (const name in entry.headers) {
     if (name === 'age' || name === 'cache-status') continue
     const value = entry.headers[name]!
     if (typeof value === 'string') headers.append(name, value)
     else for (const item of value) headers.append(name, item)
   }
-  headerSets.set(entry, headers)
   return headers
-}
+})
 
 /**
  * A Response built from the cache that looks fetched, as `fetch`'s own would: its URL, type

@@ -134,13 +134,13 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
   let status = 0
   const done: Dispatcher.DispatchHandler = {
     onResponseStart: (_controller, statusCode) => { status = statusCode },
-    onResponseEnd: () => cache.refreshed(refresh, status >= 500 ? new Error(`origin answered ${status}`) : undefined),
-    onResponseError: (_controller, error) => cache.refreshed(refresh, error)
+    onResponseEnd: () => cache.refreshed(request, refresh, status >= 500 ? new Error(`origin answered ${status}`) : undefined),
+    onResponseError: (_controller, error) => cache.refreshed(request, refresh, error)
   }
   try {
     dispatchWithRetry(dispatch, { origin, path, method, query, headers: refresh.headers }, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
   } catch (error) {
-    cache.refreshed(refresh, error)
+    cache.refreshed(request, refresh, error)
   }
 }
 

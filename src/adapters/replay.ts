@@ -4,6 +4,7 @@
  * onResponseEnd, honouring the handler's pause(), resume() and abort().
  */
 import type { Dispatcher } from 'undici'
+import { bodyLength, bodySlice, type StoredBody } from '../entry.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -16,7 +17,7 @@ export interface Replayed {
   readonly statusText: string
   readonly headers: Record<string, string | string[]>
   /** `undefined` for a response without content (HEAD, 204, 304). */
-  readonly body: Buffer | undefined
+  readonly body: StoredBody | undefined
 }
 
 export class ReplayController implements Controller {
@@ -54,10 +55,11 @@ export class ReplayController implements Controller {
 
   #flow (): void {
     const body = this.#response.body
-    while (!this.#paused && !this.#aborted && body !== undefined && this.#offset < body.byteLength) {
-      const end = Math.min(this.#offset + SLICE, body.byteLength)
+    const length = body === undefined ? 0 : bodyLength(body)
+    while (!this.#paused && !this.#aborted && this.#offset < length) {
+      const end = Math.min(this.#offset + SLICE, length)
       // A copy: consumers own the chunks they get, and must not be able to change the stored body.
-      const chunk = Buffer.from(body.subarray(this.#offset, end))
+      const chunk = bodySlice(body!, this.#offset, end)
       this.#offset = end
       this.#handler.onResponseData?.(this, chunk)
     }

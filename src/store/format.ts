@@ -1,25 +1,28 @@
 /**
- * The versioned serialization of a variant set for stores outside the process (L2), one string:
+ * The versioned serialization of a resource's variants for stores outside the process (L2), one
+ * string:
  *
- *     cachedfetch/1 <header JSON>\n<body 0><body 1>…
+ *     cachedfetch/2 <header JSON>\n<body 0><body 1>…
  *
- * The header holds the key, when the value expires, and for each variant its status, headers,
- * http-cache-semantics policy object, Vary values, tags, and its body's encoding and length. A body
- * that is valid UTF-8 (JSON, HTML, text: what services mostly cache) is kept as it is, so it is
- * not inflated at all; anything else is base64 (33%). A store whose serializer escapes strings
- * (Keyv's JSON one, for a Keyv instance the caller built) would inflate text with many quotes or
- * control characters; such a body goes as base64 too, so no body ever grows by more than a third.
+ * The header holds the key (the URL is part of it), when the value expires, and for each variant
+ * its status, headers, policy (src/policy.ts: when it was received, its age then, its freshness
+ * lifetime; what http-cache-semantics needs besides is rebuilt from the headers), Vary values,
+ * tags, and its body's encoding and length. A body that is valid UTF-8 (JSON, HTML, text: what
+ * services mostly cache) is kept as it is, so it is not inflated at all; anything else is base64
+ * (33%). A store whose serializer escapes strings (Keyv's JSON one, for a Keyv instance the caller
+ * built) would inflate text with many quotes or control characters; such a body goes as base64
+ * too, so no body ever grows by more than a third.
  *
  * Reading never throws: a value that is not a frame, has another version, belongs to another key,
  * or is cut short is `undefined`, which the store turns into a miss, a delete and an event.
  */
 import { isUtf8 } from 'node:buffer'
-import { entrySize, type CacheEntry, type ResponseHeaders, type VariantSet } from '../entry.js'
+import { bodySlice, toStoredBody, toVariants, variantList, type CacheEntry, type ResponseHeaders, type Variants } from '../entry.js'
 import type { VaryValues } from '../key.js'
 import type { PolicyFactory, PolicyObject } from '../policy.js'
 
 /** Version of the serialized form. A stored value of another version is a miss and is deleted. */
-export const FORMAT_VERSION = 1
+export const FORMAT_VERSION = 2
 const MAGIC = `cachedfetch/${FORMAT_VERSION} `
 
 interface Header {
@@ -31,7 +34,6 @@ interface Header {
 }
 
 interface VariantHeader {
-  u: string
   s: number
   m: string
   h: ResponseHeaders
@@ -43,17 +45,21 @@ interface VariantHeader {
   n: 'u' | 'b'
   /** The body's length in the frame, in UTF-16 code units. */
   l: number
-  /** Seconds of freshness set by the cache's `forceTtl` or `defaultTtl`, else absent. */
-  o?: number
 }
 
-export function serializeVariantSet (set: VariantSet, expires: number | undefined): string {
+/** A resource's variants as a store outside the process keeps them. */
+export interface StoredVariants {
+  readonly variants: Variants
+  /** When the store lets them go, ms since the epoch: a memory-tier copy must not outlive that. */
+  readonly expires: number | undefined
+}
+
+export function serializeVariants (key: string, stored: StoredVariants): string {
   const bodies: string[] = []
-  const e = set.variants.map((entry): VariantHeader => {
-    const [n, text] = encodeBody(entry.body)
+  const e = variantList(stored.variants).map((entry): VariantHeader => {
+    const [n, text] = encodeBody(bodySlice(entry.body))
     bodies.push(text)
     return {
-      u: entry.url,
       s: entry.status,
       m: entry.statusText,
       h: entry.headers,
@@ -61,16 +67,15 @@ export function serializeVariantSet (set: VariantSet, expires: number | undefine
       y: toNulls(entry.vary),
       t: entry.tags,
       n,
-      l: text.length,
-      ...(entry.policy.lifetimeOverride === undefined ? {} : { o: entry.policy.lifetimeOverride })
+      l: text.length
     }
   })
-  const header: Header = { k: set.key, x: expires ?? null, e }
+  const header: Header = { k: key, x: stored.expires ?? null, e }
   return `${MAGIC}${JSON.stringify(header)}\n${bodies.join('')}`
 }
 
-/** Rebuilds a variant set, or `undefined` when the value is not one of ours for `key`. Never throws. */
-export function deserializeVariantSet (value: unknown, key: string, policies: PolicyFactory): VariantSet | undefined {
+/** Rebuilds stored variants, or `undefined` when the value is not one of ours for `key`. Never throws. */
+export function deserializeVariants (value: unknown, key: string, policies: PolicyFactory): StoredVariants | undefined {
   const frame = readFrame(value)
   if (frame === undefined || frame.header.k !== key) return undefined
   const { header, bodies } = frame
@@ -78,21 +83,20 @@ export function deserializeVariantSet (value: unknown, key: string, policies: Po
   let offset = 0
   for (const item of header.e) {
     if (!isRecord(item)) return undefined
-    const { u, s, m, h, p, y, t, n, l, o } = item as Partial<VariantHeader>
-    if (typeof u !== 'string' || typeof s !== 'number' || typeof m !== 'string' || !isHeaders(h) ||
-        !isRecord(y) || !isStrings(t) || (n !== 'u' && n !== 'b') || !Number.isSafeInteger(l) || l! < 0 ||
-        (o !== undefined && !(Number.isSafeInteger(o) && o >= 0))) return undefined
+    const { s, m, h, p, y, t, n, l } = item as Partial<VariantHeader>
+    if (typeof s !== 'number' || typeof m !== 'string' || !isHeaders(h) ||
+        !isRecord(y) || !isStrings(t) || (n !== 'u' && n !== 'b') || !Number.isSafeInteger(l) || l! < 0) return undefined
     const text = bodies.slice(offset, offset += l!)
     if (text.length !== l) return undefined
-    const body = Buffer.from(text, n === 'u' ? 'utf8' : 'base64')
-    const policy = policies.fromObject(p, s, h, o)
+    const body = toStoredBody(Buffer.from(text, n === 'u' ? 'utf8' : 'base64'))
+    const policy = policies.fromObject(p, h)
     const vary = fromNulls(y)
     if (policy === undefined || vary === undefined) return undefined
-    variants.push({ key, url: u, status: s, statusText: m, headers: h, body, policy, vary, tags: t, size: entrySize(key, h, body) })
+    variants.push({ key, status: s, statusText: m, headers: h, body, policy, vary, tags: t })
   }
   // Bytes past the last body mean the lengths do not describe this value.
   if (offset !== bodies.length || variants.length === 0) return undefined
-  return { key, variants, expires: header.x ?? undefined }
+  return { variants: toVariants(variants), expires: header.x ?? undefined }
 }
 
 /** The tags of every variant in a stored value, reading only its header; `undefined` for a value not ours. */

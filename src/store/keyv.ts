@@ -5,10 +5,9 @@
  * (shared/DESIGN.md).
  */
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
-import type { VariantSet } from '../entry.js'
 import type { PolicyFactory } from '../policy.js'
 import { describe } from '../validate.js'
-import { deserializeVariantSet, serializeVariantSet, storedTags } from './format.js'
+import { deserializeVariants, serializeVariants, storedTags, type StoredVariants } from './format.js'
 import type { StoreEvents } from './types.js'
 
 export interface StoreTimeouts {
@@ -72,7 +71,7 @@ export class KeyvStore {
     if (this.#onError !== undefined) this.keyv.off('error', this.#onError)
   }
 
-  async get (key: string): Promise<VariantSet | undefined> {
+  async get (key: string): Promise<StoredVariants | undefined> {
     let value: unknown
     try {
       value = await withTimeout(this.#whenOpen(() => this.keyv.get(key)), this.#timeouts.read)
@@ -83,18 +82,18 @@ export class KeyvStore {
       return undefined
     }
     if (value === undefined || value === null) return undefined
-    const set = deserializeVariantSet(value, key, this.#policies)
-    if (set === undefined) {
+    const stored = deserializeVariants(value, key, this.#policies)
+    if (stored === undefined) {
       this.#events.error('get', key, new TypeError(`stored value under ${JSON.stringify(key)} is not a cachedfetch entry of this version`))
       await this.delete(key)
     }
-    return set
+    return stored
   }
 
   /** Resolves `true` once written, `false` when the write failed or timed out (reported). */
-  async set (set: VariantSet, ttl: number, expires: number): Promise<boolean> {
+  async set (key: string, stored: StoredVariants, ttl: number): Promise<boolean> {
     let written: boolean | undefined
-    const done = await this.#attempt('set', set.key, async () => { written = await this.keyv.set(set.key, serializeVariantSet(set, expires), ttl) })
+    const done = await this.#attempt('set', key, async () => { written = await this.keyv.set(key, serializeVariants(key, stored), ttl) })
     // A Keyv that does not throw answers false; its 'error' event has said why.
     return done && written !== false
   }

@@ -1,10 +1,10 @@
 /**
- * L1: live variant sets in an in-process LRU bounded by bytes and by entry count (lru-cache does
- * the bookkeeping). It holds objects, not serialized bytes, so a hit costs a map lookup; it
- * answers synchronously.
+ * L1: live variants in an in-process LRU bounded by bytes and by entry count (lru-cache does the
+ * bookkeeping). It holds objects, not serialized bytes, so a hit costs a map lookup; it answers
+ * synchronously. The value under a key is the variants array itself: no wrapper object per URL.
  */
 import { LRUCache } from 'lru-cache'
-import { variantSetSize, type VariantSet } from '../entry.js'
+import { variantsSize, type Variants } from '../entry.js'
 import type { StoreEvents } from './types.js'
 
 export interface MemoryStoreOptions {
@@ -15,39 +15,39 @@ export interface MemoryStoreOptions {
 }
 
 export class MemoryStore {
-  readonly #lru: LRUCache<string, VariantSet>
+  readonly #lru: LRUCache<string, Variants>
 
   constructor (options: MemoryStoreOptions, events: StoreEvents) {
-    this.#lru = new LRUCache<string, VariantSet>({
+    this.#lru = new LRUCache<string, Variants>({
       max: options.maxEntries,
       maxSize: options.maxSize,
-      sizeCalculation: variantSetSize,
+      sizeCalculation: variantsSize,
       perf: { now: options.now },
-      dispose: (set, key, reason) => {
-        if (reason === 'evict') events.evict(key, variantSetSize(set))
+      dispose: (variants, key, reason) => {
+        if (reason === 'evict') events.evict(key, variantsSize(variants))
       }
     })
   }
 
-  get (key: string): VariantSet | undefined {
+  get (key: string): Variants | undefined {
     return this.#lru.get(key)
   }
 
-  set (set: VariantSet, ttl: number): void {
-    // A set larger than maxSize is refused by lru-cache; it stays a miss.
-    if (ttl > 0) this.#lru.set(set.key, set, { ttl })
-    else this.#lru.delete(set.key)
+  set (key: string, variants: Variants, ttl: number): void {
+    // Variants larger than maxSize are refused by lru-cache; they stay a miss.
+    if (ttl > 0) this.#lru.set(key, variants, { ttl })
+    else this.#lru.delete(key)
   }
 
   delete (key: string): void {
     this.#lru.delete(key)
   }
 
-  /** Drops the sets `drop` picks; how many. */
-  deleteWhere (drop: (set: VariantSet) => boolean): number {
+  /** Drops the keys `drop` picks; how many. */
+  deleteWhere (drop: (key: string, variants: Variants) => boolean): number {
     let dropped = 0
-    for (const [key, set] of this.#lru.entries()) {
-      if (drop(set) && this.#lru.delete(key)) dropped++
+    for (const [key, variants] of this.#lru.entries()) {
+      if (drop(key, variants) && this.#lru.delete(key)) dropped++
     }
     return dropped
   }

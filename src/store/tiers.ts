@@ -5,7 +5,7 @@
  * the other processes' L1.
  */
 import { randomUUID } from 'node:crypto'
-import type { VariantSet } from '../entry.js'
+import { variantList, type Variants } from '../entry.js'
 import { urlOfKey } from '../key.js'
 import type { ResolvedOptions } from '../options.js'
 import type { PolicyFactory } from '../policy.js'
@@ -58,25 +58,25 @@ export class Tiers implements EntryStore {
     if (this.#pubsub) this.#redis!.subscribe((message) => this.#received(message), () => this.#dropLocal({ kind: 'all' }))
   }
 
-  get (key: string): MaybePromise<VariantSet | undefined> {
+  get (key: string): MaybePromise<Variants | undefined> {
     const local = this.#l1?.get(key)
     if (local !== undefined || this.#l2 === undefined) return local
     const generation = this.#generation
-    return this.#l2.get(key).then((set) => {
-      if (set !== undefined && this.#l1 !== undefined && generation === this.#generation) {
-        this.#l1.set(set, set.expires === undefined ? Infinity : set.expires - this.#now())
+    return this.#l2.get(key).then((stored) => {
+      if (stored === undefined) return undefined
+      if (this.#l1 !== undefined && generation === this.#generation) {
+        this.#l1.set(key, stored.variants, stored.expires === undefined ? Infinity : stored.expires - this.#now())
       }
-      return set
+      return stored.variants
     })
   }
 
-  set (set: VariantSet, ttl: number): MaybePromise<boolean> {
+  set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {
     const expires = this.#now() + ttl
-    // A literal, not a spread: V8 gives each object from a spread of this shape a hidden class of its own.
-    this.#l1?.set({ key: set.key, variants: set.variants, expires }, ttl)
+    this.#l1?.set(key, variants, ttl)
     if (this.#l2 === undefined) return true
-    return this.#l2.set(set, ttl, expires).then(async (written) => {
-      if (written && this.#redis !== undefined) await this.#redis.index(set.key, indexesOf(set), Date.now() + ttl)
+    return this.#l2.set(key, { variants, expires }, ttl).then(async (written) => {
+      if (written && this.#redis !== undefined) await this.#redis.index(key, indexesOf(key, variants), Date.now() + ttl)
       return written
     })
   }
@@ -131,7 +131,7 @@ export class Tiers implements EntryStore {
   #dropLocal (selector: Selector): void {
     this.#generation++
     if (selector.kind === 'all') this.#l1?.clear()
-    else this.#l1?.deleteWhere((set) => picks(selector, set.key, () => set.variants.flatMap((v) => v.tags)))
+    else this.#l1?.deleteWhere((key, variants) => picks(selector, key, () => variantList(variants).flatMap((v) => v.tags)))
   }
 
   close (): void {
@@ -168,9 +168,9 @@ function picks (selector: Selector, key: string, tags: () => readonly string[]):
   }
 }
 
-function indexesOf (set: VariantSet): Array<readonly [IndexKind, string]> {
-  const indexes: Array<readonly [IndexKind, string]> = [['origin', new URL(urlOfKey(set.key).split(' ')[0]!).origin]]
-  for (const tag of new Set(set.variants.flatMap((v) => v.tags))) indexes.push(['tag', tag])
+function indexesOf (key: string, variants: Variants): Array<readonly [IndexKind, string]> {
+  const indexes: Array<readonly [IndexKind, string]> = [['origin', new URL(urlOfKey(key).split(' ')[0]!).origin]]
+  for (const tag of new Set(variantList(variants).flatMap((v) => v.tags))) indexes.push(['tag', tag])
   return indexes
 }
 

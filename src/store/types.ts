@@ -1,16 +1,16 @@
 /**
- * The engine's view of a store: variant sets by primary key. The memory tier answers
- * synchronously, so that a hit in memory costs no promise; others answer with promises. A store
- * never throws or rejects: a failure is reported through `StoreEvents` and reads as a miss.
+ * The engine's view of a store: the variants of a resource by primary key. The memory tier
+ * answers synchronously, so that a hit in memory costs no promise; others answer with promises. A
+ * store never throws or rejects: a failure is reported through `StoreEvents` and reads as a miss.
  */
-import type { VariantSet } from '../entry.js'
+import type { Variants } from '../entry.js'
 
 export type MaybePromise<T> = T | Promise<T>
 
 export interface EntryStore {
-  get (key: string): MaybePromise<VariantSet | undefined>
-  /** Stores the set for `ttl` ms; resolves once written, `false` when the write was given up. */
-  set (set: VariantSet, ttl: number): MaybePromise<boolean>
+  get (key: string): MaybePromise<Variants | undefined>
+  /** Stores the variants for `ttl` ms; resolves once written, `false` when the write was given up. */
+  set (key: string, variants: Variants, ttl: number): MaybePromise<boolean>
   delete (key: string): MaybePromise<void>
 }
 
@@ -22,6 +22,6 @@ export type StoreOperation = 'open' | 'get' | 'set' | 'delete' | 'clear' | 'scan
 export interface StoreEvents {
   /** A store call failed or timed out, or a stored value did not parse. */
   error (operation: StoreOperation, key: string | undefined, error: unknown): void
-  /** The memory tier dropped a set to stay within its bounds. */
+  /** The memory tier dropped a resource's variants to stay within its bounds. */
   evict (key: string, bytes: number): void
 }
