@@ -101,6 +101,31 @@ describe('hosts with policies of their own, in one cache', () => {
     expect(origin.requests.length).toBe(1)
   })
 
+  it('revalidates an entry shared through the key hook with its validator, whichever URL asks', async () => {
+    const clock = manualClock()
+    const origin = await originWith({}, (req, res) => {
+      if (req.headers['if-none-match'] === '"v1"') {
+        res.writeHead(304, { etag: '"v1"', 'cache-control': 'max-age=60' }).end()
+        return
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', etag: '"v1"' }).end('list')
+    })
+    const p = port(origin)
+    const key = (url: URL): URL => {
+      for (const name of [...url.searchParams.keys()]) if (name.startsWith('utm_')) url.searchParams.delete(name)
+      return url
+    }
+    const cache = createCache({ now: clock.now, hosts: { 'shop.example.test': { key } } })
+    const cachedFetch = createCachedFetch({ cache, dispatcher: agent() })
+    await (await cachedFetch(`http://shop.example.test:${p}/list?id=1&utm_source=x`)).arrayBuffer()
+    await cache.flush()
+    clock.advance(120)
+    const response = await cachedFetch(`http://shop.example.test:${p}/list?utm_campaign=y&id=1`)
+    expect(await response.text()).toBe('list')
+    expect(response.headers.get('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304/)
+    expect(origin.requests.map((r) => r.headers['if-none-match'])).toEqual([undefined, '"v1"'])
+  })
+
   it('serves a host with ignoreRequestNoCache from the cache though the request says no-cache', async () => {
     const origin = await originWith({ 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
     const p = port(origin)
