@@ -187,7 +187,9 @@ export class Cache {
    * @internal For the adapters (src/adapters/), not for applications.
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
-    for (const url of invalidatedBy(request, status, headers)) this.#background(this.invalidate(url))
+    for (const url of invalidatedBy(request, status, headers)) {
+      this.#background(this.#invalidate(urlSelector(url, this.settings(url).key, request.headers.host), { url }))
+    }
     const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store
       ? { fwd: lookup.fwd, fwdStatus: status, key: storeKey(request.method, request.url, request.headers.host, lookup.settings) }
       : { fwd: lookup.fwd, fwdStatus: status }
