@@ -7,6 +7,7 @@
 import { forward, HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
 import { entrySize, fieldValue, storableHeaders, type CacheEntry, type ResponseHeaders, type VariantSet } from './entry.js'
 import { explain, type Explanation } from './explain.js'
+import { fieldsFitToStore } from './field-limits.js'
 import { Flights } from './flight.js'
 import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
 import { normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
@@ -213,7 +214,7 @@ export class Cache {
     const fields = varyFields(fieldValue(stored.vary))
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
-    if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize) {
+    if (!policy.storable(stored) || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize || !fieldsFitToStore(stored)) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (previous !== undefined) this.#background(this.#attempt('set', previous.key, removeVariant(this.#store, previous, settings)))
       return pass(false)
@@ -236,7 +237,7 @@ export class Cache {
     const updated: CacheEntry = { ...entry, headers, policy, tags, size: entrySize(entry.key, headers, entry.body) }
     this.#reporter.emit('revalidated', { url: entry.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && policy.storable(headers)) this.#background(this.#write(updated, policy.retention(headers, settings), settings))
+    if (matches && policy.storable(headers) && fieldsFitToStore(headers)) this.#background(this.#write(updated, policy.retention(headers, settings), settings))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 

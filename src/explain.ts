@@ -4,6 +4,7 @@
  * itself is the policy's (src/policy.ts); the reasons name the rule that decided it.
  */
 import { fieldValue, type ResponseHeaders } from './entry.js'
+import { FIELD_LIMITS, fieldsFitToStore } from './field-limits.js'
 import { deltaSeconds, parseDirectives, requestDirectives, type RequestDirectives } from './directives.js'
 import { varyFields, type CacheRequest } from './key.js'
 import type { Policy, PolicyFactory } from './policy.js'
@@ -61,6 +62,7 @@ function decide (policy: Policy, headers: ResponseHeaders, request: ExplainedReq
   // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
   const length = method === 'HEAD' ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
   if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
+  if (!fieldsFitToStore(headers)) reasons.push(`its header fields are malformed (CR, LF or NUL in a value, a name that is no token) or past the limits (${FIELD_LIMITS.value} characters a value, ${FIELD_LIMITS.total} in all, ${FIELD_LIMITS.count} fields)`)
   if (!policy.storable(headers) && reasons.length === 0) reasons.push('its status or directives make it unstorable (§3)')
   if (retention === 0 && reasons.length === 0) reasons.push('it has no freshness, no stale window and no validator: it could never be used (§4.2, §4.3)')
   const lifetime = policy.lifetime()
