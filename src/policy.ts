@@ -298,9 +298,12 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
     if (value !== undefined) headers[name] = value
   }
   if (all['cache-control'] !== undefined) headers['cache-control'] = lowerDirectiveNames(all['cache-control'])
-  // Its storable() only asks whether Authorization is present.
-  if (all.authorization !== undefined) headers.authorization = 'present'
-  for (const name of varyFields(vary)) {
+  const varied = varyFields(vary)
+  // Its storable() only asks whether Authorization is present. Beyond RFC 9111, a Cookie counts as
+  // the credential it is: a shared cache stores the answer only as §3.5 allows for Authorization
+  // (public, s-maxage, must-revalidate), or when the response varies on Cookie and so is keyed by it.
+  if (all.authorization !== undefined || (all.cookie !== undefined && !varied.includes('cookie'))) headers.authorization = 'present'
+  for (const name of varied) {
     const value = all[name]
     if (value !== undefined) headers[name] = value
   }
