@@ -7,6 +7,7 @@
 import { forward, HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
 import { bodyLength, fieldValue, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders, type Variants } from './entry.js'
 import { explain, type Explanation } from './explain.js'
+import { fieldsFitToStore } from './field-limits.js'
 import { Flights } from './flight.js'
 import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
 import { normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
@@ -187,7 +188,9 @@ export class Cache {
    * @internal For the adapters (src/adapters/), not for applications.
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
-    for (const url of invalidatedBy(request, status, headers)) this.#background(this.invalidate(url))
+    for (const url of invalidatedBy(request, status, headers)) {
+      this.#background(this.#invalidate(urlSelector(url, this.settings(url).key, request.headers.host), { url }))
+    }
     const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store
       ? { fwd: lookup.fwd, fwdStatus: status, key: storeKey(request.method, request.url, request.headers.host, lookup.settings) }
       : { fwd: lookup.fwd, fwdStatus: status }
@@ -211,7 +214,7 @@ export class Cache {
     const fields = varyFields(fieldValue(stored.vary))
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
-    if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize) {
+    if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize || !fieldsFitToStore(stored)) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (previous !== undefined) this.#background(this.#attempt('set', previous.key, removeVariant(this.#store, previous, settings)))
       return pass(false)
@@ -234,7 +237,7 @@ export class Cache {
     const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary, tags: responseTags(headers, settings.tags) }
     this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && storable) this.#background(this.#write(request, updated, policy.retention(headers, settings), settings))
+    if (matches && storable && fieldsFitToStore(headers)) this.#background(this.#write(request, updated, policy.retention(headers, settings), settings))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 

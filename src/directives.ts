@@ -33,16 +33,20 @@ const parsed = memoize(1024, (value): Directives => {
   for (const part of value.split(',')) {
     const eq = part.indexOf('=')
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
-    if (name === '') continue
+    // RFC 9111 §4.2.1: of a directive given twice, the first counts.
+    if (name === '' || Object.hasOwn(directives, name)) continue
     directives[name] = eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')
   }
   return Object.freeze(directives)
 })
 
+/** RFC 9111 §1.2.2: a delta-seconds past what a cache can represent counts as 2^31. */
+export const MAX_DELTA_SECONDS = 2 ** 31
+
 /** Delta-seconds (RFC 9111 §1.2.2): digits only; anything else is invalid and yields `undefined`. */
 export function deltaSeconds (value: string | true | undefined): number | undefined {
   if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined
-  return Number(value)
+  return Math.min(Number(value), MAX_DELTA_SECONDS)
 }
 
 /** `ignoreNoCache`: the cache's `ignoreRequestNoCache`, a deliberate deviation from §5.2.1.4. */

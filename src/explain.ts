@@ -4,6 +4,7 @@
  * itself is the policy's (src/policy.ts); the reasons name the rule that decided it.
  */
 import { fieldValue, type ResponseHeaders } from './entry.js'
+import { FIELD_LIMITS, fieldsFitToStore } from './field-limits.js'
 import { deltaSeconds, parseDirectives, requestDirectives, type RequestDirectives } from './directives.js'
 import { varyFields, type CacheRequest } from './key.js'
 import type { Policy, PolicyFactory } from './policy.js'
@@ -33,13 +34,18 @@ interface ExplainedRequest {
   readonly method: string
   readonly directives: RequestDirectives
   readonly conditional: boolean
+  /** It carries Authorization or Cookie, which alone keeps the response from being stored. */
+  readonly credential: boolean
 }
 
 export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings): Explanation {
   const { policy, storable } = policies.create(request, status, headers, settings)
   const sent = policies.revalidationHeaders(request, { status, headers, policy })
   const revalidation = Object.fromEntries(VALIDATORS.filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
-  const explained = { method: request.method, directives: requestDirectives(request.headers, settings.ignoreRequestNoCache), conditional }
+  const { authorization, cookie, ...others } = request.headers
+  const credential = (authorization !== undefined || cookie !== undefined) && !storable &&
+    policies.create({ ...request, headers: others }, status, headers, settings).storable
+  const explained = { method: request.method, directives: requestDirectives(request.headers, settings.ignoreRequestNoCache), conditional, credential }
   return decide(policy, storable, headers, explained, settings, policy.retention(headers, settings), revalidation)
 }
 
@@ -61,7 +67,12 @@ function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, re
   // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
   const length = method === 'HEAD' ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
   if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
-  if (!storable && reasons.length === 0) reasons.push('its status or directives make it unstorable (§3)')
+  if (!fieldsFitToStore(headers)) reasons.push(`its header fields are malformed (CR, LF or NUL in a value, a name that is no token) or past the limits (${FIELD_LIMITS.value} characters a value, ${FIELD_LIMITS.total} in all, ${FIELD_LIMITS.count} fields)`)
+  if (!storable && reasons.length === 0) {
+    reasons.push(request.credential
+      ? 'the request carries Authorization or Cookie, and the response is not public, has no s-maxage or must-revalidate (§3.5), nor varies on Cookie'
+      : 'its status or directives make it unstorable (§3)')
+  }
   if (retention === 0 && reasons.length === 0) reasons.push('it has no freshness, no stale window and no validator: it could never be used (§4.2, §4.3)')
   const lifetime = policy.lifetime()
   return {

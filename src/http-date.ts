@@ -34,7 +34,8 @@ export function parseHttpDate (value: string, now: number): number | undefined {
 }
 
 function utc (year: number, month: string, day: number, hours: string, minutes: string, seconds: string): number | undefined {
-  const time = Date.UTC(year, MONTHS.indexOf(month.toLowerCase()), day, Number(hours), Number(minutes), Number(seconds))
-  // Date.UTC rolls 31 Feb over into March; a date that does not exist is no date.
+  // setUTCFullYear, not Date.UTC, which reads the years 0 to 99 as 1900 to 1999.
+  const time = new Date(0).setUTCFullYear(year, MONTHS.indexOf(month.toLowerCase()), day) + ((Number(hours) * 60 + Number(minutes)) * 60 + Number(seconds)) * 1000
+  // 31 Feb rolls over into March; a date that does not exist is no date.
   return new Date(time).getUTCDate() === day && Number(hours) < 24 && Number(minutes) < 60 && Number(seconds) < 61 ? time : undefined
 }

@@ -6,24 +6,33 @@
  * and the Location and Content-Location URIs when they share its origin: a response must not be
  * able to purge another origin's entries.
  */
-import { keyUrl, normalizeUrl, primaryKey } from './key.js'
+import { normalizeUrl, storeKey, type CacheRequest } from './key.js'
 import type { Selector } from './store/tiers.js'
 
 /** Request methods that never invalidate (RFC 9110 §9.2.1). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 
-export function invalidatedBy (request: { method: string, url: string }, status: number, headers: Record<string, string | string[] | undefined>): string[] {
+export function invalidatedBy (request: CacheRequest, status: number, headers: Record<string, string | string[] | undefined>): string[] {
   // Only a non-error answer (2xx, 3xx) means the request changed something.
   if (SAFE_METHODS.has(request.method) || status < 200 || status >= 400) return []
-  const origin = new URL(request.url).origin
   const targets = [request.url]
+  const url = new URL(request.url)
+  let target: URL
+  try {
+    // RFC 9110 §7.1: a Host header names the target's authority, and Location resolves against it;
+    // its entries are keyed by it too (src/key.ts), so the URLs stay on the connection's origin.
+    const host = request.headers.host
+    target = host === undefined ? url : new URL(`${url.protocol}//${host}${url.pathname}${url.search}`)
+  } catch {
+    return targets
+  }
   for (const name of ['location', 'content-location']) {
     const raw = headers[name]
     const value = Array.isArray(raw) ? raw[0] : raw
     if (value === undefined) continue
     try {
-      const target = new URL(value, request.url)
-      if (target.origin === origin) targets.push(normalizeUrl(target))
+      const named = new URL(value, target)
+      if (named.origin === target.origin) targets.push(normalizeUrl(url.origin + named.pathname + named.search))
     } catch {
       // An unparsable Location names nothing to invalidate.
     }
@@ -31,10 +40,12 @@ export function invalidatedBy (request: { method: string, url: string }, status:
   return targets
 }
 
-/** Every stored variant of a URL, GET and HEAD, shared and private: the resource changed for everyone. */
-export function urlSelector (url: string, hook: ((url: URL) => URL | string) | undefined): Selector {
-  const stored = hook === undefined ? url : keyUrl(hook, url)
-  return { kind: 'keys', keys: ['GET', 'HEAD'].flatMap((method) => [primaryKey(method, stored), `private ${primaryKey(method, stored)}`]) }
+/**
+ * Every stored variant of a URL, GET and HEAD, shared and private: the resource changed for
+ * everyone. With `host`, those of the URL asked for under that Host header.
+ */
+export function urlSelector (url: string, key: ((url: URL) => URL | string) | undefined, host?: string): Selector {
+  return { kind: 'keys', keys: ['GET', 'HEAD'].flatMap((method) => [true, false].map((shared) => storeKey(method, url, host, { shared, key }))) }
 }
 
 /** Entries whose URL starts with `prefix`, an absolute URL; a TypeError for anything else. */

@@ -33,7 +33,8 @@ export function normalizeUrl (url: string | URL): string {
 const normalizedString = memoize(1024, (url) => withoutFragment(new URL(url)))
 
 function withoutFragment (parsed: URL): string {
-  if (parsed.hash === '') return parsed.href
+  // An empty fragment ("…#") has hash "" but still shows in href.
+  if (!parsed.href.includes('#')) return parsed.href
   const copy = new URL(parsed.href)
   copy.hash = ''
   return copy.href

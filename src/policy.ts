@@ -8,7 +8,7 @@
  */
 import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
-import { deltaSeconds, parseDirectives, type Directives, type RequestDirectives } from './directives.js'
+import { deltaSeconds, MAX_DELTA_SECONDS, parseDirectives, type Directives, type RequestDirectives } from './directives.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
 import { fieldValue, type ResponseHeaders } from './entry.js'
 
@@ -34,6 +34,9 @@ const STAND_IN_STATUS = 302
 
 /** Fields a 304 must not change in the stored response: they describe the stored body (RFC 9111 §3.2). */
 const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
+
+/** RFC 9111 §4.2.2: heuristic freshness is at most this fraction of the time since Last-Modified (its "typical setting"). */
+const HEURISTIC_FRACTION = 0.1
 
 /** How long an entry is kept once stale, so that it can still be revalidated or served stale where allowed. */
 const STALE_RETENTION_MS = 24 * 3600 * 1000
@@ -95,7 +98,7 @@ export class Policy {
     this.directives = directives
   }
 
-  /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics included. */
+  /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics included; at most 2^31 (§1.2.2). */
   lifetime (): number {
     return this.#lifetime
   }
@@ -212,7 +215,9 @@ export class PolicyFactory {
     // RFC 9111 §4.2.1: explicit freshness is max-age, s-maxage (shared caches) or Expires.
     const explicit = directives['max-age'] !== undefined || (shared && directives['s-maxage'] !== undefined) || headers.expires !== undefined
     const override = settings.forceTtl ?? (explicit ? undefined : settings.defaultTtl)
-    const state: PolicyObject = { t: responseTime, a: initialAge(headers, responseTime), l: override ?? policy.maxAge(), sh: shared }
+    // At most 2^31 seconds (§1.2.2); heuristic freshness bounded by our own clock (heuristicBound).
+    const lifetime = override ?? Math.min(policy.maxAge(), explicit ? Infinity : heuristicBound(headers, responseTime), MAX_DELTA_SECONDS)
+    const state: PolicyObject = { t: responseTime, a: initialAge(headers, responseTime), l: lifetime, sh: shared }
     return {
       policy: new Policy(override === undefined ? state : { ...state, o: override }, directives, this.#now),
       storable: storable(policy, directives, status, headers, shared)
@@ -276,7 +281,10 @@ export class PolicyFactory {
 
   #httpPolicy (request: CachePolicy.Request, status: number, headers: ResponseHeaders, shared: boolean, responseTime: number): CachePolicy {
     const seen = UNDERSTOOD.has(status) || status < 200 || status === 206 || status === 304 ? status : STAND_IN_STATUS
-    return new this.#Clocked(request, { status: seen, headers: policyHeaders(headers, status, responseTime) }, { shared })
+    return new this.#Clocked(request, { status: seen, headers: policyHeaders(headers, status, responseTime) },
+      // RFC 8246: immutable promises no change while fresh; it gives no freshness of its own (and
+      // http-cache-semantics would give it 24 h read as seconds: a thousand days).
+      { shared, cacheHeuristic: HEURISTIC_FRACTION, immutableMinTimeToLive: 0 })
   }
 }
 
@@ -293,11 +301,21 @@ function storable (policy: CachePolicy, directives: Directives, status: number, 
  * far the origin's Date lies behind our clock), in ms. http-cache-semantics uses Age alone.
  */
 function initialAge (headers: ResponseHeaders, responseTime: number): number {
-  const date = Date.parse(fieldValue(headers.date) ?? '')
-  const apparentAge = Number.isFinite(date) ? Math.max(0, responseTime - date) : 0
+  const date = headers.date === undefined ? undefined : parseHttpDate(fieldValue(headers.date)!, responseTime)
+  const apparentAge = date === undefined ? 0 : Math.max(0, responseTime - date)
   // Age is one delta-seconds; of several (a list, or repeated fields), the first counts.
   const age = fieldValue(headers.age)?.split(',')[0]
   return Math.round(Math.max(apparentAge, (deltaSeconds(age?.trim()) ?? 0) * 1000))
+}
+
+/**
+ * RFC 9111 §4.2.2: a tenth of the time since Last-Modified as our clock measures it, in seconds.
+ * http-cache-semantics measures to the origin's Date, which can lie years ahead: a Date in the
+ * year 9999 would make a response fresh for centuries.
+ */
+function heuristicBound (headers: ResponseHeaders, responseTime: number): number {
+  const lastModified = headers['last-modified'] === undefined ? undefined : parseHttpDate(fieldValue(headers['last-modified'])!, responseTime)
+  return lastModified === undefined ? 0 : HEURISTIC_FRACTION * Math.max(0, responseTime - lastModified) / 1000
 }
 
 function isFiniteNumber (value: unknown): value is number {
@@ -316,9 +334,12 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
     if (value !== undefined) headers[name] = value
   }
   if (all['cache-control'] !== undefined) headers['cache-control'] = lowerDirectiveNames(all['cache-control'])
-  // Its storable() only asks whether Authorization is present.
-  if (all.authorization !== undefined) headers.authorization = 'present'
-  for (const name of varyFields(vary)) {
+  const varied = varyFields(vary)
+  // Its storable() only asks whether Authorization is present. Beyond RFC 9111, a Cookie counts as
+  // the credential it is: a shared cache stores the answer only as §3.5 allows for Authorization
+  // (public, s-maxage, must-revalidate), or when the response varies on Cookie and so is keyed by it.
+  if (all.authorization !== undefined || (all.cookie !== undefined && !varied.includes('cookie'))) headers.authorization = 'present'
+  for (const name of varied) {
     const value = all[name]
     if (value !== undefined) headers[name] = value
   }
@@ -334,32 +355,63 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
  * - No no-store beside must-understand when the status is understood (§5.2.2.3).
  * - No Pragma: it reads `Pragma: no-cache` in a response as no-cache; §5.4 gives it a meaning in
  *   requests only.
- * - Expires as a strict HTTP-date, or "0" (already expired) when it is none (§5.3); it would take
- *   whatever Date.parse takes.
+ * - Expires as a strict HTTP-date, or the epoch (already expired) when it is none (§5.3); it would
+ *   take whatever Date.parse takes, "0" included, which it reads as the year 2000: fresh for years
+ *   after a Date of 1994.
+ * - Date and Last-Modified as strict HTTP-dates, or not at all (RFC 9110 §5.6.7, §8.8.2): Date.parse
+ *   reads "0" as the year 2000, which would make a response fresh for years by heuristics. Dates
+ *   before 1970 go too, and such an Expires is the epoch: Date.parse reads the years 0 to 99 as 1950 to 2049.
+ * - Of a directive given twice, the first (§4.2.1); a max-age or s-maxage that is no delta-seconds
+ *   as 0 (§4.2.1: invalid freshness information is best taken as stale), where it reads "1e3" as 1.
  */
 function policyHeaders (headers: ResponseHeaders, status: number, now: number): Record<string, string> {
   const cacheControl = headers['cache-control'] === undefined ? undefined : correctedCacheControl(fieldValue(headers['cache-control'])!, status)
   const expires = headers.expires === undefined ? undefined : correctedExpires(fieldValue(headers.expires)!, now)
+  const date = headers.date === undefined ? undefined : strictDate(fieldValue(headers.date)!, now)
+  const lastModified = headers['last-modified'] === undefined ? undefined : strictDate(fieldValue(headers['last-modified'])!, now)
   // Most responses need no correction: the policy then shares the stored fields, not a copy of them.
-  if (headers.pragma === undefined && headers['set-cookie'] === undefined &&
-      cacheControl === headers['cache-control'] && expires === headers.expires) return headers as Record<string, string>
+  if (headers.pragma === undefined && headers['set-cookie'] === undefined && cacheControl === headers['cache-control'] &&
+      expires === headers.expires && date === headers.date && lastModified === headers['last-modified']) return headers as Record<string, string>
   const flat: Record<string, string> = {}
   for (const name in headers) if (name !== 'pragma') flat[name] = fieldValue(headers[name])!
   if (cacheControl !== undefined) flat['cache-control'] = cacheControl
   if (expires !== undefined) flat.expires = expires
+  if (date === null) delete flat.date
+  else if (date !== undefined) flat.date = date
+  if (lastModified === null) delete flat['last-modified']
+  else if (lastModified !== undefined) flat['last-modified'] = lastModified
   return flat
 }
 
 const correctedCacheControl = (value: string, status: number): string => {
   const parts = lowerDirectiveNames(value).split(',').map((part) => part.trim())
   const understood = parts.includes('must-understand') && UNDERSTOOD.has(status)
-  const corrected = parts.filter((part) => part !== 'proxy-revalidate' && !(understood && part === 'no-store')).join(', ')
+  const seen = new Set<string>()
+  const kept: string[] = []
+  for (const part of parts) {
+    const eq = part.indexOf('=')
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim()
+    if (name === '' || seen.has(name)) continue
+    seen.add(name)
+    if (part === 'proxy-revalidate' || (understood && part === 'no-store')) continue
+    const invalid = (name === 'max-age' || name === 's-maxage') && deltaSeconds(eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')) === undefined
+    kept.push(invalid ? `${name}=0` : part)
+  }
+  const corrected = kept.join(', ')
   return corrected === value ? value : corrected
+}
+
+/** The date as an IMF-fixdate, `null` when it is no HTTP-date or before 1970. */
+function strictDate (value: string, now: number): string | null {
+  const date = parseHttpDate(value, now)
+  if (date === undefined || date < 0) return null
+  const fixed = new Date(date).toUTCString()
+  return fixed === value ? value : fixed
 }
 
 function correctedExpires (value: string, now: number): string {
   const expires = parseHttpDate(value, now)
-  const corrected = expires === undefined ? '0' : new Date(expires).toUTCString()
+  const corrected = new Date(expires === undefined || expires < 0 ? 0 : expires).toUTCString()
   return corrected === value ? value : corrected
 }
 

@@ -163,7 +163,8 @@ function fastPath (cache: Cache, input: string | URL | Request, init: RequestIni
 
 /** Whether undici.fetch would hand this entry to the caller unchanged. */
 function servableAsIs (entry: CacheEntry): boolean {
-  if (REDIRECTS.has(entry.status) || !REASON_PHRASE.test(entry.statusText)) return false
+  // The Response constructor refuses a status outside 200–599, which an origin can send (RFC 9110 §15) and undici.fetch returns.
+  if (entry.status < 200 || entry.status > 599 || REDIRECTS.has(entry.status) || !REASON_PHRASE.test(entry.statusText)) return false
   const encoding = entry.headers['content-encoding']
   if (encoding !== undefined && encoding !== 'identity') return false
   for (const field in entry.vary) if (FETCH_SETS.has(field)) return false

@@ -163,13 +163,23 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
   // A path not starting with "/" (CONNECT targets, "*") would make origin + path another URL.
   if (origin === undefined || typeof path !== 'string' || path[0] !== '/') return undefined
   try {
+    const base = typeof origin === 'string' ? new URL(origin) : origin
+    // An origin with a path is one undici refuses: it is left to say so.
+    if (base.pathname !== '/' || base.search !== '' || base.hash !== '') return undefined
     const headers = normalizeHeaders(opts.headers)
+    const method = opts.method.toUpperCase()
     // undici appends `query` to the path below the interceptors (nothing for an empty one); the key must see it here.
     const search = query == null || path.includes('?') ? '' : stringify(query as Record<string, string>)
-    const target = search === '' ? path : `${path}?${search}`
-    const base = typeof origin === 'string' ? origin.replace(/\/$/, '') : origin.origin
+    // The request-target as undici sends it (RFC 9112 §3.2), on the connection's origin (userinfo is never sent).
+    const sent = base.origin + (search === '' ? path : `${path}?${search}`)
+    const url = normalizeUrl(sent)
+    // RFC 9111 §4: the key is the target URI, and the origin answered the target it was sent. One the
+    // URL parser rewrites (dot segments, backslashes, a fragment, characters it escapes) may be routed
+    // elsewhere by the origin: `/a/../b` stored as `/b` would serve that answer to every caller of
+    // `/b`. Such a GET or HEAD passes the cache by; an unsafe method still invalidates what it names.
+    if (url !== sent && (method === 'GET' || method === 'HEAD')) return undefined
     // The URL is the connection's; a Host header of another name is keyed too (src/cache.ts).
-    return { method: opts.method.toUpperCase(), url: normalizeUrl(base + target), headers }
+    return { method, url, headers }
   } catch {
     return undefined
   }

@@ -3,10 +3,12 @@
  * `new Agent().compose(cacheInterceptor({ cache }))`. A test gives both the same request (`Send`)
  * and reads what a user of either would see, in one shape: status, header fields (a repeated field
  * joined with ", ", as `Headers.get` joins it) and body. `describe.each(adapters)` runs a case
- * through each; `send()` reads the whole body, `open()` leaves it to the test.
+ * through each; `send()` reads the whole body, `open()` leaves it to the test. A client goes out
+ * through an Agent of its own, or through the dispatcher it is given (an Agent with options, or
+ * one with interceptors below the cache), which its close() closes.
  */
 import { Readable } from 'node:stream'
-import { Agent, request } from 'undici'
+import { Agent, request, type Dispatcher } from 'undici'
 import { cacheInterceptor, createCachedFetch, type Cache, type CacheDispatchOptions, type FetchCacheMode } from '../../src/index.js'
 
 export type CachePolicy = CacheDispatchOptions['cachePolicy']
@@ -52,8 +54,8 @@ export interface Client {
 
 export interface Adapter {
   readonly name: 'cachedFetch' | 'interceptor'
-  /** A client on `cache`, with an agent of its own. */
-  readonly connect: (cache: Cache) => Client
+  /** A client on `cache`, with an agent of its own or the dispatcher given. */
+  readonly connect: (cache: Cache, dispatcher?: Dispatcher) => Client
 }
 
 /** A client from how it sends: `send` is `open` with the body read to its end. */
@@ -71,8 +73,7 @@ function client (open: Client['open'], close: Client['close']): Client {
 export const adapters: readonly Adapter[] = [
   {
     name: 'cachedFetch',
-    connect (cache) {
-      const agent = new Agent()
+    connect (cache, agent = new Agent()) {
       const fetch = createCachedFetch({ cache, dispatcher: agent })
       return client(async (url, init = {}) => {
         const { method = 'GET', headers, signal, cache: mode, cachePolicy } = init
@@ -93,8 +94,7 @@ export const adapters: readonly Adapter[] = [
   },
   {
     name: 'interceptor',
-    connect (cache) {
-      const agent = new Agent()
+    connect (cache, agent = new Agent()) {
       const dispatcher = agent.compose(cacheInterceptor({ cache }))
       return client(async (url, init = {}) => {
         const { method = 'GET', headers, signal, cache: cacheMode, cachePolicy } = init

@@ -1,0 +1,46 @@
+/**
+ * What response header fields the cache will store. undici's parser already refuses most
+ * malformed fields (CR, LF, NUL and other controls in values, bad names, and more than its
+ * `maxHeaderSize`, 16 KiB by default, in all), but a dispatcher or interceptor below the cache can
+ * hand anything over, and an Agent can be given a far larger `maxHeaderSize`. A response whose
+ * fields fail these checks is passed on to its caller as it came, and not stored: a stored entry is
+ * replayed to every later caller, and built into a `Response` on the fetch fast path, which throws
+ * on such a value.
+ */
+import type { ResponseHeaders } from './entry.js'
+
+/**
+ * The bounds, in characters (a field value is Latin-1: one byte each). Varnish's defaults are of
+ * the same order (8 KiB a field, 32 KiB a response, 64 fields); these leave room for large
+ * Content-Security-Policy and Link fields.
+ */
+export const FIELD_LIMITS = Object.freeze({
+  /** One field's value, as stored: a repeated field's lines joined (Set-Cookie's each on its own). */
+  value: 8 * 1024,
+  /** Every name and value together. */
+  total: 64 * 1024,
+  /** Fields (each Set-Cookie line counts). */
+  count: 256
+})
+
+/** RFC 9110 §5.1: a field name is a token. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
+/** RFC 9110 §5.5: CR, LF and NUL in a field value are invalid and dangerous. */
+const FORBIDDEN = /[\r\n\0]/
+
+/** Whether a response's fields may be stored: names are tokens, values free of CR/LF/NUL, all within FIELD_LIMITS. */
+export function fieldsFitToStore (headers: ResponseHeaders): boolean {
+  let total = 0
+  let count = 0
+  for (const name in headers) {
+    if (!TOKEN.test(name)) return false
+    const value = headers[name]!
+    for (const line of typeof value === 'string' ? [value] : value) {
+      if (line.length > FIELD_LIMITS.value || FORBIDDEN.test(line)) return false
+      total += name.length + line.length
+      count++
+    }
+    if (total > FIELD_LIMITS.total || count > FIELD_LIMITS.count) return false
+  }
+  return true
+}
