@@ -246,11 +246,21 @@ export class Cache {
   failed (lookup: Forwarded, status?: number): Outcome | undefined {
     lookup.release?.(false)
     const entry = lookup.entry
-    // Nobody waits on a background refresh: its failure is reported, not stood in for.
-    if (entry === undefined || lookup.background || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
+    if (entry === undefined || !this.mayStandIn(lookup)) return undefined
     this.#reporter.emit('stale', { url: entry.url, key: entry.key, status, reason: 'stale-if-error', bytes: entry.body.byteLength })
     const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
+  }
+
+  /**
+   * Whether a failure of this forwarded request would be stood in for by the stored entry (RFC 5861
+   * §4), as `failed()` decides it now. The adapters hold such an answer back until its body is
+   * complete, so that one that breaks off half way can still be stood in for.
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
+  mayStandIn (lookup: Forwarded): boolean {
+    // Nobody waits on a background refresh: its failure is reported, not stood in for.
+    return lookup.entry !== undefined && !lookup.background && lookup.entry.policy.usableOnError(lookup.directives, lookup.settings)
   }
 
   /** Store work no caller waits for, kept until it ends so that `close()` can wait for it. */
