@@ -52,8 +52,8 @@ export interface Client {
 
 export interface Adapter {
   readonly name: 'cachedFetch' | 'interceptor'
-  /** A client on `cache`, with an agent of its own. */
-  readonly connect: (cache: Cache) => Client
+  /** A client on `cache`, with an agent of its own (built with `agent`: timeouts, say). */
+  readonly connect: (cache: Cache, agent?: Agent.Options) => Client
 }
 
 /** A client from how it sends: `send` is `open` with the body read to its end. */
@@ -71,8 +71,8 @@ function client (open: Client['open'], close: Client['close']): Client {
 export const adapters: readonly Adapter[] = [
   {
     name: 'cachedFetch',
-    connect (cache) {
-      const agent = new Agent()
+    connect (cache, options) {
+      const agent = new Agent(options)
       const fetch = createCachedFetch({ cache, dispatcher: agent })
       return client(async (url, init = {}) => {
         const { method = 'GET', headers, signal, cache: mode, cachePolicy } = init
@@ -93,8 +93,8 @@ export const adapters: readonly Adapter[] = [
   },
   {
     name: 'interceptor',
-    connect (cache) {
-      const agent = new Agent()
+    connect (cache, options) {
+      const agent = new Agent(options)
       const dispatcher = agent.compose(cacheInterceptor({ cache }))
       return client(async (url, init = {}) => {
         const { method = 'GET', headers, signal, cache: cacheMode, cachePolicy } = init
