@@ -9,7 +9,7 @@ import { bodyLength, fieldValue, storableHeaders, toStoredBody, type CacheEntry,
 import { explain, type Explanation } from './explain.js'
 import { fieldsFitToStore } from './field-limits.js'
 import { Flights } from './flight.js'
-import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
+import { invalidatedBy, InvalidationLog, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
 import { normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
@@ -19,8 +19,8 @@ import { Recorder } from './recorder.js'
 import { RETRY_DEFAULTS } from './retry.js'
 import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import type { Coordinator } from './store/coordinator.js'
-import { openStores, type Tiers, type Selector } from './store/tiers.js'
-import type { MaybePromise, StoreEvents } from './store/types.js'
+import { openStores, picks, type Tiers, type Selector } from './store/tiers.js'
+import type { EntryStore, MaybePromise, StoreEvents } from './store/types.js'
 import { intern } from './memo.js'
 import { responseTags } from './tags.js'
 import { findVariant, removeVariant, variantId, writeVariant } from './variants.js'
@@ -44,6 +44,9 @@ export class Cache {
    */
   readonly #refreshing = new Map<string, number>()
   readonly #pending = new Set<Promise<unknown>>()
+  /** Writes under way, which an invalidation lets land before it deletes (see #invalidate). */
+  readonly #writes = new Set<Promise<unknown>>()
+  readonly #invalidations = new InvalidationLog()
   /**
    * Requests in flight, for the interceptor's single-flight (src/adapters/broadcast.ts). Held by
    * the engine so that every adapter on this cache shares them.
@@ -75,7 +78,7 @@ export class Cache {
     // RFC 9111 §5.2.1.7, Fetch §4.6: only-if-cached never reaches the origin, whatever else the request says.
     if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
     if (bypass) return this.#bypass(request, 'bypass', directives, settings)
-    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings)
+    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, this.#invalidations.count)
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise
       ? found.then((variants) => this.#choose(request, variants, directives, mode, settings))
@@ -117,13 +120,13 @@ export class Cache {
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
       this.#reporter.emit('miss', { method: request.method, url: request.url })
-      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings)
+      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, this.#invalidations.count)
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
     if (usability === 'stale-while-revalidate') {
       const refresh = this.#claimRefresh(entry, settings)
-        ? { ...forward('stale', true, entry, this.#policies.revalidationHeaders(request, entry), directives, settings), background: true }
+        ? { ...forward('stale', true, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#invalidations.count), background: true }
         : undefined
       return this.#hit(request, entry, usability, refresh)
     }
@@ -131,7 +134,7 @@ export class Cache {
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return forward(fwd, !directives.noStore, entry, this.#policies.revalidationHeaders(request, entry), directives, settings)
+    return forward(fwd, !directives.noStore, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#invalidations.count)
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
@@ -164,7 +167,7 @@ export class Cache {
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
     this.#reporter.emit('bypass', { method: request.method, url: request.url, reason: fwd })
-    return forward(fwd, false, undefined, undefined, directives, settings)
+    return forward(fwd, false, undefined, undefined, directives, settings, this.#invalidations.count)
   }
 
   #unsatisfiable (request: CacheRequest): Unsatisfiable {
@@ -195,7 +198,7 @@ export class Cache {
       ? { fwd: lookup.fwd, fwdStatus: status, key: storeKey(request.method, request.url, request.headers.host, lookup.settings) }
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
-    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup.settings)
+    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup)
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
       const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status) : undefined
@@ -216,7 +219,7 @@ export class Cache {
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
     if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize || !fieldsFitToStore(stored)) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (previous !== undefined) this.#background(this.#attempt('set', previous.key, removeVariant(this.#store, previous, settings)))
+      if (previous !== undefined) this.#background(this.#writing(this.#attempt('set', previous.key, removeVariant(this.#storeSince(lookup.since), previous, settings))))
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
@@ -225,19 +228,20 @@ export class Cache {
     const recorder = new Recorder(settings.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
-      this.#background(this.#write(request, entry, retention, settings).then((written) => lookup.release?.(written && policy.ttl() > 0)))
+      this.#background(this.#write(request, entry, retention, settings, lookup.since).then((written) => lookup.release?.(written && policy.ttl() > 0)))
     }, () => lookup.release?.(false))
     return pass(true, recorder)
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
-  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, settings: RequestSettings): Outcome {
+  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded): Outcome {
+    const { settings } = lookup
     const { matches, policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings)
     const { key, status, statusText, body, vary } = entry
     const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary, tags: responseTags(headers, settings.tags) }
     this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && storable && fieldsFitToStore(headers)) this.#background(this.#write(request, updated, policy.retention(headers, settings), settings))
+    if (matches && storable && fieldsFitToStore(headers)) this.#background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
@@ -249,11 +253,21 @@ export class Cache {
   failed (request: CacheRequest, lookup: Forwarded, status?: number): Outcome | undefined {
     lookup.release?.(false)
     const entry = lookup.entry
-    // Nobody waits on a background refresh: its failure is reported, not stood in for.
-    if (entry === undefined || lookup.background || !entry.policy.usableOnError(lookup.directives, lookup.settings)) return undefined
+    if (entry === undefined || !this.mayStandIn(lookup)) return undefined
     this.#reporter.emit('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) })
     const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
+  }
+
+  /**
+   * Whether a failure of this forwarded request would be stood in for by the stored entry (RFC 5861
+   * §4), as `failed()` decides it now. The adapters hold such an answer back until its body is
+   * complete, so that one that breaks off half way can still be stood in for.
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
+  mayStandIn (lookup: Forwarded): boolean {
+    // Nobody waits on a background refresh: its failure is reported, not stood in for.
+    return lookup.entry !== undefined && !lookup.background && lookup.entry.policy.usableOnError(lookup.directives, lookup.settings)
   }
 
   /** Store work no caller waits for, kept until it ends so that `close()` can wait for it. */
@@ -264,11 +278,40 @@ export class Cache {
     void settled.finally(() => this.#pending.delete(settled))
   }
 
-  /** Stores an entry beside the other variants of its URL. Never rejects: a failure is an event. */
-  async #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings): Promise<boolean> {
-    const written = await this.#attempt('set', entry.key, writeVariant(this.#store, entry, retention, settings)) === true
+  /**
+   * Stores an entry beside the other variants of its URL, for a request sent when `since`
+   * invalidations had started. Never rejects: a failure is an event.
+   */
+  async #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number): Promise<boolean> {
+    const written = await this.#writing(this.#attempt('set', entry.key, writeVariant(this.#storeSince(since), entry, retention, settings))) === true
     if (written) this.#reporter.emit('stored', { url: request.url, key: entry.key, status: entry.status, bytes: bodyLength(entry.body) })
     return written
+  }
+
+  /** Keeps a write in `#writes` while it is under way. */
+  #writing<T> (write: Promise<T>): Promise<T> {
+    this.#writes.add(write)
+    void write.finally(() => this.#writes.delete(write)).catch(() => {})
+    return write
+  }
+
+  /**
+   * The store, for the writes of a request sent when `since` invalidations had started: a write
+   * that an invalidation started since then picks is not made, nor one an invalidation under way
+   * at the read or the write picks. That response, or the other variants read beside it, may predate
+   * the invalidation, and storing them would undo it (src/invalidation.ts).
+   */
+  #storeSince (since: number): EntryStore {
+    const store = this.#store
+    let floor = since
+    return {
+      get: (key) => {
+        floor = this.#invalidations.floor(floor)
+        return store.get(key)
+      },
+      set: (key, variants, ttl) => this.#invalidations.covers(this.#invalidations.floor(floor), key, variants) ? false : store.set(key, variants, ttl),
+      delete: (key) => store.delete(key)
+    }
   }
 
   async #attempt<T> (reason: string, key: string, work: Promise<T>): Promise<T | undefined> {
@@ -317,7 +360,17 @@ export class Cache {
   }
 
   async #invalidate (selector: Selector, event: CacheEvent): Promise<void> {
-    await this.#store.invalidate(selector)
+    // From now on no write of a request sent before picks what this selects (#storeSince); those
+    // already on their way land first, so that the deletes below come after them.
+    const ended = this.#invalidations.record(selector)
+    // Identical requests that arrive from now on do not join an exchange that began before.
+    this.flights.detach((key) => selector.kind === 'tag' || picks(selector, key, () => []))
+    try {
+      if (this.#writes.size > 0) await Promise.allSettled([...this.#writes])
+      await this.#store.invalidate(selector)
+    } finally {
+      ended()
+    }
     this.#reporter.emit('invalidated', event)
   }
 

@@ -42,6 +42,11 @@ export interface Forwarded {
   /** A stale-while-revalidate refresh, which no caller waits on. */
   readonly background: boolean
   /**
+   * How many invalidations had started when the request was sent: what it stores must not undo a
+   * later one (src/invalidation.ts).
+   */
+  readonly since: number
+  /**
    * Ends the cross-process claim this request holds (src/store/coordinator.ts), once its answer
    * is stored or known not to be, so that other processes stop waiting: `reusable` when a fresh
    * entry is there for them. Once only; later calls do nothing.
@@ -65,8 +70,8 @@ export type Outcome =
   | { readonly kind: 'replay'; readonly entry: CacheEntry; readonly headers: ResponseHeaders }
 
 /** A request going on to the origin (not a background refresh). */
-export function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings): Forwarded {
-  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false }
+export function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded {
+  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false, since }
 }
 
 export class HitResult implements Hit {

@@ -18,19 +18,28 @@ export function flightKey (request: CacheRequest, mode: string): string {
 }
 
 export class Flights<T> {
-  readonly #flights = new Map<string, T>()
+  readonly #flights = new Map<string, { readonly flight: T, readonly storeKey: string }>()
 
   get (key: string): T | undefined {
-    return this.#flights.get(key)
+    return this.#flights.get(key)?.flight
   }
 
-  start (key: string, flight: T): void {
-    this.#flights.set(key, flight)
+  /** `storeKey` is the key its response is stored under (src/key.ts). */
+  start (key: string, flight: T, storeKey: string): void {
+    this.#flights.set(key, { flight, storeKey })
   }
 
   /** Ends a flight; a newer one under the same key is left alone. */
   end (key: string, flight: T): void {
-    if (this.#flights.get(key) === flight) this.#flights.delete(key)
+    if (this.#flights.get(key)?.flight === flight) this.#flights.delete(key)
+  }
+
+  /**
+   * Takes the flights whose store key `picked` picks out of the map: they go on for the callers
+   * they have, and identical requests start flights of their own.
+   */
+  detach (picked: (storeKey: string) => boolean): void {
+    for (const [key, { storeKey }] of this.#flights) if (picked(storeKey)) this.#flights.delete(key)
   }
 
   get size (): number {

@@ -1,13 +1,15 @@
 /**
  * What an invalidation drops: the URLs an answer to an unsafe request makes invalid (RFC 9111
- * §4.4), and the selectors of the invalidation API (a URL, a prefix, a tag).
+ * §4.4), the selectors of the invalidation API (a URL, a prefix, a tag), and the log that keeps
+ * a response fetched before an invalidation from being stored after it.
  *
  * RFC 9111 §4.4: which stored URLs an answer to an unsafe request makes invalid. The target URI,
  * and the Location and Content-Location URIs when they share its origin: a response must not be
  * able to purge another origin's entries.
  */
+import { variantList, type Variants } from './entry.js'
 import { normalizeUrl, storeKey, type CacheRequest } from './key.js'
-import type { Selector } from './store/tiers.js'
+import { picks, type Selector } from './store/tiers.js'
 
 /** Request methods that never invalidate (RFC 9110 §9.2.1). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
@@ -60,4 +62,54 @@ export function prefixSelector (prefix: string | URL): Selector & { kind: 'prefi
 export function tagSelector (tag: string): Selector {
   if (typeof tag !== 'string' || tag === '') throw new TypeError(`expected tag to be a non-empty string, got ${JSON.stringify(tag)}`)
   return { kind: 'tag', tag }
+}
+
+/** How many recent invalidations a write is checked against; one older than all of them is dropped. */
+const REMEMBERED = 256
+
+/**
+ * Invalidations in the order they started. A response on its way while one started may be older
+ * than it (the application changed the resource, then invalidated it), and so may the variants a
+ * write read from the store while one was under way: a write that could carry either is not made
+ * where that invalidation picks it, or it would undo the invalidation.
+ */
+export class InvalidationLog {
+  #count = 0
+  readonly #recent: Array<{ readonly count: number, readonly selector: Selector }> = []
+  /** The counts of the invalidations under way. */
+  readonly #running = new Set<number>()
+
+  /** How many invalidations have started. */
+  get count (): number {
+    return this.#count
+  }
+
+  /** An invalidation starts; call the function returned when it has ended. */
+  record (selector: Selector): () => void {
+    const count = ++this.#count
+    this.#recent.push({ count, selector })
+    if (this.#recent.length > REMEMBERED) this.#recent.shift()
+    this.#running.add(count)
+    return () => this.#running.delete(count)
+  }
+
+  /**
+   * What a write that reads the store now checks against: the invalidations started after the
+   * first `since` (its request was sent then), and those under way now (what it reads may be gone
+   * by the time it writes).
+   */
+  floor (since: number): number {
+    let floor = since
+    for (const count of this.#running) floor = Math.min(floor, count - 1)
+    return floor
+  }
+
+  /** Whether an invalidation started after the first `floor` picks these variants of `key`. */
+  covers (floor: number, key: string, variants: Variants): boolean {
+    if (floor === this.#count) return false
+    // Those it would have to be checked against are forgotten: it may be covered.
+    if (this.#recent[0]!.count > floor + 1) return true
+    const tags = (): string[] => variantList(variants).flatMap((variant) => variant.tags)
+    return this.#recent.some(({ count, selector }) => count > floor && picks(selector, key, tags))
+  }
 }

@@ -261,6 +261,9 @@ export class PolicyFactory {
       if (KEPT_ON_UPDATE.has(name)) continue
       headers[name] = notModified[name]!
     }
+    // RFC 9110 §6.6.1: a response without Date is dated when received. Keeping the stored Date
+    // instead would give the freshened response the old one's apparent age (§4.2.3): stale at once.
+    if (notModified.date === undefined) headers.date = new Date(this.#now()).toUTCString()
     return { matches, headers, ...this.create(request, stored.status, headers, settings) }
   }
 

@@ -3,14 +3,20 @@
  * responses for its target URI and for same-origin Location and Content-Location URIs, never another
  * origin's; `cache.invalidate(url)` drops every variant of a URL. The method table is data
  * (fixtures/invalidation.json); every case runs through cachedFetch and through the interceptor.
+ * Once `invalidate()` has resolved, nothing it dropped comes back: not from a response that was on
+ * its way meanwhile, not from an exchange a later request could join, not from the other variants
+ * a write read beside its own while the invalidation ran.
  */
+import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createCache, type Cache } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
 import { startOrigin, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
+import { gate, settle, waitFor, type Gate } from './helpers/wait.js'
 
 interface InvalidationCase {
   readonly method: string
@@ -183,5 +189,171 @@ describe.each(adapters)('invalidation through $name', ({ connect }) => {
     expect(fr.header('cache-status')).toBe('cachedfetch; fwd=vary-miss; fwd-status=200; stored')
     expect(origin.hits('/greeting')).toBe(4)
     expect((await client.send(`${origin.url}/bystander`)).header('cache-status')).toMatch(/^cachedfetch; hit;/)
+  })
+})
+
+/**
+ * A Keyv store adapter over a Map whose next delete or set waits for the test (`hold()`), to put an
+ * invalidation's delete and a write in the order a race would.
+ */
+class HeldStore extends EventEmitter implements KeyvStoreAdapter {
+  readonly opts = {}
+  readonly #map = new Map<string, unknown>()
+  readonly #held: { delete?: Gate, set?: Gate } = {}
+  /** Calls of each kind waiting for their gate. */
+  readonly waiting = { delete: 0, set: 0 }
+
+  /** The next call of `operation` waits until the gate returned is released. */
+  hold (operation: 'delete' | 'set'): Gate {
+    return (this.#held[operation] = gate())
+  }
+
+  get<Value> (key: string): Promise<StoredData<Value> | undefined> {
+    return Promise.resolve(this.#map.get(key) as StoredData<Value> | undefined)
+  }
+
+  async set (key: string, value: unknown): Promise<boolean> {
+    await this.#wait('set')
+    this.#map.set(key, value)
+    return true
+  }
+
+  async delete (key: string): Promise<boolean> {
+    await this.#wait('delete')
+    return this.#map.delete(key)
+  }
+
+  clear (): Promise<void> {
+    this.#map.clear()
+    return Promise.resolve()
+  }
+
+  async #wait (operation: 'delete' | 'set'): Promise<void> {
+    const held = this.#held[operation]
+    if (held === undefined) return
+    this.#held[operation] = undefined
+    this.waiting[operation]++
+    await held.promise
+    this.waiting[operation]--
+  }
+}
+
+describe.each(adapters)('an invalidation while responses are on their way, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  /**
+   * `/doc` answers `<language> v<version>`, fresh for 5 minutes, varying on Accept-Language. The
+   * version is read when the request arrives; the first answer waits for `first` when given.
+   */
+  async function versioned (first?: Gate): Promise<{ origin: Origin, bump: () => void }> {
+    let version = 1
+    const origin = await opened.origin({
+      '/doc': async (req, res) => {
+        const answer = `${String(req.headers['accept-language'] ?? 'none')} v${version}`
+        if (origin.hits('/doc') === 1) await first?.promise
+        res.writeHead(200, { 'cache-control': 'max-age=300', vary: 'accept-language' }).end(answer)
+      }
+    })
+    return { origin, bump: () => { version++ } }
+  }
+
+  it('does not store a response that was on its way while the invalidation ran', async () => {
+    const answer = gate()
+    const { origin, bump } = await versioned(answer)
+    const cache = createCache()
+    const client = opened.add(connect(cache))
+    const url = `${origin.url}/doc`
+    const headers = { 'accept-language': 'en' }
+
+    const early = client.send(url, { headers })
+    await waitFor(() => origin.hits('/doc') === 1, 'the first request to reach the origin')
+    bump()
+    await cache.invalidate(url)
+    answer.release()
+    // It began before the invalidation: either version would do; it is the one the origin had then.
+    expect((await early).body).toBe('en v1')
+    await cache.flush()
+
+    const later = await client.send(url, { headers })
+    expect(later.body).toBe('en v2')
+    expect(later.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('does not let a request that starts after it join an exchange that began before it', async () => {
+    const answer = gate()
+    const { origin, bump } = await versioned(answer)
+    const cache = createCache()
+    const client = opened.add(connect(cache))
+    const url = `${origin.url}/doc`
+    const headers = { 'accept-language': 'en' }
+
+    const early = client.send(url, { headers })
+    await waitFor(() => origin.hits('/doc') === 1, 'the first request to reach the origin')
+    bump()
+    await cache.invalidate(url)
+    const later = client.send(url, { headers })
+    try {
+      await waitFor(() => origin.hits('/doc') === 2, 'the later request to reach the origin on its own')
+    } finally {
+      answer.release()
+    }
+
+    expect((await early).body).toBe('en v1')
+    expect((await later).body).toBe('en v2')
+  })
+
+  it('lets a write already on its way to the store land first, then deletes it', async () => {
+    const { origin, bump } = await versioned()
+    const store = new HeldStore()
+    const cache = createCache({ store, maxSize: 0 })
+    const client = opened.add(connect(cache))
+    const url = `${origin.url}/doc`
+    const headers = { 'accept-language': 'en' }
+
+    const set = store.hold('set')
+    expect((await client.send(url, { headers })).body).toBe('en v1')
+    await waitFor(() => store.waiting.set === 1, 'the write to reach the store')
+    bump()
+    const invalidation = cache.invalidate(url)
+    await settle()
+    set.release()
+    await invalidation
+    await cache.flush()
+
+    const later = await client.send(url, { headers })
+    expect(later.body).toBe('en v2')
+    expect(later.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+  })
+
+  it('does not write back another variant that a write read while the invalidation ran', async () => {
+    const { origin, bump } = await versioned()
+    const store = new HeldStore()
+    // No memory tier: every request reads the store, where the race is.
+    const cache = createCache({ store, maxSize: 0 })
+    const client = opened.add(connect(cache))
+    const url = `${origin.url}/doc`
+    const fr = { 'accept-language': 'fr' }
+    await client.send(url, { headers: fr })
+    await cache.flush()
+
+    bump()
+    const deleted = store.hold('delete')
+    const set = store.hold('set')
+    const invalidation = cache.invalidate(url)
+    await waitFor(() => store.waiting.delete === 1, 'the invalidation to be deleting')
+    // While the delete waits, an English request reads the French variant beside the key, fetches
+    // its own and writes both back.
+    expect((await client.send(url, { headers: { 'accept-language': 'en' } })).body).toBe('en v2')
+    await settle()
+    deleted.release()
+    await invalidation
+    set.release()
+    await cache.flush()
+
+    const later = await client.send(url, { headers: fr })
+    expect(later.body).toBe('fr v2')
+    expect(later.header('cache-status')).not.toMatch(/hit/)
   })
 })

@@ -329,7 +329,7 @@ describe('SQLite shared between processes', () => {
   it('keeps an entry across a restart: a second process on the file gets a hit', async () => {
     const origin = await countingOrigin(['/doc'])
     const job: Job = { file: databaseFile(), urls: [`${origin.url}/doc`], requests: 1, concurrency: 1 }
-    expect(await runClient(job)).toEqual({ statuses: ['cachedfetch; fwd=uri-miss; fwd-status=200; stored'], failures: [], storeErrors: 0 })
+    expect(await runClient(job)).toEqual({ statuses: ['cachedfetch; fwd=uri-miss; fwd-status=200; stored'], failures: [], storeErrors: 0, storeErrorEvents: [] })
     const restarted = await runClient(job)
     expect(restarted.statuses).toEqual([expect.stringMatching(HIT)])
     expect(restarted.failures).toEqual([])

@@ -8,15 +8,21 @@
  * once the body has begun to the origin on its own, and a leader's abort fails every follower.
  *
  * Bounds: the catch-up history is kept only up to `limit` bytes (past it, late callers make their
- * own request). A paused caller queues up to `limit` bytes while others read on, and fails with
- * ERR_SHARED_BODY_OVERRUN past that (as undici's deduplicate does) rather than stall everyone;
- * the origin is paused when every caller is.
+ * own request). A paused caller queues up to `limit` bytes while others read on; past that the
+ * origin is paused until it catches up, as its own connection would be, so that a caller that
+ * reads as fast as it can (fetch pauses whenever its body's small buffer is full) is never
+ * failed for being slower than another. One that stays that far behind for STALL_MS has stopped
+ * reading: it fails with ERR_SHARED_BODY_OVERRUN (as undici's deduplicate fails one past its
+ * buffer) and the others go on. The origin is also paused when every caller is.
  *
  * A response meant for one user (`private`, or Set-Cookie, in a shared cache) is not shared: the
  * callers that joined go to the origin on their own, keeping the controller they already hold.
  */
 import type { Dispatcher } from 'undici'
 import { CachedFetchError, type RequestInfo } from '../errors.js'
+
+/** How long a caller `limit` bytes behind may hold the exchange back before it counts as stopped. */
+const STALL_MS = 1000
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -51,6 +57,8 @@ export class Broadcast implements Handler {
   #upstream: Controller | undefined
   #upstreamPaused = false
   #done = false
+  /** The caller the exchange waits for, and when it counts as stopped. */
+  #stalled: { readonly subscriber: Subscriber, readonly timer: NodeJS.Timeout } | undefined
 
   constructor (options: FlightOptions) {
     this.#options = options
@@ -110,6 +118,7 @@ export class Broadcast implements Handler {
 
   #finish (event: Event): void {
     this.#done = true
+    this.#wait(undefined)
     this.#history = undefined
     this.#options.onEnd()
     this.#publish(event)
@@ -122,21 +131,38 @@ export class Broadcast implements Handler {
     for (const subscriber of [...this.#subscribers]) subscriber.push(event, shared)
   }
 
-  /** The origin flows unless every caller is paused; a caller too far behind the others fails. */
+  /** The origin flows unless every caller is paused, or one is too far behind the others. */
   flow (): void {
+    if (this.#done) return
     let paused = this.#subscribers.size > 0
-    for (const s of [...this.#subscribers]) {
-      if (s.queuedBytes > this.#limit) {
-        s.abort(new CachedFetchError('ERR_SHARED_BODY_OVERRUN',
-          `a caller sharing this response fell more than ${this.#limit} bytes (maxEntrySize) behind the others`, this.#options.request))
-      } else if (!s.paused) {
-        paused = false
-      }
+    let behind: Subscriber | undefined
+    for (const s of this.#subscribers) {
+      if (!s.paused) paused = false
+      if (s.queuedBytes > this.#limit) behind ??= s
     }
-    if (paused === this.#upstreamPaused || this.#upstream === undefined || this.#done) return
+    // Only a caller that holds others back can be failed for it.
+    this.#wait(paused ? undefined : behind)
+    if (behind !== undefined) paused = true
+    if (paused === this.#upstreamPaused || this.#upstream === undefined) return
     this.#upstreamPaused = paused
     if (paused) this.#upstream.pause()
     else this.#upstream.resume()
+  }
+
+  /** The exchange waits for `behind` (none: for nobody); if it is still behind after STALL_MS, it fails. */
+  #wait (behind: Subscriber | undefined): void {
+    if (this.#stalled?.subscriber === behind) return
+    clearTimeout(this.#stalled?.timer)
+    this.#stalled = undefined
+    if (behind === undefined) return
+    const timer = setTimeout(() => {
+      this.#stalled = undefined
+      behind.abort(new CachedFetchError('ERR_SHARED_BODY_OVERRUN',
+        `a caller sharing this response stopped reading, more than ${this.#limit} bytes (maxEntrySize) behind the others for ${STALL_MS} ms`, this.#options.request))
+    }, STALL_MS)
+    // A stalled exchange must not keep the process alive by itself.
+    timer.unref()
+    this.#stalled = { subscriber: behind, timer }
   }
 
   leave (subscriber: Subscriber, reason: Error): void {

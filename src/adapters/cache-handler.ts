@@ -4,6 +4,11 @@
  * streams to the caller, and plays a stored entry instead when the engine says so. The origin's
  * controller is passed through, so the caller's pause() and abort() reach the socket and nothing
  * buffers without bound.
+ *
+ * One answer does not stream: a revalidation whose failure a stale entry would stand in for
+ * (stale-if-error) is held back until its body is complete, up to `maxEntrySize` bytes, so that a
+ * body that breaks off half way is still stood in for rather than failing a caller who already
+ * has its headers. Past that bound it streams, and a later failure reaches the caller.
  */
 import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
@@ -24,6 +29,8 @@ export class CacheHandler implements Handler {
   readonly #handler: Handler
   #outcome: Outcome | undefined
   #requestStarted = false
+  /** The answer held back while the stored entry could still stand in for its failure. */
+  #held: Held | undefined
 
   constructor (cache: Cache, request: CacheRequest, lookup: Forwarded, handler: Handler) {
     this.#cache = cache
@@ -51,13 +58,35 @@ export class CacheHandler implements Handler {
       this.#lookup.release?.(false)
     }
     this.#outcome = outcome
-    if (outcome.kind === 'pass') this.#handler.onResponseStart?.(controller, statusCode, outcome.headers, statusMessage)
+    if (outcome.kind !== 'pass') return
+    // RFC 5861 §4: a failure is an error until the body is complete, and stale-if-error covers it.
+    if (this.#cache.mayStandIn(this.#lookup)) {
+      this.#held = { status: statusCode, statusText: statusMessage ?? '', headers: outcome.headers, chunks: [], bytes: 0 }
+      return
+    }
+    this.#handler.onResponseStart?.(controller, statusCode, outcome.headers, statusMessage)
   }
 
   onResponseData (controller: Controller, chunk: Buffer): void {
     const outcome = this.#outcome
     if (outcome?.kind !== 'pass') return
     outcome.recorder?.write(chunk)
+    const held = this.#held
+    if (held !== undefined) {
+      held.bytes += chunk.byteLength
+      if (held.bytes <= this.#lookup.settings.maxEntrySize) {
+        held.chunks.push(chunk)
+        return
+      }
+      // Too large to hold: the caller gets what was held, then the rest as it comes.
+      this.#held = undefined
+      this.#handler.onResponseStart?.(controller, held.status, held.headers, held.statusText)
+      for (const early of held.chunks) {
+        if (controller.aborted) return
+        this.#handler.onResponseData?.(controller, early)
+      }
+      if (controller.aborted) return
+    }
     this.#handler.onResponseData?.(controller, chunk)
   }
 
@@ -68,6 +97,14 @@ export class CacheHandler implements Handler {
       return
     }
     outcome?.recorder?.end()
+    const held = this.#held
+    if (held !== undefined) {
+      // Complete: played to the caller as a stored response is, honouring its pause().
+      this.#held = undefined
+      const body = hasNoContent(this.#request.method, held.status) ? undefined : Buffer.concat(held.chunks, held.bytes)
+      new ReplayController(this.#handler, { status: held.status, statusText: held.statusText, headers: held.headers, body }).start(this.#requestStarted)
+      return
+    }
     this.#handler.onResponseEnd?.(controller, trailers)
   }
 
@@ -82,9 +119,12 @@ export class CacheHandler implements Handler {
       return
     }
     if (outcome?.kind === 'pass') outcome.recorder?.abort()
-    // RFC 5861 §4: no answer at all (a network error, after retries) may be stood in for too; a
-    // caller's own abort may not. (undici passes no controller when the connection never opened.)
-    const standIn = outcome === undefined && controller?.aborted !== true ? this.#cache.failed(this.#request, this.#lookup) : undefined
+    const held = this.#held !== undefined
+    this.#held = undefined
+    // RFC 5861 §4: no answer at all (a network error, after retries), or one that broke off before
+    // the caller saw any of it, may be stood in for too; a caller's own abort may not. (undici
+    // passes no controller when the connection never opened.)
+    const standIn = (outcome === undefined || held) && controller?.aborted !== true ? this.#cache.failed(this.#request, this.#lookup) : undefined
     if (standIn?.kind === 'replay') {
       this.#replay(standIn.entry, standIn.headers)
       return
@@ -96,4 +136,13 @@ export class CacheHandler implements Handler {
     const body = hasNoContent(this.#request.method, entry.status) ? undefined : entry.body
     new ReplayController(this.#handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(this.#requestStarted)
   }
+}
+
+/** An answer held back until its body is complete. */
+interface Held {
+  readonly status: number
+  readonly statusText: string
+  readonly headers: ResponseHeaders
+  readonly chunks: Buffer[]
+  bytes: number
 }

@@ -9,7 +9,7 @@ import type { Dispatcher } from 'undici'
 import type { Cache, FetchCacheMode, Forwarded, Hit, Lookup } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
-import { normalizeHeaders, normalizeUrl, type CacheRequest } from '../key.js'
+import { normalizeHeaders, normalizeUrl, storeKey, type CacheRequest } from '../key.js'
 import type { RequestPolicy } from '../options.js'
 import { Broadcast } from './broadcast.js'
 import { CacheHandler } from './cache-handler.js'
@@ -97,7 +97,8 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
     },
     onEnd: () => cache.flights.end(key, broadcast)
   })
-  cache.flights.start(key, broadcast)
+  // An invalidation of its entry takes it out of the map (src/cache.ts): later callers cannot join it.
+  cache.flights.start(key, broadcast, storeKey(request.method, request.url, request.headers.host, lookup.settings))
   broadcast.join(handler, false)
   const send = (claimed: Forwarded): boolean => {
     try {

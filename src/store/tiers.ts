@@ -159,7 +159,8 @@ export function openStores (options: ResolvedOptions, policies: PolicyFactory, e
   return { tiers, coordinator: coordinate === undefined || redis === undefined ? undefined : new Coordinator(redis, coordinate) }
 }
 
-function picks (selector: Selector, key: string, tags: () => readonly string[]): boolean {
+/** Whether `selector` picks the entry stored under `key`, whose tags `tags` lists. */
+export function picks (selector: Selector, key: string, tags: () => readonly string[]): boolean {
   switch (selector.kind) {
     case 'keys': return selector.keys.includes(key)
     case 'prefix': return urlOfKey(key).startsWith(selector.prefix)

@@ -8,7 +8,7 @@
  * one with interceptors below the cache), which its close() closes.
  */
 import { Readable } from 'node:stream'
-import { Agent, request, type Dispatcher } from 'undici'
+import { Agent, Dispatcher, request } from 'undici'
 import { cacheInterceptor, createCachedFetch, type Cache, type CacheDispatchOptions, type FetchCacheMode } from '../../src/index.js'
 
 export type CachePolicy = CacheDispatchOptions['cachePolicy']
@@ -54,8 +54,12 @@ export interface Client {
 
 export interface Adapter {
   readonly name: 'cachedFetch' | 'interceptor'
-  /** A client on `cache`, with an agent of its own or the dispatcher given. */
-  readonly connect: (cache: Cache, dispatcher?: Dispatcher) => Client
+  /** A client on `cache`, with the dispatcher given, or an agent of its own (built with these options: timeouts, say). */
+  readonly connect: (cache: Cache, agent?: Dispatcher | Agent.Options) => Client
+}
+
+function dispatcherOf (given: Dispatcher | Agent.Options | undefined): Dispatcher {
+  return given instanceof Dispatcher ? given : new Agent(given)
 }
 
 /** A client from how it sends: `send` is `open` with the body read to its end. */
@@ -73,7 +77,8 @@ function client (open: Client['open'], close: Client['close']): Client {
 export const adapters: readonly Adapter[] = [
   {
     name: 'cachedFetch',
-    connect (cache, agent = new Agent()) {
+    connect (cache, given) {
+      const agent = dispatcherOf(given)
       const fetch = createCachedFetch({ cache, dispatcher: agent })
       return client(async (url, init = {}) => {
         const { method = 'GET', headers, signal, cache: mode, cachePolicy } = init
@@ -94,7 +99,8 @@ export const adapters: readonly Adapter[] = [
   },
   {
     name: 'interceptor',
-    connect (cache, agent = new Agent()) {
+    connect (cache, given) {
+      const agent = dispatcherOf(given)
       const dispatcher = agent.compose(cacheInterceptor({ cache }))
       return client(async (url, init = {}) => {
         const { method = 'GET', headers, signal, cache: cacheMode, cachePolicy } = init

@@ -25,11 +25,18 @@ export interface JobReport {
   readonly statuses: string[]
   readonly failures: string[]
   readonly storeErrors: number
+  /** Each store-error event as `<reason> <key>: <error>`. */
+  readonly storeErrorEvents: string[]
 }
 
 const job = JSON.parse(process.argv[2] ?? '') as Job
 let storeErrors = 0
-diagnostics.subscribe('cachedfetch:store-error', () => { storeErrors++ })
+const storeErrorEvents: string[] = []
+diagnostics.subscribe('cachedfetch:store-error', (message) => {
+  storeErrors++
+  const { reason, key, error } = message as { reason?: string, key?: string, error?: unknown }
+  storeErrorEvents.push(`${reason ?? ''} ${key ?? ''}: ${String(error)}`)
+})
 
 const adapter = new KeyvSqlite({ uri: `sqlite://${job.file}`, busyTimeout: 5000 })
 const agent = new Agent()
@@ -57,4 +64,4 @@ await Promise.all(Array.from({ length: job.concurrency }, worker))
 await fetch.cache.close()
 await agent.close()
 await adapter.disconnect()
-process.stdout.write(JSON.stringify({ statuses, failures, storeErrors } satisfies JobReport) + '\n')
+process.stdout.write(JSON.stringify({ statuses, failures, storeErrors, storeErrorEvents } satisfies JobReport) + '\n')

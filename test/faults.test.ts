@@ -1,0 +1,503 @@
+/**
+ * Faults: what a caller sees when the origin or the store breaks in the middle of an exchange. An
+ * origin that resets the connection half way through a body, on a miss and on a revalidation (with
+ * and without stale-if-error); an origin that never answers, or stops mid-body, against an
+ * AbortSignal and against undici's headersTimeout and bodyTimeout; a SQLite file that can no longer
+ * be written; and an origin whose clock is off (RFC 9111 §4.2.3). Each through cachedFetch and
+ * through undici.request with the interceptor, against real loopback origins. What was already
+ * covered elsewhere is not repeated here: a store slower than its timeouts (tiers.test.ts), corrupt
+ * and truncated entries (sqlite-store.test.ts, redis-store.test.ts), Redis stopped under load
+ * (redis-fleet.test.ts), resets before the response (stale-if-error.test.ts, single-flight.test.ts).
+ */
+import { execFile } from 'node:child_process'
+import diagnostics from 'node:diagnostics_channel'
+import { chmodSync, mkdtempSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import KeyvSqlite from '@keyv/sqlite'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { createCache, type Cache, type CacheOptions } from '../src/index.js'
+import { adapters, type Client } from './helpers/clients.js'
+import { bytes, type Origin } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
+import { gate, waitFor, within } from './helpers/wait.js'
+import type { Job, JobReport } from './processes/sqlite-client.js'
+
+/** Retries as by default, with waits of a few ms. */
+const RETRY = { limit: 2, baseDelay: 1, maxDelay: 5 }
+
+/** The codes and names along an error's cause chain (fetch wraps a network error in a TypeError). */
+function codes (error: unknown): string[] {
+  const found: string[] = []
+  for (let e = error as { code?: unknown, name?: unknown, cause?: unknown } | undefined; e !== undefined && e !== null; e = e.cause as typeof e) {
+    if (typeof e.code === 'string') found.push(e.code)
+    if (typeof e.name === 'string') found.push(e.name)
+  }
+  return found
+}
+
+/** What `promise` rejected with; a failure of the test when it resolved. */
+async function rejection (promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected the request to fail')
+}
+
+const sieStatus = (ttl: number): string => `cachedfetch; hit; fwd=stale; ttl=${ttl}; detail=stale-if-error`
+
+describe.each(adapters)('an origin that resets the connection half way through a body, through $name', ({ connect }) => {
+  const opened = teardown()
+  let clock: ManualClock
+  let origin: Origin
+  afterEach(() => opened.close())
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await opened.origin()
+  })
+
+  /** The new version's body, 8000 bytes: the origin sends 1000 of them, then destroys the socket. */
+  const v2 = bytes(8000, 2)
+
+  /**
+   * `/doc`: version 1 (ETag "v1", `cacheControl`), answering a revalidation with 304, until
+   * `cut()`: then its next answer is a 200 of version 2 (a weak ETag, which no retry can resume
+   * with Range) that breaks off after 1000 bytes; after that, version 1 again.
+   */
+  function document (cacheControl: string): { cut: () => void } {
+    let cutting = false
+    origin.route('/doc', (req, res) => {
+      if (cutting) {
+        cutting = false
+        res.writeHead(200, { date: clock.date(), 'cache-control': cacheControl, etag: 'W/"v2"', 'content-length': String(v2.byteLength) })
+        res.write(v2.subarray(0, 1000), () => res.socket?.destroy())
+        return
+      }
+      const fields = { date: clock.date(), 'cache-control': cacheControl, etag: '"v1"' }
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('version 1')
+    })
+    return { cut: () => { cutting = true } }
+  }
+
+  function setup (options: CacheOptions = {}): { cache: Cache, client: Client } {
+    const cache = createCache({ now: clock.now, retry: RETRY, ...options })
+    return { cache, client: opened.add(connect(cache)) }
+  }
+
+  it('on a miss: the read fails naming the broken socket, nothing is stored, and the next request goes to the origin', async () => {
+    const { cache, client } = setup()
+    const doc = document('max-age=10')
+    const url = `${origin.url}/doc`
+    doc.cut()
+
+    const broken = await client.open(url)
+    expect(broken.status).toBe(200)
+    expect(codes(await rejection(broken.text()))).toContain('UND_ERR_SOCKET')
+    await cache.flush()
+    expect(cache.stats().stored).toBe(0)
+    expect(cache.stats().inFlight).toBe(0)
+
+    const next = await client.send(url)
+    expect(next.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(next.body).toBe('version 1')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('on a revalidation that stale-if-error covers: the stale entry is served, and kept', async () => {
+    const { cache, client } = setup()
+    const doc = document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(30)
+    doc.cut()
+
+    const stale = await within(client.send(url), 'the stale entry')
+    expect(stale.status).toBe(200)
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(sieStatus(-20))
+    expect(cache.stats().staleServed).toBe(1)
+
+    // Neither replaced by the broken version 2 nor dropped: the next request revalidates version 1.
+    const revalidated = await client.send(url)
+    expect(revalidated.body).toBe('version 1')
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=10')
+    expect(origin.seen('/doc').at(-1)!.headers['if-none-match']).toBe('"v1"')
+    expect(origin.hits('/doc')).toBe(3)
+  })
+
+  it('on a revalidation without stale-if-error: the read fails, and the stale entry is kept for the next revalidation', async () => {
+    const { cache, client } = setup()
+    const doc = document('max-age=10')
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(30)
+    doc.cut()
+
+    const broken = await client.open(url)
+    expect(broken.status).toBe(200)
+    expect(broken.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=200; stored')
+    expect(codes(await rejection(broken.text()))).toContain('UND_ERR_SOCKET')
+    await cache.flush()
+    expect(cache.stats().stored).toBe(1)
+
+    const revalidated = await client.send(url)
+    expect(revalidated.body).toBe('version 1')
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=10')
+    expect(origin.seen('/doc').at(-1)!.headers['if-none-match']).toBe('"v1"')
+  })
+
+  it('on a revalidation past maxEntrySize: the body streams, so its failure reaches the caller even with stale-if-error', async () => {
+    const { client } = setup({ maxEntrySize: 512 })
+    const doc = document('max-age=10, stale-if-error=60')
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(30)
+    doc.cut()
+
+    const broken = await client.open(url)
+    expect(broken.status).toBe(200)
+    expect(codes(await rejection(broken.text()))).toContain('UND_ERR_SOCKET')
+  })
+})
+
+describe.each(adapters)('an origin that hangs, through $name', ({ connect }) => {
+  const opened = teardown()
+  let clock: ManualClock
+  let origin: Origin
+  /** Released after each test, so that the hanging handlers end. */
+  let hang = gate()
+  afterEach(async () => {
+    hang.release()
+    await opened.close()
+  })
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await opened.origin()
+    hang = gate()
+  })
+
+  const body = bytes(8000, 3)
+
+  /**
+   * `/doc`: version 1 (`cacheControl`, ETag "v1", 304 to a revalidation) until `fail()`; then
+   * `silent` answers nothing at all, and `mid-body` sends the headers of a new version and 1000 bytes
+   * of its body, then nothing more; both until the test ends.
+   */
+  function document (cacheControl: string): { fail: (how: 'silent' | 'mid-body') => void } {
+    let failing: 'silent' | 'mid-body' | undefined
+    origin.route('/doc', async (req, res) => {
+      if (failing === 'mid-body') {
+        res.writeHead(200, { date: clock.date(), 'cache-control': cacheControl, etag: 'W/"v2"', 'content-length': String(body.byteLength) })
+        res.write(body.subarray(0, 1000))
+      }
+      if (failing !== undefined) {
+        await hang.promise
+        res.destroy()
+        return
+      }
+      const fields = { date: clock.date(), 'cache-control': cacheControl, etag: '"v1"' }
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('version 1')
+    })
+    return { fail: (how) => { failing = how } }
+  }
+
+  function setup (options: CacheOptions = {}, agent: { headersTimeout?: number, bodyTimeout?: number } = {}): { cache: Cache, client: Client } {
+    const cache = createCache({ now: clock.now, retry: RETRY, ...options })
+    return { cache, client: opened.add(connect(cache, agent)) }
+  }
+
+  /** Five identical requests at once; each settles to its body or to what it failed with. */
+  async function five (client: Client, url: string, signal?: () => AbortSignal): Promise<Array<{ body: string } | { error: unknown }>> {
+    return await Promise.all(Array.from({ length: 5 }, async () => {
+      try {
+        return { body: await client.send(url, { signal: signal?.() }).then((reply) => reply.body) }
+      } catch (error) {
+        return { error }
+      }
+    }))
+  }
+
+  const failedWith = (results: Array<{ body: string } | { error: unknown }>): string[][] =>
+    results.map((r) => 'error' in r ? codes(r.error) : [`a body: ${r.body.slice(0, 20)}`])
+
+  it('an AbortSignal.timeout of each caller ends each of them; the shared exchange is closed, nothing is stored', async () => {
+    const { cache, client } = setup()
+    const doc = document('max-age=10')
+    doc.fail('silent')
+
+    const results = await within(five(client, `${origin.url}/doc`, () => AbortSignal.timeout(100)), 'the timeouts', 10_000)
+    for (const failure of failedWith(results)) expect(failure).toContain('TimeoutError')
+    expect(origin.hits('/doc')).toBe(1)
+    await waitFor(() => cache.stats().inFlight === 0, 'the flight to end')
+    await cache.flush()
+    expect(cache.stats().stored).toBe(0)
+  })
+
+  it('an AbortSignal.timeout mid-body ends the read; nothing is stored', async () => {
+    const { cache, client } = setup()
+    const doc = document('max-age=10')
+    doc.fail('mid-body')
+
+    const results = await within(five(client, `${origin.url}/doc`, () => AbortSignal.timeout(100)), 'the timeouts', 10_000)
+    for (const failure of failedWith(results)) expect(failure).toContain('TimeoutError')
+    expect(origin.hits('/doc')).toBe(1)
+    await waitFor(() => cache.stats().inFlight === 0, 'the flight to end')
+    await cache.flush()
+    expect(cache.stats().stored).toBe(0)
+  })
+
+  it('headersTimeout fails every caller of the shared exchange alike, after its retries; nothing is stored', async () => {
+    const { cache, client } = setup({ retry: { ...RETRY, limit: 1 } }, { headersTimeout: 100 })
+    const doc = document('max-age=10')
+    doc.fail('silent')
+
+    const results = await within(five(client, `${origin.url}/doc`), 'the timeouts', 10_000)
+    for (const failure of failedWith(results)) expect(failure).toContain('UND_ERR_HEADERS_TIMEOUT')
+    // One exchange for the five, retried once.
+    expect(origin.hits('/doc')).toBe(2)
+    expect(cache.stats().inFlight).toBe(0)
+    await cache.flush()
+    expect(cache.stats().stored).toBe(0)
+  })
+
+  it('bodyTimeout fails the read of every caller of the shared exchange; nothing is stored', async () => {
+    const { cache, client } = setup({}, { bodyTimeout: 100 })
+    const doc = document('max-age=10')
+    doc.fail('mid-body')
+
+    const results = await within(five(client, `${origin.url}/doc`), 'the timeouts', 10_000)
+    for (const failure of failedWith(results)) expect(failure).toContain('UND_ERR_BODY_TIMEOUT')
+    expect(origin.hits('/doc')).toBe(1)
+    expect(cache.stats().inFlight).toBe(0)
+    await cache.flush()
+    expect(cache.stats().stored).toBe(0)
+  })
+
+  for (const how of ['silent', 'mid-body'] as const) {
+    const timeout = how === 'silent' ? { headersTimeout: 100 } : { bodyTimeout: 100 }
+    it(`${Object.keys(timeout)[0]!} on a revalidation that stale-if-error covers: every caller gets the stale entry`, async () => {
+      const { cache, client } = setup({ retry: false }, timeout)
+      const doc = document('max-age=10, stale-if-error=60')
+      const url = `${origin.url}/doc`
+      await client.send(url)
+      clock.advance(30)
+      doc.fail(how)
+
+      const results = await within(five(client, url), 'the stale entries', 10_000)
+      expect(results).toEqual(Array.from({ length: 5 }, () => ({ body: 'version 1' })))
+      expect(origin.hits('/doc')).toBe(2)
+      expect(cache.stats().inFlight).toBe(0)
+      // One stand-in, for the one exchange the five shared.
+      expect(cache.stats().staleServed).toBe(1)
+    })
+  }
+})
+
+describe.each(adapters)('a SQLite file that can no longer be written, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  type StoreError = { key?: string, reason?: string, error?: unknown }
+
+  /** The store-error events published from now until the end of the test. */
+  function storeErrors (): StoreError[] {
+    const events: StoreError[] = []
+    const listen = (event: unknown): void => { events.push(event as StoreError) }
+    diagnostics.subscribe('cachedfetch:store-error', listen)
+    opened.add({ close: () => Promise.resolve(void diagnostics.unsubscribe('cachedfetch:store-error', listen)) })
+    return events
+  }
+
+  it('deleted under an open store: each write fails as SQLITE_READONLY and is reported with its key; every request is answered', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cachedfetch-faults-'))
+    opened.add({ close: () => rm(dir, { recursive: true, force: true }) })
+    const file = join(dir, 'cache.db')
+    const origin = await opened.origin()
+    for (const path of ['/a', '/b']) {
+      origin.route(path, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(`${path} #${origin.hits(path)}`) })
+    }
+    const adapter = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 5000 })
+    opened.add({ close: () => adapter.disconnect().catch(() => {}) })
+    // No memory tier: every request reads the file.
+    const cache = createCache({ store: adapter, namespace: 'x', maxSize: 0 })
+    opened.add({ close: () => cache.close() })
+    const client = opened.add(connect(cache))
+    await client.send(`${origin.url}/a`)
+    await cache.flush()
+    expect(cache.stats().stored).toBe(1)
+
+    await rm(file)
+    const errors = storeErrors()
+    // SQLite still reads the file it has open; it refuses to write to one that is gone.
+    const a = await client.send(`${origin.url}/a`)
+    expect(a.header('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(a.body).toBe('/a #1')
+    for (const n of [1, 2]) {
+      const b = await client.send(`${origin.url}/b`)
+      expect(b.status).toBe(200)
+      expect(b.body).toBe(`/b #${n}`)
+      expect(b.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+      await cache.flush()
+    }
+    expect(origin.hits('/b')).toBe(2)
+    expect(cache.stats().stored).toBe(1)
+    expect(errors.map((e) => `${e.reason} ${e.key}: ${String(e.error)}`)).toEqual([
+      `set GET ${origin.url}/b: Error: SQLITE_READONLY: attempt to write a readonly database`,
+      `set GET ${origin.url}/b: Error: SQLITE_READONLY: attempt to write a readonly database`
+    ])
+  })
+})
+
+describe('a SQLite file made read-only', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+  const CLIENT = fileURLToPath(new URL('./processes/sqlite-client.ts', import.meta.url))
+
+  it('(chmod 0444, its directory 0555): hits are read from it, each write fails and is reported, no request fails', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cachedfetch-faults-'))
+    opened.add({ close: () => rm(dir, { recursive: true, force: true }) })
+    const file = join(dir, 'cache.db')
+    const origin = await opened.origin()
+    for (const path of ['/a', '/b']) {
+      origin.route(path, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(`${path} #${origin.hits(path)}`) })
+    }
+    // /a is written while the file is writable.
+    const adapter = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 5000 })
+    const cache = createCache({ store: adapter, namespace: 'x' })
+    const client = adapters[0]!.connect(cache)
+    await client.send(`${origin.url}/a`)
+    await cache.close()
+    await client.close()
+    await adapter.disconnect()
+
+    chmodSync(file, 0o444)
+    chmodSync(dir, 0o555)
+    // Permissions do not stop root: then the cache runs in a process of the user nobody, which they do stop.
+    const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+    const job: Job = { file, urls: [`${origin.url}/a`, `${origin.url}/b`], requests: 4, concurrency: 1, maxSize: 0 }
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(job)], { timeout: 30_000, ...user })
+    const report = JSON.parse(stdout) as JobReport
+
+    expect(report.failures).toEqual([])
+    expect(report.statuses.map((status) => status.replace(/ttl=\d+/, 'ttl=N'))).toEqual([
+      'cachedfetch; hit; ttl=N', 'cachedfetch; fwd=uri-miss; fwd-status=200; stored',
+      'cachedfetch; hit; ttl=N', 'cachedfetch; fwd=uri-miss; fwd-status=200; stored'
+    ])
+    expect(origin.hits('/a')).toBe(1)
+    expect(origin.hits('/b')).toBe(2)
+    expect(report.storeErrorEvents).toEqual([
+      `set GET ${origin.url}/b: Error: SQLITE_READONLY: attempt to write a readonly database`,
+      `set GET ${origin.url}/b: Error: SQLITE_READONLY: attempt to write a readonly database`
+    ])
+  })
+})
+
+/**
+ * RFC 9111 §4.2.3: a response's age on arrival is the larger of its Age and its apparent age,
+ * max(0, response_time − date_value). An origin clock behind ours makes a response look older (it
+ * may arrive stale); one ahead of ours cannot make it younger than its Age, or fresher than its
+ * max-age. Expires counts from the origin's own Date (fixtures/freshness.json). The cache's clock is
+ * the injectable `now`, moved by the test; the origin's Date is that clock plus its skew.
+ */
+describe.each(adapters)('an origin whose clock is off, through $name', ({ connect }) => {
+  const opened = teardown()
+  let clock: ManualClock
+  let origin: Origin
+  afterEach(() => opened.close())
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await opened.origin()
+  })
+
+  /**
+   * `/doc` with `cacheControl` and Date `skew` seconds off the cache's clock (none at all when
+   * `null`), ETag "v1", and a 304 to a revalidation (with a Date as skewed, or none when
+   * `dateOn304` is false).
+   */
+  function setup (skew: number | null, cacheControl: string, extra: Record<string, string> = {}, dateOn304 = true): Client {
+    origin.route('/doc', (req, res) => {
+      const revalidation = req.headers['if-none-match'] === '"v1"'
+      const fields: Record<string, string> = { 'cache-control': cacheControl, etag: '"v1"', ...extra }
+      if (skew !== null && (dateOn304 || !revalidation)) fields.date = new Date(clock.now() + skew * 1000).toUTCString()
+      else res.sendDate = false
+      if (revalidation) res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('version 1')
+    })
+    return opened.add(connect(createCache({ now: clock.now, retry: false })))
+  }
+
+  const url = (): string => `${origin.url}/doc`
+
+  it('Date an hour ahead: fresh for max-age from its arrival, Age counted from then, not from the Date', async () => {
+    const client = setup(3600, 'max-age=60')
+    expect((await client.send(url())).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    const hit = await client.send(url())
+    expect(hit.header('age')).toBe('0')
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=60')
+    clock.advance(59)
+    expect((await client.send(url())).header('cache-status')).toBe('cachedfetch; hit; ttl=1')
+    clock.advance(2)
+    expect((await client.send(url())).header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=60')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('Date an hour ahead with an Age of 30: the Age counts, the Date does not take it back', async () => {
+    const client = setup(3600, 'max-age=60', { age: '30' })
+    await client.send(url())
+    const hit = await client.send(url())
+    expect(hit.header('age')).toBe('30')
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=30')
+    clock.advance(31)
+    expect((await client.send(url())).header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304/)
+  })
+
+  it('Date an hour behind, max-age of two hours: an hour old on arrival, fresh for the hour left', async () => {
+    const client = setup(-3600, 'max-age=7200')
+    await client.send(url())
+    const hit = await client.send(url())
+    expect(hit.header('age')).toBe('3600')
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=3600')
+    clock.advance(3599)
+    expect((await client.send(url())).header('cache-status')).toBe('cachedfetch; hit; ttl=1')
+    clock.advance(2)
+    expect((await client.send(url())).header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304/)
+  })
+
+  it('Date 100 s behind with an Age of 30: the apparent age, the larger, counts', async () => {
+    const client = setup(-100, 'max-age=600', { age: '30' })
+    await client.send(url())
+    const hit = await client.send(url())
+    expect(hit.header('age')).toBe('100')
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=500')
+  })
+
+  it('Date an hour behind, max-age of a minute: stale on arrival, so every request revalidates it', async () => {
+    const client = setup(-3600, 'max-age=60')
+    // Kept (it has a validator), but never fresh: each request is a conditional one.
+    expect((await client.send(url())).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    const again = await client.send(url())
+    expect(again.body).toBe('version 1')
+    expect(again.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=-3540')
+    expect(origin.seen('/doc').at(-1)!.headers['if-none-match']).toBe('"v1"')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('a 304 without Date freshens the entry from the time it arrived (RFC 9110 §6.6.1), not from the stored Date', async () => {
+    const client = setup(0, 'max-age=10', {}, false)
+    await client.send(url())
+    clock.advance(30)
+    expect((await client.send(url())).header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=10')
+    const hit = await client.send(url())
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(hit.header('age')).toBe('0')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+})
