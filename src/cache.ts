@@ -9,21 +9,23 @@ import { bodyLength, fieldValue, storableHeaders, toStoredBody, type CacheEntry,
 import { explain, type Explanation } from './explain.js'
 import { fieldsFitToStore } from './field-limits.js'
 import { Flights } from './flight.js'
-import { invalidatedBy, InvalidationLog, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
+import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
 import { normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
-import { PolicyFactory, type Usability } from './policy.js'
+import { PolicyFactory } from './policy.js'
+import type { Usability } from './stored-policy.js'
 import { Recorder } from './recorder.js'
 import { RETRY_DEFAULTS } from './retry.js'
 import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import type { Coordinator } from './store/coordinator.js'
 import { openStores, picks, type Tiers, type Selector } from './store/tiers.js'
-import type { EntryStore, MaybePromise, StoreEvents } from './store/types.js'
+import type { MaybePromise, StoreEvents } from './store/types.js'
 import { intern } from './memo.js'
 import { responseTags } from './tags.js'
-import { findVariant, removeVariant, variantId, writeVariant } from './variants.js'
+import { findVariant, variantId } from './variants.js'
+import { Writes } from './writes.js'
 
 export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
 
@@ -43,10 +45,7 @@ export class Cache {
    * variant at a time, and a refresh its caller never ran does not block the next for ever.
    */
   readonly #refreshing = new Map<string, number>()
-  readonly #pending = new Set<Promise<unknown>>()
-  /** Writes under way, which an invalidation lets land before it deletes (see #invalidate). */
-  readonly #writes = new Set<Promise<unknown>>()
-  readonly #invalidations = new InvalidationLog()
+  readonly #writes: Writes
   /**
    * Requests in flight, for the interceptor's single-flight (src/adapters/broadcast.ts). Held by
    * the engine so that every adapter on this cache shares them.
@@ -63,6 +62,7 @@ export class Cache {
     }
     const { tiers, coordinator } = openStores(this.options, this.#policies, events)
     this.#store = tiers
+    this.#writes = new Writes(tiers, this.#reporter)
     this.#coordinator = coordinator
   }
 
@@ -78,7 +78,7 @@ export class Cache {
     // RFC 9111 §5.2.1.7, Fetch §4.6: only-if-cached never reaches the origin, whatever else the request says.
     if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
     if (bypass) return this.#bypass(request, 'bypass', directives, settings)
-    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, this.#invalidations.count)
+    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, this.#writes.since)
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise
       ? found.then((variants) => this.#choose(request, variants, directives, mode, settings))
@@ -120,13 +120,13 @@ export class Cache {
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
       this.#reporter.emit('miss', { method: request.method, url: request.url })
-      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, this.#invalidations.count)
+      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, this.#writes.since)
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
     if (usability === 'stale-while-revalidate') {
       const refresh = this.#claimRefresh(entry, settings)
-        ? { ...forward('stale', true, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#invalidations.count), background: true }
+        ? { ...forward('stale', true, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#writes.since), background: true }
         : undefined
       return this.#hit(request, entry, usability, refresh)
     }
@@ -134,7 +134,7 @@ export class Cache {
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return forward(fwd, !directives.noStore, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#invalidations.count)
+    return forward(fwd, !directives.noStore, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#writes.since)
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
@@ -167,7 +167,7 @@ export class Cache {
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
     this.#reporter.emit('bypass', { method: request.method, url: request.url, reason: fwd })
-    return forward(fwd, false, undefined, undefined, directives, settings, this.#invalidations.count)
+    return forward(fwd, false, undefined, undefined, directives, settings, this.#writes.since)
   }
 
   #unsatisfiable (request: CacheRequest): Unsatisfiable {
@@ -192,7 +192,7 @@ export class Cache {
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
     for (const url of invalidatedBy(request, status, headers)) {
-      this.#background(this.#invalidate(urlSelector(url, this.settings(url).key, request.headers.host), { url }))
+      this.#writes.background(this.#invalidate(urlSelector(url, this.settings(url).key, request.headers.host), { url }))
     }
     const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store
       ? { fwd: lookup.fwd, fwdStatus: status, key: storeKey(request.method, request.url, request.headers.host, lookup.settings) }
@@ -219,7 +219,7 @@ export class Cache {
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
     if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize || !fieldsFitToStore(stored)) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (previous !== undefined) this.#background(this.#writing(this.#attempt('set', previous.key, removeVariant(this.#storeSince(lookup.since), previous, settings))))
+      if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
@@ -228,7 +228,7 @@ export class Cache {
     const recorder = new Recorder(settings.maxEntrySize, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
-      this.#background(this.#write(request, entry, retention, settings, lookup.since).then((written) => lookup.release?.(written && policy.ttl() > 0)))
+      this.#writes.background(this.#write(request, entry, retention, settings, lookup.since).then((written) => lookup.release?.(written && policy.ttl() > 0)))
     }, () => lookup.release?.(false))
     return pass(true, recorder)
   }
@@ -241,7 +241,7 @@ export class Cache {
     const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary, tags: responseTags(headers, settings.tags) }
     this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && storable && fieldsFitToStore(headers)) this.#background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
+    if (matches && storable && fieldsFitToStore(headers)) this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
   }
 
@@ -270,57 +270,11 @@ export class Cache {
     return lookup.entry !== undefined && !lookup.background && lookup.entry.policy.usableOnError(lookup.directives, lookup.settings)
   }
 
-  /** Store work no caller waits for, kept until it ends so that `close()` can wait for it. */
-  #background (work: Promise<unknown>): void {
-    // Nobody awaits it: a failure is an event, never an unhandled rejection.
-    const settled = work.catch((error: unknown) => this.#reporter.emit('store-error', { reason: 'background', error }))
-    this.#pending.add(settled)
-    void settled.finally(() => this.#pending.delete(settled))
-  }
-
-  /**
-   * Stores an entry beside the other variants of its URL, for a request sent when `since`
-   * invalidations had started. Never rejects: a failure is an event.
-   */
+  /** Stores an entry beside the other variants of its URL (src/writes.ts); resolves whether it did. */
   async #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number): Promise<boolean> {
-    const written = await this.#writing(this.#attempt('set', entry.key, writeVariant(this.#storeSince(since), entry, retention, settings))) === true
+    const written = await this.#writes.write(entry, retention, settings, since)
     if (written) this.#reporter.emit('stored', { url: request.url, key: entry.key, status: entry.status, bytes: bodyLength(entry.body) })
     return written
-  }
-
-  /** Keeps a write in `#writes` while it is under way. */
-  #writing<T> (write: Promise<T>): Promise<T> {
-    this.#writes.add(write)
-    void write.finally(() => this.#writes.delete(write)).catch(() => {})
-    return write
-  }
-
-  /**
-   * The store, for the writes of a request sent when `since` invalidations had started: a write
-   * that an invalidation started since then picks is not made, nor one an invalidation under way
-   * at the read or the write picks. That response, or the other variants read beside it, may predate
-   * the invalidation, and storing them would undo it (src/invalidation.ts).
-   */
-  #storeSince (since: number): EntryStore {
-    const store = this.#store
-    let floor = since
-    return {
-      get: (key) => {
-        floor = this.#invalidations.floor(floor)
-        return store.get(key)
-      },
-      set: (key, variants, ttl) => this.#invalidations.covers(this.#invalidations.floor(floor), key, variants) ? false : store.set(key, variants, ttl),
-      delete: (key) => store.delete(key)
-    }
-  }
-
-  async #attempt<T> (reason: string, key: string, work: Promise<T>): Promise<T | undefined> {
-    try {
-      return await work
-    } catch (error) {
-      this.#reporter.emit('store-error', { key, reason, error })
-      return undefined
-    }
   }
 
   /**
@@ -360,17 +314,9 @@ export class Cache {
   }
 
   async #invalidate (selector: Selector, event: CacheEvent): Promise<void> {
-    // From now on no write of a request sent before picks what this selects (#storeSince); those
-    // already on their way land first, so that the deletes below come after them.
-    const ended = this.#invalidations.record(selector)
     // Identical requests that arrive from now on do not join an exchange that began before.
     this.flights.detach((key) => selector.kind === 'tag' || picks(selector, key, () => []))
-    try {
-      if (this.#writes.size > 0) await Promise.allSettled([...this.#writes])
-      await this.#store.invalidate(selector)
-    } finally {
-      ended()
-    }
+    await this.#writes.invalidate(selector)
     this.#reporter.emit('invalidated', event)
   }
 
@@ -416,7 +362,7 @@ export class Cache {
 
   /** Waits until the store writes and invalidations in flight have ended (each bounded by its timeout). */
   async flush (): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
+    await this.#writes.flush()
   }
 
   stats (): CacheStats {

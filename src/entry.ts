@@ -5,7 +5,7 @@
  */
 import type { VaryValues } from './key.js'
 import { intern } from './memo.js'
-import type { Policy } from './policy.js'
+import type { Policy } from './stored-policy.js'
 
 /** Response header fields as stored: lower-case names; only `set-cookie` may repeat. */
 export type ResponseHeaders = Record<string, string | string[]>

@@ -7,7 +7,8 @@ import { fieldValue, type ResponseHeaders } from './entry.js'
 import { FIELD_LIMITS, fieldsFitToStore } from './field-limits.js'
 import { deltaSeconds, parseDirectives, requestDirectives, type RequestDirectives } from './directives.js'
 import { varyFields, type CacheRequest } from './key.js'
-import type { Policy, PolicyFactory } from './policy.js'
+import type { PolicyFactory } from './policy.js'
+import type { Policy } from './stored-policy.js'
 import type { RequestSettings } from './settings.js'
 
 export interface Explanation {

@@ -5,7 +5,7 @@
  */
 import { isEntry, toVariants, variantList, type CacheEntry, type Variants } from './entry.js'
 import { varyMatches, type CacheRequest } from './key.js'
-import type { StaleDefaults } from './policy.js'
+import type { StaleDefaults } from './stored-policy.js'
 import type { EntryStore } from './store/types.js'
 
 /** A URL with more variants than this is being fed Vary values without end; the oldest goes. */

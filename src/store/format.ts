@@ -19,7 +19,8 @@
 import { isUtf8 } from 'node:buffer'
 import { bodySlice, toStoredBody, toVariants, variantList, type CacheEntry, type ResponseHeaders, type Variants } from '../entry.js'
 import type { VaryValues } from '../key.js'
-import type { PolicyFactory, PolicyObject } from '../policy.js'
+import type { PolicyFactory } from '../policy.js'
+import type { PolicyObject } from '../stored-policy.js'
 
 /** Version of the serialized form. A stored value of another version is a miss and is deleted. */
 export const FORMAT_VERSION = 2

@@ -1,0 +1,148 @@
+/**
+ * A stored response's policy: how old it is, how long it is fresh, and whether a request may use
+ * it as it is, stale, or only after revalidation (RFC 9111 §4.2, §5.2; RFC 5861). A few numbers
+ * worked out when the response arrived (src/policy.ts) and the response's parsed Cache-Control:
+ * a hit reads nothing else.
+ */
+import { deltaSeconds, type Directives, type RequestDirectives } from './directives.js'
+import type { ResponseHeaders } from './entry.js'
+
+/**
+ * How a stored response may be used for a request: as it is (fresh, or stale where the request
+ * allows), stale while it is revalidated in the background (RFC 5861 §3), or only after revalidation.
+ */
+export type Usability = 'fresh' | 'stale-allowed' | 'stale-while-revalidate' | 'revalidate'
+
+/** The stale windows that apply when the response and request give none, in seconds. */
+export interface StaleDefaults {
+  readonly staleWhileRevalidate: number
+  readonly staleIfError: number
+}
+
+/** How long an entry is kept once stale, so that it can still be revalidated or served stale where allowed. */
+const STALE_RETENTION_MS = 24 * 3600 * 1000
+
+/** What a stored response's policy keeps in a store outside the process (src/store/format.ts). */
+export interface PolicyObject {
+  /** When the response was received, ms since the epoch (the cache's clock). */
+  readonly t: number
+  /** Its age then (RFC 9111 §4.2.3), ms. */
+  readonly a: number
+  /** Its freshness lifetime, seconds. */
+  readonly l: number
+  readonly sh: boolean
+  /** Seconds of freshness set by `forceTtl` or `defaultTtl` instead of the origin's; absent otherwise. */
+  readonly o?: number
+}
+
+/**
+ * A stored response's policy: its freshness lifetime and age, and the response directives that
+ * decide how it may be used once stale. http-cache-semantics computes the lifetime when the
+ * response arrives; what it would keep besides (its own parse of every field, the request) is
+ * not kept, since a hit never needs it: a revalidation rebuilds it from the stored response
+ * (PolicyFactory). A policy is a few numbers, so a memory-tier entry stays small.
+ */
+export class Policy {
+  readonly #now: () => number
+  /** When the response was received, ms since the epoch. */
+  readonly responseTime: number
+  /** Its age then, ms: the larger of its Age and its apparent age (RFC 9111 §4.2.3). */
+  readonly #initialAge: number
+  /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics or an override included. */
+  readonly #lifetime: number
+  /** Seconds of freshness set by `forceTtl` or `defaultTtl` instead of the origin's. */
+  readonly lifetimeOverride: number | undefined
+  readonly shared: boolean
+  readonly directives: Directives
+
+  constructor (state: PolicyObject, directives: Directives, now: () => number) {
+    this.#now = now
+    this.responseTime = state.t
+    this.#initialAge = state.a
+    this.#lifetime = state.l
+    this.lifetimeOverride = state.o
+    this.shared = state.sh
+    this.directives = directives
+  }
+
+  /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics included; at most 2^31 (§1.2.2). */
+  lifetime (): number {
+    return this.#lifetime
+  }
+
+  /** Current age in seconds (RFC 9111 §4.2.3): initial age plus the time spent here. */
+  age (): number {
+    return (this.#initialAge + this.#now() - this.responseTime) / 1000
+  }
+
+  /** Remaining freshness in whole seconds; negative once stale (Cache-Status `ttl`, RFC 9211 §2.7). */
+  ttl (): number {
+    return Math.floor(this.#lifetime - this.age())
+  }
+
+  hasValidators (headers: ResponseHeaders): boolean {
+    return headers.etag !== undefined || headers['last-modified'] !== undefined
+  }
+
+  /**
+   * How long a store should keep the entry, in ms: its remaining freshness, then a day of stale
+   * life (or the longer stale window it allows), since a stale entry can still be revalidated or
+   * served where the request allows (max-stale, force-cache, stale-if-error). Zero when it could
+   * never be used: no freshness, no stale window and no validators.
+   */
+  retention (headers: ResponseHeaders, defaults: StaleDefaults): number {
+    const fresh = Math.max(0, (this.#lifetime - this.age()) * 1000)
+    const staleWindow = 1000 * Math.max(
+      deltaSeconds(this.directives['stale-while-revalidate']) ?? defaults.staleWhileRevalidate,
+      deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
+    )
+    if (fresh === 0 && staleWindow === 0 && !this.hasValidators(headers)) return 0
+    return Math.round(fresh + Math.max(staleWindow, STALE_RETENTION_MS))
+  }
+
+  /**
+   * Whether a stale response must be revalidated whatever the request allows: must-revalidate
+   * (§5.2.2.2), no-cache (§5.2.2.4), and in a shared cache proxy-revalidate (§5.2.2.8) and
+   * s-maxage, which implies it (§5.2.2.10).
+   */
+  #mustRevalidateWhenStale (): boolean {
+    const d = this.directives
+    return d['must-revalidate'] !== undefined || d['no-cache'] !== undefined ||
+      (this.shared && (d['proxy-revalidate'] !== undefined || d['s-maxage'] !== undefined))
+  }
+
+  /**
+   * RFC 9111 §4.2 and §5.2.1. Unlike http-cache-semantics' evaluateRequest(), a fresh response
+   * with must-revalidate is used as it is: the directive only applies once it is stale (§5.2.2.2).
+   */
+  usability (request: RequestDirectives, defaults: StaleDefaults): Usability {
+    if (request.noCache) return 'revalidate'
+    const age = this.age()
+    const lifetime = this.#lifetime
+    if (request.maxAge !== undefined && age > request.maxAge) return 'revalidate'
+    if (request.minFresh !== undefined && lifetime - age < request.minFresh) return 'revalidate'
+    if (lifetime > age) return 'fresh'
+    // RFC 9111 §4.2.4: no stale response where a directive forbids it, whatever else allows it.
+    if (this.#mustRevalidateWhenStale()) return 'revalidate'
+    const staleness = age - lifetime
+    if (request.maxStale !== undefined && staleness <= request.maxStale) return 'stale-allowed'
+    const window = deltaSeconds(this.directives['stale-while-revalidate']) ?? defaults.staleWhileRevalidate
+    if (window > 0 && staleness <= window) return 'stale-while-revalidate'
+    return 'revalidate'
+  }
+
+  /**
+   * RFC 5861 §4: whether this stale response may stand in for an origin that failed. The request's
+   * stale-if-error, else the response's, else the default, bounds the staleness.
+   */
+  usableOnError (request: RequestDirectives, defaults: StaleDefaults): boolean {
+    if (this.#mustRevalidateWhenStale()) return false
+    const window = request.staleIfError ?? deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
+    return window > 0 && this.age() - this.#lifetime <= window
+  }
+
+  toObject (): PolicyObject {
+    const state = { t: this.responseTime, a: this.#initialAge, l: this.#lifetime, sh: this.shared }
+    return this.lifetimeOverride === undefined ? state : { ...state, o: this.lifetimeOverride }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The engine's writes to its store. Each runs in the background (no caller waits for one;
+ * `flush()` and `close()` do), never rejects (a failure is a `store-error` event), and is ordered
+ * against invalidations: a write for a request sent before an invalidation is not made where that
+ * invalidation reaches, and an invalidation waits for the writes already on their way, so that
+ * its deletes come after them (src/invalidation.ts).
+ */
+import type { CacheEntry } from './entry.js'
+import { InvalidationLog } from './invalidation.js'
+import type { StaleDefaults } from './stored-policy.js'
+import type { Reporter } from './status.js'
+import type { Selector, Tiers } from './store/tiers.js'
+import type { EntryStore } from './store/types.js'
+import { removeVariant, writeVariant } from './variants.js'
+
+export class Writes {
+  readonly #store: Tiers
+  readonly #reporter: Reporter
+  /** Work nobody awaits, kept until it ends so that `flush()` can wait for it. */
+  readonly #pending = new Set<Promise<unknown>>()
+  /** Store writes under way, which an invalidation lets land first. */
+  readonly #writing = new Set<Promise<unknown>>()
+  readonly #invalidations = new InvalidationLog()
+
+  constructor (store: Tiers, reporter: Reporter) {
+    this.#store = store
+    this.#reporter = reporter
+  }
+
+  /** How many invalidations have started: what a request sent now carries as its `since`. */
+  get since (): number {
+    return this.#invalidations.count
+  }
+
+  /** Runs `work` in the background; its failure is an event, never an unhandled rejection. */
+  background (work: Promise<unknown>): void {
+    const settled = work.catch((error: unknown) => this.#reporter.emit('store-error', { reason: 'background', error }))
+    this.#pending.add(settled)
+    void settled.finally(() => this.#pending.delete(settled))
+  }
+
+  /**
+   * Stores an entry beside the other variants of its URL, for a request sent when `since`
+   * invalidations had started; resolves `false` when it was not written (refused, failed, timed out).
+   */
+  async write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number): Promise<boolean> {
+    return await this.#attempt(entry.key, writeVariant(this.#storeSince(since), entry, retention, defaults)) === true
+  }
+
+  /** Removes a stored variant in the background (a new answer replaced it but may not be kept). */
+  remove (entry: CacheEntry, defaults: StaleDefaults, since: number): void {
+    this.background(this.#attempt(entry.key, removeVariant(this.#storeSince(since), entry, defaults)))
+  }
+
+  /** Drops what `selector` picks from the store, after the writes already on their way. */
+  async invalidate (selector: Selector): Promise<void> {
+    // From now on no write of a request sent before picks what this selects (#storeSince).
+    const ended = this.#invalidations.record(selector)
+    try {
+      if (this.#writing.size > 0) await Promise.allSettled([...this.#writing])
+      await this.#store.invalidate(selector)
+    } finally {
+      ended()
+    }
+  }
+
+  /** Waits until the work in the background has ended (each store call bounded by its timeout). */
+  async flush (): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending])
+  }
+
+  /** A store write, kept in `#writing` while under way; a failure is an event and `undefined`. */
+  async #attempt<T> (key: string, work: Promise<T>): Promise<T | undefined> {
+    this.#writing.add(work)
+    try {
+      return await work
+    } catch (error) {
+      this.#reporter.emit('store-error', { key, reason: 'set', error })
+      return undefined
+    } finally {
+      this.#writing.delete(work)
+    }
+  }
+
+  /**
+   * The store, for the writes of a request sent when `since` invalidations had started: a write
+   * that an invalidation started since then picks is not made, nor one an invalidation under way
+   * at the read or the write picks. That response, or the other variants read beside it, may
+   * predate the invalidation, and storing them would undo it.
+   */
+  #storeSince (since: number): EntryStore {
+    const store = this.#store
+    const invalidations = this.#invalidations
+    let floor = since
+    return {
+      get: (key) => {
+        floor = invalidations.floor(floor)
+        return store.get(key)
+      },
+      set: (key, variants, ttl) => invalidations.covers(invalidations.floor(floor), key, variants) ? false : store.set(key, variants, ttl),
+      delete: (key) => store.delete(key)
+    }
+  }
+}
