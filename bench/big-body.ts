@@ -37,12 +37,8 @@ export interface BigBodyRun {
 const run = promisify(execFile)
 const CHILD = fileURLToPath(new URL('big-body-child.ts', import.meta.url))
 
-/**
- * Runs for the contenders a goal is about and for the reference. Peak RSS depends on when V8
- * collects the chunks already read (their memory lives outside the heap, and a collection is
- * forced only past a threshold of such memory), so one run can land ±15 MiB from the next.
- */
-const DECIDING_RUNS = 5
+/** Runs for the contenders a goal is about and for the reference, of which the median counts. */
+const DECIDING_RUNS = 3
 
 export async function bigBody (field: readonly Contender[], origin: BenchOrigin, libDir: string | undefined, quick: boolean, session: Session): Promise<BigBodyRun> {
   const able = field.filter((c) => c.cannot['big-body'] === undefined)

@@ -54,7 +54,7 @@ export interface Client {
   get (url: string): Promise<number>
   observe (url: string): Promise<Reply>
   /** GET, reading the body chunk by chunk and keeping none of it; resolves to the byte count. */
-  stream (url: string): Promise<number>
+  stream (url: string, onChunk?: (bytes: number) => void): Promise<number>
   /** The cachedfetch engine behind it, for its stats. */
   readonly cache: Cache | undefined
   close (): Promise<void>
@@ -244,10 +244,13 @@ function fetchClient (call: (url: string) => Promise<FetchLike>, cache: Cache | 
       const res = await call(url)
       return { status: res.status, bytes: (await res.arrayBuffer()).byteLength, ...signal(res.headers) }
     },
-    stream: async (url) => {
+    stream: async (url, onChunk) => {
       const res = await call(url)
       let bytes = 0
-      for await (const chunk of res.body ?? []) bytes += chunk.byteLength
+      for await (const chunk of res.body ?? []) {
+        bytes += chunk.byteLength
+        onChunk?.(chunk.byteLength)
+      }
       return bytes
     },
     cache,
@@ -267,10 +270,13 @@ function requestClient (dispatcher: Dispatcher, cache: Cache | undefined, signal
       }
       return { status: statusCode, bytes, ...signal({ get }) }
     },
-    stream: async (url) => {
+    stream: async (url, onChunk) => {
       const { body } = await request(url, { dispatcher })
       let bytes = 0
-      for await (const chunk of body) bytes += (chunk as Buffer).byteLength
+      for await (const chunk of body) {
+        bytes += (chunk as Buffer).byteLength
+        onChunk?.((chunk as Buffer).byteLength)
+      }
       return bytes
     },
     cache,
@@ -286,10 +292,13 @@ function axiosClient (): Client {
       const res = await client.get<ArrayBuffer>(url, { responseType: 'arraybuffer' })
       return { status: res.status, bytes: res.data.byteLength, signal: `cached: ${res.cached}`, fromCache: res.cached }
     },
-    stream: async (url) => {
+    stream: async (url, onChunk) => {
       const res = await client.get<AsyncIterable<Buffer>>(url, { responseType: 'stream' })
       let bytes = 0
-      for await (const chunk of res.data) bytes += chunk.byteLength
+      for await (const chunk of res.data) {
+        bytes += chunk.byteLength
+        onChunk?.(chunk.byteLength)
+      }
       return bytes
     },
     cache: undefined,
@@ -307,9 +316,12 @@ export function gotClient (keyv: Keyv): Client {
       const res = await client(url, { responseType: 'buffer' })
       return { status: res.statusCode, bytes: res.body.byteLength, signal: `isFromCache: ${res.isFromCache}`, fromCache: res.isFromCache }
     },
-    stream: async (url) => {
+    stream: async (url, onChunk) => {
       let bytes = 0
-      for await (const chunk of client.stream(url)) bytes += (chunk as Buffer).byteLength
+      for await (const chunk of client.stream(url)) {
+        bytes += (chunk as Buffer).byteLength
+        onChunk?.((chunk as Buffer).byteLength)
+      }
       return bytes
     },
     cache: undefined,

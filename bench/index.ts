@@ -12,9 +12,11 @@
  *
  * Options (after `npm run bench --`): `--json` prints everything as JSON; `--scenario hit,redis`
  * runs only those (repeatable); `--quick` runs every scenario briefly; `--rounds 7`,
- * `--round-ms 150`, `--warmup-ms 300` set the latency scenarios' length; `--lib dist` benchmarks a
- * build of cachedfetch (`npm run build` first) instead of src/ through tsx.
+ * `--round-ms 150`, `--warmup-ms 200` set the latency scenarios' length; `--lib dist` benchmarks a
+ * build of cachedfetch (`npm run build` first) instead of src/ through tsx; `--save results.json`
+ * also writes the JSON to a file.
  */
+import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { resolve } from 'node:path'
@@ -27,7 +29,7 @@ import { evaluateGoals, formatGoals } from './goals.js'
 import { latency, type LatencyRun } from './latency.js'
 import type { Session } from './measure.js'
 import { SLOW_MS, startBenchOrigin, type Size } from './origin.js'
-import { formatBigBody, formatCollapse, formatLatency, formatMemory, formatRedis, formatStale } from './report.js'
+import { formatBigBody, formatCollapse, formatLatency, formatMemory, formatRedis, formatStale, median } from './report.js'
 import { memoryTier, redisTier, type MemoryRun, type RedisRun } from './storage.js'
 
 const SCENARIOS: readonly ScenarioId[] = ['hit', 'revalidate', 'miss', 'collapse', 'stale', 'redis', 'memory', 'big-body']
@@ -41,7 +43,8 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     'round-ms': { type: 'string' },
     'warmup-ms': { type: 'string' },
-    lib: { type: 'string' }
+    lib: { type: 'string' },
+    save: { type: 'string' }
   }
 })
 const quick = args.quick
@@ -49,7 +52,7 @@ const config = {
   scenarios: scenarios(args.scenario),
   rounds: positive(args.rounds ?? (quick ? '3' : '7'), '--rounds'),
   roundMs: positive(args['round-ms'] ?? (quick ? '40' : '150'), '--round-ms'),
-  warmupMs: positive(args['warmup-ms'] ?? (quick ? '80' : '300'), '--warmup-ms'),
+  warmupMs: positive(args['warmup-ms'] ?? (quick ? '80' : '200'), '--warmup-ms'),
   /** Rounds of the 1000-at-once scenarios. */
   burstRounds: quick ? 1 : 3,
   memoryEntries: 10_000,
@@ -82,7 +85,18 @@ async function main (): Promise<void> {
     const plan = { rounds: config.rounds, roundMs: config.roundMs, warmupMs: config.warmupMs, budgetMs: 25_000 }
     for (const scenario of ['hit', 'revalidate', 'miss'] as const) {
       if (!on(scenario)) continue
-      for (const size of SIZES) latencyRuns.push(await latency(scenario, size, field, origin, plan, session))
+      for (const size of SIZES) {
+        const run = await latency(scenario, size, field, origin, plan, session)
+        latencyRuns.push(run)
+        // Rounds that disagree this much mean other processes competed for the CPU, not a slow contender.
+        const noisy = run.measured.filter((m) => {
+          const wall = m.rounds.map((t) => t.wall)
+          return (Math.max(...wall) - Math.min(...wall)) / median(wall) > 0.5
+        })
+        if (noisy.length > 0) {
+          session.notes.push(`${scenario} ${size}: rounds differ by more than half the median for ${noisy.length} of ${run.measured.length} contenders: the machine was busy; trust CPU-time ratios more, or rerun`)
+        }
+      }
     }
     if (on('collapse')) collapseRun = await collapse(field, origin, config.burstRounds, session)
     if (on('stale')) staleRun = await stale(field, origin, config.burstRounds, session)
@@ -109,13 +123,14 @@ async function main (): Promise<void> {
   const goals = evaluateGoals({ latency: latencyRuns, collapse: collapseRun, redis, memory: memoryRun, bigBody: bigBodyRun })
   const contenders = field.map(({ id, label, kind, setup, cannot }) => ({ id, label, kind, setup, cannot }))
 
+  const json = JSON.stringify({
+    meta, config, contenders, goals,
+    scenarios: { latency: latencyRuns, collapse: collapseRun, stale: staleRun, redis: redisRun, memory: memoryRun, bigBody: bigBodyRun },
+    notes: session.notes, warnings: session.warnings
+  }, null, 2) + '\n'
+  if (args.save !== undefined) writeFileSync(args.save, json)
   if (args.json) {
-    const stale = staleRun
-    process.stdout.write(JSON.stringify({
-      meta, config, contenders, goals,
-      scenarios: { latency: latencyRuns, collapse: collapseRun, stale, redis: redisRun, memory: memoryRun, bigBody: bigBodyRun },
-      notes: session.notes, warnings: session.warnings
-    }, null, 2) + '\n')
+    process.stdout.write(json)
   } else {
     const section = (title: string, body: string): string[] => ['', title, body]
     const lines = [
@@ -141,7 +156,7 @@ async function main (): Promise<void> {
     if (redis !== undefined) lines.push(...section('redis 1k — a hit answered from Redis (no memory tier) vs a raw GET of the same stored value', formatRedis(redis)))
     if (memoryRun !== undefined) lines.push(...section('memory — 10 000 entries of 1 KB: heap + ArrayBuffers after GC, per entry', formatMemory(memoryRun)))
     if (bigBodyRun !== undefined) {
-      lines.push(...section('big-body — a 200 MB body streamed through, one child process per run; median of 5 runs for cachedfetch and the reference', formatBigBody(bigBodyRun)))
+      lines.push(...section('big-body — a 200 MB body streamed through, one child process per run; median of 3 runs for cachedfetch and the reference; the reader collects garbage every 8 MiB', formatBigBody(bigBodyRun)))
     }
     lines.push('', 'Goals', formatGoals(goals), ...session.notes.map((note) => `  note: ${note}`))
     process.stdout.write(lines.join('\n') + '\n')
