@@ -1,18 +1,32 @@
 /**
- * The contenders: one async operation each that ends with the body read into an ArrayBuffer, as
- * a caller would. All but the floor request their own path on the same origin, so that the origin's
- * count per path shows whether a contender ever left its cache. `observe()` makes one more request
- * and returns what a user would see of it (status, headers, body size), for the hit checks.
+ * The field: every JavaScript HTTP cache the benchmark measures, each configured as its docs
+ * recommend for an in-memory cache (make-fetch-happen has only its on-disk cache), plus two
+ * references that cache nothing — the floor every fetch-shaped hit pays, and a plain undici.request
+ * to the origin. A contender makes clients; each client has a cache of its own, and reads bodies
+ * as a caller would (whole, or chunk by chunk without keeping them). `observe()` returns what a
+ * user would look at to believe a response came from the cache — the client's own word on it —
+ * while the benchmark's proof is the origin's request count.
  */
-import { Agent, fetch, interceptors, request, Response, type Dispatcher } from 'undici'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import axios from 'axios'
+import { buildMemoryStorage, setupCache } from 'axios-cache-interceptor'
+import got from 'got'
+import { Keyv } from 'keyv'
+import { Agent, cacheStores, fetch, interceptors, request, Response, type Dispatcher } from 'undici'
 import type * as cachedfetch from '../src/index.js'
 import type { Cache } from '../src/index.js'
+import { jsonBody, SIZES, type Size } from './origin.js'
 
-/** What the contenders use of cachedfetch: the sources by default, or a build (`--lib dist`). */
+/** What the benchmark uses of cachedfetch: the sources by default, or a build (`--lib dist`). */
 export type Library = Pick<typeof cachedfetch, 'cacheInterceptor' | 'createCache' | 'createCachedFetch'>
 
-/** What decides how a contender's responses are checked. */
-export type ContenderKind = 'floor' | 'cachedfetch' | 'undici-cache' | 'origin'
+export type ScenarioId = 'hit' | 'revalidate' | 'miss' | 'collapse' | 'stale' | 'redis' | 'memory' | 'big-body'
+
+/** What decides how a contender's answers are checked and compared. */
+export type ContenderKind = 'floor' | 'cachedfetch' | 'peer' | 'origin'
 
 export type ContenderId =
   | 'floor'
@@ -20,100 +34,297 @@ export type ContenderId =
   | 'cacheInterceptor'
   | 'undiciCacheRequest'
   | 'undiciCacheFetch'
+  | 'makeFetchHappen'
+  | 'axiosCache'
+  | 'got'
   | 'plainRequest'
 
-export interface Observed {
+/** A response as a user sees it. */
+export interface Reply {
   readonly status: number
-  readonly headers: Readonly<Record<string, string | undefined>>
   readonly bytes: number
+  /** The client's own word on where the response came from, as it reports it. */
+  readonly signal: string
+  /** What that word means: served from the cache without asking the origin. */
+  readonly fromCache: boolean
+}
+
+export interface Client {
+  /** GET, reading the whole body as a caller would; resolves to its byte length. */
+  get (url: string): Promise<number>
+  observe (url: string): Promise<Reply>
+  /** GET, reading the body chunk by chunk and keeping none of it; resolves to the byte count. */
+  stream (url: string, onChunk?: (bytes: number) => void): Promise<number>
+  /** The cachedfetch engine behind it, for its stats. */
+  readonly cache: Cache | undefined
+  close (): Promise<void>
 }
 
 export interface Contender {
   readonly id: ContenderId
   readonly label: string
   readonly kind: ContenderKind
-  /** The origin path it requests; `undefined` for the floor, which makes no request. */
-  readonly path: string | undefined
-  /** The cachedfetch engine behind it, for its stats. */
-  readonly cache: Cache | undefined
-  /** One operation; resolves to the body's byte length. */
-  op (): Promise<number>
-  observe (): Promise<Observed>
+  /** What it is and how it is configured. */
+  readonly setup: string
+  /** Scenarios it cannot take part in, and why. */
+  readonly cannot: Partial<Record<ScenarioId, string>>
+  create (): Client
 }
 
-export interface Field {
-  readonly contenders: readonly Contender[]
-  close (): Promise<void>
+/** make-fetch-happen ships no types; this is the part of its API the benchmark uses. */
+interface MakeFetchHappen {
+  defaults (options: { cachePath: string }): (url: string) => Promise<MinipassResponse>
 }
+interface MinipassResponse {
+  readonly status: number
+  readonly headers: { get (name: string): string | null }
+  readonly body: AsyncIterable<Buffer>
+  arrayBuffer (): Promise<ArrayBuffer>
+}
+const makeFetchHappen = createRequire(import.meta.url)('make-fetch-happen') as MakeFetchHappen
 
-export function buildContenders (lib: Library, origin: string, body: Buffer): Field {
-  const { cacheInterceptor, createCache, createCachedFetch } = lib
-  const cachedFetchCache = createCache()
-  const cachedFetchAgent = new Agent()
-  const cachedFetch = createCachedFetch({ cache: cachedFetchCache, dispatcher: cachedFetchAgent })
-  const interceptorCache = createCache()
-  const interceptorAgent = new Agent().compose(cacheInterceptor({ cache: interceptorCache }))
-  const undiciCacheAgent = new Agent().compose(interceptors.cache())
-  const plainAgent = new Agent()
-  const agents: Dispatcher[] = [cachedFetchAgent, interceptorAgent, undiciCacheAgent, plainAgent]
+const NO_REQUEST = 'makes no request'
+const NO_SWR = 'no stale-while-revalidate: a stale entry is revalidated before it is served'
+const NO_MEMORY_TIER = 'caches on disk only (cacache): it has no memory tier to measure'
+const SAME_STORE = (other: string): string => `stores entries exactly as ${other} does: measured there`
+/** As many entries as cachedfetch holds by default: the peers' own defaults (1024) are too few for the memory scenario. */
+const MAX_ENTRIES = 50_000
 
-  const viaFetch = (id: ContenderId, label: string, kind: ContenderKind, path: string, cache: Cache | undefined,
-    call: (url: string) => ReturnType<typeof fetch>): Contender => {
-    const url = origin + path
-    return {
-      id, label, kind, path, cache,
-      op: async () => (await (await call(url)).arrayBuffer()).byteLength,
-      observe: async () => {
-        const res = await call(url)
-        const bytes = (await res.arrayBuffer()).byteLength
-        return { status: res.status, headers: Object.fromEntries(res.headers), bytes }
-      }
-    }
-  }
-  const viaRequest = (id: ContenderId, label: string, kind: ContenderKind, path: string, cache: Cache | undefined,
-    dispatcher: Dispatcher): Contender => {
-    const url = origin + path
-    return {
-      id, label, kind, path, cache,
-      op: async () => (await (await request(url, { dispatcher })).body.arrayBuffer()).byteLength,
-      observe: async () => {
-        const { statusCode, headers, body: stream } = await request(url, { dispatcher })
-        const bytes = (await stream.arrayBuffer()).byteLength
-        const flat: Record<string, string | undefined> = {}
-        for (const name in headers) {
-          const value = headers[name]
-          flat[name] = Array.isArray(value) ? value.join(', ') : value
-        }
-        return { status: statusCode, headers: flat, bytes }
-      }
-    }
-  }
-
-  const contenders: Contender[] = [
+export function buildField (lib: Library): readonly Contender[] {
+  return [
     {
       id: 'floor',
       label: 'floor: new Response(buf).arrayBuffer()',
       kind: 'floor',
-      path: undefined,
-      cache: undefined,
-      op: async () => (await new Response(body).arrayBuffer()).byteLength,
-      observe: async () => ({ status: 200, headers: {}, bytes: (await new Response(body).arrayBuffer()).byteLength })
+      setup: 'no cache and no request: the least any fetch-shaped hit costs (a Response around a Buffer, its body read)',
+      cannot: { revalidate: NO_REQUEST, miss: NO_REQUEST, collapse: NO_REQUEST, stale: NO_REQUEST, redis: NO_REQUEST, memory: NO_REQUEST, 'big-body': NO_REQUEST },
+      create: floorClient
     },
-    viaFetch('cachedFetch', 'cachedfetch: cachedFetch()', 'cachedfetch', '/cachedfetch/fetch', cachedFetchCache,
-      (url) => cachedFetch(url)),
-    viaRequest('cacheInterceptor', 'cachedfetch: request + cacheInterceptor', 'cachedfetch', '/cachedfetch/interceptor',
-      interceptorCache, interceptorAgent),
-    viaRequest('undiciCacheRequest', 'undici: request + interceptors.cache', 'undici-cache', '/undici-cache/request',
-      undefined, undiciCacheAgent),
-    viaFetch('undiciCacheFetch', 'undici: fetch + interceptors.cache', 'undici-cache', '/undici-cache/fetch', undefined,
-      (url) => fetch(url, { dispatcher: undiciCacheAgent })),
-    viaRequest('plainRequest', 'undici: request, no cache (origin)', 'origin', '/origin', undefined, plainAgent)
-  ]
-
-  return {
-    contenders,
-    close: async () => {
-      await Promise.all(agents.map((agent) => agent.close()))
+    {
+      id: 'cachedFetch',
+      label: 'cachedfetch: cachedFetch()',
+      kind: 'cachedfetch',
+      setup: '`createCachedFetch({ cache: createCache(), dispatcher: new Agent() })`: the defaults (64 MiB memory tier)',
+      cannot: { memory: SAME_STORE('cachedfetch: request + cacheInterceptor') },
+      create: () => {
+        const cache = lib.createCache()
+        const agent = new Agent()
+        const call = lib.createCachedFetch({ cache, dispatcher: agent })
+        return fetchClient((url) => call(url), cache, () => agent.close(), cacheStatusSignal)
+      }
+    },
+    {
+      id: 'cacheInterceptor',
+      label: 'cachedfetch: request + cacheInterceptor',
+      kind: 'cachedfetch',
+      setup: '`undici.request` through `new Agent().compose(cacheInterceptor({ cache: createCache() }))`',
+      cannot: {},
+      create: () => {
+        const cache = lib.createCache()
+        const agent = new Agent().compose(lib.cacheInterceptor({ cache }))
+        return requestClient(agent, cache, cacheStatusSignal)
+      }
+    },
+    {
+      id: 'undiciCacheRequest',
+      label: 'undici: request + interceptors.cache',
+      kind: 'peer',
+      setup: '`undici.request` through `new Agent().compose(interceptors.cache({ store }))`, a `MemoryCacheStore` ' +
+        'with `maxCount: 50000` (cachedfetch\'s default; undici\'s own, 1024 entries, is too few for the memory scenario)',
+      cannot: { redis: 'no Redis store (undici ships a memory and a SQLite store)' },
+      create: () => requestClient(undiciCacheAgent(), undefined, ageSignal)
+    },
+    {
+      id: 'undiciCacheFetch',
+      label: 'undici: fetch + interceptors.cache',
+      kind: 'peer',
+      setup: '`undici.fetch` with the same kind of dispatcher as above',
+      cannot: { redis: 'no Redis store (undici ships a memory and a SQLite store)', memory: SAME_STORE('undici: request + interceptors.cache') },
+      create: () => {
+        const agent = undiciCacheAgent()
+        return fetchClient((url) => fetch(url, { dispatcher: agent }), undefined, () => agent.close(), ageSignal)
+      }
+    },
+    {
+      id: 'makeFetchHappen',
+      label: 'make-fetch-happen',
+      kind: 'peer',
+      setup: '`makeFetchHappen.defaults({ cachePath })` with a fresh temporary directory: its only cache is on disk ' +
+        '(cacache), so its hits read files',
+      cannot: { stale: NO_SWR, redis: NO_MEMORY_TIER, memory: NO_MEMORY_TIER },
+      create: () => {
+        const cachePath = mkdtempSync(join(tmpdir(), 'bench-make-fetch-happen-'))
+        const call = makeFetchHappen.defaults({ cachePath })
+        return fetchClient(call, undefined, () => rmSync(cachePath, { recursive: true, force: true }), (headers) => {
+          const status = headers.get('x-local-cache-status') ?? 'absent'
+          return { signal: `x-local-cache-status: ${status}`, fromCache: status === 'hit' }
+        })
+      }
+    },
+    {
+      id: 'axiosCache',
+      label: 'axios + axios-cache-interceptor',
+      kind: 'peer',
+      setup: '`setupCache(axios.create(), { storage: buildMemoryStorage(false, 300000, 50000) })`: its memory storage with ' +
+        'its defaults but `maxEntries` (1024 by default, too few for the memory scenario), its header interpretation; bodies as ' +
+        '`responseType: \'arraybuffer\'` (`\'stream\'` for the 200 MB body)',
+      cannot: {
+        revalidate: 'does not store a `no-cache` response (its header interpreter reads it as "do not cache"), so it never revalidates one',
+        stale: NO_SWR,
+        redis: 'no Redis storage of its own (its docs show one to write by hand with `buildStorage`)'
+      },
+      create: axiosClient
+    },
+    {
+      id: 'got',
+      label: 'got (cacheable-request)',
+      kind: 'peer',
+      setup: '`got.extend({ cache })` with an in-memory `new Keyv()` (got\'s docs: a Map or any Keyv; a Map is wrapped in ' +
+        'one). got caches through cacheable-request, which adds an error listener to the Keyv on every request and never ' +
+        'removes it (Keyv\'s `once()` wraps the listener, so `removeListener()` misses it): its memory grows per request, ' +
+        'hits included, and Keyv warns past 100 listeners, so the limit is lifted',
+      cannot: { stale: NO_SWR },
+      create: () => gotClient(new Keyv())
+    },
+    {
+      id: 'plainRequest',
+      label: 'undici: request, no cache (origin)',
+      kind: 'origin',
+      setup: '`undici.request` through a plain `new Agent()`: a round trip to the loopback origin, for reference',
+      cannot: { redis: 'no cache', memory: 'no cache' },
+      create: () => requestClient(new Agent(), undefined, () => ({ signal: 'no cache', fromCache: false }))
     }
+  ]
+}
+
+function undiciCacheAgent (): Dispatcher {
+  return new Agent().compose(interceptors.cache({ store: new cacheStores.MemoryCacheStore({ maxCount: MAX_ENTRIES }) }))
+}
+
+type Signal = (headers: { get (name: string): string | null }) => { signal: string, fromCache: boolean }
+
+const cacheStatusSignal: Signal = (headers) => {
+  const status = headers.get('cache-status') ?? 'absent'
+  // A stale hit inside stale-while-revalidate counts too: it did not wait for the origin.
+  return { signal: `cache-status: ${status}`, fromCache: /(^|,\s*)cachedfetch; hit(;|$)/.test(status) }
+}
+
+const ageSignal: Signal = (headers) => {
+  const age = headers.get('age')
+  return { signal: `age: ${age ?? 'absent'}`, fromCache: age !== null }
+}
+
+function floorClient (): Client {
+  const bodies = new Map<string, Buffer>()
+  const bodyOf = (url: string): Buffer => {
+    let body = bodies.get(url)
+    if (body === undefined) bodies.set(url, body = jsonBody(SIZES[url.split('/').at(-2) as Size]))
+    return body
+  }
+  return {
+    get: async (url) => (await new Response(bodyOf(url)).arrayBuffer()).byteLength,
+    observe: async (url) => ({ status: 200, bytes: (await new Response(bodyOf(url)).arrayBuffer()).byteLength, signal: 'no request', fromCache: false }),
+    stream: () => Promise.reject(new Error('the floor makes no request')),
+    cache: undefined,
+    close: async () => {}
+  }
+}
+
+interface FetchLike {
+  readonly status: number
+  readonly headers: { get (name: string): string | null }
+  readonly body: AsyncIterable<Uint8Array> | null
+  arrayBuffer (): Promise<ArrayBuffer>
+}
+
+function fetchClient (call: (url: string) => Promise<FetchLike>, cache: Cache | undefined, close: () => unknown, signal: Signal): Client {
+  return {
+    get: async (url) => (await (await call(url)).arrayBuffer()).byteLength,
+    observe: async (url) => {
+      const res = await call(url)
+      return { status: res.status, bytes: (await res.arrayBuffer()).byteLength, ...signal(res.headers) }
+    },
+    stream: async (url, onChunk) => {
+      const res = await call(url)
+      let bytes = 0
+      for await (const chunk of res.body ?? []) {
+        bytes += chunk.byteLength
+        onChunk?.(chunk.byteLength)
+      }
+      return bytes
+    },
+    cache,
+    close: async () => { await close() }
+  }
+}
+
+function requestClient (dispatcher: Dispatcher, cache: Cache | undefined, signal: Signal): Client {
+  return {
+    get: async (url) => (await (await request(url, { dispatcher })).body.arrayBuffer()).byteLength,
+    observe: async (url) => {
+      const { statusCode, headers, body } = await request(url, { dispatcher })
+      const bytes = (await body.arrayBuffer()).byteLength
+      const get = (name: string): string | null => {
+        const value = headers[name]
+        return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value
+      }
+      return { status: statusCode, bytes, ...signal({ get }) }
+    },
+    stream: async (url, onChunk) => {
+      const { body } = await request(url, { dispatcher })
+      let bytes = 0
+      for await (const chunk of body) {
+        bytes += (chunk as Buffer).byteLength
+        onChunk?.((chunk as Buffer).byteLength)
+      }
+      return bytes
+    },
+    cache,
+    close: () => dispatcher.close()
+  }
+}
+
+function axiosClient (): Client {
+  const client = setupCache(axios.create(), { storage: buildMemoryStorage(false, 300_000, MAX_ENTRIES) })
+  return {
+    get: async (url) => (await client.get<ArrayBuffer>(url, { responseType: 'arraybuffer' })).data.byteLength,
+    observe: async (url) => {
+      const res = await client.get<ArrayBuffer>(url, { responseType: 'arraybuffer' })
+      return { status: res.status, bytes: res.data.byteLength, signal: `cached: ${res.cached}`, fromCache: res.cached }
+    },
+    stream: async (url, onChunk) => {
+      const res = await client.get<AsyncIterable<Buffer>>(url, { responseType: 'stream' })
+      let bytes = 0
+      for await (const chunk of res.data) {
+        bytes += chunk.byteLength
+        onChunk?.(chunk.byteLength)
+      }
+      return bytes
+    },
+    cache: undefined,
+    close: async () => {}
+  }
+}
+
+/** got over a Keyv: an in-memory one by default, or one over Redis (bench/storage.ts). */
+export function gotClient (keyv: Keyv): Client {
+  keyv.setMaxListeners(Infinity)
+  const client = got.extend({ cache: keyv })
+  return {
+    get: async (url) => (await client(url, { responseType: 'buffer' })).body.byteLength,
+    observe: async (url) => {
+      const res = await client(url, { responseType: 'buffer' })
+      return { status: res.statusCode, bytes: res.body.byteLength, signal: `isFromCache: ${res.isFromCache}`, fromCache: res.isFromCache }
+    },
+    stream: async (url, onChunk) => {
+      let bytes = 0
+      for await (const chunk of client.stream(url)) {
+        bytes += (chunk as Buffer).byteLength
+        onChunk?.((chunk as Buffer).byteLength)
+      }
+      return bytes
+    },
+    cache: undefined,
+    close: async () => { await keyv.disconnect() }
   }
 }

@@ -1,257 +1,168 @@
 /**
- * `npm run bench` (`node --expose-gc --import tsx bench/index.ts [--json]`): the cost of a fresh
- * cache HIT, side by side with undici's own cache and with the floor every fetch-shaped hit pays
- * (building a Response and reading its body); then the storage tiers (bench/storage.ts). One process, one loopback origin serving a 1 KB
- * JSON body that may be cached for an hour. Every contender is primed first; then it is warmed
- * up and measured in interleaved rounds (alternating the order, a GC before each batch), and the
- * median µs/op of the rounds is reported. The benchmark checks that each cache really hit — its
- * origin path saw only the priming request, and responses carry Age (and our Cache-Status) — and
- * warns, with exit code 1, when one did not.
+ * `npm run bench` (`node --expose-gc --import tsx bench/index.ts`): cachedfetch side by side with
+ * every JavaScript HTTP cache we know of (bench/contenders.ts), in one process, against one
+ * loopback origin (bench/origin.ts), scenario by scenario:
+ *   hit · revalidate · miss    1 KB and 100 KB JSON, one request after another (bench/latency.ts)
+ *   collapse · stale           1000 identical requests at once (bench/concurrency.ts)
+ *   redis · memory             the storage tiers (bench/storage.ts)
+ *   big-body                   a 200 MB body in a child process per contender (bench/big-body.ts)
+ * Every scenario checks, from the origin's request counts, that each cache did what the scenario
+ * says (a cache that silently misses would make the scoreboard a lie) and exits 1 when one did
+ * not. Then the goals are evaluated (bench/goals.ts) and printed met or MISSED.
  *
- * Options (after `npm run bench --`): `--json` prints the results as JSON; `--rounds 7`,
- * `--round-ms 300` (time per contender per round) and `--warmup-ms 600` set the length;
- * `--lib dist` benchmarks a build of cachedfetch instead of src/; `--cache-control no-store`
- * changes what the origin sends, to see the hit checks fail.
+ * Options (after `npm run bench --`): `--json` prints everything as JSON; `--scenario hit,redis`
+ * runs only those (repeatable); `--quick` runs every scenario briefly; `--rounds 7`,
+ * `--round-ms 150`, `--warmup-ms 200` set the latency scenarios' length; `--lib dist` benchmarks a
+ * build of cachedfetch (`npm run build` first) instead of src/ through tsx; `--save results.json`
+ * also writes the JSON to a file.
  */
+import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { setImmediate as tick } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
-import { buildContenders, type Contender, type ContenderId, type Library, type Observed } from './contenders.js'
-import { jsonBody, startBenchOrigin, type BenchOrigin } from './origin.js'
-import { evaluateGoals, formatGoals, formatResults, summarize, type Sample } from './report.js'
-import { formatStorage, storageBench } from './storage.js'
+import { bigBody, type BigBodyRun } from './big-body.js'
+import { collapse, stale, type CollapseRow, type ConcurrencyRun, type StaleRow } from './concurrency.js'
+import { buildField, type Library, type ScenarioId } from './contenders.js'
+import { evaluateGoals, formatGoals } from './goals.js'
+import { latency, type LatencyRun } from './latency.js'
+import type { Session } from './measure.js'
+import { SLOW_MS, startBenchOrigin, type Size } from './origin.js'
+import { formatBigBody, formatCollapse, formatLatency, formatMemory, formatRedis, formatStale, median } from './report.js'
+import { memoryTier, redisTier, type MemoryRun, type RedisRun } from './storage.js'
 
-const BODY_BYTES = 1024
-/** Past this, no new round starts (at least three run): a busy machine must not stretch the run. */
-const BUDGET_MS = 45_000
+const SCENARIOS: readonly ScenarioId[] = ['hit', 'revalidate', 'miss', 'collapse', 'stale', 'redis', 'memory', 'big-body']
+const SIZES: readonly Size[] = ['1k', '100k']
 
 const { values: args } = parseArgs({
   options: {
     json: { type: 'boolean', default: false },
-    rounds: { type: 'string', default: '7' },
-    'round-ms': { type: 'string', default: '300' },
-    'warmup-ms': { type: 'string', default: '600' },
+    quick: { type: 'boolean', default: false },
+    scenario: { type: 'string', multiple: true },
+    rounds: { type: 'string' },
+    'round-ms': { type: 'string' },
+    'warmup-ms': { type: 'string' },
     lib: { type: 'string' },
-    'cache-control': { type: 'string', default: 'max-age=3600' }
+    save: { type: 'string' }
   }
 })
+const quick = args.quick
 const config = {
-  rounds: positive(args.rounds, '--rounds'),
-  roundMs: positive(args['round-ms'], '--round-ms'),
-  warmupMs: positive(args['warmup-ms'], '--warmup-ms'),
-  bodyBytes: BODY_BYTES,
-  cacheControl: args['cache-control'],
+  scenarios: scenarios(args.scenario),
+  rounds: positive(args.rounds ?? (quick ? '3' : '7'), '--rounds'),
+  roundMs: positive(args['round-ms'] ?? (quick ? '40' : '150'), '--round-ms'),
+  warmupMs: positive(args['warmup-ms'] ?? (quick ? '80' : '200'), '--warmup-ms'),
+  /** Rounds of the 1000-at-once scenarios. */
+  burstRounds: quick ? 1 : 3,
+  memoryEntries: 10_000,
   lib: args.lib === undefined ? 'src (through tsx)' : resolve(args.lib, 'index.js')
 }
 
-const gc = (globalThis as { gc?: () => void }).gc
-/** Problems that make the numbers wrong: a cache that missed, a short body. Exit code 1. */
-const warnings: string[] = []
-/** Conditions that make the numbers less certain: a busy machine. */
-const notes: string[] = []
-const progress = (text: string): void => {
-  if (process.stderr.isTTY && !args.json) process.stderr.write(`\r\x1b[K${text}`)
-}
-
-/** Operations each contender has run, for comparing with what the origin saw. */
-const opsRun = new Map<ContenderId, number>()
-const count = (c: Contender, n: number): void => { opsRun.set(c.id, (opsRun.get(c.id) ?? 0) + n) }
-
-interface Timing {
-  /** Wall-clock µs per operation: the latency a caller sees. */
-  readonly wall: number
-  /**
-   * CPU µs per operation (process.cpuUsage, all threads): the work done. Unlike wall time it does
-   * count time spent waiting for a CPU, so on a busy machine its ratios are often steadier.
-   */
-  readonly cpu: number
-}
-
-async function batch (c: Contender, n: number): Promise<Timing> {
-  gc?.()
-  let bytes = 0
-  const cpu = process.cpuUsage()
-  const start = process.hrtime.bigint()
-  for (let i = 0; i < n; i++) bytes += await c.op()
-  const elapsed = Number(process.hrtime.bigint() - start)
-  const used = process.cpuUsage(cpu)
-  count(c, n)
-  if (bytes !== n * BODY_BYTES) warnings.push(`${c.label}: read ${bytes} body bytes in ${n} operations, expected ${n * BODY_BYTES}`)
-  return { wall: elapsed / 1000 / n, cpu: (used.user + used.system) / n }
-}
-
-/** Runs a contender for about `ms`, in growing batches; returns its µs/op. */
-async function runFor (c: Contender, ms: number): Promise<number> {
-  let n = 16
-  let total = 0
-  let us = 0
-  while (total < ms * 1000) {
-    const timing = await batch(c, n)
-    // The larger of the two: GC threads can make CPU time exceed wall time.
-    us = Math.max(timing.wall, timing.cpu)
-    total += us * n
-    n *= 2
-  }
-  return us
-}
-
-async function observe (c: Contender): Promise<Observed> {
-  count(c, 1)
-  return c.observe()
-}
-
-interface Check {
-  readonly id: ContenderId
-  readonly originRequests: number
-  readonly expectedOriginRequests: number
-  readonly cacheStatus: string | undefined
-  readonly age: string | undefined
-  readonly problems: readonly string[]
-}
-
-/** What a user would look at to believe a contender hit its cache (or, uncached, did not). */
-function check (c: Contender, seen: Observed, origin: BenchOrigin, primed: number): Check {
-  const problems: string[] = []
-  const cacheStatus = seen.headers['cache-status']
-  const age = seen.headers.age
-  const originRequests = c.path === undefined ? 0 : origin.hits(c.path)
-  let expected = 0
-  if (seen.status !== 200 || seen.bytes !== BODY_BYTES) problems.push(`answered ${seen.status} with ${seen.bytes} bytes`)
-  if (c.kind === 'cachedfetch' || c.kind === 'undici-cache') {
-    expected = primed
-    if (primed !== 1) problems.push(`priming took ${primed} origin requests, expected 1`)
-    if (originRequests !== primed) problems.push(`origin saw ${originRequests - primed} requests after priming: not served from cache`)
-    if (age === undefined || !/^\d+$/.test(age)) problems.push(`no Age header on a hit (age: ${age ?? 'absent'})`)
-  }
-  if (c.kind === 'cachedfetch') {
-    if (cacheStatus === undefined || !/(^|,\s*)cachedfetch; hit(;|$)/.test(cacheStatus)) {
-      problems.push(`Cache-Status is not a hit: ${cacheStatus ?? 'absent'}`)
-    }
-    const stats = c.cache?.stats()
-    const ops = opsRun.get(c.id) ?? 0
-    if (stats !== undefined && (stats.misses !== 1 || stats.hits !== ops - 1)) {
-      problems.push(`cache.stats() counts ${stats.hits} hits and ${stats.misses} misses for ${ops} requests, expected ${ops - 1} and 1`)
-    }
-  }
-  if (c.kind === 'origin') {
-    expected = opsRun.get(c.id) ?? 0
-    if (originRequests !== expected) problems.push(`origin saw ${originRequests} requests for ${expected} operations`)
-    if (age !== undefined) problems.push('uncached request came back with an Age header')
-  }
-  return { id: c.id, originRequests, expectedOriginRequests: expected, cacheStatus, age, problems }
+const session: Session = {
+  progress: (text) => { if (process.stderr.isTTY && !args.json) process.stderr.write(`\r\x1b[K${text}`) },
+  warnings: [],
+  notes: []
 }
 
 async function main (): Promise<void> {
-  const body = jsonBody(BODY_BYTES)
-  const origin = await startBenchOrigin(body, args['cache-control'])
-  const field = buildContenders(await library(), origin.url, body)
-  const { contenders } = field
-  if (gc === undefined) warnings.push('run with node --expose-gc (npm run bench does): without it garbage from one contender is collected during another')
-
+  if ((globalThis as { gc?: unknown }).gc === undefined) {
+    session.warnings.push('run with node --expose-gc (npm run bench does): without it garbage from one contender is collected during another')
+  }
+  const lib = await library()
+  const field = buildField(lib)
+  const origin = await startBenchOrigin()
+  const meta = environment()
+  const began = performance.now()
+  const on = (s: ScenarioId): boolean => config.scenarios.includes(s)
+  const latencyRuns: LatencyRun[] = []
+  let collapseRun: ConcurrencyRun<CollapseRow> | undefined
+  let staleRun: ConcurrencyRun<StaleRow> | undefined
+  let redisRun: RedisRun | { skipped: string } | undefined
+  let memoryRun: MemoryRun | undefined
+  let bigBodyRun: BigBodyRun | undefined
   try {
-    // Prime: one request stores each entry; the write completes after the body, so give it a turn.
-    progress('priming…')
-    for (const c of contenders) {
-      count(c, 1)
-      await c.op()
-    }
-    await tick()
-    const primed = new Map(contenders.map((c) => [c.id, c.path === undefined ? 0 : origin.hits(c.path)]))
-    for (const c of contenders) {
-      const first = check(c, await observe(c), origin, primed.get(c.id)!)
-      for (const problem of first.problems) warnings.push(`${c.label} (after priming): ${problem}`)
-    }
-
-    // Warm up twice over, in both orders, and size each contender's batch to about roundMs.
-    const perOp = new Map<ContenderId, number>()
-    for (const [pass, order] of [contenders, [...contenders].reverse()].entries()) {
-      for (const c of order) {
-        progress(`warming up (${pass + 1}/2): ${c.label}`)
-        perOp.set(c.id, await runFor(c, config.warmupMs / 2))
-      }
-    }
-    const opsPerRound = new Map(contenders.map((c) =>
-      [c.id, Math.max(50, Math.round(config.roundMs * 1000 / perOp.get(c.id)!))]))
-
-    const samples = new Map<ContenderId, Timing[]>(contenders.map((c) => [c.id, []]))
-    const began = performance.now()
-    for (let round = 0; round < config.rounds; round++) {
-      if (round >= 3 && performance.now() - began > BUDGET_MS) {
-        notes.push(`stopped after ${round} of ${config.rounds} rounds to stay within ${BUDGET_MS / 1000} s; the machine is busy`)
-        break
-      }
-      const order = round % 2 === 0 ? contenders : [...contenders].reverse()
-      for (const c of order) {
-        progress(`round ${round + 1}/${config.rounds}: ${c.label}`)
-        samples.get(c.id)!.push(await batch(c, opsPerRound.get(c.id)!))
-      }
-    }
-    progress('')
-
-    const checks: Check[] = []
-    for (const c of contenders) {
-      const result = check(c, await observe(c), origin, primed.get(c.id)!)
-      checks.push(result)
-      for (const problem of result.problems) warnings.push(`${c.label}: ${problem}`)
-    }
-
-    const rows: Sample[] = contenders.map((c) => ({
-      id: c.id,
-      label: c.label,
-      kind: c.kind,
-      opsPerRound: opsPerRound.get(c.id)!,
-      samples: samples.get(c.id)!.map((t) => t.wall),
-      cpuSamples: samples.get(c.id)!.map((t) => t.cpu)
-    }))
-    const results = summarize(rows)
-    // Rounds that disagree this much mean other processes competed for the CPU, not a slow contender.
-    const noisy = results.filter((r) => (r.maxUs - r.minUs) / r.medianUs > 0.5).map((r) => r.label)
-    if (noisy.length > 0) {
-      notes.push(`timings were noisy (rounds differ by more than half the median) for: ${noisy.join('; ')}. ` +
-        'The machine was busy: trust the CPU-time ratios more, or rerun.')
-    }
-    const goals = evaluateGoals(rows)
-    const meta = environment()
-    const storage = await storageBench(await library(), body, progress)
-    progress('')
-
-    if (args.json) {
-      const stats = Object.fromEntries(contenders.filter((c) => c.cache !== undefined).map((c) => [c.id, c.cache!.stats()]))
-      process.stdout.write(JSON.stringify({ meta, config, results, goals, storage, checks, stats, notes, warnings }, null, 2) + '\n')
-    } else {
-      const lines = [
-        'cachedfetch benchmark: fresh cache HIT of a 1 KB JSON body from a loopback origin',
-        `node ${meta.node} · undici ${meta.undici} · ${meta.platform} · ${meta.cpus} CPUs (${meta.cpuModel}) · ${meta.date}`,
-        `${config.rounds} rounds × ~${config.roundMs} ms per contender, order alternating, GC before each batch; medians of the rounds`,
-        `cachedfetch from ${config.lib}`,
-        '',
-        formatResults(results),
-        '',
-        'Goals',
-        formatGoals(goals),
-        ...notes.map((note) => `  note: ${note}`),
-        '',
-        formatStorage(storage),
-        '',
-        'Hit checks (origin requests for the contender\'s path: seen / expected)',
-        ...checks.filter((k) => k.id !== 'floor').map((k) => {
-          const c = contenders.find((x) => x.id === k.id)!
-          const status = k.cacheStatus === undefined ? '' : `  cache-status: ${k.cacheStatus}`
-          const age = k.age === undefined ? '' : `  age: ${k.age}`
-          return `  ${k.problems.length === 0 ? 'ok  ' : 'FAIL'}  ${c.label}: ${k.originRequests} / ${k.expectedOriginRequests}${age}${status}`
+    const plan = { rounds: config.rounds, roundMs: config.roundMs, warmupMs: config.warmupMs, budgetMs: 25_000 }
+    for (const scenario of ['hit', 'revalidate', 'miss'] as const) {
+      if (!on(scenario)) continue
+      for (const size of SIZES) {
+        const run = await latency(scenario, size, field, origin, plan, session)
+        latencyRuns.push(run)
+        // Rounds that disagree this much mean other processes competed for the CPU, not a slow contender.
+        const noisy = run.measured.filter((m) => {
+          const wall = m.rounds.map((t) => t.wall)
+          return (Math.max(...wall) - Math.min(...wall)) / median(wall) > 0.5
         })
-      ]
-      process.stdout.write(lines.join('\n') + '\n')
+        if (noisy.length > 0) {
+          session.notes.push(`${scenario} ${size}: rounds differ by more than half the median for ${noisy.length} of ${run.measured.length} contenders: the machine was busy; trust CPU-time ratios more, or rerun`)
+        }
+      }
     }
-    for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`)
-    if (warnings.length > 0) process.exitCode = 1
+    if (on('collapse')) collapseRun = await collapse(field, origin, config.burstRounds, session)
+    if (on('stale')) staleRun = await stale(field, origin, config.burstRounds, session)
+    if (on('redis')) {
+      session.progress('redis…')
+      redisRun = await redisTier(lib, origin, config.rounds, config.roundMs, session)
+        .catch((error: unknown) => ({ skipped: `Redis not reachable at ${process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'}: ${(error as Error).message}` }))
+    }
+    if (on('memory')) memoryRun = await memoryTier(field, origin, config.memoryEntries, session)
+    if (on('big-body')) {
+      // --quick: only cachedfetch's two faces, the ones with goals.
+      const contenders = quick ? field.filter((c) => c.kind === 'cachedfetch') : field
+      bigBodyRun = await bigBody(contenders, origin, args.lib === undefined ? undefined : resolve(args.lib), quick, session)
+    }
   } finally {
-    await field.close()
     await origin.close()
   }
+  session.progress('')
+  meta.seconds = Math.round((performance.now() - began) / 1000)
+  meta.loadAfter = os.loadavg().map((n) => n.toFixed(2)).join(' ')
+
+  const redis = redisRun !== undefined && !('skipped' in redisRun) ? redisRun : undefined
+  if (redisRun !== undefined && 'skipped' in redisRun) session.notes.push(`redis: skipped: ${redisRun.skipped}`)
+  const goals = evaluateGoals({ latency: latencyRuns, collapse: collapseRun, redis, memory: memoryRun, bigBody: bigBodyRun })
+  const contenders = field.map(({ id, label, kind, setup, cannot }) => ({ id, label, kind, setup, cannot }))
+
+  const json = JSON.stringify({
+    meta, config, contenders, goals,
+    scenarios: { latency: latencyRuns, collapse: collapseRun, stale: staleRun, redis: redisRun, memory: memoryRun, bigBody: bigBodyRun },
+    notes: session.notes, warnings: session.warnings
+  }, null, 2) + '\n'
+  if (args.save !== undefined) writeFileSync(args.save, json)
+  if (args.json) {
+    process.stdout.write(json)
+  } else {
+    const section = (title: string, body: string): string[] => ['', title, body]
+    const lines = [
+      'cachedfetch benchmark: the field side by side, one process, one loopback origin',
+      `node ${meta.node} · undici ${meta.undici} · ${meta.platform} · ${meta.cpus} CPUs (${meta.cpuModel}) · ${meta.memory} · ${meta.date}`,
+      `load average before ${meta.loadBefore}, after ${meta.loadAfter} · ${meta.seconds} s · cachedfetch from ${config.lib}`,
+      `latency scenarios: ${config.rounds} rounds × ~${config.roundMs} ms per contender, order alternating, GC before each batch; medians of the rounds`
+    ]
+    for (const run of latencyRuns) {
+      const what = {
+        hit: 'fresh HIT (max-age=3600), one request after another',
+        revalidate: '304 revalidation: the origin answers no-cache + ETag, every use is a conditional request',
+        miss: 'miss + store: a new URL each time, each batch from an empty cache'
+      }[run.scenario]
+      lines.push(...section(`${run.scenario} ${run.size} — ${what}`, formatLatency(run)))
+    }
+    if (collapseRun !== undefined) {
+      lines.push(...section(`collapse 1k — 1000 concurrent identical misses; the origin answers after ${SLOW_MS} ms; ${config.burstRounds} rounds`, formatCollapse(collapseRun)))
+    }
+    if (staleRun !== undefined) {
+      lines.push(...section(`stale 1k — 1000 concurrent hits on an entry inside stale-while-revalidate; ${config.burstRounds} rounds`, formatStale(staleRun)))
+    }
+    if (redis !== undefined) lines.push(...section('redis 1k — a hit answered from Redis (no memory tier) vs a raw GET of the same stored value', formatRedis(redis)))
+    if (memoryRun !== undefined) lines.push(...section('memory — 10 000 entries of 1 KB: heap + ArrayBuffers after GC, per entry', formatMemory(memoryRun)))
+    if (bigBodyRun !== undefined) {
+      lines.push(...section('big-body — a 200 MB body streamed through, one child process per run; median of 3 runs for cachedfetch and the reference; the reader collects garbage every 8 MiB', formatBigBody(bigBodyRun)))
+    }
+    lines.push('', 'Goals', formatGoals(goals), ...session.notes.map((note) => `  note: ${note}`))
+    process.stdout.write(lines.join('\n') + '\n')
+  }
+  for (const warning of session.warnings) process.stderr.write(`warning: ${warning}\n`)
+  if (session.warnings.length > 0) process.exitCode = 1
 }
 
 /**
@@ -264,7 +175,7 @@ async function library (): Promise<Library> {
   return await import(pathToFileURL(resolve(args.lib, 'index.js')).href) as Library
 }
 
-function environment (): { node: string, undici: string, platform: string, cpus: number, cpuModel: string, date: string } {
+function environment (): Record<string, string | number> {
   const cpus = os.cpus()
   const undici = (createRequire(import.meta.url)('undici/package.json') as { version: string }).version
   return {
@@ -273,8 +184,19 @@ function environment (): { node: string, undici: string, platform: string, cpus:
     platform: `${process.platform} ${process.arch}`,
     cpus: os.availableParallelism(),
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
-    date: new Date().toISOString()
+    memory: `${Math.round(os.totalmem() / 1024 ** 3)} GiB`,
+    date: new Date().toISOString(),
+    loadBefore: os.loadavg().map((n) => n.toFixed(2)).join(' ')
   }
+}
+
+function scenarios (named: string[] | undefined): readonly ScenarioId[] {
+  if (named === undefined) return SCENARIOS
+  const list = named.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '')
+  for (const name of list) {
+    if (!SCENARIOS.includes(name as ScenarioId)) throw new TypeError(`expected --scenario to be one of ${SCENARIOS.join(', ')}, got ${name}`)
+  }
+  return list as ScenarioId[]
 }
 
 function positive (value: string, name: string): number {

@@ -1,19 +1,51 @@
 /**
- * The benchmark's origin: node:http on 127.0.0.1 answering every path with the same cacheable
- * JSON body (`cache-control: max-age=3600` unless told otherwise, and an ETag). It only counts requests per path — a
- * request log would grow by a million objects during the uncached contender and tax the others
- * with its garbage — so that the benchmark can prove which contenders never reached it.
+ * The benchmark's origin: node:http on 127.0.0.1. A request's path says what to answer:
+ * `/<anything>/<mode>/<size>/<name>`, where the mode picks the caching headers (FRESH: an hour of
+ * max-age; REVALIDATE: no-cache, so every use is a conditional request that gets a 304; SWR:
+ * stale at once, usable for an hour while revalidated; SLOW: fresh, answered after a delay; and the
+ * streamed 200 MB modes) and the size picks the JSON body (`1k`, `100k`, `200m`). Every response
+ * carries the same ETag, and a matching If-None-Match gets a 304.
+ *
+ * The origin counts requests (and 304s) per directory — the path without its last segment — so
+ * that the benchmark can prove which contenders never reached it, including those that request a
+ * new URL each time (miss + store), without keeping a record per request.
  */
-import { createServer } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+
+/** What the origin answers under `/<…>/<mode>/…`. */
+export const MODES = {
+  fresh: 'max-age=3600',
+  revalidate: 'no-cache',
+  swr: 'max-age=0, stale-while-revalidate=3600',
+  slow: 'max-age=3600',
+  nostore: 'no-store',
+  oversize: 'max-age=3600'
+} as const
+export type Mode = keyof typeof MODES
+
+export const SIZES = { '1k': 1024, '100k': 100 * 1024, '200m': 200 * 1024 * 1024 } as const
+export type Size = keyof typeof SIZES
+
+/** How long a `slow` answer takes: an origin farther than loopback, so that collapsing shows. */
+export const SLOW_MS = 50
+/** Bodies this large are streamed from one chunk, never held whole by the origin. */
+const STREAM_CHUNK = 64 * 1024
+
+export interface Counts {
+  /** Requests the origin answered. */
+  readonly requests: number
+  /** Of them, 304 Not Modified answers to a matching If-None-Match. */
+  readonly notModified: number
+}
 
 export interface BenchOrigin {
   /** `http://127.0.0.1:PORT` */
   readonly url: string
   /** The ETag every response carries. */
   readonly etag: string
-  /** Requests the origin has answered for one path. */
-  hits (path: string): number
+  /** What the origin answered under one directory (`/cachedFetch/fresh/1k`). */
+  seen (directory: string): Counts
   close (): Promise<void>
 }
 
@@ -22,43 +54,74 @@ export function jsonBody (size: number): Buffer {
   interface Item { id: number, name: string, price: number, tags: string[] }
   const items: Item[] = []
   const length = (pad: string): number => JSON.stringify({ items, pad }).length
-  // Records while they fit with a little room to spare; the padding makes up the rest.
-  for (let id = 0; length('') < size - 96; id++) items.push({ id, name: `item-${id}`, price: id * 3 + 0.99, tags: ['bench', 'cache'] })
+  // Records while they fit with a little room to spare (at most 100: a big body is mostly padding).
+  for (let id = 0; id < 100 && length('') < size - 96; id++) items.push({ id, name: `item-${id}`, price: id * 3 + 0.99, tags: ['bench', 'cache'] })
   if (length('') > size) items.pop()
   const text = JSON.stringify({ items, pad: 'x'.repeat(size - length('')) })
   if (Buffer.byteLength(text) !== size) throw new Error(`body is ${Buffer.byteLength(text)} bytes, expected ${size}`)
   return Buffer.from(text)
 }
 
-export async function startBenchOrigin (body: Buffer, cacheControl = 'max-age=3600'): Promise<BenchOrigin> {
-  const counts = new Map<string, number>()
+export async function startBenchOrigin (): Promise<BenchOrigin> {
+  const counts = new Map<string, { requests: number, notModified: number }>()
   const etag = '"bench-1"'
-  const headers = {
-    'content-type': 'application/json',
-    'content-length': String(body.byteLength),
-    'cache-control': cacheControl,
-    etag
-  }
+  const bodies = new Map<Size, Buffer>([['1k', jsonBody(SIZES['1k'])], ['100k', jsonBody(SIZES['100k'])]])
+  const chunk = Buffer.alloc(STREAM_CHUNK, 'x')
+
   const server = createServer((req, res) => {
     const path = req.url ?? '/'
-    counts.set(path, (counts.get(path) ?? 0) + 1)
-    if (req.headers['if-none-match'] === etag) {
-      res.writeHead(304, { 'cache-control': headers['cache-control'], etag }).end()
+    const directory = path.slice(0, path.lastIndexOf('/'))
+    const [mode, size] = directory.split('/').slice(-2) as [Mode, Size]
+    let count = counts.get(directory)
+    if (count === undefined) counts.set(directory, count = { requests: 0, notModified: 0 })
+    count.requests++
+    const cacheControl = MODES[mode]
+    if (cacheControl === undefined || SIZES[size] === undefined) {
+      res.writeHead(404).end()
       return
     }
-    res.writeHead(200, headers).end(body)
+    if (req.headers['if-none-match'] === etag) {
+      count.notModified++
+      res.writeHead(304, { 'cache-control': cacheControl, etag }).end()
+      return
+    }
+    const headers = { 'content-type': 'application/json', 'content-length': String(SIZES[size]), 'cache-control': cacheControl, etag }
+    const body = bodies.get(size)
+    if (body === undefined) stream(res.writeHead(200, headers), SIZES[size], chunk)
+    else if (mode === 'slow') setTimeout(() => res.writeHead(200, headers).end(body), SLOW_MS)
+    else res.writeHead(200, headers).end(body)
   })
   // Longer than any pause between one contender's batches, so the uncached one never reconnects.
   server.keepAliveTimeout = 120_000
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  // The 1000-concurrent scenarios open up to 1000 connections at once.
+  server.maxConnections = 4096
+  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, resolve))
   const { port } = server.address() as AddressInfo
   return {
     url: `http://127.0.0.1:${port}`,
     etag,
-    hits: (path) => counts.get(path) ?? 0,
+    seen: (directory) => ({ ...(counts.get(directory) ?? { requests: 0, notModified: 0 }) }),
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()
       server.close(() => resolve())
     })
   }
+}
+
+/** Writes `total` bytes of one chunk, respecting back-pressure: the origin never holds the body. */
+function stream (res: ServerResponse, total: number, chunk: Buffer): void {
+  let left = total
+  const write = (): void => {
+    while (left > 0) {
+      const piece = left >= chunk.byteLength ? chunk : chunk.subarray(0, left)
+      left -= piece.byteLength
+      if (!res.write(piece)) {
+        res.once('drain', write)
+        return
+      }
+    }
+    res.end()
+  }
+  res.on('error', () => {})
+  write()
 }

@@ -1,34 +1,41 @@
 /**
- * A focused loop for the profiler: one contender's fresh hit, over and over, with nothing else in
- * the process worth sampling. `node --cpu-prof --cpu-prof-dir=.scratch/prof --import tsx
- * bench/profile.ts cachedFetch 3000 [dist]` runs cachedFetch hits for 3 s (against a build in
- * dist/ when named, as the benchmark's `--lib` does) and leaves a .cpuprofile to open in Chrome
- * DevTools or to sum up by self time.
+ * A focused loop for the profiler: one contender in one latency scenario, over and over, with
+ * nothing else in the process worth sampling.
+ * `node --cpu-prof --cpu-prof-dir=.scratch/prof --import tsx bench/profile.ts cachedFetch hit 1k 3000 [dist]`
+ * runs cachedFetch fresh hits of the 1 KB body for 3 s (against a build in dist/ when named, as the
+ * benchmark's `--lib` does) and leaves a .cpuprofile to open in Chrome DevTools or to sum up by
+ * self time. Scenarios: hit, revalidate, miss (a new URL each time).
  */
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { buildContenders, type ContenderId, type Library } from './contenders.js'
-import { jsonBody, startBenchOrigin } from './origin.js'
+import { buildField, type Library } from './contenders.js'
+import { SIZES, startBenchOrigin, type Size } from './origin.js'
 
-const [id = 'cachedFetch', ms = '3000', libDir] = process.argv.slice(2)
+const [id = 'cachedFetch', scenario = 'hit', size = '1k', ms = '3000', libDir] = process.argv.slice(2)
+const mode = { hit: 'fresh', revalidate: 'revalidate', miss: 'fresh' }[scenario]
+if (mode === undefined) throw new TypeError(`expected a scenario of hit, revalidate or miss, got ${scenario}`)
+if (!(size in SIZES)) throw new TypeError(`expected a size of ${Object.keys(SIZES).join(', ')}, got ${size}`)
 const lib = libDir === undefined
   ? await import('../src/index.js')
   : await import(pathToFileURL(resolve(libDir, 'index.js')).href) as Library
-const body = jsonBody(1024)
-const origin = await startBenchOrigin(body)
-const field = buildContenders(lib, origin.url, body)
-const contender = field.contenders.find((c) => c.id === id as ContenderId)
-if (contender === undefined) throw new TypeError(`unknown contender ${id}; expected one of ${field.contenders.map((c) => c.id).join(', ')}`)
+const contender = buildField(lib).find((c) => c.id === id)
+if (contender === undefined) throw new TypeError(`unknown contender ${id}`)
+const origin = await startBenchOrigin()
+const client = contender.create()
+const directory = `/profile/${id}/${mode}/${size as Size}`
+let n = 0
+const url = (): string => `${origin.url}${directory}/${scenario === 'miss' ? `m${n++}` : 'doc'}`
 
-await contender.op()
+await client.get(url())
 await new Promise((resolve) => setImmediate(resolve))
 const start = performance.now()
 let ops = 0
 while (performance.now() - start < Number(ms)) {
-  for (let i = 0; i < 1000; i++) await contender.op()
-  ops += 1000
+  for (let i = 0; i < 200; i++) await client.get(url())
+  ops += 200
 }
 const us = (performance.now() - start) * 1000 / ops
-process.stdout.write(`${contender.label}: ${ops} ops, ${us.toFixed(2)} µs/op, origin saw ${contender.path === undefined ? 0 : origin.hits(contender.path)} requests\n`)
-await field.close()
+const seen = origin.seen(directory)
+process.stdout.write(`${contender.label}, ${scenario} ${size}: ${ops} ops, ${us.toFixed(2)} µs/op, origin saw ${seen.requests} requests (${seen.notModified} × 304)\n`)
+await client.close()
 await origin.close()

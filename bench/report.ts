@@ -1,130 +1,126 @@
 /**
- * Turning round samples into results: medians, ops/s, ratios against the floor and against
- * undici's own cache, the project's goals, and the text table the benchmark prints.
+ * Turning what the scenarios measured into what the benchmark prints: medians and ratios, and one
+ * text table per scenario, with the contenders that could not take part and why.
  */
-import type { ContenderId, ContenderKind } from './contenders.js'
-
-export interface Result {
-  readonly id: ContenderId
-  readonly label: string
-  readonly kind: ContenderKind
-  readonly opsPerRound: number
-  /** Wall-clock µs per operation, one per round. */
-  readonly samples: readonly number[]
-  /** CPU µs per operation (all threads), one per round. */
-  readonly cpuSamples: readonly number[]
-  readonly medianUs: number
-  readonly cpuMedianUs: number
-  readonly minUs: number
-  readonly maxUs: number
-  readonly opsPerSec: number
-  readonly vsFloor: number
-  readonly vsUndiciCacheRequest: number
-  readonly vsUndiciCacheFetch: number
-}
-
-export interface Goal {
-  readonly id: string
-  readonly description: string
-  /** The ratio the goal is about, from the wall-clock medians. */
-  readonly value: number
-  /** The same ratio from CPU time, steadier when other processes compete for the CPU. */
-  readonly cpuValue: number
-  readonly limit: number
-  /** `max`: the value must not exceed the limit; `min`: it must reach it. */
-  readonly bound: 'max' | 'min'
-  readonly met: boolean
-  /** The same ratio taken within each round (batches run close together), for how steady it is. */
-  readonly perRound: readonly number[]
-  /** Rounds in which the ratio within the round met the goal. */
-  readonly roundsMet: number
-  readonly rounds: number
-}
-
-export interface Sample {
-  readonly id: ContenderId
-  readonly label: string
-  readonly kind: ContenderKind
-  readonly opsPerRound: number
-  readonly samples: readonly number[]
-  readonly cpuSamples: readonly number[]
-}
+import type { BigBodyRun } from './big-body.js'
+import type { CollapseRow, ConcurrencyRun, StaleRow } from './concurrency.js'
+import type { LatencyRun, Measured } from './latency.js'
+import type { MemoryRun, RedisRun } from './storage.js'
 
 export function median (values: readonly number[]): number {
+  if (values.length === 0) return NaN
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-export function summarize (samples: readonly Sample[]): Result[] {
-  const medians = new Map(samples.map((s) => [s.id, median(s.samples)]))
-  const of = (id: ContenderId): number => medians.get(id) ?? NaN
-  return samples.map((s) => {
-    const m = of(s.id)
-    return {
-      ...s,
-      medianUs: m,
-      cpuMedianUs: median(s.cpuSamples),
-      minUs: Math.min(...s.samples),
-      maxUs: Math.max(...s.samples),
-      opsPerSec: 1e6 / m,
-      vsFloor: m / of('floor'),
-      vsUndiciCacheRequest: m / of('undiciCacheRequest'),
-      vsUndiciCacheFetch: m / of('undiciCacheFetch')
-    }
-  })
-}
-
-/** The project's performance goals for a fresh hit. */
-export function evaluateGoals (samples: readonly Sample[]): Goal[] {
-  const rounds = new Map(samples.map((s) => [s.id, s]))
-  const goal = (id: string, description: string, over: ContenderId, under: ContenderId, bound: 'max' | 'min', limit: number): Goal => {
-    const a = rounds.get(over)?.samples ?? []
-    const b = rounds.get(under)?.samples ?? []
-    const value = median(a) / median(b)
-    const cpuValue = median(rounds.get(over)?.cpuSamples ?? []) / median(rounds.get(under)?.cpuSamples ?? [])
-    const ok = (ratio: number): boolean => bound === 'max' ? ratio <= limit : ratio >= limit
-    const perRound = a.map((x, i) => x / b[i]!)
-    return { id, description, value, cpuValue, limit, bound, met: ok(value), perRound, roundsMet: perRound.filter(ok).length, rounds: perRound.length }
+/** The ratio of two contenders' medians; `cpu` takes CPU time instead of wall-clock time. */
+export function ratioOf (run: LatencyRun, over: string, under: string, cpu = false): number {
+  const of = (id: string): number => {
+    const m = run.measured.find((x) => x.id === id)
+    return m === undefined ? NaN : median(m.rounds.map((t) => cpu ? t.cpu : t.wall))
   }
-  return [
-    goal('cachedFetchVsFloor', 'cachedFetch hit ≤ 1.5× floor', 'cachedFetch', 'floor', 'max', 1.5),
-    goal('cachedFetchSpeedup', 'cachedFetch hit ≥ 3× faster than undici.fetch + interceptors.cache',
-      'undiciCacheFetch', 'cachedFetch', 'min', 3),
-    goal('interceptorVsUndici', 'cacheInterceptor hit ≤ undici interceptors.cache (both via request)',
-      'cacheInterceptor', 'undiciCacheRequest', 'max', 1)
-  ]
+  return of(over) / of(under)
 }
 
-const ratio = (value: number): string => Number.isFinite(value) ? `${value.toFixed(2)}×` : '–'
+/** The columns of ratios each latency scenario shows: against what the scenario is about. */
+const BASELINES: Record<LatencyRun['scenario'], ReadonlyArray<readonly [string, string]>> = {
+  hit: [['floor', '× floor'], ['undiciCacheRequest', '× undici req+cache']],
+  revalidate: [['plainRequest', '× plain round trip']],
+  miss: [['plainRequest', '× plain round trip']]
+}
+
+export const ratio = (value: number): string => Number.isFinite(value) ? `${value.toFixed(2)}×` : '–'
 const grouped = (value: number): string => Math.round(value).toLocaleString('en-US')
+export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 
-export function formatResults (results: readonly Result[]): string {
-  const head = ['contender', 'µs/op', 'min–max µs', 'cpu µs/op', 'ops/s', '× floor', '× undici req+cache', '× undici fetch+cache', 'ops/round']
-  const rows = results.map((r) => [
+export function formatLatency (run: LatencyRun): string {
+  const baselines = BASELINES[run.scenario].filter(([id]) => run.measured.some((m) => m.id === id))
+  const head = ['contender', 'µs/op', 'min–max µs', 'cpu µs/op', 'ops/s', ...baselines.map(([, title]) => title), 'origin seen/expected', 'ops/round']
+  const rows = run.measured.map((m) => {
+    const wall = m.rounds.map((t) => t.wall)
+    const med = median(wall)
+    return [
+      m.label,
+      med.toFixed(1),
+      `${Math.min(...wall).toFixed(1)}–${Math.max(...wall).toFixed(1)}`,
+      median(m.rounds.map((t) => t.cpu)).toFixed(1),
+      grouped(1e6 / med),
+      ...baselines.map(([id]) => ratio(ratioOf(run, m.id, id))),
+      originColumn(run, m),
+      grouped(m.opsPerRound)
+    ]
+  })
+  return [table(head, rows), ...formatCannot(run.cannot)].join('\n')
+}
+
+function originColumn (run: LatencyRun, m: Measured): string {
+  if (m.kind === 'floor') return '–'
+  const { originRequests, expectedOriginRequests, notModified, problems } = m.check
+  const mark = problems.length === 0 ? '' : ' FAIL'
+  const revalidated = run.scenario === 'revalidate' ? `, ${notModified} × 304` : ''
+  return `${grouped(originRequests)} / ${grouped(expectedOriginRequests)}${revalidated}${mark}`
+}
+
+export function formatCollapse (run: ConcurrencyRun<CollapseRow>): string {
+  const head = ['contender', 'origin requests per burst', '1 request ms', '1000 at once ms', '× 1 request']
+  const rows = run.rows.map((r) => [
     r.label,
-    r.medianUs.toFixed(2),
-    `${r.minUs.toFixed(2)}–${r.maxUs.toFixed(2)}`,
-    r.cpuMedianUs.toFixed(2),
-    grouped(r.opsPerSec),
-    ratio(r.vsFloor),
-    ratio(r.vsUndiciCacheRequest),
-    ratio(r.vsUndiciCacheFetch),
-    grouped(r.opsPerRound)
+    r.originRequests.join(', '),
+    r.medianSingleMs.toFixed(1),
+    r.medianBurstMs.toFixed(1),
+    ratio(r.burstVsSingle)
   ])
-  return table(head, rows)
+  return [table(head, rows), ...formatCannot(run.cannot)].join('\n')
 }
 
-export function formatGoals (goals: readonly Goal[]): string {
-  return goals.map((g) => {
-    const mark = g.met ? 'met   ' : 'MISSED'
-    const shown = g.bound === 'min' ? `${g.value.toFixed(2)}× faster` : `${g.value.toFixed(2)}×`
-    const range = `${Math.min(...g.perRound).toFixed(2)}–${Math.max(...g.perRound).toFixed(2)}`
-    return `  ${mark}  ${g.description}: ${shown} (per round ${range}, met in ${g.roundsMet}/${g.rounds}; by CPU time ${g.cpuValue.toFixed(2)}×)`
-  }).join('\n')
+export function formatStale (run: ConcurrencyRun<StaleRow>): string {
+  const head = ['contender', '1000 at once ms', 'min–max ms', 'served from cache', 'background revalidations']
+  const rows = run.rows.map((r) => [
+    r.label,
+    r.medianBurstMs.toFixed(1),
+    `${Math.min(...r.burstMs).toFixed(1)}–${Math.max(...r.burstMs).toFixed(1)}`,
+    r.servedFromCache.join(', '),
+    r.revalidations.join(', ')
+  ])
+  return [table(head, rows), ...formatCannot(run.cannot)].join('\n')
 }
 
-function table (head: readonly string[], rows: readonly (readonly string[])[]): string {
+export function formatRedis (run: RedisRun): string {
+  const head = ['operation', 'µs/op', 'min–max µs', '× raw GET']
+  const rows = run.rows.map((r) => [r.label, r.medianUs.toFixed(1), `${Math.min(...r.samples).toFixed(1)}–${Math.max(...r.samples).toFixed(1)}`, ratio(r.vsRawGet)])
+  return [
+    table(head, rows),
+    `  stored value for a 1 KB body: cachedfetch ${run.storedBytes.cachedfetch} B, got ${run.storedBytes.got} B (each compared with a raw GET of its own)`
+  ].join('\n')
+}
+
+export function formatMemory (run: MemoryRun): string {
+  const head = ['contender', 'entries', 'bytes per entry', '× payload']
+  const rows = run.rows.map((r) => [r.label, grouped(r.entries), grouped(r.bytesPerEntry), ratio(r.vsPayload)])
+  return [table(head, rows), ...formatCannot(run.cannot)].join('\n')
+}
+
+export function formatBigBody (run: BigBodyRun): string {
+  const head = ['contender', 'no-store: peak RSS growth (runs)', 'ms', 'oversize cacheable: peak RSS growth (runs)', 'ms']
+  const labels = [...new Set(run.rows.map((r) => r.label))]
+  const rows = labels.map((label) => {
+    const of = (variant: string): readonly [string, string] => {
+      const r = run.rows.find((x) => x.label === label && x.variant === variant)
+      if (r === undefined) return ['–', '–']
+      const each = r.runs.length > 1 ? ` (${r.runs.map((x) => (Math.max(0, x.peakRss - x.rssBefore) / 1024 / 1024).toFixed(1)).join(', ')})` : ''
+      return [`${mib(r.growth)}${each}`, r.ms.toFixed(0)]
+    }
+    return [label, ...of('nostore'), ...of('oversize')]
+  })
+  return [table(head, rows), ...formatCannot(run.cannot)].join('\n')
+}
+
+function formatCannot (cannot: ReadonlyArray<{ readonly label: string, readonly why: string }>): string[] {
+  return cannot.map(({ label, why }) => `  cannot: ${label} — ${why}`)
+}
+
+export function table (head: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
   // The first column is text, left-aligned; the others are numbers, right-aligned.
   const line = (cells: readonly string[]): string =>

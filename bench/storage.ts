@@ -1,31 +1,42 @@
 /**
- * The storage part of `npm run bench`: what an L2 hit in Redis costs next to a raw Redis GET of
- * the same stored bytes, and what 10 000 entries of 1 KB cost in the memory tier (heap and
- * buffers, measured after GC). The Redis part needs the Redis at REDIS_URL (default
- * redis://127.0.0.1:6379) and is skipped, with a note, without one; it writes under a namespace of
- * its own and deletes it.
+ * The storage scenarios:
+ * - redis: a hit answered from Redis (no memory tier) next to a raw Redis GET of the same stored
+ *   value, on a client of its own: cachedfetch through `cachedFetch()`, through the interceptor and
+ *   its bare `cache.lookup()` (GET, parse, policy; no Response), and got over a Keyv on Redis, the
+ *   one peer with a Redis store of its own. Needs the Redis at REDIS_URL (default
+ *   redis://127.0.0.1:6379) and is skipped, with a note, without one; it writes under namespaces of
+ *   its own and deletes them.
+ * - memory: what 10 000 entries of 1 KB cost each contender with a memory cache: heap and
+ *   ArrayBuffer bytes after GC, per entry, next to the 1 KB body.
  */
 import { randomBytes } from 'node:crypto'
+import { setImmediate as tick } from 'node:timers/promises'
 import KeyvRedis, { createClient } from '@keyv/redis'
+import { Keyv } from 'keyv'
 import { Agent, request } from 'undici'
-import type { Library } from './contenders.js'
-import { startBenchOrigin } from './origin.js'
+import { gotClient, type Contender, type ContenderId, type Library } from './contenders.js'
+import { interleave, type Session } from './measure.js'
+import type { BenchOrigin } from './origin.js'
+import { median } from './report.js'
 
-export interface RedisTierResult {
-  /** µs per raw GET of the entry's Redis key, on a client of its own. */
-  readonly rawGetUs: number
-  /** µs per `cache.lookup()` answered from Redis (no memory tier): GET, parse, policy. */
-  readonly lookupUs: number
-  /** µs per `cachedFetch()` answered from Redis: the lookup plus building the Response. */
-  readonly fetchUs: number
-  /** lookupUs / rawGetUs: the goal is ≤ 2. */
-  readonly lookupVsRawGet: number
-  readonly fetchVsRawGet: number
-  /** Bytes of the stored value for a 1 KB body. */
-  readonly storedBytes: number
+export interface RedisRow {
+  readonly id: 'rawGet' | 'lookup' | 'cachedFetch' | 'cacheInterceptor' | 'gotRawGet' | 'got'
+  readonly label: string
+  readonly samples: readonly number[]
+  readonly medianUs: number
+  /** medianUs over the raw GET of the same stored value (cachedfetch's, or got's own). */
+  readonly vsRawGet: number
 }
 
-export interface MemoryTierResult {
+export interface RedisRun {
+  readonly rows: readonly RedisRow[]
+  /** Bytes of the stored value for a 1 KB body: cachedfetch's, got's. */
+  readonly storedBytes: { readonly cachedfetch: number, readonly got: number }
+}
+
+export interface MemoryRow {
+  readonly id: ContenderId
+  readonly label: string
   readonly entries: number
   readonly bodyBytes: number
   /** Heap and ArrayBuffer bytes the filled cache holds, per entry. */
@@ -34,131 +45,139 @@ export interface MemoryTierResult {
   readonly vsPayload: number
 }
 
-export interface StorageResults {
-  readonly redis: RedisTierResult | { readonly skipped: string }
-  readonly memory: MemoryTierResult
+export interface MemoryRun {
+  readonly rows: readonly MemoryRow[]
+  readonly cannot: ReadonlyArray<{ readonly label: string, readonly why: string }>
 }
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
-export async function storageBench (lib: Library, body: Buffer, progress: (text: string) => void): Promise<StorageResults> {
-  progress('storage: memory tier…')
-  const memory = await memoryTier(lib, body)
-  progress('storage: Redis tier…')
-  const redis = await redisTier(lib, body).catch((error: unknown) => ({ skipped: `Redis not reachable: ${(error as Error).message}` }))
-  return { redis, memory }
+export async function redisTier (lib: Library, origin: BenchOrigin, rounds: number, roundMs: number, session: Session): Promise<RedisRun> {
+  const raw = createClient({ url: REDIS_URL, socket: { connectTimeout: 1000, reconnectStrategy: false } })
+  raw.on('error', () => {})
+  await raw.connect()
+  const id = randomBytes(6).toString('hex')
+  const namespace = `cachedfetch-bench-${id}`
+  const gotNamespace = `got-bench-${id}`
+  const cacheClient = createClient({ url: REDIS_URL, disableOfflineQueue: true })
+  const gotKeyv = new Keyv({ store: new KeyvRedis(REDIS_URL), namespace: gotNamespace })
+  const agent = new Agent()
+  const cache = lib.createCache({ store: new KeyvRedis(cacheClient, { throwOnErrors: true }), namespace, maxSize: 0 })
+  const interceptorAgent = new Agent().compose(lib.cacheInterceptor({ cache }))
+  const got = gotClient(gotKeyv)
+  try {
+    const target = `${origin.url}/redis/cachedFetch/fresh/1k/doc`
+    const interceptorTarget = `${origin.url}/redis/cacheInterceptor/fresh/1k/doc`
+    const gotTarget = `${origin.url}/redis/got/fresh/1k/doc`
+    const cachedFetch = lib.createCachedFetch({ cache, dispatcher: agent })
+    await (await cachedFetch(target)).arrayBuffer()
+    await (await request(interceptorTarget, { dispatcher: interceptorAgent })).body.arrayBuffer()
+    await got.get(gotTarget)
+    await cache.flush()
+    await tick()
+    const key = `${namespace}::${namespace}:GET ${target}`
+    const stored = await raw.get(key)
+    if (stored === null) throw new Error('the primed cachedfetch entry is not in Redis')
+    let gotKey: string | undefined
+    for await (const keys of raw.scanIterator({ MATCH: `*${gotNamespace}*` })) gotKey ??= keys[0]
+    const gotStored = gotKey === undefined ? null : await raw.get(gotKey)
+    if (gotKey === undefined || gotStored === null) throw new Error('the primed got entry is not in Redis')
+
+    const lookupRequest = { method: 'GET', url: target, headers: {} }
+    const hit = (what: string, cacheStatus: string | null | undefined): void => {
+      if (cacheStatus?.startsWith('cachedfetch; hit') !== true) throw new Error(`${what} from Redis was not a hit: ${cacheStatus ?? 'no Cache-Status'}`)
+    }
+    const ops: Record<RedisRow['id'], { label: string, op: () => Promise<number> }> = {
+      rawGet: { label: 'raw Redis GET of cachedfetch\'s stored value', op: async () => (await raw.get(key))!.length },
+      lookup: {
+        label: 'cachedfetch: cache.lookup() (GET, parse, policy)',
+        op: async () => {
+          const found = await cache.lookup(lookupRequest)
+          if (found.kind !== 'hit') throw new Error(`L2 lookup was a ${found.kind}`)
+          return 0
+        }
+      },
+      cachedFetch: {
+        label: 'cachedfetch: cachedFetch(), body read',
+        op: async () => {
+          const response = await cachedFetch(target)
+          const bytes = (await response.arrayBuffer()).byteLength
+          hit('cachedFetch()', response.headers.get('cache-status'))
+          return bytes
+        }
+      },
+      cacheInterceptor: {
+        label: 'cachedfetch: request + cacheInterceptor, body read',
+        op: async () => {
+          const response = await request(interceptorTarget, { dispatcher: interceptorAgent })
+          const bytes = (await response.body.arrayBuffer()).byteLength
+          hit('the interceptor', response.headers['cache-status'] as string | undefined)
+          return bytes
+        }
+      },
+      gotRawGet: { label: 'raw Redis GET of got\'s stored value', op: async () => (await raw.get(gotKey))!.length },
+      got: { label: 'got over Keyv + @keyv/redis, body read', op: () => got.get(gotTarget) }
+    }
+    const runners = Object.entries(ops).map(([id, { label, op }]) => ({ id, label, op }))
+    const measured = await interleave('redis', runners, { rounds, roundMs, warmupMs: roundMs * 2, budgetMs: 20_000, bodyBytes: undefined }, session)
+    const seen = (path: string): number => origin.seen(path).requests
+    for (const path of ['/redis/cachedFetch/fresh/1k', '/redis/cacheInterceptor/fresh/1k', '/redis/got/fresh/1k']) {
+      if (seen(path) !== 1) session.warnings.push(`redis: the origin saw ${seen(path)} requests under ${path}, expected only the priming one`)
+    }
+    const medians = new Map(measured.map((m) => [m.id, median(m.rounds.map((t) => t.wall))]))
+    return {
+      rows: measured.map((m) => {
+        const medianUs = medians.get(m.id)!
+        const base = medians.get(m.id === 'got' || m.id === 'gotRawGet' ? 'gotRawGet' : 'rawGet')!
+        return { id: m.id as RedisRow['id'], label: m.label, samples: m.rounds.map((t) => t.wall), medianUs, vsRawGet: medianUs / base }
+      }),
+      storedBytes: { cachedfetch: Buffer.byteLength(stored), got: Buffer.byteLength(gotStored) }
+    }
+  } finally {
+    for (const ns of [namespace, gotNamespace]) {
+      for await (const keys of raw.scanIterator({ MATCH: `*${ns}*` })) for (const k of keys) await raw.unlink(k)
+    }
+    await raw.close()
+    await cache.close()
+    if (cacheClient.isOpen) await cacheClient.close()
+    await got.close()
+    await agent.close()
+    await interceptorAgent.close()
+  }
 }
 
-async function memoryTier (lib: Library, body: Buffer, entries = 10_000): Promise<MemoryTierResult> {
-  const origin = await startBenchOrigin(body)
-  const agent = new Agent()
-  try {
-    const cache = lib.createCache()
-    const dispatcher = agent.compose(lib.cacheInterceptor({ cache }))
-    // The client's own buffers and first-use allocations come before the baseline.
-    for (let i = 0; i < 200; i++) await (await request(`${origin.url}/warm/${i}`, { dispatcher: agent })).body.arrayBuffer()
-    const before = settled()
-    for (let i = 0; i < entries; i++) await (await request(`${origin.url}/item/${i}`, { dispatcher })).body.arrayBuffer()
-    await new Promise((resolve) => setImmediate(resolve))
-    const after = settled()
-    if (cache.stats().stored !== entries) throw new Error(`memory tier stored ${cache.stats().stored} of ${entries} entries`)
-    const bytesPerEntry = (after - before) / entries
-    return { entries, bodyBytes: body.byteLength, bytesPerEntry, vsPayload: bytesPerEntry / body.byteLength }
-  } finally {
-    await agent.close()
-    await origin.close()
+export async function memoryTier (field: readonly Contender[], origin: BenchOrigin, entries: number, session: Session): Promise<MemoryRun> {
+  const able = field.filter((c) => c.cannot.memory === undefined)
+  const cannot = field.filter((c) => c.cannot.memory !== undefined).map((c) => ({ label: c.label, why: c.cannot.memory! }))
+  const rows: MemoryRow[] = []
+  for (const c of able) {
+    session.progress(`memory: ${c.label}`)
+    const client = c.create()
+    try {
+      // The client's own buffers and first-use allocations come before the baseline: uncached requests.
+      for (let i = 0; i < 200; i++) await client.get(`${origin.url}/memory-warm/${c.id}/nostore/1k/w${i}`)
+      const before = heldBytes()
+      const directory = `/memory/${c.id}/fresh/1k`
+      for (let i = 0; i < entries; i++) await client.get(`${origin.url}${directory}/e${i}`)
+      await tick()
+      const after = heldBytes()
+      // Every entry is still there: the first one, asked again, does not reach the origin.
+      await client.get(`${origin.url}${directory}/e0`)
+      const requests = origin.seen(directory).requests
+      if (requests !== entries) session.warnings.push(`memory, ${c.label}: the origin saw ${requests} requests for ${entries} entries (and the first again): the cache did not hold them all`)
+      const bytesPerEntry = (after - before) / entries
+      rows.push({ id: c.id, label: c.label, entries, bodyBytes: 1024, bytesPerEntry, vsPayload: bytesPerEntry / 1024 })
+    } finally {
+      await client.close()
+    }
   }
+  return { rows, cannot }
 }
 
 /** Heap plus ArrayBuffer bytes (where Buffers live) once garbage is gone. */
-function settled (): number {
+function heldBytes (): number {
   for (let i = 0; i < 3; i++) gc()
   const usage = process.memoryUsage()
   return usage.heapUsed + usage.arrayBuffers
-}
-
-async function redisTier (lib: Library, body: Buffer): Promise<RedisTierResult> {
-  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-  const namespace = `cachedfetch-bench-${randomBytes(6).toString('hex')}`
-  const raw = createClient({ url, socket: { connectTimeout: 1000, reconnectStrategy: false } })
-  raw.on('error', () => {})
-  await raw.connect()
-  const client = createClient({ url, disableOfflineQueue: true })
-  const origin = await startBenchOrigin(body)
-  const agent = new Agent()
-  const cache = lib.createCache({ store: new KeyvRedis(client, { throwOnErrors: true }), namespace, maxSize: 0 })
-  try {
-    const target = `${origin.url}/l2`
-    const cachedFetch = lib.createCachedFetch({ cache, dispatcher: agent })
-    await (await cachedFetch(target)).arrayBuffer()
-    await cache.flush()
-    const key = `${namespace}::${namespace}:GET ${target}`
-    const stored = await raw.get(key)
-    if (stored === null) throw new Error('the primed entry is not in Redis')
-    const lookupRequest = { method: 'GET', url: target, headers: {} }
-    const ops = {
-      rawGet: async () => { await raw.get(key) },
-      lookup: async () => {
-        const found = await cache.lookup(lookupRequest)
-        if (found.kind !== 'hit') throw new Error(`L2 lookup was a ${found.kind}`)
-      },
-      fetch: async () => {
-        const response = await cachedFetch(target)
-        await response.arrayBuffer()
-        if (response.headers.get('cache-status')?.startsWith('cachedfetch; hit') !== true) throw new Error('L2 fetch was not a hit')
-      }
-    }
-    const samples: Record<keyof typeof ops, number[]> = { rawGet: [], lookup: [], fetch: [] }
-    for (const op of Object.values(ops)) await timeFor(op, 200)
-    for (let round = 0; round < 7; round++) {
-      const names = Object.keys(ops) as Array<keyof typeof ops>
-      for (const name of round % 2 === 0 ? names : names.reverse()) samples[name].push(await timeFor(ops[name], 250))
-    }
-    const rawGetUs = median(samples.rawGet)
-    const lookupUs = median(samples.lookup)
-    const fetchUs = median(samples.fetch)
-    return { rawGetUs, lookupUs, fetchUs, lookupVsRawGet: lookupUs / rawGetUs, fetchVsRawGet: fetchUs / rawGetUs, storedBytes: Buffer.byteLength(stored) }
-  } finally {
-    for await (const keys of raw.scanIterator({ MATCH: `*${namespace}*` })) for (const key of keys) await raw.unlink(key)
-    await raw.close()
-    await cache.close()
-    if (client.isOpen) await client.close()
-    await agent.close()
-    await origin.close()
-  }
-}
-
-/** µs per operation, run one after another for about `ms`. */
-async function timeFor (op: () => Promise<void>, ms: number): Promise<number> {
-  gc()
-  let n = 0
-  const start = performance.now()
-  while (performance.now() - start < ms) {
-    await op()
-    n++
-  }
-  return (performance.now() - start) * 1000 / n
-}
-
-function median (values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
-
-/** The storage section of the printed report, with its two goals. */
-export function formatStorage (results: StorageResults): string {
-  const mark = (met: boolean): string => met ? 'met   ' : 'MISSED'
-  const { redis, memory } = results
-  const lines = ['Storage tiers']
-  if ('skipped' in redis) {
-    lines.push(`  skipped  Redis L2 hit: ${redis.skipped}`)
-  } else {
-    lines.push(`  raw Redis GET of the stored value (${redis.storedBytes} bytes): ${redis.rawGetUs.toFixed(1)} µs`)
-    lines.push(`  cache.lookup() answered from Redis (no memory tier): ${redis.lookupUs.toFixed(1)} µs`)
-    lines.push(`  cachedFetch() answered from Redis, Response and body included: ${redis.fetchUs.toFixed(1)} µs (${redis.fetchVsRawGet.toFixed(2)}× the GET)`)
-    lines.push(`  ${mark(redis.lookupVsRawGet <= 2)}  L2 hit via Redis ≤ 2× a raw Redis GET: ${redis.lookupVsRawGet.toFixed(2)}×`)
-  }
-  lines.push(`  memory tier: ${memory.entries} entries of ${memory.bodyBytes} B hold ${Math.round(memory.bytesPerEntry)} B each (heap + buffers after GC)`)
-  lines.push(`  ${mark(memory.vsPayload <= 1.5)}  L1 memory ≤ 1.5× payload bytes: ${memory.vsPayload.toFixed(2)}×`)
-  return lines.join('\n')
 }

@@ -1,0 +1,104 @@
+/**
+ * How the latency scenarios time their contenders: warm each up twice (in both orders), size its
+ * batch to about `roundMs`, then run interleaved rounds — the order alternating, a GC before each
+ * batch — and keep every round's µs/op, wall-clock and CPU. The medians are taken in
+ * bench/report.ts. Interleaving matters on a shared machine: a burst of load from elsewhere hits
+ * one round of every contender rather than every round of one.
+ */
+export interface Runner {
+  readonly id: string
+  readonly label: string
+  /** One operation; resolves to the body bytes it read. */
+  op (): Promise<number>
+  /** Runs before each batch, outside the timing: miss + store starts each batch with an empty cache. */
+  before? (): Promise<void>
+}
+
+export interface Timing {
+  /** Wall-clock µs per operation: the latency a caller sees. */
+  readonly wall: number
+  /**
+   * CPU µs per operation (process.cpuUsage, all threads, the origin's share included): the work
+   * done. It does not count time spent waiting for a CPU, so on a busy machine its ratios are
+   * often steadier.
+   */
+  readonly cpu: number
+}
+
+export interface Rounds {
+  readonly id: string
+  readonly label: string
+  readonly opsPerRound: number
+  readonly rounds: readonly Timing[]
+}
+
+export interface Plan {
+  readonly rounds: number
+  readonly roundMs: number
+  readonly warmupMs: number
+  /** Past this, no new round starts (at least three run): a busy machine must not stretch the run. */
+  readonly budgetMs: number
+  /** Body bytes every operation must read; `undefined` when operations read other things (a raw Redis GET). */
+  readonly bodyBytes: number | undefined
+}
+
+export interface Session {
+  readonly progress: (text: string) => void
+  /** Problems that make the numbers wrong (a short body): the run exits 1. */
+  readonly warnings: string[]
+  /** Conditions that make the numbers less certain (a busy machine). */
+  readonly notes: string[]
+}
+
+const gc = (globalThis as { gc?: () => void }).gc
+
+export async function interleave (title: string, runners: readonly Runner[], plan: Plan, session: Session): Promise<Rounds[]> {
+  const batch = async (r: Runner, n: number): Promise<Timing> => {
+    await r.before?.()
+    gc?.()
+    let bytes = 0
+    const cpu = process.cpuUsage()
+    const start = process.hrtime.bigint()
+    for (let i = 0; i < n; i++) bytes += await r.op()
+    const elapsed = Number(process.hrtime.bigint() - start)
+    const used = process.cpuUsage(cpu)
+    if (plan.bodyBytes !== undefined && bytes !== n * plan.bodyBytes) session.warnings.push(`${title}, ${r.label}: read ${bytes} body bytes in ${n} operations, expected ${n * plan.bodyBytes}`)
+    return { wall: elapsed / 1000 / n, cpu: (used.user + used.system) / n }
+  }
+  // Growing batches for about `ms`; the last batch's µs/op sizes the rounds.
+  const runFor = async (r: Runner, ms: number): Promise<number> => {
+    let n = 8
+    let total = 0
+    let us = 0
+    while (total < ms * 1000) {
+      const timing = await batch(r, n)
+      // The larger of the two: GC threads can make CPU time exceed wall time.
+      us = Math.max(timing.wall, timing.cpu)
+      total += us * n
+      n *= 2
+    }
+    return us
+  }
+
+  const perOp = new Map<string, number>()
+  for (const [pass, order] of [runners, [...runners].reverse()].entries()) {
+    for (const r of order) {
+      session.progress(`${title}: warming up (${pass + 1}/2) ${r.label}`)
+      perOp.set(r.id, await runFor(r, plan.warmupMs / 2))
+    }
+  }
+  const opsPerRound = new Map(runners.map((r) => [r.id, Math.max(20, Math.round(plan.roundMs * 1000 / perOp.get(r.id)!))]))
+  const rounds = new Map<string, Timing[]>(runners.map((r) => [r.id, []]))
+  const began = performance.now()
+  for (let round = 0; round < plan.rounds; round++) {
+    if (round >= 3 && performance.now() - began > plan.budgetMs) {
+      session.notes.push(`${title}: stopped after ${round} of ${plan.rounds} rounds to stay within ${plan.budgetMs / 1000} s; the machine is busy`)
+      break
+    }
+    for (const r of round % 2 === 0 ? runners : [...runners].reverse()) {
+      session.progress(`${title}: round ${round + 1}/${plan.rounds} ${r.label}`)
+      rounds.get(r.id)!.push(await batch(r, opsPerRound.get(r.id)!))
+    }
+  }
+  return runners.map((r) => ({ id: r.id, label: r.label, opsPerRound: opsPerRound.get(r.id)!, rounds: rounds.get(r.id)! }))
+}
