@@ -58,12 +58,17 @@ export interface Revalidated extends Created {
 export class PolicyFactory {
   readonly #now: () => number
   readonly #Clocked: typeof CachePolicy
+  readonly #Policy: typeof Policy
 
   constructor (now: () => number) {
     this.#now = now
     // http-cache-semantics reads the time through its now() method, which it documents as replaceable.
     this.#Clocked = class extends CachePolicy {
       now (): number { return now() }
+    }
+    // Ours the same way: the clock on the class, not on each of the many policies in memory.
+    this.#Policy = class extends Policy {
+      override now (): number { return now() }
     }
   }
 
@@ -78,9 +83,9 @@ export class PolicyFactory {
     const override = settings.forceTtl ?? (explicit ? undefined : settings.defaultTtl)
     // At most 2^31 seconds (§1.2.2); heuristic freshness bounded by our own clock (heuristicBound).
     const lifetime = override ?? Math.min(policy.maxAge(), explicit ? Infinity : heuristicBound(headers, responseTime), MAX_DELTA_SECONDS)
-    const state: PolicyObject = { t: responseTime, a: initialAge(headers, responseTime), l: lifetime, sh: shared }
+    const state: PolicyObject = { b: responseTime - initialAge(headers, responseTime), l: lifetime, sh: shared }
     return {
-      policy: new Policy(override === undefined ? state : { ...state, o: override }, directives, this.#now),
+      policy: new this.#Policy(override === undefined ? state : { ...state, o: override }, directives),
       storable: storable(policy, directives, status, headers, shared)
     }
   }
@@ -91,11 +96,11 @@ export class PolicyFactory {
    */
   fromObject (value: unknown, headers: ResponseHeaders): Policy | undefined {
     if (typeof value !== 'object' || value === null) return undefined
-    const { t, a, l, sh, o } = value as Partial<Record<keyof PolicyObject, unknown>>
-    if (!isFiniteNumber(t) || !isFiniteNumber(a) || a < 0 || !isFiniteNumber(l) || l < 0 || typeof sh !== 'boolean' ||
+    const { b, l, sh, o } = value as Partial<Record<keyof PolicyObject, unknown>>
+    if (!isFiniteNumber(b) || !isFiniteNumber(l) || l < 0 || typeof sh !== 'boolean' ||
         (o !== undefined && !(Number.isSafeInteger(o) && (o as number) >= 0))) return undefined
-    const state: PolicyObject = o === undefined ? { t, a, l, sh } : { t, a, l, sh, o: o as number }
-    return new Policy(state, parseDirectives(fieldValue(headers['cache-control'])), this.#now)
+    const state: PolicyObject = o === undefined ? { b, l, sh } : { b, l, sh, o: o as number }
+    return new this.#Policy(state, parseDirectives(fieldValue(headers['cache-control'])))
   }
 
   /**
@@ -140,7 +145,7 @@ export class PolicyFactory {
       const value = request.headers[name]
       if (value !== undefined) headers[name] = value
     }
-    return this.#httpPolicy({ method: request.method, url: request.url, headers }, stored.status, stored.headers, stored.policy.shared, stored.policy.responseTime)
+    return this.#httpPolicy({ method: request.method, url: request.url, headers }, stored.status, stored.headers, stored.policy.shared, this.#now())
   }
 
   #httpPolicy (request: CachePolicy.Request, status: number, headers: ResponseHeaders, shared: boolean, responseTime: number): CachePolicy {

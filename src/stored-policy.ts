@@ -24,10 +24,11 @@ const STALE_RETENTION_MS = 24 * 3600 * 1000
 
 /** What a stored response's policy keeps in a store outside the process (src/store/format.ts). */
 export interface PolicyObject {
-  /** When the response was received, ms since the epoch (the cache's clock). */
-  readonly t: number
-  /** Its age then (RFC 9111 §4.2.3), ms. */
-  readonly a: number
+  /**
+   * When its age was zero, ms since the epoch by the cache's clock: when it was received, less its
+   * age then (RFC 9111 §4.2.3). Its age is the time since.
+   */
+  readonly b: number
   /** Its freshness lifetime, seconds. */
   readonly l: number
   readonly sh: boolean
@@ -43,11 +44,8 @@ export interface PolicyObject {
  * (PolicyFactory). A policy is a few numbers, so a memory-tier entry stays small.
  */
 export class Policy {
-  readonly #now: () => number
-  /** When the response was received, ms since the epoch. */
-  readonly responseTime: number
-  /** Its age then, ms: the larger of its Age and its apparent age (RFC 9111 §4.2.3). */
-  readonly #initialAge: number
+  /** When its age was zero, ms since the epoch. */
+  readonly #born: number
   /** Freshness lifetime in seconds (RFC 9111 §4.2.1), heuristics or an override included. */
   readonly #lifetime: number
   /** Seconds of freshness set by `forceTtl` or `defaultTtl` instead of the origin's. */
@@ -55,10 +53,8 @@ export class Policy {
   readonly shared: boolean
   readonly directives: Directives
 
-  constructor (state: PolicyObject, directives: Directives, now: () => number) {
-    this.#now = now
-    this.responseTime = state.t
-    this.#initialAge = state.a
+  constructor (state: PolicyObject, directives: Directives) {
+    this.#born = state.b
     this.#lifetime = state.l
     this.lifetimeOverride = state.o
     this.shared = state.sh
@@ -70,9 +66,14 @@ export class Policy {
     return this.#lifetime
   }
 
-  /** Current age in seconds (RFC 9111 §4.2.3): initial age plus the time spent here. */
+  /** The cache's clock. PolicyFactory gives each cache a subclass with its own, so that no policy carries one. */
+  now (): number {
+    return Date.now()
+  }
+
+  /** Current age in seconds (RFC 9111 §4.2.3): its age when received plus the time spent here. */
   age (): number {
-    return (this.#initialAge + this.#now() - this.responseTime) / 1000
+    return (this.now() - this.#born) / 1000
   }
 
   /** Remaining freshness in whole seconds; negative once stale (Cache-Status `ttl`, RFC 9211 §2.7). */
@@ -142,7 +143,7 @@ export class Policy {
   }
 
   toObject (): PolicyObject {
-    const state = { t: this.responseTime, a: this.#initialAge, l: this.#lifetime, sh: this.shared }
+    const state = { b: this.#born, l: this.#lifetime, sh: this.shared }
     return this.lifetimeOverride === undefined ? state : { ...state, o: this.lifetimeOverride }
   }
 }

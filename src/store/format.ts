@@ -5,7 +5,7 @@
  *     cachedfetch/2 <header JSON>\n<body 0><body 1>…
  *
  * The header holds the key (the URL is part of it), when the value expires, and for each variant
- * its status, headers, policy (src/policy.ts: when it was received, its age then, its freshness
+ * its status, headers, policy (src/stored-policy.ts: when its age was zero, its freshness
  * lifetime; what http-cache-semantics needs besides is rebuilt from the headers), Vary values,
  * tags, and its body's encoding and length. A body that is valid UTF-8 (JSON, HTML, text: what
  * services mostly cache) is kept as it is, so it is not inflated at all; anything else is base64
