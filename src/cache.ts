@@ -14,7 +14,7 @@ import { normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest, type
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
-import { PolicyFactory } from './policy.js'
+import { PolicyFactory, revalidationHeaders } from './policy.js'
 import type { Usability } from './stored-policy.js'
 import { Recorder } from './recorder.js'
 import { RETRY_DEFAULTS } from './retry.js'
@@ -126,7 +126,7 @@ export class Cache {
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
     if (usability === 'stale-while-revalidate') {
       const refresh = this.#claimRefresh(entry, settings)
-        ? { ...forward('stale', true, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#writes.since), background: true }
+        ? { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since), background: true }
         : undefined
       return this.#hit(request, entry, usability, refresh)
     }
@@ -134,7 +134,7 @@ export class Cache {
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return forward(fwd, !directives.noStore, entry, this.#policies.revalidationHeaders(request, entry), directives, settings, this.#writes.since)
+    return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since)
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {

@@ -7,7 +7,7 @@ import { fieldValue, type ResponseHeaders } from './entry.js'
 import { FIELD_LIMITS, fieldsFitToStore } from './field-limits.js'
 import { deltaSeconds, parseDirectives, requestDirectives, type RequestDirectives } from './directives.js'
 import { varyFields, type CacheRequest } from './key.js'
-import type { PolicyFactory } from './policy.js'
+import { revalidationHeaders, type PolicyFactory } from './policy.js'
 import type { Policy } from './stored-policy.js'
 import type { RequestSettings } from './settings.js'
 
@@ -41,7 +41,7 @@ interface ExplainedRequest {
 
 export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings): Explanation {
   const { policy, storable } = policies.create(request, status, headers, settings)
-  const sent = policies.revalidationHeaders(request, { status, headers, policy })
+  const sent = revalidationHeaders(request, headers)
   const revalidation = Object.fromEntries(VALIDATORS.filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
   const { authorization, cookie, ...others } = request.headers
   const credential = (authorization !== undefined || cookie !== undefined) && !storable &&

@@ -1,16 +1,18 @@
 /**
  * Storability, freshness lifetime, revalidation: the only module that uses http-cache-semantics.
- * It decides whether a response may be stored, how long it is fresh, which validators a
- * revalidation sends and whether a 304 matches; this module corrects what it gets wrong for our
- * purposes and adds what it leaves out, each at the line that decides, with its RFC section (the
- * 304 merge of new header fields, heuristics on our clock, an injectable clock). What a stored
- * response keeps is a `Policy` (src/stored-policy.ts): a few numbers worked out here.
+ * It decides whether a response may be stored and how long it is fresh; this module corrects what
+ * it gets wrong for our purposes and adds what it leaves out, each at the line that decides, with
+ * its RFC section (heuristics on our clock, an injectable clock). Revalidation is ours: the
+ * validators a conditional request sends, whether a 304 selects the stored response, and the 304
+ * merge of new header fields. What a stored response keeps is a `Policy` (src/stored-policy.ts):
+ * a few numbers worked out here.
  */
 import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
 import { deltaSeconds, MAX_DELTA_SECONDS, parseDirectives, type Directives } from './directives.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
 import { fieldValue, type ResponseHeaders } from './entry.js'
+import { memoize } from './memo.js'
 import { Policy, type PolicyObject } from './stored-policy.js'
 
 /**
@@ -34,11 +36,10 @@ export interface PolicySettings {
   readonly forceTtl: number | undefined
 }
 
-/** A stored response as the policy's revalidation reads it. */
+/** A stored response as a 304 updates it. */
 export interface StoredResponse {
   readonly status: number
   readonly headers: ResponseHeaders
-  readonly policy: Policy
 }
 
 /** A new policy, and whether its response may be stored at all (RFC 9111 §3). */
@@ -104,22 +105,12 @@ export class PolicyFactory {
   }
 
   /**
-   * Request headers for a conditional request: If-None-Match from the stored ETag, If-Modified-Since
-   * from the stored Last-Modified, and only from those (RFC 9111 §4.3.1).
-   */
-  revalidationHeaders (request: CacheRequest, stored: StoredResponse): RequestHeaders {
-    // The whole request goes in: what comes back is the request to send, validators added.
-    const { method, url, headers } = request
-    return this.#storedPolicy(request, stored).revalidationHeaders({ method, url, headers }) as RequestHeaders
-  }
-
-  /**
-   * Applies a 304 to a stored response. http-cache-semantics picks whether it matches; the merge is
-   * ours, because it only replaces fields the stored response already had, where RFC 9111 §3.2 says
-   * to add every field the 304 carries, except those that describe the stored body.
+   * Applies a 304 to a stored response (RFC 9111 §4.3.4). The merge is ours: http-cache-semantics
+   * only replaces fields the stored response already had, where §3.2 says to add every field the
+   * 304 carries, except those that describe the stored body.
    */
   revalidated (request: CacheRequest, stored: StoredResponse, notModified: ResponseHeaders, settings: PolicySettings): Revalidated {
-    const { matches } = this.#storedPolicy(request, stored).revalidatedPolicy(policyRequest(request, undefined), { status: 304, headers: policyHeaders(notModified, 304, this.#now()) })
+    const matches = selectedBy(stored.headers, notModified)
     const headers: ResponseHeaders = { ...stored.headers }
     // The stored Age was the old response's; the 304 is a new one, with its own Age or none.
     delete headers.age
@@ -133,21 +124,6 @@ export class PolicyFactory {
     return { matches, headers, ...this.create(request, stored.status, headers, settings) }
   }
 
-  /**
-   * http-cache-semantics' policy of a stored response, for a request the engine matched to it (by
-   * key and Vary). It is made of that request: its other fields (credentials, cache directives)
-   * only decided whether the response could be stored, which was settled when it was.
-   */
-  #storedPolicy (request: CacheRequest, stored: StoredResponse): CachePolicy {
-    const fields = varyFields(fieldValue(stored.headers.vary))
-    const headers: Record<string, string> = {}
-    for (const name of ['host', ...fields]) {
-      const value = request.headers[name]
-      if (value !== undefined) headers[name] = value
-    }
-    return this.#httpPolicy({ method: request.method, url: request.url, headers }, stored.status, stored.headers, stored.policy.shared, this.#now())
-  }
-
   #httpPolicy (request: CachePolicy.Request, status: number, headers: ResponseHeaders, shared: boolean, responseTime: number): CachePolicy {
     const seen = UNDERSTOOD.has(status) || status < 200 || status === 206 || status === 304 ? status : STAND_IN_STATUS
     return new this.#Clocked(request, { status: seen, headers: policyHeaders(headers, status, responseTime) },
@@ -155,6 +131,52 @@ export class PolicyFactory {
       // http-cache-semantics would give it 24 h read as seconds: a thousand days).
       { shared, cacheHeuristic: HEURISTIC_FRACTION, immutableMinTimeToLive: 0 })
   }
+}
+
+/**
+ * The request to send to revalidate a stored response (RFC 9111 §4.3.1): the caller's, hop-by-hop
+ * fields removed, with If-None-Match from the stored ETag and If-Modified-Since from the stored
+ * Last-Modified, and only from those. http-cache-semantics has the same rule; we do not build its
+ * policy for every revalidation to ask it, which cost more than the rest of one.
+ */
+export function revalidationHeaders (request: CacheRequest, stored: ResponseHeaders): RequestHeaders {
+  const headers = withoutHopByHop(request.headers)
+  const etag = fieldValue(stored.etag)
+  const lastModified = fieldValue(stored['last-modified'])
+  // RFC 9110 §8.8.1, §13.1.3: weak validators (a W/ entity tag, a Last-Modified date) only for a GET.
+  const weakAllowed = request.method === 'GET'
+  if (etag !== undefined && (weakAllowed || !isWeak(etag))) headers['if-none-match'] = etag
+  if (lastModified !== undefined && weakAllowed) headers['if-modified-since'] = lastModified
+  return headers
+}
+
+/**
+ * RFC 9111 §4.3.4: whether a 304 selects the stored response for update. A strong entity tag
+ * selects the response with that tag; else a weak one, compared weakly; else Last-Modified; a 304
+ * with no validator selects a stored response that has none either. (The same rule as
+ * http-cache-semantics' revalidatedPolicy(), which builds two policies to tell.)
+ */
+function selectedBy (stored: ResponseHeaders, notModified: ResponseHeaders): boolean {
+  const storedTag = fieldValue(stored.etag)
+  const tag = fieldValue(notModified.etag)
+  if (tag !== undefined && !isWeak(tag)) return storedTag !== undefined && opaqueTag(storedTag) === tag.trim()
+  if (tag !== undefined && storedTag !== undefined) return opaqueTag(storedTag) === opaqueTag(tag)
+  const lastModified = fieldValue(stored['last-modified'])
+  if (lastModified !== undefined) return lastModified === fieldValue(notModified['last-modified'])
+  return storedTag === undefined && tag === undefined && notModified['last-modified'] === undefined
+}
+
+const isWeak = (tag: string): boolean => tag.trimStart().startsWith('W/')
+const opaqueTag = (tag: string): string => tag.trim().replace(/^W\//, '')
+
+/** Request fields that are the connection's, not the request's (RFC 9110 §7.6.1), and those Connection names. */
+const HOP_BY_HOP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+
+function withoutHopByHop (headers: RequestHeaders): RequestHeaders {
+  const named = headers.connection?.split(',').map((name) => name.trim().toLowerCase())
+  const kept: RequestHeaders = {}
+  for (const name in headers) if (!HOP_BY_HOP_REQUEST.has(name) && named?.includes(name) !== true) kept[name] = headers[name]!
+  return kept
 }
 
 /** RFC 9111 §3; in shared mode a response with Set-Cookie is never stored (it belongs to one user). */
@@ -252,9 +274,18 @@ function policyHeaders (headers: ResponseHeaders, status: number, now: number): 
   return flat
 }
 
-const correctedCacheControl = (value: string, status: number): string => {
+/**
+ * The corrections are the same for the same field values, which come again and again (most of an
+ * origin's responses share their Cache-Control; many share a Date): they are worked out once. A
+ * two-digit RFC 850 year is read against the year when the value was first seen.
+ */
+const correctedCacheControl = (value: string, status: number): string => (UNDERSTOOD.has(status) ? correctedForUnderstood : correctedForOther)(value)
+const correctedForUnderstood = memoize(1024, (value) => correctCacheControl(value, true))
+const correctedForOther = memoize(1024, (value) => correctCacheControl(value, false))
+
+function correctCacheControl (value: string, understoodStatus: boolean): string {
   const parts = lowerDirectiveNames(value).split(',').map((part) => part.trim())
-  const understood = parts.includes('must-understand') && UNDERSTOOD.has(status)
+  const understood = parts.includes('must-understand') && understoodStatus
   const seen = new Set<string>()
   const kept: string[] = []
   for (const part of parts) {
@@ -271,17 +302,27 @@ const correctedCacheControl = (value: string, status: number): string => {
 }
 
 /** The date as an IMF-fixdate, `null` when it is no HTTP-date or before 1970. */
-function strictDate (value: string, now: number): string | null {
+const strictDate = memoizeAt(1024, (value, now): string | null => {
   const date = parseHttpDate(value, now)
   if (date === undefined || date < 0) return null
   const fixed = new Date(date).toUTCString()
   return fixed === value ? value : fixed
-}
+})
 
-function correctedExpires (value: string, now: number): string {
+const correctedExpires = memoizeAt(1024, (value, now): string => {
   const expires = parseHttpDate(value, now)
   const corrected = new Date(expires === undefined || expires < 0 ? 0 : expires).toUTCString()
   return corrected === value ? value : corrected
+})
+
+/** memoize() for a computation that also reads the time when first asked. */
+function memoizeAt<T> (limit: number, compute: (value: string, now: number) => T): (value: string, now: number) => T {
+  let at = 0
+  const memo = memoize(limit, (value) => compute(value, at))
+  return (value, now) => {
+    at = now
+    return memo(value)
+  }
 }
 
 function lowerDirectiveNames (value: string): string {

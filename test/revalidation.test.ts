@@ -22,6 +22,15 @@ interface ValidatorCase {
 
 const table = JSON.parse(readFileSync(new URL('../fixtures/revalidation.json', import.meta.url), 'utf8')) as { cases: ValidatorCase[] }
 
+interface SelectionCase {
+  readonly name: string
+  readonly stored: Record<string, string>
+  readonly notModified: Record<string, string>
+  readonly selects: boolean
+}
+
+const selection = JSON.parse(readFileSync(new URL('../fixtures/not-modified-selection.json', import.meta.url), 'utf8')) as { cases: SelectionCase[] }
+
 /** Whether a request's validators match the current representation (RFC 9110 §13.2.2 order). */
 function notModified (req: IncomingMessage, validators: Record<string, string>): boolean {
   const inm = req.headers['if-none-match']
@@ -65,6 +74,43 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     expect(seen[0]!.headers['if-modified-since']).toBeUndefined()
     expect(seen[1]!.headers['if-none-match'] ?? null).toBe(c.ifNoneMatch)
     expect(seen[1]!.headers['if-modified-since'] ?? null).toBe(c.ifModifiedSince)
+  })
+
+  it.each(selection.cases)('takes a 304 into the entry only when it selects it: $name', async (c) => {
+    origin.route('/select', (_req, res) => {
+      if (origin.hits('/select') > 1) {
+        res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=60', ...c.notModified }).end()
+        return
+      }
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'no-cache', 'content-type': 'text/plain', ...c.stored }).end('selected body')
+    })
+
+    await client.send(`${origin.url}/select`)
+    const revalidated = await client.send(`${origin.url}/select`)
+    expect(revalidated.header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304;/)
+    expect(revalidated.body).toBe('selected body')
+    const next = await client.send(`${origin.url}/select`)
+    expect(next.body).toBe('selected body')
+    if (c.selects) {
+      expect(next.header('cache-status')).toBe('cachedfetch; hit; ttl=60')
+      expect(origin.hits('/select')).toBe(2)
+    } else {
+      expect(next.header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304;/)
+      expect(origin.hits('/select')).toBe(3)
+    }
+  })
+
+  it('revalidates a HEAD with a strong ETag only: weak validators are for GET (RFC 9110 §13.1.3)', async () => {
+    origin.route('/head', (_req, res) => {
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=30', etag: 'W/"h1"', 'last-modified': 'Wed, 31 Dec 2025 12:00:00 GMT', 'content-length': '4' }).end()
+    })
+    await client.send(`${origin.url}/head`, { method: 'HEAD' })
+    clock.advance(60)
+    await client.send(`${origin.url}/head`, { method: 'HEAD' })
+    const seen = origin.seen('/head')
+    expect(seen.map((r) => r.method)).toEqual(['HEAD', 'HEAD'])
+    expect(seen[1]!.headers['if-none-match']).toBeUndefined()
+    expect(seen[1]!.headers['if-modified-since']).toBeUndefined()
   })
 
   it('merges the header fields a 304 carries into the stored entry', async () => {

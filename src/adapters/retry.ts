@@ -42,7 +42,54 @@ export function dispatchWithRetry (
   )
   // The first attempt sends the body RetryHandler wrapped, so that it knows once a one-shot body
   // (a stream: every body fetch sends) is spent, and never re-sends it empty.
-  return dispatch((retrying as unknown as { opts: Dispatch }).opts, retrying)
+  return dispatch((retrying as unknown as { opts: Dispatch }).opts, new FinalAnswers(retrying, guard, retry))
+}
+
+/**
+ * Sits between the connection and undici's RetryHandler for one attempt. An answer whose status is
+ * never retried (a 304, a 404: any 3xx or 4xx but 408 and 429) goes straight to the guard:
+ * RetryHandler would build an Error, stack trace and all, and pause the socket to ask decide()
+ * about it, only to be told no, which for every 304 of a revalidation cost more than the rest of
+ * the cache's work. A 2xx goes through RetryHandler, which must see its body to resume it should
+ * it break off; a retryable status, every error, and every answer to a resume go through it too.
+ */
+class FinalAnswers implements Handler {
+  readonly #retrying: Handler
+  readonly #guard: Handler
+  readonly #retry: ResolvedRetry
+  #target: Handler
+
+  constructor (retrying: Handler, guard: Handler, retry: ResolvedRetry) {
+    this.#retrying = retrying
+    this.#guard = guard
+    this.#retry = retry
+    this.#target = retrying
+  }
+
+  onRequestStart (controller: Controller, context: unknown): void {
+    this.#retrying.onRequestStart?.(controller, context)
+  }
+
+  onRequestUpgrade (controller: Controller, statusCode: number, headers: Headers, socket: Duplex): void {
+    this.#retrying.onRequestUpgrade?.(controller, statusCode, headers, socket)
+  }
+
+  onResponseStart (controller: Controller, statusCode: number, headers: Headers, statusMessage?: string): void {
+    if (statusCode >= 300 && !isRetryableStatus(statusCode, this.#retry)) this.#target = this.#guard
+    this.#target.onResponseStart?.(controller, statusCode, headers, statusMessage)
+  }
+
+  onResponseData (controller: Controller, chunk: Buffer): void {
+    this.#target.onResponseData?.(controller, chunk)
+  }
+
+  onResponseEnd (controller: Controller, trailers: Headers): void {
+    this.#target.onResponseEnd?.(controller, trailers)
+  }
+
+  onResponseError (controller: Controller, error: Error): void {
+    this.#target.onResponseError?.(controller, error)
+  }
 }
 
 /**
@@ -59,6 +106,8 @@ class RetryGuard implements Handler, Controller {
   readonly #method: string
   readonly #started: number
   #upstream: Controller | undefined
+  /** The caller has had onResponseStart. */
+  #answered = false
   #bodyStarted = false
   #strongEtag = false
   #reason: Error | null = null
@@ -106,8 +155,10 @@ class RetryGuard implements Handler, Controller {
    * here, with no connection held. (Waiting inside decide() instead loses a HEAD's failure: its
    * end arrives before the decision does.)
    */
-  readonly dispatchLater = (opts: Dispatch, retrying: Handler): boolean => {
+  readonly dispatchLater = (opts: Dispatch, retryHandler: Handler): boolean => {
     this.#between = true
+    // A resume of a body that broke off is RetryHandler's to check, whatever its status.
+    const retrying = this.#answered ? retryHandler : new FinalAnswers(retryHandler, this, this.#retry)
     // RetryHandler hides a resumed attempt's onRequestStart from us: this gate sees it.
     const handler: Handler = {
       onRequestStart: (controller, context) => {
@@ -189,6 +240,7 @@ class RetryGuard implements Handler, Controller {
   onResponseStart (controller: Controller, statusCode: number, headers: Headers, statusMessage?: string): void {
     this.#upstream = controller
     if (this.#reason !== null || this.#finished) return
+    this.#answered = true
     const etag = headers.etag
     this.#strongEtag = typeof etag === 'string' && !etag.startsWith('W/')
     this.#handler.onResponseStart?.(this, statusCode, headers, statusMessage)
