@@ -55,12 +55,12 @@ export async function collapse (field: readonly Contender[], origin: BenchOrigin
     let start = performance.now()
     check(session, c, 'collapse', [await client.get(`${origin.url}${directory}/single-${round}`)])
     const singleMs = performance.now() - start
-    const before = origin.seen(directory).requests
+    const before = (await origin.seen(directory)).requests
     start = performance.now()
     const burst = `${origin.url}${directory}/burst-${round}`
     check(session, c, 'collapse', await Promise.all(Array.from({ length: CONCURRENCY }, () => client.get(burst))))
     const burstMs = performance.now() - start
-    return { singleMs, burstMs, originRequests: origin.seen(directory).requests - before }
+    return { singleMs, burstMs, originRequests: (await origin.seen(directory)).requests - before }
   }, (c, samples) => {
     const medianSingleMs = median(samples.map((s) => s.singleMs))
     const medianBurstMs = median(samples.map((s) => s.burstMs))
@@ -84,7 +84,7 @@ export async function stale (field: readonly Contender[], origin: BenchOrigin, r
     await client.get(url)
     // The entry is stored once its body is read; let the write land.
     await sleep(10)
-    const before = origin.seen(directory).requests
+    const before = (await origin.seen(directory)).requests
     const start = performance.now()
     const replies = await Promise.all(Array.from({ length: CONCURRENCY }, () => client.observe(url)))
     const burstMs = performance.now() - start
@@ -130,10 +130,10 @@ function check (session: Session, c: Contender, scenario: string, bytes: readonl
 
 /** The origin's count under `directory` once it has not moved for 100 ms (background work done), at most 3 s. */
 async function settled (origin: BenchOrigin, directory: string): Promise<number> {
-  let last = origin.seen(directory).requests
+  let last = (await origin.seen(directory)).requests
   for (let quiet = 0, waited = 0; quiet < 100 && waited < 3000; waited += 20) {
     await sleep(20)
-    const now = origin.seen(directory).requests
+    const now = (await origin.seen(directory)).requests
     quiet = now === last ? quiet + 20 : 0
     last = now
   }

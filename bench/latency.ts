@@ -57,7 +57,7 @@ export async function latency (scenario: LatencyScenario, size: Size, field: rea
       for (const c of able) await clients.get(c.id)!.get(url(c, 0))
       await tick()
     }
-    const primed = new Map(able.map((c) => [c.id, origin.seen(directory(c)).requests]))
+    const primed = new Map(await Promise.all(able.map(async (c) => [c.id, (await origin.seen(directory(c))).requests] as const)))
 
     const runners = able.map((c) => ({
       id: c.id,
@@ -102,12 +102,12 @@ async function checkContender (scenario: LatencyScenario, c: Contender, client: 
   let reply
   if (scenario === 'miss') {
     // Every operation was a miss; then the last URL (`url`), asked again, must come from the cache.
-    const before = origin.seen(directory).requests
+    const before = (await origin.seen(directory)).requests
     const missesOk = before === ops
     if (!missesOk) problems.push(`origin saw ${before} requests for ${ops} operations on new URLs`)
     await tick()
     reply = await client.observe(url)
-    const again = origin.seen(directory).requests - before
+    const again = (await origin.seen(directory)).requests - before
     expected = ops + (caching ? 0 : 1)
     if (caching && again !== 0) problems.push('a URL just stored, asked again, went to the origin: the miss did not store it')
   } else {
@@ -119,7 +119,7 @@ async function checkContender (scenario: LatencyScenario, c: Contender, client: 
       if (!reply.fromCache) problems.push(`the client does not call its answer a cache hit (${reply.signal})`)
     }
   }
-  const seen = origin.seen(directory)
+  const seen = await origin.seen(directory)
   if (reply.status !== 200 || reply.bytes !== bodyBytes) problems.push(`answered ${reply.status} with ${reply.bytes} bytes`)
   if (seen.requests !== expected) problems.push(`origin saw ${seen.requests} requests, expected ${expected}${scenario === 'hit' && caching ? ': not served from cache' : ''}`)
   if (c.kind === 'cachedfetch') {

@@ -9,7 +9,14 @@
  * The origin counts requests (and 304s) per directory — the path without its last segment — so
  * that the benchmark can prove which contenders never reached it, including those that request a
  * new URL each time (miss + store), without keeping a record per request.
+ *
+ * It runs in a process of its own (bench/origin-process.ts), as a real origin would: sharing the
+ * contenders' thread, it would take their CPU, and it could not even start a slow answer's delay
+ * until a burst of 1000 requests had all been dispatched, which made collapsing look slower than
+ * it is. The counts come back over IPC.
  */
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
 import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
@@ -45,7 +52,7 @@ export interface BenchOrigin {
   /** The ETag every response carries. */
   readonly etag: string
   /** What the origin answered under one directory (`/cachedFetch/fresh/1k`). */
-  seen (directory: string): Counts
+  seen (directory: string): Promise<Counts>
   close (): Promise<void>
 }
 
@@ -62,7 +69,33 @@ export function jsonBody (size: number): Buffer {
   return Buffer.from(text)
 }
 
+/** Starts the origin in a process of its own; it ends with the benchmark. */
 export async function startBenchOrigin (): Promise<BenchOrigin> {
+  const child = fork(new URL('./origin-process.ts', import.meta.url), { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const [ready] = await once(child, 'message') as [{ url: string, etag: string }]
+  let next = 0
+  const waiting = new Map<number, (counts: Counts) => void>()
+  child.on('message', (message: { id: number, counts: Counts }) => waiting.get(message.id)?.(message.counts))
+  return {
+    url: ready.url,
+    etag: ready.etag,
+    seen: (directory) => new Promise((resolve) => {
+      const id = next++
+      waiting.set(id, (counts) => {
+        waiting.delete(id)
+        resolve(counts)
+      })
+      child.send({ id, directory })
+    }),
+    close: async () => {
+      child.kill()
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit')
+    }
+  }
+}
+
+/** The origin itself, in this process: what bench/origin-process.ts runs. */
+export async function startOriginServer (): Promise<{ url: string, etag: string, seen: (directory: string) => Counts, close: () => Promise<void> }> {
   const counts = new Map<string, { requests: number, notModified: number }>()
   const etag = '"bench-1"'
   const bodies = new Map<Size, Buffer>([['1k', jsonBody(SIZES['1k'])], ['100k', jsonBody(SIZES['100k'])]])

@@ -35,7 +35,7 @@ while (performance.now() - start < Number(ms)) {
   ops += 200
 }
 const us = (performance.now() - start) * 1000 / ops
-const seen = origin.seen(directory)
+const seen = await origin.seen(directory)
 process.stdout.write(`${contender.label}, ${scenario} ${size}: ${ops} ops, ${us.toFixed(2)} µs/op, origin saw ${seen.requests} requests (${seen.notModified} × 304)\n`)
 await client.close()
 await origin.close()

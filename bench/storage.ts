@@ -121,9 +121,9 @@ export async function redisTier (lib: Library, origin: BenchOrigin, rounds: numb
     }
     const runners = Object.entries(ops).map(([id, { label, op }]) => ({ id, label, op }))
     const measured = await interleave('redis', runners, { rounds, roundMs, warmupMs: roundMs * 2, budgetMs: 20_000, bodyBytes: undefined }, session)
-    const seen = (path: string): number => origin.seen(path).requests
     for (const path of ['/redis/cachedFetch/fresh/1k', '/redis/cacheInterceptor/fresh/1k', '/redis/got/fresh/1k']) {
-      if (seen(path) !== 1) session.warnings.push(`redis: the origin saw ${seen(path)} requests under ${path}, expected only the priming one`)
+      const { requests } = await origin.seen(path)
+      if (requests !== 1) session.warnings.push(`redis: the origin saw ${requests} requests under ${path}, expected only the priming one`)
     }
     const medians = new Map(measured.map((m) => [m.id, median(m.rounds.map((t) => t.wall))]))
     return {
@@ -167,7 +167,7 @@ export async function memoryTier (field: readonly Contender[], origin: BenchOrig
       const after = await heldBytes()
       // Every entry is still there: the first one, asked again, does not reach the origin.
       await client.get(`${origin.url}${directory}/e0`)
-      const requests = origin.seen(directory).requests
+      const { requests } = await origin.seen(directory)
       if (requests !== entries) session.warnings.push(`memory, ${c.label}: the origin saw ${requests} requests for ${entries} entries (and the first again): the cache did not hold them all`)
       const bytesPerEntry = (after - before) / entries
       rows.push({ id: c.id, label: c.label, entries, bodyBytes: 1024, bytesPerEntry, vsPayload: bytesPerEntry / 1024 })

@@ -96,7 +96,8 @@ export class Cache {
 
   /**
    * A hit that `accept` takes, or `undefined` with nothing reported: the fetch adapter's fast path
-   * asks this first and, on `undefined`, takes the full path, which reports.
+   * asks this first and, on `undefined`, takes the full path, which reports. A stale-while-revalidate
+   * hit carries the refresh the caller must start (`Hit.refresh`).
    * @internal For the adapters (src/adapters/), not for applications.
    */
   probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean): MaybePromise<Hit | undefined> {
@@ -107,9 +108,8 @@ export class Cache {
       const entry = findVariant(variants, request)
       if (entry === undefined || !accept(entry)) return undefined
       const usability = usable(entry, directives, mode, settings)
-      // A stale-while-revalidate hit starts a refresh: the full path's job.
-      if (usability !== 'fresh' && usability !== 'stale-allowed') return undefined
-      return this.#hit(request, entry, usability, undefined)
+      if (usability === 'revalidate') return undefined
+      return this.#hit(request, entry, usability, usability === 'stale-while-revalidate' ? this.#refresh(request, entry, directives, settings) : undefined)
     }
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise ? found.then(pick) : pick(found)
@@ -124,17 +124,18 @@ export class Cache {
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
-    if (usability === 'stale-while-revalidate') {
-      const refresh = this.#claimRefresh(entry, settings)
-        ? { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since), background: true }
-        : undefined
-      return this.#hit(request, entry, usability, refresh)
-    }
+    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, this.#refresh(request, entry, directives, settings))
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
     return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since)
+  }
+
+  /** The background revalidation a stale-while-revalidate hit starts, unless one is under way (RFC 5861 §3). */
+  #refresh (request: CacheRequest, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings): Forwarded | undefined {
+    if (!this.#claimRefresh(entry, settings)) return undefined
+    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since), background: true }
   }
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {

@@ -56,6 +56,12 @@ export class Broadcast implements Handler {
   #historyBytes = 0
   #upstream: Controller | undefined
   #upstreamPaused = false
+  /**
+   * How many callers are paused, and those more than `limit` bytes behind: kept as callers change,
+   * so that deciding whether the origin flows costs the same for a thousand callers as for one.
+   */
+  #pausedCount = 0
+  readonly #behind = new Set<Subscriber>()
   #done = false
   /** The caller the exchange waits for, and when it counts as stopped. */
   #stalled: { readonly subscriber: Subscriber, readonly timer: NodeJS.Timeout } | undefined
@@ -89,7 +95,7 @@ export class Broadcast implements Handler {
       this.#history = undefined
       for (const subscriber of [...this.#subscribers]) {
         if (!subscriber.collapsed) continue
-        this.#subscribers.delete(subscriber)
+        this.#remove(subscriber)
         this.#options.alone(subscriber.solo())
       }
       // Its own caller may have left before the answer came: then nobody wants this exchange.
@@ -131,15 +137,26 @@ export class Broadcast implements Handler {
     for (const subscriber of [...this.#subscribers]) subscriber.push(event, shared)
   }
 
+  /** A caller paused (+1) or resumed (-1). */
+  paused (change: 1 | -1): void {
+    this.#pausedCount += change
+    this.flow()
+  }
+
+  /** A caller's queue grew or shrank. */
+  queued (subscriber: Subscriber): void {
+    const over = subscriber.queuedBytes > this.#limit && this.#subscribers.has(subscriber)
+    if (over === this.#behind.has(subscriber)) return
+    if (over) this.#behind.add(subscriber)
+    else this.#behind.delete(subscriber)
+    this.flow()
+  }
+
   /** The origin flows unless every caller is paused, or one is too far behind the others. */
   flow (): void {
     if (this.#done) return
-    let paused = this.#subscribers.size > 0
-    let behind: Subscriber | undefined
-    for (const s of this.#subscribers) {
-      if (!s.paused) paused = false
-      if (s.queuedBytes > this.#limit) behind ??= s
-    }
+    let paused = this.#subscribers.size > 0 && this.#pausedCount >= this.#subscribers.size
+    const behind: Subscriber | undefined = this.#behind.values().next().value
     // Only a caller that holds others back can be failed for it.
     this.#wait(paused ? undefined : behind)
     if (behind !== undefined) paused = true
@@ -166,7 +183,7 @@ export class Broadcast implements Handler {
   }
 
   leave (subscriber: Subscriber, reason: Error): void {
-    this.#subscribers.delete(subscriber)
+    this.#remove(subscriber)
     if (this.#subscribers.size === 0 && !this.#done) {
       this.#upstream?.abort(reason)
       return
@@ -176,8 +193,14 @@ export class Broadcast implements Handler {
 
   /** A caller got its last callback. */
   finished (subscriber: Subscriber): void {
-    this.#subscribers.delete(subscriber)
+    this.#remove(subscriber)
     this.flow()
+  }
+
+  #remove (subscriber: Subscriber): void {
+    if (!this.#subscribers.delete(subscriber)) return
+    if (subscriber.paused) this.#pausedCount--
+    this.#behind.delete(subscriber)
   }
 }
 
@@ -216,6 +239,7 @@ class Subscriber implements Controller {
       const chunk = copy ? Buffer.from(event.chunk) : event.chunk
       this.#queue.push({ type: 'data', chunk })
       this.#queuedBytes += chunk.byteLength
+      this.#queuedChanged()
     } else {
       this.#queue.push(event)
     }
@@ -256,12 +280,19 @@ class Subscriber implements Controller {
         const event = this.#queue[0]!
         if (this.#paused && (event.type === 'data' || event.type === 'end')) break
         this.#queue.shift()
-        if (event.type === 'data') this.#queuedBytes -= event.chunk.byteLength
+        if (event.type === 'data') {
+          this.#queuedBytes -= event.chunk.byteLength
+          this.#queuedChanged()
+        }
         this.#deliver(event)
       }
     } finally {
       this.#draining = false
     }
+  }
+
+  #queuedChanged (): void {
+    if (!this.#detached) this.#flight.queued(this)
   }
 
   #deliver (event: Event): void {
@@ -300,14 +331,20 @@ class Subscriber implements Controller {
   }
 
   pause (): void {
+    if (this.#detached) {
+      this.#paused = true
+      this.#own?.pause()
+      return
+    }
+    if (this.#paused) return
     this.#paused = true
-    if (this.#detached) this.#own?.pause()
-    else this.#flight.flow()
+    this.#flight.paused(1)
   }
 
   resume (): void {
     if (!this.#paused) return
     this.#paused = false
+    if (!this.#detached) this.#flight.paused(-1)
     setImmediate(() => {
       this.#drain()
       if (this.#detached) this.#own?.resume()
