@@ -97,7 +97,9 @@ export class Cache {
   /**
    * A hit that `accept` takes, or `undefined` with nothing reported: the fetch adapter's fast path
    * asks this first and, on `undefined`, takes the full path, which reports. A stale-while-revalidate
-   * hit carries the refresh the caller must start (`Hit.refresh`).
+   * hit is taken only while its refresh is under way: one not yet started is the full path's to
+   * start, so that it goes out as undici.fetch sends a request (User-Agent, Accept, …), which an
+   * origin may answer otherwise without them.
    * @internal For the adapters (src/adapters/), not for applications.
    */
   probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean): MaybePromise<Hit | undefined> {
@@ -108,8 +110,8 @@ export class Cache {
       const entry = findVariant(variants, request)
       if (entry === undefined || !accept(entry)) return undefined
       const usability = usable(entry, directives, mode, settings)
-      if (usability === 'revalidate') return undefined
-      return this.#hit(request, entry, usability, usability === 'stale-while-revalidate' ? this.#refresh(request, entry, directives, settings) : undefined)
+      if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshUnderWay(variantId(entry)))) return undefined
+      return this.#hit(request, entry, usability, undefined)
     }
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise ? found.then(pick) : pick(found)
@@ -140,10 +142,14 @@ export class Cache {
 
   #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
     const id = variantId(entry)
-    const now = this.options.now()
-    if ((this.#refreshing.get(id) ?? 0) > now) return false
-    this.#refreshing.set(id, now + (settings.retry?.deadline ?? RETRY_DEFAULTS.deadline))
+    if (this.#refreshUnderWay(id)) return false
+    this.#refreshing.set(id, this.options.now() + (settings.retry?.deadline ?? RETRY_DEFAULTS.deadline))
     return true
+  }
+
+  /** Whether a refresh of the variant `id` is claimed and its claim has not lapsed. */
+  #refreshUnderWay (id: string): boolean {
+    return (this.#refreshing.get(id) ?? 0) > this.options.now()
   }
 
   /**

@@ -84,7 +84,7 @@ export function isEntry (variants: Variants): variants is CacheEntry {
 const ENTRY_OVERHEAD = 320
 
 /** Bytes an entry holds in memory, for the memory tier's bounds. */
-export function entrySize (entry: CacheEntry): number {
+function entrySize (entry: CacheEntry): number {
   let size = ENTRY_OVERHEAD + entry.key.length + bodyLength(entry.body)
   for (const name in entry.headers) {
     const value = entry.headers[name]!

@@ -40,14 +40,6 @@ function withoutFragment (parsed: URL): string {
   return copy.href
 }
 
-/** The key of the stored resource: `GET https://host/path?query`. */
-export function primaryKey (method: string, url: string): string {
-  // join() makes one flat string. A concatenation would be a rope of two, which V8 flattens into a
-  // third string, kept beside it, the first time it compares the key with another: in the memory
-  // tier that is every entry's key, on its first hit.
-  return [method, url].join(' ')
-}
-
 /**
  * The key an entry is stored under: the method, the URL (through the `key` hook when there is
  * one), the Host header when it names another authority, and a `private ` mark for a private
@@ -59,7 +51,9 @@ export function storeKey (method: string, url: string, host: string | undefined,
   // RFC 9110 §7.1: a Host header names the target's authority; one that is not the connection's
   // (a virtual host) is another resource, though the same server answers.
   if (host !== undefined && host.toLowerCase() !== new URL(url).host) parts.push(`host=${host.toLowerCase()}`)
-  // One flat string (see primaryKey).
+  // join() makes one flat string. A concatenation would be a rope, which V8 flattens into another
+  // string, kept beside it, the first time it compares the key with another: in the memory tier
+  // that is every entry's key, on its first hit.
   return parts.join(' ')
 }
 

@@ -143,7 +143,8 @@ export function revalidationHeaders (request: CacheRequest, stored: ResponseHead
   const headers = withoutHopByHop(request.headers)
   const etag = fieldValue(stored.etag)
   const lastModified = fieldValue(stored['last-modified'])
-  // RFC 9110 §8.8.1, §13.1.3: weak validators (a W/ entity tag, a Last-Modified date) only for a GET.
+  // Weak validators (a W/ entity tag, a Last-Modified date) only for a GET, as http-cache-semantics
+  // sends them, after RFC 2616 §13.3.3 (RFC 9110 §13.1.2 and §13.1.3 allow them for a HEAD too).
   const weakAllowed = request.method === 'GET'
   if (etag !== undefined && (weakAllowed || !isWeak(etag))) headers['if-none-match'] = etag
   if (lastModified !== undefined && weakAllowed) headers['if-modified-since'] = lastModified

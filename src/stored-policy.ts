@@ -40,8 +40,9 @@ export interface PolicyObject {
  * A stored response's policy: its freshness lifetime and age, and the response directives that
  * decide how it may be used once stale. http-cache-semantics computes the lifetime when the
  * response arrives; what it would keep besides (its own parse of every field, the request) is
- * not kept, since a hit never needs it: a revalidation rebuilds it from the stored response
- * (PolicyFactory). A policy is a few numbers, so a memory-tier entry stays small.
+ * not kept, since neither a hit nor a revalidation needs it: a 304 makes a new policy from the
+ * updated response (PolicyFactory.revalidated). A policy is a few numbers, so a memory-tier entry
+ * stays small.
  */
 export class Policy {
   /** When its age was zero, ms since the epoch. */

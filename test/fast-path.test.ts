@@ -12,6 +12,7 @@ import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '..
 import type { Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
+import { gate, waitFor } from './helpers/wait.js'
 
 interface Scenario {
   readonly name: string
@@ -255,5 +256,49 @@ describe('response.url', () => {
     expect(fast.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
     expect(server.seen('/search?q=a%20b&page=2')).toHaveLength(1)
     expect(server.requests.map((r) => r.path)).toEqual(['/search?q=a%20b&page=2'])
+  })
+})
+
+describe('a stale-while-revalidate hit on the fast path', () => {
+  /** Fields undici.fetch adds to every request that does not set them. */
+  const FETCH_ADDS = ['accept', 'accept-language', 'accept-encoding', 'user-agent', 'sec-fetch-mode']
+
+  it('is revalidated in the background with the request fetch sends, as through the interceptor; hits meanwhile take the fast path', async () => {
+    const { cache, clock, cachedFetch } = setup()
+    const refresh = gate()
+    const server = await opened.origin({
+      '/doc': async (req, res) => {
+        const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }
+        if (server.hits('/doc') > 1) await refresh.promise
+        // As GitHub's API does: a request without User-Agent is refused.
+        if (req.headers['user-agent'] === undefined) res.writeHead(403, { date: clock.date() }).end('no user agent')
+        else if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+        else res.writeHead(200, fields).end('version 1')
+      }
+    })
+    const url = `${server.url}/doc`
+
+    expect(await (await cachedFetch(url)).text()).toBe('version 1')
+    clock.advance(20)
+    const slowCalls = watchSlowPath(cache)
+    const stale = await cachedFetch(url)
+    expect(stale.headers.get('cache-status')).toBe('cachedfetch; hit; fwd=stale; ttl=-10; detail=stale-while-revalidate')
+    expect(await stale.text()).toBe('version 1')
+    await waitFor(() => server.hits('/doc') === 2, 'the background revalidation to reach the origin')
+    const meanwhile = await cachedFetch(url)
+    expect(meanwhile.headers.get('cache-status')).toBe('cachedfetch; hit; fwd=stale; ttl=-10; detail=stale-while-revalidate')
+    expect(await meanwhile.text()).toBe('version 1')
+    // The hit that started the revalidation went through undici.fetch; the one meanwhile did not.
+    expect(slowCalls()).toBe(1)
+    refresh.release()
+    await waitFor(() => cache.stats().refreshing === 0, 'the background revalidation to end')
+
+    const [first, revalidation] = server.seen('/doc')
+    expect(revalidation!.headers['if-none-match']).toBe('"v1"')
+    for (const field of FETCH_ADDS) expect(revalidation!.headers[field], field).toBe(first!.headers[field])
+    const fresh = await cachedFetch(url)
+    expect(fresh.headers.get('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    expect(await fresh.text()).toBe('version 1')
+    expect(server.hits('/doc')).toBe(2)
   })
 })

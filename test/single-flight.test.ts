@@ -894,6 +894,76 @@ describe('single-flight into raw undici handlers', () => {
     expect(joiner.body.equals(body)).toBe(true)
   })
 
+  /** `/doc` answers once both callers have reached the cache: `body` in 4 KiB writes. */
+  async function twoCallers (body: Buffer, maxEntrySize: number): Promise<{ server: Origin, cache: Cache, leader: RecordingHandler, follower: RecordingHandler, start: () => Promise<void> }> {
+    const answer = gate()
+    const server = await opened.origin({
+      '/doc': async (_req, res) => {
+        await answer.promise
+        res.writeHead(200, { 'cache-control': 'no-store', 'content-length': String(body.byteLength) })
+        for (let at = 0; at < body.byteLength; at += 4096) res.write(body.subarray(at, at + 4096))
+        res.end()
+      }
+    })
+    const cache = createCache({ maxEntrySize })
+    const dispatcher = agent().compose(cacheInterceptor({ cache }))
+    const leader = new RecordingHandler()
+    const follower = new RecordingHandler()
+    const start = async (): Promise<void> => {
+      get(dispatcher, server, leader)
+      await waitFor(() => cache.stats().misses === 1, 'the leader to reach the cache')
+      get(dispatcher, server, follower)
+      await waitFor(() => cache.stats().misses === 2, 'the follower to reach the cache')
+      answer.release()
+    }
+    return { server, cache, leader, follower, start }
+  }
+
+  it('a caller that pauses after it aborted (as a legacy handler whose onData aborts and returns false does) does not hold back the caller left', async () => {
+    const body = bytes(256 * 1024, 41)
+    const { server, leader, follower, start } = await twoCallers(body, 16 * 1024)
+    leader.whenData = (controller) => {
+      if (leader.chunks.length > 1) return
+      controller.abort(new Error('the leader is done'))
+      // undici's controllers take pause() and resume() after abort() as no-ops.
+      controller.pause()
+    }
+    await start()
+
+    await within(follower.finished, 'the follower\'s body')
+    expect(follower.error).toBeUndefined()
+    expect(follower.body.equals(body)).toBe(true)
+    expect(leader.error?.message).toBe('the leader is done')
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a caller that resumes after it aborted while paused does not keep the origin flowing past the caller left, which pauses', async () => {
+    const body = bytes(256 * 1024, 43)
+    const { server, leader, follower, start } = await twoCallers(body, 16 * 1024)
+    leader.whenData = (controller) => {
+      if (leader.chunks.length > 1) return
+      controller.pause()
+      setImmediate(() => {
+        controller.abort(new Error('the leader is done'))
+        controller.resume()
+      })
+    }
+    follower.whenData = (controller) => { if (follower.chunks.length === 1) controller.pause() }
+    await start()
+    await waitFor(() => leader.error !== undefined, 'the leader to abort')
+
+    // The follower is the only caller and it is paused: the origin waits for it, as its own
+    // connection would, however long it takes (past the second after which a caller holding
+    // others back fails with ERR_SHARED_BODY_OVERRUN).
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    expect(follower.error).toBeUndefined()
+    follower.controller!.resume()
+    await within(follower.finished, 'the follower\'s body')
+    expect(follower.error).toBeUndefined()
+    expect(follower.body.equals(body)).toBe(true)
+    expect(server.hits('/doc')).toBe(1)
+  })
+
   it('a caller that overwrites the chunks it is given does not change what another caller receives', async () => {
     const body = bytes(32 * 1024, 29)
     const answer = gate()

@@ -137,8 +137,13 @@ export class Broadcast implements Handler {
     for (const subscriber of [...this.#subscribers]) subscriber.push(event, shared)
   }
 
-  /** A caller paused (+1) or resumed (-1). */
-  paused (change: 1 | -1): void {
+  /**
+   * A caller paused (+1) or resumed (-1). Only a caller still here counts: one that has left may
+   * still call pause() or resume() (undici's controllers take them after abort() as no-ops), and
+   * counting those would pause the origin for nobody, or not for the callers left.
+   */
+  paused (subscriber: Subscriber, change: 1 | -1): void {
+    if (!this.#subscribers.has(subscriber)) return
     this.#pausedCount += change
     this.flow()
   }
@@ -338,13 +343,13 @@ class Subscriber implements Controller {
     }
     if (this.#paused) return
     this.#paused = true
-    this.#flight.paused(1)
+    this.#flight.paused(this, 1)
   }
 
   resume (): void {
     if (!this.#paused) return
     this.#paused = false
-    if (!this.#detached) this.#flight.paused(-1)
+    if (!this.#detached) this.#flight.paused(this, -1)
     setImmediate(() => {
       this.#drain()
       if (this.#detached) this.#own?.resume()

@@ -16,7 +16,7 @@ import { memoizeWeakly } from '../memo.js'
 import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
-import { cacheInterceptor, revalidateInBackground, type CacheDispatchOptions } from './interceptor.js'
+import { cacheInterceptor, type CacheDispatchOptions } from './interceptor.js'
 
 export interface CachedFetchOptions extends CacheOrOptions {
   /**
@@ -78,7 +78,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // Validated before anything else, so a bad one fails the same way on every path.
     if (cachePolicy !== undefined) cache.settings(undefined, cachePolicy)
     // A request with a policy of its own takes the full path, where the engine applies it.
-    const fast = cachePolicy === undefined ? fastPath(cache, input, init, init.dispatcher ?? base) : undefined
+    const fast = cachePolicy === undefined ? fastPath(cache, input, init) : undefined
     const hit = fast instanceof Promise ? await fast : fast
     if (hit !== undefined) return hit
 
@@ -136,11 +136,11 @@ function cacheMode (input: string | URL | Request, init: RequestInit | undefined
 /**
  * A Response for a hit, without undici.fetch; `undefined` when the full path must answer. Only
  * string and URL inputs: a Request brings a body, signal and mode of its own. A hit on a stale
- * entry inside stale-while-revalidate is served here too, and its revalidation goes out through
- * `below` (the dispatcher under the cache) as the interceptor's does; it carries the caller's
- * header fields, not those fetch would add, which changes nothing an entry served here varies on.
+ * entry inside stale-while-revalidate is served here while its revalidation is under way; the hit
+ * that starts one takes the full path, so that the revalidation carries the header fields fetch
+ * adds (User-Agent, Accept, …), which the origin sees on every other request (Cache.probe).
  */
-function fastPath (cache: Cache, input: string | URL | Request, init: RequestInit | undefined, below: Dispatcher): Response | undefined | Promise<Response | undefined> {
+function fastPath (cache: Cache, input: string | URL | Request, init: RequestInit | undefined): Response | undefined | Promise<Response | undefined> {
   if (typeof input !== 'string' && !(input instanceof URL)) return undefined
   const method = init?.method === undefined ? 'GET' : init.method.toUpperCase()
   if ((method !== 'GET' && method !== 'HEAD') || init?.body != null || init?.signal?.aborted === true ||
@@ -153,21 +153,14 @@ function fastPath (cache: Cache, input: string | URL | Request, init: RequestIni
   } catch {
     return undefined // the full path raises fetch's own TypeError
   }
-  const request = { method, url, headers: normalizeHeaders(init?.headers) }
   let hit
   try {
-    hit = cache.probe(request, mode, servableAsIs)
+    hit = cache.probe({ method, url, headers: normalizeHeaders(init?.headers) }, mode, servableAsIs)
   } catch {
     return undefined // the full path has the cache's fail-open handling
   }
-  const respond = (found: Awaited<typeof hit>): Response | undefined => {
-    if (found === undefined) return undefined
-    if (found.refresh !== undefined) {
-      const target = new URL(url)
-      revalidateInBackground(cache, (opts, handler) => below.dispatch(opts, handler), { origin: target.origin, path: target.pathname + target.search, method }, request, found.refresh)
-    }
-    return toResponse(found, method, url)
-  }
+  const respond = (found: Awaited<typeof hit>): Response | undefined =>
+    found === undefined ? undefined : toResponse(found, method, url)
   return hit instanceof Promise ? hit.then(respond, () => undefined) : respond(hit)
 }
 

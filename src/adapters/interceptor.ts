@@ -130,7 +130,7 @@ function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHa
  * RFC 5861 §3: the caller already has the stale entry; this revalidates it with nobody waiting.
  * Its outcome lands in the store; its failure is an event, and the entry stays as it was.
  */
-export function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Pick<Dispatcher.DispatchOptions, 'origin' | 'path' | 'method' | 'query'>, request: CacheRequest, refresh: Forwarded): void {
+function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions, request: CacheRequest, refresh: Forwarded): void {
   const { origin, path, method, query } = opts
   let status = 0
   const done: Dispatcher.DispatchHandler = {

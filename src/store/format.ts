@@ -6,7 +6,7 @@
  *
  * The header holds the key (the URL is part of it), when the value expires, and for each variant
  * its status, headers, policy (src/stored-policy.ts: when its age was zero, its freshness
- * lifetime; what http-cache-semantics needs besides is rebuilt from the headers), Vary values,
+ * lifetime; its directives are read again from the stored Cache-Control), Vary values,
  * tags, and its body's encoding and length. A body that is valid UTF-8 (JSON, HTML, text: what
  * services mostly cache) is kept as it is, so it is not inflated at all; anything else is base64
  * (33%). A store whose serializer escapes strings (Keyv's JSON one, for a Keyv instance the caller

@@ -1,7 +1,7 @@
 /**
  * L1: live variants in an in-process LRU bounded by bytes and by entry count (lru-cache does the
  * bookkeeping). It holds objects, not serialized bytes, so a hit costs a map lookup; it answers
- * synchronously. The value under a key is the variants array itself: no wrapper object per URL.
+ * synchronously. The value under a key is the variants themselves (a single one as it is): no wrapper object per URL.
  */
 import { LRUCache } from 'lru-cache'
 import { variantsSize, type Variants } from '../entry.js'
