@@ -143,9 +143,10 @@ export function revalidationHeaders (request: CacheRequest, stored: ResponseHead
   const headers = withoutHopByHop(request.headers)
   const etag = fieldValue(stored.etag)
   const lastModified = fieldValue(stored['last-modified'])
-  // Weak validators (a W/ entity tag, a Last-Modified date) only for a GET, as http-cache-semantics
-  // sends them, after RFC 2616 §13.3.3 (RFC 9110 §13.1.2 and §13.1.3 allow them for a HEAD too).
-  const weakAllowed = request.method === 'GET'
+  // Weak validators (a W/ entity tag, a Last-Modified date) for GET and HEAD only: If-None-Match
+  // compares weakly and If-Modified-Since applies to those two (RFC 9110 §13.1.2, §13.1.3).
+  // http-cache-semantics keeps them to GET, after RFC 2616 §13.3.3: a HEAD then misses its 304.
+  const weakAllowed = request.method === 'GET' || request.method === 'HEAD'
   if (etag !== undefined && (weakAllowed || !isWeak(etag))) headers['if-none-match'] = etag
   if (lastModified !== undefined && weakAllowed) headers['if-modified-since'] = lastModified
   return headers
