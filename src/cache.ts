@@ -5,7 +5,7 @@
  * decisions into undici's handler API and into `fetch`.
  */
 import { forward, HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
-import { bodyLength, fieldValue, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders, type Variants } from './entry.js'
+import { bodyLength, connectionNamesFields, fieldValue, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders, type Variants } from './entry.js'
 import { explain, type Explanation } from './explain.js'
 import { fieldsFitToStore } from './field-limits.js'
 import { Flights } from './flight.js'
@@ -224,7 +224,7 @@ export class Cache {
     const fields = varyFields(fieldValue(stored.vary))
     // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
     const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
-    if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize || !fieldsFitToStore(stored)) {
+    if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize || !fieldsFitToStore(stored) || connectionNamesFields(headers)) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
       return pass(false)
@@ -334,7 +334,7 @@ export class Cache {
   explain (request: CacheRequest, status: number, headers: Record<string, string | string[] | undefined>): Explanation {
     const settings = this.settings(request.url)
     const conditional = hasAny(request.headers, CALLER_CONDITIONALS)
-    return explain(this.#policies, request, conditional, status, storableHeaders(headers), settings)
+    return explain(this.#policies, request, conditional, status, storableHeaders(headers), settings, connectionNamesFields(headers))
   }
 
   /**

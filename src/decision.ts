@@ -2,7 +2,7 @@
  * What the engine decides, as data the adapters act on: how a request is served (`Lookup`) and
  * what becomes of the origin's answer (`Outcome`).
  */
-import type { CacheEntry, ResponseHeaders } from './entry.js'
+import { copyFields, type CacheEntry, type ResponseHeaders } from './entry.js'
 import type { RequestHeaders } from './key.js'
 import type { RequestSettings } from './options.js'
 import type { RequestDirectives } from './directives.js'
@@ -88,5 +88,7 @@ export class HitResult implements Hit {
 
 /** The stored fields as served (Object.assign: several times faster than a spread on Node 20). */
 export function servedHeaders (entry: CacheEntry, age: string, cacheStatus: string): ResponseHeaders {
-  return Object.assign({}, entry.headers, { age, 'cache-status': cacheStatus })
+  const served = { age, 'cache-status': cacheStatus }
+  // Object.assign would make a field named __proto__ the copy's prototype (src/entry.ts setField).
+  return Object.hasOwn(entry.headers, '__proto__') ? copyFields<string | string[]>(entry.headers, served) : Object.assign({}, entry.headers, served)
 }

@@ -10,6 +10,23 @@ import type { Policy } from './stored-policy.js'
 /** Response header fields as stored: lower-case names; only `set-cookie` may repeat. */
 export type ResponseHeaders = Record<string, string | string[]>
 
+/**
+ * Sets a field in a record of fields. A field named `__proto__` is a token like any other (RFC 9110
+ * §5.1); assigned, it would set the record's prototype instead (or vanish), so it is defined as the
+ * record's own. Records stay plain objects: V8 reads those far faster than prototype-less ones.
+ */
+export function setField<T> (record: Record<string, T>, name: string, value: T): void {
+  if (name === '__proto__') Object.defineProperty(record, name, { value, enumerable: true, configurable: true, writable: true })
+  else record[name] = value
+}
+
+/** A copy of records of fields, later ones over earlier ones, a field named `__proto__` included (see setField). */
+export function copyFields<T> (...records: ReadonlyArray<Readonly<Record<string, T>>>): Record<string, T> {
+  const copy: Record<string, T> = {}
+  for (const record of records) for (const name in record) setField(copy, name, record[name]!)
+  return copy
+}
+
 /** One field value as a string: a repeated field's values joined, as RFC 9110 §5.3 allows. */
 export function fieldValue (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value
@@ -106,6 +123,23 @@ const HOP_BY_HOP = new Set([
   'proxy-authentication-info', 'te', 'trailer', 'transfer-encoding', 'upgrade'
 ])
 
+/** Connection options that name no end-to-end field (RFC 9112 §9.3, §9.6; RFC 9110 §7.6.1). */
+const CONNECTION_OPTIONS = new Set(['close', 'keep-alive', ...HOP_BY_HOP])
+
+/**
+ * Whether Connection names end-to-end fields. They were sent for this cache, the next recipient
+ * (RFC 9110 §7.6.1), and may say `private`, set a cookie or name a Vary field; but RFC 9111 §3.1
+ * keeps them out of what is stored, and a stored response without them would be served as if they
+ * had never been said. Such a response is not stored.
+ */
+export function connectionNamesFields (headers: Record<string, string | string[] | undefined>): boolean {
+  const connection = fieldValue(headers.connection)
+  return connection !== undefined && connection.split(',').some((option) => {
+    const name = option.trim().toLowerCase()
+    return name !== '' && !CONNECTION_OPTIONS.has(name)
+  })
+}
+
 /** Response header fields as they may be stored: hop-by-hop fields and those named by Connection removed. */
 export function storableHeaders (headers: Record<string, string | string[] | undefined>): ResponseHeaders {
   const connection = fieldValue(headers.connection)
@@ -115,7 +149,7 @@ export function storableHeaders (headers: Record<string, string | string[] | und
     const value = headers[name]
     const lower = name.toLowerCase()
     if (value === undefined || HOP_BY_HOP.has(lower) || named?.has(lower)) continue
-    stored[lower] = lower === 'set-cookie' ? value : intern(Array.isArray(value) ? value.join(', ') : value)
+    setField(stored, lower, lower === 'set-cookie' ? value : intern(Array.isArray(value) ? value.join(', ') : value))
   }
   return stored
 }

@@ -35,25 +35,26 @@ interface ExplainedRequest {
   readonly method: string
   readonly directives: RequestDirectives
   readonly conditional: boolean
-  /** It carries Authorization or Cookie, which alone keeps the response from being stored. */
+  /** It carries Authorization, Proxy-Authorization or Cookie, which alone keeps the response from being stored. */
   readonly credential: boolean
 }
 
-export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings): Explanation {
+/** `connectionNamed`: the response's Connection field named end-to-end fields (src/entry.ts), removed from `headers`. */
+export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings, connectionNamed = false): Explanation {
   const { policy, storable } = policies.create(request, status, headers, settings)
   const sent = revalidationHeaders(request, headers)
   const revalidation = Object.fromEntries(VALIDATORS.filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
-  const { authorization, cookie, ...others } = request.headers
-  const credential = (authorization !== undefined || cookie !== undefined) && !storable &&
+  const { authorization, cookie, 'proxy-authorization': proxyAuthorization, ...others } = request.headers
+  const credential = (authorization !== undefined || cookie !== undefined || proxyAuthorization !== undefined) && !storable &&
     policies.create({ ...request, headers: others }, status, headers, settings).storable
   const explained = { method: request.method, directives: requestDirectives(request.headers, settings.ignoreRequestNoCache), conditional, credential }
-  return decide(policy, storable, headers, explained, settings, policy.retention(headers, settings), revalidation)
+  return decide(policy, storable, headers, explained, settings, policy.retention(headers, settings), revalidation, connectionNamed)
 }
 
 /** The request fields a revalidation adds (RFC 9111 §4.3.1). */
 const VALIDATORS = ['if-none-match', 'if-modified-since']
 
-function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>): Explanation {
+function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>, connectionNamed: boolean): Explanation {
   const reasons: string[] = []
   const d = parseDirectives(fieldValue(headers['cache-control']))
   const { method } = request
@@ -68,10 +69,11 @@ function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, re
   // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
   const length = method === 'HEAD' ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
   if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
-  if (!fieldsFitToStore(headers)) reasons.push(`its header fields are malformed (CR, LF or NUL in a value, a name that is no token) or past the limits (${FIELD_LIMITS.value} characters a value, ${FIELD_LIMITS.total} in all, ${FIELD_LIMITS.count} fields)`)
+  if (!fieldsFitToStore(headers)) reasons.push(`its header fields are malformed (CR, LF, NUL or a character past Latin-1 in a value, a name that is no token) or past the limits (${FIELD_LIMITS.value} characters a value, ${FIELD_LIMITS.total} in all, ${FIELD_LIMITS.count} fields)`)
+  if (connectionNamed) reasons.push('its Connection field names end-to-end fields: they were meant for this cache (RFC 9110 §7.6.1), yet would not be stored with it (RFC 9111 §3.1)')
   if (!storable && reasons.length === 0) {
     reasons.push(request.credential
-      ? 'the request carries Authorization or Cookie, and the response is not public, has no s-maxage or must-revalidate (§3.5), nor varies on Cookie'
+      ? 'the request carries Authorization, Proxy-Authorization or Cookie, and the response is not public, has no s-maxage or must-revalidate (§3.5), nor, for Cookie or Proxy-Authorization, varies on it'
       : 'its status or directives make it unstorable (§3)')
   }
   if (retention === 0 && reasons.length === 0) reasons.push('it has no freshness, no stale window and no validator: it could never be used (§4.2, §4.3)')

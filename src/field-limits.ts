@@ -25,10 +25,14 @@ export const FIELD_LIMITS = Object.freeze({
 
 /** RFC 9110 §5.1: a field name is a token. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
-/** RFC 9110 §5.5: CR, LF and NUL in a field value are invalid and dangerous. */
-const FORBIDDEN = /[\r\n\0]/
+/**
+ * RFC 9110 §5.5: CR, LF and NUL in a field value are invalid and dangerous; and a value is octets,
+ * so a character past Latin-1 (which undici's parser never yields, but a dispatcher below may) is
+ * none, and the fetch Response refuses it.
+ */
+const FORBIDDEN = /[\r\n\0\u0100-\uffff]/
 
-/** Whether a response's fields may be stored: names are tokens, values free of CR/LF/NUL, all within FIELD_LIMITS. */
+/** Whether a response's fields may be stored: names are tokens, values octets free of CR/LF/NUL, all within FIELD_LIMITS. */
 export function fieldsFitToStore (headers: ResponseHeaders): boolean {
   let total = 0
   let count = 0
@@ -43,4 +47,13 @@ export function fieldsFitToStore (headers: ResponseHeaders): boolean {
     if (total > FIELD_LIMITS.total || count > FIELD_LIMITS.count) return false
   }
   return true
+}
+
+/**
+ * Whether a stored status line can be replayed: a final status of three digits (RFC 9110 §15; a
+ * 1xx is never a stored response, and a handler given one waits for a final one for ever), and a
+ * reason phrase free of CR, LF and NUL (RFC 9112 §4).
+ */
+export function isReplayableStatus (status: number, statusText: string): boolean {
+  return Number.isInteger(status) && status >= 200 && status <= 999 && !/[\r\n\0]/.test(statusText)
 }

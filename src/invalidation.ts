@@ -28,7 +28,10 @@ export function invalidatedBy (request: CacheRequest, status: number, headers: R
   } catch {
     return targets
   }
-  for (const name of ['location', 'content-location']) {
+  for (const name in headers) {
+    // Field names are case-insensitive (RFC 9110 §5.1); a dispatcher below may hand them over in any case.
+    const lower = name.toLowerCase()
+    if (lower !== 'location' && lower !== 'content-location') continue
     const raw = headers[name]
     const value = Array.isArray(raw) ? raw[0] : raw
     if (value === undefined) continue

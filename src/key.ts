@@ -3,6 +3,7 @@
  * named by the response's Vary pick the variant (RFC 9111 §4.1). Both adapters build keys here,
  * so `cachedFetch` and the interceptor see the same entries.
  */
+import { setField } from './entry.js'
 import { memoize } from './memo.js'
 
 /** Request header fields, names in lower case, repeated fields joined with ", ". */
@@ -10,7 +11,7 @@ export type RequestHeaders = Record<string, string>
 
 /** What the engine needs to know of a request. */
 export interface CacheRequest {
-  /** Upper-case method. */
+  /** The method as sent: case-sensitive (RFC 9110 §9.1); fetch upper-cases the standard ones. */
   readonly method: string
   /** Absolute URL, WHATWG-normalised, without fragment. */
   readonly url: string
@@ -99,7 +100,7 @@ const NO_VARY: VaryValues = Object.freeze({})
 export function varyValues (fields: readonly string[], headers: RequestHeaders): VaryValues {
   if (fields.length === 0) return NO_VARY
   const values: Record<string, string | undefined> = {}
-  for (const field of fields) values[field] = normalizeFieldValue(headers[field])
+  for (const field of fields) setField(values, field, normalizeFieldValue(headers[field]))
   return values
 }
 
@@ -115,8 +116,9 @@ export function varyMatches (stored: VaryValues, headers: RequestHeaders): boole
   return true
 }
 
-function normalizeFieldValue (value: string | undefined): string | undefined {
-  if (value === undefined) return undefined
+/** `value` as compared; what is no string is a field the request does not have (`constructor` is Object.prototype's). */
+function normalizeFieldValue (value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined
   return value.includes(',') ? value.split(',').map((v) => v.trim()).join(', ') : value.trim()
 }
 
@@ -154,8 +156,9 @@ function append (headers: RequestHeaders, name: unknown, value: unknown): void {
   if (value === undefined || value === null) return
   const key = String(name).toLowerCase()
   const text = Array.isArray(value) ? value.map(String).join(', ') : toText(value)
-  const previous = headers[key]
-  headers[key] = previous === undefined ? text : `${previous}, ${text}`
+  // What is no string is inherited (`constructor`, `__proto__`), not a field sent before.
+  const previous: unknown = headers[key]
+  setField(headers, key, typeof previous === 'string' ? `${previous}, ${text}` : text)
 }
 
 function toText (value: unknown): string {

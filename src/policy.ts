@@ -11,7 +11,7 @@ import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
 import { deltaSeconds, MAX_DELTA_SECONDS, parseDirectives, type Directives } from './directives.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
-import { fieldValue, type ResponseHeaders } from './entry.js'
+import { fieldValue, setField, type ResponseHeaders } from './entry.js'
 import { memoize } from './memo.js'
 import { Policy, type PolicyObject } from './stored-policy.js'
 
@@ -116,7 +116,7 @@ export class PolicyFactory {
     delete headers.age
     for (const name in notModified) {
       if (KEPT_ON_UPDATE.has(name)) continue
-      headers[name] = notModified[name]!
+      setField(headers, name, notModified[name]!)
     }
     // RFC 9110 §6.6.1: a response without Date is dated when received. Keeping the stored Date
     // instead would give the freshened response the old one's apparent age (§4.2.3): stale at once.
@@ -177,7 +177,7 @@ const HOP_BY_HOP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-authoriza
 function withoutHopByHop (headers: RequestHeaders): RequestHeaders {
   const named = headers.connection?.split(',').map((name) => name.trim().toLowerCase())
   const kept: RequestHeaders = {}
-  for (const name in headers) if (!HOP_BY_HOP_REQUEST.has(name) && named?.includes(name) !== true) kept[name] = headers[name]!
+  for (const name in headers) if (!HOP_BY_HOP_REQUEST.has(name) && named?.includes(name) !== true) setField(kept, name, headers[name]!)
   return kept
 }
 
@@ -228,13 +228,16 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
   }
   if (all['cache-control'] !== undefined) headers['cache-control'] = lowerDirectiveNames(all['cache-control'])
   const varied = varyFields(vary)
-  // Its storable() only asks whether Authorization is present. Beyond RFC 9111, a Cookie counts as
-  // the credential it is: a shared cache stores the answer only as §3.5 allows for Authorization
-  // (public, s-maxage, must-revalidate), or when the response varies on Cookie and so is keyed by it.
-  if (all.authorization !== undefined || (all.cookie !== undefined && !varied.includes('cookie'))) headers.authorization = 'present'
+  // Its storable() only asks whether Authorization is present. Beyond RFC 9111, a Cookie and a
+  // Proxy-Authorization count as the credentials they are (RFC 9110 §11.7.2): a shared cache stores
+  // the answer only as §3.5 allows for Authorization (public, s-maxage, must-revalidate), or when the
+  // response varies on the field and so is keyed by it.
+  if (all.authorization !== undefined || (all['proxy-authorization'] !== undefined && !varied.includes('proxy-authorization')) ||
+      (all.cookie !== undefined && !varied.includes('cookie'))) headers.authorization = 'present'
   for (const name of varied) {
     const value = all[name]
-    if (value !== undefined) headers[name] = value
+    // Only the request's own fields: `constructor` is no field of a request that did not send one.
+    if (typeof value === 'string') setField(headers, name, value)
   }
   return { method: request.method, url: request.url, headers }
 }

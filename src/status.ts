@@ -3,7 +3,7 @@
  * `node:diagnostics_channel` events, and the counters behind `cache.stats()`.
  */
 import diagnostics from 'node:diagnostics_channel'
-import type { CacheEntry, ResponseHeaders } from './entry.js'
+import { setField, type CacheEntry, type ResponseHeaders } from './entry.js'
 
 /** The name this cache uses in Cache-Status. */
 export const CACHE_NAME = 'cachedfetch'
@@ -126,7 +126,7 @@ export function withCacheStatus (headers: Record<string, string | string[] | und
   const copy: ResponseHeaders = {}
   for (const name in headers) {
     const value = headers[name]
-    if (value !== undefined) copy[name] = value
+    if (value !== undefined) setField(copy, name, value)
   }
   copy['cache-status'] = appendCacheStatus(headers['cache-status'], formatCacheStatus(parts))
   return copy

@@ -150,9 +150,15 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
  * for one user (RFC 9111 §5.2.2.7 private; a Set-Cookie hands out that user's session).
  */
 function isForAnyone (headers: Record<string, string | string[] | undefined>): boolean {
-  if (headers['set-cookie'] !== undefined) return false
-  const cacheControl = headers['cache-control']
-  return !/(^|,)\s*private\b/i.test(Array.isArray(cacheControl) ? cacheControl.join(',') : cacheControl ?? '')
+  // Field names are case-insensitive (RFC 9110 §5.1); a dispatcher below may hand them over in any case.
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined) continue
+    const lower = name.toLowerCase()
+    if (lower === 'set-cookie') return false
+    if (lower === 'cache-control' && /(^|,)\s*private\b/i.test(Array.isArray(value) ? value.join(',') : value)) return false
+  }
+  return true
 }
 
 /** The controller a handler gets with an error raised before any exchange began. */
@@ -167,10 +173,14 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
     const base = typeof origin === 'string' ? new URL(origin) : origin
     // An origin with a path is one undici refuses: it is left to say so.
     if (base.pathname !== '/' || base.search !== '' || base.hash !== '') return undefined
+    // undici refuses `query` beside a path that has a query or fragment (below the interceptors): left to say so.
+    if (query != null && /[?#]/.test(path)) return undefined
     const headers = normalizeHeaders(opts.headers)
-    const method = opts.method.toUpperCase()
+    // RFC 9110 §9.1: the method token is case-sensitive; undici sends it as given, so `get` is no GET.
+    const { method } = opts
+    if (typeof method !== 'string') return undefined
     // undici appends `query` to the path below the interceptors (nothing for an empty one); the key must see it here.
-    const search = query == null || path.includes('?') ? '' : stringify(query as Record<string, string>)
+    const search = query == null ? '' : stringify(query as Record<string, string>)
     // The request-target as undici sends it (RFC 9112 §3.2), on the connection's origin (userinfo is never sent).
     const sent = base.origin + (search === '' ? path : `${path}?${search}`)
     const url = normalizeUrl(sent)

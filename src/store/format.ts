@@ -17,7 +17,8 @@
  * or is cut short is `undefined`, which the store turns into a miss, a delete and an event.
  */
 import { isUtf8 } from 'node:buffer'
-import { bodySlice, toStoredBody, toVariants, variantList, type CacheEntry, type ResponseHeaders, type Variants } from '../entry.js'
+import { bodySlice, setField, toStoredBody, toVariants, variantList, type CacheEntry, type ResponseHeaders, type Variants } from '../entry.js'
+import { fieldsFitToStore, isReplayableStatus } from '../field-limits.js'
 import type { VaryValues } from '../key.js'
 import type { PolicyFactory } from '../policy.js'
 import type { PolicyObject } from '../stored-policy.js'
@@ -85,7 +86,9 @@ export function deserializeVariants (value: unknown, key: string, policies: Poli
   for (const item of header.e) {
     if (!isRecord(item)) return undefined
     const { s, m, h, p, y, t, n, l } = item as Partial<VariantHeader>
-    if (typeof s !== 'number' || typeof m !== 'string' || !isHeaders(h) ||
+    // What an origin could not have sent (a status that is no final one, a field that is no field:
+    // src/field-limits.ts) is no entry of ours, and replayed it could fail or hang its caller.
+    if (typeof s !== 'number' || typeof m !== 'string' || !isReplayableStatus(s, m) || !isHeaders(h) || !fieldsFitToStore(h) ||
         !isRecord(y) || !isStrings(t) || (n !== 'u' && n !== 'b') || !Number.isSafeInteger(l) || l! < 0) return undefined
     const text = bodies.slice(offset, offset += l!)
     if (text.length !== l) return undefined
@@ -147,7 +150,7 @@ function encodeBody (body: Buffer): ['u' | 'b', string] {
 
 function toNulls (vary: VaryValues): Record<string, string | null> {
   const values: Record<string, string | null> = {}
-  for (const field in vary) values[field] = vary[field] ?? null
+  for (const field in vary) setField(values, field, vary[field] ?? null)
   return values
 }
 
@@ -156,7 +159,7 @@ function fromNulls (value: Record<string, unknown>): VaryValues | undefined {
   for (const field in value) {
     const v = value[field]
     if (v !== null && typeof v !== 'string') return undefined
-    vary[field] = v ?? undefined
+    setField(vary, field, v ?? undefined)
   }
   return vary
 }
