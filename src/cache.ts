@@ -17,14 +17,14 @@ import { requestDirectives, type RequestDirectives } from './directives.js'
 import { PolicyFactory, revalidationHeaders } from './policy.js'
 import type { Usability } from './stored-policy.js'
 import { Recorder } from './recorder.js'
-import { RETRY_DEFAULTS } from './retry.js'
+import { Refreshes } from './refreshes.js'
 import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import type { Coordinator } from './store/coordinator.js'
 import { openStores, picks, type Tiers, type Selector } from './store/tiers.js'
 import type { MaybePromise, StoreEvents } from './store/types.js'
 import { intern } from './memo.js'
 import { responseTags } from './tags.js'
-import { findVariant, variantId } from './variants.js'
+import { findVariant } from './variants.js'
 import { Writes } from './writes.js'
 
 export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
@@ -40,11 +40,7 @@ export class Cache {
   readonly #coordinator: Coordinator | undefined
   readonly #policies: PolicyFactory
   readonly #reporter = new Reporter()
-  /**
-   * Variants being revalidated in the background, with when the claim lapses: one refresh per
-   * variant at a time, and a refresh its caller never ran does not block the next for ever.
-   */
-  readonly #refreshing = new Map<string, number>()
+  readonly #refreshes: Refreshes
   readonly #writes: Writes
   /**
    * Requests in flight, for the interceptor's single-flight (src/adapters/broadcast.ts). Held by
@@ -56,6 +52,7 @@ export class Cache {
   constructor (options?: CacheOptions) {
     this.options = resolveOptions(options)
     this.#policies = new PolicyFactory(this.options.now)
+    this.#refreshes = new Refreshes(this.options.now)
     const events: StoreEvents = {
       error: (operation, key, error) => this.#reporter.emit('store-error', { key, reason: operation, error }),
       evict: (key, bytes) => this.#reporter.emit('evicted', { key, bytes })
@@ -110,7 +107,7 @@ export class Cache {
       const entry = findVariant(variants, request)
       if (entry === undefined || !accept(entry)) return undefined
       const usability = usable(entry, directives, mode, settings)
-      if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshUnderWay(variantId(entry)))) return undefined
+      if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshes.underWay(entry))) return undefined
       return this.#hit(request, entry, usability, undefined)
     }
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
@@ -136,20 +133,8 @@ export class Cache {
 
   /** The background revalidation a stale-while-revalidate hit starts, unless one is under way (RFC 5861 §3). */
   #refresh (request: CacheRequest, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings): Forwarded | undefined {
-    if (!this.#claimRefresh(entry, settings)) return undefined
+    if (!this.#refreshes.claim(entry, settings.retry)) return undefined
     return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since), background: true }
-  }
-
-  #claimRefresh (entry: CacheEntry, settings: RequestSettings): boolean {
-    const id = variantId(entry)
-    if (this.#refreshUnderWay(id)) return false
-    this.#refreshing.set(id, this.options.now() + (settings.retry?.deadline ?? RETRY_DEFAULTS.deadline))
-    return true
-  }
-
-  /** Whether a refresh of the variant `id` is claimed and its claim has not lapsed. */
-  #refreshUnderWay (id: string): boolean {
-    return (this.#refreshing.get(id) ?? 0) > this.options.now()
   }
 
   /**
@@ -158,7 +143,7 @@ export class Cache {
    */
   refreshed (request: CacheRequest, refresh: Forwarded, error?: unknown): void {
     const entry = refresh.entry!
-    this.#refreshing.delete(variantId(entry))
+    this.#refreshes.end(entry)
     if (error !== undefined) this.#reporter.emit('refresh-failed', { url: request.url, key: entry.key, error })
   }
 
@@ -377,7 +362,7 @@ export class Cache {
       ...this.#reporter.snapshot(),
       bytesInMemory: this.#store.memoryBytes,
       inFlight: this.flights.size,
-      refreshing: this.#refreshing.size
+      refreshing: this.#refreshes.size
     }
   }
 }
