@@ -228,23 +228,13 @@ describe.each(adapters)('an origin that hangs, through $name', ({ connect }) => 
   const failedWith = (results: Array<{ body: string } | { error: unknown }>): string[][] =>
     results.map((r) => 'error' in r ? codes(r.error) : [`a body: ${r.body.slice(0, 20)}`])
 
-  it('an AbortSignal.timeout of each caller ends each of them; the shared exchange is closed, nothing is stored', async () => {
+  it.each([
+    ['silent', 'of each caller ends each of them; the shared exchange is closed'],
+    ['mid-body', 'mid-body ends the read']
+  ] as const)('an AbortSignal.timeout (origin %s) %s; nothing is stored', async (failure, _what) => {
     const { cache, client } = setup()
     const doc = document('max-age=10')
-    doc.fail('silent')
-
-    const results = await within(five(client, `${origin.url}/doc`, () => AbortSignal.timeout(100)), 'the timeouts', 10_000)
-    for (const failure of failedWith(results)) expect(failure).toContain('TimeoutError')
-    expect(origin.hits('/doc')).toBe(1)
-    await waitFor(() => cache.stats().inFlight === 0, 'the flight to end')
-    await cache.flush()
-    expect(cache.stats().stored).toBe(0)
-  })
-
-  it('an AbortSignal.timeout mid-body ends the read; nothing is stored', async () => {
-    const { cache, client } = setup()
-    const doc = document('max-age=10')
-    doc.fail('mid-body')
+    doc.fail(failure)
 
     const results = await within(five(client, `${origin.url}/doc`, () => AbortSignal.timeout(100)), 'the timeouts', 10_000)
     for (const failure of failedWith(results)) expect(failure).toContain('TimeoutError')
