@@ -97,6 +97,11 @@ export function isEntry (variants: Variants): variants is CacheEntry {
   return !Array.isArray(variants)
 }
 
+/** Every tag of a resource's variants, for invalidation by tag. */
+export function variantTags (variants: Variants): string[] {
+  return variantList(variants).flatMap((variant) => variant.tags)
+}
+
 /** Per-entry bookkeeping in memory besides body and header bytes (objects, policy, key). */
 const ENTRY_OVERHEAD = 320
 
@@ -126,6 +131,20 @@ const HOP_BY_HOP = new Set([
 /** Connection options that name no end-to-end field (RFC 9112 §9.3, §9.6; RFC 9110 §7.6.1). */
 const CONNECTION_OPTIONS = new Set(['close', 'keep-alive', ...HOP_BY_HOP])
 
+const NO_OPTIONS: ReadonlySet<string> = new Set()
+
+/** The options a Connection field lists, lower-cased (RFC 9110 §7.6.1): the fields it names are hop-by-hop. */
+export function connectionOptions (connection: string | string[] | undefined): ReadonlySet<string> {
+  const value = fieldValue(connection)
+  if (value === undefined) return NO_OPTIONS
+  const options = new Set<string>()
+  for (const option of value.split(',')) {
+    const name = option.trim().toLowerCase()
+    if (name !== '') options.add(name)
+  }
+  return options
+}
+
 /**
  * Whether Connection names end-to-end fields. They were sent for this cache, the next recipient
  * (RFC 9110 §7.6.1), and may say `private`, set a cookie or name a Vary field; but RFC 9111 §3.1
@@ -133,22 +152,18 @@ const CONNECTION_OPTIONS = new Set(['close', 'keep-alive', ...HOP_BY_HOP])
  * had never been said. Such a response is not stored.
  */
 export function connectionNamesFields (headers: Record<string, string | string[] | undefined>): boolean {
-  const connection = fieldValue(headers.connection)
-  return connection !== undefined && connection.split(',').some((option) => {
-    const name = option.trim().toLowerCase()
-    return name !== '' && !CONNECTION_OPTIONS.has(name)
-  })
+  for (const option of connectionOptions(headers.connection)) if (!CONNECTION_OPTIONS.has(option)) return true
+  return false
 }
 
 /** Response header fields as they may be stored: hop-by-hop fields and those named by Connection removed. */
 export function storableHeaders (headers: Record<string, string | string[] | undefined>): ResponseHeaders {
-  const connection = fieldValue(headers.connection)
-  const named = connection === undefined ? undefined : new Set(connection.split(',').map((v) => v.trim().toLowerCase()))
+  const named = connectionOptions(headers.connection)
   const stored: ResponseHeaders = {}
   for (const name in headers) {
     const value = headers[name]
     const lower = name.toLowerCase()
-    if (value === undefined || HOP_BY_HOP.has(lower) || named?.has(lower)) continue
+    if (value === undefined || HOP_BY_HOP.has(lower) || named.has(lower)) continue
     setField(stored, lower, lower === 'set-cookie' ? value : intern(Array.isArray(value) ? value.join(', ') : value))
   }
   return stored

@@ -7,7 +7,7 @@
  * and the Location and Content-Location URIs when they share its origin: a response must not be
  * able to purge another origin's entries.
  */
-import { variantList, type Variants } from './entry.js'
+import { variantTags, type Variants } from './entry.js'
 import { normalizeUrl, storeKey, type CacheRequest } from './key.js'
 import { picks, type Selector } from './store/tiers.js'
 
@@ -112,7 +112,6 @@ export class InvalidationLog {
     if (floor === this.#count) return false
     // Those it would have to be checked against are forgotten: it may be covered.
     if (this.#recent[0]!.count > floor + 1) return true
-    const tags = (): string[] => variantList(variants).flatMap((variant) => variant.tags)
-    return this.#recent.some(({ count, selector }) => count > floor && picks(selector, key, tags))
+    return this.#recent.some(({ count, selector }) => count > floor && picks(selector, key, () => variantTags(variants)))
   }
 }

@@ -11,7 +11,7 @@ import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
 import { deltaSeconds, MAX_DELTA_SECONDS, parseDirectives, type Directives } from './directives.js'
 import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
-import { fieldValue, setField, type ResponseHeaders } from './entry.js'
+import { connectionOptions, fieldValue, setField, type ResponseHeaders } from './entry.js'
 import { memoize } from './memo.js'
 import { Policy, type PolicyObject } from './stored-policy.js'
 
@@ -175,9 +175,9 @@ const opaqueTag = (tag: string): string => tag.trim().replace(/^W\//, '')
 const HOP_BY_HOP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 function withoutHopByHop (headers: RequestHeaders): RequestHeaders {
-  const named = headers.connection?.split(',').map((name) => name.trim().toLowerCase())
+  const named = connectionOptions(headers.connection)
   const kept: RequestHeaders = {}
-  for (const name in headers) if (!HOP_BY_HOP_REQUEST.has(name) && named?.includes(name) !== true) setField(kept, name, headers[name]!)
+  for (const name in headers) if (!HOP_BY_HOP_REQUEST.has(name) && !named.has(name)) setField(kept, name, headers[name]!)
   return kept
 }
 

@@ -5,7 +5,7 @@
  * the other processes' L1.
  */
 import { randomUUID } from 'node:crypto'
-import { variantList, type Variants } from '../entry.js'
+import { variantTags, type Variants } from '../entry.js'
 import { urlOfKey } from '../key.js'
 import type { ResolvedOptions } from '../options.js'
 import type { PolicyFactory } from '../policy.js'
@@ -131,7 +131,7 @@ export class Tiers implements EntryStore {
   #dropLocal (selector: Selector): void {
     this.#generation++
     if (selector.kind === 'all') this.#l1?.clear()
-    else this.#l1?.deleteWhere((key, variants) => picks(selector, key, () => variantList(variants).flatMap((v) => v.tags)))
+    else this.#l1?.deleteWhere((key, variants) => picks(selector, key, () => variantTags(variants)))
   }
 
   close (): void {
@@ -171,7 +171,7 @@ export function picks (selector: Selector, key: string, tags: () => readonly str
 
 function indexesOf (key: string, variants: Variants): Array<readonly [IndexKind, string]> {
   const indexes: Array<readonly [IndexKind, string]> = [['origin', new URL(urlOfKey(key).split(' ')[0]!).origin]]
-  for (const tag of new Set(variantList(variants).flatMap((v) => v.tags))) indexes.push(['tag', tag])
+  for (const tag of new Set(variantTags(variants))) indexes.push(['tag', tag])
   return indexes
 }
 
