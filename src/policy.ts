@@ -2,17 +2,18 @@
  * Storability, freshness lifetime, revalidation: the only module that uses http-cache-semantics.
  * It decides whether a response may be stored and how long it is fresh; this module corrects what
  * it gets wrong for our purposes and adds what it leaves out, each at the line that decides, with
- * its RFC section (heuristics on our clock, an injectable clock). Revalidation is ours: the
- * validators a conditional request sends, whether a 304 selects the stored response, and the 304
- * merge of new header fields. What a stored response keeps is a `Policy` (src/stored-policy.ts):
- * a few numbers worked out here.
+ * its RFC section (heuristics on our clock, an injectable clock), and merges a 304's fields into
+ * the stored ones. The validators a revalidation sends, and whether a 304 selects the stored
+ * response, are src/revalidation.ts's. What a stored response keeps is a `Policy`
+ * (src/stored-policy.ts): a few numbers worked out here.
  */
 import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
 import { deltaSeconds, MAX_DELTA_SECONDS, parseDirectives, type Directives } from './directives.js'
-import { varyFields, type CacheRequest, type RequestHeaders } from './key.js'
-import { connectionOptions, fieldValue, setField, type ResponseHeaders } from './entry.js'
+import { varyFields, type CacheRequest } from './key.js'
+import { fieldValue, setField, type ResponseHeaders } from './entry.js'
 import { memoize } from './memo.js'
+import { selectedBy } from './revalidation.js'
 import { Policy, type PolicyObject } from './stored-policy.js'
 
 /**
@@ -131,54 +132,6 @@ export class PolicyFactory {
       // http-cache-semantics would give it 24 h read as seconds: a thousand days).
       { shared, cacheHeuristic: HEURISTIC_FRACTION, immutableMinTimeToLive: 0 })
   }
-}
-
-/**
- * The request to send to revalidate a stored response (RFC 9111 §4.3.1): the caller's, hop-by-hop
- * fields removed, with If-None-Match from the stored ETag and If-Modified-Since from the stored
- * Last-Modified, and only from those. http-cache-semantics has the same rule; we do not build its
- * policy for every revalidation to ask it, which cost more than the rest of one.
- */
-export function revalidationHeaders (request: CacheRequest, stored: ResponseHeaders): RequestHeaders {
-  const headers = withoutHopByHop(request.headers)
-  const etag = fieldValue(stored.etag)
-  const lastModified = fieldValue(stored['last-modified'])
-  // Weak validators (a W/ entity tag, a Last-Modified date) for GET and HEAD only: If-None-Match
-  // compares weakly and If-Modified-Since applies to those two (RFC 9110 §13.1.2, §13.1.3).
-  // http-cache-semantics keeps them to GET, after RFC 2616 §13.3.3: a HEAD then misses its 304.
-  const weakAllowed = request.method === 'GET' || request.method === 'HEAD'
-  if (etag !== undefined && (weakAllowed || !isWeak(etag))) headers['if-none-match'] = etag
-  if (lastModified !== undefined && weakAllowed) headers['if-modified-since'] = lastModified
-  return headers
-}
-
-/**
- * RFC 9111 §4.3.4: whether a 304 selects the stored response for update. A strong entity tag
- * selects the response with that tag; else a weak one, compared weakly; else Last-Modified; a 304
- * with no validator selects a stored response that has none either. (The same rule as
- * http-cache-semantics' revalidatedPolicy(), which builds two policies to tell.)
- */
-function selectedBy (stored: ResponseHeaders, notModified: ResponseHeaders): boolean {
-  const storedTag = fieldValue(stored.etag)
-  const tag = fieldValue(notModified.etag)
-  if (tag !== undefined && !isWeak(tag)) return storedTag !== undefined && opaqueTag(storedTag) === tag.trim()
-  if (tag !== undefined && storedTag !== undefined) return opaqueTag(storedTag) === opaqueTag(tag)
-  const lastModified = fieldValue(stored['last-modified'])
-  if (lastModified !== undefined) return lastModified === fieldValue(notModified['last-modified'])
-  return storedTag === undefined && tag === undefined && notModified['last-modified'] === undefined
-}
-
-const isWeak = (tag: string): boolean => tag.trimStart().startsWith('W/')
-const opaqueTag = (tag: string): string => tag.trim().replace(/^W\//, '')
-
-/** Request fields that are the connection's, not the request's (RFC 9110 §7.6.1), and those Connection names. */
-const HOP_BY_HOP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
-
-function withoutHopByHop (headers: RequestHeaders): RequestHeaders {
-  const named = connectionOptions(headers.connection)
-  const kept: RequestHeaders = {}
-  for (const name in headers) if (!HOP_BY_HOP_REQUEST.has(name) && !named.has(name)) setField(kept, name, headers[name]!)
-  return kept
 }
 
 /** RFC 9111 §3; in shared mode a response with Set-Cookie is never stored (it belongs to one user). */
