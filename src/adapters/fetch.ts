@@ -4,19 +4,24 @@
  * undici's. A fresh hit for a plain GET/HEAD takes a fast path instead: the `Response` is built
  * straight from the entry, because `undici.fetch` costs about three cache hits by itself. The
  * fast path serves only what the full path would have served byte for byte; anything else falls
- * through (shared/DESIGN.md).
+ * through (shared/DESIGN.md). A plain request identical to one waiting for its answer follows that
+ * one's exchange (src/adapters/follower.ts) rather than run undici.fetch for itself.
  */
 import { Agent, fetch as undiciFetch, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { bodyBytes, type CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
-import { normalizeHeaders, normalizeUrl } from '../key.js'
+import { normalizeHeaders, normalizeUrl, type CacheRequest } from '../key.js'
 import { memoizeWeakly } from '../memo.js'
 import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
-import { cacheInterceptor, type CacheDispatchOptions } from './interceptor.js'
+import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
+import type { Broadcast } from './broadcast.js'
+import { FetchedResponse, servableAsIs } from './fetched-response.js'
+import { Follower } from './follower.js'
+import { flightKey } from '../flight.js'
 
 export interface CachedFetchOptions extends CacheOrOptions {
   /**
@@ -43,13 +48,6 @@ export type CachedFetch = ((input: FetchInput, init?: FetchInit) => Promise<Resp
  * of them is served through the full path, which sees the values fetch really sends.
  */
 const FETCH_SETS = new Set(['accept', 'accept-encoding', 'accept-language', 'user-agent', 'sec-fetch-mode'])
-/** Statuses `fetch` follows (Fetch §4.4), so a stored one is never the response it returns as is. */
-const REDIRECTS = new Set([301, 302, 303, 307, 308])
-/**
- * What the Response constructor takes as statusText (RFC 9110 §15: HTAB, SP, VCHAR, obs-text); a
- * fetched response can carry more, as undici decodes the origin's bytes.
- */
-const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/
 const MODES: readonly FetchCacheMode[] = ['default', 'no-store', 'reload', 'no-cache', 'force-cache', 'only-if-cached']
 
 export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetch {
@@ -72,15 +70,23 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     return modes.get(mode)!
   }
 
+  // Identical plain requests whose leader is on its way to the origin: its flight, once dispatched.
+  const leaders = new Map<string, Promise<Flight | undefined>>()
+
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
     const input = toUndiciInput(anyInput)
     const { cachePolicy, ...init } = (anyInit ?? {}) as RequestInit & { cachePolicy?: RequestPolicy }
     // Validated before anything else, so a bad one fails the same way on every path.
     if (cachePolicy !== undefined) cache.settings(undefined, cachePolicy)
     // A request with a policy of its own takes the full path, where the engine applies it.
-    const fast = cachePolicy === undefined ? fastPath(cache, input, init) : undefined
-    const hit = fast instanceof Promise ? await fast : fast
-    if (hit !== undefined) return hit
+    const plain = cachePolicy === undefined ? plainRequest(input, init) : undefined
+    const joinKey = plain !== undefined && followable(plain, init) ? flightKey(plain, plain.mode) : undefined
+    const leader = joinKey === undefined ? undefined : leaders.get(joinKey)
+    if (plain !== undefined) {
+      const fast = fastPath(cache, plain, leader !== undefined)
+      const hit = fast instanceof Promise ? await fast : fast
+      if (hit !== undefined) return hit
+    }
 
     const mode = cacheMode(input, init)
     // undici's Request refuses only-if-cached outside same-origin mode; the mode travels by dispatcher.
@@ -90,7 +96,32 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
       dispatcher: cachePolicy === undefined ? dispatcher : withOptions(dispatcher, { cacheMode: mode, cachePolicy })
     }
     if (mode === 'only-if-cached') delete forwarded.cache
-    const response = await undiciFetch(input, forwarded)
+    if (leader !== undefined) {
+      // The leader's request made no flight (a hit, say), or an invalidation took the flight out of
+      // the map (its answer may predate it), or it can no longer be joined: the caller goes on its own.
+      const flight = await leader
+      const request = { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }
+      const followed = flight === undefined || cache.flights.get(flight.key) !== flight.broadcast
+        ? undefined
+        : Follower.follow(flight.broadcast, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
+      if (followed !== undefined) return await followed
+    }
+    let response
+    if (joinKey === undefined || leaders.has(joinKey)) {
+      response = await undiciFetch(input, forwarded)
+    } else {
+      // This caller leads: identical callers that come while it waits for its answer follow its flight.
+      let found!: (flight: Flight | undefined) => void
+      const flight = new Promise<Flight | undefined>((resolve) => { found = resolve })
+      leaders.set(joinKey, flight)
+      const onFlight = (broadcast: Broadcast, key: string): void => found({ broadcast, key })
+      try {
+        response = await undiciFetch(input, { ...forwarded, dispatcher: withOptions(dispatcher, { [ON_FLIGHT]: onFlight }) })
+      } finally {
+        found(undefined)
+        leaders.delete(joinKey)
+      }
+    }
     if (mode === 'only-if-cached' && response.status === 504 && response.headers.get('cache-status')?.includes('detail=only-if-cached') === true) {
       // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
       throw new TypeError('fetch failed', {
@@ -133,43 +164,82 @@ function cacheMode (input: string | URL | Request, init: RequestInit | undefined
   return (init?.cache ?? (input instanceof Request ? input.cache : 'default'))
 }
 
+/** A leader's flight and its key in `cache.flights`. */
+interface Flight {
+  readonly broadcast: Broadcast
+  readonly key: string
+}
+
+/** A GET or HEAD of a string or URL with nothing else that changes how fetch sends it. */
+interface PlainRequest extends CacheRequest {
+  readonly mode: 'default' | 'force-cache' | 'only-if-cached'
+}
+
 /**
- * A Response for a hit, without undici.fetch; `undefined` when the full path must answer. Only
- * string and URL inputs: a Request brings a body, signal and mode of its own. A hit on a stale
- * entry inside stale-while-revalidate is served here while its revalidation is under way; the hit
- * that starts one takes the full path, so that the revalidation carries the header fields fetch
- * adds (User-Agent, Accept, …), which the origin sees on every other request (Cache.probe).
+ * The request, when the fast path may answer it; `undefined` when only the full path can. Only
+ * string and URL inputs: a Request brings a body, signal and mode of its own.
  */
-function fastPath (cache: Cache, input: string | URL | Request, init: RequestInit | undefined): Response | undefined | Promise<Response | undefined> {
+function plainRequest (input: string | URL | Request, init: RequestInit): PlainRequest | undefined {
   if (typeof input !== 'string' && !(input instanceof URL)) return undefined
-  const method = init?.method === undefined ? 'GET' : init.method.toUpperCase()
-  if ((method !== 'GET' && method !== 'HEAD') || init?.body != null || init?.signal?.aborted === true ||
-      (init?.redirect !== undefined && init.redirect !== 'follow')) return undefined
-  const mode = (init?.cache ?? 'default')
+  const method = init.method === undefined ? 'GET' : init.method.toUpperCase()
+  if ((method !== 'GET' && method !== 'HEAD') || init.body != null || init.signal?.aborted === true ||
+      (init.redirect !== undefined && init.redirect !== 'follow')) return undefined
+  const mode = (init.cache ?? 'default')
   if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
-  let url: string
   try {
-    url = normalizeUrl(input)
+    return { method, url: normalizeUrl(input), headers: normalizeHeaders(init.headers), mode }
   } catch {
     return undefined // the full path raises fetch's own TypeError
   }
+}
+
+/**
+ * Whether a caller may follow an identical one's flight (src/adapters/follower.ts): one that
+ * reaches the origin, through our dispatcher, with only what `plainRequest` reads of its init,
+ * so that fetch would send exactly the leader's request.
+ */
+function followable (request: PlainRequest, init: RequestInit): boolean {
+  if (request.mode === 'only-if-cached') return false
+  for (const option in init) if (!FOLLOWABLE_INIT.has(option)) return false
+  return true
+}
+
+const FOLLOWABLE_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'signal'])
+
+/**
+ * A Response for a hit, without undici.fetch; `undefined` when the full path must answer. A hit on
+ * a stale entry inside stale-while-revalidate is served here while its revalidation is under way;
+ * the hit that starts one takes the full path, so that the revalidation carries the header fields
+ * fetch adds (User-Agent, Accept, …), which the origin sees on every other request (Cache.probe).
+ * `following`: the caller follows a flight when there is no hit, so a miss is reported here.
+ */
+function fastPath (cache: Cache, request: PlainRequest, following: boolean): Response | undefined | Promise<Response | undefined> {
   let hit
   try {
-    hit = cache.probe({ method, url, headers: normalizeHeaders(init?.headers) }, mode, servableAsIs)
+    hit = cache.probe(request, request.mode, servableEntry, following)
   } catch {
     return undefined // the full path has the cache's fail-open handling
   }
   const respond = (found: Awaited<typeof hit>): Response | undefined =>
-    found === undefined ? undefined : toResponse(found, method, url)
+    found === undefined ? undefined : toResponse(found, request.method, request.url)
   return hit instanceof Promise ? hit.then(respond, () => undefined) : respond(hit)
 }
 
+/** `dispatcher`, but its first dispatch goes to `attach` instead: the exchange is already under way. */
+function handingOver (dispatcher: Dispatcher, attach: (handler: Dispatcher.DispatchHandler) => void): Dispatcher {
+  let first = true
+  return dispatcher.compose((dispatch) => (opts, handler) => {
+    if (!first) return dispatch(opts, handler)
+    first = false
+    attach(handler)
+    return true
+  })
+}
+
 /** Whether undici.fetch would hand this entry to the caller unchanged. */
-function servableAsIs (entry: CacheEntry): boolean {
-  // The Response constructor refuses a status outside 200–599, which an origin can send (RFC 9110 §15) and undici.fetch returns.
-  if (entry.status < 200 || entry.status > 599 || REDIRECTS.has(entry.status) || !REASON_PHRASE.test(entry.statusText)) return false
+function servableEntry (entry: CacheEntry): boolean {
   const encoding = entry.headers['content-encoding']
-  if (encoding !== undefined && encoding !== 'identity') return false
+  if (!servableAsIs(entry.status, entry.statusText, typeof encoding === 'string' ? encoding : encoding?.join(', '))) return false
   for (const field in entry.vary) if (FETCH_SETS.has(field)) return false
   return true
 }
@@ -201,64 +271,6 @@ const headersOf = memoizeWeakly(1024, (entry: CacheEntry): Headers => {
   }
   return headers
 })
-
-/**
- * A Response built from the cache that looks fetched, as `fetch`'s own would: its URL, type
- * "basic", and headers that refuse changes (the "immutable" guard), kept by clone() too.
- */
-class FetchedResponse extends Response {
-  readonly #url: string
-  #guarded = false
-
-  constructor (url: string, body: Buffer | null, init: { status: number, statusText: string, headers: Headers }) {
-    super(body, init)
-    this.#url = url
-  }
-
-  override clone (): Response {
-    return lookFetched(super.clone(), this.#url)
-  }
-
-  static {
-    // Accessors on the prototype rather than properties on each instance: a hit pays nothing for them.
-    Object.defineProperties(FetchedResponse.prototype, {
-      url: { get (this: FetchedResponse) { return this.#url } },
-      type: { get () { return 'basic' } },
-      headers: {
-        get (this: FetchedResponse) {
-          const headers: Headers = Reflect.get(Response.prototype, 'headers', this)
-          // Guarded on first use: a caller that only reads the body pays nothing for it.
-          if (!this.#guarded) {
-            Object.defineProperties(headers, IMMUTABLE_HEADERS)
-            this.#guarded = true
-          }
-          return headers
-        }
-      }
-    })
-  }
-}
-
-/** A clone is a plain Response: it gets the same looks, clone() included, as properties of its own. */
-function lookFetched (copy: Response, url: string): Response {
-  Object.defineProperties(copy, {
-    url: { value: url },
-    type: { value: 'basic' },
-    clone: { value: () => lookFetched(Response.prototype.clone.call(copy), url) }
-  })
-  Object.defineProperties(copy.headers, IMMUTABLE_HEADERS)
-  return copy
-}
-
-function refuseChange (): never {
-  throw new TypeError('immutable')
-}
-
-const IMMUTABLE_HEADERS: PropertyDescriptorMap = {
-  append: { value: refuseChange },
-  delete: { value: refuseChange },
-  set: { value: refuseChange }
-}
 
 let defaultFetch: CachedFetch | undefined
 

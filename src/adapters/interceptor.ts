@@ -19,8 +19,17 @@ import { dispatchWithRetry } from './retry.js'
 
 type Dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => boolean
 
+/**
+ * A dispatch option of cachedFetch's own (src/adapters/fetch.ts): called with the flight its
+ * request leads or joins, and its key in `cache.flights`, so that identical fetch callers can follow
+ * it without a fetch of their own.
+ * @internal Not for applications.
+ */
+export const ON_FLIGHT = Symbol('cachedfetch.onFlight')
+
 /** Dispatch options the interceptor reads besides undici's own. */
 export interface CacheDispatchOptions {
+  [ON_FLIGHT]?: (flight: Broadcast, key: string) => void
   /**
    * A Fetch request cache mode for this request (what `init.cache` is to fetch).
    * @default 'default'
@@ -83,7 +92,10 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   }
   const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)
   const current = cache.flights.get(key) as Broadcast | undefined
-  if (current?.join(handler, true) === true) return true
+  if (current?.join(handler, true) === true) {
+    opts[ON_FLIGHT]?.(current, key)
+    return true
+  }
   const broadcast: Broadcast = new Broadcast({
     request: { method: request.method, url: request.url },
     limit: lookup.settings.maxEntrySize,
@@ -100,6 +112,7 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   // An invalidation of its entry takes it out of the map (src/cache.ts): later callers cannot join it.
   cache.flights.start(key, broadcast, storeKey(request.method, request.url, request.headers.host, lookup.settings))
   broadcast.join(handler, false)
+  opts[ON_FLIGHT]?.(broadcast, key)
   const send = (claimed: Forwarded): boolean => {
     try {
       return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, claimed, broadcast), claimed.settings.retry, cache)

@@ -1,0 +1,165 @@
+/**
+ * A `cachedFetch` caller that follows another caller's exchange in flight instead of making one
+ * through undici.fetch: 1000 identical misses at once would otherwise cost 1000 runs of fetch's
+ * machinery (several cache hits each) for one origin request. The follower joins the leader's
+ * single-flight (src/adapters/broadcast.ts) and, when the answer is one fetch would hand over
+ * unchanged (src/adapters/fetched-response.ts), builds the Response itself, streaming the body as
+ * it comes. Any other answer (a redirect to follow, a body to decode) is handed to undici.fetch as
+ * it stands: fetch's first dispatch is given this exchange, so the origin still sees one request.
+ */
+import { Headers, type Dispatcher, type Response } from 'undici'
+import type { Broadcast } from './broadcast.js'
+import { hasNoContent } from './content.js'
+import { FetchedResponse, servableAsIs } from './fetched-response.js'
+
+type Handler = Dispatcher.DispatchHandler
+type Controller = Dispatcher.DispatchController
+type Fields = Record<string, string | string[] | undefined>
+
+/** undici.fetch for this request, its first dispatch handed to `attach` rather than sent. */
+export type Handoff = (attach: (handler: Handler) => void) => Promise<Response>
+
+export interface FollowedRequest {
+  readonly method: string
+  readonly url: string
+  readonly signal: AbortSignal | undefined
+}
+
+/** A body's queue before the follower stops taking more of the exchange (fetch pauses likewise). */
+const HIGH_WATER_MARK = 64 * 1024
+
+/** A follower's handler for the exchange, and the Response it resolves to once the answer starts. */
+export class Follower implements Handler {
+  readonly response: Promise<Response>
+  readonly #request: FollowedRequest
+  readonly #handoff: Handoff
+  #resolve!: (response: Response) => void
+  #reject!: (error: unknown) => void
+  #controller: Controller | undefined
+  #context: unknown
+  #responded = false
+  /** The body of the Response built here (none for HEAD, 204, …). */
+  #body: ReadableStreamDefaultController<Uint8Array> | undefined
+  /** Events that came while the exchange was being handed to fetch, then fetch's handler. */
+  #held: Array<(handler: Handler, controller: Controller) => void> | undefined
+  #handedTo: Handler | undefined
+  readonly #onAbort = (): void => {
+    const reason = this.#request.signal!.reason as Error
+    // Before the exchange has started there is nothing to abort yet: the caller is answered now,
+    // and the exchange left when it starts (onRequestStart).
+    if (this.#controller === undefined) this.#reject(reason)
+    else this.#controller.abort(reason)
+  }
+
+  private constructor (request: FollowedRequest, handoff: Handoff) {
+    this.#request = request
+    this.#handoff = handoff
+    this.response = new Promise((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+  }
+
+  /**
+   * Follows `flight`; `undefined` when it cannot be joined any more (the caller makes its own
+   * request). The caller's signal is watched only once it has joined.
+   */
+  static follow (flight: Broadcast, request: FollowedRequest, handoff: Handoff): Promise<Response> | undefined {
+    const follower = new Follower(request, handoff)
+    if (!flight.join(follower, true)) return undefined
+    request.signal?.addEventListener('abort', follower.#onAbort, { once: true })
+    return follower.response
+  }
+
+  onRequestStart (controller: Controller, context: unknown): void {
+    this.#controller = controller
+    this.#context = context
+    if (this.#request.signal?.aborted === true) this.#onAbort()
+  }
+
+  onResponseStart (controller: Controller, status: number, fields: Fields, statusText?: string): void {
+    if (this.#forward((h, c) => h.onResponseStart?.(c, status, fields, statusText))) return
+    this.#responded = true
+    const response = this.#build(status, fields, statusText ?? '')
+    if (response !== undefined) {
+      this.#resolve(response)
+      return
+    }
+    // From here on fetch answers the caller, and watches its signal itself.
+    this.#stopWatching()
+    this.#held = [(h, c) => h.onResponseStart?.(c, status, fields, statusText)]
+    let attached = false
+    this.#handoff((handler) => {
+      attached = true
+      this.#handedTo = handler
+      handler.onRequestStart?.(controller, this.#context)
+      const held = this.#held!
+      this.#held = undefined
+      for (const replay of held) replay(handler, controller)
+    }).then(this.#resolve, (error: unknown) => {
+      // fetch gave up before its dispatch (an abort): nobody is left to read this exchange.
+      if (!attached) controller.abort(error as Error)
+      this.#reject(error)
+    })
+  }
+
+  onResponseData (controller: Controller, chunk: Buffer): void {
+    if (this.#forward((h, c) => h.onResponseData?.(c, chunk))) return
+    const body = this.#body
+    if (body === undefined) return
+    body.enqueue(chunk)
+    if ((body.desiredSize ?? 0) <= 0) controller.pause()
+  }
+
+  onResponseEnd (controller: Controller, trailers: Fields): void {
+    if (this.#forward((h, c) => h.onResponseEnd?.(c, trailers))) return
+    this.#stopWatching()
+    this.#body?.close()
+  }
+
+  onResponseError (controller: Controller, error: Error): void {
+    if (this.#forward((h, c) => h.onResponseError?.(c, error))) return
+    this.#stopWatching()
+    const signal = this.#request.signal
+    // As fetch fails: with the signal's reason when the caller aborted, else a TypeError.
+    const aborted = signal?.aborted === true ? signal.reason as unknown : undefined
+    if (!this.#responded) this.#reject(aborted ?? new TypeError('fetch failed', { cause: error }))
+    else this.#body?.error(aborted ?? new TypeError('terminated', { cause: error }))
+  }
+
+  /** Whether fetch has the exchange (the event went to it, or waits for it): nothing else to do here. */
+  #forward (event: (handler: Handler, controller: Controller) => void): boolean {
+    if (this.#handedTo !== undefined) event(this.#handedTo, this.#controller!)
+    else if (this.#held !== undefined) this.#held.push(event)
+    else return false
+    return true
+  }
+
+  /** The Response fetch would have returned, or `undefined` when fetch would change the answer. */
+  #build (status: number, fields: Fields, statusText: string): Response | undefined {
+    const headers = new Headers()
+    try {
+      for (const name in fields) {
+        const value = fields[name]
+        if (typeof value === 'string') headers.append(name, value)
+        else if (value !== undefined) for (const item of value) headers.append(name, item)
+      }
+    } catch {
+      return undefined // a field undici's Headers refuses, which fetch itself hands over
+    }
+    if (!servableAsIs(status, statusText, headers.get('content-encoding'))) return undefined
+    const controller = this.#controller!
+    const body = hasNoContent(this.#request.method, status)
+      ? null
+      : new ReadableStream<Uint8Array>({
+        start: (stream) => { this.#body = stream },
+        pull: () => controller.resume(),
+        cancel: (reason) => controller.abort(reason instanceof Error ? reason : new Error('the body was cancelled', { cause: reason }))
+      }, { highWaterMark: HIGH_WATER_MARK, size: (chunk) => chunk.byteLength })
+    return new FetchedResponse(this.#request.url, body, { status, statusText, headers })
+  }
+
+  #stopWatching (): void {
+    this.#request.signal?.removeEventListener('abort', this.#onAbort)
+  }
+}

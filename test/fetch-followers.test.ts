@@ -1,0 +1,207 @@
+/**
+ * cachedFetch callers that follow an identical caller's request in flight (src/adapters/follower.ts):
+ * they share its one origin exchange without a run of undici.fetch each, and get what fetch would
+ * have given them — a Response that looks fetched for a plain answer, fetch's own handling (decoding,
+ * redirects) for any other, fetch's errors for a failure or an abort.
+ *
+ * The origins hold their answer behind a gate until every caller has reached the cache
+ * (`stats().misses`), so that "concurrent" never depends on the machine's speed.
+ */
+import { gzipSync } from 'node:zlib'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createCache, createCachedFetch, type Cache, type CacheOptions } from '../src/index.js'
+import { bytes, type Origin, type Route } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { gate, waitFor, within, type Gate } from './helpers/wait.js'
+
+const opened = teardown()
+afterEach(() => opened.close())
+
+const FOLLOWERS = 50
+
+/** A route that answers with `answer` once `open` is released. */
+function gated (open: Gate, answer: Route): Route {
+  return async (req, res, seen) => {
+    await open.promise
+    await answer(req, res, seen)
+  }
+}
+
+async function setUp (routes: Record<string, Route>, options?: CacheOptions): Promise<{ server: Origin, cache: Cache, cachedFetch: ReturnType<typeof createCachedFetch> }> {
+  const server = await opened.origin(routes)
+  const cache = createCache(options)
+  const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+  return { server, cache, cachedFetch }
+}
+
+/** Starts `count` calls and waits until each has reached the cache (a miss apiece). */
+async function reached<T> (cache: Cache, count: number, call: () => Promise<T>): Promise<Promise<T>[]> {
+  const before = cache.stats().misses
+  const calls = Array.from({ length: count }, call)
+  await waitFor(() => cache.stats().misses - before >= count, `${count} calls to reach the cache`)
+  return calls
+}
+
+describe('cachedFetch callers that follow an identical request in flight', () => {
+  it('get a Response that looks fetched: URL, type, immutable headers, Cache-Status collapsed, a body of their own', async () => {
+    const open = gate()
+    const body = bytes(3000, 4)
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, 'Fine', { 'cache-control': 'max-age=60', 'x-kind': 'doc' }).end(body) })
+    })
+    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`))
+    open.release()
+    const responses = await Promise.all(calls)
+
+    expect(server.hits('/doc')).toBe(1)
+    const followers = responses.filter((r) => r.headers.get('cache-status')?.endsWith('; collapsed') === true)
+    expect(followers).toHaveLength(FOLLOWERS - 1)
+    for (const response of followers) {
+      expect(response.url).toBe(`${server.url}/doc`)
+      expect(response.type).toBe('basic')
+      expect(response.redirected).toBe(false)
+      expect([response.status, response.statusText]).toEqual([200, 'Fine'])
+      expect(response.headers.get('x-kind')).toBe('doc')
+      expect(() => response.headers.set('x-kind', 'changed')).toThrow(TypeError)
+    }
+    // Each caller owns its bytes: one that changes them changes nobody else's.
+    const first = new Uint8Array(await followers[0]!.clone().arrayBuffer())
+    first.fill(0)
+    for (const response of followers) expect(Buffer.from(await response.arrayBuffer()).equals(body)).toBe(true)
+  })
+
+  it('get no body for HEAD, as fetch gives none', async () => {
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '5' }).end() })
+    })
+    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`, { method: 'HEAD' }))
+    open.release()
+    const responses = await Promise.all(calls)
+    expect(server.hits('/doc')).toBe(1)
+    for (const response of responses) expect([response.status, response.body]).toEqual([200, null])
+  })
+
+  it('get a compressed answer decoded by fetch, from the one origin request', async () => {
+    const open = gate()
+    const text = 'a compressed document '.repeat(200)
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-encoding': 'gzip', 'content-type': 'text/plain' }).end(gzipSync(text))
+      })
+    })
+    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`))
+    open.release()
+    const texts = await Promise.all(calls.map(async (call) => await (await call).text()))
+
+    expect(server.hits('/doc')).toBe(1)
+    expect(texts.filter((t) => t !== text)).toEqual([])
+  })
+
+  it('follow a redirect as fetch does, with one origin request for it', async () => {
+    const open = gate()
+    const target = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/from': gated(open, (_req, res) => { res.writeHead(302, { location: '/to' }).end() }),
+      '/to': gated(target, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('arrived') })
+    })
+    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/from`))
+    open.release()
+    // Every caller's fetch goes on to the target, where they collapse again.
+    await waitFor(() => cache.stats().misses >= 2 * FOLLOWERS, 'every caller to follow the redirect')
+    target.release()
+    const responses = await Promise.all(calls)
+
+    expect([server.hits('/from'), server.hits('/to')]).toEqual([1, 1])
+    for (const response of responses) {
+      expect([response.status, response.redirected, response.url]).toEqual([200, true, `${server.url}/to`])
+      expect(await response.text()).toBe('arrived')
+    }
+  })
+
+  it('fail as fetch fails when the origin drops the connection before answering', async () => {
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (req) => { req.socket.destroy() })
+    }, { retry: false })
+    const calls = await reached(cache, FOLLOWERS, async () => await cachedFetch(`${server.url}/doc`).then(() => undefined, (error: unknown) => error as TypeError & { cause?: { code?: string } }))
+    open.release()
+    const errors = await Promise.all(calls)
+
+    expect(errors.map((e) => `${e?.name}: ${e?.message} (${e?.cause?.code})`)).toEqual(Array(FOLLOWERS).fill('TypeError: fetch failed (UND_ERR_SOCKET)'))
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a follower that aborts before the answer is rejected with its reason; the others get the whole body', async () => {
+    const open = gate()
+    const body = bytes(2048, 9)
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(body) })
+    })
+    const quitter = new AbortController()
+    const leader = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))
+    const [quitting] = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`, { signal: quitter.signal }))
+    const others = await reached(cache, 4, () => cachedFetch(`${server.url}/doc`))
+    quitter.abort()
+    await expect(within(quitting!, 'the aborted follower')).rejects.toMatchObject({ name: 'AbortError' })
+    open.release()
+
+    for (const call of [...leader, ...others]) expect(Buffer.from(await (await call).arrayBuffer()).equals(body)).toBe(true)
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a follower that aborts mid-body gets an AbortError from its body; the others get the whole body', async () => {
+    const open = gate()
+    const rest = gate()
+    const body = bytes(256 * 1024, 12)
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, async (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+        res.write(body.subarray(0, 1024))
+        await rest.promise
+        res.end(body.subarray(1024))
+      })
+    })
+    const quitter = new AbortController()
+    const leader = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))
+    const quitting = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`, { signal: quitter.signal }))
+    const others = await reached(cache, 2, () => cachedFetch(`${server.url}/doc`))
+    open.release()
+    const responses = await Promise.all([...leader, ...quitting, ...others])
+    expect(responses.map((r) => r.headers.get('cache-status')?.endsWith('; collapsed'))).toEqual([false, true, true, true])
+    const readers: Array<ReadableStreamDefaultReader<Uint8Array>> = responses.map((r) => r.body!.getReader())
+    expect((await readers[1]!.read()).value?.byteLength).toBeGreaterThan(0)
+    quitter.abort()
+    await expect(readers[1]!.read()).rejects.toMatchObject({ name: 'AbortError' })
+    rest.release()
+
+    const read = async (reader: ReadableStreamDefaultReader<Uint8Array>): Promise<Buffer> => {
+      const chunks: Uint8Array[] = []
+      for (let step = await reader.read(); step.done !== true; step = await reader.read()) chunks.push(step.value)
+      return Buffer.concat(chunks)
+    }
+    for (const i of [0, 2, 3]) expect((await read(readers[i]!)).equals(body)).toBe(true)
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a caller that comes after an invalidation of the URL does not follow a request sent before it', async () => {
+    const open = gate()
+    let version = 0
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': async (_req, res) => {
+        const answer = `version ${++version}`
+        await open.promise
+        res.writeHead(200, { 'cache-control': 'max-age=60' }).end(answer)
+      }
+    })
+    const [leader] = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))
+    await waitFor(() => server.hits('/doc') === 1, 'the leader to reach the origin')
+    await cache.invalidate(`${server.url}/doc`)
+    const later = cachedFetch(`${server.url}/doc`)
+    await waitFor(() => server.hits('/doc') === 2, 'the later caller to send a request of its own')
+    open.release()
+
+    expect(await (await leader!).text()).toBe('version 1')
+    expect(await (await later).text()).toBe('version 2')
+  })
+})
