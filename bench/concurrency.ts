@@ -1,6 +1,6 @@
 /**
  * The concurrency scenarios, 1000 identical requests at once on a 1 KB body, in a few interleaved
- * rounds (a new URL each round):
+ * rounds after one unmeasured warm-up round (a new URL each round):
  * - collapse: 1000 misses of a URL the origin answers after SLOW_MS (an origin farther than
  *   loopback, so that collapsing shows): how many requests the origin saw, and the wall time of
  *   the 1000 next to one request alone through the same client;
@@ -100,7 +100,7 @@ export async function stale (field: readonly Contender[], origin: BenchOrigin, r
   }))
 }
 
-/** Runs `round` for every able contender, alternating the order, a GC before each; then `summarize`. */
+/** Runs `round` for every able contender (once unmeasured, as round -1), alternating the order, a GC before each; then `summarize`. */
 async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Contender[], rounds: number, session: Session,
   round: (c: Contender, client: Client, round: number) => Promise<Sample>,
   summarize: (c: Contender, samples: readonly Sample[]) => Row): Promise<ConcurrencyRun<Row>> {
@@ -109,6 +109,11 @@ async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Cont
   const clients = new Map(able.map((c) => [c.id, c.create()]))
   const samples = new Map<ContenderId, Sample[]>(able.map((c) => [c.id, []]))
   try {
+    // One burst each, not counted, as the latency scenarios warm up: a first burst also measures the JIT.
+    for (const c of able) {
+      session.progress(`${scenario}: warm-up ${c.label}`)
+      await round(c, clients.get(c.id)!, -1)
+    }
     for (let r = 0; r < rounds; r++) {
       for (const c of r % 2 === 0 ? able : [...able].reverse()) {
         session.progress(`${scenario}: round ${r + 1}/${rounds} ${c.label}`)
