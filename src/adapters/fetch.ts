@@ -18,9 +18,8 @@ import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
 import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
-import type { Broadcast } from './broadcast.js'
 import { FetchedResponse, servableAsIs } from './fetched-response.js'
-import { Follower } from './follower.js'
+import { Leaders } from './follower.js'
 import { flightKey } from '../flight.js'
 
 export interface CachedFetchOptions extends CacheOrOptions {
@@ -70,8 +69,8 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     return modes.get(mode)!
   }
 
-  // Identical plain requests whose leader is on its way to the origin: its flight, once dispatched.
-  const leaders = new Map<string, Promise<Flight | undefined>>()
+  // Plain requests on their way to the origin, for identical ones to follow.
+  const leaders = new Leaders()
 
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
     const input = toUndiciInput(anyInput)
@@ -81,9 +80,9 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // A request with a policy of its own takes the full path, where the engine applies it.
     const plain = cachePolicy === undefined ? plainRequest(input, init) : undefined
     const joinKey = plain !== undefined && followable(plain, init) ? flightKey(plain, plain.mode) : undefined
-    const leader = joinKey === undefined ? undefined : leaders.get(joinKey)
+    const following = joinKey !== undefined && leaders.has(joinKey)
     if (plain !== undefined) {
-      const fast = fastPath(cache, plain, leader !== undefined)
+      const fast = fastPath(cache, plain, following)
       const hit = fast instanceof Promise ? await fast : fast
       if (hit !== undefined) return hit
     }
@@ -96,32 +95,15 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
       dispatcher: cachePolicy === undefined ? dispatcher : withOptions(dispatcher, { cacheMode: mode, cachePolicy })
     }
     if (mode === 'only-if-cached') delete forwarded.cache
-    if (leader !== undefined) {
-      // The leader's request made no flight (a hit, say), or an invalidation took the flight out of
-      // the map (its answer may predate it), or it can no longer be joined: the caller goes on its own.
-      const flight = await leader
+    if (following) {
       const request = { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }
-      const followed = flight === undefined || cache.flights.get(flight.key) !== flight.broadcast
-        ? undefined
-        : Follower.follow(flight.broadcast, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
-      if (followed !== undefined) return await followed
+      const followed = await leaders.follow(joinKey, cache.flights, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
+      if (followed !== undefined) return followed
     }
-    let response
-    if (joinKey === undefined || leaders.has(joinKey)) {
-      response = await undiciFetch(input, forwarded)
-    } else {
-      // This caller leads: identical callers that come while it waits for its answer follow its flight.
-      let found!: (flight: Flight | undefined) => void
-      const flight = new Promise<Flight | undefined>((resolve) => { found = resolve })
-      leaders.set(joinKey, flight)
-      const onFlight = (broadcast: Broadcast, key: string): void => found({ broadcast, key })
-      try {
-        response = await undiciFetch(input, { ...forwarded, dispatcher: withOptions(dispatcher, { [ON_FLIGHT]: onFlight }) })
-      } finally {
-        found(undefined)
-        leaders.delete(joinKey)
-      }
-    }
+    // This caller leads, unless another does already: identical callers that come while it waits for its answer follow it.
+    const response = joinKey === undefined || leaders.has(joinKey)
+      ? await undiciFetch(input, forwarded)
+      : await leaders.lead(joinKey, (onFlight) => undiciFetch(input, { ...forwarded, dispatcher: withOptions(dispatcher, { [ON_FLIGHT]: onFlight }) }))
     if (mode === 'only-if-cached' && response.status === 504 && response.headers.get('cache-status')?.includes('detail=only-if-cached') === true) {
       // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
       throw new TypeError('fetch failed', {
@@ -162,12 +144,6 @@ function withOptions (dispatcher: Dispatcher, extra: CacheDispatchOptions): Disp
 
 function cacheMode (input: string | URL | Request, init: RequestInit | undefined): FetchCacheMode {
   return (init?.cache ?? (input instanceof Request ? input.cache : 'default'))
-}
-
-/** A leader's flight and its key in `cache.flights`. */
-interface Flight {
-  readonly broadcast: Broadcast
-  readonly key: string
 }
 
 /** A GET or HEAD of a string or URL with nothing else that changes how fetch sends it. */

@@ -8,6 +8,7 @@
  * it stands: fetch's first dispatch is given this exchange, so the origin still sees one request.
  */
 import { Headers, type Dispatcher, type Response } from 'undici'
+import type { Flights } from '../flight.js'
 import type { Broadcast } from './broadcast.js'
 import { hasNoContent } from './content.js'
 import { FetchedResponse, servableAsIs } from './fetched-response.js'
@@ -23,6 +24,49 @@ export interface FollowedRequest {
   readonly method: string
   readonly url: string
   readonly signal: AbortSignal | undefined
+}
+
+/** A leader's flight, and its key in `cache.flights`. */
+interface Flight {
+  readonly broadcast: Broadcast
+  readonly key: string
+}
+
+/**
+ * One cachedFetch's plain requests on their way to the origin, by request: each leader's flight once
+ * its dispatch has reached the interceptor (none, when it made no flight: a hit, say). A leader
+ * leaves when its answer has come; callers after that go through undici.fetch, where they still
+ * join the exchange while its body is on its way.
+ */
+export class Leaders {
+  readonly #flights = new Map<string, Promise<Flight | undefined>>()
+
+  has (key: string): boolean {
+    return this.#flights.has(key)
+  }
+
+  /** Runs `send` as the leader for `key`; it passes `onFlight` to the interceptor (ON_FLIGHT). */
+  async lead<T> (key: string, send: (onFlight: (broadcast: Broadcast, key: string) => void) => Promise<T>): Promise<T> {
+    let found!: (flight: Flight | undefined) => void
+    this.#flights.set(key, new Promise((resolve) => { found = resolve }))
+    try {
+      return await send((broadcast, flightKey) => found({ broadcast, key: flightKey }))
+    } finally {
+      found(undefined)
+      this.#flights.delete(key)
+    }
+  }
+
+  /**
+   * The Response of a caller that follows the leader for `key`; `undefined` when it must make its
+   * own request: there is no leader, or its request made no flight, or an invalidation took the
+   * flight out of `flights` (its answer may predate the invalidation), or it can no longer be joined.
+   */
+  async follow (key: string, flights: Flights<unknown>, request: FollowedRequest, handoff: Handoff): Promise<Response | undefined> {
+    const flight = await this.#flights.get(key)
+    if (flight === undefined || flights.get(flight.key) !== flight.broadcast) return undefined
+    return await Follower.follow(flight.broadcast, request, handoff)
+  }
 }
 
 /** A body's queue before the follower stops taking more of the exchange (fetch pauses likewise). */
