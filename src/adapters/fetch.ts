@@ -81,8 +81,10 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     const plain = cachePolicy === undefined ? plainRequest(input, init) : undefined
     const joinKey = plain !== undefined && followable(plain, init) ? flightKey(plain, plain.mode) : undefined
     const following = joinKey !== undefined && leaders.has(joinKey)
+    // A miss of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
+    let missed = false
     if (plain !== undefined) {
-      const fast = fastPath(cache, plain, following)
+      const fast = fastPath(cache, plain, following ? () => { missed = true } : undefined)
       const hit = fast instanceof Promise ? await fast : fast
       if (hit !== undefined) return hit
     }
@@ -96,7 +98,8 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     }
     if (mode === 'only-if-cached') delete forwarded.cache
     if (following) {
-      const request = { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }
+      const { method, url } = plain!
+      const request = { method, url, signal: init.signal ?? undefined, joined: () => { if (missed) cache.report('miss', { method, url }) } }
       const followed = await leaders.follow(joinKey, cache.flights, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
       if (followed !== undefined) return followed
     }
@@ -187,12 +190,12 @@ const FOLLOWABLE_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'sign
  * a stale entry inside stale-while-revalidate is served here while its revalidation is under way;
  * the hit that starts one takes the full path, so that the revalidation carries the header fields
  * fetch adds (User-Agent, Accept, …), which the origin sees on every other request (Cache.probe).
- * `following`: the caller follows a flight when there is no hit, so a miss is reported here.
+ * `onMiss`: the caller follows a flight when there is no hit, so it counts the miss (Cache.probe).
  */
-function fastPath (cache: Cache, request: PlainRequest, following: boolean): Response | undefined | Promise<Response | undefined> {
+function fastPath (cache: Cache, request: PlainRequest, onMiss: (() => void) | undefined): Response | undefined | Promise<Response | undefined> {
   let hit
   try {
-    hit = cache.probe(request, request.mode, servableEntry, following)
+    hit = cache.probe(request, request.mode, servableEntry, onMiss)
   } catch {
     return undefined // the full path has the cache's fail-open handling
   }

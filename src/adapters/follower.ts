@@ -24,6 +24,8 @@ export interface FollowedRequest {
   readonly method: string
   readonly url: string
   readonly signal: AbortSignal | undefined
+  /** Called once the caller has joined the flight (its miss is counted then, src/adapters/fetch.ts). */
+  readonly joined?: () => void
 }
 
 /** A leader's flight, and its key in `cache.flights`. */
@@ -46,11 +48,12 @@ export class Leaders {
   }
 
   /** Runs `send` as the leader for `key`; it passes `onFlight` to the interceptor (ON_FLIGHT). */
-  async lead<T> (key: string, send: (onFlight: (broadcast: Broadcast, key: string) => void) => Promise<T>): Promise<T> {
+  async lead<T> (key: string, send: (onFlight: (broadcast: Broadcast | undefined, key?: string) => void) => Promise<T>): Promise<T> {
     let found!: (flight: Flight | undefined) => void
     this.#flights.set(key, new Promise((resolve) => { found = resolve }))
     try {
-      return await send((broadcast, flightKey) => found({ broadcast, key: flightKey }))
+      // Only the first dispatch's word counts: a later one (after a redirect) is for another request.
+      return await send((broadcast, flightKey) => found(broadcast === undefined ? undefined : { broadcast, key: flightKey! }))
     } finally {
       found(undefined)
       this.#flights.delete(key)
@@ -111,7 +114,10 @@ export class Follower implements Handler {
   static follow (flight: Broadcast, request: FollowedRequest, handoff: Handoff): Promise<Response> | undefined {
     const follower = new Follower(request, handoff)
     if (!flight.join(follower, true)) return undefined
-    request.signal?.addEventListener('abort', follower.#onAbort, { once: true })
+    request.joined?.()
+    // The signal may have been aborted while the caller waited for the leader's flight.
+    if (request.signal?.aborted === true) follower.#onAbort()
+    else request.signal?.addEventListener('abort', follower.#onAbort, { once: true })
     return follower.response
   }
 

@@ -22,14 +22,15 @@ type Dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchH
 /**
  * A dispatch option of cachedFetch's own (src/adapters/fetch.ts): called with the flight its
  * request leads or joins, and its key in `cache.flights`, so that identical fetch callers can follow
- * it without a fetch of their own.
+ * it without a fetch of their own; with none when the request makes no flight (a hit, a host the
+ * cache is off for, …), so that they do not wait for its answer.
  * @internal Not for applications.
  */
 export const ON_FLIGHT = Symbol('cachedfetch.onFlight')
 
 /** Dispatch options the interceptor reads besides undici's own. */
 export interface CacheDispatchOptions {
-  [ON_FLIGHT]?: (flight: Broadcast, key: string) => void
+  [ON_FLIGHT]?: (flight: Broadcast | undefined, key?: string) => void
   /**
    * A Fetch request cache mode for this request (what `init.cache` is to fetch).
    * @default 'default'
@@ -48,7 +49,11 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
   const cache = cacheFrom(options)
   return (dispatch) => function cachedDispatch (opts: Dispatcher.DispatchOptions & CacheDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
-    if (request === undefined) return dispatch(opts, handler)
+    const noFlight = (): void => opts[ON_FLIGHT]?.(undefined)
+    if (request === undefined) {
+      noFlight()
+      return dispatch(opts, handler)
+    }
     // Bad per-request options are the caller's error, thrown here as undici throws its own.
     const settings = cache.settings(request.url, opts.cachePolicy)
     let lookup
@@ -56,16 +61,21 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       lookup = cache.lookup(request, opts.cacheMode, settings)
     } catch {
       // The cache fails open: whatever went wrong in it, the request still reaches the origin.
+      noFlight()
       return dispatch(opts, handler)
     }
     if (!(lookup instanceof Promise)) return route(lookup)
-    lookup.then(route, () => dispatch(opts, handler)).catch((error: unknown) => {
+    lookup.then(route, () => {
+      noFlight()
+      return dispatch(opts, handler)
+    }).catch((error: unknown) => {
       // dispatch() threw after the lookup: nobody up the stack can catch it now but the handler.
       handler.onResponseError?.(detached, error as Error)
     })
     return true
 
     function route (found: Lookup): boolean {
+      if (found.kind !== 'forward') noFlight()
       if (found.kind === 'hit') {
         replay(request!, found, handler)
         if (found.refresh !== undefined) revalidateInBackground(cache, dispatch, opts, request!, found.refresh)
@@ -88,6 +98,7 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   const outgoing = lookup.headers === undefined ? opts : { ...opts, headers: lookup.headers }
   // A host the cache is turned off for gets nothing of it, single-flight included.
   if (!FLIGHT_METHODS.has(request.method) || opts.body != null || !lookup.settings.enabled) {
+    opts[ON_FLIGHT]?.(undefined)
     return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, handler), lookup.settings.retry, cache)
   }
   const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)
