@@ -77,6 +77,24 @@ describe('cachedFetch followers (review)', () => {
     }
   })
 
+  it('a follower whose signal aborts once its whole body has come, but before it is read, gets an AbortError from its body, as fetch does', async () => {
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('the body') })
+    })
+    const before = cache.stats().misses
+    const leader = cachedFetch(`${server.url}/doc`)
+    const quitter = new AbortController()
+    const follower = cachedFetch(`${server.url}/doc`, { signal: quitter.signal })
+    await waitFor(() => cache.stats().misses - before >= 2, 'both calls to reach the cache')
+    open.release()
+    const [, response] = await Promise.all([leader, follower])
+    expect(response.headers.get('cache-status')?.endsWith('; collapsed')).toBe(true)
+    await waitFor(() => cache.flights.size === 0, 'the exchange to end')
+    quitter.abort()
+    await expect(response.text()).rejects.toMatchObject({ name: 'AbortError' })
+  })
+
   it('a caller that comes after an invalidation counts one miss, not two', async () => {
     const open = gate()
     const { server, cache, cachedFetch } = await setUp({

@@ -96,6 +96,8 @@ export class Follower implements Handler {
     // and the exchange left when it starts (onRequestStart).
     if (this.#controller === undefined) this.#reject(reason)
     else this.#controller.abort(reason)
+    // As fetch's: a body that has all come but is not read to its end yet fails too.
+    this.#body?.error(reason)
   }
 
   private constructor (request: FollowedRequest, handoff: Handoff) {
@@ -163,7 +165,8 @@ export class Follower implements Handler {
 
   onResponseEnd (controller: Controller, trailers: Fields): void {
     if (this.#forward((h, c) => h.onResponseEnd?.(c, trailers))) return
-    this.#stopWatching()
+    // A body with chunks still unread is watched until they are (an abort fails it, as fetch's).
+    if (this.#body === undefined || this.#body.desiredSize === HIGH_WATER_MARK) this.#stopWatching()
     this.#body?.close()
   }
 
