@@ -79,8 +79,10 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     if (cachePolicy !== undefined) cache.settings(undefined, cachePolicy)
     // A request with a policy of its own takes the full path, where the engine applies it.
     const plain = cachePolicy === undefined ? plainRequest(input, init) : undefined
-    const joinKey = plain !== undefined && followable(plain, init) ? flightKey(plain, plain.mode) : undefined
-    const following = joinKey !== undefined && leaders.has(joinKey)
+    // Keyed only when it matters (a leader to follow, or a miss to lead): a hit pays nothing for it.
+    const joinKey = (): string | undefined => plain !== undefined && followable(plain, init) ? flightKey(plain, plain.mode) : undefined
+    const followKey = leaders.size > 0 ? joinKey() : undefined
+    const following = followKey !== undefined && leaders.has(followKey)
     // A miss of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
     let missed = false
     if (plain !== undefined) {
@@ -100,13 +102,14 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     if (following) {
       const { method, url } = plain!
       const request = { method, url, signal: init.signal ?? undefined, joined: () => { if (missed) cache.report('miss', { method, url }) } }
-      const followed = await leaders.follow(joinKey, cache.flights, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
+      const followed = await leaders.follow(followKey, cache.flights, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
       if (followed !== undefined) return followed
     }
     // This caller leads, unless another does already: identical callers that come while it waits for its answer follow it.
-    const response = joinKey === undefined || leaders.has(joinKey)
+    const leadKey = following ? undefined : followKey ?? joinKey()
+    const response = leadKey === undefined || leaders.has(leadKey)
       ? await undiciFetch(input, forwarded)
-      : await leaders.lead(joinKey, (onFlight) => undiciFetch(input, { ...forwarded, dispatcher: withOptions(dispatcher, { [ON_FLIGHT]: onFlight }) }))
+      : await leaders.lead(leadKey, (onFlight) => undiciFetch(input, { ...forwarded, dispatcher: withOptions(dispatcher, { [ON_FLIGHT]: onFlight }) }))
     if (mode === 'only-if-cached' && response.status === 504 && response.headers.get('cache-status')?.includes('detail=only-if-cached') === true) {
       // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
       throw new TypeError('fetch failed', {

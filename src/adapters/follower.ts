@@ -47,6 +47,10 @@ export class Leaders {
     return this.#flights.has(key)
   }
 
+  get size (): number {
+    return this.#flights.size
+  }
+
   /** Runs `send` as the leader for `key`; it passes `onFlight` to the interceptor (ON_FLIGHT). */
   async lead<T> (key: string, send: (onFlight: (broadcast: Broadcast | undefined, key?: string) => void) => Promise<T>): Promise<T> {
     let found!: (flight: Flight | undefined) => void
