@@ -72,7 +72,8 @@ describe('hosts with policies of their own, in one cache', () => {
     const p = port(origin)
     const seen = await statuses({ hosts: { [`forced.example.test:${p}`]: { forceTtl: 30 } } },
       [`http://forced.example.test:${p}/a`, `http://forced.example.test:${p}/a`, `http://plain.example.test:${p}/a`, `http://plain.example.test:${p}/a`])
-    expect(seen[1]).toMatch(/^cachedfetch; hit; ttl=(29|30)$/)
+    // forceTtl, less the seconds the test took (a busy machine takes a few).
+    expect(seen[1]).toMatch(/^cachedfetch; hit; ttl=(2\d|30)$/)
     // The other host revalidates the stale entry, as RFC 9111 says.
     expect(seen[3]).toMatch(/^cachedfetch; fwd=stale; fwd-status=200/)
     expect(origin.hits('/a')).toBe(3)
