@@ -7,13 +7,16 @@
  * The origins hold their answer behind a gate until every caller has reached the cache
  * (`stats().misses`), so that "concurrent" never depends on the machine's speed.
  */
+import { getEventListeners } from 'node:events'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { gzipSync } from 'node:zlib'
 import { Agent } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createCache, createCachedFetch, type Cache, type CacheOptions } from '../src/index.js'
 import { bytes, type Origin, type Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
-import { gate, waitFor, within, type Gate } from './helpers/wait.js'
+import { gate, settle, waitFor, within, type Gate } from './helpers/wait.js'
 
 const opened = teardown()
 afterEach(() => opened.close())
@@ -305,5 +308,46 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     const calls = [cachedFetch(`${server.url}/doc`), cachedFetch(`${server.url}/doc`)]
     const responses = await within(Promise.all(calls), 'both requests', 3000)
     for (const response of responses) expect(await response.text()).toBe('doc')
+  })
+})
+
+describe('cachedFetch followers: a second review', () => {
+  it('followers of a request the cache bypasses (a caller conditional) count a bypass each, as each did through the interceptor', async () => {
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', etag: '"b"' }).end('doc') })
+    })
+    const headers = { 'if-none-match': '"a"' }
+    const before = cache.stats().bypassed
+    const leader = cachedFetch(`${server.url}/doc`, { headers })
+    await waitFor(() => server.hits('/doc') === 1, 'the leader to reach the origin')
+    const followers = Array.from({ length: 4 }, async () => await cachedFetch(`${server.url}/doc`, { headers }))
+    await settle()
+    open.release()
+    for (const response of await Promise.all([leader, ...followers])) expect(await response.text()).toBe('doc')
+    expect(server.hits('/doc')).toBe(1)
+    expect(cache.stats().bypassed - before).toBe(5)
+  })
+
+  it('followers sharing a long-lived signal leave no abort listener on it once their bodies are read', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') })
+    })
+    const app = new AbortController()
+    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`, { signal: app.signal }))
+    open.release()
+    const texts = await Promise.all(calls.map(async (call) => await (await call).text()))
+    expect(texts).toEqual(Array(FOLLOWERS).fill('doc'))
+    expect(server.hits('/doc')).toBe(1)
+    calls.length = 0
+    // fetch's own listeners go with its requests (undici's FinalizationRegistry); a follower's must not outlive it either.
+    for (let i = 0; i < 10 && getEventListeners(app.signal, 'abort').length > 2; i++) {
+      gc()
+      await settle()
+    }
+    expect(getEventListeners(app.signal, 'abort').length).toBeLessThanOrEqual(2)
   })
 })
