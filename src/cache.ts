@@ -97,14 +97,19 @@ export class Cache {
    * asks this first and, on `undefined`, takes the full path, which reports. A stale-while-revalidate
    * hit is taken only while its refresh is under way: one not yet started is the full path's to
    * start, so that it goes out as undici.fetch sends a request (User-Agent, Accept, …), which an
-   * origin may answer otherwise without them. `onMiss`: called when nothing is stored, for a caller
-   * that may follow another's request in flight rather than look up on the full path, and reports
-   * the miss itself once it does (one that cannot takes the full path, which reports it).
+   * origin may answer otherwise without them. `onMiss`: called when nothing is stored (or, with the
+   * reason, when the cache is bypassed), for a caller that may follow another's request in flight
+   * rather than look up on the full path, and reports the miss (or bypass) itself once it does (one
+   * that cannot takes the full path, which reports it).
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean, onMiss?: () => void): MaybePromise<Hit | undefined> {
+  probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean, onMiss?: (bypass?: Forward) => void): MaybePromise<Hit | undefined> {
     const settings = this.settings(request.url)
-    if (!settings.enabled || !settings.methods.has(request.method) || hasAny(request.headers, CALLER_CONDITIONALS)) return undefined
+    if (!settings.enabled || !settings.methods.has(request.method) || hasAny(request.headers, CALLER_CONDITIONALS)) {
+      // The full path would report a bypass (lookup): a caller that follows reports it instead.
+      onMiss?.(settings.enabled && !settings.methods.has(request.method) ? 'method' : 'bypass')
+      return undefined
+    }
     const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
     const pick = (variants: Variants | undefined): Hit | undefined => {
       const entry = findVariant(variants, request)

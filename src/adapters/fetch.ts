@@ -21,6 +21,7 @@ import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interc
 import { FetchedResponse, servableAsIs } from './fetched-response.js'
 import { Leaders } from './follower.js'
 import { flightKey } from '../flight.js'
+import type { Forward } from '../status.js'
 
 export interface CachedFetchOptions extends CacheOrOptions {
   /**
@@ -83,10 +84,10 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     const joinKey = (): string | undefined => plain !== undefined && followable(plain, init) ? flightKey(plain, plain.mode) : undefined
     const followKey = leaders.size > 0 ? joinKey() : undefined
     const following = followKey !== undefined && leaders.has(followKey)
-    // A miss of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
-    let missed = false
+    // A miss (or bypass) of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
+    let missed: { bypass?: Forward } | undefined
     if (plain !== undefined) {
-      const fast = fastPath(cache, plain, following ? () => { missed = true } : undefined)
+      const fast = fastPath(cache, plain, following ? (bypass) => { missed = { bypass } } : undefined)
       const hit = fast instanceof Promise ? await fast : fast
       if (hit !== undefined) return hit
     }
@@ -101,7 +102,10 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     if (mode === 'only-if-cached') delete forwarded.cache
     if (following) {
       const { method, url } = plain!
-      const request = { method, url, signal: init.signal ?? undefined, joined: () => { if (missed) cache.report('miss', { method, url }) } }
+      const request = { method, url, signal: init.signal ?? undefined, joined: () => {
+        if (missed?.bypass !== undefined) cache.report('bypass', { method, url, reason: missed.bypass })
+        else if (missed !== undefined) cache.report('miss', { method, url })
+      } }
       const followed = await leaders.follow(followKey, cache.flights, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
       if (followed !== undefined) return followed
     }
@@ -193,9 +197,9 @@ const FOLLOWABLE_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'sign
  * a stale entry inside stale-while-revalidate is served here while its revalidation is under way;
  * the hit that starts one takes the full path, so that the revalidation carries the header fields
  * fetch adds (User-Agent, Accept, …), which the origin sees on every other request (Cache.probe).
- * `onMiss`: the caller follows a flight when there is no hit, so it counts the miss (Cache.probe).
+ * `onMiss`: the caller follows a flight when there is no hit, so it counts the miss or bypass (Cache.probe).
  */
-function fastPath (cache: Cache, request: PlainRequest, onMiss: (() => void) | undefined): Response | undefined | Promise<Response | undefined> {
+function fastPath (cache: Cache, request: PlainRequest, onMiss: ((bypass?: Forward) => void) | undefined): Response | undefined | Promise<Response | undefined> {
   let hit
   try {
     hit = cache.probe(request, request.mode, servableEntry, onMiss)
