@@ -89,6 +89,8 @@ export class Follower implements Handler {
   #controller: Controller | undefined
   #context: unknown
   #responded = false
+  /** The whole body has come (it may not all have been read yet). */
+  #ended = false
   /** The body of the Response built here (none for HEAD, 204, …). */
   #body: ReadableStreamDefaultController<Uint8Array> | undefined
   /** Events that came while the exchange was being handed to fetch, then fetch's handler. */
@@ -169,9 +171,10 @@ export class Follower implements Handler {
 
   onResponseEnd (controller: Controller, trailers: Fields): void {
     if (this.#forward((h, c) => h.onResponseEnd?.(c, trailers))) return
-    // A body with chunks still unread is watched until they are (an abort fails it, as fetch's).
-    if (this.#body === undefined || this.#body.desiredSize === HIGH_WATER_MARK) this.#stopWatching()
-    this.#body?.close()
+    // A body with chunks still unread is watched until they are (an abort fails it, as fetch's):
+    // it closes once they have been read (#drained), and the caller's signal is let go of then.
+    this.#ended = true
+    this.#drained()
   }
 
   onResponseError (controller: Controller, error: Error): void {
@@ -210,10 +213,24 @@ export class Follower implements Handler {
       ? null
       : new ReadableStream<Uint8Array>({
         start: (stream) => { this.#body = stream },
-        pull: () => controller.resume(),
-        cancel: (reason) => controller.abort(reason instanceof Error ? reason : new Error('the body was cancelled', { cause: reason }))
+        pull: () => {
+          if (this.#ended) this.#drained()
+          else controller.resume()
+        },
+        cancel: (reason) => {
+          this.#stopWatching()
+          controller.abort(reason instanceof Error ? reason : new Error('the body was cancelled', { cause: reason }))
+        }
       }, { highWaterMark: HIGH_WATER_MARK, size: (chunk) => chunk.byteLength })
     return new FetchedResponse(this.#request.url, body, { status, statusText, headers })
+  }
+
+  /** Once the whole body has come and been read, it closes, and the caller's signal no longer matters. */
+  #drained (): void {
+    const body = this.#body
+    if (body !== undefined && body.desiredSize !== HIGH_WATER_MARK) return
+    this.#stopWatching()
+    body?.close()
   }
 
   #stopWatching (): void {
