@@ -351,3 +351,27 @@ describe('cachedFetch followers: a second review', () => {
     expect(getEventListeners(app.signal, 'abort').length).toBeLessThanOrEqual(2)
   })
 })
+
+describe('cachedFetch followers: a second review, unread bodies', () => {
+  it('followers sharing a long-lived signal whose bodies are never read leave no abort listener on it once their responses are gone', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') })
+    })
+    const app = new AbortController()
+    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`, { signal: app.signal }))
+    open.release()
+    // Only the status is looked at: the bodies are never read.
+    const statuses = await Promise.all(calls.map(async (call) => (await call).status))
+    expect(statuses).toEqual(Array(FOLLOWERS).fill(200))
+    calls.length = 0
+    await waitFor(() => cache.flights.size === 0, 'the exchange to end')
+    for (let i = 0; i < 10 && getEventListeners(app.signal, 'abort').length > 2; i++) {
+      gc()
+      await settle()
+    }
+    expect(getEventListeners(app.signal, 'abort').length).toBeLessThanOrEqual(2)
+  })
+})
