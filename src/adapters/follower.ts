@@ -76,16 +76,30 @@ export class Leaders {
   }
 }
 
+/** What settles a follower's Response once it has been: nothing (a closure made here would keep the promise). */
+function settled (): void {}
+
+interface Settle {
+  readonly resolve: (response: Response) => void
+  readonly reject: (error: unknown) => void
+}
+
 /** A body's queue before the follower stops taking more of the exchange (fetch pauses likewise). */
 const HIGH_WATER_MARK = 64 * 1024
 
-/** A follower's handler for the exchange, and the Response it resolves to once the answer starts. */
+/**
+ * A follower's Response collected before its body was read to its end: its caller's signal lets go
+ * of the follower (and the body it holds), as undici lets go of a fetch's request (its own registry).
+ */
+const unwatched = new FinalizationRegistry<{ readonly signal: AbortSignal, readonly listener: () => void }>(
+  ({ signal, listener }) => { signal.removeEventListener('abort', listener) })
+
+/** A follower's handler for the exchange; it settles the caller's Response once the answer starts. */
 export class Follower implements Handler {
-  readonly response: Promise<Response>
   readonly #request: FollowedRequest
   readonly #handoff: Handoff
-  #resolve!: (response: Response) => void
-  #reject!: (error: unknown) => void
+  #resolve: (response: Response) => void
+  #reject: (error: unknown) => void
   #controller: Controller | undefined
   #context: unknown
   #responded = false
@@ -106,13 +120,18 @@ export class Follower implements Handler {
     this.#body?.error(reason)
   }
 
-  private constructor (request: FollowedRequest, handoff: Handoff) {
+  // The promise is the caller's: once settled, the follower (which the caller's signal holds) keeps no way to the Response.
+  private constructor (request: FollowedRequest, handoff: Handoff, settle: Settle) {
     this.#request = request
     this.#handoff = handoff
-    this.response = new Promise((resolve, reject) => {
-      this.#resolve = resolve
-      this.#reject = reject
-    })
+    this.#resolve = (response) => {
+      this.#resolve = this.#reject = settled
+      settle.resolve(response)
+    }
+    this.#reject = (error) => {
+      this.#resolve = this.#reject = settled
+      settle.reject(error)
+    }
   }
 
   /**
@@ -120,13 +139,15 @@ export class Follower implements Handler {
    * request). The caller's signal is watched only once it has joined.
    */
   static follow (flight: Broadcast, request: FollowedRequest, handoff: Handoff): Promise<Response> | undefined {
-    const follower = new Follower(request, handoff)
+    let settle!: Settle
+    const response = new Promise<Response>((resolve, reject) => { settle = { resolve, reject } })
+    const follower = new Follower(request, handoff, settle)
     if (!flight.join(follower, true)) return undefined
     request.joined?.()
     // The signal may have been aborted while the caller waited for the leader's flight.
     if (request.signal?.aborted === true) follower.#onAbort()
     else request.signal?.addEventListener('abort', follower.#onAbort, { once: true })
-    return follower.response
+    return response
   }
 
   onRequestStart (controller: Controller, context: unknown): void {
@@ -222,7 +243,10 @@ export class Follower implements Handler {
           controller.abort(reason instanceof Error ? reason : new Error('the body was cancelled', { cause: reason }))
         }
       }, { highWaterMark: HIGH_WATER_MARK, size: (chunk) => chunk.byteLength })
-    return new FetchedResponse(this.#request.url, body, { status, statusText, headers })
+    const response = new FetchedResponse(this.#request.url, body, { status, statusText, headers })
+    const signal = this.#request.signal
+    if (signal !== undefined) unwatched.register(response, { signal, listener: this.#onAbort })
+    return response
   }
 
   /** Once the whole body has come and been read, it closes, and the caller's signal no longer matters. */
