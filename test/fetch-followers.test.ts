@@ -309,9 +309,7 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     const responses = await within(Promise.all(calls), 'both requests', 3000)
     for (const response of responses) expect(await response.text()).toBe('doc')
   })
-})
 
-describe('cachedFetch followers: a second review', () => {
   it('followers of a request the cache bypasses (a caller conditional) count a bypass each, as each did through the interceptor', async () => {
     const open = gate()
     const { server, cache, cachedFetch } = await setUp({
@@ -329,49 +327,30 @@ describe('cachedFetch followers: a second review', () => {
     expect(cache.stats().bypassed - before).toBe(5)
   })
 
-  it('followers sharing a long-lived signal leave no abort listener on it once their bodies are read', async () => {
-    setFlagsFromString('--expose-gc')
-    const gc = runInNewContext('gc') as () => void
-    const open = gate()
-    const { server, cache, cachedFetch } = await setUp({
-      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') })
+  for (const read of [true, false]) {
+    it(`followers sharing a long-lived signal leave no abort listener on it once their ${read ? 'bodies are read' : 'responses, bodies unread, are gone'}`, async () => {
+      setFlagsFromString('--expose-gc')
+      const gc = runInNewContext('gc') as () => void
+      const open = gate()
+      const { server, cache, cachedFetch } = await setUp({
+        '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') })
+      })
+      const app = new AbortController()
+      const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`, { signal: app.signal }))
+      open.release()
+      // Read whole, or only the status looked at.
+      const seen = await Promise.all(calls.map(async (call) => read ? await (await call).text() : (await call).status))
+      expect(seen).toEqual(Array(FOLLOWERS).fill(read ? 'doc' : 200))
+      expect(server.hits('/doc')).toBe(1)
+      calls.length = 0
+      await waitFor(() => cache.flights.size === 0, 'the exchange to end')
+      // fetch's own listeners go with its requests (undici's FinalizationRegistry); a follower's must not outlive it either.
+      for (let i = 0; i < 10 && getEventListeners(app.signal, 'abort').length > 2; i++) {
+        gc()
+        await settle()
+      }
+      expect(getEventListeners(app.signal, 'abort').length).toBeLessThanOrEqual(2)
     })
-    const app = new AbortController()
-    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`, { signal: app.signal }))
-    open.release()
-    const texts = await Promise.all(calls.map(async (call) => await (await call).text()))
-    expect(texts).toEqual(Array(FOLLOWERS).fill('doc'))
-    expect(server.hits('/doc')).toBe(1)
-    calls.length = 0
-    // fetch's own listeners go with its requests (undici's FinalizationRegistry); a follower's must not outlive it either.
-    for (let i = 0; i < 10 && getEventListeners(app.signal, 'abort').length > 2; i++) {
-      gc()
-      await settle()
-    }
-    expect(getEventListeners(app.signal, 'abort').length).toBeLessThanOrEqual(2)
-  })
+  }
 })
 
-describe('cachedFetch followers: a second review, unread bodies', () => {
-  it('followers sharing a long-lived signal whose bodies are never read leave no abort listener on it once their responses are gone', async () => {
-    setFlagsFromString('--expose-gc')
-    const gc = runInNewContext('gc') as () => void
-    const open = gate()
-    const { server, cache, cachedFetch } = await setUp({
-      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') })
-    })
-    const app = new AbortController()
-    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`, { signal: app.signal }))
-    open.release()
-    // Only the status is looked at: the bodies are never read.
-    const statuses = await Promise.all(calls.map(async (call) => (await call).status))
-    expect(statuses).toEqual(Array(FOLLOWERS).fill(200))
-    calls.length = 0
-    await waitFor(() => cache.flights.size === 0, 'the exchange to end')
-    for (let i = 0; i < 10 && getEventListeners(app.signal, 'abort').length > 2; i++) {
-      gc()
-      await settle()
-    }
-    expect(getEventListeners(app.signal, 'abort').length).toBeLessThanOrEqual(2)
-  })
-})
