@@ -301,4 +301,31 @@ describe('a stale-while-revalidate hit on the fast path', () => {
     expect(await fresh.text()).toBe('version 1')
     expect(server.hits('/doc')).toBe(2)
   })
+
+  it('takes the fast path for a burst of hits on a stale entry: one goes through undici.fetch and starts the revalidation, the others are served at once', async () => {
+    const { cache, clock, cachedFetch } = setup()
+    const refresh = gate()
+    const server = await opened.origin({
+      '/doc': async (_req, res) => {
+        const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }
+        if (server.hits('/doc') > 1) await refresh.promise
+        res.writeHead(200, fields).end('version 1')
+      }
+    })
+    const url = `${server.url}/doc`
+    expect(await (await cachedFetch(url)).text()).toBe('version 1')
+    clock.advance(20)
+
+    const slowCalls = watchSlowPath(cache)
+    const burst = await Promise.all(Array.from({ length: 100 }, async () => {
+      const response = await cachedFetch(url)
+      return `${response.headers.get('cache-status')} ${await response.text()}`
+    }))
+    expect(new Set(burst)).toEqual(new Set(['cachedfetch; hit; fwd=stale; ttl=-10; detail=stale-while-revalidate version 1']))
+    expect(slowCalls()).toBe(1)
+    await waitFor(() => server.hits('/doc') === 2, 'the background revalidation to reach the origin')
+    refresh.release()
+    await waitFor(() => cache.stats().refreshing === 0, 'the background revalidation to end')
+    expect(server.hits('/doc')).toBe(2)
+  })
 })
