@@ -7,7 +7,7 @@
  * through (shared/DESIGN.md). A plain request identical to one waiting for its answer follows that
  * one's exchange (src/adapters/follower.ts) rather than run undici.fetch for itself.
  */
-import { Agent, fetch as undiciFetch, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
+import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { bodyBytes, type CacheEntry } from '../entry.js'
@@ -18,7 +18,7 @@ import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
 import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
-import { FetchedResponse, servableAsIs } from './fetched-response.js'
+import { FetchedResponse, servableAsIs, toHeaders } from './fetched-response.js'
 import { Leaders } from './follower.js'
 import { flightKey } from '../flight.js'
 import type { Forward } from '../status.js'
@@ -247,16 +247,10 @@ function toResponse (hit: Hit, method: string, url: string): Response {
  * every hit. Kept for the entries hit lately only: a Headers object costs more memory than a
  * small entry itself.
  */
-const headersOf = memoizeWeakly(1024, (entry: CacheEntry): Headers => {
-  const headers = new Headers()
-  for (const name in entry.headers) {
-    if (name === 'age' || name === 'cache-status') continue
-    const value = entry.headers[name]!
-    if (typeof value === 'string') headers.append(name, value)
-    else for (const item of value) headers.append(name, item)
-  }
-  return headers
-})
+const headersOf = memoizeWeakly(1024, (entry: CacheEntry): Headers => toHeaders(entry.headers, OWN_FIELDS))
+
+/** Fields a hit gets anew (the stored ones are the answer's as it came). */
+const OWN_FIELDS: ReadonlySet<string> = new Set(['age', 'cache-status'])
 
 let defaultFetch: CachedFetch | undefined
 

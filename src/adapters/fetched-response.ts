@@ -3,7 +3,7 @@
  * for a hit (src/adapters/fetch.ts) and for a caller that follows another's exchange
  * (src/adapters/follower.ts). Only answers that fetch would hand over unchanged are built here.
  */
-import { Response, type Headers } from 'undici'
+import { Headers, Response } from 'undici'
 
 /** Statuses `fetch` follows (Fetch §4.4), so such an answer is never the response it returns as is. */
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
@@ -21,6 +21,21 @@ const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/
 export function servableAsIs (status: number, statusText: string, contentEncoding: string | null | undefined): boolean {
   return status >= 200 && status <= 599 && !REDIRECTS.has(status) && REASON_PHRASE.test(statusText) &&
     (contentEncoding == null || contentEncoding === 'identity')
+}
+
+/**
+ * Response fields as undici Headers, each value appended as it is, leaving out the names in `omit`.
+ * Throws for a field Headers refuses.
+ */
+export function toHeaders (fields: Readonly<Record<string, string | readonly string[] | undefined>>, omit?: ReadonlySet<string>): Headers {
+  const headers = new Headers()
+  for (const name in fields) {
+    const value = fields[name]
+    if (value === undefined || omit?.has(name) === true) continue
+    if (typeof value === 'string') headers.append(name, value)
+    else for (const item of value) headers.append(name, item)
+  }
+  return headers
 }
 
 /**

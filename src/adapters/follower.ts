@@ -7,11 +7,11 @@
  * it comes. Any other answer (a redirect to follow, a body to decode) is handed to undici.fetch as
  * it stands: fetch's first dispatch is given this exchange, so the origin still sees one request.
  */
-import { Headers, type Dispatcher, type Response } from 'undici'
+import type { Dispatcher, Response } from 'undici'
 import type { Flights } from '../flight.js'
 import type { Broadcast } from './broadcast.js'
 import { hasNoContent } from './content.js'
-import { FetchedResponse, servableAsIs } from './fetched-response.js'
+import { FetchedResponse, servableAsIs, toHeaders } from './fetched-response.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -218,13 +218,9 @@ export class Follower implements Handler {
 
   /** The Response fetch would have returned, or `undefined` when fetch would change the answer. */
   #build (status: number, fields: Fields, statusText: string): Response | undefined {
-    const headers = new Headers()
+    let headers
     try {
-      for (const name in fields) {
-        const value = fields[name]
-        if (typeof value === 'string') headers.append(name, value)
-        else if (value !== undefined) for (const item of value) headers.append(name, item)
-      }
+      headers = toHeaders(fields)
     } catch {
       return undefined // a field undici's Headers refuses, which fetch itself hands over
     }
