@@ -81,8 +81,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // A request with a policy of its own takes the full path, where the engine applies it.
     const plain = cachePolicy === undefined ? plainRequest(input, init) : undefined
     // Keyed only when it matters (a leader to follow, or a miss to lead): a hit pays nothing for it.
-    const joinKey = (): string | undefined => plain !== undefined && followable(plain, init) ? flightKey(plain, plain.mode) : undefined
-    const followKey = leaders.size > 0 ? joinKey() : undefined
+    const followKey = leaders.size > 0 ? joinKey(plain, init) : undefined
     const following = followKey !== undefined && leaders.has(followKey)
     // A miss (or bypass) of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
     let missed: { bypass?: Forward } | undefined
@@ -110,7 +109,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
       if (followed !== undefined) return followed
     }
     // This caller leads, unless another does already: identical callers that come while it waits for its answer follow it.
-    const leadKey = following ? undefined : followKey ?? joinKey()
+    const leadKey = following ? undefined : followKey ?? joinKey(plain, init)
     const response = leadKey === undefined || leaders.has(leadKey)
       ? await undiciFetch(input, forwarded)
       : await leaders.lead(leadKey, (onFlight) => undiciFetch(input, { ...forwarded, dispatcher: withOptions(dispatcher, { [ON_FLIGHT]: onFlight }) }))
@@ -191,6 +190,11 @@ function followable (request: PlainRequest, init: RequestInit): boolean {
 }
 
 const FOLLOWABLE_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'signal'])
+
+/** The key identical followable requests share in the leaders' map; `undefined` for one that cannot follow or lead. */
+function joinKey (request: PlainRequest | undefined, init: RequestInit): string | undefined {
+  return request !== undefined && followable(request, init) ? flightKey(request, request.mode) : undefined
+}
 
 /**
  * A Response for a hit, without undici.fetch; `undefined` when the full path must answer. A hit on

@@ -42,6 +42,11 @@ export interface CacheDispatchOptions {
 
 export type CacheInterceptorOptions = CacheOrOptions
 
+/** Tells cachedFetch's leader (ON_FLIGHT) that its request makes no flight, so that nobody waits to follow it. */
+function noFlight (opts: CacheDispatchOptions): void {
+  opts[ON_FLIGHT]?.(undefined)
+}
+
 /** Methods whose identical concurrent requests share one exchange: safe, and without a body. */
 const FLIGHT_METHODS = new Set(['GET', 'HEAD'])
 
@@ -49,9 +54,8 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
   const cache = cacheFrom(options)
   return (dispatch) => function cachedDispatch (opts: Dispatcher.DispatchOptions & CacheDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
-    const noFlight = (): void => opts[ON_FLIGHT]?.(undefined)
     if (request === undefined) {
-      noFlight()
+      noFlight(opts)
       return dispatch(opts, handler)
     }
     // Bad per-request options are the caller's error, thrown here as undici throws its own.
@@ -61,12 +65,12 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       lookup = cache.lookup(request, opts.cacheMode, settings)
     } catch {
       // The cache fails open: whatever went wrong in it, the request still reaches the origin.
-      noFlight()
+      noFlight(opts)
       return dispatch(opts, handler)
     }
     if (!(lookup instanceof Promise)) return route(lookup)
     lookup.then(route, () => {
-      noFlight()
+      noFlight(opts)
       return dispatch(opts, handler)
     }).catch((error: unknown) => {
       // dispatch() threw after the lookup: nobody up the stack can catch it now but the handler.
@@ -75,7 +79,7 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
     return true
 
     function route (found: Lookup): boolean {
-      if (found.kind !== 'forward') noFlight()
+      if (found.kind !== 'forward') noFlight(opts)
       if (found.kind === 'hit') {
         replay(request!, found, handler)
         if (found.refresh !== undefined) revalidateInBackground(cache, dispatch, opts, request!, found.refresh)
@@ -98,7 +102,7 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   const outgoing = lookup.headers === undefined ? opts : { ...opts, headers: lookup.headers }
   // A host the cache is turned off for gets nothing of it, single-flight included.
   if (!FLIGHT_METHODS.has(request.method) || opts.body != null || !lookup.settings.enabled) {
-    opts[ON_FLIGHT]?.(undefined)
+    noFlight(opts)
     return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, handler), lookup.settings.retry, cache)
   }
   const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)
