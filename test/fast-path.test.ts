@@ -9,10 +9,10 @@ import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { fetch, type Response } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
-import type { Route } from './helpers/origin.js'
+import type { Origin, Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
-import { gate, waitFor } from './helpers/wait.js'
+import { gate, waitFor, type Gate } from './helpers/wait.js'
 
 interface Scenario {
   readonly name: string
@@ -263,8 +263,13 @@ describe('a stale-while-revalidate hit on the fast path', () => {
   /** Fields undici.fetch adds to every request that does not set them. */
   const FETCH_ADDS = ['accept', 'accept-language', 'accept-encoding', 'user-agent', 'sec-fetch-mode']
 
-  it('is revalidated in the background with the request fetch sends, as through the interceptor; hits meanwhile take the fast path', async () => {
-    const { cache, clock, cachedFetch } = setup()
+  /**
+   * `/doc`, fresh for 10 s and then within stale-while-revalidate for 60, on a cache of its own; its
+   * revalidations wait for `refresh`.
+   */
+  async function staleWhileRevalidate (): Promise<ReturnType<typeof setup> & { server: Origin, refresh: Gate, url: string }> {
+    const made = setup()
+    const { clock } = made
     const refresh = gate()
     const server = await opened.origin({
       '/doc': async (req, res) => {
@@ -276,7 +281,11 @@ describe('a stale-while-revalidate hit on the fast path', () => {
         else res.writeHead(200, fields).end('version 1')
       }
     })
-    const url = `${server.url}/doc`
+    return { ...made, server, refresh, url: `${server.url}/doc` }
+  }
+
+  it('is revalidated in the background with the request fetch sends, as through the interceptor; hits meanwhile take the fast path', async () => {
+    const { cache, clock, cachedFetch, server, refresh, url } = await staleWhileRevalidate()
 
     expect(await (await cachedFetch(url)).text()).toBe('version 1')
     clock.advance(20)
@@ -303,16 +312,7 @@ describe('a stale-while-revalidate hit on the fast path', () => {
   })
 
   it('takes the fast path for a burst of hits on a stale entry: one goes through undici.fetch and starts the revalidation, the others are served at once', async () => {
-    const { cache, clock, cachedFetch } = setup()
-    const refresh = gate()
-    const server = await opened.origin({
-      '/doc': async (_req, res) => {
-        const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }
-        if (server.hits('/doc') > 1) await refresh.promise
-        res.writeHead(200, fields).end('version 1')
-      }
-    })
-    const url = `${server.url}/doc`
+    const { cache, clock, cachedFetch, server, refresh, url } = await staleWhileRevalidate()
     expect(await (await cachedFetch(url)).text()).toBe('version 1')
     clock.advance(20)
 

@@ -22,7 +22,7 @@ import { adapters, type Adapter, type Client, type Reply, type Send } from './he
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow } from './helpers/time.js'
-import { gate, waitFor, within } from './helpers/wait.js'
+import { gate, waitFor, within, type Gate } from './helpers/wait.js'
 
 type Fields = ReadonlyArray<readonly [string, string]>
 
@@ -385,10 +385,10 @@ describe.each(adapters)('$name: single-flight never shares one user\'s answer', 
     ['private="x"', { 'cache-control': 'max-age=60, private="x"' }]
   ]
 
-  it.each(oneUser)('an answer with %s goes to its own caller alone; the others fetch their own', async (_name, headers) => {
-    const hold = gate()
+  /** `/f` answers request n with `#n` and `headers`, $N in them made n; the first answer waits for `hold`. */
+  async function numberedOrigin (hold: Gate, headers: Record<string, string | string[]>): Promise<Origin> {
     let n = 0
-    const origin = await opened.origin({
+    return await opened.origin({
       '/f': async (_req, res) => {
         const mine = ++n
         if (mine === 1) await hold.promise
@@ -398,6 +398,11 @@ describe.each(adapters)('$name: single-flight never shares one user\'s answer', 
         res.end(`#${mine}`)
       }
     })
+  }
+
+  it.each(oneUser)('an answer with %s goes to its own caller alone; the others fetch their own', async (_name, headers) => {
+    const hold = gate()
+    const origin = await numberedOrigin(hold, headers)
     const { cache, client } = connect(adapter)
     const replies = await inFlight(cache, client, origin, hold, [{}, {}, {}, {}])
     expect(new Set(replies.map((reply) => reply.body)).size).toBe(4)
@@ -464,15 +469,7 @@ describe.each(adapters)('$name: single-flight never shares one user\'s answer', 
 
   it('an answer whose fields a dispatcher below spells in capitals is not shared either', async () => {
     const hold = gate()
-    let n = 0
-    const origin = await opened.origin({
-      '/f': async (_req, res) => {
-        const mine = ++n
-        if (mine === 1) await hold.promise
-        res.writeHead(200, { 'cache-control': 'public, max-age=60', 'set-cookie': `session=${mine}` })
-        res.end(`#${mine}`)
-      }
-    })
+    const origin = await numberedOrigin(hold, { 'cache-control': 'public, max-age=60', 'set-cookie': 'session=$N' })
     // An interceptor below the cache that hands the fields on with names in Title-Case.
     const titleCase: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => dispatch(opts, {
       onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
