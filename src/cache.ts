@@ -95,9 +95,9 @@ export class Cache {
   /**
    * A hit that `accept` takes, or `undefined` with nothing reported: the fetch adapter's fast path
    * asks this first and, on `undefined`, takes the full path, which reports. A stale-while-revalidate
-   * hit is taken only while its refresh is under way: one not yet started is the full path's to
-   * start, so that it goes out as undici.fetch sends a request (User-Agent, Accept, …), which an
-   * origin may answer otherwise without them. `onMiss`: called when nothing is stored (or, with the
+   * hit is taken only while its refresh is under way: one not yet started is the interceptor's to
+   * start, with the request undici.fetch sends (User-Agent, Accept, …; src/adapters/sent.ts), which
+   * an origin may answer otherwise without them. `onMiss`: called when nothing is stored (or, with the
    * reason, when the cache is bypassed), for a caller that may follow another's request in flight
    * rather than look up on the full path, and reports the miss (or bypass) itself once it does (one
    * that cannot takes the full path, which reports it).

@@ -297,7 +297,7 @@ describe('a stale-while-revalidate hit on the fast path', () => {
     const meanwhile = await cachedFetch(url)
     expect(meanwhile.headers.get('cache-status')).toBe('cachedfetch; hit; fwd=stale; ttl=-10; detail=stale-while-revalidate')
     expect(await meanwhile.text()).toBe('version 1')
-    // The hit that started the revalidation went through undici.fetch; the one meanwhile did not.
+    // The hit that started the revalidation went to the interceptor; the one meanwhile did not.
     expect(slowCalls()).toBe(1)
     refresh.release()
     await waitFor(() => cache.stats().refreshing === 0, 'the background revalidation to end')
@@ -311,7 +311,7 @@ describe('a stale-while-revalidate hit on the fast path', () => {
     expect(server.hits('/doc')).toBe(2)
   })
 
-  it('takes the fast path for a burst of hits on a stale entry: one goes through undici.fetch and starts the revalidation, the others are served at once', async () => {
+  it('takes the fast path for a burst of hits on a stale entry: one goes to the interceptor and starts the revalidation, the others are served at once', async () => {
     const { cache, clock, cachedFetch, server, refresh, url } = await staleWhileRevalidate()
     expect(await (await cachedFetch(url)).text()).toBe('version 1')
     clock.advance(20)

@@ -5,7 +5,9 @@
  * straight from the entry, because `undici.fetch` costs about three cache hits by itself. The
  * fast path serves only what the full path would have served byte for byte; anything else falls
  * through (shared/DESIGN.md). A plain request identical to one waiting for its answer follows that
- * one's exchange (src/adapters/follower.ts) rather than run undici.fetch for itself.
+ * one's exchange (src/adapters/follower.ts) rather than run undici.fetch for itself, and one that
+ * fetch has sent before, when it must reach the origin again (a revalidation), is sent again as
+ * fetch sent it (src/adapters/sent.ts), without fetch.
  */
 import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
@@ -19,7 +21,8 @@ import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
 import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
 import { FetchedResponse, servableAsIs, toHeaders } from './fetched-response.js'
-import { Leaders } from './follower.js'
+import { Follower, Leaders, type Handoff } from './follower.js'
+import { SentRequests } from './sent.js'
 import { flightKey } from '../flight.js'
 import type { Forward } from '../status.js'
 
@@ -72,6 +75,8 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
 
   // Plain requests on their way to the origin, for identical ones to follow.
   const leaders = new Leaders()
+  // What fetch sent for plain requests, for identical ones that must reach the origin later.
+  const sentRequests = new SentRequests()
 
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
     const input = toUndiciInput(anyInput)
@@ -99,20 +104,24 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
       dispatcher: cachePolicy === undefined ? dispatcher : withOptions(dispatcher, { cacheMode: mode, cachePolicy })
     }
     if (mode === 'only-if-cached') delete forwarded.cache
+    const handoff: Handoff = (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) })
     if (following) {
       const { method, url } = plain!
       const request = { method, url, signal: init.signal ?? undefined, joined: () => {
         if (missed?.bypass !== undefined) cache.report('bypass', { method, url, reason: missed.bypass })
         else if (missed !== undefined) cache.report('miss', { method, url })
       } }
-      const followed = await leaders.follow(followKey, cache.flights, request, (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) }))
+      const followed = await leaders.follow(followKey, cache.flights, request, handoff)
       if (followed !== undefined) return followed
     }
+    const key = followKey ?? joinKey(plain, init)
+    // What fetch sent for an identical call, sent again without fetch: the interceptor counts and revalidates.
+    const sent = key === undefined ? undefined : sentRequests.get(key)
+    if (sent !== undefined) return await Follower.send(dispatcher, sent, { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }, handoff)
     // This caller leads, unless another does already: identical callers that come while it waits for its answer follow it.
-    const leadKey = following ? undefined : followKey ?? joinKey(plain, init)
-    const response = leadKey === undefined || leaders.has(leadKey)
+    const response = key === undefined || leaders.has(key)
       ? await undiciFetch(input, forwarded)
-      : await leaders.lead(leadKey, (onFlight) => undiciFetch(input, { ...forwarded, dispatcher: withOptions(dispatcher, { [ON_FLIGHT]: onFlight }) }))
+      : await leaders.lead(key, (onFlight) => undiciFetch(input, { ...forwarded, dispatcher: sentRequests.recording(key, withOptions(dispatcher, { [ON_FLIGHT]: onFlight })) }))
     if (mode === 'only-if-cached' && response.status === 504 && response.headers.get('cache-status')?.includes('detail=only-if-cached') === true) {
       // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
       throw new TypeError('fetch failed', {
@@ -197,10 +206,11 @@ function joinKey (request: PlainRequest | undefined, init: RequestInit): string 
 }
 
 /**
- * A Response for a hit, without undici.fetch; `undefined` when the full path must answer. A hit on
- * a stale entry inside stale-while-revalidate is served here while its revalidation is under way;
- * the hit that starts one takes the full path, so that the revalidation carries the header fields
- * fetch adds (User-Agent, Accept, …), which the origin sees on every other request (Cache.probe).
+ * A Response for a hit, without undici.fetch; `undefined` when the interceptor must answer. A hit
+ * on a stale entry inside stale-while-revalidate is served here while its revalidation is under
+ * way; the hit that starts one goes to the interceptor with the request fetch sends (or sent:
+ * src/adapters/sent.ts), so that the revalidation carries the header fields fetch adds (User-Agent,
+ * Accept, …), which the origin sees on every other request (Cache.probe).
  * `onMiss`: the caller follows a flight when there is no hit, so it counts the miss or bypass (Cache.probe).
  */
 function fastPath (cache: Cache, request: PlainRequest, onMiss: ((bypass?: Forward) => void) | undefined): Response | undefined | Promise<Response | undefined> {

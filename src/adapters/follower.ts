@@ -6,6 +6,10 @@
  * unchanged (src/adapters/fetched-response.ts), builds the Response itself, streaming the body as
  * it comes. Any other answer (a redirect to follow, a body to decode) is handed to undici.fetch as
  * it stands: fetch's first dispatch is given this exchange, so the origin still sees one request.
+ *
+ * A caller with nobody to follow whose request fetch has sent before (a revalidation, say) is a
+ * follower of its own exchange: it sends what fetch sent (src/adapters/sent.ts) with a follower as
+ * the handler, and is answered the same way.
  */
 import type { Dispatcher, Response } from 'undici'
 import type { Flights } from '../flight.js'
@@ -139,15 +143,40 @@ export class Follower implements Handler {
    * request). The caller's signal is watched only once it has joined.
    */
   static follow (flight: Broadcast, request: FollowedRequest, handoff: Handoff): Promise<Response> | undefined {
-    let settle!: Settle
-    const response = new Promise<Response>((resolve, reject) => { settle = { resolve, reject } })
-    const follower = new Follower(request, handoff, settle)
+    const { follower, response } = Follower.#create(request, handoff)
     if (!flight.join(follower, true)) return undefined
     request.joined?.()
     // The signal may have been aborted while the caller waited for the leader's flight.
     if (request.signal?.aborted === true) follower.#onAbort()
     else request.signal?.addEventListener('abort', follower.#onAbort, { once: true })
     return response
+  }
+
+  /**
+   * Sends `opts`, the request undici.fetch sent for an identical call before (src/adapters/sent.ts),
+   * through `dispatcher`, and answers as that fetch would.
+   */
+  static send (dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, request: FollowedRequest, handoff: Handoff): Promise<Response> {
+    const { follower, response } = Follower.#create(request, handoff)
+    const signal = request.signal
+    if (signal?.aborted === true) {
+      follower.#reject(signal.reason)
+      return response
+    }
+    signal?.addEventListener('abort', follower.#onAbort, { once: true })
+    try {
+      dispatcher.dispatch({ ...opts }, follower)
+    } catch (error) {
+      follower.#stopWatching()
+      follower.#reject(new TypeError('fetch failed', { cause: error }))
+    }
+    return response
+  }
+
+  static #create (request: FollowedRequest, handoff: Handoff): { follower: Follower, response: Promise<Response> } {
+    let settle!: Settle
+    const response = new Promise<Response>((resolve, reject) => { settle = { resolve, reject } })
+    return { follower: new Follower(request, handoff, settle), response }
   }
 
   onRequestStart (controller: Controller, context: unknown): void {
