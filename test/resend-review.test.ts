@@ -78,6 +78,9 @@ describe('a cachedFetch request sent again carries its own caller\'s fields, as 
     await (await cachedFetch(`${server.url}/doc`, { headers: { 'x-a': '1', 'x-b': '2' } })).text()
 
     await expect(cachedFetch(`${server.url}/doc`, { headers: { 'x-a': '1\nx-b: 2' } })).rejects.toThrow(TypeError)
-    expect(server.hits('/doc')).toBe(1)
+    await (await cachedFetch(`${server.url}/doc`)).text()
+    // fetch refuses `headers: null`, which the cache reads as no fields: it reads like the call above.
+    await expect(cachedFetch(`${server.url}/doc`, { headers: null as unknown as Record<string, string> })).rejects.toThrow(TypeError)
+    expect(server.hits('/doc')).toBe(2)
   })
 })

@@ -9,12 +9,12 @@
  * fetch has sent before, when it must reach the origin again (a revalidation), is sent again as
  * fetch sent it (src/adapters/sent.ts), without fetch.
  */
-import { Agent, fetch as undiciFetch, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
+import { Agent, fetch as undiciFetch, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { bodyBytes, type CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
-import { normalizeHeaders, normalizeUrl, type CacheRequest } from '../key.js'
+import { normalizeHeaders, normalizeUrl, type CacheRequest, type RequestHeaders } from '../key.js'
 import { memoizeWeakly } from '../memo.js'
 import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
@@ -200,9 +200,36 @@ function followable (request: PlainRequest, init: RequestInit): boolean {
 
 const FOLLOWABLE_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'signal'])
 
-/** The key identical followable requests share in the leaders' map; `undefined` for one that cannot follow or lead. */
+/**
+ * The key identical followable requests share in the leaders' map and in the requests fetch sent
+ * (src/adapters/sent.ts); `undefined` for one that cannot follow or lead. Two calls share it only
+ * when fetch sends them the same fields, so it is made of the fields as fetch makes them
+ * (`sentFields`), not as `normalizeHeaders` reads them for the cache.
+ */
 function joinKey (request: PlainRequest | undefined, init: RequestInit): string | undefined {
-  return request !== undefined && followable(request, init) ? flightKey(request, request.mode) : undefined
+  if (request === undefined || !followable(request, init)) return undefined
+  if (init.headers === undefined) return flightKey(request, request.mode)
+  const headers = sentFields(init.headers)
+  return headers === undefined ? undefined : flightKey({ ...request, headers }, request.mode)
+}
+
+/**
+ * The fields fetch sends for an init's `headers`, by fetch's own rules (undici's Headers): values
+ * trimmed, anything given turned into a string (`undefined` into "undefined"), a repeated field
+ * joined (a Cookie with "; "); `undefined` for headers fetch refuses, which fetch itself rejects.
+ */
+function sentFields (init: unknown): RequestHeaders | undefined {
+  let headers: Headers
+  try {
+    headers = new Headers(init as ConstructorParameters<typeof Headers>[0])
+  } catch {
+    return undefined
+  }
+  // No prototype: a field may be named `constructor` or `__proto__`.
+  const fields = Object.create(null) as RequestHeaders
+  // Set-Cookie is the one field Headers yields more than once: fetch sends it joined with ", ".
+  for (const [name, value] of headers) fields[name] = fields[name] === undefined ? value : `${fields[name]}, ${value}`
+  return fields
 }
 
 /**

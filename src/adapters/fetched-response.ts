@@ -5,8 +5,12 @@
  */
 import { Headers, Response } from 'undici'
 
-/** Statuses `fetch` follows (Fetch §4.4), so such an answer is never the response it returns as is. */
-const REDIRECTS = new Set([301, 302, 303, 307, 308])
+/**
+ * Statuses `fetch` acts on itself, so such an answer is never the response it returns as is: the
+ * redirects it follows (Fetch §4.4), 407, which it turns into a network error, and 421, which it
+ * sends again on a new connection (§4.5).
+ */
+const FETCH_ACTS_ON = new Set([301, 302, 303, 307, 308, 407, 421])
 /**
  * What the Response constructor takes as statusText (RFC 9110 §15: HTAB, SP, VCHAR, obs-text); a
  * fetched response can carry more, as undici decodes the origin's bytes.
@@ -14,12 +18,12 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308])
 const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/
 
 /**
- * Whether undici.fetch would hand an answer to the caller unchanged: not one it follows, decodes,
- * or that the Response constructor refuses (a status outside 200–599, which an origin can send,
+ * Whether undici.fetch would hand an answer to the caller unchanged: not one it follows, fails,
+ * retries, decodes, or that the Response constructor refuses (a status outside 200–599, which an origin can send,
  * RFC 9110 §15).
  */
 export function servableAsIs (status: number, statusText: string, contentEncoding: string | null | undefined): boolean {
-  return status >= 200 && status <= 599 && !REDIRECTS.has(status) && REASON_PHRASE.test(statusText) &&
+  return status >= 200 && status <= 599 && !FETCH_ACTS_ON.has(status) && REASON_PHRASE.test(statusText) &&
     (contentEncoding == null || contentEncoding === 'identity')
 }
 
