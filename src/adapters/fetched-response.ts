@@ -19,8 +19,8 @@ const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/
 
 /**
  * Whether undici.fetch would hand an answer to the caller unchanged: not one it follows, fails,
- * retries, decodes, or that the Response constructor refuses (a status outside 200–599, which an origin can send,
- * RFC 9110 §15).
+ * retries, decodes, or that the Response constructor refuses (a status outside 200–599, which an
+ * origin can send, RFC 9110 §15).
  */
 export function servableAsIs (status: number, statusText: string, contentEncoding: string | null | undefined): boolean {
   return status >= 200 && status <= 599 && !FETCH_ACTS_ON.has(status) && REASON_PHRASE.test(statusText) &&
