@@ -3,6 +3,7 @@
  * named by the response's Vary pick the variant (RFC 9111 §4.1). Both adapters build keys here,
  * so `cachedFetch` and the interceptor see the same entries.
  */
+import { createHash } from 'node:crypto'
 import { setField } from './entry.js'
 import { memoize } from './memo.js'
 
@@ -100,7 +101,7 @@ const NO_VARY: VaryValues = Object.freeze({})
 export function varyValues (fields: readonly string[], headers: RequestHeaders): VaryValues {
   if (fields.length === 0) return NO_VARY
   const values: Record<string, string | undefined> = {}
-  for (const field of fields) setField(values, field, normalizeFieldValue(headers[field]))
+  for (const field of fields) setField(values, field, keptValue(field, headers[field]))
   return values
 }
 
@@ -111,9 +112,31 @@ export function varyValues (fields: readonly string[], headers: RequestHeaders):
 export function varyMatches (stored: VaryValues, headers: RequestHeaders): boolean {
   for (const field in stored) {
     if (field === '*') return false
-    if (stored[field] !== normalizeFieldValue(headers[field])) return false
+    if (stored[field] !== keptValue(field, headers[field])) return false
   }
   return true
+}
+
+/**
+ * Request fields that carry credentials. A variant selected by one keeps a SHA-256 digest of the
+ * value rather than the value, so that no store (Redis, SQLite, memory) holds a user's session
+ * cookie or token in clear beside the response it selects. Equal values have equal digests, so
+ * variants are selected as before (RFC 9111 §4.1 compares values, and allows normalising them).
+ */
+const CREDENTIAL_FIELDS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'proxy-authorization'])
+
+/** A request field's value as a variant keeps it and as it is compared. */
+function keptValue (field: string, value: unknown): string | undefined {
+  const normalized = normalizeFieldValue(value)
+  return normalized !== undefined && CREDENTIAL_FIELDS.has(field) ? digest(normalized) : normalized
+}
+
+/** The last digest made: a lookup compares one request's value with every variant of its URL. */
+let lastDigest: { readonly value: string, readonly digest: string } | undefined
+
+function digest (value: string): string {
+  if (lastDigest?.value !== value) lastDigest = { value, digest: `sha256:${createHash('sha256').update(value).digest('base64url')}` }
+  return lastDigest.digest
 }
 
 /** `value` as compared; what is no string is a field the request does not have (`constructor` is Object.prototype's). */

@@ -181,7 +181,7 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
       const stored = await admin.get(redisKey(cacheKey))
       expect(stored).not.toBe(raw)
       const frame = (JSON.parse(stored!) as { value: string }).value
-      expect(frame.startsWith(`cachedfetch/2 {"k":${JSON.stringify(cacheKey)},`)).toBe(true)
+      expect(frame.startsWith(`cachedfetch/3 {"k":${JSON.stringify(cacheKey)},`)).toBe(true)
       const hit = await client.send(url)
       expect(hit.header('cache-status')).toMatch(/^cachedfetch; hit; ttl=\d+$/)
       expect(hit.body).toBe('from the origin')

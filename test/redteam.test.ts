@@ -712,7 +712,7 @@ describe.each(adapters)('$name: values written straight into the store', (adapte
     if ('value' in frame) return frame.value
     const now = Date.now()
     const header = substitute({ k: '$KEY', x: null, e: [{ ...baseVariant, ...frame.variant }], ...frame.header }, key, now)
-    const text = `cachedfetch/2 ${JSON.stringify(header)}\n${frame.bodies ?? BODY}`
+    const text = `cachedfetch/3 ${JSON.stringify(header)}\n${frame.bodies ?? BODY}`
     if (frame.raw !== undefined) return frame.raw.replace('$FRAME', text).replace('$HEADER', JSON.stringify(header))
     return `\n${text}`
   }
@@ -739,7 +739,7 @@ describe.each(adapters)('$name: values written straight into the store', (adapte
   it('a frame whose JSON nests past the stack is a miss', async () => {
     const origin = await opened.origin({ '/t': (_req, res) => { res.writeHead(200, { 'cache-control': 'no-store' }); res.end('origin') } })
     const url = `${origin.url}/t`
-    const map = new Map<string, unknown>([[`cachedfetch:GET ${url}`, `\ncachedfetch/2 ${'['.repeat(200_000)}${']'.repeat(200_000)}\nbody`]])
+    const map = new Map<string, unknown>([[`cachedfetch:GET ${url}`, `\ncachedfetch/3 ${'['.repeat(200_000)}${']'.repeat(200_000)}\nbody`]])
     const { client } = connect(adapter, { store: map, maxSize: 0 })
     expect((await client.send(url)).body).toBe('origin')
   })

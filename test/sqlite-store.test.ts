@@ -27,7 +27,7 @@ import { gate, settle, waitFor, within } from './helpers/wait.js'
 import type { Job, JobReport } from './processes/sqlite-client.js'
 
 const CLIENT = fileURLToPath(new URL('./processes/sqlite-client.ts', import.meta.url))
-const FRAME = /^\d+\ncachedfetch\/2 /
+const FRAME = /^\d+\ncachedfetch\/3 /
 const HIT = /^cachedfetch; hit; ttl=\d+$/
 const FRESH = { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }
 
@@ -126,7 +126,7 @@ const corruptRows: Array<[string, (own: string, other: string) => string]> = [
   ['garbage text', () => 'this is not a cachedfetch entry'],
   ['a frame cut short in its body', (own) => own.slice(0, -3)],
   ['a frame cut short in its header', (own) => own.slice(0, own.indexOf('"e":'))],
-  ['a cachedfetch/1 frame (the previous format)', (own) => own.replace('cachedfetch/2 ', 'cachedfetch/1 ')],
+  ['a cachedfetch/2 frame (the previous format)', (own) => own.replace('cachedfetch/3 ', 'cachedfetch/2 ')],
   ['a frame stored under another key', (_own, other) => other]
 ]
 

@@ -40,6 +40,27 @@ for (const { name: adapter, connect } of adapters) {
       return opened.add(connect(cache))
     }
 
+    it('keeps a digest of the Cookie or Authorization a response varies on, never the value, and still tells users apart by it', async () => {
+      const path = `/${adapter}/per-user`
+      origin.route(path, (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'public, max-age=60', vary: 'cookie, authorization' })
+        // The body names the user without the secrets, which must not be anywhere in the store.
+        res.end(`for ${String(req.headers.cookie).slice('session='.length, -'-cookie'.length)}`)
+      })
+      const store = new Map<string, unknown>()
+      const c = client(createCache({ store }))
+      const url = origin.url + path
+      const as = (user: string): Promise<string> =>
+        c.send(url, { headers: { cookie: `session=${user}-cookie`, authorization: `Bearer ${user}-token` } }).then((r) => r.body)
+
+      expect([await as('ann'), await as('bob'), await as('ann'), await as('bob')]).toEqual(['for ann', 'for bob', 'for ann', 'for bob'])
+      expect(origin.hits(path)).toBe(2)
+
+      const stored = JSON.stringify([...store.values()])
+      expect(stored).toContain('sha256:')
+      for (const secret of ['ann-cookie', 'bob-cookie', 'ann-token', 'bob-token']) expect(stored).not.toContain(secret)
+    })
+
     it('keeps an English and a French variant of one URL side by side', async () => {
       const path = `/${adapter}/languages`
       origin.route(path, varying(['accept-language']))

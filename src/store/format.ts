@@ -2,7 +2,7 @@
  * The versioned serialization of a resource's variants for stores outside the process (L2), one
  * string:
  *
- *     cachedfetch/2 <header JSON>\n<body 0><body 1>…
+ *     cachedfetch/3 <header JSON>\n<body 0><body 1>…
  *
  * The header holds the key (the URL is part of it), when the value expires, and for each variant
  * its status, headers, policy (src/stored-policy.ts: when its age was zero, its freshness
@@ -23,8 +23,11 @@ import type { VaryValues } from '../key.js'
 import type { PolicyFactory } from '../policy.js'
 import type { PolicyObject } from '../stored-policy.js'
 
-/** Version of the serialized form. A stored value of another version is a miss and is deleted. */
-export const FORMAT_VERSION = 2
+/**
+ * Version of the serialized form. A stored value of another version is a miss and is deleted: 3
+ * keeps digests of credential Vary values (src/key.ts) where 2 kept them in clear.
+ */
+export const FORMAT_VERSION = 3
 const MAGIC = `cachedfetch/${FORMAT_VERSION} `
 
 interface Header {
