@@ -179,16 +179,57 @@ describe('a cachedFetch revalidation of a request fetch has sent before', () => 
     expect(runs.fetch).toBe(1)
   })
 
-  it('remembers the requests of the last 1024 URLs: an older one runs undici.fetch again', async () => {
+  it('remembers the last 1024 shapes of request (the caller\'s fields, here): an older one runs undici.fetch again', async () => {
     const { server, cachedFetch } = await setUp({ '/doc': revalidated('version 1') })
-    const url = (n: number): string => `${server.url}/doc?n=${n}`
-    for (let n = 0; n <= 1024; n++) await (await cachedFetch(url(n))).arrayBuffer()
+    const call = async (n: number): Promise<void> => { await (await cachedFetch(`${server.url}/doc`, { headers: { 'x-n': String(n) } })).arrayBuffer() }
+    for (let n = 0; n <= 1024; n++) await call(n)
     expect(runs.fetch).toBe(1025)
 
-    await (await cachedFetch(url(1024))).arrayBuffer()
+    await call(1024)
     expect(runs.fetch).toBe(1025)
-    await (await cachedFetch(url(0))).arrayBuffer()
+    await call(0)
     expect(runs.fetch).toBe(1026)
-    expect(server.hits('/doc?n=0')).toBe(2)
+    expect(server.seen('/doc').filter((r) => r.headers['x-n'] === '0')).toHaveLength(2)
+  })
+})
+
+describe('a cachedFetch request of a shape fetch has sent before, to another URL', () => {
+  it('is sent without fetch, to its own path and query as fetch sends them, with the fields fetch sent', async () => {
+    const raw: string[][] = []
+    const paths: string[] = []
+    const route = (body: string): Route => (req, res) => {
+      raw.push(req.rawHeaders)
+      paths.push(req.url!)
+      res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end(body)
+    }
+    const { server, cachedFetch } = await setUp({ '/first': route('first'), '/second': route('second'), '/third': route('third') })
+    const init = { headers: { 'x-client': 'tests' } }
+
+    expect(await (await cachedFetch(`${server.url}/first`, init)).text()).toBe('first')
+    expect(await (await cachedFetch(`${server.url}/second?q=a b&r=é`, init)).text()).toBe('second')
+    expect(await (await cachedFetch(`${server.url}/third?`, init)).text()).toBe('third')
+
+    expect(runs.fetch).toBe(1)
+    expect(paths).toEqual(['/first', '/second?q=a%20b&r=%C3%A9', '/third?'])
+    expect(raw.map(lowerNames)).toEqual([raw[0], raw[0], raw[0]].map(lowerNames))
+  })
+
+  it('goes to fetch for another origin, or another set of fields', async () => {
+    const { server, cachedFetch } = await setUp({ '/doc': revalidated('version 1') })
+    const other = await opened.origin({ '/doc': revalidated('version 1') })
+
+    await cachedFetch(`${server.url}/doc`)
+    await cachedFetch(`${other.url}/doc`)
+    await cachedFetch(`${server.url}/doc`, { headers: { 'x-client': 'tests' } })
+
+    expect(runs.fetch).toBe(3)
+  })
+
+  it('leaves a URL with credentials to fetch, which refuses it', async () => {
+    const { server, cachedFetch } = await setUp({ '/doc': revalidated('version 1') })
+    await cachedFetch(`${server.url}/doc`)
+
+    await expect(cachedFetch(server.url.replace('http://', 'http://user:secret@') + '/doc')).rejects.toThrow(TypeError)
+    expect(server.hits('/doc')).toBe(1)
   })
 })

@@ -6,8 +6,8 @@
  * fast path serves only what the full path would have served byte for byte; anything else falls
  * through (shared/DESIGN.md). A plain request identical to one waiting for its answer follows that
  * one's exchange (src/adapters/follower.ts) rather than run undici.fetch for itself, and one that
- * fetch has sent before, when it must reach the origin again (a revalidation), is sent again as
- * fetch sent it (src/adapters/sent.ts), without fetch.
+ * must reach the origin (a miss, a revalidation) is sent as fetch sent the last request of its
+ * shape (src/adapters/sent.ts), without fetch.
  */
 import { Agent, fetch as undiciFetch, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
@@ -22,7 +22,7 @@ import { hasNoContent } from './content.js'
 import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
 import { FetchedResponse, servableAsIs, toHeaders } from './fetched-response.js'
 import { Follower, Leaders, type Handoff } from './follower.js'
-import { SentRequests } from './sent.js'
+import { SentRequests, targetOf } from './sent.js'
 import { flightKey } from '../flight.js'
 import type { Forward } from '../status.js'
 
@@ -115,13 +115,18 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
       if (followed !== undefined) return followed
     }
     const key = followKey ?? joinKey(plain, init)
-    // What fetch sent for an identical call, sent again without fetch: the interceptor counts and revalidates.
-    const sent = key === undefined ? undefined : sentRequests.get(key)
-    if (sent !== undefined) return await Follower.send(dispatcher, sent, { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }, handoff)
+    // What fetch sent for a call of the same shape (src/adapters/sent.ts) is sent again, to this
+    // URL, without fetch; else fetch sends it, and what it sends is recorded.
+    const target = key === undefined ? undefined : targetOf(plain!.url)
+    const shape = target === undefined ? undefined : joinKey(plain, init, target.origin)
+    const sent = shape === undefined ? undefined : sentRequests.get(shape, target!)
+    const send = (via: Dispatcher): Promise<Response> => sent !== undefined
+      ? Follower.send(via, sent, { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }, handoff)
+      : undiciFetch(input, { ...forwarded, dispatcher: shape === undefined ? via : sentRequests.recording(shape, target!, via) })
     // This caller leads, unless another does already: identical callers that come while it waits for its answer follow it.
-    const response = key === undefined || leaders.has(key)
+    const response = key === undefined
       ? await undiciFetch(input, forwarded)
-      : await leaders.lead(key, (onFlight) => undiciFetch(input, { ...forwarded, dispatcher: sentRequests.recording(key, withOptions(dispatcher, { [ON_FLIGHT]: onFlight })) }))
+      : leaders.has(key) ? await send(dispatcher) : await leaders.lead(key, (onFlight) => send(withOptions(dispatcher, { [ON_FLIGHT]: onFlight })))
     if (mode === 'only-if-cached' && response.status === 504 && response.headers.get('cache-status')?.includes('detail=only-if-cached') === true) {
       // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
       throw new TypeError('fetch failed', {
@@ -206,11 +211,10 @@ const FOLLOWABLE_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'sign
  * when fetch sends them the same fields, so it is made of the fields as fetch makes them
  * (`sentFields`), not as `normalizeHeaders` reads them for the cache.
  */
-function joinKey (request: PlainRequest | undefined, init: RequestInit): string | undefined {
+function joinKey (request: PlainRequest | undefined, init: RequestInit, url = request?.url): string | undefined {
   if (request === undefined || !followable(request, init)) return undefined
-  if (init.headers === undefined) return flightKey(request, request.mode)
-  const headers = sentFields(init.headers)
-  return headers === undefined ? undefined : flightKey({ ...request, headers }, request.mode)
+  const headers = init.headers === undefined ? request.headers : sentFields(init.headers)
+  return headers === undefined ? undefined : flightKey({ method: request.method, url: url!, headers }, request.mode)
 }
 
 /**

@@ -7,9 +7,9 @@
  * it comes. Any other answer (a redirect to follow, a body to decode) is handed to undici.fetch as
  * it stands: fetch's first dispatch is given this exchange, so the origin still sees one request.
  *
- * A caller with nobody to follow whose request fetch has sent before (a revalidation, say) is a
- * follower of its own exchange: it sends what fetch sent (src/adapters/sent.ts) with a follower as
- * the handler, and is answered the same way.
+ * A caller with nobody to follow, whose request has a shape fetch has sent before, is a follower
+ * of its own exchange: it sends what fetch sent (src/adapters/sent.ts) with a follower as the
+ * handler, and is answered the same way.
  */
 import type { Dispatcher, Response } from 'undici'
 import type { Flights } from '../flight.js'
@@ -153,8 +153,8 @@ export class Follower implements Handler {
   }
 
   /**
-   * Sends `opts`, the request undici.fetch sent for an identical call before (src/adapters/sent.ts),
-   * through `dispatcher`, and answers as that fetch would.
+   * Sends `opts`, the request undici.fetch sent for a call of the same shape before, to this
+   * caller's path (src/adapters/sent.ts), through `dispatcher`, and answers as fetch would.
    */
   static send (dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, request: FollowedRequest, handoff: Handoff): Promise<Response> {
     const { follower, response } = Follower.#create(request, handoff)

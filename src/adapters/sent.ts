@@ -1,49 +1,73 @@
 /**
- * What undici.fetch sent for cachedFetch's plain requests (src/adapters/fetch.ts), by join key, so
- * that a later identical call that must reach the origin (a revalidation, the stale hit that starts
- * one, an entry since evicted) can send that very request through the interceptor itself, its
- * answer built into a Response by a follower (src/adapters/follower.ts), rather than run
- * undici.fetch, which costs more than the rest of a revalidation put together. Recorded, not
- * rebuilt: the fields fetch adds (User-Agent, Accept, Accept-Encoding, Sec-Fetch-Mode, …) are
- * undici's to choose, and fetch sends the same for identical calls.
+ * What undici.fetch sent for cachedFetch's plain requests (src/adapters/fetch.ts), by shape: method,
+ * origin, cache mode and the caller's fields as fetch makes them (the join key, with the origin
+ * for the URL). A later call of the same shape that must reach the origin (a miss, a revalidation,
+ * the stale hit that starts one) sends that request, to its own path, through the interceptor
+ * itself, its answer built into a Response by a follower (src/adapters/follower.ts), rather than
+ * run undici.fetch, which costs more than the rest of a revalidation put together.
+ *
+ * Recorded, not rebuilt: the fields fetch adds (User-Agent, Accept, Accept-Encoding,
+ * Sec-Fetch-Mode, …) are undici's to choose, and fetch adds the same to every call of one shape.
+ * Only the path is ours to set, and a request is recorded only when fetch's own path for it is the
+ * one `targetOf` makes, so that a path is never sent other than as fetch would send it.
  */
 import type { Dispatcher } from 'undici'
 
-/** Requests kept; past this the oldest goes, so that memory stays bounded by the URLs used lately. */
+/** Shapes kept; past this the one used longest ago goes. */
 const LIMIT = 1024
+
+/** Where fetch sends a request: its dispatch's origin and path. */
+export interface Target {
+  readonly origin: string
+  readonly path: string
+}
+
+/**
+ * Where fetch sends a request for `url` (WHATWG-normalised, without fragment), as its dispatch
+ * names it: a trailing "?" is kept (undici's fetch keeps it). `undefined` for a URL fetch refuses
+ * (one with credentials) or does not send over HTTP.
+ */
+export function targetOf (url: string): Target | undefined {
+  const parsed = new URL(url)
+  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.username !== '' || parsed.password !== '') return undefined
+  const path = parsed.pathname + parsed.search
+  return { origin: parsed.origin, path: parsed.search === '' && url.endsWith('?') ? `${path}?` : path }
+}
 
 export class SentRequests {
   readonly #sent = new Map<string, Dispatcher.DispatchOptions>()
 
-  /** The request fetch sent for `key`, now the most recently used. */
-  get (key: string): Dispatcher.DispatchOptions | undefined {
-    const opts = this.#sent.get(key)
-    if (opts !== undefined) {
-      this.#sent.delete(key)
-      this.#sent.set(key, opts)
-    }
-    return opts
+  /** The request fetch sent for a call of `shape`, sent to `target`; the shape is now the most recently used. */
+  get (shape: string, target: Target): Dispatcher.DispatchOptions | undefined {
+    const opts = this.#sent.get(shape)
+    if (opts === undefined) return undefined
+    this.#sent.delete(shape)
+    this.#sent.set(shape, opts)
+    return { ...opts, path: target.path }
   }
 
-  /** `dispatcher`, recording under `key` the first request fetch sends through it: later ones follow redirects. */
-  recording (key: string, dispatcher: Dispatcher): Dispatcher {
+  /**
+   * `dispatcher`, recording under `shape` the first request fetch sends through it (later ones
+   * follow redirects), if fetch sent it to `target`.
+   */
+  recording (shape: string, target: Target, dispatcher: Dispatcher): Dispatcher {
     let first = true
     return Object.assign(Object.create(dispatcher) as Dispatcher, {
       dispatch: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => {
         if (first) {
           first = false
-          this.#record(key, opts)
+          if (opts.origin === target.origin && opts.path === target.path) this.#record(shape, opts)
         }
         return dispatcher.dispatch(opts, handler)
       }
     })
   }
 
-  #record (key: string, opts: Dispatcher.DispatchOptions): void {
+  #record (shape: string, opts: Dispatcher.DispatchOptions): void {
     // Only a request without a body can be sent again as it was (a plain request has none).
     if (opts.body != null || opts.upgrade != null) return
-    this.#sent.delete(key)
+    this.#sent.delete(shape)
     if (this.#sent.size >= LIMIT) this.#sent.delete(this.#sent.keys().next().value!)
-    this.#sent.set(key, opts)
+    this.#sent.set(shape, opts)
   }
 }
