@@ -1,9 +1,10 @@
 /**
- * A cachedFetch call that must reach the origin for a plain request fetch has sent before (a
- * revalidation, above all) sends that request again itself (src/adapters/sent.ts), without a run
- * of undici.fetch: the origin must see exactly what fetch sent, field for field and in order, and
- * the caller must get what fetch would have given it — fetch's own handling (decoding, redirects)
- * for an answer fetch would change, fetch's errors for an abort.
+ * A cachedFetch call that must reach the origin for a plain request of a shape fetch has sent
+ * before (a revalidation, a miss) sends what fetch sent itself, to its own path
+ * (src/adapters/sent.ts), without a run of undici.fetch: the origin must see exactly what fetch
+ * would send, field for field and in order, and the caller must get what fetch would have given
+ * it — fetch's own handling (decoding, redirects) for an answer fetch would change, fetch's errors
+ * for an abort.
  *
  * undici.fetch is wrapped to count its runs; everything else in undici is the real thing.
  */
