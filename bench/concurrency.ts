@@ -100,7 +100,7 @@ export async function stale (field: readonly Contender[], origin: BenchOrigin, r
   }))
 }
 
-/** Runs `round` for every able contender (once unmeasured, as round -1), alternating the order, a GC before each; then `summarize`. */
+/** Runs `round` for every able contender (once unmeasured, as round -1), alternating the order, a GC before each (session.forcedGc); then `summarize`. */
 async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Contender[], rounds: number, session: Session,
   round: (c: Contender, client: Client, round: number) => Promise<Sample>,
   summarize: (c: Contender, samples: readonly Sample[]) => Row): Promise<ConcurrencyRun<Row>> {
@@ -117,7 +117,7 @@ async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Cont
     for (let r = 0; r < rounds; r++) {
       for (const c of r % 2 === 0 ? able : [...able].reverse()) {
         session.progress(`${scenario}: round ${r + 1}/${rounds} ${c.label}`)
-        gc()
+        if (session.forcedGc) gc()
         await tick()
         samples.get(c.id)!.push(await round(c, clients.get(c.id)!, r))
       }

@@ -14,7 +14,8 @@
  * runs only those (repeatable); `--quick` runs every scenario briefly; `--rounds 7`,
  * `--round-ms 150`, `--warmup-ms 200` set the latency scenarios' length; `--lib dist` benchmarks a
  * build of cachedfetch (`npm run build` first) instead of src/ through tsx; `--save results.json`
- * also writes the JSON to a file.
+ * also writes the JSON to a file; `--no-gc` leaves out the forced GC before each batch and round
+ * (bench/measure.ts says what it changes).
  */
 import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -44,7 +45,8 @@ const { values: args } = parseArgs({
     'round-ms': { type: 'string' },
     'warmup-ms': { type: 'string' },
     lib: { type: 'string' },
-    save: { type: 'string' }
+    save: { type: 'string' },
+    'no-gc': { type: 'boolean', default: false }
   }
 })
 const quick = args.quick
@@ -56,13 +58,16 @@ const config = {
   /** Rounds of the 1000-at-once scenarios. */
   burstRounds: quick ? 1 : 3,
   memoryEntries: 10_000,
+  /** A full GC before each batch and round (bench/measure.ts, Session.forcedGc). */
+  forcedGc: !args['no-gc'],
   lib: args.lib === undefined ? 'src (through tsx)' : resolve(args.lib, 'index.js')
 }
 
 const session: Session = {
   progress: (text) => { if (process.stderr.isTTY && !args.json) process.stderr.write(`\r\x1b[K${text}`) },
   warnings: [],
-  notes: []
+  notes: [],
+  forcedGc: config.forcedGc
 }
 
 async function main (): Promise<void> {
@@ -139,7 +144,7 @@ async function main (): Promise<void> {
       'cachedfetch benchmark: the field side by side, one process, one loopback origin',
       `node ${meta.node} · undici ${meta.undici} · ${meta.platform} · ${meta.cpus} CPUs (${meta.cpuModel}) · ${meta.memory} · ${meta.date}`,
       `load average before ${meta.loadBefore}, after ${meta.loadAfter} · ${meta.seconds} s · cachedfetch from ${config.lib}`,
-      `latency scenarios: ${config.rounds} rounds × ~${config.roundMs} ms per contender, order alternating, GC before each batch; medians of the rounds`
+      `latency scenarios: ${config.rounds} rounds × ~${config.roundMs} ms per contender, order alternating, ${session.forcedGc ? 'GC before each batch' : 'no forced GC (--no-gc)'}; medians of the rounds`
     ]
     for (const run of latencyRuns) {
       const what = {

@@ -1,7 +1,7 @@
 /**
  * How the latency scenarios time their contenders: warm each up twice (in both orders), size its
  * batch to about `roundMs`, then run interleaved rounds — the order alternating, a GC before each
- * batch — and keep every round's µs/op, wall-clock and CPU. The medians are taken in
+ * batch unless `--no-gc` — and keep every round's µs/op, wall-clock and CPU. The medians are taken in
  * bench/report.ts. Interleaving matters on a shared machine: a burst of load from elsewhere hits
  * one round of every contender rather than every round of one.
  */
@@ -48,6 +48,14 @@ export interface Session {
   readonly warnings: string[]
   /** Conditions that make the numbers less certain (a busy machine). */
   readonly notes: string[]
+  /**
+   * Whether each batch (and each round of the 1000-at-once scenarios) starts with a forced full GC,
+   * so that each contender pays for its own garbage (the default; `--no-gc` turns it off). The
+   * work just after a forced GC runs slower for a while, more so for longer code paths: measured,
+   * the interceptor's 1000 identical misses took 1.61–1.90× one request with it, 1.31–1.43×
+   * without.
+   */
+  readonly forcedGc: boolean
 }
 
 const gc = (globalThis as { gc?: () => void }).gc
@@ -55,7 +63,7 @@ const gc = (globalThis as { gc?: () => void }).gc
 export async function interleave (title: string, runners: readonly Runner[], plan: Plan, session: Session): Promise<Rounds[]> {
   const batch = async (r: Runner, n: number): Promise<Timing> => {
     await r.before?.()
-    gc?.()
+    if (session.forcedGc) gc?.()
     let bytes = 0
     const cpu = process.cpuUsage()
     const start = process.hrtime.bigint()
