@@ -9,7 +9,7 @@
  * must reach the origin (a miss, a revalidation) is sent as fetch sent the last request of its
  * shape (src/adapters/sent.ts), without fetch.
  */
-import { Agent, fetch as undiciFetch, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
+import { Agent, fetch as undiciFetch, getGlobalOrigin, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { bodyBytes, type CacheEntry } from '../entry.js'
@@ -117,8 +117,11 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     const key = followKey ?? joinKey(plain, init)
     // What fetch sent for a call of the same shape (src/adapters/sent.ts) is sent again, to this
     // URL, without fetch; else fetch sends it, and what it sends is recorded.
-    const target = key === undefined ? undefined : targetOf(plain!.url)
-    const shape = target === undefined ? undefined : joinKey(plain, init, target.origin)
+    // fetch parses the URL against the global origin, and sends a Referer made from it: a shape is
+    // one global origin's (none when there is none).
+    const base = key === undefined ? undefined : getGlobalOrigin()
+    const target = key === undefined ? undefined : targetOf(input as string | URL, base)
+    const shape = target === undefined ? undefined : joinKey(plain, init, base === undefined ? target.origin : `${target.origin} ${base.href}`)
     const sent = shape === undefined ? undefined : sentRequests.get(shape, target!)
     const send = (via: Dispatcher): Promise<Response> => sent !== undefined
       ? Follower.send(via, sent, { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }, handoff)
@@ -186,7 +189,9 @@ function plainRequest (input: string | URL | Request, init: RequestInit): PlainR
   const mode = (init.cache ?? 'default')
   if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
   try {
-    return { method, url: normalizeUrl(input), headers: normalizeHeaders(init.headers), mode }
+    // A string is parsed as fetch parses it: against the global origin, when there is one.
+    const base = typeof input === 'string' ? getGlobalOrigin() : undefined
+    return { method, url: normalizeUrl(base === undefined ? input : new URL(input, base)), headers: normalizeHeaders(init.headers), mode }
   } catch {
     return undefined // the full path raises fetch's own TypeError
   }

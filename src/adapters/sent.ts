@@ -23,15 +23,17 @@ export interface Target {
 }
 
 /**
- * Where fetch sends a request for `url` (WHATWG-normalised, without fragment), as its dispatch
- * names it: a trailing "?" is kept (undici's fetch keeps it). `undefined` for a URL fetch refuses
- * (one with credentials) or does not send over HTTP.
+ * Where fetch sends a request for `input` (parsed as fetch parses it: against the global origin,
+ * undici's `setGlobalOrigin`, when there is one), as its dispatch names it: a "?" that ends the
+ * URL before its fragment is kept, as undici's fetch keeps it ("/p?#x" is sent as "/p?", "/p?#" as
+ * "/p"). `undefined` for a URL fetch refuses (one with credentials) or does not send over HTTP.
  */
-export function targetOf (url: string): Target | undefined {
-  const parsed = new URL(url)
+export function targetOf (input: string | URL, base: URL | undefined): Target | undefined {
+  const parsed = new URL(input, base)
   if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.username !== '' || parsed.password !== '') return undefined
   const path = parsed.pathname + parsed.search
-  return { origin: parsed.origin, path: parsed.search === '' && url.endsWith('?') ? `${path}?` : path }
+  const { href, hash, search } = parsed
+  return { origin: parsed.origin, path: search === '' && href[href.length - hash.length - 1] === '?' ? `${path}?` : path }
 }
 
 export class SentRequests {
