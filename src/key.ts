@@ -107,12 +107,17 @@ export function varyValues (fields: readonly string[], headers: RequestHeaders):
 
 /**
  * Whether a request selects a stored variant. Values are compared after folding white space
- * around commas, a normalisation RFC 9111 §4.1 allows; a field absent in both matches.
+ * around commas, a normalisation RFC 9111 §4.1 allows; a field absent in both matches. `kept`: the
+ * request's values as compared, worked out once for all the variants of a URL (a digest costs).
  */
-export function varyMatches (stored: VaryValues, headers: RequestHeaders): boolean {
+export function varyMatches (stored: VaryValues, headers: RequestHeaders, kept?: Map<string, string | undefined>): boolean {
   for (const field in stored) {
     if (field === '*') return false
-    if (stored[field] !== keptValue(field, headers[field])) return false
+    let value
+    if (kept === undefined) value = keptValue(field, headers[field])
+    else if (kept.has(field)) value = kept.get(field)
+    else kept.set(field, value = keptValue(field, headers[field]))
+    if (stored[field] !== value) return false
   }
   return true
 }
@@ -131,12 +136,8 @@ function keptValue (field: string, value: unknown): string | undefined {
   return normalized !== undefined && CREDENTIAL_FIELDS.has(field) ? digest(normalized) : normalized
 }
 
-/** The last digest made: a lookup compares one request's value with every variant of its URL. */
-let lastDigest: { readonly value: string, readonly digest: string } | undefined
-
 function digest (value: string): string {
-  if (lastDigest?.value !== value) lastDigest = { value, digest: `sha256:${createHash('sha256').update(value).digest('base64url')}` }
-  return lastDigest.digest
+  return `sha256:${createHash('sha256').update(value).digest('base64url')}`
 }
 
 /** `value` as compared; what is no string is a field the request does not have (`constructor` is Object.prototype's). */

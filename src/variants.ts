@@ -14,7 +14,8 @@ const MAX_VARIANTS = 32
 export function findVariant (variants: Variants | undefined, request: CacheRequest): CacheEntry | undefined {
   if (variants === undefined) return undefined
   if (isEntry(variants)) return varyMatches(variants.vary, request.headers) ? variants : undefined
-  for (const variant of variants) if (varyMatches(variant.vary, request.headers)) return variant
+  const kept = new Map<string, string | undefined>()
+  for (const variant of variants) if (varyMatches(variant.vary, request.headers, kept)) return variant
   return undefined
 }
 

@@ -87,6 +87,18 @@ describe('a cachedFetch revalidation of a request fetch has sent before', () => 
     expect(cache.stats()).toMatchObject({ hits: 0, misses: 1, revalidated: 1 })
   })
 
+  it('sends fields given as an iterator, which can be read once, on every path', async () => {
+    const { server, cachedFetch } = await setUp({ '/doc': revalidated('version 1') })
+    // fetch takes any iterable of pairs (a WebIDL sequence), though undici's type names arrays only.
+    const fields = (): [string, string][] => new Map([['authorization', 'Bearer token'], ['x-client', 'tests']]).entries() as unknown as [string, string][]
+
+    await cachedFetch(`${server.url}/doc`, { headers: fields() })
+    await cachedFetch(`${server.url}/doc`, { headers: fields() })
+
+    expect(server.seen('/doc').map((r) => `${String(r.headers.authorization)} ${String(r.headers['x-client'])}`))
+      .toEqual(['Bearer token tests', 'Bearer token tests'])
+  })
+
   it('sends a HEAD as fetch sent it, and answers it without a body', async () => {
     const raw: string[][] = []
     const { server, cachedFetch } = await setUp({ '/doc': revalidated('version 1', raw) })

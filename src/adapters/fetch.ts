@@ -81,6 +81,8 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
     const input = toUndiciInput(anyInput)
     const { cachePolicy, ...init } = (anyInit ?? {}) as RequestInit & { cachePolicy?: RequestPolicy }
+    // Fields given as an iterator (map.entries()) can be read once: here, for the cache and fetch alike.
+    if (typeof (init.headers as Partial<Iterator<unknown>> | undefined)?.next === 'function') init.headers = [...init.headers as Iterable<[string, string]>]
     // Validated before anything else, so a bad one fails the same way on every path.
     if (cachePolicy !== undefined) cache.settings(undefined, cachePolicy)
     // A request with a policy of its own takes the full path, where the engine applies it.
