@@ -45,7 +45,7 @@ export class SentRequests {
     if (opts === undefined) return undefined
     this.#sent.delete(shape)
     this.#sent.set(shape, opts)
-    return { ...opts, path: target.path }
+    return { ...opts, path: target.path, headers: fieldsOf(opts) }
   }
 
   /**
@@ -70,6 +70,15 @@ export class SentRequests {
     if (opts.body != null || opts.upgrade != null) return
     this.#sent.delete(shape)
     if (this.#sent.size >= LIMIT) this.#sent.delete(this.#sent.keys().next().value!)
-    this.#sent.set(shape, opts)
+    this.#sent.set(shape, { ...opts, headers: fieldsOf(opts) })
   }
+}
+
+/**
+ * A copy of the fields fetch dispatched (a record: undici's `headersList.entries`). Each request
+ * gets options of its own, as fetch gives each: a dispatcher below may write into them (undici's
+ * ProxyAgent adds Host), which must reach neither the record nor the next request sent from it.
+ */
+function fieldsOf (opts: Dispatcher.DispatchOptions): Record<string, string | string[] | undefined> {
+  return { ...opts.headers as Record<string, string | string[] | undefined> }
 }
