@@ -33,3 +33,16 @@ describe('a cachedFetch request sent again, through a dispatcher of the caller\'
     expect(tokens).toEqual(['token 1', 'token 2', 'token 3'])
   })
 })
+
+describe('a cachedFetch request of a shape sent before, with a signal fetch refuses', () => {
+  it('is refused as fetch refuses it (a TypeError, nothing sent), not sent again with a look-alike of a signal', async () => {
+    const server = await opened.origin({ '/a': noStore, '/b': noStore })
+    const cachedFetch = createCachedFetch({ cache: createCache(), dispatcher: opened.agent() })
+    await (await cachedFetch(`${server.url}/a`)).text()
+    // What an AbortController polyfill hands out: the methods, no AbortSignal (and no reason).
+    const lookalike = { aborted: false, addEventListener () {}, removeEventListener () {} } as unknown as AbortSignal
+
+    await expect(cachedFetch(`${server.url}/b`, { signal: lookalike })).rejects.toThrow(/AbortSignal/)
+    expect(server.hits('/b')).toBe(0)
+  })
+})

@@ -186,8 +186,9 @@ interface PlainRequest extends CacheRequest {
 function plainRequest (input: string | URL | Request, init: RequestInit): PlainRequest | undefined {
   if (typeof input !== 'string' && !(input instanceof URL)) return undefined
   const method = init.method === undefined ? 'GET' : init.method.toUpperCase()
-  if ((method !== 'GET' && method !== 'HEAD') || init.body != null || init.signal?.aborted === true ||
-      (init.redirect !== undefined && init.redirect !== 'follow')) return undefined
+  // A signal that is no AbortSignal (a polyfill's) is one fetch refuses: the full path raises its TypeError.
+  if ((method !== 'GET' && method !== 'HEAD') || init.body != null || (init.signal != null && !(init.signal instanceof AbortSignal)) ||
+      init.signal?.aborted === true || (init.redirect !== undefined && init.redirect !== 'follow')) return undefined
   const mode = (init.cache ?? 'default')
   if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
   try {
