@@ -1,20 +1,18 @@
 /**
- * `cachedFetch`: a drop-in `fetch` with the cache in front. Most calls go through undici's own
- * `fetch` with the cache interceptor as dispatcher, so redirects, decoding and streaming are
- * undici's. A fresh hit for a plain GET/HEAD takes a fast path instead: the `Response` is built
- * straight from the entry, because `undici.fetch` costs about three cache hits by itself. The
- * fast path serves only what the full path would have served byte for byte; anything else falls
- * through (shared/DESIGN.md). A plain request identical to one waiting for its answer follows that
- * one's exchange (src/adapters/follower.ts) rather than run undici.fetch for itself, and one that
- * must reach the origin (a miss, a revalidation) is sent as fetch sent the last request of its
- * shape (src/adapters/sent.ts), without fetch.
+ * `cachedFetch`: a drop-in `fetch` with the cache in front. undici's own `fetch`, with the cache
+ * interceptor as dispatcher, is the reference: redirects, decoding and streaming are undici's.
+ * A plain GET/HEAD (src/adapters/plain-request.ts) avoids running it where the answer can be built
+ * exactly as fetch would build it, because `undici.fetch` costs about three cache hits by itself:
+ * a fresh hit's `Response` is built straight from the entry (the fast path); a request identical
+ * to one waiting for its answer follows that one's exchange (src/adapters/follower.ts); and one
+ * that must reach the origin (a miss, a revalidation) is sent as fetch sent the last request of
+ * its shape (src/adapters/sent.ts). Anything fetch would answer otherwise is left to fetch.
  */
-import { Agent, fetch as undiciFetch, getGlobalOrigin, Headers, Request, Response, type Dispatcher, type RequestInit } from 'undici'
+import { Agent, fetch as undiciFetch, getGlobalOrigin, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { bodyBytes, type CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
-import { normalizeHeaders, normalizeUrl, type CacheRequest, type RequestHeaders } from '../key.js'
 import { memoizeWeakly } from '../memo.js'
 import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
@@ -22,8 +20,8 @@ import { hasNoContent } from './content.js'
 import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
 import { FetchedResponse, servableAsIs, toHeaders } from './fetched-response.js'
 import { Follower, Leaders, type Handoff } from './follower.js'
+import { joinKey, plainRequest, shapeKey, type PlainRequest } from './plain-request.js'
 import { SentRequests, targetOf } from './sent.js'
-import { flightKey } from '../flight.js'
 import type { Forward } from '../status.js'
 
 export interface CachedFetchOptions extends CacheOrOptions {
@@ -121,9 +119,9 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // URL, without fetch; else fetch sends it, and what it sends is recorded.
     // fetch parses the URL against the global origin, and sends a Referer made from it: a shape is
     // one global origin's (none when there is none).
-    const base = key === undefined ? undefined : getGlobalOrigin()
-    const target = key === undefined ? undefined : targetOf(input as string | URL, base)
-    const shape = target === undefined ? undefined : joinKey(plain, init, base === undefined ? target.origin : `${target.origin} ${base.href}`)
+    const globalOrigin = key === undefined ? undefined : getGlobalOrigin()
+    const target = key === undefined ? undefined : targetOf(input as string | URL, globalOrigin)
+    const shape = target === undefined ? undefined : shapeKey(plain!, init, target.origin, globalOrigin)
     const sent = shape === undefined ? undefined : sentRequests.get(shape, target!)
     const send = (via: Dispatcher): Promise<Response> => sent !== undefined
       ? Follower.send(via, sent, { method: plain!.method, url: plain!.url, signal: init.signal ?? undefined }, handoff)
@@ -172,76 +170,6 @@ function withOptions (dispatcher: Dispatcher, extra: CacheDispatchOptions): Disp
 
 function cacheMode (input: string | URL | Request, init: RequestInit | undefined): FetchCacheMode {
   return (init?.cache ?? (input instanceof Request ? input.cache : 'default'))
-}
-
-/** A GET or HEAD of a string or URL with nothing else that changes how fetch sends it. */
-interface PlainRequest extends CacheRequest {
-  readonly mode: 'default' | 'force-cache' | 'only-if-cached'
-}
-
-/**
- * The request, when the fast path may answer it; `undefined` when only the full path can. Only
- * string and URL inputs: a Request brings a body, signal and mode of its own.
- */
-function plainRequest (input: string | URL | Request, init: RequestInit): PlainRequest | undefined {
-  if (typeof input !== 'string' && !(input instanceof URL)) return undefined
-  const method = init.method === undefined ? 'GET' : init.method.toUpperCase()
-  // A signal that is no AbortSignal (a polyfill's) is one fetch refuses: the full path raises its TypeError.
-  if ((method !== 'GET' && method !== 'HEAD') || init.body != null || (init.signal != null && !(init.signal instanceof AbortSignal)) ||
-      init.signal?.aborted === true || (init.redirect !== undefined && init.redirect !== 'follow')) return undefined
-  const mode = (init.cache ?? 'default')
-  if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
-  try {
-    // A string is parsed as fetch parses it: against the global origin, when there is one.
-    const base = typeof input === 'string' ? getGlobalOrigin() : undefined
-    return { method, url: normalizeUrl(base === undefined ? input : new URL(input, base)), headers: normalizeHeaders(init.headers), mode }
-  } catch {
-    return undefined // the full path raises fetch's own TypeError
-  }
-}
-
-/**
- * Whether a caller may follow an identical one's flight (src/adapters/follower.ts): one that
- * reaches the origin, through our dispatcher, with only what `plainRequest` reads of its init,
- * so that fetch would send exactly the leader's request.
- */
-function followable (request: PlainRequest, init: RequestInit): boolean {
-  if (request.mode === 'only-if-cached') return false
-  for (const option in init) if (!FOLLOWABLE_INIT.has(option)) return false
-  return true
-}
-
-const FOLLOWABLE_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'signal'])
-
-/**
- * The key identical followable requests share in the leaders' map and in the requests fetch sent
- * (src/adapters/sent.ts); `undefined` for one that cannot follow or lead. Two calls share it only
- * when fetch sends them the same fields, so it is made of the fields as fetch makes them
- * (`sentFields`), not as `normalizeHeaders` reads them for the cache.
- */
-function joinKey (request: PlainRequest | undefined, init: RequestInit, url = request?.url): string | undefined {
-  if (request === undefined || !followable(request, init)) return undefined
-  const headers = init.headers === undefined ? request.headers : sentFields(init.headers)
-  return headers === undefined ? undefined : flightKey({ method: request.method, url: url!, headers }, request.mode)
-}
-
-/**
- * The fields fetch sends for an init's `headers`, by fetch's own rules (undici's Headers): values
- * trimmed, anything given turned into a string (`undefined` into "undefined"), a repeated field
- * joined (a Cookie with "; "); `undefined` for headers fetch refuses, which fetch itself rejects.
- */
-function sentFields (init: unknown): RequestHeaders | undefined {
-  let headers: Headers
-  try {
-    headers = new Headers(init as ConstructorParameters<typeof Headers>[0])
-  } catch {
-    return undefined
-  }
-  // No prototype: a field may be named `constructor` or `__proto__`.
-  const fields = Object.create(null) as RequestHeaders
-  // Set-Cookie is the one field Headers yields more than once: fetch sends it joined with ", ".
-  for (const [name, value] of headers) fields[name] = fields[name] === undefined ? value : `${fields[name]}, ${value}`
-  return fields
 }
 
 /**

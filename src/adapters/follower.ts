@@ -41,8 +41,8 @@ interface Flight {
 /**
  * One cachedFetch's plain requests on their way to the origin, by request: each leader's flight once
  * its dispatch has reached the interceptor (none, when it made no flight: a hit, say). A leader
- * leaves when its answer has come; callers after that go through undici.fetch, where they still
- * join the exchange while its body is on its way.
+ * leaves when its answer has come; callers after that make their own request (sent as fetch sent
+ * the leader's, or through undici.fetch), which still joins the exchange while its body is on its way.
  */
 export class Leaders {
   readonly #flights = new Map<string, Promise<Flight | undefined>>()
@@ -154,7 +154,8 @@ export class Follower implements Handler {
 
   /**
    * Sends `opts`, the request undici.fetch sent for a call of the same shape before, to this
-   * caller's path (src/adapters/sent.ts), through `dispatcher`, and answers as fetch would.
+   * caller's path (src/adapters/sent.ts), through `dispatcher`, and answers as fetch would. The
+   * options are this request's own (`SentRequests.get` makes them): a dispatcher may write into them.
    */
   static send (dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, request: FollowedRequest, handoff: Handoff): Promise<Response> {
     const { follower, response } = Follower.#create(request, handoff)
@@ -165,7 +166,7 @@ export class Follower implements Handler {
     }
     signal?.addEventListener('abort', follower.#onAbort, { once: true })
     try {
-      dispatcher.dispatch({ ...opts }, follower)
+      dispatcher.dispatch(opts, follower)
     } catch (error) {
       follower.#stopWatching()
       follower.#reject(new TypeError('fetch failed', { cause: error }))

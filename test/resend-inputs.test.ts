@@ -1,5 +1,5 @@
 /**
- * Review 3 of the requests cachedFetch sends again without undici.fetch (src/adapters/sent.ts):
+ * What a cachedFetch request sent again without undici.fetch (src/adapters/sent.ts) is given:
  * each test makes a first call of a shape (undici.fetch, recorded) and a later one that is sent
  * again, and says what undici.fetch through the interceptor would have done for the later one.
  */
