@@ -73,7 +73,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
 
   // Plain requests on their way to the origin, for identical ones to follow.
   const leaders = new Leaders()
-  // What fetch sent for plain requests, for identical ones that must reach the origin later.
+  // What fetch sent for plain requests, for later ones of the same shape (src/adapters/sent.ts).
   const sentRequests = new SentRequests()
 
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
@@ -116,9 +116,8 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     }
     const key = followKey ?? joinKey(plain, init)
     // What fetch sent for a call of the same shape (src/adapters/sent.ts) is sent again, to this
-    // URL, without fetch; else fetch sends it, and what it sends is recorded.
-    // fetch parses the URL against the global origin, and sends a Referer made from it: a shape is
-    // one global origin's (none when there is none).
+    // URL, without fetch; else fetch sends it, and what it sends is recorded. A shape is one global
+    // origin's: fetch reads the URL against it and makes a Referer from it.
     const globalOrigin = key === undefined ? undefined : getGlobalOrigin()
     const target = key === undefined ? undefined : targetOf(input as string | URL, globalOrigin)
     const shape = target === undefined ? undefined : shapeKey(plain!, init, target.origin, globalOrigin)

@@ -1,7 +1,7 @@
 /**
- * What undici.fetch sent for cachedFetch's plain requests (src/adapters/fetch.ts), by shape: method,
- * origin, cache mode and the caller's fields as fetch makes them (the join key, with the origin
- * for the URL). A later call of the same shape that must reach the origin (a miss, a revalidation,
+ * What undici.fetch sent for cachedFetch's plain requests (src/adapters/fetch.ts), by shape
+ * (src/adapters/plain-request.ts: method, origin, global origin, cache mode and the caller's fields
+ * as fetch makes them). A later call of the same shape that must reach the origin (a miss, a revalidation,
  * the stale hit that starts one) sends that request, to its own path, through the interceptor
  * itself, its answer built into a Response by a follower (src/adapters/follower.ts), rather than
  * run undici.fetch, which costs more than the rest of a revalidation put together.
