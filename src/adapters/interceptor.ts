@@ -16,6 +16,7 @@ import { CacheHandler } from './cache-handler.js'
 import { hasNoContent } from './content.js'
 import { ReplayController } from './replay.js'
 import { dispatchWithRetry } from './retry.js'
+import { withoutInterim } from './interim.js'
 
 type Dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => boolean
 
@@ -52,44 +53,48 @@ const FLIGHT_METHODS = new Set(['GET', 'HEAD'])
 
 export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher.DispatcherComposeInterceptor {
   const cache = cacheFrom(options)
-  return (dispatch) => function cachedDispatch (opts: Dispatcher.DispatchOptions & CacheDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
-    if (request === undefined) {
-      noFlight(opts)
-      return dispatch(opts, handler)
-    }
-    // Bad per-request options are the caller's error, thrown here as undici throws its own.
-    const settings = cache.settings(request.url, opts.cachePolicy)
-    let lookup
-    try {
-      lookup = cache.lookup(request, opts.cacheMode, settings)
-    } catch {
-      // The cache fails open: whatever went wrong in it, the request still reaches the origin.
-      noFlight(opts)
-      return dispatch(opts, handler)
-    }
-    if (!(lookup instanceof Promise)) return route(lookup)
-    lookup.then(route, () => {
-      noFlight(opts)
-      return dispatch(opts, handler)
-    }).catch((error: unknown) => {
-      // dispatch() threw after the lookup: nobody up the stack can catch it now but the handler.
-      handler.onResponseError?.(detached, error as Error)
-    })
-    return true
+  return (dispatch) => {
+    // What goes to the origin for the cache's own handlers: they see only final responses.
+    const network = withoutInterim(dispatch)
+    return function cachedDispatch (opts: Dispatcher.DispatchOptions & CacheDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+      const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
+      if (request === undefined) {
+        noFlight(opts)
+        return dispatch(opts, handler)
+      }
+      // Bad per-request options are the caller's error, thrown here as undici throws its own.
+      const settings = cache.settings(request.url, opts.cachePolicy)
+      let lookup
+      try {
+        lookup = cache.lookup(request, opts.cacheMode, settings)
+      } catch {
+        // The cache fails open: whatever went wrong in it, the request still reaches the origin.
+        noFlight(opts)
+        return dispatch(opts, handler)
+      }
+      if (!(lookup instanceof Promise)) return route(lookup)
+      lookup.then(route, () => {
+        noFlight(opts)
+        return dispatch(opts, handler)
+      }).catch((error: unknown) => {
+        // dispatch() threw after the lookup: nobody up the stack can catch it now but the handler.
+        handler.onResponseError?.(detached, error as Error)
+      })
+      return true
 
-    function route (found: Lookup): boolean {
-      if (found.kind !== 'forward') noFlight(opts)
-      if (found.kind === 'hit') {
-        replay(request!, found, handler)
-        if (found.refresh !== undefined) revalidateInBackground(cache, dispatch, opts, request!, found.refresh)
-        return true
+      function route (found: Lookup): boolean {
+        if (found.kind !== 'forward') noFlight(opts)
+        if (found.kind === 'hit') {
+          replay(request!, found, handler)
+          if (found.refresh !== undefined) revalidateInBackground(cache, network, opts, request!, found.refresh)
+          return true
+        }
+        if (found.kind === 'unsatisfiable') {
+          new ReplayController(handler, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false)
+          return true
+        }
+        return forward(cache, network, opts, request!, found, handler)
       }
-      if (found.kind === 'unsatisfiable') {
-        new ReplayController(handler, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false)
-        return true
-      }
-      return forward(cache, dispatch, opts, request!, found, handler)
     }
   }
 }
