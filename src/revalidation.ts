@@ -44,8 +44,13 @@ export function selectedBy (stored: ResponseHeaders, notModified: ResponseHeader
 const isWeak = (tag: string): boolean => tag.trimStart().startsWith('W/')
 const opaqueTag = (tag: string): string => tag.trim().replace(/^W\//, '')
 
-/** Request fields that are the connection's, not the request's (RFC 9110 §7.6.1), and those Connection names. */
-const HOP_BY_HOP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+/**
+ * Request fields that are the connection's, not the request's (RFC 9110 §7.6.1), and those
+ * Connection names. Proxy-Authorization stays: this cache is the client's, so the proxy the
+ * caller's credentials are for (RFC 9110 §11.7.2) is the next hop of the revalidation too, and
+ * would refuse it without them.
+ */
+const HOP_BY_HOP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 function withoutHopByHop (headers: RequestHeaders): RequestHeaders {
   const named = connectionOptions(headers.connection)

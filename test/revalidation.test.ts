@@ -76,6 +76,29 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     expect(seen[1]!.headers['if-modified-since'] ?? null).toBe(c.ifModifiedSince)
   })
 
+  it('sends the caller\'s Proxy-Authorization with the revalidation: the proxy it is for is the next hop of both', async () => {
+    origin.route('/doc', (req, res) => {
+      // A proxy that wants its credentials on every request, the conditional one included.
+      if (req.headers['proxy-authorization'] !== 'Basic cHJveHk6cGFzcw==') {
+        res.writeHead(407, { 'proxy-authenticate': 'Basic', 'cache-control': 'no-store' }).end()
+        return
+      }
+      const fields = { date: clock.date(), 'cache-control': 'public, max-age=30', etag: '"v1"' }
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end('document')
+    })
+    const init = { headers: { 'proxy-authorization': 'Basic cHJveHk6cGFzcw==' } }
+
+    await client.send(`${origin.url}/doc`, init)
+    clock.advance(60)
+    const revalidated = await client.send(`${origin.url}/doc`, init)
+
+    expect([revalidated.status, revalidated.body]).toEqual([200, 'document'])
+    expect(revalidated.header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304;/)
+    expect(origin.seen('/doc').map((r) => `${String(r.headers['proxy-authorization'])} ${r.headers['if-none-match'] ?? 'unconditional'}`))
+      .toEqual(['Basic cHJveHk6cGFzcw== unconditional', 'Basic cHJveHk6cGFzcw== "v1"'])
+  })
+
   it.each(selection.cases)('takes a 304 into the entry only when it selects it: $name', async (c) => {
     origin.route('/select', (_req, res) => {
       if (origin.hits('/select') > 1) {
