@@ -216,6 +216,9 @@ export class Cache {
 
     const { settings } = lookup
     const stored = storableHeaders(headers)
+    // RFC 9110 §6.6.1: a recipient with a clock dates a response it caches that has no Date (as
+    // a 304 without one is dated, src/policy.ts), so that a hit says when it was received.
+    if (stored.date === undefined) stored.date = new Date(this.options.now()).toUTCString()
     const { policy, storable } = this.#policies.create(request, status, stored, settings)
     const retention = policy.retention(stored, settings)
     const fields = varyFields(fieldValue(stored.vary))

@@ -103,6 +103,21 @@ for (const { name: adapter, connect } of adapters) {
       expect(origin.hits(c.path)).toBe(2)
     })
 
+    it('dates a response that came without Date when it stores it (RFC 9110 §6.6.1): a hit says when it was received', async () => {
+      const path = `/${adapter}/undated`
+      const { client, clock } = setup(path, 'shared', () => ({ 'cache-control': 'max-age=600' }))
+      const received = new Date(clock.now()).toUTCString()
+
+      const first = await client.send(origin.url + path)
+      clock.advance(5)
+      const hit = await client.send(origin.url + path)
+
+      expect(first.header('date')).toBeUndefined()
+      expect(hit.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(hit.header('date')).toBe(received)
+      expect(hit.header('age')).toBe('5')
+    })
+
     it('serves hits with an age header that grows with the clock', async () => {
       const path = `/${adapter}/age-grows`
       const { client, clock } = setup(path, 'shared', (now) => ({ date: new Date(now).toUTCString(), 'cache-control': 'max-age=600' }))
