@@ -146,9 +146,7 @@ export class Follower implements Handler {
     const { follower, response } = Follower.#create(request, handoff)
     if (!flight.join(follower, true)) return undefined
     request.joined?.()
-    // The signal may have been aborted while the caller waited for the leader's flight.
-    if (request.signal?.aborted === true) follower.#onAbort()
-    else request.signal?.addEventListener('abort', follower.#onAbort, { once: true })
+    follower.#watch()
     return response
   }
 
@@ -159,12 +157,7 @@ export class Follower implements Handler {
    */
   static send (dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, request: FollowedRequest, handoff: Handoff): Promise<Response> {
     const { follower, response } = Follower.#create(request, handoff)
-    const signal = request.signal
-    if (signal?.aborted === true) {
-      follower.#reject(signal.reason)
-      return response
-    }
-    signal?.addEventListener('abort', follower.#onAbort, { once: true })
+    if (!follower.#watch()) return response
     try {
       dispatcher.dispatch(opts, follower)
     } catch (error) {
@@ -178,6 +171,20 @@ export class Follower implements Handler {
     let settle!: Settle
     const response = new Promise<Response>((resolve, reject) => { settle = { resolve, reject } })
     return { follower: new Follower(request, handoff, settle), response }
+  }
+
+  /**
+   * Watches the caller's signal; `false` when it was aborted already (while the caller waited for
+   * a leader's flight, say), and the caller has been answered with its reason.
+   */
+  #watch (): boolean {
+    const signal = this.#request.signal
+    if (signal?.aborted === true) {
+      this.#onAbort()
+      return false
+    }
+    signal?.addEventListener('abort', this.#onAbort, { once: true })
+    return true
   }
 
   onRequestStart (controller: Controller, context: unknown): void {
