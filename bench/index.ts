@@ -12,10 +12,10 @@
  *
  * Options (after `npm run bench --`): `--json` prints everything as JSON; `--scenario hit,redis`
  * runs only those (repeatable); `--quick` runs every scenario briefly; `--rounds 7`,
- * `--round-ms 150`, `--warmup-ms 200` set the latency scenarios' length; `--lib dist` benchmarks a
+ * `--round-ms 150`, `--warmup-ms 1000` set the latency scenarios' length; `--lib dist` benchmarks a
  * build of cachedfetch (`npm run build` first) instead of src/ through tsx; `--save results.json`
- * also writes the JSON to a file; `--no-gc` leaves out the forced GC before each batch and round
- * (bench/measure.ts says what it changes).
+ * also writes the JSON to a file; `--gc` forces a full GC before each batch and round
+ * (bench/measure.ts says why that is not the default).
  */
 import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -46,7 +46,7 @@ const { values: args } = parseArgs({
     'warmup-ms': { type: 'string' },
     lib: { type: 'string' },
     save: { type: 'string' },
-    'no-gc': { type: 'boolean', default: false }
+    gc: { type: 'boolean', default: false }
   }
 })
 const quick = args.quick
@@ -54,12 +54,12 @@ const config = {
   scenarios: scenarios(args.scenario),
   rounds: positive(args.rounds ?? (quick ? '3' : '7'), '--rounds'),
   roundMs: positive(args['round-ms'] ?? (quick ? '40' : '150'), '--round-ms'),
-  warmupMs: positive(args['warmup-ms'] ?? (quick ? '80' : '200'), '--warmup-ms'),
+  warmupMs: positive(args['warmup-ms'] ?? (quick ? '80' : '1000'), '--warmup-ms'),
   /** Rounds of the 1000-at-once scenarios. */
   burstRounds: quick ? 1 : 3,
   memoryEntries: 10_000,
-  /** A full GC before each batch and round (bench/measure.ts, Session.forcedGc). */
-  forcedGc: !args['no-gc'],
+  /** A full GC before each batch and round (`--gc`; bench/measure.ts, Session.forcedGc). */
+  forcedGc: args.gc,
   lib: args.lib === undefined ? 'src (through tsx)' : resolve(args.lib, 'index.js')
 }
 
@@ -72,7 +72,7 @@ const session: Session = {
 
 async function main (): Promise<void> {
   if ((globalThis as { gc?: unknown }).gc === undefined) {
-    session.warnings.push('run with node --expose-gc (npm run bench does): without it garbage from one contender is collected during another')
+    session.warnings.push('run with node --expose-gc (npm run bench does): without it the memory scenario cannot collect garbage before it weighs the heap, and --gc forces no GC')
   }
   const lib = await library()
   const field = buildField(lib)
@@ -109,7 +109,7 @@ async function main (): Promise<void> {
       session.progress('redis…')
       // Three times the rounds, a third as long: a Redis round trip moves between 35 and 135 µs as the
       // server's process gets a core or waits for one, and more rounds give its median a steadier footing.
-      redisRun = await redisTier(lib, origin, config.rounds * 3, config.roundMs / 3, session)
+      redisRun = await redisTier(lib, origin, config.rounds * 3, config.roundMs / 3, config.warmupMs, session)
         .catch((error: unknown) => ({ skipped: `Redis not reachable at ${process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'}: ${(error as Error).message}` }))
     }
     if (on('memory')) memoryRun = await memoryTier(field, origin, config.memoryEntries, session)
@@ -144,7 +144,7 @@ async function main (): Promise<void> {
       'cachedfetch benchmark: the field side by side, one process, one loopback origin',
       `node ${meta.node} · undici ${meta.undici} · ${meta.platform} · ${meta.cpus} CPUs (${meta.cpuModel}) · ${meta.memory} · ${meta.date}`,
       `load average before ${meta.loadBefore}, after ${meta.loadAfter} · ${meta.seconds} s · cachedfetch from ${config.lib}`,
-      `latency scenarios: ${config.rounds} rounds × ~${config.roundMs} ms per contender, order alternating, ${session.forcedGc ? 'GC before each batch' : 'no forced GC (--no-gc)'}; medians of the rounds`
+      `latency scenarios: ${config.rounds} rounds × ~${config.roundMs} ms per contender, order alternating, ${session.forcedGc ? 'a forced GC before each batch (--gc)' : 'no forced GC'}; medians of the rounds`
     ]
     for (const run of latencyRuns) {
       const what = {

@@ -1,9 +1,13 @@
 /**
  * How the latency scenarios time their contenders: warm each up twice (in both orders), size its
- * batch to about `roundMs`, then run interleaved rounds — the order alternating, a GC before each
- * batch unless `--no-gc` — and keep every round's µs/op, wall-clock and CPU. The medians are taken in
- * bench/report.ts. Interleaving matters on a shared machine: a burst of load from elsewhere hits
- * one round of every contender rather than every round of one.
+ * batch to about `roundMs`, then run interleaved rounds — the order alternating, with a forced GC
+ * before each batch only under `--gc` — and keep every round's µs/op, wall-clock and CPU. The
+ * medians are taken in bench/report.ts. Interleaving matters on a shared machine: a burst of load
+ * from elsewhere hits one round of every contender rather than every round of one.
+ *
+ * The warm-up is long (a second per contender by default) because the longer code paths take
+ * thousands of operations to be optimised: measured alone, the interceptor's 304 took 1.5–1.9 ms
+ * for its first 250 operations and came down to its steady 160 µs only after several thousand.
  */
 export interface Runner {
   readonly id: string
@@ -49,11 +53,17 @@ export interface Session {
   /** Conditions that make the numbers less certain (a busy machine). */
   readonly notes: string[]
   /**
-   * Whether each batch (and each round of the 1000-at-once scenarios) starts with a forced full GC,
-   * so that each contender pays for its own garbage (the default; `--no-gc` turns it off). The
-   * work just after a forced GC runs slower for a while, more so for longer code paths: measured,
-   * the interceptor's 1000 identical misses took 1.61–1.90× one request with it, 1.31–1.43×
-   * without.
+   * Whether each batch (and each round of the 1000-at-once scenarios) starts with a forced full GC
+   * (`--gc`). It is not the default because it measures something else than a contender's steady
+   * work: V8 deoptimises the optimised code that holds a weak reference to an object the GC finds
+   * dead, and a forced GC finds many (with `--trace-deopt`, eight forced GCs marked 366 optimised
+   * functions of the interceptor's 304 path for deoptimisation, "weak objects", undici's cache 361
+   * and a plain undici.request 81; the same runs without them, 1 each). Every batch then ran while
+   * that code was being optimised again: the interceptor's 304 took 400 µs for the first 250
+   * operations after a forced GC and 250 µs after 3000, against a steady 215 µs without. Without
+   * forced GCs the garbage is collected where V8 decides, within one contender's batch or the next
+   * one's; the alternating order and the medians spread that, and the CPU-time columns count the
+   * GC threads' work.
    */
   readonly forcedGc: boolean
 }

@@ -53,7 +53,7 @@ export interface MemoryRun {
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
-export async function redisTier (lib: Library, origin: BenchOrigin, rounds: number, roundMs: number, session: Session): Promise<RedisRun> {
+export async function redisTier (lib: Library, origin: BenchOrigin, rounds: number, roundMs: number, warmupMs: number, session: Session): Promise<RedisRun> {
   const raw = createClient({ url: REDIS_URL, socket: { connectTimeout: 1000, reconnectStrategy: false } })
   raw.on('error', () => {})
   await raw.connect()
@@ -120,7 +120,7 @@ export async function redisTier (lib: Library, origin: BenchOrigin, rounds: numb
       got: { label: 'got over Keyv + @keyv/redis, body read', op: () => got.get(gotTarget) }
     }
     const runners = Object.entries(ops).map(([id, { label, op }]) => ({ id, label, op }))
-    const measured = await interleave('redis', runners, { rounds, roundMs, warmupMs: roundMs * 2, budgetMs: 20_000, bodyBytes: undefined }, session)
+    const measured = await interleave('redis', runners, { rounds, roundMs, warmupMs, budgetMs: 20_000, bodyBytes: undefined }, session)
     for (const path of ['/redis/cachedFetch/fresh/1k', '/redis/cacheInterceptor/fresh/1k', '/redis/got/fresh/1k']) {
       const { requests } = await origin.seen(path)
       if (requests !== 1) session.warnings.push(`redis: the origin saw ${requests} requests under ${path}, expected only the priming one`)
