@@ -100,7 +100,7 @@ export async function stale (field: readonly Contender[], origin: BenchOrigin, r
   }))
 }
 
-/** Runs `round` for every able contender (once unmeasured, as round -1), alternating the order, a GC before each (session.forcedGc); then `summarize`. */
+/** Runs `round` for every able contender (once unmeasured, as round -1), alternating the order, a forced GC before each only under `--gc` (session.forcedGc); then `summarize`. */
 async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Contender[], rounds: number, session: Session,
   round: (c: Contender, client: Client, round: number) => Promise<Sample>,
   summarize: (c: Contender, samples: readonly Sample[]) => Row): Promise<ConcurrencyRun<Row>> {

@@ -12,10 +12,10 @@
  *
  * Options (after `npm run bench --`): `--json` prints everything as JSON; `--scenario hit,redis`
  * runs only those (repeatable); `--quick` runs every scenario briefly; `--rounds 7`,
- * `--round-ms 150`, `--warmup-ms 1000` set the latency scenarios' length; `--lib dist` benchmarks a
- * build of cachedfetch (`npm run build` first) instead of src/ through tsx; `--save results.json`
- * also writes the JSON to a file; `--gc` forces a full GC before each batch and round
- * (bench/measure.ts says why that is not the default).
+ * `--round-ms 150`, `--warmup-ms 1000` set the latency scenarios' length (the warm-up the Redis
+ * scenario's too); `--lib dist` benchmarks a build of cachedfetch (`npm run build` first) instead
+ * of src/ through tsx; `--save results.json` also writes the JSON to a file; `--gc` forces a full
+ * GC before each batch and round (bench/measure.ts says why that is not the default).
  */
 import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -110,7 +110,7 @@ async function main (): Promise<void> {
       // Three times the rounds, a third as long: a Redis round trip moves between 35 and 135 µs as the
       // server's process gets a core or waits for one, and more rounds give its median a steadier footing.
       redisRun = await redisTier(lib, origin, config.rounds * 3, config.roundMs / 3, config.warmupMs, session)
-        .catch((error: unknown) => ({ skipped: `Redis not reachable at ${process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'}: ${(error as Error).message}` }))
+        .catch((error: unknown) => ({ skipped: `failed against ${process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'}: ${(error as Error).message}` }))
     }
     if (on('memory')) memoryRun = await memoryTier(field, origin, config.memoryEntries, session)
     if (on('big-body')) {

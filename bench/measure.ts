@@ -7,7 +7,7 @@
  *
  * The warm-up is long (a second per contender by default) because the longer code paths take
  * thousands of operations to be optimised: measured alone, the interceptor's 304 took 1.5–1.9 ms
- * for its first 250 operations and came down to its steady 160 µs only after several thousand.
+ * for its first 250 operations and came down to 160–175 µs only after several thousand.
  */
 export interface Runner {
   readonly id: string
@@ -22,9 +22,9 @@ export interface Timing {
   /** Wall-clock µs per operation: the latency a caller sees. */
   readonly wall: number
   /**
-   * CPU µs per operation (process.cpuUsage, all threads, the origin's share included): the work
-   * done. It does not count time spent waiting for a CPU, so on a busy machine its ratios are
-   * often steadier.
+   * CPU µs per operation (process.cpuUsage, all threads of this process; the origin runs in its
+   * own): the work done. It does not count time spent waiting for a CPU, so on a busy machine its
+   * ratios are often steadier.
    */
   readonly cpu: number
 }
@@ -54,7 +54,7 @@ export interface Session {
   readonly notes: string[]
   /**
    * Whether each batch (and each round of the 1000-at-once scenarios) starts with a forced full GC
-   * (`--gc`). It is not the default because it measures something else than a contender's steady
+   * (`--gc`). It is not the default because it measures something other than a contender's steady
    * work: V8 deoptimises the optimised code that holds a weak reference to an object the GC finds
    * dead, and a forced GC finds many (with `--trace-deopt`, eight forced GCs marked 366 optimised
    * functions of the interceptor's 304 path for deoptimisation, "weak objects", undici's cache 361
@@ -83,26 +83,30 @@ export async function interleave (title: string, runners: readonly Runner[], pla
     if (plan.bodyBytes !== undefined && bytes !== n * plan.bodyBytes) session.warnings.push(`${title}, ${r.label}: read ${bytes} body bytes in ${n} operations, expected ${n * plan.bodyBytes}`)
     return { wall: elapsed / 1000 / n, cpu: (used.user + used.system) / n }
   }
-  // Growing batches for about `ms`; the last batch's µs/op sizes the rounds.
+  // Growing batches for about `ms`; resolves the fastest µs/op among them, which sizes the rounds.
+  // Not the last batch's: one that caught a full collection (40–50 ms of a large heap) made every
+  // round of its contender a tenth of `roundMs` long, and such rounds catch collections by chance.
   const runFor = async (r: Runner, ms: number): Promise<number> => {
     let n = 8
     let total = 0
-    let us = 0
+    let fastest = Infinity
     while (total < ms * 1000) {
       const timing = await batch(r, n)
       // The larger of the two: GC threads can make CPU time exceed wall time.
-      us = Math.max(timing.wall, timing.cpu)
+      const us = Math.max(timing.wall, timing.cpu)
+      fastest = Math.min(fastest, us)
       total += us * n
       n *= 2
     }
-    return us
+    return fastest
   }
 
   const perOp = new Map<string, number>()
   for (const [pass, order] of [runners, [...runners].reverse()].entries()) {
     for (const r of order) {
       session.progress(`${title}: warming up (${pass + 1}/2) ${r.label}`)
-      perOp.set(r.id, await runFor(r, plan.warmupMs / 2))
+      const us = await runFor(r, plan.warmupMs / 2)
+      perOp.set(r.id, Math.min(us, perOp.get(r.id) ?? Infinity))
     }
   }
   const opsPerRound = new Map(runners.map((r) => [r.id, Math.max(20, Math.round(plan.roundMs * 1000 / perOp.get(r.id)!))]))
