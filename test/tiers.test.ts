@@ -2,16 +2,19 @@
  * The two tiers, on a Keyv store that counts its reads (a Map underneath, so the test needs no
  * server): a hit in the store fills the memory tier, which then answers alone; the memory tier
  * never keeps an entry longer than the store was told to; writes go to both; `maxSize: 0` leaves
- * the store alone; invalidation by URL, prefix and tag, and `clear()`, reach both tiers and only
- * this cache's namespace. The serialized form round-trips headers and the policy exactly and keeps
- * bodies compact; and 10 000 requests leave no listener, timer or heap behind.
+ * the store alone, and serves what the store holds at each read (a value replaced there is read
+ * anew, one copied under another key is refused); invalidation by URL, prefix and tag, and
+ * `clear()`, reach both tiers and only this cache's namespace. The serialized form round-trips
+ * headers and the policy exactly and keeps bodies compact; and 10 000 requests leave no listener,
+ * timer or heap behind.
  */
 import diagnostics from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
-import { createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
 import { PolicyFactory } from '../src/policy.js'
 import { deserializeVariants, serializeVariants } from '../src/store/format.js'
 import { bodySlice, toStoredBody, variantList, type CacheEntry } from '../src/entry.js'
@@ -108,6 +111,66 @@ describe('memory in front of a Keyv store', () => {
     expect(map.reads).toBe(reads + 3)
     expect(cache.stats().bytesInMemory).toBe(0)
     expect(origin.hits('/posts/1')).toBe(1)
+  })
+
+  it('with maxSize 0 serves what the store holds now: an entry another cache replaced there is read anew', async () => {
+    let version = 0
+    const origin = await opened.origin({
+      '/doc': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', etag: `"v${++version}"` })
+        res.end(`version ${version}`)
+      }
+    })
+    const url = `${origin.url}/doc`
+    const map = new CountingMap()
+    const reader = createCache({ store: map, maxSize: 0 })
+    const readerFetch = createCachedFetch({ cache: reader, dispatcher: opened.agent() })
+    const read = async (): Promise<string> => {
+      const response = await readerFetch(url)
+      return `${response.headers.get('cache-status')!.startsWith('cachedfetch; hit') ? 'hit' : 'origin'} ${await response.text()}`
+    }
+    expect(await read()).toBe('origin version 1')
+    await stored(reader, 1)
+    // The same bytes read again, and again: decoded once (src/store/decoded.ts).
+    expect(await read()).toBe('hit version 1')
+    expect(await read()).toBe('hit version 1')
+
+    // Another process reloads it, and its answer replaces what the store held.
+    const writer = createCache({ store: map, maxSize: 0 })
+    const reloaded = await createCachedFetch({ cache: writer, dispatcher: opened.agent() })(url, { cache: 'reload' })
+    expect(await reloaded.text()).toBe('version 2')
+    await stored(writer, 1)
+
+    expect(await read()).toBe('hit version 2')
+    const viaInterceptor = await request(url, { dispatcher: opened.agent().compose(cacheInterceptor({ cache: reader })) })
+    expect(viaInterceptor.headers.etag).toBe('"v2"')
+    expect(await viaInterceptor.body.text()).toBe('version 2')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('with maxSize 0 does not serve a value copied under another key, though it read that value before under its own', async () => {
+    const origin = await taggedOrigin()
+    const map = new CountingMap()
+    const cache = createCache({ store: map, maxSize: 0 })
+    expect(await status(cache, `${origin.url}/users/1`)).toBe('origin')
+    await stored(cache, 1)
+    expect(await status(cache, `${origin.url}/users/1`)).toBe('hit')
+
+    // The very value, byte for byte, under the key of another URL: it names the key it was stored under.
+    const [key, value] = [...map.entries()][0]!
+    map.set(key.replace('/users/1', '/users/2'), value)
+    const errors: unknown[] = []
+    const onError = (event: unknown): void => { errors.push(event) }
+    diagnostics.subscribe('cachedfetch:store-error', onError)
+    try {
+      const response = await createCachedFetch({ cache, dispatcher: opened.agent() })(`${origin.url}/users/2`)
+      expect(response.headers.get('cache-status')).toMatch(/^cachedfetch; fwd=uri-miss/)
+      expect(await response.text()).toBe('/users/2')
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:store-error', onError)
+    }
+    expect(errors).toEqual([expect.objectContaining({ reason: 'get', key: `GET ${origin.url}/users/2` })])
+    expect(await status(cache, `${origin.url}/users/1`)).toBe('hit')
   })
 })
 

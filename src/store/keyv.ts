@@ -1,12 +1,13 @@
 /**
  * L2: any Keyv backend. Values are variant sets in the versioned frame of src/store/format.ts; a
- * value that does not parse is a miss, deleted and reported. Every call has a timeout, and every
- * failure is a miss or a skipped write plus an event: a broken store never fails a request
- * (shared/DESIGN.md).
+ * value that does not parse is a miss, deleted and reported, and one read again as the same bytes
+ * is decoded once (src/store/decoded.ts). Every call has a timeout, and every failure is a miss or
+ * a skipped write plus an event: a broken store never fails a request (shared/DESIGN.md).
  */
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
 import type { PolicyFactory } from '../policy.js'
 import { describe } from '../validate.js'
+import { DecodedFrames } from './decoded.js'
 import { deserializeVariants, serializeVariants, storedTags, type StoredVariants } from './format.js'
 import type { StoreEvents } from './types.js'
 
@@ -20,6 +21,9 @@ export interface StoreTimeouts {
 /** A key no entry has (entry keys start with a method): read once when the store is opened. */
 const OPEN_PROBE = 'open probe'
 
+/** UTF-16 code units of frames kept decoded (src/store/decoded.ts): some 1 000 entries of 1 KB. */
+const DECODED_BUDGET = 1024 * 1024
+
 export class StoreTimeoutError extends Error {
   override readonly name = 'StoreTimeoutError'
 }
@@ -32,6 +36,7 @@ export class KeyvStore {
   readonly #policies: PolicyFactory
   readonly #events: StoreEvents
   readonly #timeouts: StoreTimeouts
+  readonly #decoded = new DecodedFrames(DECODED_BUDGET)
 
   readonly #onError: ((error: unknown) => void) | undefined
 
@@ -82,7 +87,9 @@ export class KeyvStore {
       return undefined
     }
     if (value === undefined || value === null) return undefined
-    const stored = deserializeVariants(value, key, this.#policies)
+    const stored = typeof value === 'string'
+      ? this.#decoded.decode(value, key, (frame) => deserializeVariants(frame, key, this.#policies))
+      : deserializeVariants(value, key, this.#policies)
     if (stored === undefined) {
       this.#events.error('get', key, new TypeError(`stored value under ${JSON.stringify(key)} is not a cachedfetch entry of this version`))
       await this.delete(key)
@@ -137,12 +144,18 @@ export class KeyvStore {
   }
 }
 
+/** `promise`, or a StoreTimeoutError once `ms` have passed: one promise and one timer a call, on every store call's path. */
 export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new StoreTimeoutError(`store call took longer than ${ms} ms`)), ms)
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new StoreTimeoutError(`store call took longer than ${ms} ms`)), ms)
+    promise.then((value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }, (error: Error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
   })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 /** The namespace an adapter was wrapped for, so that two caches never share one by accident. */

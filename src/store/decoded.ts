@@ -1,0 +1,39 @@
+/**
+ * The frames read from L2 lately, decoded. Without a memory tier (`maxSize: 0`) every hit reads
+ * the store, and a hot entry comes back as the same bytes each time: decoding them again (the
+ * JSON header, the body's bytes, the policy) cost a Redis hit about as much as everything else
+ * the engine does for it, and gave each caller new objects, so that the fetch face built the
+ * entry's Headers anew on every hit too. The same bytes decode to the same entry, so serving the
+ * one decoded before changes nothing a caller can see: the store is still read on every hit, and
+ * a value that changed there is new bytes, decoded afresh.
+ *
+ * Bounded by the frames' length: past `budget` UTF-16 code units it starts over, as the memos of
+ * src/memo.ts do, so that a hit pays one Map lookup and no LRU bookkeeping.
+ */
+import type { StoredVariants } from './format.js'
+
+export class DecodedFrames {
+  readonly #budget: number
+  #frames = new Map<string, { readonly key: string, readonly stored: StoredVariants }>()
+  #held = 0
+
+  constructor (budget: number) {
+    this.#budget = budget
+  }
+
+  /** What `frame` decodes to under `key`: the one decoded before, or `decode(frame)`'s, kept. */
+  decode (frame: string, key: string, decode: (frame: string) => StoredVariants | undefined): StoredVariants | undefined {
+    const known = this.#frames.get(frame)
+    // A frame names the key it was stored under: under another key it is no entry (src/store/format.ts).
+    if (known !== undefined) return known.key === key ? known.stored : undefined
+    const stored = decode(frame)
+    if (stored === undefined || frame.length > this.#budget) return stored
+    if (this.#held + frame.length > this.#budget) {
+      this.#frames = new Map()
+      this.#held = 0
+    }
+    this.#frames.set(frame, { key, stored })
+    this.#held += frame.length
+    return stored
+  }
+}
