@@ -1,11 +1,13 @@
 /**
  * The frames read from L2 lately, decoded. Without a memory tier (`maxSize: 0`) every hit reads
- * the store, and a hot entry comes back as the same bytes each time: decoding them again (the
- * JSON header, the body's bytes, the policy) cost a Redis hit about as much as everything else
- * the engine does for it, and gave each caller new objects, so that the fetch face built the
- * entry's Headers anew on every hit too. The same bytes decode to the same entry, so serving the
- * one decoded before changes nothing a caller can see: the store is still read on every hit, and
- * a value that changed there is new bytes, decoded afresh.
+ * the store, and a hot entry comes back as the same bytes each time. Decoding them again (the JSON
+ * header, the body's bytes, the policy) gave each hit new objects, so that the fetch face also
+ * built the entry's undici Headers anew on every hit. Decoded once, a `cachedFetch()` hit from
+ * Redis ran 12–34% fewer instructions in five pairs of callgrind runs, an interceptor's 2.5% in
+ * one (README, Benchmarks; bench/redis-hits.ts).
+ * The same bytes decode to the same entry, so serving the one decoded before changes nothing a
+ * caller can see: the store is still read on every hit, and a value replaced there is other
+ * bytes, decoded afresh.
  *
  * Bounded by the frames' length: past `budget` UTF-16 code units it starts over, as the memos of
  * src/memo.ts do, so that a hit pays one Map lookup and no LRU bookkeeping.

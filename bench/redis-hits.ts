@@ -1,0 +1,115 @@
+/**
+ * Hits answered from Redis, in a loop, for two questions the benchmark's side-by-side rounds
+ * cannot answer on a noisy machine:
+ * - `interleaved`: the CPU time a request of a raw GET; of a memory hit through each face; of a raw
+ *   GET followed by that same memory hit; and of a hit answered from Redis (no memory tier) through
+ *   each face, three rounds of each. It shows what interleaving a network read with a hit costs.
+ * - `count <cachedFetch|interceptor> <hits>`: that many hits from Redis through one face, after 2000
+ *   that are not asked for, and nothing else: for an instruction counter, which does not care what
+ *   else the machine does. Run under `valgrind --tool=callgrind` with 2500 hits and with 500; the
+ *   difference over 2000 is the instructions a hit (the origin, a process of its own, is not
+ *   counted).
+ *
+ *     node --import tsx bench/redis-hits.ts interleaved [dist]
+ *     valgrind --tool=callgrind node --import tsx bench/redis-hits.ts count cachedFetch 2500 [dist]
+ *
+ * Needs the Redis at REDIS_URL (default redis://127.0.0.1:6379); deletes what it wrote.
+ */
+import { randomBytes } from 'node:crypto'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import KeyvRedis, { createClient } from '@keyv/redis'
+import { Agent, request } from 'undici'
+import type { Library } from './contenders.js'
+import { startBenchOrigin } from './origin.js'
+
+const [mode = 'interleaved', ...rest] = process.argv.slice(2)
+const libDir = mode === 'count' ? rest[2] : rest[0]
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const ROUNDS = 3
+const ROUND_MS = 1500
+const UNCOUNTED = 2000
+
+const lib = libDir === undefined
+  ? await import('../src/index.js')
+  : await import(pathToFileURL(resolve(libDir, 'index.js')).href) as Library
+const origin = await startBenchOrigin()
+const raw = createClient({ url: REDIS_URL })
+await raw.connect()
+const namespace = `cachedfetch-redis-hits-${randomBytes(6).toString('hex')}`
+const client = createClient({ url: REDIS_URL, disableOfflineQueue: true })
+const redisCache = lib.createCache({ store: new KeyvRedis(client, { throwOnErrors: true }), namespace, maxSize: 0, storeTimeouts: { read: 2000, write: 2000 } })
+const url = (name: string): string => `${origin.url}/redis-hits/${name}/fresh/1k/doc`
+
+/** One request and its body, read; throws unless it was a hit. */
+const viaInterceptor = (dispatcher: Agent | ReturnType<Agent['compose']>, target: string) => async (): Promise<void> => {
+  const response = await request(target, { dispatcher })
+  await response.body.arrayBuffer()
+  if (!String(response.headers['cache-status']).startsWith('cachedfetch; hit')) throw new Error(`${target}: not a hit`)
+}
+const viaFetch = (fetch: ReturnType<Library['createCachedFetch']>, target: string) => async (): Promise<void> => {
+  const response = await fetch(target)
+  await response.arrayBuffer()
+  if (response.headers.get('cache-status')?.startsWith('cachedfetch; hit') !== true) throw new Error(`${target}: not a hit`)
+}
+
+const faces = {
+  interceptor: {
+    memory: viaInterceptor(new Agent().compose(lib.cacheInterceptor()), url('memory-interceptor')),
+    redis: viaInterceptor(new Agent().compose(lib.cacheInterceptor({ cache: redisCache })), url('redis-interceptor'))
+  },
+  cachedFetch: {
+    memory: viaFetch(lib.createCachedFetch({ dispatcher: new Agent() }), url('memory-fetch')),
+    redis: viaFetch(lib.createCachedFetch({ cache: redisCache, dispatcher: new Agent() }), url('redis-fetch'))
+  }
+}
+
+try {
+  // The first request of each is the miss that stores; the Redis writes land before any hit.
+  for (const face of Object.values(faces)) {
+    for (const hit of [face.memory, face.redis]) await hit().catch(() => {})
+  }
+  await redisCache.flush()
+  const key = `${namespace}::${namespace}:GET ${url('redis-interceptor')}`
+  if (await raw.get(key) === null) throw new Error('the entry is not in Redis')
+
+  if (mode === 'count') {
+    const [face = '', hits = ''] = rest
+    const hit = (faces as Record<string, { redis: () => Promise<void> } | undefined>)[face]?.redis
+    if (hit === undefined || !Number.isSafeInteger(Number(hits))) throw new TypeError('expected count <cachedFetch|interceptor> <hits> [lib]')
+    for (let i = 0; i < UNCOUNTED + Number(hits); i++) await hit()
+  } else if (mode === 'interleaved') {
+    const rawGet = async (): Promise<void> => { await raw.get(key) }
+    const ops: Record<string, () => Promise<void>> = {
+      'raw GET': rawGet,
+      'interceptor: memory hit': faces.interceptor.memory,
+      'interceptor: raw GET, then memory hit': async () => { await rawGet(); await faces.interceptor.memory() },
+      'interceptor: hit from Redis': faces.interceptor.redis,
+      'cachedFetch: memory hit': faces.cachedFetch.memory,
+      'cachedFetch: raw GET, then memory hit': async () => { await rawGet(); await faces.cachedFetch.memory() },
+      'cachedFetch: hit from Redis': faces.cachedFetch.redis
+    }
+    const cpu: Record<string, string[]> = {}
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, op] of Object.entries(ops)) {
+        for (let i = 0; i < UNCOUNTED; i++) await op()
+        const start = performance.now()
+        const before = process.cpuUsage()
+        let n = 0
+        for (; performance.now() - start < ROUND_MS; n += 100) for (let i = 0; i < 100; i++) await op()
+        const used = process.cpuUsage(before)
+        ;(cpu[name] ??= []).push(((used.user + used.system) / n).toFixed(1))
+      }
+    }
+    for (const [name, rounds] of Object.entries(cpu)) process.stdout.write(`${name.padEnd(40)} CPU µs a request: ${rounds.join(', ')}\n`)
+  } else {
+    throw new TypeError(`expected a mode of interleaved or count, got ${mode}`)
+  }
+} finally {
+  for await (const keys of raw.scanIterator({ MATCH: `*${namespace}*` })) if (keys.length > 0) await raw.del(keys)
+  await redisCache.close()
+  await client.close()
+  await raw.close()
+  await origin.close()
+}
+process.exit(0)
