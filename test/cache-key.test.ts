@@ -1,7 +1,7 @@
 /**
  * The cache key is the target URI as the origin sees it (RFC 9110 §7.1): undici.request's `query`
  * option and a `Host` request header are part of it, so requests the origin tells apart are stored,
- * served and single-flighted apart. Through the undici interceptor only: fetch has no `query`
+ * served and single-flighted apart; an origin names the same entry however it is written. Through the undici interceptor only: fetch has no `query`
  * option (its URL carries the query) and does not send a caller's `Host`.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -107,6 +107,35 @@ describe('the query option', () => {
     expect(three!.cacheStatus).toBe(MISS_STORED)
     expect(four!.cacheStatus).toBe(MISS_STORED)
     expect(origin.requests.map((r) => r.path).sort()).toEqual(['/item?id=3', '/item?id=4'])
+  })
+})
+
+describe('the origin a dispatch names', () => {
+  beforeEach(() => {
+    origin.route('/doc', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }).end('the document')
+    })
+  })
+
+  async function dispatchTo (to: string | URL): Promise<Reply> {
+    const response = await dispatcher.request({ origin: to, path: '/doc', method: 'GET' })
+    const status = response.headers['cache-status']
+    return { body: await response.body.text(), cacheStatus: Array.isArray(status) ? status.join(', ') : status }
+  }
+
+  it('is one entry whether the origin comes as a string, a URL, or a string with a trailing slash', async () => {
+    expect(await dispatchTo(origin.url)).toEqual({ body: 'the document', cacheStatus: MISS_STORED })
+    expect((await dispatchTo(new URL(origin.url))).cacheStatus).toMatch(HIT)
+    expect((await dispatchTo(`${origin.url}/`)).cacheStatus).toMatch(HIT)
+    expect(origin.hits('/doc')).toBe(1)
+  })
+
+  it('leaves an origin with a path, a query or a fragment to undici, which refuses it, however often it comes', async () => {
+    for (const to of [`${origin.url}/base`, `${origin.url}/base`, new URL(`${origin.url}/base`), `${origin.url}/?q=1`, `${origin.url}/#f`]) {
+      await expect(dispatchTo(to)).rejects.toThrow('invalid url')
+    }
+    expect(origin.requests).toEqual([])
+    expect(cache.stats()).toMatchObject({ misses: 0, bypassed: 0, stored: 0 })
   })
 })
 
