@@ -21,7 +21,7 @@ export interface StoreTimeouts {
 /** A key no entry has (entry keys start with a method): read once when the store is opened. */
 const OPEN_PROBE = 'open probe'
 
-/** UTF-16 code units of frames kept decoded (src/store/decoded.ts): some 1 000 entries of 1 KB. */
+/** UTF-16 code units of frames kept decoded (src/store/decoded.ts): some 700 entries of 1 KB bodies. */
 const DECODED_BUDGET = 1024 * 1024
 
 export class StoreTimeoutError extends Error {
