@@ -31,13 +31,15 @@ const WARMUP_OPS = 3000
 for (let i = 0; i < WARMUP_OPS; i++) await client.get(url())
 await new Promise((resolve) => setImmediate(resolve))
 const start = performance.now()
+const cpuStart = process.cpuUsage()
 let ops = 0
 while (performance.now() - start < Number(ms)) {
   for (let i = 0; i < 200; i++) await client.get(url())
   ops += 200
 }
 const us = (performance.now() - start) * 1000 / ops
+const cpu = process.cpuUsage(cpuStart)
 const seen = await origin.seen(directory)
-process.stdout.write(`${contender.label}, ${scenario} ${size}: ${ops} ops, ${us.toFixed(2)} µs/op, origin saw ${seen.requests} requests (${seen.notModified} × 304)\n`)
+process.stdout.write(`${contender.label}, ${scenario} ${size}: ${ops} ops, ${us.toFixed(2)} µs/op (CPU ${((cpu.user + cpu.system) / ops).toFixed(2)} µs/op in this process), origin saw ${seen.requests} requests (${seen.notModified} × 304)\n`)
 await client.close()
 await origin.close()

@@ -24,6 +24,7 @@ import type { Coordinator } from './store/coordinator.js'
 import { openStores, picks, type Tiers, type Selector } from './store/tiers.js'
 import type { MaybePromise, StoreEvents } from './store/types.js'
 import { intern } from './memo.js'
+import { extend } from './objects.js'
 import { responseTags } from './tags.js'
 import { findVariant } from './variants.js'
 import { Writes } from './writes.js'
@@ -186,7 +187,7 @@ export class Cache {
 
   /** Our Cache-Status member, with the key when the `cacheStatusKey` option asks for it. */
   #status (parts: StatusParts, key: string | undefined): string {
-    return formatCacheStatus(this.options.cacheStatusKey && key !== undefined ? { ...parts, key } : parts)
+    return formatCacheStatus(this.options.cacheStatusKey && key !== undefined ? extend(parts, { key }) : parts)
   }
 
   /**
@@ -210,7 +211,7 @@ export class Cache {
     }
     const pass = (stored: boolean, recorder?: Recorder): Outcome => {
       if (!stored) lookup.release?.(false)
-      return { kind: 'pass', headers: withCacheStatus(headers, { ...parts, stored }), recorder }
+      return { kind: 'pass', headers: withCacheStatus(headers, extend(parts, { stored })), recorder }
     }
     if (!lookup.store) return pass(false)
 
@@ -249,7 +250,7 @@ export class Cache {
     this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
     // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
     if (matches && storable && fieldsFitToStore(headers)) this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
-    return { kind: 'replay', entry: updated, headers: this.#served(updated, { ...parts, ttl: policy.ttl() }) }
+    return { kind: 'replay', entry: updated, headers: this.#served(updated, extend(parts, { ttl: policy.ttl() })) }
   }
 
   /**
@@ -353,7 +354,7 @@ export class Cache {
       const entry = findVariant(await this.#store.get(key), request)
       const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
       return usability === 'fresh' ? this.#hit(request, entry!, usability, undefined) : undefined
-    }).then((claim) => 'found' in claim ? claim.found : { ...lookup, release: claim.release })
+    }).then((claim) => 'found' in claim ? claim.found : extend(lookup, { release: claim.release }))
   }
 
   /**

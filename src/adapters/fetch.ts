@@ -14,6 +14,7 @@ import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { bodyBytes, type CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
 import { memoizeWeakly } from '../memo.js'
+import { extend } from '../objects.js'
 import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
@@ -99,10 +100,9 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     const mode = cacheMode(input, init)
     // undici's Request refuses only-if-cached outside same-origin mode; the mode travels by dispatcher.
     const dispatcher = dispatcherFor(mode, init.dispatcher)
-    const forwarded: RequestInit = {
-      ...init,
+    const forwarded: RequestInit = extend(init, {
       dispatcher: cachePolicy === undefined ? dispatcher : withOptions(dispatcher, { cacheMode: mode, cachePolicy })
-    }
+    })
     if (mode === 'only-if-cached') delete forwarded.cache
     const handoff: Handoff = (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) })
     if (following) {
@@ -163,7 +163,7 @@ function modeDispatchers (dispatcher: Dispatcher): Map<FetchCacheMode, Dispatche
 function withOptions (dispatcher: Dispatcher, extra: CacheDispatchOptions): Dispatcher {
   return Object.assign(Object.create(dispatcher) as Dispatcher, {
     dispatch: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) =>
-      dispatcher.dispatch({ ...opts, ...extra }, handler)
+      dispatcher.dispatch(extend(opts, extra), handler)
   })
 }
 

@@ -11,6 +11,7 @@ import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
 import { normalizeHeaders, normalizeUrl, storeKey, type CacheRequest } from '../key.js'
 import { memoize } from '../memo.js'
+import { extend } from '../objects.js'
 import type { RequestPolicy } from '../options.js'
 import { Broadcast } from './broadcast.js'
 import { CacheHandler } from './cache-handler.js'
@@ -105,7 +106,7 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
  * below that, retries; below that, the origin.
  */
 function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions & CacheDispatchOptions, request: CacheRequest, lookup: Forwarded, handler: Dispatcher.DispatchHandler): boolean {
-  const outgoing = lookup.headers === undefined ? opts : { ...opts, headers: lookup.headers }
+  const outgoing = lookup.headers === undefined ? opts : extend(opts, { headers: lookup.headers })
   // A host the cache is turned off for gets nothing of it, single-flight included.
   if (!FLIGHT_METHODS.has(request.method) || opts.body != null || !lookup.settings.enabled) {
     noFlight(opts)

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream'
 import { RetryHandler, type Dispatcher } from 'undici'
 import type { Cache } from '../cache.js'
 import { normalizeHeaders } from '../key.js'
+import { extend } from '../objects.js'
 import { isRetryableError, isRetryableStatus, mayRetry, needsIdempotencyKey, retryDelay, type ResolvedRetry } from '../retry.js'
 
 type Handler = Dispatcher.DispatchHandler
@@ -31,13 +32,13 @@ export function dispatchWithRetry (
   const keyed = headers['idempotency-key'] !== undefined
   if (needsIdempotencyKey(method, keyed, retry)) {
     // One key for every attempt: that is what makes the retries safe (IETF Idempotency-Key draft).
-    headers = { ...headers, 'idempotency-key': randomUUID() }
-    opts = { ...opts, headers }
+    headers = extend(headers, { 'idempotency-key': randomUUID() })
+    opts = extend(opts, { headers })
   }
   if (!mayRetry(method, keyed || headers['idempotency-key'] !== undefined, retry)) return dispatch(opts, handler)
   const guard = new RetryGuard(dispatch, handler, retry, cache, `${String(opts.origin)}${opts.path}`, method)
   const retrying = new RetryHandler(
-    { ...opts, retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit } },
+    extend(opts, { retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit } }),
     { dispatch: guard.dispatchLater, handler: guard }
   )
   // The first attempt sends the body RetryHandler wrapped, so that it knows once a one-shot body
