@@ -38,7 +38,9 @@ export function dispatchWithRetry (
   if (!mayRetry(method, keyed || headers['idempotency-key'] !== undefined, retry)) return dispatch(opts, handler)
   const guard = new RetryGuard(dispatch, handler, retry, cache, `${String(opts.origin)}${opts.path}`, method)
   const retrying = new RetryHandler(
-    extend(opts, { retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit } }),
+    // RetryHandler copies the options with a `body` set: options without one would come out with a
+    // hidden class of their own on Node 20 (src/objects.ts), which every read of them below misses.
+    extend(opts, { body: opts.body, retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit } }),
     { dispatch: guard.dispatchLater, handler: guard }
   )
   // The first attempt sends the body RetryHandler wrapped, so that it knows once a one-shot body
