@@ -13,6 +13,7 @@ import { deltaSeconds, MAX_DELTA_SECONDS, parseDirectives, type Directives } fro
 import { varyFields, type CacheRequest } from './key.js'
 import { fieldValue, setField, type ResponseHeaders } from './entry.js'
 import { memoize } from './memo.js'
+import { extend } from './objects.js'
 import { selectedBy } from './revalidation.js'
 import { Policy, type PolicyObject } from './stored-policy.js'
 
@@ -87,7 +88,7 @@ export class PolicyFactory {
     const lifetime = override ?? Math.min(policy.maxAge(), explicit ? Infinity : heuristicBound(headers, responseTime), MAX_DELTA_SECONDS)
     const state: PolicyObject = { b: responseTime - initialAge(headers, responseTime), l: lifetime, sh: shared }
     return {
-      policy: new this.#Policy(override === undefined ? state : { ...state, o: override }, directives),
+      policy: new this.#Policy(override === undefined ? state : extend(state, { o: override }), directives),
       storable: storable(policy, directives, status, headers, shared)
     }
   }

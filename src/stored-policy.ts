@@ -6,6 +6,7 @@
  */
 import { deltaSeconds, type Directives, type RequestDirectives } from './directives.js'
 import type { ResponseHeaders } from './entry.js'
+import { extend } from './objects.js'
 
 /**
  * How a stored response may be used for a request: as it is (fresh, or stale where the request
@@ -145,6 +146,6 @@ export class Policy {
 
   toObject (): PolicyObject {
     const state = { b: this.#born, l: this.#lifetime, sh: this.shared }
-    return this.lifetimeOverride === undefined ? state : { ...state, o: this.lifetimeOverride }
+    return this.lifetimeOverride === undefined ? state : extend(state, { o: this.lifetimeOverride })
   }
 }
