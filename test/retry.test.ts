@@ -59,6 +59,12 @@ function sequence (...steps: Route[]): Route {
   return (req, res, seen) => steps[Math.min(n++, steps.length - 1)]!(req, res, seen)
 }
 
+/** The first raw value of a request field (req.headers cannot hold `__proto__`). */
+function rawField (req: IncomingMessage, name: string): string | undefined {
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === name) return req.rawHeaders[i + 1]
+  return undefined
+}
+
 /** Closes the connection without an answer: a network error for the client. */
 const hangUp: Route = (req) => {
   req.socket.destroy()
@@ -412,6 +418,25 @@ for (const adapter of adapters) {
         expect(first).toMatch(UUID)
         expect(second).toMatch(UUID)
         expect(second).not.toBe(first)
+      })
+
+      // undici.fetch sends no field named __proto__; undici.request does.
+      it.runIf(adapter.name === 'interceptor')('keeps a field named __proto__ beside the key it adds, on every attempt', async () => {
+        const sent: Array<string | undefined> = []
+        const { path, url } = serve(sequence(
+          (req, res) => { sent.push(rawField(req, '__proto__')); res.writeHead(503).end('busy') },
+          (req, res) => { sent.push(rawField(req, '__proto__')); res.writeHead(201).end('created') }
+        ))
+        const { client } = connect({ retry: { ...FAST, idempotencyKey: true } })
+
+        const reply = await client.open(url, { method: 'POST', headers: { ['__proto__']: 'x' }, body: 'a' })
+        await reply.text()
+
+        expect(reply.status).toBe(201)
+        expect(sent).toEqual(['x', 'x'])
+        const [first, second] = origin.seen(path).map((s) => s.headers['idempotency-key'])
+        expect(first).toMatch(UUID)
+        expect(second).toBe(first)
       })
     })
 

@@ -32,7 +32,8 @@ export function dispatchWithRetry (
   const keyed = headers['idempotency-key'] !== undefined
   if (needsIdempotencyKey(method, keyed, retry)) {
     // One key for every attempt: that is what makes the retries safe (IETF Idempotency-Key draft).
-    headers = extend(headers, { 'idempotency-key': randomUUID() })
+    // A spread, not extend(): these are fields, and one may be named __proto__ (src/objects.ts).
+    headers = { ...headers, 'idempotency-key': randomUUID() }
     opts = extend(opts, { headers })
   }
   if (!mayRetry(method, keyed || headers['idempotency-key'] !== undefined, retry)) return dispatch(opts, handler)
