@@ -117,6 +117,7 @@ async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Cont
     for (let r = 0; r < rounds; r++) {
       for (const c of r % 2 === 0 ? able : [...able].reverse()) {
         session.progress(`${scenario}: round ${r + 1}/${rounds} ${c.label}`)
+        for (const client of clients.values()) client.settle?.()
         if (session.forcedGc) gc()
         await tick()
         samples.get(c.id)!.push(await round(c, clients.get(c.id)!, r))

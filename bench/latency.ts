@@ -73,7 +73,7 @@ export async function latency (scenario: LatencyScenario, size: Size, field: rea
           await clients.get(c.id)!.close()
           clients.set(c.id, c.create())
         }
-        : undefined
+        : () => { for (const client of clients.values()) client.settle?.() }
     }))
     const rounds = await interleave(title, runners, { ...plan, bodyBytes: SIZES[size] }, session)
 

@@ -121,7 +121,7 @@ export async function redisTier (lib: Library, origin: BenchOrigin, rounds: numb
       gotRawGet: { label: 'raw Redis GET of got\'s stored value', op: async () => (await raw.get(gotKey))!.length },
       got: { label: 'got over Keyv + @keyv/redis, body read', op: () => got.get(gotTarget) }
     }
-    const runners = Object.entries(ops).map(([id, { label, op }]) => ({ id, label, op }))
+    const runners = Object.entries(ops).map(([id, { label, op }]) => ({ id, label, op, before: () => got.settle?.() }))
     const measured = await interleave('redis', runners, { rounds, roundMs, warmupMs, budgetMs: 20_000, bodyBytes: undefined }, session)
     for (const path of ['/redis/cachedFetch/fresh/1k', '/redis/cacheInterceptor/fresh/1k', '/redis/got/fresh/1k']) {
       const { requests } = await origin.seen(path)
