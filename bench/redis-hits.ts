@@ -2,8 +2,10 @@
  * Hits answered from Redis, in a loop, for two questions the benchmark's side-by-side rounds
  * cannot answer on a noisy machine:
  * - `interleaved`: the CPU time a request of a raw GET; of a memory hit through each face; of a raw
- *   GET followed by that same memory hit; and of a hit answered from Redis (no memory tier) through
- *   each face, three rounds of each. It shows what interleaving a network read with a hit costs.
+ *   GET followed by that same memory hit; of a round trip to an echo server in another process, alone
+ *   and followed by the interceptor's memory hit; and of a hit answered from Redis (no memory tier)
+ *   through each face, three rounds of each. It shows what interleaving a network read with a hit
+ *   costs, and that Redis is not what makes it cost.
  * - `count <cachedFetch|interceptor> <hits>`: that many hits from Redis through one face, after 2000
  *   that are not asked for, and nothing else: for an instruction counter, which does not care what
  *   else the machine does. Run under `valgrind --tool=callgrind` with 2500 hits and with 500; the
@@ -15,7 +17,10 @@
  *
  * Needs the Redis at REDIS_URL (default redis://127.0.0.1:6379); deletes what it wrote.
  */
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { createConnection } from 'node:net'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import KeyvRedis, { createClient } from '@keyv/redis'
@@ -80,10 +85,13 @@ try {
     for (let i = 0; i < UNCOUNTED + Number(hits); i++) await hit()
   } else if (mode === 'interleaved') {
     const rawGet = async (): Promise<void> => { await raw.get(key) }
+    const echo = await echoRoundTrip()
     const ops: Record<string, () => Promise<void>> = {
       'raw GET': rawGet,
       'interceptor: memory hit': faces.interceptor.memory,
       'interceptor: raw GET, then memory hit': async () => { await rawGet(); await faces.interceptor.memory() },
+      'TCP echo': echo.roundTrip,
+      'interceptor: TCP echo, then memory hit': async () => { await echo.roundTrip(); await faces.interceptor.memory() },
       'interceptor: hit from Redis': faces.interceptor.redis,
       'cachedFetch: memory hit': faces.cachedFetch.memory,
       'cachedFetch: raw GET, then memory hit': async () => { await rawGet(); await faces.cachedFetch.memory() },
@@ -102,6 +110,7 @@ try {
       }
     }
     for (const [name, rounds] of Object.entries(cpu)) process.stdout.write(`${name.padEnd(40)} CPU µs a request: ${rounds.join(', ')}\n`)
+    echo.close()
   } else {
     throw new TypeError(`expected a mode of interleaved or count, got ${mode}`)
   }
@@ -113,3 +122,27 @@ try {
   await origin.close()
 }
 process.exit(0)
+
+/**
+ * A round trip to another process that is not Redis: four bytes to an echo server and back, over
+ * one TCP connection. A hit after it shows what waiting for another process costs the code that
+ * runs next, whoever that process is.
+ */
+async function echoRoundTrip (): Promise<{ roundTrip: () => Promise<void>, close: () => void }> {
+  const server = spawn(process.execPath, ['-e', `
+    const s = require('node:net').createServer((c) => { c.setNoDelay(true); c.on('data', (d) => c.write(d)) })
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port))`], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const [port] = await once(server.stdout, 'data') as [Buffer]
+  const socket = createConnection(Number(port.toString()), '127.0.0.1').setNoDelay(true)
+  await once(socket, 'connect')
+  return {
+    roundTrip: async () => {
+      socket.write('ping')
+      await once(socket, 'data')
+    },
+    close: () => {
+      socket.destroy()
+      server.kill()
+    }
+  }
+}
