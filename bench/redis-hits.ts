@@ -129,9 +129,11 @@ process.exit(0)
  * runs next, whoever that process is.
  */
 async function echoRoundTrip (): Promise<{ roundTrip: () => Promise<void>, close: () => void }> {
+  // It exits when this process does (its stdin closes), whichever way this one ends.
   const server = spawn(process.execPath, ['-e', `
     const s = require('node:net').createServer((c) => { c.setNoDelay(true); c.on('data', (d) => c.write(d)) })
-    s.listen(0, '127.0.0.1', () => console.log(s.address().port))`], { stdio: ['ignore', 'pipe', 'inherit'] })
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port))
+    process.stdin.on('end', () => process.exit(0)).resume()`], { stdio: ['pipe', 'pipe', 'inherit'] })
   const [port] = await once(server.stdout, 'data') as [Buffer]
   const socket = createConnection(Number(port.toString()), '127.0.0.1').setNoDelay(true)
   await once(socket, 'connect')
