@@ -1,8 +1,9 @@
 /**
  * The cache key is the target URI as the origin sees it (RFC 9110 §7.1): undici.request's `query`
  * option and a `Host` request header are part of it, so requests the origin tells apart are stored,
- * served and single-flighted apart; an origin names the same entry however it is written. Through the undici interceptor only: fetch has no `query`
- * option (its URL carries the query) and does not send a caller's `Host`.
+ * served and single-flighted apart; an origin names the same entry however it is written. Through
+ * the undici interceptor only: fetch has no `query` option (its URL carries the query) and does not
+ * send a caller's `Host`.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { request, type Dispatcher } from 'undici'
