@@ -1,6 +1,6 @@
 /**
  * The concurrency scenarios, 1000 identical requests at once on a 1 KB body, in a few interleaved
- * rounds after one unmeasured warm-up round (a new URL each round):
+ * rounds after a few unmeasured warm-up rounds (a new URL each round):
  * - collapse: 1000 misses of a URL the origin answers after SLOW_MS (an origin farther than
  *   loopback, so that collapsing shows): how many requests the origin saw, and the wall time of
  *   the 1000 next to one request alone through the same client;
@@ -49,7 +49,7 @@ export interface ConcurrencyRun<Row> {
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {})
 
-export async function collapse (field: readonly Contender[], origin: BenchOrigin, rounds: number, session: Session): Promise<ConcurrencyRun<CollapseRow>> {
+export async function collapse (field: readonly Contender[], origin: BenchOrigin, rounds: Rounds, session: Session): Promise<ConcurrencyRun<CollapseRow>> {
   return inRounds('collapse', field, rounds, session, async (c, client, round) => {
     const directory = `/collapse/${c.id}/slow/1k`
     let start = performance.now()
@@ -77,7 +77,7 @@ export async function collapse (field: readonly Contender[], origin: BenchOrigin
   })
 }
 
-export async function stale (field: readonly Contender[], origin: BenchOrigin, rounds: number, session: Session): Promise<ConcurrencyRun<StaleRow>> {
+export async function stale (field: readonly Contender[], origin: BenchOrigin, rounds: Rounds, session: Session): Promise<ConcurrencyRun<StaleRow>> {
   return inRounds('stale', field, rounds, session, async (c, client, round) => {
     const directory = `/stale/${c.id}/swr/1k`
     const url = `${origin.url}${directory}/r${round}`
@@ -100,8 +100,18 @@ export async function stale (field: readonly Contender[], origin: BenchOrigin, r
   }))
 }
 
-/** Runs `round` for every able contender (once unmeasured, as round -1), alternating the order, a forced GC before each only under `--gc` (session.forcedGc); then `summarize`. */
-async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Contender[], rounds: number, session: Session,
+/** How many bursts each contender makes: unmeasured first, then measured. */
+export interface Rounds {
+  readonly warmUp: number
+  readonly measured: number
+}
+
+/**
+ * Runs `round` for every able contender, `rounds.warmUp` times unmeasured (as rounds -warmUp … -1)
+ * and then `rounds.measured` times, alternating the order, a forced GC before each only under
+ * `--gc` (session.forcedGc); then `summarize`.
+ */
+async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Contender[], rounds: Rounds, session: Session,
   round: (c: Contender, client: Client, round: number) => Promise<Sample>,
   summarize: (c: Contender, samples: readonly Sample[]) => Row): Promise<ConcurrencyRun<Row>> {
   const able = field.filter((c) => c.cannot[scenario] === undefined)
@@ -109,18 +119,18 @@ async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Cont
   const clients = new Map(able.map((c) => [c.id, c.create()]))
   const samples = new Map<ContenderId, Sample[]>(able.map((c) => [c.id, []]))
   try {
-    // One burst each, not counted, as the latency scenarios warm up: a first burst also measures the JIT.
-    for (const c of able) {
-      session.progress(`${scenario}: warm-up ${c.label}`)
-      await round(c, clients.get(c.id)!, -1)
-    }
-    for (let r = 0; r < rounds; r++) {
+    // Warm-up bursts are not counted, as the latency scenarios warm up: a burst's 1000 callers run
+    // code the JIT has not optimised yet. Measured alone, a contender's first bursts after the very
+    // first took 1.3–1.9× its later ones (cachedFetch() 111 and 98 ms, then 71–83; undici's cache
+    // 193 and 166, then 91–107; the interceptor 97 and 89, then 63–70).
+    for (let r = -rounds.warmUp; r < rounds.measured; r++) {
       for (const c of r % 2 === 0 ? able : [...able].reverse()) {
-        session.progress(`${scenario}: round ${r + 1}/${rounds} ${c.label}`)
+        session.progress(`${scenario}: ${r < 0 ? `warm-up ${r + rounds.warmUp + 1}/${rounds.warmUp}` : `round ${r + 1}/${rounds.measured}`} ${c.label}`)
         for (const client of clients.values()) client.settle?.()
         if (session.forcedGc) gc()
         await tick()
-        samples.get(c.id)!.push(await round(c, clients.get(c.id)!, r))
+        const sample = await round(c, clients.get(c.id)!, r)
+        if (r >= 0) samples.get(c.id)!.push(sample)
       }
     }
     return { rows: able.map((c) => summarize(c, samples.get(c.id)!)), cannot }

@@ -57,6 +57,8 @@ const config = {
   warmupMs: positive(args['warmup-ms'] ?? (quick ? '80' : '1000'), '--warmup-ms'),
   /** Rounds of the 1000-at-once scenarios. */
   burstRounds: quick ? 1 : 3,
+  /** Unmeasured bursts before them (bench/concurrency.ts). */
+  burstWarmUps: quick ? 1 : 3,
   memoryEntries: 10_000,
   /** A full GC before each batch and round (`--gc`; bench/measure.ts, Session.forcedGc). */
   forcedGc: args.gc,
@@ -103,8 +105,9 @@ async function main (): Promise<void> {
         }
       }
     }
-    if (on('collapse')) collapseRun = await collapse(field, origin, config.burstRounds, session)
-    if (on('stale')) staleRun = await stale(field, origin, config.burstRounds, session)
+    const bursts = { warmUp: config.burstWarmUps, measured: config.burstRounds }
+    if (on('collapse')) collapseRun = await collapse(field, origin, bursts, session)
+    if (on('stale')) staleRun = await stale(field, origin, bursts, session)
     if (on('redis')) {
       session.progress('redis…')
       // Three times the rounds, a third as long: a Redis round trip moves between 35 and 135 µs as the
@@ -155,10 +158,10 @@ async function main (): Promise<void> {
       lines.push(...section(`${run.scenario} ${run.size} — ${what}`, formatLatency(run)))
     }
     if (collapseRun !== undefined) {
-      lines.push(...section(`collapse 1k — 1000 concurrent identical misses; the origin answers after ${SLOW_MS} ms; ${config.burstRounds} rounds`, formatCollapse(collapseRun)))
+      lines.push(...section(`collapse 1k — 1000 concurrent identical misses; the origin answers after ${SLOW_MS} ms; ${config.burstRounds} rounds after ${config.burstWarmUps} unmeasured`, formatCollapse(collapseRun)))
     }
     if (staleRun !== undefined) {
-      lines.push(...section(`stale 1k — 1000 concurrent hits on an entry inside stale-while-revalidate; ${config.burstRounds} rounds`, formatStale(staleRun)))
+      lines.push(...section(`stale 1k — 1000 concurrent hits on an entry inside stale-while-revalidate; ${config.burstRounds} rounds after ${config.burstWarmUps} unmeasured`, formatStale(staleRun)))
     }
     if (redis !== undefined) lines.push(...section('redis 1k — a hit answered from Redis (no memory tier) vs a raw GET of the same stored value', formatRedis(redis)))
     if (memoryRun !== undefined) lines.push(...section('memory — 10 000 entries of 1 KB: heap + ArrayBuffers after GC, per entry', formatMemory(memoryRun)))
