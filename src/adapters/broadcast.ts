@@ -20,6 +20,7 @@
  */
 import type { Dispatcher } from 'undici'
 import { CachedFetchError, type RequestInfo } from '../errors.js'
+import { memoizeWeakly } from '../memo.js'
 
 /** How long a caller `limit` bytes behind may hold the exchange back before it counts as stopped. */
 const STALL_MS = 1000
@@ -375,8 +376,12 @@ class Subscriber implements Controller {
   }
 }
 
-/** RFC 9211 §2.8: `collapsed` marks a response shared with another request. Ours is the last member. */
-function collapsedHeaders (headers: Headers): Headers {
+/**
+ * RFC 9211 §2.8: `collapsed` marks a response shared with another request. Ours is the last member.
+ * Made once per answer for all its collapsed callers, who get the same fields object, as the
+ * callers of an answer without Cache-Status (or the one that fetched it) get its own.
+ */
+const collapsedHeaders = memoizeWeakly(1024, (headers: Headers): Headers => {
   const status = headers['cache-status']
   return typeof status === 'string' ? { ...headers, 'cache-status': `${status}; collapsed` } : headers
-}
+})
