@@ -378,8 +378,8 @@ class Subscriber implements Controller {
 
 /**
  * RFC 9211 §2.8: `collapsed` marks a response shared with another request. Ours is the last member.
- * Made once per answer for all its collapsed callers, who get the same fields object, as the
- * callers of an answer without Cache-Status (or the one that fetched it) get its own.
+ * Made once per answer: its collapsed callers share one fields object, as all its callers share
+ * the answer's own when it has no Cache-Status.
  */
 const collapsedHeaders = memoizeWeakly(1024, (headers: Headers): Headers => {
   const status = headers['cache-status']
