@@ -378,8 +378,9 @@ class Subscriber implements Controller {
 
 /**
  * RFC 9211 §2.8: `collapsed` marks a response shared with another request. Ours is the last member.
- * Made once per answer: its collapsed callers share one fields object, as all its callers share
- * the answer's own when it has no Cache-Status.
+ * Made once per answer: its collapsed callers share one fields object, as undici's own
+ * `interceptors.deduplicate` hands all its waiting handlers the one it got. A handler reads the
+ * fields it is given; one that wrote into them would change them for the others, there as here.
  */
 const collapsedHeaders = memoizeWeakly(1024, (headers: Headers): Headers => {
   const status = headers['cache-status']
