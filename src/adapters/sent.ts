@@ -12,6 +12,7 @@
  * one `targetOf` makes, so that a path is never sent other than as fetch would send it.
  */
 import type { Dispatcher } from 'undici'
+import { memoize } from '../memo.js'
 
 /** Shapes kept; past this the one used longest ago goes. */
 const LIMIT = 1024
@@ -29,6 +30,17 @@ export interface Target {
  * "/p"). `undefined` for a URL fetch refuses (one with credentials) or does not send over HTTP.
  */
 export function targetOf (input: string | URL, base: URL | undefined): Target | undefined {
+  return typeof input === 'string' && base === undefined ? targetOfString(input) ?? undefined : parseTarget(input, base)
+}
+
+/**
+ * targetOf for a URL string with no global origin, the common call, parsed once per URL: every
+ * miss and revalidation of cachedFetch asks, and parsing one took 3–5 µs of a 304 under the
+ * profiler. `null` for a URL fetch would not send as recorded.
+ */
+const targetOfString = memoize(1024, (input: string): Target | null => parseTarget(input, undefined) ?? null)
+
+function parseTarget (input: string | URL, base: URL | undefined): Target | undefined {
   const parsed = new URL(input, base)
   if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.username !== '' || parsed.password !== '') return undefined
   const path = parsed.pathname + parsed.search
