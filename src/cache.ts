@@ -223,9 +223,11 @@ export class Cache {
     const { policy, storable } = this.#policies.create(request, status, stored, settings)
     const retention = policy.retention(stored, settings)
     const fields = varyFields(fieldValue(stored.vary))
-    // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
-    const length = request.method === 'HEAD' ? 0 : Number(fieldValue(stored['content-length']) ?? 0)
-    if (!storable || retention === 0 || fields[0] === '*' || length > settings.maxEntrySize || !fieldsFitToStore(stored) || connectionNamesFields(headers)) {
+    // The body's length when announced. A HEAD response, a 204 and a 304 have none, whatever their
+    // Content-Length says (RFC 9110 §9.3.2, §15.3.5, §15.4.5).
+    const declared = Number(fieldValue(stored['content-length']) ?? NaN)
+    const length = request.method === 'HEAD' || status === 204 || status === 304 ? 0 : Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined
+    if (!storable || retention === 0 || fields[0] === '*' || (length ?? 0) > settings.maxEntrySize || !fieldsFitToStore(stored) || connectionNamesFields(headers)) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
       return pass(false)
@@ -233,7 +235,7 @@ export class Cache {
     const vary = varyValues(fields, request.headers)
     const key = storeKey(request.method, request.url, request.headers.host, settings)
     const tags = responseTags(stored, settings.tags)
-    const recorder = new Recorder(settings.maxEntrySize, (body) => {
+    const recorder = new Recorder(settings.maxEntrySize, length, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
       this.#writes.background(this.#write(request, entry, retention, settings, lookup.since).then((written) => lookup.release?.(written && policy.ttl() > 0)))
