@@ -20,8 +20,7 @@ const ASCTIME = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`, 'i'
 /** Milliseconds since the epoch, or `undefined` for anything that is not an HTTP-date. */
 export function parseHttpDate (value: string, now: number): number | undefined {
   const text = value.trim()
-  // No IMF-fixdate (29 characters) or asctime date (24) is longer: a longer value is not memoized.
-  const time = text.length <= 29 ? timeless(text) : null
+  const time = timeless(text)
   if (time !== null) return time
   const m = RFC_850.exec(text)
   if (m === null) return undefined
@@ -43,7 +42,7 @@ const timeless = memoize(1024, (text: string): number | null => {
   m = ASCTIME.exec(text)
   if (m !== null) return utc(Number(m[6]), m[1]!, Number(m[2]!.trim()), m[3]!, m[4]!, m[5]!) ?? null
   return null
-})
+}, 29) // no IMF-fixdate (29 characters) or asctime date (24) is longer
 
 function utc (year: number, month: string, day: number, hours: string, minutes: string, seconds: string): number | undefined {
   // setUTCFullYear, not Date.UTC, which reads the years 0 to 99 as 1900 to 1999.

@@ -2,11 +2,14 @@
  * Bounded memos for values that come again and again: URLs, header values, Cache-Control fields.
  * One copy of each is kept (10 000 stored responses with the same Content-Type share one string)
  * and the work of computing it is done once. Past `limit` entries a memo starts over, so that the
- * hot path pays a Map lookup and no LRU bookkeeping.
+ * hot path pays a Map lookup and no LRU bookkeeping. A key longer than `longest` characters is
+ * computed each time and not kept, so that values an origin controls cannot fill a memo with
+ * kilobytes each.
  */
-export function memoize<T> (limit: number, compute: (key: string) => T): (key: string) => T {
+export function memoize<T> (limit: number, compute: (key: string) => T, longest = Infinity): (key: string) => T {
   const memo = new Map<string, T>()
   return (key) => {
+    if (key.length > longest) return compute(key)
     let value = memo.get(key)
     if (value === undefined) {
       if (memo.size >= limit) memo.clear()
@@ -39,4 +42,4 @@ export function memoizeWeakly<K extends object, V> (limit: number, compute: (key
 }
 
 /** The one copy of a short string that is kept; a long one (a cookie, a big Link field) as it is. */
-export const intern = ((memo) => (value: string): string => value.length > 256 ? value : memo(value))(memoize(4096, (value) => value))
+export const intern = memoize(4096, (value) => value, 256)
