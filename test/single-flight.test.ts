@@ -997,6 +997,36 @@ describe('single-flight into raw undici handlers', () => {
     expect.soft(Buffer.from(await hit.body.arrayBuffer()).equals(body), 'the stored body is intact').toBe(true)
   })
 
+  it('a caller that overwrites the chunks of a stored body a 304 freshened does not change the stored body', async () => {
+    // Stored as bytes (over 16 KB), and replayed to a flight that keeps no history for late callers
+    // (this request's maxEntrySize is below the body's size): its one caller is lent nothing.
+    const body = bytes(48 * 1024, 37)
+    const server = await opened.origin({
+      '/doc': (req, res) => {
+        if (req.headers['if-none-match'] === '"v1"') {
+          res.writeHead(304, { etag: '"v1"', 'cache-control': 'no-cache' })
+          res.end()
+          return
+        }
+        res.writeHead(200, { etag: '"v1"', 'cache-control': 'no-cache', 'content-length': String(body.byteLength) })
+        res.end(body)
+      }
+    })
+    const dispatcher = agent().compose(cacheInterceptor({ cache: createCache() }))
+    await (await request(`${server.url}/doc`, { dispatcher })).body.arrayBuffer()
+    const scribbler = new RecordingHandler()
+    scribbler.whenData = (_controller, chunk) => { chunk.fill(0) }
+    dispatcher.dispatch({ origin: server.url, path: '/doc', method: 'GET', headers: {}, cachePolicy: { maxEntrySize: 1024 } } as Dispatcher.DispatchOptions, scribbler)
+    await within(scribbler.finished, 'the scribbler\'s body')
+    expect(scribbler.headers['cache-status']).toMatch(/fwd-status=304/)
+    expect(scribbler.body.equals(body)).toBe(true)
+
+    const again = await request(`${server.url}/doc`, { dispatcher })
+    expect(again.headers['cache-status']).toMatch(/fwd-status=304/)
+    expect(Buffer.from(await again.body.arrayBuffer()).equals(body), 'the stored body is intact').toBe(true)
+    expect(server.seen('/doc').map((seen) => seen.headers['if-none-match'])).toEqual([undefined, '"v1"', '"v1"'])
+  })
+
   it('a follower whose data and error callbacks throw does not fail the leader: it gets the whole body', async () => {
     const body = bytes(20_000, 31)
     const half = body.byteLength / 2

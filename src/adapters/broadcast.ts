@@ -32,7 +32,8 @@ type Headers = Record<string, string | string[] | undefined>
 type Event =
   | { readonly type: 'request-start', readonly context: unknown }
   | { readonly type: 'response-start', readonly status: number, readonly headers: Headers, readonly statusText: string | undefined }
-  | { readonly type: 'data', readonly chunk: Buffer }
+  /** `lent`: a view of bytes that must never change (a stored body), copied for every caller. */
+  | { readonly type: 'data', readonly chunk: Buffer, readonly lent?: true }
   | { readonly type: 'end', readonly trailers: Headers }
   | { readonly type: 'error', readonly error: Error }
 
@@ -106,12 +107,24 @@ export class Broadcast implements Handler {
   }
 
   onResponseData (controller: Controller, chunk: Buffer): void {
+    this.#data(controller, { type: 'data', chunk })
+  }
+
+  /**
+   * As onResponseData, for a stored response played to the flight (src/adapters/replay.ts): `view`
+   * shows bytes that must never change, so every caller gets a copy.
+   */
+  onLentData (controller: Controller, view: Buffer): void {
+    this.#data(controller, { type: 'data', chunk: view, lent: true })
+  }
+
+  #data (controller: Controller, event: Event & { type: 'data' }): void {
     this.#upstream = controller
     if (this.#history !== undefined) {
-      this.#historyBytes += chunk.byteLength
+      this.#historyBytes += event.chunk.byteLength
       if (this.#historyBytes > this.#limit) this.#history = undefined
     }
-    this.#publish({ type: 'data', chunk })
+    this.#publish(event)
     this.flow()
   }
 
@@ -133,8 +146,8 @@ export class Broadcast implements Handler {
 
   #publish (event: Event): void {
     this.#history?.push(event)
-    // A chunk kept for late callers, or read by several, is copied for each: a caller owns what it gets.
-    const shared = this.#history !== undefined || this.#subscribers.size > 1
+    // A chunk kept for late callers, read by several, or lent, is copied for each: a caller owns what it gets.
+    const shared = this.#history !== undefined || this.#subscribers.size > 1 || (event.type === 'data' && event.lent === true)
     for (const subscriber of [...this.#subscribers]) subscriber.push(event, shared)
   }
 

@@ -5,6 +5,7 @@
  */
 import type { Dispatcher } from 'undici'
 import { bodyLength, bodySlice, type StoredBody } from '../entry.js'
+import { Broadcast } from './broadcast.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -56,12 +57,17 @@ export class ReplayController implements Controller {
   #flow (): void {
     const body = this.#response.body
     const length = body === undefined ? 0 : bodyLength(body)
+    const handler = this.#handler
     while (!this.#paused && !this.#aborted && this.#offset < length) {
-      const end = Math.min(this.#offset + SLICE, length)
-      // A copy: consumers own the chunks they get, and must not be able to change the stored body.
-      const chunk = bodySlice(body!, this.#offset, end)
+      const start = this.#offset
+      const end = Math.min(start + SLICE, length)
       this.#offset = end
-      this.#handler.onResponseData?.(this, chunk)
+      // A flight copies every chunk it hands on, so it is lent views of the stored bytes: copying
+      // here too made a 100 KB 304 through the interceptor 7% slower (12 µs of 175, interleaved
+      // in one process). A body stored as text has no bytes to lend: its slice is a conversion.
+      if (handler instanceof Broadcast && typeof body !== 'string') handler.onLentData(this, body!.subarray(start, end))
+      // A copy: consumers own the chunks they get, and must not be able to change the stored body.
+      else handler.onResponseData?.(this, bodySlice(body!, start, end))
     }
     if (this.#paused || this.#aborted || this.#done) return
     this.#done = true
