@@ -12,10 +12,9 @@
  * GC_EVERY bytes of chunks read.
  */
 import { readFileSync, writeFileSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { buildField, type Library } from './contenders.js'
+import { buildField } from './contenders.js'
+import { loadLibrary } from './library.js'
 
 export interface ChildReport {
   readonly bytes: number
@@ -30,9 +29,7 @@ export interface ChildReport {
 
 const [id, url, warmUrl, libDir] = process.argv.slice(2)
 if (id === undefined || url === undefined || warmUrl === undefined) throw new TypeError('usage: big-body-child.ts <contender> <url> <warm-url> [lib]')
-const lib = libDir === undefined
-  ? await import('../src/index.js')
-  : await import(pathToFileURL(resolve(libDir, 'index.js')).href) as Library
+const lib = await loadLibrary(libDir)
 const contender = buildField(lib).find((c) => c.id === id)
 if (contender === undefined) throw new TypeError(`unknown contender ${id}`)
 const client = contender.create()

@@ -16,13 +16,11 @@ import { buildMemoryStorage, setupCache } from 'axios-cache-interceptor'
 import got from 'got'
 import { Keyv } from 'keyv'
 import { Agent, cacheStores, fetch, interceptors, request, Response, type Dispatcher } from 'undici'
-import type * as cachedfetch from '../src/index.js'
 import type { Cache } from '../src/index.js'
+import type { Library } from './library.js'
 import { jsonBody, SIZES, type Size } from './origin.js'
 
 /** What the benchmark uses of cachedfetch: the sources by default, or a build (`--lib dist`). */
-export type Library = Pick<typeof cachedfetch, 'cacheInterceptor' | 'createCache' | 'createCachedFetch'>
-
 export type ScenarioId = 'hit' | 'revalidate' | 'miss' | 'collapse' | 'stale' | 'redis' | 'memory' | 'big-body'
 
 /** What decides how a contender's answers are checked and compared. */

@@ -21,11 +21,11 @@ import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bigBody, type BigBodyRun } from './big-body.js'
 import { collapse, stale, type CollapseRow, type ConcurrencyRun, type StaleRow } from './concurrency.js'
-import { buildField, type Library, type ScenarioId } from './contenders.js'
+import { buildField, type ScenarioId } from './contenders.js'
+import { loadLibrary } from './library.js'
 import { evaluateGoals, formatGoals } from './goals.js'
 import { latency, type LatencyRun } from './latency.js'
 import type { Session } from './measure.js'
@@ -76,7 +76,7 @@ async function main (): Promise<void> {
   if ((globalThis as { gc?: unknown }).gc === undefined) {
     session.warnings.push('run with node --expose-gc (npm run bench does): without it the memory scenario cannot collect garbage before it weighs the heap, and --gc forces no GC')
   }
-  const lib = await library()
+  const lib = await loadLibrary(args.lib)
   const field = buildField(lib)
   const origin = await startBenchOrigin()
   const meta = environment()
@@ -173,16 +173,6 @@ async function main (): Promise<void> {
   }
   for (const warning of session.warnings) process.stderr.write(`warning: ${warning}\n`)
   if (session.warnings.length > 0) process.exitCode = 1
-}
-
-/**
- * cachedfetch as the benchmark runs it. tsx compiles src/ with esbuild's keepNames, which wraps
- * every closure made per call in a defineProperty; `--lib dist` (after `npm run build`) measures
- * the JavaScript that ships instead.
- */
-async function library (): Promise<Library> {
-  if (args.lib === undefined) return import('../src/index.js')
-  return await import(pathToFileURL(resolve(args.lib, 'index.js')).href) as Library
 }
 
 function environment (): Record<string, string | number> {

@@ -6,18 +6,15 @@
  * dist/ when named, as the benchmark's `--lib` does), and leaves a .cpuprofile to open in Chrome
  * DevTools or to sum up by self time. Scenarios: hit, revalidate, miss (a new URL each time).
  */
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
-import { buildField, type Library } from './contenders.js'
+import { buildField } from './contenders.js'
+import { loadLibrary } from './library.js'
 import { SIZES, startBenchOrigin, type Size } from './origin.js'
 
 const [id = 'cachedFetch', scenario = 'hit', size = '1k', ms = '3000', libDir] = process.argv.slice(2)
 const mode = { hit: 'fresh', revalidate: 'revalidate', miss: 'fresh' }[scenario]
 if (mode === undefined) throw new TypeError(`expected a scenario of hit, revalidate or miss, got ${scenario}`)
 if (!(size in SIZES)) throw new TypeError(`expected a size of ${Object.keys(SIZES).join(', ')}, got ${size}`)
-const lib = libDir === undefined
-  ? await import('../src/index.js')
-  : await import(pathToFileURL(resolve(libDir, 'index.js')).href) as Library
+const lib = await loadLibrary(libDir)
 const contender = buildField(lib).find((c) => c.id === id)
 if (contender === undefined) throw new TypeError(`unknown contender ${id}`)
 const origin = await startBenchOrigin()

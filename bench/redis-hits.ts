@@ -21,11 +21,9 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createConnection } from 'node:net'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import KeyvRedis, { createClient } from '@keyv/redis'
 import { Agent, request } from 'undici'
-import type { Library } from './contenders.js'
+import { type Library, loadLibrary } from './library.js'
 import { startBenchOrigin } from './origin.js'
 
 const [mode = 'interleaved', ...rest] = process.argv.slice(2)
@@ -35,9 +33,7 @@ const ROUNDS = 3
 const ROUND_MS = 1500
 const UNCOUNTED = 2000
 
-const lib = libDir === undefined
-  ? await import('../src/index.js')
-  : await import(pathToFileURL(resolve(libDir, 'index.js')).href) as Library
+const lib = await loadLibrary(libDir)
 const origin = await startBenchOrigin()
 const raw = createClient({ url: REDIS_URL })
 await raw.connect()
