@@ -21,7 +21,7 @@ import { Recorder } from './recorder.js'
 import { Refreshes } from './refreshes.js'
 import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import type { Coordinator } from './store/coordinator.js'
-import { openStores, picks, type Tiers, type Selector } from './store/tiers.js'
+import { openStores, type Tiers, type Selector } from './store/tiers.js'
 import type { MaybePromise, StoreEvents } from './store/types.js'
 import { intern } from './memo.js'
 import { extend } from './objects.js'
@@ -49,7 +49,7 @@ export class Cache {
    * the engine so that every adapter on this cache shares them.
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  readonly flights = new Flights<unknown>()
+  readonly flights = new Flights<unknown>((since, storeKey) => this.#writes.invalidatedSince(since, storeKey))
 
   constructor (options?: CacheOptions) {
     this.options = resolveOptions(options)
@@ -77,11 +77,14 @@ export class Cache {
     // RFC 9111 §5.2.1.7, Fetch §4.6: only-if-cached never reaches the origin, whatever else the request says.
     if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
     if (bypass) return this.#bypass(request, 'bypass', directives, settings)
-    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, this.#writes.since)
+    // Taken before the store is read: an invalidation that starts while the read is on its way may
+    // drop what it returns, and counts as after this lookup (writes, flights).
+    const since = this.#writes.since
+    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, since)
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise
-      ? found.then((variants) => this.#choose(request, variants, directives, mode, settings))
-      : this.#choose(request, found, directives, mode, settings)
+      ? found.then((variants) => this.#choose(request, variants, directives, mode, settings, since))
+      : this.#choose(request, found, directives, mode, settings, since)
   }
 
   /**
@@ -127,27 +130,27 @@ export class Cache {
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
-  #choose (request: CacheRequest, variants: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings): Lookup {
+  #choose (request: CacheRequest, variants: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings, since: number): Lookup {
     const entry = findVariant(variants, request)
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
       this.#reporter.emit('miss', { method: request.method, url: request.url })
-      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, this.#writes.since)
+      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, since)
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
-    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, this.#refresh(request, entry, directives, settings))
+    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, this.#refresh(request, entry, directives, settings, since))
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since)
+    return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, since)
   }
 
   /** The background revalidation a stale-while-revalidate hit starts, unless one is under way (RFC 5861 §3). */
-  #refresh (request: CacheRequest, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings): Forwarded | undefined {
+  #refresh (request: CacheRequest, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded | undefined {
     if (!this.#refreshes.claim(entry, settings.retry)) return undefined
-    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, this.#writes.since), background: true }
+    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, since), background: true }
   }
 
   /**
@@ -324,8 +327,7 @@ export class Cache {
   }
 
   async #invalidate (selector: Selector, event: CacheEvent): Promise<void> {
-    // Identical requests that arrive from now on do not join an exchange that began before.
-    this.flights.detach((key) => selector.kind === 'tag' || picks(selector, key, () => []))
+    // From now on identical requests do not join an exchange whose lookup began before (src/flight.ts).
     await this.#writes.invalidate(selector)
     this.#reporter.emit('invalidated', event)
   }

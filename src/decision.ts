@@ -42,8 +42,9 @@ export interface Forwarded {
   /** A stale-while-revalidate refresh, which no caller waits on. */
   readonly background: boolean
   /**
-   * How many invalidations had started when the request was sent: what it stores must not undo a
-   * later one (src/invalidation.ts).
+   * How many invalidations had started when its lookup began, short of any under way then (src/writes.ts):
+   * what it stores must not undo a later one (src/invalidation.ts), nor may a request that starts after
+   * one join its flight (src/flight.ts).
    */
   readonly since: number
   /**

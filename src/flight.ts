@@ -18,28 +18,34 @@ export function flightKey (request: CacheRequest, mode: string): string {
 }
 
 export class Flights<T> {
-  readonly #flights = new Map<string, { readonly flight: T, readonly storeKey: string }>()
+  readonly #flights = new Map<string, { readonly flight: T, readonly storeKey: string, readonly since: number }>()
+  readonly #invalidatedSince: (since: number, storeKey: string) => boolean
 
-  get (key: string): T | undefined {
-    return this.#flights.get(key)?.flight
+  /** `invalidatedSince`: whether an invalidation that started after a lookup's `since` may pick `storeKey`. */
+  constructor (invalidatedSince: (since: number, storeKey: string) => boolean) {
+    this.#invalidatedSince = invalidatedSince
   }
 
-  /** `storeKey` is the key its response is stored under (src/key.ts). */
-  start (key: string, flight: T, storeKey: string): void {
-    this.#flights.set(key, { flight, storeKey })
+  /**
+   * The flight identical requests join. Not one whose lookup an invalidation began after (it went
+   * on for the callers it had; its answer, or the entry that stands in for a failure, may predate
+   * that invalidation): identical requests start flights of their own.
+   */
+  get (key: string): T | undefined {
+    const found = this.#flights.get(key)
+    if (found === undefined || !this.#invalidatedSince(found.since, found.storeKey)) return found?.flight
+    this.#flights.delete(key)
+    return undefined
+  }
+
+  /** `storeKey` is the key its response is stored under (src/key.ts); `since`, its lookup's (src/writes.ts). */
+  start (key: string, flight: T, storeKey: string, since: number): void {
+    this.#flights.set(key, { flight, storeKey, since })
   }
 
   /** Ends a flight; a newer one under the same key is left alone. */
   end (key: string, flight: T): void {
     if (this.#flights.get(key)?.flight === flight) this.#flights.delete(key)
-  }
-
-  /**
-   * Takes the flights whose store key `picked` picks out of the map: they go on for the callers
-   * they have, and identical requests start flights of their own.
-   */
-  detach (picked: (storeKey: string) => boolean): void {
-    for (const [key, { storeKey }] of this.#flights) if (picked(storeKey)) this.#flights.delete(key)
   }
 
   get size (): number {

@@ -107,11 +107,15 @@ export class InvalidationLog {
     return floor
   }
 
-  /** Whether an invalidation started after the first `floor` picks these variants of `key`. */
-  covers (floor: number, key: string, variants: Variants): boolean {
+  /**
+   * Whether an invalidation started after the first `floor` picks these variants of `key`; with
+   * none (`undefined`: a response not received yet), whether one may, a tag picking anything.
+   */
+  covers (floor: number, key: string, variants: Variants | undefined): boolean {
     if (floor === this.#count) return false
     // Those it would have to be checked against are forgotten: it may be covered.
     if (this.#recent[0]!.count > floor + 1) return true
-    return this.#recent.some(({ count, selector }) => count > floor && picks(selector, key, () => variantTags(variants)))
+    return this.#recent.some(({ count, selector }) => count > floor &&
+      (variants === undefined ? selector.kind === 'tag' || picks(selector, key, () => []) : picks(selector, key, () => variantTags(variants))))
   }
 }

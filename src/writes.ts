@@ -27,9 +27,17 @@ export class Writes {
     this.#reporter = reporter
   }
 
-  /** How many invalidations have started: what a request sent now carries as its `since`. */
+  /**
+   * What a lookup made now carries as its `since`: how many invalidations had started, short of
+   * any still under way. What it reads may predate one under way, so that one counts as after it.
+   */
   get since (): number {
-    return this.#invalidations.count
+    return this.#invalidations.floor(this.#invalidations.count)
+  }
+
+  /** Whether an invalidation that started after a lookup's `since` may pick what `key` stores. */
+  invalidatedSince (since: number, key: string): boolean {
+    return this.#invalidations.covers(since, key, undefined)
   }
 
   /** Runs `work` in the background; its failure is an event, never an unhandled rejection. */

@@ -304,6 +304,51 @@ describe.each(adapters)('an invalidation while responses are on their way, throu
     expect((await later).body).toBe('en v2')
   })
 
+  it('does not let a request that starts after it join an exchange whose lookup read the store while it ran', async () => {
+    // The stored v1 is stale at once but may stand in for a failure; the exchange of the lookup
+    // that reads it while the invalidation runs waits, then fails.
+    let version = 1
+    const failure = gate()
+    const origin = await opened.origin({
+      '/doc': async (_req, res) => {
+        if (origin.hits('/doc') === 2) {
+          await failure.promise
+          res.writeHead(503).end('down')
+          return
+        }
+        res.writeHead(200, { 'cache-control': 'max-age=0, stale-if-error=300', etag: `"v${version}"` }).end(`v${version}`)
+      }
+    })
+    const store = new HeldStore()
+    // No memory tier, so that the lookup reads the store; no retries, so that the 503 stands.
+    const cache = createCache({ store, maxSize: 0, retry: false })
+    const client = opened.add(connect(cache))
+    const url = `${origin.url}/doc`
+    expect((await client.send(url)).body).toBe('v1')
+    await cache.flush()
+
+    version++
+    const deleted = store.hold('delete')
+    const invalidation = cache.invalidate(url)
+    await waitFor(() => store.waiting.delete === 1, 'the invalidation to be deleting')
+    const during = client.send(url)
+    await waitFor(() => origin.hits('/doc') === 2, 'the revalidation of v1 to reach the origin')
+    deleted.release()
+    await invalidation
+
+    const after = client.send(url)
+    try {
+      await waitFor(() => origin.hits('/doc') === 3, 'the later request to reach the origin on its own')
+    } finally {
+      failure.release()
+    }
+    // It began while the invalidation ran: the stored v1 may stand in for the failure.
+    const standIn = await during
+    expect(standIn.body).toBe('v1')
+    expect(standIn.header('cache-status')).toMatch(/detail=stale-if-error/)
+    expect((await after).body).toBe('v2')
+  })
+
   it('lets a write already on its way to the store land first, then deletes it', async () => {
     const { origin, bump } = await versioned()
     const store = new HeldStore()
