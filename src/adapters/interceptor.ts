@@ -135,7 +135,7 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
     },
     onEnd: () => cache.flights.end(key, broadcast)
   })
-  // An invalidation of its entry takes it out of the map (src/cache.ts): later callers cannot join it.
+  // Callers that come after an invalidation of its entry began do not join it (src/flight.ts).
   cache.flights.start(key, broadcast, storeKey(request.method, request.url, request.headers.host, lookup.settings), lookup.since)
   broadcast.join(handler, false)
   opts[ON_FLIGHT]?.(broadcast, key)
