@@ -20,7 +20,6 @@ import type { Cache } from '../src/index.js'
 import type { Library } from './library.js'
 import { jsonBody, SIZES, type Size } from './origin.js'
 
-/** What the benchmark uses of cachedfetch: the sources by default, or a build (`--lib dist`). */
 export type ScenarioId = 'hit' | 'revalidate' | 'miss' | 'collapse' | 'stale' | 'redis' | 'memory' | 'big-body'
 
 /** What decides how a contender's answers are checked and compared. */

@@ -3,6 +3,7 @@ import type * as cachedfetch from '../src/index.js'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
+/** What the benchmark uses of cachedfetch. */
 export type Library = Pick<typeof cachedfetch, 'cacheInterceptor' | 'createCache' | 'createCachedFetch'>
 
 /**
