@@ -28,6 +28,7 @@ export type ContenderKind = 'floor' | 'cachedfetch' | 'peer' | 'origin'
 export type ContenderId =
   | 'floor'
   | 'cachedFetch'
+  | 'cachedFetchStreamed'
   | 'cacheInterceptor'
   | 'undiciCacheRequest'
   | 'undiciCacheFetch'
@@ -92,6 +93,8 @@ const NO_REQUEST = 'makes no request'
 const NO_SWR = 'no stale-while-revalidate: a stale entry is revalidated before it is served'
 const NO_MEMORY_TIER = 'caches on disk only (cacache): it has no memory tier to measure'
 const SAME_STORE = (other: string): string => `stores entries exactly as ${other} does: measured there`
+export const SCENARIOS: readonly ScenarioId[] = ['hit', 'revalidate', 'miss', 'collapse', 'stale', 'redis', 'memory', 'big-body']
+const HIT_ONLY = 'a variant for hits only: elsewhere the body is read as `cachedFetch()` reads it'
 /** As many entries as cachedfetch holds by default: the peers' own defaults (1024) are too few for the memory scenario. */
 const MAX_ENTRIES = 50_000
 
@@ -116,6 +119,22 @@ export function buildField (lib: Library): readonly Contender[] {
         const agent = new Agent()
         const call = lib.createCachedFetch({ cache, dispatcher: agent })
         return fetchClient((url) => call(url), cache, () => agent.close(), cacheStatusSignal)
+      }
+    },
+    {
+      // A hit's body is read straight from the entry by arrayBuffer() (src/adapters/fetched-response.ts);
+      // a caller that reads `body` gets a web stream made for it, and this row shows what that costs.
+      id: 'cachedFetchStreamed',
+      label: 'cachedfetch: cachedFetch(), body as a stream',
+      kind: 'cachedfetch',
+      setup: 'as `cachedFetch()` above, its body read chunk by chunk from `response.body` rather than by `arrayBuffer()`',
+      cannot: Object.fromEntries(SCENARIOS.filter((s) => s !== 'hit').map((s) => [s, HIT_ONLY])),
+      create: () => {
+        const cache = lib.createCache()
+        const agent = new Agent()
+        const call = lib.createCachedFetch({ cache, dispatcher: agent })
+        const client = fetchClient((url) => call(url), cache, () => agent.close(), cacheStatusSignal)
+        return { ...client, get: (url) => client.stream(url) }
       }
     },
     {

@@ -24,7 +24,7 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bigBody, type BigBodyRun } from './big-body.js'
 import { collapse, stale, type CollapseRow, type ConcurrencyRun, type StaleRow } from './concurrency.js'
-import { buildField, type ScenarioId } from './contenders.js'
+import { buildField, SCENARIOS, type ScenarioId } from './contenders.js'
 import { loadLibrary } from './library.js'
 import { evaluateGoals, formatGoals } from './goals.js'
 import { latency, type LatencyRun } from './latency.js'
@@ -33,7 +33,6 @@ import { SLOW_MS, startBenchOrigin, type Size } from './origin.js'
 import { formatBigBody, formatCollapse, formatLatency, formatMemory, formatRedis, formatStale, median } from './report.js'
 import { memoryTier, redisTier, type MemoryRun, type RedisRun } from './storage.js'
 
-const SCENARIOS: readonly ScenarioId[] = ['hit', 'revalidate', 'miss', 'collapse', 'stale', 'redis', 'memory', 'big-body']
 const SIZES: readonly Size[] = ['1k', '100k']
 
 const { values: args } = parseArgs({

@@ -58,6 +58,14 @@ export function bodySlice (body: StoredBody, start = 0, end = bodyLength(body)):
     : Buffer.from(body.subarray(start, end))
 }
 
+/** The whole body in an ArrayBuffer of the caller's own, copied once. */
+export function bodyArrayBuffer (body: StoredBody): ArrayBuffer {
+  const copy = new ArrayBuffer(bodyLength(body))
+  if (typeof body === 'string') Buffer.from(copy).write(body, 'latin1')
+  else new Uint8Array(copy).set(body)
+  return copy
+}
+
 /** The whole body as bytes for a consumer that copies them (the Response constructor): a large body's own Buffer. */
 export function bodyBytes (body: StoredBody): Buffer {
   return typeof body === 'string' ? Buffer.from(body, 'latin1') : body

@@ -163,6 +163,104 @@ describe('a fast-path hit behaves as a fetched Response', () => {
   })
 })
 
+describe("a fast-path hit's body reads as a fetched body does", () => {
+  // The fast path reads the stored body directly for arrayBuffer(), bytes(), text() and json(),
+  // and makes a stream only when asked for one: every way of reading, in any order, must end as
+  // it does for the same entry through undici.fetch (values, errors, bodyUsed).
+  type Step = (response: Response) => unknown
+  const read = {
+    arrayBuffer: (r: Response) => r.arrayBuffer().then((b) => ['ArrayBuffer', Buffer.from(b).toString('hex')]),
+    bytes: (r: Response) => r.bytes().then((b) => [b.constructor.name, Buffer.from(b).toString('hex')]),
+    text: (r: Response) => r.text(),
+    json: (r: Response) => r.json(),
+    blob: (r: Response) => r.blob().then(async (b) => [b.type, await b.text()]),
+    formData: (r: Response) => r.formData().then((f) => [...f]),
+    stream: async (r: Response) => {
+      const chunks: Buffer[] = []
+      for await (const chunk of r.body!) chunks.push(Buffer.from(chunk))
+      return Buffer.concat(chunks).toString('hex')
+    },
+    bodyIsStream: (r: Response) => r.body instanceof ReadableStream,
+    bodyUsed: (r: Response) => r.bodyUsed,
+    locked: (r: Response) => r.body?.locked,
+    lock: (r: Response) => { r.body!.getReader() },
+    cloneText: (r: Response) => r.clone().text()
+  } satisfies Record<string, Step>
+  type Name = keyof typeof read
+  const sequences: Name[][] = [
+    ['arrayBuffer', 'bodyUsed', 'arrayBuffer', 'text', 'bodyUsed', 'cloneText', 'stream'],
+    ['bytes', 'bodyUsed', 'bytes', 'bodyIsStream', 'locked', 'bodyUsed'],
+    ['text', 'json', 'blob', 'formData', 'bodyUsed'],
+    ['json', 'bodyIsStream', 'stream', 'bodyUsed'],
+    ['blob', 'bodyUsed', 'text'],
+    ['formData', 'bodyUsed', 'text'],
+    ['bodyIsStream', 'bodyUsed', 'text', 'bodyUsed', 'text'],
+    ['stream', 'bodyUsed', 'arrayBuffer', 'cloneText'],
+    ['lock', 'locked', 'bodyUsed', 'text', 'cloneText'],
+    ['cloneText', 'cloneText', 'bodyUsed', 'json', 'cloneText'],
+    ['bodyIsStream', 'cloneText', 'stream', 'bodyUsed']
+  ]
+  const bodies = {
+    // A BOM and a UTF-8 character, as JSON; stored as text (small).
+    json: { type: 'application/json; charset=utf-8', body: Buffer.from('\uFEFF{"word":"caf\u00e9"}') },
+    // Not UTF-8 at all: text() replaces what it cannot decode.
+    binary: { type: 'application/octet-stream', body: Buffer.from([0xff, 0xfe, 0x00, 0x41, 0xc3]) },
+    // A form, which formData() parses; large enough to be stored as a Buffer, not as text.
+    form: { type: 'application/x-www-form-urlencoded', body: Buffer.from(`a=1&b=${'x'.repeat(20_000)}`) }
+  }
+
+  async function outcome (response: Response, steps: readonly Name[]): Promise<unknown[]> {
+    const outcomes: unknown[] = []
+    for (const step of steps) {
+      try {
+        outcomes.push([step, await read[step](response)])
+      } catch (error) {
+        outcomes.push([step, 'threw', (error as Error).constructor.name])
+      }
+    }
+    return outcomes
+  }
+
+  for (const [name, { type, body }] of Object.entries(bodies)) {
+    it(`for a ${name} body, read in every order`, async () => {
+      const { cache, cachedFetch, slowFetch } = setup()
+      const server = await opened.origin({
+        '/body': (_req, res) => { res.writeHead(200, { 'content-type': type, 'cache-control': 'max-age=60' }).end(body) }
+      })
+      const url = `${server.url}/body`
+      await (await cachedFetch(url)).arrayBuffer()
+      const slowCalls = watchSlowPath(cache)
+      for (const steps of sequences) {
+        const before = slowCalls()
+        const fast = await outcome(await cachedFetch(url), steps)
+        expect(slowCalls()).toBe(before)
+        const slow = await outcome(await slowFetch(url), steps)
+        expect(fast).toEqual(slow)
+      }
+      expect(server.hits('/body')).toBe(1)
+    })
+  }
+
+  it('hands every caller bytes of its own: changing them changes no later hit', async () => {
+    const { cachedFetch } = setup()
+    const small = Buffer.from('{"small":true}')
+    const large = Buffer.alloc(64 * 1024, 'y')
+    const server = await opened.origin({
+      '/small': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(small) },
+      '/large': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(large) }
+    })
+    for (const [path, body] of [['/small', small], ['/large', large]] as const) {
+      await (await cachedFetch(server.url + path)).arrayBuffer()
+      new Uint8Array(await (await cachedFetch(server.url + path)).arrayBuffer()).fill(0)
+      ;(await (await cachedFetch(server.url + path)).bytes()).fill(0)
+      const stream = (await cachedFetch(server.url + path)).body!
+      for await (const chunk of stream) chunk.fill(0)
+      expect(Buffer.from(await (await cachedFetch(server.url + path)).arrayBuffer()).equals(body)).toBe(true)
+      expect(server.hits(path)).toBe(1)
+    }
+  })
+})
+
 describe('entries the fast path does not serve as they are', () => {
   it('decodes a gzip-encoded entry on a hit, as fetch does', async () => {
     const text = 'compressed '.repeat(200)

@@ -11,7 +11,7 @@
 import { Agent, fetch as undiciFetch, getGlobalOrigin, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
-import { bodyBytes, type CacheEntry } from '../entry.js'
+import type { CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
 import { memoizeWeakly } from '../memo.js'
 import { extend } from '../objects.js'
@@ -212,8 +212,8 @@ function servableEntry (entry: CacheEntry): boolean {
 
 function toResponse (hit: Hit, method: string, url: string): Response {
   const { entry } = hit
-  // The Response constructor copies the bytes, so the caller cannot change the stored body.
-  const body = hasNoContent(method, entry.status) ? null : bodyBytes(entry.body)
+  // The stored body itself: FetchedResponse hands out only copies of it.
+  const body = hasNoContent(method, entry.status) ? null : entry.body
   const response = new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers: headersOf(entry) })
   const headers: Headers = Reflect.get(Response.prototype, 'headers', response)
   headers.append('age', hit.age)
