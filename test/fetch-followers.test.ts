@@ -188,6 +188,69 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     expect(server.hits('/doc')).toBe(1)
   })
 
+  it('a follower that aborts while its arrayBuffer() waits for the rest of the body is rejected with an AbortError; the others read theirs whole, each way', async () => {
+    const open = gate()
+    const rest = gate()
+    const body = Buffer.from(JSON.stringify({ text: 'x'.repeat(200 * 1024) }))
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, async (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+        res.write(body.subarray(0, 1024))
+        await rest.promise
+        res.end(body.subarray(1024))
+      })
+    })
+    const quitter = new AbortController()
+    const leader = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))
+    const quitting = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`, { signal: quitter.signal }))
+    const others = await reached(cache, 3, () => cachedFetch(`${server.url}/doc`))
+    open.release()
+    const [first, quitter$, ...rest$] = await Promise.all([...leader, ...quitting, ...others])
+    const reading = quitter$!.arrayBuffer()
+    expect(quitter$!.bodyUsed).toBe(true)
+    quitter.abort()
+    await expect(within(reading, 'the aborted read')).rejects.toMatchObject({ name: 'AbortError' })
+    rest.release()
+    expect(Buffer.from(await first!.arrayBuffer()).equals(body)).toBe(true)
+    const [a, b, c] = rest$
+    expect(Buffer.from(await a!.bytes()).equals(body)).toBe(true)
+    expect(await b!.json()).toEqual(JSON.parse(body.toString()))
+    const chunks: Uint8Array[] = []
+    for await (const chunk of c!.body! as AsyncIterable<Uint8Array>) chunks.push(chunk)
+    expect(Buffer.concat(chunks).equals(body)).toBe(true)
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a follower reading text() of a body the origin cuts off gets the TypeError fetch gives', async () => {
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '100000' })
+        res.write('only the start')
+        setTimeout(() => res.destroy(), 20)
+      })
+    }, { retry: false })
+    const calls = await reached(cache, 3, () => cachedFetch(`${server.url}/doc`))
+    open.release()
+    const failures = await Promise.all(calls.map(async (call) => await (await call).text().then(() => 'read', (error: Error) => `${error.name}: ${error.message}`)))
+    expect(failures).toEqual(Array(3).fill('TypeError: terminated'))
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a follower that reads nothing yet holds its exchange back only as far as fetch would, and reads the whole body later', async () => {
+    const open = gate()
+    const body = bytes(1024 * 1024, 5)
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(body) })
+    })
+    const [leader, late] = await reached(cache, 2, () => cachedFetch(`${server.url}/doc`))
+    open.release()
+    const waiting = await late!
+    expect(Buffer.from(await within((await leader!).arrayBuffer(), 'the leader\'s body')).equals(body)).toBe(true)
+    expect(Buffer.from(await within(waiting.arrayBuffer(), 'the late reader\'s body')).equals(body)).toBe(true)
+    expect(server.hits('/doc')).toBe(1)
+  })
+
   it('a caller that comes after an invalidation of the URL does not follow a request sent before it', async () => {
     const open = gate()
     let version = 0

@@ -5,6 +5,7 @@
  */
 import { Headers, Response } from 'undici'
 import { bodyArrayBuffer, bodyBytes, type StoredBody } from '../entry.js'
+import { ArrivingBody } from './arriving-body.js'
 
 /**
  * Statuses `fetch` acts on itself, so such an answer is never the response it returns as is: the
@@ -50,53 +51,58 @@ const utf8 = new TextDecoder()
  * A Response built by the cache that looks fetched, as `fetch`'s own would: its URL, type
  * "basic", and headers that refuse changes (the "immutable" guard), kept by clone() too.
  *
- * A hit's body is the stored one, not a stream: undici's Response makes a web stream of any body
- * it is given (and Node 20 makes that stream transferable), then reads it back chunk by chunk and
- * joins the chunks for arrayBuffer() and text(), which cost most of a hit. Here arrayBuffer(),
- * bytes(), text() and json() read the stored body directly, into a copy or string of the caller's
- * own; a stream is made only when something needs one (`body`, blob(), formData(), a clone of a
- * streamed body), and from then on that stream is the body, read as any fetched body is.
+ * Its body is not a stream unless one is needed. undici's Response makes a web stream of any body
+ * it is given (and Node 20 makes each stream transferable), then reads it back chunk by chunk and
+ * joins the chunks for arrayBuffer() and text(): together most of a hit. A hit's body is the
+ * stored one, and a follower's the chunks of its exchange as they arrive (src/adapters/arriving-body.ts);
+ * arrayBuffer(), bytes(), text() and json() read it directly, into a copy or string of the
+ * caller's own. A stream is made when something needs one (`body`, blob(), formData(), a clone of
+ * an arriving body), and from then on that stream is the body, read as any fetched body is.
  */
 export class FetchedResponse extends Response {
   readonly #url: string
   #guarded = false
-  /** The stored body of a hit, never handed out itself; undefined for a streamed body, which is undici's. */
-  readonly #stored: StoredBody | undefined
-  /** The stored body has been read directly. */
+  /** A hit's stored body (never handed out itself) or a follower's; undefined for a stream, which is undici's to read. */
+  readonly #source: StoredBody | ArrivingBody | undefined
+  /** The body has been read directly. */
   #read = false
-  /** A Response whose body is a stream of the stored one, once something needed a stream: it answers for the body from then on. */
+  /** A Response whose body is a stream of the source, once something needed a stream: it answers for the body from then on. */
   #streamed: Response | undefined
 
-  constructor (url: string, body: StoredBody | ReadableStream<Uint8Array> | null, init: { status: number, statusText: string, headers: Headers }) {
-    const stored = typeof body === 'string' || Buffer.isBuffer(body) ? body : undefined
-    super(stored === undefined ? body as ReadableStream<Uint8Array> | null : null, init)
+  constructor (url: string, body: StoredBody | ArrivingBody | ReadableStream<Uint8Array> | null, init: { status: number, statusText: string, headers: Headers }) {
+    const source = body instanceof ReadableStream || body === null ? undefined : body
+    super(source === undefined ? body as ReadableStream<Uint8Array> | null : null, init)
     this.#url = url
-    this.#stored = stored
+    this.#source = source
   }
 
   override clone (): Response {
-    if (this.#stored === undefined) return lookFetched(super.clone(), this.#url)
+    const source = this.#source
+    if (source === undefined) return lookFetched(super.clone(), this.#url)
     if (this.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.')
     const headers = new Headers(Reflect.get<Response, 'headers'>(Response.prototype, 'headers', this))
-    // A streamed body is teed, as undici's clone() does; a stored one is shared, since neither copy hands it out.
-    const body = this.#streamed === undefined ? this.#stored : this.#streamed.clone().body
+    // A stream is teed, as undici's clone() does; a stored body is shared, since neither copy hands it out.
+    const body = this.#streamed === undefined && !(source instanceof ArrivingBody) ? source : this.#holder().clone().body
     return new FetchedResponse(this.#url, body, { status: this.status, statusText: this.statusText, headers })
   }
 
-  /** The stored body, for a direct read that uses it up; undefined when a stream answers instead. */
-  #take (): StoredBody | undefined {
-    if (this.#stored === undefined || this.#streamed !== undefined || this.#read) return undefined
+  /** The whole body, for a direct read that uses it up; undefined when a stream answers instead. */
+  #take (): Promise<Whole> | undefined {
+    const source = this.#source
+    if (source === undefined || this.#streamed !== undefined || this.#read) return undefined
     this.#read = true
-    return this.#stored
+    return source instanceof ArrivingBody ? source.read() : Promise.resolve(source)
   }
 
-  /** The Response whose body undici's methods read: this one's own, or the stream made of the stored body. */
+  /** The Response whose body undici's methods read: this one's own, or the stream made of the source. */
   #holder (): Response {
-    if (this.#stored === undefined) return this
+    const source = this.#source
+    if (source === undefined) return this
     if (this.#streamed === undefined) {
       const type = Reflect.get<Response, 'headers'>(Response.prototype, 'headers', this).get('content-type')
-      // The Response constructor copies the bytes, so the caller cannot change the stored body.
-      this.#streamed = new Response(bodyBytes(this.#stored), type === null ? undefined : { headers: { 'content-type': type } })
+      // The Response constructor copies a stored body's bytes: the caller cannot change the stored one.
+      const body = this.#read ? new Uint8Array(0) : source instanceof ArrivingBody ? source.stream() : bodyBytes(source)
+      this.#streamed = new Response(body, type === null ? undefined : { headers: { 'content-type': type } })
       // Read directly before: the stream is left as undici leaves one it has read (disturbed,
       // closed, locked by its reader), so everything after fails as it would.
       if (this.#read) void this.#streamed.body!.getReader().cancel()
@@ -123,26 +129,26 @@ export class FetchedResponse extends Response {
       },
       arrayBuffer: {
         async value (this: FetchedResponse): Promise<ArrayBuffer> {
-          const stored = this.#take()
-          return stored === undefined ? await Response.prototype.arrayBuffer.call(this.#holder()) : bodyArrayBuffer(stored)
+          const whole = this.#take()
+          return whole === undefined ? await Response.prototype.arrayBuffer.call(this.#holder()) : toArrayBuffer(await whole)
         }
       },
       bytes: {
         async value (this: FetchedResponse): Promise<Uint8Array> {
-          const stored = this.#take()
-          return stored === undefined ? await Response.prototype.bytes.call(this.#holder()) : new Uint8Array(bodyArrayBuffer(stored))
+          const whole = this.#take()
+          return whole === undefined ? await Response.prototype.bytes.call(this.#holder()) : new Uint8Array(toArrayBuffer(await whole))
         }
       },
       text: {
         async value (this: FetchedResponse): Promise<string> {
-          const stored = this.#take()
-          return stored === undefined ? await Response.prototype.text.call(this.#holder()) : decode(stored)
+          const whole = this.#take()
+          return whole === undefined ? await Response.prototype.text.call(this.#holder()) : decode(await whole)
         }
       },
       json: {
         async value (this: FetchedResponse): Promise<unknown> {
-          const stored = this.#take()
-          return stored === undefined ? await Response.prototype.json.call(this.#holder()) : JSON.parse(decode(stored))
+          const whole = this.#take()
+          return whole === undefined ? await Response.prototype.json.call(this.#holder()) : JSON.parse(decode(await whole))
         }
       },
       blob: { value (this: FetchedResponse) { return Response.prototype.blob.call(this.#holder()) } },
@@ -152,7 +158,7 @@ export class FetchedResponse extends Response {
       },
       bodyUsed: {
         get (this: FetchedResponse) {
-          return this.#stored !== undefined && this.#streamed === undefined
+          return this.#source !== undefined && this.#streamed === undefined
             ? this.#read
             : Reflect.get<Response, 'bodyUsed'>(Response.prototype, 'bodyUsed', this.#streamed ?? this)
         }
@@ -161,8 +167,27 @@ export class FetchedResponse extends Response {
   }
 }
 
-function decode (body: StoredBody): string {
-  return utf8.decode(typeof body === 'string' ? Buffer.from(body, 'latin1') : body)
+/** A whole body: a stored one, or the chunks an arriving one came in. */
+type Whole = StoredBody | readonly Buffer[]
+
+/** The body in an ArrayBuffer of the caller's own, copied once. */
+function toArrayBuffer (whole: Whole): ArrayBuffer {
+  if (!Array.isArray(whole)) return bodyArrayBuffer(whole as StoredBody)
+  const chunks = whole as readonly Buffer[]
+  const copy = new Uint8Array(chunks.reduce((length, chunk) => length + chunk.byteLength, 0))
+  let at = 0
+  for (const chunk of chunks) {
+    copy.set(chunk, at)
+    at += chunk.byteLength
+  }
+  return copy.buffer
+}
+
+function decode (whole: Whole): string {
+  if (typeof whole === 'string') return utf8.decode(Buffer.from(whole, 'latin1'))
+  if (!Array.isArray(whole)) return utf8.decode(whole as Buffer)
+  const chunks = whole as readonly Buffer[]
+  return utf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))
 }
 
 /** A clone is a plain Response: it gets the same looks, clone() included, as properties of its own. */

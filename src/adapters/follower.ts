@@ -13,6 +13,7 @@
  */
 import type { Dispatcher, Response } from 'undici'
 import type { Flights } from '../flight.js'
+import { ArrivingBody } from './arriving-body.js'
 import type { Broadcast } from './broadcast.js'
 import { hasNoContent } from './content.js'
 import { FetchedResponse, servableAsIs, toHeaders } from './fetched-response.js'
@@ -96,9 +97,6 @@ interface Settle {
   readonly reject: (error: unknown) => void
 }
 
-/** A body's queue before the follower stops taking more of the exchange (fetch pauses likewise). */
-const HIGH_WATER_MARK = 64 * 1024
-
 /**
  * A follower's Response collected before its body was read to its end: its caller's signal lets go
  * of the follower (and the body it holds), as undici lets go of a fetch's request (its own registry).
@@ -115,10 +113,8 @@ export class Follower implements Handler {
   #controller: Controller | undefined
   #context: unknown
   #responded = false
-  /** The whole body has come (it may not all have been read yet). */
-  #ended = false
   /** The body of the Response built here (none for HEAD, 204, …). */
-  #body: ReadableStreamDefaultController<Uint8Array> | undefined
+  #body: ArrivingBody | undefined
   /** Events that came while the exchange was being handed to fetch, then fetch's handler. */
   #held: Array<(handler: Handler, controller: Controller) => void> | undefined
   #handedTo: Handler | undefined
@@ -129,7 +125,7 @@ export class Follower implements Handler {
     if (this.#controller === undefined) this.#reject(reason)
     else this.#controller.abort(reason)
     // As fetch's: a body that has all come but is not read to its end yet fails too.
-    this.#body?.error(reason)
+    this.#body?.fail(reason)
   }
 
   // The promise is the caller's: once settled, the follower (which the caller's signal holds) keeps no way to the Response.
@@ -229,18 +225,15 @@ export class Follower implements Handler {
 
   onResponseData (controller: Controller, chunk: Buffer): void {
     if (this.#forward((h, c) => h.onResponseData?.(c, chunk))) return
-    const body = this.#body
-    if (body === undefined) return
-    body.enqueue(chunk)
-    if ((body.desiredSize ?? 0) <= 0) controller.pause()
+    this.#body?.push(chunk)
   }
 
   onResponseEnd (controller: Controller, trailers: Fields): void {
     if (this.#forward((h, c) => h.onResponseEnd?.(c, trailers))) return
-    // A body with chunks still unread is watched until they are (an abort fails it, as fetch's):
-    // it closes once they have been read (#drained), and the caller's signal is let go of then.
-    this.#ended = true
-    this.#drained()
+    // A body not read yet is watched until it is (an abort fails it, as fetch's): the caller's
+    // signal is let go of then (ArrivingBody's `settled`).
+    if (this.#body === undefined) this.#stopWatching()
+    else this.#body.end()
   }
 
   onResponseError (controller: Controller, error: Error): void {
@@ -250,7 +243,7 @@ export class Follower implements Handler {
     // As fetch fails: with the signal's reason when the caller aborted, else a TypeError.
     const aborted = signal?.aborted === true ? signal.reason as unknown : undefined
     if (!this.#responded) this.#reject(aborted ?? new TypeError('fetch failed', { cause: error }))
-    else this.#body?.error(aborted ?? new TypeError('terminated', { cause: error }))
+    else this.#body?.fail(aborted ?? new TypeError('terminated', { cause: error }))
   }
 
   /** Whether fetch has the exchange (the event went to it, or waits for it): nothing else to do here. */
@@ -270,32 +263,13 @@ export class Follower implements Handler {
       return undefined // a field undici's Headers refuses, which fetch itself hands over
     }
     if (!servableAsIs(status, statusText, headers.get('content-encoding'))) return undefined
-    const controller = this.#controller!
     const body = hasNoContent(this.#request.method, status)
       ? null
-      : new ReadableStream<Uint8Array>({
-        start: (stream) => { this.#body = stream },
-        pull: () => {
-          if (this.#ended) this.#drained()
-          else controller.resume()
-        },
-        cancel: (reason) => {
-          this.#stopWatching()
-          controller.abort(reason instanceof Error ? reason : new Error('the body was cancelled', { cause: reason }))
-        }
-      }, { highWaterMark: HIGH_WATER_MARK, size: (chunk) => chunk.byteLength })
+      : this.#body = new ArrivingBody(this.#controller!, () => { this.#stopWatching() })
     const response = new FetchedResponse(this.#request.url, body, { status, statusText, headers })
     const signal = this.#request.signal
     if (signal !== undefined) unwatched.register(response, { signal, listener: this.#onAbort })
     return response
-  }
-
-  /** Once the whole body has come and been read, it closes, and the caller's signal no longer matters. */
-  #drained (): void {
-    const body = this.#body
-    if (body !== undefined && body.desiredSize !== HIGH_WATER_MARK) return
-    this.#stopWatching()
-    body?.close()
   }
 
   #stopWatching (): void {
