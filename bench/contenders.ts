@@ -104,7 +104,7 @@ export function buildField (lib: Library): readonly Contender[] {
       id: 'floor',
       label: 'floor: new Response(buf).arrayBuffer()',
       kind: 'floor',
-      setup: 'no cache and no request: the least any fetch-shaped hit costs (a Response around a Buffer, its body read)',
+      setup: 'no cache and no request: a Response around a Buffer, its body read, which is what a hit through a fetch that builds its Response from the stored bytes costs',
       cannot: { revalidate: NO_REQUEST, miss: NO_REQUEST, collapse: NO_REQUEST, stale: NO_REQUEST, redis: NO_REQUEST, memory: NO_REQUEST, 'big-body': NO_REQUEST },
       create: floorClient
     },

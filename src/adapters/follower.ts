@@ -3,8 +3,8 @@
  * through undici.fetch: 1000 identical misses at once would otherwise cost 1000 runs of fetch's
  * machinery (several cache hits each) for one origin request. The follower joins the leader's
  * single-flight (src/adapters/broadcast.ts) and, when the answer is one fetch would hand over
- * unchanged (src/adapters/fetched-response.ts), builds the Response itself, streaming the body as
- * it comes. Any other answer (a redirect to follow, a body to decode) is handed to undici.fetch as
+ * unchanged (src/adapters/fetched-response.ts), builds the Response itself, its body taken as it
+ * comes (src/adapters/arriving-body.ts). Any other answer (a redirect to follow, a body to decode) is handed to undici.fetch as
  * it stands: fetch's first dispatch is given this exchange, so the origin still sees one request.
  *
  * A caller with nobody to follow, whose request has a shape fetch has sent before, is a follower
