@@ -38,6 +38,16 @@ async function setUp (routes: Record<string, Route>, options?: CacheOptions, age
   return { server, cache, cachedFetch }
 }
 
+/** A route that sends the first KB of `body`, then the rest once `rest` is released. */
+function firstKilobyteThen (rest: Gate, body: Buffer): Route {
+  return async (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
+    res.write(body.subarray(0, 1024))
+    await rest.promise
+    res.end(body.subarray(1024))
+  }
+}
+
 /** Starts `count` calls and waits until each has reached the cache (a miss apiece). */
 async function reached<T> (cache: Cache, count: number, call: () => Promise<T>): Promise<Promise<T>[]> {
   const before = cache.stats().misses
@@ -159,12 +169,7 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     const rest = gate()
     const body = bytes(256 * 1024, 12)
     const { server, cache, cachedFetch } = await setUp({
-      '/doc': gated(open, async (_req, res) => {
-        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
-        res.write(body.subarray(0, 1024))
-        await rest.promise
-        res.end(body.subarray(1024))
-      })
+      '/doc': gated(open, firstKilobyteThen(rest, body))
     })
     const quitter = new AbortController()
     const leader = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))
@@ -193,12 +198,7 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     const rest = gate()
     const body = Buffer.from(JSON.stringify({ text: 'x'.repeat(200 * 1024) }))
     const { server, cache, cachedFetch } = await setUp({
-      '/doc': gated(open, async (_req, res) => {
-        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.byteLength) })
-        res.write(body.subarray(0, 1024))
-        await rest.promise
-        res.end(body.subarray(1024))
-      })
+      '/doc': gated(open, firstKilobyteThen(rest, body))
     })
     const quitter = new AbortController()
     const leader = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))

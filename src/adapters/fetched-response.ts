@@ -111,6 +111,13 @@ export class FetchedResponse extends Response {
   }
 
   static {
+    /** A body method: the whole body read directly, unless a stream answers for it (undici's method then). */
+    const reading = <T>(direct: (whole: Whole) => T, streamed: (this: Response) => Promise<T>): PropertyDescriptor => ({
+      async value (this: FetchedResponse): Promise<T> {
+        const whole = this.#take()
+        return whole === undefined ? await streamed.call(this.#holder()) : direct(await whole)
+      }
+    })
     // On the prototype rather than on each instance (a hit pays nothing for them), and as
     // properties because undici's types declare the body methods as properties.
     Object.defineProperties(FetchedResponse.prototype, {
@@ -127,30 +134,10 @@ export class FetchedResponse extends Response {
           return headers
         }
       },
-      arrayBuffer: {
-        async value (this: FetchedResponse): Promise<ArrayBuffer> {
-          const whole = this.#take()
-          return whole === undefined ? await Response.prototype.arrayBuffer.call(this.#holder()) : toArrayBuffer(await whole)
-        }
-      },
-      bytes: {
-        async value (this: FetchedResponse): Promise<Uint8Array> {
-          const whole = this.#take()
-          return whole === undefined ? await Response.prototype.bytes.call(this.#holder()) : new Uint8Array(toArrayBuffer(await whole))
-        }
-      },
-      text: {
-        async value (this: FetchedResponse): Promise<string> {
-          const whole = this.#take()
-          return whole === undefined ? await Response.prototype.text.call(this.#holder()) : decode(await whole)
-        }
-      },
-      json: {
-        async value (this: FetchedResponse): Promise<unknown> {
-          const whole = this.#take()
-          return whole === undefined ? await Response.prototype.json.call(this.#holder()) : JSON.parse(decode(await whole))
-        }
-      },
+      arrayBuffer: reading(toArrayBuffer, Response.prototype.arrayBuffer),
+      bytes: reading((whole) => new Uint8Array(toArrayBuffer(whole)), Response.prototype.bytes),
+      text: reading(decode, Response.prototype.text),
+      json: reading((whole): unknown => JSON.parse(decode(whole)), Response.prototype.json),
       blob: { value (this: FetchedResponse) { return Response.prototype.blob.call(this.#holder()) } },
       formData: { value (this: FetchedResponse) { return Response.prototype.formData.call(this.#holder()) } },
       body: {
