@@ -4,8 +4,9 @@
  * machinery (several cache hits each) for one origin request. The follower joins the leader's
  * single-flight (src/adapters/broadcast.ts) and, when the answer is one fetch would hand over
  * unchanged (src/adapters/fetched-response.ts), builds the Response itself, its body taken as it
- * comes (src/adapters/arriving-body.ts). Any other answer (a redirect to follow, a body to decode) is handed to undici.fetch as
- * it stands: fetch's first dispatch is given this exchange, so the origin still sees one request.
+ * comes (src/adapters/arriving-body.ts). Any other answer (a redirect to follow, a body to decode)
+ * is handed to undici.fetch as it stands: fetch's first dispatch is given this exchange, so the
+ * origin still sees one request.
  *
  * A caller with nobody to follow, whose request has a shape fetch has sent before, is a follower
  * of its own exchange: it sends what fetch sent (src/adapters/sent.ts) with a follower as the
