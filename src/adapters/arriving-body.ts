@@ -26,7 +26,6 @@ export class ArrivingBody {
   #done = false
   /** A whole read waiting for the end. */
   #reader: { readonly resolve: (chunks: readonly Buffer[]) => void, readonly reject: (reason: unknown) => void } | undefined
-  #reading = false
   #stream: ReadableStreamDefaultController<Uint8Array> | undefined
 
   constructor (controller: Controller, settled: () => void) {
@@ -44,13 +43,14 @@ export class ArrivingBody {
     }
     this.#chunks.push(chunk)
     this.#length += chunk.byteLength
-    if (!this.#reading && this.#length >= HIGH_WATER_MARK) this.#controller.pause()
+    if (this.#reader === undefined && this.#length >= HIGH_WATER_MARK) this.#controller.pause()
   }
 
   end (): void {
     this.#ended = true
+    const reader = this.#reader
     if (this.#stream !== undefined) this.#drained()
-    else if (this.#reader !== undefined) this.#deliver(this.#reader.resolve)
+    else if (reader !== undefined) reader.resolve(this.#whole())
   }
 
   /** The exchange failed or the caller aborted: a read not finished yet fails with `reason`. */
@@ -66,9 +66,8 @@ export class ArrivingBody {
 
   /** The whole body, once it has all come: for one read only. */
   async read (): Promise<readonly Buffer[]> {
-    this.#reading = true
     if (this.#failure !== undefined) throw this.#failure.reason
-    if (this.#ended) return await new Promise((resolve) => { this.#deliver(resolve) })
+    if (this.#ended) return this.#whole()
     const whole = new Promise<readonly Buffer[]>((resolve, reject) => { this.#reader = { resolve, reject } })
     this.#controller.resume()
     return await whole
@@ -97,13 +96,14 @@ export class ArrivingBody {
     }, { highWaterMark: HIGH_WATER_MARK, size: (chunk) => chunk.byteLength })
   }
 
-  #deliver (resolve: (chunks: readonly Buffer[]) => void): void {
+  /** Everything that came, for the one read: the body is done with. */
+  #whole (): readonly Buffer[] {
     const chunks = this.#chunks
     this.#chunks = []
     this.#reader = undefined
     this.#done = true
     this.#settled()
-    resolve(chunks)
+    return chunks
   }
 
   /** Once the whole body has come and been read from the stream, it closes. */

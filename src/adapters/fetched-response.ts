@@ -171,8 +171,7 @@ function toArrayBuffer (whole: Whole): ArrayBuffer {
 }
 
 function decode (whole: Whole): string {
-  if (typeof whole === 'string') return utf8.decode(Buffer.from(whole, 'latin1'))
-  if (!Array.isArray(whole)) return utf8.decode(whole as Buffer)
+  if (!Array.isArray(whole)) return utf8.decode(bodyBytes(whole as StoredBody))
   const chunks = whole as readonly Buffer[]
   return utf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))
 }
