@@ -173,6 +173,20 @@ export function connectionNamesFields (headers: Record<string, string | string[]
   return false
 }
 
+/**
+ * A response's fields as an intermediary passes them on (RFC 9110 §7.6.1): those that describe the
+ * connection it came on (hop-by-hop, or named by Connection) removed, the others as they are.
+ */
+export function endToEndFields<T> (headers: Readonly<Record<string, T>>): Record<string, T> {
+  const named = connectionOptions(headers.connection as string | string[] | undefined)
+  const kept: Record<string, T> = {}
+  for (const name in headers) {
+    const lower = name.toLowerCase()
+    if (!HOP_BY_HOP.has(lower) && !named.has(lower)) setField(kept, name, headers[name]!)
+  }
+  return kept
+}
+
 /** Response header fields as they may be stored: hop-by-hop fields and those named by Connection removed. */
 export function storableHeaders (headers: Record<string, string | string[] | undefined>): ResponseHeaders {
   const named = connectionOptions(headers.connection)

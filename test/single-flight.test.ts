@@ -45,6 +45,8 @@ interface Reply {
   readonly cacheStatus: string | undefined
   /** Set-Cookie, several fields joined with ", ". */
   readonly setCookie: string | undefined
+  /** Any field, several joined with ", ". */
+  field (name: string): string | undefined
   /** The body, chunk by chunk, as this adapter hands it over. */
   readonly body: AsyncIterator<Buffer>
 }
@@ -67,6 +69,7 @@ const adapters: { name: string, connect: (cache: Cache, below?: Dispatcher.Dispa
             status: response.status,
             cacheStatus: response.headers.get('cache-status') ?? undefined,
             setCookie: response.headers.get('set-cookie') ?? undefined,
+            field: (name) => response.headers.get(name) ?? undefined,
             body: {
               async next () {
                 const { done, value } = await reader.read()
@@ -93,6 +96,7 @@ const adapters: { name: string, connect: (cache: Cache, below?: Dispatcher.Dispa
             status: response.statusCode,
             cacheStatus: joined('cache-status'),
             setCookie: joined('set-cookie'),
+            field: joined,
             body: (response.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
           }
         }
@@ -508,6 +512,26 @@ for (const adapter of adapters) {
           await waitFor(() => cache.stats().inFlight === 0, 'the flights to end')
         })
       }
+    })
+
+    it('hands a caller that joined the answer without the fields of the first caller\'s connection (RFC 9110 §7.6.1)', async () => {
+      const body = bytes(1024)
+      const { server, answer } = await gatedOrigin(body, {
+        'cache-control': 'max-age=60', connection: 'keep-alive, x-hop', 'keep-alive': 'timeout=5', 'x-hop': 'this connection', 'x-end': 'end to end'
+      })
+      const cache = createCache()
+      const client = adapter.connect(cache)
+
+      const [first, second] = await concurrently(client, cache, server, 2)
+      answer.release()
+      const [leader, follower] = [(await first!).reply!, (await second!).reply!]
+      // Not stored: a response whose Connection names a field is not (src/cache.ts).
+      expect([leader.cacheStatus, follower.cacheStatus]).toEqual([MISS_NOT_STORED, `${MISS_NOT_STORED}; collapsed`])
+      const fields = (reply: Reply): Array<string | undefined> => ['connection', 'keep-alive', 'x-hop', 'x-end'].map((name) => reply.field(name))
+      expect(fields(follower)).toEqual([undefined, undefined, undefined, 'end to end'])
+      // The first caller's answer came on its own connection: all of it, as the origin sent it.
+      expect(fields(leader)).toEqual(['keep-alive, x-hop', 'timeout=5', 'this connection', 'end to end'])
+      expect(server.hits('/doc')).toBe(1)
     })
 
     it('does not stall a caller while another identical caller has not read its body yet', async () => {

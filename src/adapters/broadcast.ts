@@ -19,6 +19,7 @@
  * callers that joined go to the origin on their own, keeping the controller they already hold.
  */
 import type { Dispatcher } from 'undici'
+import { endToEndFields } from '../entry.js'
 import { CachedFetchError, type RequestInfo } from '../errors.js'
 import { memoizeWeakly } from '../memo.js'
 
@@ -390,12 +391,18 @@ class Subscriber implements Controller {
 }
 
 /**
- * RFC 9211 §2.8: `collapsed` marks a response shared with another request. Ours is the last member.
+ * The answer as a caller that joined another's exchange gets it. It came on the first caller's
+ * connection, so the fields that describe that connection are not passed on (RFC 9110 §7.6.1,
+ * as a stored response has none: RFC 9111 §3.1); a Keep-Alive timeout, say, says nothing of the
+ * joined caller's own. RFC 9211 §2.8: `collapsed` marks a response shared with another request;
+ * ours is the last member.
  * Made once per answer: its collapsed callers share one fields object, as undici's own
  * `interceptors.deduplicate` hands all its waiting handlers the one it got. A handler reads the
  * fields it is given; one that wrote into them would change them for the others, there as here.
  */
 const collapsedHeaders = memoizeWeakly(1024, (headers: Headers): Headers => {
-  const status = headers['cache-status']
-  return typeof status === 'string' ? { ...headers, 'cache-status': `${status}; collapsed` } : headers
+  const fields = endToEndFields(headers)
+  const status = fields['cache-status']
+  if (typeof status === 'string') fields['cache-status'] = `${status}; collapsed`
+  return fields
 })
