@@ -241,7 +241,10 @@ export class Cache {
     const recorder = new Recorder(settings.maxEntrySize, length, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
-      this.#writes.background(this.#write(request, entry, retention, settings, lookup.since).then((written) => lookup.release?.(written && policy.ttl() > 0)))
+      const release = (written: boolean): void => lookup.release?.(written && policy.ttl() > 0)
+      const written = this.#write(request, entry, retention, settings, lookup.since)
+      if (written instanceof Promise) this.#writes.background(written.then(release))
+      else release(written)
     }, () => lookup.release?.(false))
     return pass(true, recorder)
   }
@@ -283,9 +286,13 @@ export class Cache {
     return lookup.entry !== undefined && !lookup.background && lookup.entry.policy.usableOnError(lookup.directives, lookup.settings)
   }
 
-  /** Stores an entry beside the other variants of its URL (src/writes.ts); resolves whether it did. */
-  async #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number): Promise<boolean> {
-    const written = await this.#writes.write(entry, retention, settings, since)
+  /** Stores an entry beside the other variants of its URL (src/writes.ts); whether it did, synchronously where the store answers so. */
+  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number): MaybePromise<boolean> {
+    const written = this.#writes.write(entry, retention, settings, since)
+    return written instanceof Promise ? written.then((done) => this.#stored(request, entry, done)) : this.#stored(request, entry, written)
+  }
+
+  #stored (request: CacheRequest, entry: CacheEntry, written: boolean): boolean {
     if (written) this.#reporter.emit('stored', { url: request.url, key: entry.key, status: entry.status, bytes: bodyLength(entry.body) })
     return written
   }

@@ -10,7 +10,7 @@ import { InvalidationLog } from './invalidation.js'
 import type { StaleDefaults } from './stored-policy.js'
 import type { Reporter } from './status.js'
 import type { Selector, Tiers } from './store/tiers.js'
-import type { EntryStore } from './store/types.js'
+import type { EntryStore, MaybePromise } from './store/types.js'
 import { removeVariant, writeVariant } from './variants.js'
 
 export class Writes {
@@ -40,8 +40,9 @@ export class Writes {
     return this.#invalidations.covers(since, key, undefined)
   }
 
-  /** Runs `work` in the background; its failure is an event, never an unhandled rejection. */
-  background (work: Promise<unknown>): void {
+  /** Runs `work` in the background; its failure is an event, never an unhandled rejection. Work done already is over. */
+  background (work: MaybePromise<unknown>): void {
+    if (!(work instanceof Promise)) return
     const settled = work.catch((error: unknown) => this.#reporter.emit('store-error', { reason: 'background', error }))
     this.#pending.add(settled)
     void settled.finally(() => this.#pending.delete(settled))
@@ -49,10 +50,18 @@ export class Writes {
 
   /**
    * Stores an entry beside the other variants of its URL, for a request sent when `since`
-   * invalidations had started; resolves `false` when it was not written (refused, failed, timed out).
+   * invalidations had started; `false` when it was not written (refused, failed, timed out).
+   * Synchronous where the store is: such a write is over before an invalidation could wait for it.
    */
-  async write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number): Promise<boolean> {
-    return await this.#attempt(entry.key, writeVariant(this.#storeSince(since), entry, retention, defaults)) === true
+  write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number): MaybePromise<boolean> {
+    let work
+    try {
+      work = writeVariant(this.#storeSince(since), entry, retention, defaults)
+    } catch (error) {
+      this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
+      return false
+    }
+    return work instanceof Promise ? this.#attempt(entry.key, work).then((written) => written === true) : work
   }
 
   /** Removes a stored variant in the background (a new answer replaced it but may not be kept). */
