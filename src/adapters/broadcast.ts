@@ -176,7 +176,8 @@ export class Broadcast implements Handler {
   flow (): void {
     if (this.#done) return
     let paused = this.#subscribers.size > 0 && this.#pausedCount >= this.#subscribers.size
-    const behind: Subscriber | undefined = this.#behind.values().next().value
+    // Mostly nobody is behind: then no iterator is made (this runs for every chunk).
+    const behind: Subscriber | undefined = this.#behind.size === 0 ? undefined : this.#behind.values().next().value
     // Only a caller that holds others back can be failed for it.
     this.#wait(paused ? undefined : behind)
     if (behind !== undefined) paused = true

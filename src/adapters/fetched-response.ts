@@ -25,16 +25,31 @@ const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/
  * origin can send, RFC 9110 §15).
  */
 export function servableAsIs (status: number, statusText: string, contentEncoding: string | null | undefined): boolean {
-  return status >= 200 && status <= 599 && !FETCH_ACTS_ON.has(status) && REASON_PHRASE.test(statusText) &&
-    (contentEncoding == null || contentEncoding === 'identity')
+  return servableStatus(status, statusText) && unencoded(contentEncoding)
 }
+
+/** The part of servableAsIs that the status line decides. */
+export function servableStatus (status: number, statusText: string): boolean {
+  return status >= 200 && status <= 599 && !FETCH_ACTS_ON.has(status) && REASON_PHRASE.test(statusText)
+}
+
+/** The part of servableAsIs that Content-Encoding decides: fetch decodes any other. */
+export function unencoded (contentEncoding: string | null | undefined): boolean {
+  return contentEncoding == null || contentEncoding === 'identity'
+}
+
+type Fields = Readonly<Record<string, string | readonly string[] | undefined>>
 
 /**
  * Response fields as undici Headers, each value appended as it is, leaving out the names in `omit`.
  * Throws for a field Headers refuses.
  */
-export function toHeaders (fields: Readonly<Record<string, string | readonly string[] | undefined>>, omit?: ReadonlySet<string>): Headers {
-  const headers = new Headers()
+export function toHeaders (fields: Fields, omit?: ReadonlySet<string>): Headers {
+  return appendFields(new Headers(), fields, omit)
+}
+
+/** Appends response fields to `headers` (a Response's own, say), as toHeaders does; returns them. */
+export function appendFields (headers: Headers, fields: Fields, omit?: ReadonlySet<string>): Headers {
   for (const name in fields) {
     const value = fields[name]
     if (value === undefined || omit?.has(name) === true) continue
@@ -69,7 +84,7 @@ export class FetchedResponse extends Response {
   /** A Response whose body is a stream of the source, once something needed a stream: it answers for the body from then on. */
   #streamed: Response | undefined
 
-  constructor (url: string, body: StoredBody | ArrivingBody | ReadableStream<Uint8Array> | null, init: { status: number, statusText: string, headers: Headers }) {
+  constructor (url: string, body: StoredBody | ArrivingBody | ReadableStream<Uint8Array> | null, init: { status: number, statusText: string, headers?: Headers }) {
     const source = body instanceof ReadableStream || body === null ? undefined : body
     super(source === undefined ? body as ReadableStream<Uint8Array> | null : null, init)
     this.#url = url
