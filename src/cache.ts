@@ -80,7 +80,7 @@ export class Cache {
     // Taken before the store is read: an invalidation that starts while the read is on its way may
     // drop what it returns, and counts as after this lookup (writes, flights).
     const since = this.#writes.since
-    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, since)
+    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, since, this.options.now())
     const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
     return found instanceof Promise
       ? found.then((variants) => this.#choose(request, variants, directives, mode, settings, since))
@@ -135,7 +135,7 @@ export class Cache {
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
       this.#reporter.emit('miss', { method: request.method, url: request.url })
-      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, since)
+      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, since, this.options.now())
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
@@ -144,13 +144,13 @@ export class Cache {
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, since)
+    return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, since, this.options.now())
   }
 
   /** The background revalidation a stale-while-revalidate hit starts, unless one is under way (RFC 5861 §3). */
   #refresh (request: CacheRequest, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded | undefined {
     if (!this.#refreshes.claim(entry, settings.retry)) return undefined
-    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, since), background: true }
+    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, since, this.options.now()), background: true }
   }
 
   /**
@@ -175,7 +175,7 @@ export class Cache {
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
     this.#reporter.emit('bypass', { method: request.method, url: request.url, reason: fwd })
-    return forward(fwd, false, undefined, undefined, directives, settings, this.#writes.since)
+    return forward(fwd, false, undefined, undefined, directives, settings, this.#writes.since, this.options.now())
   }
 
   #unsatisfiable (request: CacheRequest): Unsatisfiable {
@@ -223,7 +223,7 @@ export class Cache {
     // RFC 9110 §6.6.1: a recipient with a clock dates a response it caches that has no Date (as
     // a 304 without one is dated, src/policy.ts), so that a hit says when it was received.
     if (stored.date === undefined) stored.date = new Date(this.options.now()).toUTCString()
-    const { policy, storable } = this.#policies.create(request, status, stored, settings)
+    const { policy, storable } = this.#policies.create(request, status, stored, settings, lookup.requestTime)
     const retention = policy.retention(stored, settings)
     const fields = varyFields(fieldValue(stored.vary))
     // The body's length when announced. A HEAD response, a 204 and a 304 have none, whatever their
@@ -252,7 +252,7 @@ export class Cache {
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded): Outcome {
     const { settings } = lookup
-    const { matches, policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings)
+    const { matches, policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings, lookup.requestTime)
     const { key, status, statusText, body, vary } = entry
     const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary, tags: responseTags(headers, settings.tags) }
     this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
@@ -361,11 +361,12 @@ export class Cache {
     if (coordinator === undefined || mode !== 'default' || !lookup.store || lookup.entry !== undefined ||
         lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss')) return lookup
     const key = storeKey(request.method, request.url, request.headers.host, lookup.settings)
+    // The request goes out once the claim is held: waiting for the other process is no part of its answer's age.
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.get(key), request)
       const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
       return usability === 'fresh' ? this.#hit(request, entry!, usability, undefined) : undefined
-    }).then((claim) => 'found' in claim ? claim.found : extend(lookup, { release: claim.release }))
+    }).then((claim) => 'found' in claim ? claim.found : extend(lookup, { release: claim.release, requestTime: this.options.now() }))
   }
 
   /**

@@ -48,6 +48,12 @@ export interface Forwarded {
    */
   readonly since: number
   /**
+   * The cache's clock when the request went on to the origin (its lookup decided so, or another
+   * process's lease was granted): RFC 9111 §4.2.3's request_time. The time the answer took counts
+   * in its age; a retry's wait counts too, which errs on the old side, never the fresh one.
+   */
+  readonly requestTime: number
+  /**
    * Ends the cross-process claim this request holds (src/store/coordinator.ts), once its answer
    * is stored or known not to be, so that other processes stop waiting: `reusable` when a fresh
    * entry is there for them. Once only; later calls do nothing.
@@ -71,8 +77,9 @@ export type Outcome =
   | { readonly kind: 'replay'; readonly entry: CacheEntry; readonly headers: ResponseHeaders }
 
 /** A request going on to the origin (not a background refresh). */
-export function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded {
-  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false, since }
+export function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives,
+  settings: RequestSettings, since: number, requestTime: number): Forwarded {
+  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false, since, requestTime }
 }
 
 export class HitResult implements Hit {

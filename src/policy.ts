@@ -75,8 +75,11 @@ export class PolicyFactory {
     }
   }
 
-  /** The policy of a response just received for `request`. */
-  create (request: CacheRequest, status: number, headers: ResponseHeaders, settings: PolicySettings): Created {
+  /**
+   * The policy of a response just received for `request`, sent at `requestTime` (by the cache's
+   * clock; none for a response judged apart from any request, as `explain()` does).
+   */
+  create (request: CacheRequest, status: number, headers: ResponseHeaders, settings: PolicySettings, requestTime?: number): Created {
     const responseTime = this.#now()
     const { shared } = settings
     const policy = this.#httpPolicy(policyRequest(request, fieldValue(headers.vary)), status, headers, shared, responseTime)
@@ -86,7 +89,7 @@ export class PolicyFactory {
     const override = settings.forceTtl ?? (explicit ? undefined : settings.defaultTtl)
     // At most 2^31 seconds (§1.2.2); heuristic freshness bounded by our own clock (heuristicBound).
     const lifetime = override ?? Math.min(policy.maxAge(), explicit ? Infinity : heuristicBound(headers, responseTime), MAX_DELTA_SECONDS)
-    const state: PolicyObject = { b: responseTime - initialAge(headers, responseTime), l: lifetime, sh: shared }
+    const state: PolicyObject = { b: responseTime - initialAge(headers, requestTime ?? responseTime, responseTime), l: lifetime, sh: shared }
     return {
       policy: new this.#Policy(override === undefined ? state : extend(state, { o: override }), directives),
       storable: storable(policy, directives, status, headers, shared)
@@ -111,7 +114,7 @@ export class PolicyFactory {
    * only replaces fields the stored response already had, where §3.2 says to add every field the
    * 304 carries, except those that describe the stored body.
    */
-  revalidated (request: CacheRequest, stored: StoredResponse, notModified: ResponseHeaders, settings: PolicySettings): Revalidated {
+  revalidated (request: CacheRequest, stored: StoredResponse, notModified: ResponseHeaders, settings: PolicySettings, requestTime: number): Revalidated {
     const matches = selectedBy(stored.headers, notModified)
     const headers: ResponseHeaders = { ...stored.headers }
     // The stored Age was the old response's; the 304 is a new one, with its own Age or none.
@@ -123,7 +126,7 @@ export class PolicyFactory {
     // RFC 9110 §6.6.1: a response without Date is dated when received. Keeping the stored Date
     // instead would give the freshened response the old one's apparent age (§4.2.3): stale at once.
     if (notModified.date === undefined) headers.date = new Date(this.#now()).toUTCString()
-    return { matches, headers, ...this.create(request, stored.status, headers, settings) }
+    return { matches, headers, ...this.create(request, stored.status, headers, settings, requestTime) }
   }
 
   #httpPolicy (request: CachePolicy.Request, status: number, headers: ResponseHeaders, shared: boolean, responseTime: number): CachePolicy {
@@ -144,15 +147,18 @@ function storable (policy: CachePolicy, directives: Directives, status: number, 
 }
 
 /**
- * RFC 9111 §4.2.3: the age when received is the larger of the Age header and the apparent age (how
- * far the origin's Date lies behind our clock), in ms. http-cache-semantics uses Age alone.
+ * RFC 9111 §4.2.3: the age when received (corrected_initial_age), in ms: the larger of the apparent
+ * age (how far the origin's Date lies behind our clock) and the Age header plus the time the
+ * answer took (response_delay: it may have aged that much on its way). http-cache-semantics uses
+ * Age alone.
  */
-function initialAge (headers: ResponseHeaders, responseTime: number): number {
+function initialAge (headers: ResponseHeaders, requestTime: number, responseTime: number): number {
   const date = headers.date === undefined ? undefined : parseHttpDate(fieldValue(headers.date)!, responseTime)
   const apparentAge = date === undefined ? 0 : Math.max(0, responseTime - date)
   // Age is one delta-seconds; of several (a list, or repeated fields), the first counts.
   const age = fieldValue(headers.age)?.split(',')[0]
-  return Math.round(Math.max(apparentAge, (deltaSeconds(age?.trim()) ?? 0) * 1000))
+  const responseDelay = Math.max(0, responseTime - requestTime)
+  return Math.round(Math.max(apparentAge, (deltaSeconds(age?.trim()) ?? 0) * 1000 + responseDelay))
 }
 
 /**

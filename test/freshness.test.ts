@@ -11,6 +11,7 @@ import { adapters, type Client } from './helpers/clients.js'
 import { startOrigin, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, type ManualClock } from './helpers/time.js'
+import { gate } from './helpers/wait.js'
 
 /** Seconds from the clock (sent as an HTTP-date), a literal field value, or null for none. */
 type TimeField = number | string | null
@@ -130,6 +131,67 @@ for (const { name: adapter, connect } of adapters) {
       clock.advance(290)
       expect((await client.send(url)).header('age')).toBe('300')
       expect(origin.hits(path)).toBe(1)
+    })
+
+    // RFC 9111 §4.2.3: the time an answer took (response_delay) counts in its age, on top of its
+    // Age, though its Date says it is new: it may have aged that much on its way.
+    for (const age of [undefined, 5]) {
+      it(`counts the time the origin took to answer in the response's age${age === undefined ? '' : ', on top of its Age'}`, async () => {
+        const path = `/${adapter}/slow-answer-${age ?? 'no-age'}`
+        const clock = manualClock()
+        const reached = gate()
+        const answer = gate()
+        origin.route(path, async (_req, res) => {
+          reached.release()
+          await answer.promise
+          // Dated when it answers: its apparent age is zero.
+          res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=60', ...(age === undefined ? {} : { age: String(age) }) })
+          res.end('slow')
+        })
+        const client = opened.add(connect(createCache({ now: clock.now })))
+        const first = client.send(origin.url + path)
+        await reached.promise
+        clock.advance(10)
+        answer.release()
+        expect((await first).status).toBe(200)
+
+        const hit = await client.send(origin.url + path)
+        const expected = 10 + (age ?? 0)
+        expect(hit.header('age')).toBe(String(expected))
+        expect(hit.header('cache-status')).toBe(`cachedfetch; hit; ttl=${60 - expected}`)
+        expect(origin.hits(path)).toBe(1)
+      })
+    }
+
+    it('counts the time a revalidation took in the freshened response\'s age', async () => {
+      const path = `/${adapter}/slow-304`
+      const url = origin.url + path
+      const clock = manualClock()
+      let reached = gate()
+      let answer = gate()
+      answer.release()
+      origin.route(path, async (req, res) => {
+        reached.release()
+        await answer.promise
+        const headers = { date: clock.date(), 'cache-control': 'max-age=60', etag: '"v1"' }
+        if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, headers).end()
+        else res.writeHead(200, headers).end('slow')
+      })
+      const client = opened.add(connect(createCache({ now: clock.now })))
+      await client.send(url)
+      clock.advance(61)
+
+      reached = gate()
+      answer = gate()
+      const revalidation = client.send(url)
+      await reached.promise
+      clock.advance(10)
+      answer.release()
+      expect((await revalidation).header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=50')
+      const hit = await client.send(url)
+      expect(hit.header('age')).toBe('10')
+      expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=50')
+      expect(origin.hits(path)).toBe(2)
     })
 
     it('adds the origin\'s Age to the time the response spent in the cache', async () => {

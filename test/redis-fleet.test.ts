@@ -14,6 +14,7 @@ import { createCache, createCachedFetch, type Cache } from '../src/index.js'
 import type { Origin } from './helpers/origin.js'
 import { adminClient, deleteNamespace, hasRedisServer, privateRedis, reachRedis, redisAdapter, REDIS_URL, testNamespace } from './helpers/redis.js'
 import { teardown } from './helpers/teardown.js'
+import { manualClock } from './helpers/time.js'
 import { waitFor } from './helpers/wait.js'
 
 const admin = adminClient()
@@ -174,6 +175,38 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
     await waitFor(() => origin.hits('/doc') === 2, 'the waiter to go to the origin itself', 3000)
     answer()
     expect(await (await second).text()).toBe('doc')
+  })
+
+  it('counts no time before a request went out in its answer\'s age: not the wait for another process\'s lease (RFC 9111 §4.2.3)', async () => {
+    const clock = manualClock()
+    const waiting: Array<() => void> = []
+    const origin = await opened.origin({
+      '/doc': (_req, res) => {
+        waiting.push(() => {
+          res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', date: clock.date() })
+          res.end('doc')
+        })
+      }
+    })
+    const a = member({ coordinate: { lease: 30_000, wait: 30_000 }, now: clock.now })
+    const b = member({ coordinate: { lease: 30_000, wait: 30_000 }, now: clock.now })
+    const controller = new AbortController()
+    const first = createCachedFetch({ cache: a, dispatcher: opened.agent() })(`${origin.url}/doc`, { signal: controller.signal })
+    await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
+    const fetchB = createCachedFetch({ cache: b, dispatcher: opened.agent() })
+    const second = fetchB(`${origin.url}/doc`)
+    await waitFor(() => b.stats().misses === 1, 'the waiter to look up')
+    // Ten seconds pass, by the caches' clock, before the waiter may go to the origin itself.
+    clock.advance(10)
+    controller.abort()
+    await expect(first).rejects.toThrow()
+    await waitFor(() => origin.hits('/doc') === 2, 'the waiter to go to the origin itself', 3000)
+    for (const send of waiting.splice(0)) send()
+    expect(await (await second).text()).toBe('doc')
+
+    const hit = await fetchB(`${origin.url}/doc`)
+    expect([hit.headers.get('age'), hit.headers.get('cache-status')]).toEqual(['0', 'cachedfetch; hit; ttl=60'])
+    await hit.arrayBuffer()
   })
 
   it('does not hold a reload back: it goes to the origin while another process holds the lease', async () => {
