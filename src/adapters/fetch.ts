@@ -223,9 +223,9 @@ function toResponse (hit: Hit, method: string, url: string): Response {
 
 /**
  * An entry's stored fields as undici Headers, made once per entry while it is hit: a Response
- * copies a Headers object without validating each field again, which a list of pairs costs on
- * every hit. Kept for the entries hit lately only: a Headers object costs more memory than a
- * small entry itself.
+ * copies a Headers object's entries as they are (each field still checked as it goes in), where
+ * a list of pairs or a record is converted field by field first, on every hit. Kept for the
+ * entries hit lately only: a Headers object costs more memory than a small entry itself.
  */
 const headersOf = memoizeWeakly(1024, (entry: CacheEntry): Headers => toHeaders(entry.headers, OWN_FIELDS))
 
