@@ -127,6 +127,11 @@ export function resolvedDefaults (): ResolvedRetry {
   return Object.freeze({ ...d, methods: new Set(d.methods), statusCodes: new Set(d.statusCodes) })
 }
 
+/** Whether a method is retried only with an Idempotency-Key: only then do its fields matter here. */
+export function retriedByKey (method: string): boolean {
+  return KEYED_METHODS.has(method)
+}
+
 /** Whether a request may be sent again at all (RFC 9110 §9.2.2: idempotent methods). */
 export function mayRetry (method: string, hasIdempotencyKey: boolean, retry: ResolvedRetry): boolean {
   return KEYED_METHODS.has(method) ? hasIdempotencyKey : retry.methods.has(method)

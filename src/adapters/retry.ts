@@ -11,7 +11,7 @@ import { RetryHandler, type Dispatcher } from 'undici'
 import type { Cache } from '../cache.js'
 import { normalizeHeaders } from '../key.js'
 import { extend } from '../objects.js'
-import { isRetryableError, isRetryableStatus, mayRetry, needsIdempotencyKey, retryDelay, type ResolvedRetry } from '../retry.js'
+import { isRetryableError, isRetryableStatus, mayRetry, needsIdempotencyKey, retriedByKey, retryDelay, type ResolvedRetry } from '../retry.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -28,15 +28,19 @@ export function dispatchWithRetry (
 ): boolean {
   if (retry === undefined) return dispatch(opts, handler)
   const method = opts.method.toUpperCase()
-  let headers = normalizeHeaders(opts.headers)
-  const keyed = headers['idempotency-key'] !== undefined
-  if (needsIdempotencyKey(method, keyed, retry)) {
-    // One key for every attempt: that is what makes the retries safe (IETF Idempotency-Key draft).
-    // A spread, not extend(): these are fields, and one may be named __proto__ (src/objects.ts).
-    headers = { ...headers, 'idempotency-key': randomUUID() }
-    opts = extend(opts, { headers })
+  // The fields are read only for a method an Idempotency-Key makes retryable: not for every GET.
+  let keyed = false
+  if (retriedByKey(method)) {
+    const headers = normalizeHeaders(opts.headers)
+    keyed = headers['idempotency-key'] !== undefined
+    if (needsIdempotencyKey(method, keyed, retry)) {
+      // One key for every attempt: that is what makes the retries safe (IETF Idempotency-Key draft).
+      // A spread, not extend(): these are fields, and one may be named __proto__ (src/objects.ts).
+      opts = extend(opts, { headers: { ...headers, 'idempotency-key': randomUUID() } })
+      keyed = true
+    }
   }
-  if (!mayRetry(method, keyed || headers['idempotency-key'] !== undefined, retry)) return dispatch(opts, handler)
+  if (!mayRetry(method, keyed, retry)) return dispatch(opts, handler)
   const guard = new RetryGuard(dispatch, handler, retry, cache, `${String(opts.origin)}${opts.path}`, method)
   const retrying = new RetryHandler(
     // RetryHandler copies the options with a `body` set: options without one would come out with a
