@@ -37,7 +37,9 @@ export function writeVariant (store: EntryStore, entry: CacheEntry, retention: n
 }
 
 function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults): MaybePromise<boolean> {
-  const others = current === undefined ? [] : variantList(current).filter((variant) => !sameVariant(variant, entry))
+  // Mostly a URL's one variant is replaced by a new answer to the same request: no lists to make.
+  if (current === undefined || (isEntry(current) && sameVariant(current, entry))) return store.set(entry.key, entry, retention)
+  const others = variantList(current).filter((variant) => !sameVariant(variant, entry))
   if (others.length === 0) return store.set(entry.key, entry, retention)
   return store.set(entry.key, [entry, ...others].slice(0, MAX_VARIANTS), Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
@@ -50,8 +52,13 @@ export async function removeVariant (store: EntryStore, entry: CacheEntry, defau
   else await store.set(entry.key, toVariants(others), Math.max(...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
+/** Whether two entries answer the same Vary values; counted rather than listed, as every write asks it. */
 function sameVariant (a: CacheEntry, b: CacheEntry): boolean {
-  const fields = Object.keys(a.vary)
-  if (fields.length !== Object.keys(b.vary).length) return false
-  return fields.every((field) => a.vary[field] === b.vary[field])
+  let unmatched = 0
+  for (const _field in b.vary) unmatched++
+  for (const field in a.vary) {
+    if (a.vary[field] !== b.vary[field]) return false
+    unmatched--
+  }
+  return unmatched === 0
 }
