@@ -173,17 +173,19 @@ export function connectionNamesFields (headers: Record<string, string | string[]
   return false
 }
 
+/** Whether a field (its name lower-cased) describes the connection it came on: hop-by-hop, or among `named` by Connection. */
+function connectionField (lower: string, named: ReadonlySet<string>): boolean {
+  return HOP_BY_HOP.has(lower) || named.has(lower)
+}
+
 /**
  * A response's fields as an intermediary passes them on (RFC 9110 §7.6.1): those that describe the
- * connection it came on (hop-by-hop, or named by Connection) removed, the others as they are.
+ * connection it came on removed, the others as they are.
  */
 export function endToEndFields<T> (headers: Readonly<Record<string, T>>): Record<string, T> {
   const named = connectionOptions(headers.connection as string | string[] | undefined)
   const kept: Record<string, T> = {}
-  for (const name in headers) {
-    const lower = name.toLowerCase()
-    if (!HOP_BY_HOP.has(lower) && !named.has(lower)) setField(kept, name, headers[name]!)
-  }
+  for (const name in headers) if (!connectionField(name.toLowerCase(), named)) setField(kept, name, headers[name]!)
   return kept
 }
 
@@ -194,7 +196,7 @@ export function storableHeaders (headers: Record<string, string | string[] | und
   for (const name in headers) {
     const value = headers[name]
     const lower = name.toLowerCase()
-    if (value === undefined || HOP_BY_HOP.has(lower) || named.has(lower)) continue
+    if (value === undefined || connectionField(lower, named)) continue
     setField(stored, lower, lower === 'set-cookie' ? value : intern(Array.isArray(value) ? value.join(', ') : value))
   }
   return stored
