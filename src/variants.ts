@@ -10,6 +10,7 @@ import type { EntryStore, MaybePromise } from './store/types.js'
 
 /** A URL with more variants than this is being fed Vary values without end; the oldest goes. */
 const MAX_VARIANTS = 32
+const NO_OTHERS: readonly CacheEntry[] = []
 
 export function findVariant (variants: Variants | undefined, request: CacheRequest): CacheEntry | undefined {
   if (variants === undefined) return undefined
@@ -38,8 +39,9 @@ export function writeVariant (store: EntryStore, entry: CacheEntry, retention: n
 
 function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults): MaybePromise<boolean> {
   // Mostly a URL's one variant is replaced by a new answer to the same request: no lists to make.
-  if (current === undefined || (isEntry(current) && sameVariant(current, entry))) return store.set(entry.key, entry, retention)
-  const others = variantList(current).filter((variant) => !sameVariant(variant, entry))
+  const others = current === undefined || (isEntry(current) && sameVariant(current, entry))
+    ? NO_OTHERS
+    : variantList(current).filter((variant) => !sameVariant(variant, entry))
   if (others.length === 0) return store.set(entry.key, entry, retention)
   return store.set(entry.key, [entry, ...others].slice(0, MAX_VARIANTS), Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
