@@ -8,7 +8,7 @@
  * that must reach the origin (a miss, a revalidation) is sent as fetch sent the last request of
  * its shape (src/adapters/sent.ts). Anything fetch would answer otherwise is left to fetch.
  */
-import { Agent, fetch as undiciFetch, getGlobalOrigin, Request, Response, type Dispatcher, type Headers, type RequestInit } from 'undici'
+import { Agent, fetch as undiciFetch, getGlobalOrigin, Request, type Dispatcher, type Headers, type RequestInit, type Response } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import type { CacheEntry } from '../entry.js'
@@ -19,7 +19,7 @@ import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
 import { hasNoContent } from './content.js'
 import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
-import { FetchedResponse, servableAsIs, toHeaders } from './fetched-response.js'
+import { FetchedResponse, ownHeaders, servableAsIs, toHeaders } from './fetched-response.js'
 import { Follower, Leaders, type Handoff } from './follower.js'
 import { joinKey, plainRequest, shapeKey, type PlainRequest } from './plain-request.js'
 import { SentRequests, targetOf } from './sent.js'
@@ -215,7 +215,7 @@ function toResponse (hit: Hit, method: string, url: string): Response {
   // The stored body itself: FetchedResponse hands out only copies of it.
   const body = hasNoContent(method, entry.status) ? null : entry.body
   const response = new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers: headersOf(entry) })
-  const headers: Headers = Reflect.get(Response.prototype, 'headers', response)
+  const headers = ownHeaders(response)
   headers.append('age', hit.age)
   headers.append('cache-status', hit.cacheStatus)
   return response

@@ -59,6 +59,14 @@ export function appendFields (headers: Headers, fields: Fields, omit?: ReadonlyS
   return headers
 }
 
+/**
+ * A Response's own Headers, through undici's getter: not the guarded view FetchedResponse's
+ * `headers` hands out, so that the cache can still fill them.
+ */
+export function ownHeaders (response: Response): Headers {
+  return Reflect.get<Response, 'headers'>(Response.prototype, 'headers', response)
+}
+
 /** UTF-8 decode as text() and json() do (Encoding §4.1): a leading BOM dropped, bad bytes replaced. */
 const utf8 = new TextDecoder()
 
@@ -95,7 +103,7 @@ export class FetchedResponse extends Response {
     const source = this.#source
     if (source === undefined) return lookFetched(super.clone(), this.#url)
     if (this.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.')
-    const headers = new Headers(Reflect.get<Response, 'headers'>(Response.prototype, 'headers', this))
+    const headers = new Headers(ownHeaders(this))
     // A stream is teed, as undici's clone() does; a stored body is shared, since neither copy hands it out.
     const body = this.#streamed === undefined && !(source instanceof ArrivingBody) ? source : this.#holder().clone().body
     return new FetchedResponse(this.#url, body, { status: this.status, statusText: this.statusText, headers })
@@ -114,7 +122,7 @@ export class FetchedResponse extends Response {
     const source = this.#source
     if (source === undefined) return this
     if (this.#streamed === undefined) {
-      const type = Reflect.get<Response, 'headers'>(Response.prototype, 'headers', this).get('content-type')
+      const type = ownHeaders(this).get('content-type')
       // The Response constructor copies a stored body's bytes: the caller cannot change the stored one.
       const body = this.#read ? new Uint8Array(0) : source instanceof ArrivingBody ? source.stream() : bodyBytes(source)
       this.#streamed = new Response(body, type === null ? undefined : { headers: { 'content-type': type } })
@@ -140,7 +148,7 @@ export class FetchedResponse extends Response {
       type: { get () { return 'basic' } },
       headers: {
         get (this: FetchedResponse) {
-          const headers: Headers = Reflect.get(Response.prototype, 'headers', this)
+          const headers = ownHeaders(this)
           // Guarded on first use: a caller that only reads the body pays nothing for it.
           if (!this.#guarded) {
             Object.defineProperties(headers, IMMUTABLE_HEADERS)
