@@ -11,7 +11,7 @@ import { getEventListeners } from 'node:events'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { gzipSync } from 'node:zlib'
-import { Agent } from 'undici'
+import { Agent, type Response } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createCache, createCachedFetch, type Cache, type CacheOptions } from '../src/index.js'
 import { bytes, type Origin, type Route } from './helpers/origin.js'
@@ -54,6 +54,27 @@ async function reached<T> (cache: Cache, count: number, call: () => Promise<T>):
   const calls = Array.from({ length: count }, call)
   await waitFor(() => cache.stats().misses - before >= count, `${count} calls to reach the cache`)
   return calls
+}
+
+/**
+ * A leader, then a follower that can abort (`quitter`), then `others` followers, all of one
+ * exchange whose answer sends `body`'s first kilobyte and waits for `rest`: their Responses, in
+ * that order.
+ */
+async function withQuitter (body: Buffer, others: number): Promise<{ server: Origin, quitter: AbortController, rest: Gate, responses: Response[] }> {
+  const open = gate()
+  const rest = gate()
+  const { server, cache, cachedFetch } = await setUp({
+    '/doc': gated(open, firstKilobyteThen(rest, body))
+  })
+  const quitter = new AbortController()
+  const calls = [
+    ...await reached(cache, 1, () => cachedFetch(`${server.url}/doc`)),
+    ...await reached(cache, 1, () => cachedFetch(`${server.url}/doc`, { signal: quitter.signal })),
+    ...await reached(cache, others, () => cachedFetch(`${server.url}/doc`))
+  ]
+  open.release()
+  return { server, quitter, rest, responses: await Promise.all(calls) }
 }
 
 describe('cachedFetch callers that follow an identical request in flight', () => {
@@ -165,18 +186,8 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
   })
 
   it('a follower that aborts mid-body gets an AbortError from its body; the others get the whole body', async () => {
-    const open = gate()
-    const rest = gate()
     const body = bytes(256 * 1024, 12)
-    const { server, cache, cachedFetch } = await setUp({
-      '/doc': gated(open, firstKilobyteThen(rest, body))
-    })
-    const quitter = new AbortController()
-    const leader = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))
-    const quitting = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`, { signal: quitter.signal }))
-    const others = await reached(cache, 2, () => cachedFetch(`${server.url}/doc`))
-    open.release()
-    const responses = await Promise.all([...leader, ...quitting, ...others])
+    const { server, quitter, rest, responses } = await withQuitter(body, 2)
     expect(responses.map((r) => r.headers.get('cache-status')?.endsWith('; collapsed'))).toEqual([false, true, true, true])
     const readers: Array<ReadableStreamDefaultReader<Uint8Array>> = responses.map((r) => r.body!.getReader())
     expect((await readers[1]!.read()).value?.byteLength).toBeGreaterThan(0)
@@ -194,18 +205,8 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
   })
 
   it('a follower that aborts while its arrayBuffer() waits for the rest of the body is rejected with an AbortError; the others read theirs whole, each way', async () => {
-    const open = gate()
-    const rest = gate()
     const body = Buffer.from(JSON.stringify({ text: 'x'.repeat(200 * 1024) }))
-    const { server, cache, cachedFetch } = await setUp({
-      '/doc': gated(open, firstKilobyteThen(rest, body))
-    })
-    const quitter = new AbortController()
-    const leader = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`))
-    const quitting = await reached(cache, 1, () => cachedFetch(`${server.url}/doc`, { signal: quitter.signal }))
-    const others = await reached(cache, 3, () => cachedFetch(`${server.url}/doc`))
-    open.release()
-    const [first, quitter$, ...rest$] = await Promise.all([...leader, ...quitting, ...others])
+    const { server, quitter, rest, responses: [first, quitter$, ...rest$] } = await withQuitter(body, 3)
     const reading = quitter$!.arrayBuffer()
     expect(quitter$!.bodyUsed).toBe(true)
     quitter.abort()
