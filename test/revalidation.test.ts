@@ -226,6 +226,33 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     expect(origin.hits('/renew')).toBe(2)
   })
 
+  it('does not age a 304-freshened entry by the Age the stored response came with', async () => {
+    // An upstream cache held the 200 for 20 s; the 304 comes from the origin itself, with no Age.
+    origin.route('/aged', (req, res) => {
+      if (req.headers['if-none-match'] === '"a1"') {
+        res.writeHead(304, { date: clock.date(), etag: '"a1"' }).end()
+        return
+      }
+      res.writeHead(200, { date: clock.date(), age: '20', 'cache-control': 'max-age=30', etag: '"a1"' }).end('aged')
+    })
+
+    await client.send(`${origin.url}/aged`)
+    clock.advance(5)
+    const young = await client.send(`${origin.url}/aged`)
+    expect(young.header('age')).toBe('25')
+    clock.advance(10)
+    const revalidated = await client.send(`${origin.url}/aged`)
+    // RFC 9111 §4.3.4: the 304 is a new response, as old as its own Age says (none): 0 s, not 20.
+    expect(revalidated.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=30')
+    expect(revalidated.header('age')).toBe('0')
+
+    clock.advance(25)
+    const hit = await client.send(`${origin.url}/aged`)
+    expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=5')
+    expect(hit.header('age')).toBe('25')
+    expect(hit.body).toBe('aged')
+    expect(origin.hits('/aged')).toBe(2)
+  })
   it('replaces the entry when a revalidation gets a 200', async () => {
     let version = 1
     origin.route('/replace', (req, res) => {
