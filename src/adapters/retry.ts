@@ -18,6 +18,12 @@ type Controller = Dispatcher.DispatchController
 type Dispatch = Dispatcher.DispatchOptions
 type Headers = Record<string, string | string[] | undefined>
 
+/**
+ * RetryHandler's lists of what to retry, read only by its default retry function, which decide()
+ * replaces: given once here, so that it does not build its default lists again for every request.
+ */
+const DECIDED_BY_GUARD = Object.freeze({ methods: [], statusCodes: [], errorCodes: [] })
+
 /** Dispatches with retries when `retry` allows them for this request, else as it is. */
 export function dispatchWithRetry (
   dispatch: (opts: Dispatch, handler: Handler) => boolean,
@@ -42,15 +48,19 @@ export function dispatchWithRetry (
   }
   if (!mayRetry(method, keyed, retry)) return dispatch(opts, handler)
   const guard = new RetryGuard(dispatch, handler, retry, cache, `${String(opts.origin)}${opts.path}`, method)
-  const retrying = new RetryHandler(
+  const retrying = (): RetryHandler => new RetryHandler(
     // RetryHandler copies the options with a `body` set: options without one would come out with a
     // hidden class of their own on Node 20 (src/objects.ts), which every read of them below misses.
-    extend(opts, { body: opts.body, retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit } }),
+    extend(opts, { body: opts.body, retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit, ...DECIDED_BY_GUARD } }),
     { dispatch: guard.dispatchLater, handler: guard }
   )
-  // The first attempt sends the body RetryHandler wrapped, so that it knows once a one-shot body
-  // (a stream: every body fetch sends) is spent, and never re-sends it empty.
-  return dispatch((retrying as unknown as { opts: Dispatch }).opts, new FinalAnswers(retrying, guard, retry))
+  // A request without a body is sent as it is, and RetryHandler made only once an answer needs it:
+  // most answers of a cache's requests (a 304, a 404) never do.
+  if (opts.body == null) return dispatch(opts, new FinalAnswers(guard, retry, retrying))
+  // One with a body is sent as RetryHandler wraps it, so that it knows once a one-shot body (a
+  // stream: every body fetch sends) is spent, and never re-sends it empty.
+  const made = retrying()
+  return dispatch((made as unknown as { opts: Dispatch }).opts, new FinalAnswers(guard, retry, made))
 }
 
 /**
@@ -60,43 +70,60 @@ export function dispatchWithRetry (
  * about it, only to be told no, which for every 304 of a revalidation cost more than the rest of
  * the cache's work. A 2xx goes through RetryHandler, which must see its body to resume it should
  * it break off; a retryable status, every error, and every answer to a resume go through it too.
+ * A first attempt may come with no RetryHandler yet, only the means to make one: it is made when an
+ * answer or error needs it, and told then of the attempt's start, which the guard heard of first.
  */
 class FinalAnswers implements Handler {
-  readonly #retrying: Handler
+  #retrying: Handler | (() => Handler)
   readonly #guard: Handler
   readonly #retry: ResolvedRetry
-  #target: Handler
+  #target: Handler | undefined
+  #started: { readonly controller: Controller, readonly context: unknown } | undefined
 
-  constructor (retrying: Handler, guard: Handler, retry: ResolvedRetry) {
-    this.#retrying = retrying
+  constructor (guard: Handler, retry: ResolvedRetry, retrying: Handler | (() => Handler)) {
     this.#guard = guard
     this.#retry = retry
-    this.#target = retrying
+    this.#retrying = retrying
+  }
+
+  /** RetryHandler, made now if there was none. */
+  #retryHandler (): Handler {
+    if (typeof this.#retrying === 'function') {
+      this.#retrying = this.#retrying()
+      // It forwards the start to the guard again, which takes it once and steers through it from then on.
+      if (this.#started !== undefined) this.#retrying.onRequestStart?.(this.#started.controller, this.#started.context)
+    }
+    return this.#retrying
   }
 
   onRequestStart (controller: Controller, context: unknown): void {
-    this.#retrying.onRequestStart?.(controller, context)
+    if (typeof this.#retrying !== 'function') {
+      this.#retrying.onRequestStart?.(controller, context)
+      return
+    }
+    this.#started = { controller, context }
+    this.#guard.onRequestStart?.(controller, context)
   }
 
   onRequestUpgrade (controller: Controller, statusCode: number, headers: Headers, socket: Duplex): void {
-    this.#retrying.onRequestUpgrade?.(controller, statusCode, headers, socket)
+    this.#retryHandler().onRequestUpgrade?.(controller, statusCode, headers, socket)
   }
 
   onResponseStart (controller: Controller, statusCode: number, headers: Headers, statusMessage?: string): void {
-    if (statusCode >= 300 && !isRetryableStatus(statusCode, this.#retry)) this.#target = this.#guard
+    this.#target = statusCode >= 300 && !isRetryableStatus(statusCode, this.#retry) ? this.#guard : this.#retryHandler()
     this.#target.onResponseStart?.(controller, statusCode, headers, statusMessage)
   }
 
   onResponseData (controller: Controller, chunk: Buffer): void {
-    this.#target.onResponseData?.(controller, chunk)
+    (this.#target ?? this.#retryHandler()).onResponseData?.(controller, chunk)
   }
 
   onResponseEnd (controller: Controller, trailers: Headers): void {
-    this.#target.onResponseEnd?.(controller, trailers)
+    (this.#target ?? this.#retryHandler()).onResponseEnd?.(controller, trailers)
   }
 
   onResponseError (controller: Controller, error: Error): void {
-    this.#target.onResponseError?.(controller, error)
+    (this.#target ?? this.#retryHandler()).onResponseError?.(controller, error)
   }
 }
 
@@ -166,7 +193,7 @@ class RetryGuard implements Handler, Controller {
   readonly dispatchLater = (opts: Dispatch, retryHandler: Handler): boolean => {
     this.#between = true
     // A resume of a body that broke off is RetryHandler's to check, whatever its status.
-    const retrying = this.#answered ? retryHandler : new FinalAnswers(retryHandler, this, this.#retry)
+    const retrying = this.#answered ? retryHandler : new FinalAnswers(this, this.#retry, retryHandler)
     // RetryHandler hides a resumed attempt's onRequestStart from us: this gate sees it.
     const handler: Handler = {
       onRequestStart: (controller, context) => {
