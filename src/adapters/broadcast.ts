@@ -146,10 +146,13 @@ export class Broadcast implements Handler {
   }
 
   #publish (event: Event): void {
-    this.#history?.push(event)
     // A chunk kept for late callers, read by several, or lent, is copied for each: a caller owns what it gets.
     const shared = this.#history !== undefined || this.#subscribers.size > 1 || (event.type === 'data' && event.lent === true)
-    for (const subscriber of [...this.#subscribers]) subscriber.push(event, shared)
+    // The callers as they are, not a copy: one that leaves on the way is skipped, and one that joins
+    // on the way (from inside a callback) is reached last, after the history it was given, which
+    // takes this event only once the loop is over.
+    for (const subscriber of this.#subscribers) subscriber.push(event, shared)
+    this.#history?.push(event)
   }
 
   /**
@@ -214,6 +217,8 @@ export class Broadcast implements Handler {
 
   /** A caller got its last callback. */
   finished (subscriber: Subscriber): void {
+    // Once the exchange is over nothing counts callers any more: it is let go with all of them.
+    if (this.#done) return
     this.#remove(subscriber)
     this.flow()
   }
