@@ -39,11 +39,14 @@ export function fieldsFitToStore (headers: ResponseHeaders): boolean {
   for (const name in headers) {
     if (!TOKEN.test(name)) return false
     const value = headers[name]!
-    for (const line of typeof value === 'string' ? [value] : value) {
+    // A field's one value as it is, not in an array of one: this runs for every response stored.
+    const lines = typeof value === 'string' ? 1 : value.length
+    for (let i = 0; i < lines; i++) {
+      const line = typeof value === 'string' ? value : value[i]!
       if (line.length > FIELD_LIMITS.value || FORBIDDEN.test(line)) return false
       total += name.length + line.length
-      count++
     }
+    count += lines
     if (total > FIELD_LIMITS.total || count > FIELD_LIMITS.count) return false
   }
   return true
