@@ -5,7 +5,7 @@
  * invalidation reaches, and an invalidation waits for the writes already on their way, so that
  * its deletes come after them (src/invalidation.ts).
  */
-import type { CacheEntry } from './entry.js'
+import type { CacheEntry, Variants } from './entry.js'
 import { InvalidationLog } from './invalidation.js'
 import type { StaleDefaults } from './stored-policy.js'
 import type { Reporter } from './status.js'
@@ -99,23 +99,40 @@ export class Writes {
     }
   }
 
-  /**
-   * The store, for the writes of a request sent when `since` invalidations had started: a write
-   * that an invalidation started since then picks is not made, nor one an invalidation under way
-   * at the read or the write picks. That response, or the other variants read beside it, may
-   * predate the invalidation, and storing them would undo it.
-   */
+  /** The store, for the writes of a request sent when `since` invalidations had started (StoreSince). */
   #storeSince (since: number): EntryStore {
-    const store = this.#store
-    const invalidations = this.#invalidations
-    let floor = since
-    return {
-      get: (key) => {
-        floor = invalidations.floor(floor)
-        return store.get(key)
-      },
-      set: (key, variants, ttl) => invalidations.covers(invalidations.floor(floor), key, variants) ? false : store.set(key, variants, ttl),
-      delete: (key) => store.delete(key)
-    }
+    return new StoreSince(this.#store, this.#invalidations, since)
+  }
+}
+
+/**
+ * The store as the writes of a request sent when some invalidations had started see it: a write
+ * that an invalidation started since then picks is not made, nor one an invalidation under way at
+ * the read or the write picks. That response, or the other variants read beside it, may predate
+ * the invalidation, and storing them would undo it. One object, no closures: one is made for every
+ * write.
+ */
+class StoreSince implements EntryStore {
+  readonly #store: Tiers
+  readonly #invalidations: InvalidationLog
+  #floor: number
+
+  constructor (store: Tiers, invalidations: InvalidationLog, since: number) {
+    this.#store = store
+    this.#invalidations = invalidations
+    this.#floor = since
+  }
+
+  get (key: string): MaybePromise<Variants | undefined> {
+    this.#floor = this.#invalidations.floor(this.#floor)
+    return this.#store.get(key)
+  }
+
+  set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {
+    return this.#invalidations.covers(this.#invalidations.floor(this.#floor), key, variants) ? false : this.#store.set(key, variants, ttl)
+  }
+
+  delete (key: string): MaybePromise<void> {
+    return this.#store.delete(key)
   }
 }
