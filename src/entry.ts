@@ -130,6 +130,18 @@ export function variantsSize (variants: Variants): number {
   return size
 }
 
+/**
+ * A field name in lower case (RFC 9110 §5.1: names are case-insensitive tokens, so only A–Z fold).
+ * One that is already, as undici hands them over, is returned as it is: V8's toLowerCase() copies
+ * even a string it leaves unchanged (28 bytes a name), and names are folded for every field of
+ * every response.
+ */
+export function lowerCaseName (name: string): string {
+  return UPPER_CASE.test(name) ? name.toLowerCase() : name
+}
+
+const UPPER_CASE = /[A-Z]/
+
 /** Hop-by-hop fields are never stored (RFC 9111 §3.1, RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
@@ -185,7 +197,7 @@ function connectionField (lower: string, named: ReadonlySet<string>): boolean {
 export function endToEndFields<T> (headers: Readonly<Record<string, T>>): Record<string, T> {
   const named = connectionOptions(headers.connection as string | string[] | undefined)
   const kept: Record<string, T> = {}
-  for (const name in headers) if (!connectionField(name.toLowerCase(), named)) setField(kept, name, headers[name]!)
+  for (const name in headers) if (!connectionField(lowerCaseName(name), named)) setField(kept, name, headers[name]!)
   return kept
 }
 
@@ -195,7 +207,7 @@ export function storableHeaders (headers: Record<string, string | string[] | und
   const stored: ResponseHeaders = {}
   for (const name in headers) {
     const value = headers[name]
-    const lower = name.toLowerCase()
+    const lower = lowerCaseName(name)
     if (value === undefined || connectionField(lower, named)) continue
     setField(stored, lower, lower === 'set-cookie' ? value : intern(Array.isArray(value) ? value.join(', ') : value))
   }

@@ -7,7 +7,7 @@
  * and the Location and Content-Location URIs when they share its origin: a response must not be
  * able to purge another origin's entries.
  */
-import { variantTags, type Variants } from './entry.js'
+import { lowerCaseName, variantTags, type Variants } from './entry.js'
 import { normalizeUrl, storeKey, type CacheRequest } from './key.js'
 import { picks, type Selector } from './store/tiers.js'
 
@@ -30,7 +30,7 @@ export function invalidatedBy (request: CacheRequest, status: number, headers: R
   }
   for (const name in headers) {
     // Field names are case-insensitive (RFC 9110 §5.1); a dispatcher below may hand them over in any case.
-    const lower = name.toLowerCase()
+    const lower = lowerCaseName(name)
     if (lower !== 'location' && lower !== 'content-location') continue
     const raw = headers[name]
     const value = Array.isArray(raw) ? raw[0] : raw

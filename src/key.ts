@@ -4,7 +4,7 @@
  * so `cachedFetch` and the interceptor see the same entries.
  */
 import { createHash } from 'node:crypto'
-import { setField } from './entry.js'
+import { lowerCaseName, setField } from './entry.js'
 import { memoize } from './memo.js'
 
 /** Request header fields, names in lower case, repeated fields joined with ", ". */
@@ -178,7 +178,7 @@ export function normalizeHeaders (raw: unknown): RequestHeaders {
 
 function append (headers: RequestHeaders, name: unknown, value: unknown): void {
   if (value === undefined || value === null) return
-  const key = String(name).toLowerCase()
+  const key = lowerCaseName(String(name))
   const text = Array.isArray(value) ? value.map(String).join(', ') : toText(value)
   // What is no string is inherited (`constructor`, `__proto__`), not a field sent before.
   const previous: unknown = headers[key]

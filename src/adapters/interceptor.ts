@@ -9,6 +9,7 @@ import type { Dispatcher } from 'undici'
 import type { Cache, FetchCacheMode, Forwarded, Hit, Lookup } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
+import { lowerCaseName } from '../entry.js'
 import { normalizeHeaders, normalizeUrl, storeKey, type CacheRequest } from '../key.js'
 import { memoize } from '../memo.js'
 import { extend } from '../objects.js'
@@ -184,6 +185,9 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
   }
 }
 
+/** The private directive in a Cache-Control value. A constant: a literal makes a new RegExp each time it is reached. */
+const PRIVATE = /(^|,)\s*private\b/i
+
 /**
  * Whether a response may be shared by identical requests in a shared cache: not when it is meant
  * for one user (RFC 9111 §5.2.2.7 private; a Set-Cookie hands out that user's session).
@@ -193,9 +197,9 @@ function isForAnyone (headers: Record<string, string | string[] | undefined>): b
   for (const name in headers) {
     const value = headers[name]
     if (value === undefined) continue
-    const lower = name.toLowerCase()
+    const lower = lowerCaseName(name)
     if (lower === 'set-cookie') return false
-    if (lower === 'cache-control' && /(^|,)\s*private\b/i.test(Array.isArray(value) ? value.join(',') : value)) return false
+    if (lower === 'cache-control' && PRIVATE.test(Array.isArray(value) ? value.join(',') : value)) return false
   }
   return true
 }
