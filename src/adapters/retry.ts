@@ -54,8 +54,8 @@ export function dispatchWithRetry (
     extend(opts, { body: opts.body, retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit, ...DECIDED_BY_GUARD } }),
     { dispatch: guard.dispatchLater, handler: guard }
   )
-  // A request without a body is sent as it is, and RetryHandler made only once an answer needs it:
-  // most answers of a cache's requests (a 304, a 404) never do.
+  // A request without a body is sent as it is, and RetryHandler is made only once an answer or an
+  // error needs it: a 304 (every revalidation that finds the entry still good) or a 404 never does.
   if (opts.body == null) return dispatch(opts, new FinalAnswers(guard, retry, retrying))
   // One with a body is sent as RetryHandler wraps it, so that it knows once a one-shot body (a
   // stream: every body fetch sends) is spent, and never re-sends it empty.
