@@ -11,10 +11,29 @@ import type { CacheRequest } from './key.js'
  * header the origin might look at (Authorization, Cookie, Accept, …) can change the response.
  */
 export function flightKey (request: CacheRequest, mode: string): string {
-  const names = Object.keys(request.headers).sort()
+  const names = sorted(Object.keys(request.headers))
   let key = `${request.method} ${request.url} ${mode}`
   for (const name of names) key += `\n${name}: ${request.headers[name]!}`
   return key
+}
+
+/** Most requests have fewer fields than this: past it, insertion would cost more than sort(). */
+const FEW_NAMES = 32
+
+/**
+ * Names in the order sort() gives, sorted in place. A handful are sorted by insertion: Node 20's
+ * sort() allocated 0.9 KB to sort the six fields of a request fetch sends, and every request that
+ * makes or joins a flight sorts its fields.
+ */
+function sorted (names: string[]): string[] {
+  if (names.length > FEW_NAMES) return names.sort()
+  for (let i = 1; i < names.length; i++) {
+    const name = names[i]!
+    let at = i
+    for (; at > 0 && names[at - 1]! > name; at--) names[at] = names[at - 1]!
+    names[at] = name
+  }
+  return names
 }
 
 export class Flights<T> {

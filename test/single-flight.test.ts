@@ -468,6 +468,29 @@ for (const adapter of adapters) {
           expect(server.seen('/doc').map((s) => s.headers[field]).sort()).toEqual([...values].sort())
         })
       }
+
+      it('are collapsed when the same fields come in another order', async () => {
+        const answer = gate()
+        const server = await opened.origin({
+          '/doc': async (_req, res) => {
+            await answer.promise
+            res.writeHead(200, { 'cache-control': 'public, max-age=60', 'content-type': 'text/plain' })
+            res.end('shared')
+          }
+        })
+        const cache = createCache()
+        const client = adapter.connect(cache)
+        const fields: [string, string][] = [['x-one', '1'], ['x-two', '2'], ['accept', 'text/plain'], ['x-three', '3'], ['x-four', '4']]
+
+        const calls = [fields, [...fields].reverse()].map((order) => attempt(client, `${server.url}/doc`, { headers: Object.fromEntries(order) }))
+        await waitFor(() => cache.stats().misses === 2, 'both requests to reach the cache')
+        answer.release()
+        const results = await Promise.all(calls)
+
+        expect(results.map((r) => r.outcome.ok ? r.outcome.body.toString() : r.outcome.error)).toEqual(['shared', 'shared'])
+        expect(results.filter((r) => r.reply?.cacheStatus?.includes('collapsed') === true)).toHaveLength(1)
+        expect(server.hits('/doc')).toBe(1)
+      })
     })
 
     describe('the catch-up bound, maxEntrySize', () => {
