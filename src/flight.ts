@@ -17,7 +17,7 @@ export function flightKey (request: CacheRequest, mode: string): string {
   return key
 }
 
-/** Most requests have fewer fields than this: past it, insertion would cost more than sort(). */
+/** Insertion takes time quadratic in the count: past this many fields (few requests have them), sort(). */
 const FEW_NAMES = 32
 
 /**
