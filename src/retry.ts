@@ -134,11 +134,11 @@ export function retriedByKey (method: string): boolean {
 
 /** Whether a request may be sent again at all (RFC 9110 §9.2.2: idempotent methods). */
 export function mayRetry (method: string, hasIdempotencyKey: boolean, retry: ResolvedRetry): boolean {
-  return KEYED_METHODS.has(method) ? hasIdempotencyKey : retry.methods.has(method)
+  return retriedByKey(method) ? hasIdempotencyKey : retry.methods.has(method)
 }
 
 export function needsIdempotencyKey (method: string, hasIdempotencyKey: boolean, retry: ResolvedRetry): boolean {
-  return retry.idempotencyKey && KEYED_METHODS.has(method) && !hasIdempotencyKey
+  return retry.idempotencyKey && retriedByKey(method) && !hasIdempotencyKey
 }
 
 export function isRetryableStatus (status: number, retry: ResolvedRetry): boolean {
