@@ -283,6 +283,27 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
       expect(server.hits(path)).toBe(1)
     }
   })
+
+  it('hands a stale-while-revalidate hit the interceptor serves bytes of its own too: changing those its stream hands it changes no later answer', async () => {
+    const { clock, cachedFetch } = setup()
+    // Over 16 KB, so stored as bytes, which the interceptor lends to the caller's Response.
+    const body = Buffer.alloc(48 * 1024, 'z')
+    const server = await opened.origin({
+      '/doc': (req, res) => {
+        const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }
+        // A 304 keeps the stored body: a change to it would show in every later answer.
+        if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+        else res.writeHead(200, fields).end(body)
+      }
+    })
+    await (await cachedFetch(`${server.url}/doc`)).arrayBuffer()
+    clock.advance(20)
+    const stale = await cachedFetch(`${server.url}/doc`)
+    expect(stale.headers.get('cache-status')).toMatch(/detail=stale-while-revalidate$/)
+    for await (const chunk of stale.body! as AsyncIterable<Uint8Array>) chunk.fill(0)
+    await waitFor(() => server.hits('/doc') === 2, 'the background revalidation')
+    expect(Buffer.from(await (await cachedFetch(`${server.url}/doc`)).arrayBuffer()).equals(body)).toBe(true)
+  })
 })
 
 describe('entries the fast path does not serve as they are', () => {

@@ -105,6 +105,59 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     for (const response of followers) expect(Buffer.from(await response.arrayBuffer()).equals(body)).toBe(true)
   })
 
+  it('share the exchange\'s chunks, yet a caller that changes those its body stream hands it changes no other caller\'s body, nor the stored one', async () => {
+    const open = gate()
+    const body = bytes(48 * 1024, 6)
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(body) })
+    })
+    const calls = await reached(cache, FOLLOWERS, () => cachedFetch(`${server.url}/doc`))
+    open.release()
+    const responses = await Promise.all(calls)
+    expect(responses.filter((r) => r.headers.get('cache-status')?.endsWith('; collapsed') === true)).toHaveLength(FOLLOWERS - 1)
+    // Every other caller streams its body and zeroes each chunk it is handed; one reads its own last.
+    const [reader, ...scribblers] = responses
+    for (const response of scribblers) {
+      const streamed: Buffer[] = []
+      for await (const chunk of response.body! as AsyncIterable<Uint8Array>) {
+        streamed.push(Buffer.from(chunk))
+        chunk.fill(0)
+      }
+      expect(Buffer.concat(streamed).equals(body)).toBe(true)
+    }
+    expect.soft(Buffer.from(await reader!.arrayBuffer()).equals(body), 'the last caller\'s body is intact').toBe(true)
+    const hit = await cachedFetch(`${server.url}/doc`)
+    expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect.soft(Buffer.from(await hit.arrayBuffer()).equals(body), 'the stored body is intact').toBe(true)
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a caller whose 304 is answered with the stored body, lent to its Response, that changes the chunks its stream hands it changes no later answer', async () => {
+    // Over 16 KB, so stored as bytes, which a 304 lends to the caller's Response rather than copies.
+    const body = bytes(48 * 1024, 8)
+    const { server, cachedFetch } = await setUp({
+      '/doc': (req, res) => {
+        if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { etag: '"v1"', 'cache-control': 'no-cache' }).end()
+        else res.writeHead(200, { etag: '"v1"', 'cache-control': 'no-cache' }).end(body)
+      }
+    })
+    await (await cachedFetch(`${server.url}/doc`)).arrayBuffer()
+    for (let i = 0; i < 2; i++) {
+      const revalidated = await cachedFetch(`${server.url}/doc`)
+      expect(revalidated.headers.get('cache-status')).toMatch(/fwd-status=304/)
+      const streamed: Buffer[] = []
+      for await (const chunk of revalidated.body! as AsyncIterable<Uint8Array>) {
+        streamed.push(Buffer.from(chunk))
+        chunk.fill(0)
+      }
+      expect(Buffer.concat(streamed).equals(body)).toBe(true)
+    }
+    const again = await cachedFetch(`${server.url}/doc`)
+    expect(again.headers.get('cache-status')).toMatch(/fwd-status=304/)
+    expect(Buffer.from(await again.arrayBuffer()).equals(body), 'the stored body is intact').toBe(true)
+    expect(server.seen('/doc').map((seen) => seen.headers['if-none-match'])).toEqual([undefined, '"v1"', '"v1"', '"v1"'])
+  })
+
   it('get no body for HEAD, as fetch gives none', async () => {
     const open = gate()
     const { server, cache, cachedFetch } = await setUp({

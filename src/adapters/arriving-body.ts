@@ -19,6 +19,8 @@ export class ArrivingBody {
   /** Called once the body has all been read or has failed: nothing more can happen to it. */
   readonly #settled: () => void
   #chunks: Buffer[] = []
+  /** Some of the chunks are lent (Follower.onLentData): they are copied before a stream hands them out. */
+  #lent = false
   #length = 0
   #ended = false
   #failure: { readonly reason: unknown } | undefined
@@ -33,15 +35,20 @@ export class ArrivingBody {
     this.#settled = settled
   }
 
-  push (chunk: Buffer): void {
+  /**
+   * `lent`: the chunk is shared and must not change. A whole read copies it (or decodes it) anyway;
+   * a stream, which hands its chunks to the caller, gets a copy.
+   */
+  push (chunk: Buffer, lent: boolean): void {
     if (this.#failure !== undefined) return
     const stream = this.#stream
     if (stream !== undefined) {
-      stream.enqueue(chunk)
+      stream.enqueue(lent ? Buffer.from(chunk) : chunk)
       if ((stream.desiredSize ?? 0) <= 0) this.#controller.pause()
       return
     }
     this.#chunks.push(chunk)
+    if (lent) this.#lent = true
     this.#length += chunk.byteLength
     if (this.#reader === undefined && this.#length >= HIGH_WATER_MARK) this.#controller.pause()
   }
@@ -82,7 +89,7 @@ export class ArrivingBody {
           stream.error(this.#failure.reason)
           return
         }
-        for (const chunk of this.#chunks) stream.enqueue(chunk)
+        for (const chunk of this.#chunks) stream.enqueue(this.#lent ? Buffer.from(chunk) : chunk)
         this.#chunks = []
       },
       pull: () => {

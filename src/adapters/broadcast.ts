@@ -33,10 +33,26 @@ type Headers = Record<string, string | string[] | undefined>
 type Event =
   | { readonly type: 'request-start', readonly context: unknown }
   | { readonly type: 'response-start', readonly status: number, readonly headers: Headers, readonly statusText: string | undefined }
-  /** `lent`: a view of bytes that must never change (a stored body), copied for every caller. */
+  /**
+   * `lent`: bytes that must never change. Handed to the flight, a view of a stored body, which each
+   * caller gets a copy of; in a caller's queue, a chunk its handler borrows (onLentData).
+   */
   | { readonly type: 'data', readonly chunk: Buffer, readonly lent?: true }
   | { readonly type: 'end', readonly trailers: Headers }
   | { readonly type: 'error', readonly error: Error }
+
+/**
+ * A handler that can be lent chunks: `onLentData` is given bytes it must neither change nor hand
+ * out as they are (it copies them first, if ever), so a flight need not copy them for it.
+ * cachedFetch's own handler (src/adapters/follower.ts) is one.
+ */
+export interface LendableHandler extends Handler {
+  onLentData: (controller: Controller, chunk: Buffer) => void
+}
+
+export function canBorrow (handler: Handler): handler is LendableHandler {
+  return typeof (handler as Partial<LendableHandler>).onLentData === 'function'
+}
 
 /** What the interceptor tells a flight: its bounds, and what to do with callers it cannot serve. */
 export interface FlightOptions {
@@ -50,7 +66,7 @@ export interface FlightOptions {
   readonly onEnd: () => void
 }
 
-export class Broadcast implements Handler {
+export class Broadcast implements LendableHandler {
   readonly #subscribers = new Set<Subscriber>()
   readonly #options: FlightOptions
   readonly #limit: number
@@ -236,6 +252,8 @@ class Subscriber implements Controller {
   readonly handler: Handler
   /** Joined an exchange another caller started. */
   readonly collapsed: boolean
+  /** The handler can be lent chunks (LendableHandler): what others get copied, it is lent. */
+  readonly #borrows: boolean
   readonly #queue: Event[] = []
   #queuedBytes = 0
   #started = false
@@ -252,6 +270,7 @@ class Subscriber implements Controller {
     this.#flight = flight
     this.handler = handler
     this.collapsed = collapsed
+    this.#borrows = canBorrow(handler)
   }
 
   get aborted (): boolean { return this.#aborted }
@@ -262,8 +281,9 @@ class Subscriber implements Controller {
   push (event: Event, copy: boolean): void {
     if (this.#aborted || this.#done) return
     if (event.type === 'data') {
-      const chunk = copy ? Buffer.from(event.chunk) : event.chunk
-      this.#queue.push({ type: 'data', chunk })
+      const lent = copy && this.#borrows
+      const chunk = copy && !lent ? Buffer.from(event.chunk) : event.chunk
+      this.#queue.push(lent ? { type: 'data', chunk, lent } : { type: 'data', chunk })
       this.#queuedBytes += chunk.byteLength
       this.#queuedChanged()
     } else {
@@ -332,7 +352,8 @@ class Subscriber implements Controller {
           handler.onResponseStart?.(this, event.status, this.collapsed && !this.#detached ? collapsedHeaders(event.headers) : event.headers, event.statusText)
           break
         case 'data':
-          handler.onResponseData?.(this, event.chunk)
+          if (event.lent === true) (handler as LendableHandler).onLentData(this, event.chunk)
+          else handler.onResponseData?.(this, event.chunk)
           break
         case 'end':
           this.#done = true

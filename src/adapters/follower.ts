@@ -15,7 +15,7 @@
 import type { Dispatcher, Response } from 'undici'
 import type { Flights } from '../flight.js'
 import { ArrivingBody } from './arriving-body.js'
-import type { Broadcast } from './broadcast.js'
+import type { Broadcast, LendableHandler } from './broadcast.js'
 import { hasNoContent } from './content.js'
 import { appendFields, FetchedResponse, ownHeaders, servableStatus, unencoded } from './fetched-response.js'
 
@@ -98,7 +98,7 @@ const unwatched = new FinalizationRegistry<{ readonly signal: AbortSignal, reado
   ({ signal, listener }) => { signal.removeEventListener('abort', listener) })
 
 /** A follower's handler for the exchange; it settles the caller's Response once the answer starts. */
-export class Follower implements Handler {
+export class Follower implements LendableHandler {
   readonly #request: FollowedRequest
   readonly #handoff: Handoff
   #resolve: (response: Response) => void
@@ -218,7 +218,17 @@ export class Follower implements Handler {
 
   onResponseData (controller: Controller, chunk: Buffer): void {
     if (this.#forward((h, c) => h.onResponseData?.(c, chunk))) return
-    this.#body?.push(chunk)
+    this.#body?.push(chunk, false)
+  }
+
+  /**
+   * A chunk lent by a flight (shared with other callers, or a view of a stored body): it goes into
+   * the body as it is, which copies it before handing it out (src/adapters/arriving-body.ts); fetch,
+   * which hands out what it is given, gets a copy.
+   */
+  onLentData (controller: Controller, chunk: Buffer): void {
+    if (this.#forward((h, c) => h.onResponseData?.(c, Buffer.from(chunk)))) return
+    this.#body?.push(chunk, true)
   }
 
   onResponseEnd (controller: Controller, trailers: Fields): void {
