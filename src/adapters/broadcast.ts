@@ -162,7 +162,8 @@ export class Broadcast implements LendableHandler {
   }
 
   #publish (event: Event): void {
-    // A chunk kept for late callers, read by several, or lent, is copied for each: a caller owns what it gets.
+    // A chunk kept for late callers, read by several, or lent, is copied for each (a caller owns what
+    // it gets), or lent to a caller whose handler can borrow it (Subscriber.push).
     const shared = this.#history !== undefined || this.#subscribers.size > 1 || (event.type === 'data' && event.lent === true)
     // The callers as they are, not a copy: one that leaves on the way is skipped, and one that joins
     // on the way (from inside a callback) is reached last, after the history it was given, which
@@ -278,11 +279,12 @@ class Subscriber implements Controller {
   get reason (): Error | null { return this.#reason }
   get queuedBytes (): number { return this.#queuedBytes }
 
-  push (event: Event, copy: boolean): void {
+  /** `shared`: a data event's chunk is not this caller's to own; its handler is lent it, or given a copy. */
+  push (event: Event, shared: boolean): void {
     if (this.#aborted || this.#done) return
     if (event.type === 'data') {
-      const lent = copy && this.#borrows
-      const chunk = copy && !lent ? Buffer.from(event.chunk) : event.chunk
+      const lent = shared && this.#borrows
+      const chunk = shared && !lent ? Buffer.from(event.chunk) : event.chunk
       this.#queue.push(lent ? { type: 'data', chunk, lent } : { type: 'data', chunk })
       this.#queuedBytes += chunk.byteLength
       this.#queuedChanged()
