@@ -76,6 +76,14 @@ export function bytesToFill (length: number): Buffer<ArrayBuffer> {
   return Buffer.allocUnsafeSlow(length)
 }
 
+/** `chunks` joined into bytes of their own (bytesToFill); `length` is the sum of theirs. */
+export function joinedBytes (chunks: readonly Buffer[], length: number): Buffer<ArrayBuffer> {
+  const joined = bytesToFill(length)
+  let at = 0
+  for (const chunk of chunks) at += chunk.copy(joined, at)
+  return joined
+}
+
 /** The whole body as bytes for a consumer that copies them (the Response constructor): a large body's own Buffer. */
 export function bodyBytes (body: StoredBody): Buffer {
   return typeof body === 'string' ? Buffer.from(body, 'latin1') : body

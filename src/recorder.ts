@@ -3,6 +3,8 @@
  * recording is dropped at once and the body keeps streaming, uncached: the cache never holds more
  * than `maxEntrySize` bytes for a response it will not store.
  */
+import { joinedBytes } from './entry.js'
+
 export class Recorder {
   readonly #limit: number
   readonly #expected: number | undefined
@@ -64,10 +66,7 @@ export class Recorder {
     }
     // A memory of its own, exactly the body's size: a slice of Node's shared 8 KiB pool would keep
     // the whole slab alive, other garbage included, for as long as the entry lives.
-    const body = Buffer.allocUnsafeSlow(this.#size)
-    let offset = 0
-    for (const chunk of chunks) offset += chunk.copy(body, offset)
-    this.#commit(body)
+    this.#commit(joinedBytes(chunks, this.#size))
   }
 
   /** The body failed or was aborted: nothing is stored. */

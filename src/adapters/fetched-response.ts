@@ -4,7 +4,7 @@
  * (src/adapters/follower.ts). Only answers that fetch would hand over unchanged are built here.
  */
 import { Headers, Response } from 'undici'
-import { bodyArrayBuffer, bodyBytes, bytesToFill, type StoredBody } from '../entry.js'
+import { bodyArrayBuffer, bodyBytes, joinedBytes, type StoredBody } from '../entry.js'
 import { ArrivingBody } from './arriving-body.js'
 
 /**
@@ -184,13 +184,7 @@ type Whole = StoredBody | readonly Buffer[]
 function toArrayBuffer (whole: Whole): ArrayBuffer {
   if (!Array.isArray(whole)) return bodyArrayBuffer(whole as StoredBody)
   const chunks = whole as readonly Buffer[]
-  const copy = bytesToFill(chunks.reduce((length, chunk) => length + chunk.byteLength, 0))
-  let at = 0
-  for (const chunk of chunks) {
-    copy.set(chunk, at)
-    at += chunk.byteLength
-  }
-  return copy.buffer
+  return joinedBytes(chunks, chunks.reduce((length, chunk) => length + chunk.byteLength, 0)).buffer
 }
 
 function decode (whole: Whole): string {
