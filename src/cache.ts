@@ -80,11 +80,12 @@ export class Cache {
     // Taken before the store is read: an invalidation that starts while the read is on its way may
     // drop what it returns, and counts as after this lookup (writes, flights).
     const since = this.#writes.since
-    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, since, this.options.now())
-    const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
+    const key = storeKey(request.method, request.url, request.headers.host, settings)
+    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, key, since, this.options.now())
+    const found = this.#store.get(key)
     return found instanceof Promise
-      ? found.then((variants) => this.#choose(request, variants, directives, mode, settings, since))
-      : this.#choose(request, found, directives, mode, settings, since)
+      ? found.then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
+      : this.#choose(request, key, found, directives, mode, settings, since)
   }
 
   /**
@@ -130,27 +131,27 @@ export class Cache {
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
-  #choose (request: CacheRequest, variants: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings, since: number): Lookup {
+  #choose (request: CacheRequest, key: string, variants: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings, since: number): Lookup {
     const entry = findVariant(variants, request)
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
       this.#reporter.emit('miss', { method: request.method, url: request.url })
-      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, since, this.options.now())
+      return forward(variants === undefined ? 'uri-miss' : 'vary-miss', !directives.noStore, undefined, undefined, directives, settings, key, since, this.options.now())
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
-    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, this.#refresh(request, entry, directives, settings, since))
+    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, this.#refresh(request, key, entry, directives, settings, since))
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
     const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
-    return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, since, this.options.now())
+    return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, key, since, this.options.now())
   }
 
   /** The background revalidation a stale-while-revalidate hit starts, unless one is under way (RFC 5861 §3). */
-  #refresh (request: CacheRequest, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded | undefined {
+  #refresh (request: CacheRequest, key: string, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded | undefined {
     if (!this.#refreshes.claim(entry, settings.retry)) return undefined
-    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, since, this.options.now()), background: true }
+    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, key, since, this.options.now()), background: true }
   }
 
   /**
@@ -175,7 +176,7 @@ export class Cache {
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
     this.#reporter.emit('bypass', { method: request.method, url: request.url, reason: fwd })
-    return forward(fwd, false, undefined, undefined, directives, settings, this.#writes.since, this.options.now())
+    return forward(fwd, false, undefined, undefined, directives, settings, undefined, this.#writes.since, this.options.now())
   }
 
   #unsatisfiable (request: CacheRequest): Unsatisfiable {
@@ -202,8 +203,8 @@ export class Cache {
     for (const url of invalidatedBy(request, status, headers)) {
       this.#writes.background(this.#invalidate(urlSelector(url, this.settings(url).key, request.headers.host), { url }))
     }
-    const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store
-      ? { fwd: lookup.fwd, fwdStatus: status, key: storeKey(request.method, request.url, request.headers.host, lookup.settings) }
+    const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store && lookup.key !== undefined
+      ? { fwd: lookup.fwd, fwdStatus: status, key: lookup.key }
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup)
@@ -216,7 +217,8 @@ export class Cache {
       if (!stored) lookup.release?.(false)
       return { kind: 'pass', headers: withCacheStatus(headers, extend(parts, { stored })), recorder }
     }
-    if (!lookup.store) return pass(false)
+    const { key } = lookup
+    if (!lookup.store || key === undefined) return pass(false)
 
     const { settings } = lookup
     const stored = storableHeaders(headers)
@@ -236,7 +238,6 @@ export class Cache {
       return pass(false)
     }
     const vary = varyValues(fields, request.headers)
-    const key = storeKey(request.method, request.url, request.headers.host, settings)
     const tags = responseTags(stored, settings.tags)
     const recorder = new Recorder(settings.maxEntrySize, length, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
@@ -358,9 +359,9 @@ export class Cache {
   coordinate (request: CacheRequest, lookup: Forwarded, mode: FetchCacheMode = 'default'): MaybePromise<Lookup> {
     const coordinator = this.#coordinator
     // Only a plain miss: a reload or no-cache request must reach the origin whatever is stored meanwhile.
-    if (coordinator === undefined || mode !== 'default' || !lookup.store || lookup.entry !== undefined ||
+    const { key } = lookup
+    if (coordinator === undefined || mode !== 'default' || !lookup.store || key === undefined || lookup.entry !== undefined ||
         lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss')) return lookup
-    const key = storeKey(request.method, request.url, request.headers.host, lookup.settings)
     // The request goes out once the claim is held: waiting for the other process is no part of its answer's age.
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.get(key), request)

@@ -39,6 +39,12 @@ export interface Forwarded {
   readonly headers: RequestHeaders | undefined
   readonly directives: RequestDirectives
   readonly settings: RequestSettings
+  /**
+   * The key its answer is stored under (src/key.ts), worked out once, by its lookup: a `key` hook
+   * runs once for each lookup, however many parts of the cache need the key (flight, entry,
+   * Cache-Status). None for a request the cache passes by, which stores nothing.
+   */
+  readonly key: string | undefined
   /** A stale-while-revalidate refresh, which no caller waits on. */
   readonly background: boolean
   /**
@@ -78,8 +84,8 @@ export type Outcome =
 
 /** A request going on to the origin (not a background refresh). */
 export function forward (fwd: Forward, store: boolean, entry: CacheEntry | undefined, headers: RequestHeaders | undefined, directives: RequestDirectives,
-  settings: RequestSettings, since: number, requestTime: number): Forwarded {
-  return { kind: 'forward', fwd, store, entry, headers, directives, settings, background: false, since, requestTime }
+  settings: RequestSettings, key: string | undefined, since: number, requestTime: number): Forwarded {
+  return { kind: 'forward', fwd, store, entry, headers, directives, settings, key, background: false, since, requestTime }
 }
 
 export class HitResult implements Hit {

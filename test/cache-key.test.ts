@@ -2,12 +2,12 @@
  * The cache key is the target URI as the origin sees it (RFC 9110 §7.1): undici.request's `query`
  * option and a `Host` request header are part of it, so requests the origin tells apart are stored,
  * served and single-flighted apart; an origin names the same entry however it is written. Through
- * the undici interceptor only: fetch has no `query` option (its URL carries the query) and does not
- * send a caller's `Host`.
+ * the undici interceptor: fetch has no `query` option (its URL carries the query) and does not
+ * send a caller's `Host`. A `key` hook's calls are counted through both.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { request, type Dispatcher } from 'undici'
-import { cacheInterceptor, createCache, type Cache } from '../src/index.js'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { gate, waitFor } from './helpers/wait.js'
@@ -218,5 +218,37 @@ describe('the key in Cache-Status, when cacheStatusKey asks for it', () => {
     expect(await read()).toMatch(new RegExp(`^cachedfetch; hit; ttl=\\d+; key="${key.replace(/[.?]/g, '\\$&')}"$`))
     // Without the option, no key.
     expect((await get(`${origin.url}/items`)).cacheStatus).toBe(MISS_STORED)
+  })
+})
+
+describe('a key hook', () => {
+  /**
+   * The hook is the application's code, run as often as the cache needs a key: once for each lookup,
+   * not again for the flight, the entry stored and the Cache-Status of the same request (it ran
+   * three times for a miss through the interceptor, twice for a 304).
+   */
+  it('runs once for each request through the interceptor, and once more for a miss or 304 through fetch, whose fast path looks up first', async () => {
+    origin.route('/fresh', (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', etag: '"f"' }).end('fresh') })
+    origin.route('/checked', (req, res) => {
+      if (req.headers['if-none-match'] === '"c"') res.writeHead(304, { 'cache-control': 'no-cache', etag: '"c"' }).end()
+      else res.writeHead(200, { 'cache-control': 'no-cache', etag: '"c"' }).end('checked')
+    })
+    const calls = { interceptor: [] as string[], fetch: [] as string[] }
+    for (const face of ['interceptor', 'fetch'] as const) {
+      const hooked = createCache({ cacheStatusKey: true, key: (url) => { calls[face].push(url.pathname); return url } })
+      const through = opened.agent().compose(cacheInterceptor({ cache: hooked }))
+      const fetch = createCachedFetch({ cache: hooked })
+      const send = async (path: string): Promise<string> => face === 'fetch'
+        ? await (await fetch(`${origin.url}${path}`)).text()
+        : await (await request(`${origin.url}${path}`, { dispatcher: through })).body.text()
+      for (const path of ['/fresh', '/fresh', '/checked', '/checked']) {
+        expect(await send(path)).toBe(path.slice(1))
+        await hooked.flush()
+      }
+    }
+    // A miss, a hit, a miss, a 304.
+    expect(calls.interceptor).toEqual(['/fresh', '/fresh', '/checked', '/checked'])
+    expect(calls.fetch).toEqual(['/fresh', '/fresh', '/fresh', '/checked', '/checked', '/checked', '/checked'])
+    expect(origin.requests.filter((r) => r.headers['if-none-match'] === '"c"')).toHaveLength(2)
   })
 })

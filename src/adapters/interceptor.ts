@@ -136,8 +136,9 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
     },
     onEnd: () => cache.flights.end(key, broadcast)
   })
-  // Callers that come after an invalidation of its entry began do not join it (src/flight.ts).
-  cache.flights.start(key, broadcast, storeKey(request.method, request.url, request.headers.host, lookup.settings), lookup.since)
+  // Callers that come after an invalidation of its entry began do not join it (src/flight.ts). A
+  // request the cache passes by (a conditional one, say) had no key worked out by its lookup.
+  cache.flights.start(key, broadcast, lookup.key ?? storeKey(request.method, request.url, request.headers.host, lookup.settings), lookup.since)
   broadcast.join(handler, false)
   opts[ON_FLIGHT]?.(broadcast, key)
   const send = (claimed: Forwarded): boolean => {
