@@ -391,7 +391,11 @@ for (const { name: adapter, connect } of adapters) {
         ['a CR LF and a field after it', 'x-a', 'one\r\nset-cookie: session=injected'],
         ['a lone LF', 'x-a', 'one\ntwo'],
         ['a NUL', 'x-a', 'one\0two'],
-        ['a name that is no token', 'x a', 'value']
+        ['a lone CR', 'x-a', 'one\rtwo'],
+        ['a character past Latin-1', 'x-a', 'one\u0100two'],
+        ['a name that is no token', 'x a', 'value'],
+        ['a name with a letter past ASCII', 'x-\u00e9', 'value'],
+        ['an empty name', '', 'value']
       ]
       it.each(malformed)('a field with %s, from a dispatcher below the cache, reaches its caller but is not stored', async (_name, field, value) => {
         withFields({})
