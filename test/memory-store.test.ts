@@ -10,8 +10,9 @@ import { request } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
 import { adapters } from './helpers/clients.js'
 import { corruptValue, corruptValues, wellFormedFrame } from './helpers/corrupt.js'
-import type { Origin, Route } from './helpers/origin.js'
+import { respond, type Origin, type Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
+import { manualClock, wholeSecondNow } from './helpers/time.js'
 
 
 const opened = teardown()
@@ -105,6 +106,27 @@ describe('the default memory store', () => {
     expect(await served(cachedFetch, server, '/huge')).toBe('origin')
     expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
     expect(await served(cachedFetch, server, '/small')).toBe('hit')
+  })
+
+  describe.each(adapters)('through $name', ({ connect }) => {
+    it('drops an entry once the cache\'s clock is past its retention, even in the millisecond of an earlier read', async () => {
+      const server = await opened.origin({ '/doc': respond(200, { 'cache-control': 'max-age=1', etag: '"v1"' }, 'doc') })
+      const clock = manualClock(wholeSecondNow())
+      const cache = createCache({ now: clock.now })
+      const client = opened.add(connect(cache))
+      await client.send(`${server.url}/doc`)
+      expect(cache.stats().stored).toBe(1)
+
+      // Both requests look the entry up before either yields: the first reads the store's clock,
+      // the second comes two days later by the cache's clock (kept: a day past its freshness).
+      const hit = client.send(`${server.url}/doc`)
+      clock.advance(2 * 24 * 3600)
+      const late = client.send(`${server.url}/doc`)
+      expect((await hit).header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect((await late).body).toBe('doc')
+      // Gone from the store: sent as a new request, not revalidated.
+      expect(server.requests.map((r) => r.headers['if-none-match'])).toEqual([undefined, undefined])
+    })
   })
 })
 
