@@ -118,7 +118,7 @@ describe('the default memory store', () => {
       expect(cache.stats().stored).toBe(1)
 
       // Both requests look the entry up before either yields: the first reads the store's clock,
-      // the second comes two days later by the cache's clock (kept: a day past its freshness).
+      // the second two days later by the cache's clock, past the entry's retention (its freshness and a day).
       const hit = client.send(`${server.url}/doc`)
       clock.advance(2 * 24 * 3600)
       const late = client.send(`${server.url}/doc`)

@@ -26,7 +26,7 @@ export class MemoryStore {
       // The cache's clock at every expiry check. By default lru-cache keeps a reading for a
       // millisecond of real time and arms a timer to forget it: a clock moved within that
       // millisecond went unseen (an entry past its retention was still found), and a timer was
-      // made and fired for about every third 1 KB 304 through the interceptor.
+      // made and fired for two in five 1 KB 304s through the interceptor.
       ttlResolution: 0,
       dispose: (variants, key, reason) => {
         if (reason === 'evict') events.evict(key, variantsSize(variants))
