@@ -72,7 +72,7 @@ export function bodyArrayBuffer (body: StoredBody): ArrayBuffer {
  * through `cachedFetch()` took 9.8–10.5 µs against 12.4–13.4 with the zeroing (a profile loop,
  * alone, Node 20; on Node 24, 29.4 against 30.7–31.8).
  */
-export function bytesToFill (length: number): Buffer<ArrayBuffer> {
+function bytesToFill (length: number): Buffer<ArrayBuffer> {
   return Buffer.allocUnsafeSlow(length)
 }
 
