@@ -56,6 +56,16 @@ async function reached<T> (cache: Cache, count: number, call: () => Promise<T>):
   return calls
 }
 
+/** Reads a body as a stream, zeroing each chunk it is handed once it has kept a copy: what it read. */
+async function streamZeroing (response: Response): Promise<Buffer> {
+  const streamed: Buffer[] = []
+  for await (const chunk of response.body! as AsyncIterable<Uint8Array>) {
+    streamed.push(Buffer.from(chunk))
+    chunk.fill(0)
+  }
+  return Buffer.concat(streamed)
+}
+
 /**
  * A leader, then a follower that can abort (`quitter`), then `others` followers, all of one
  * exchange whose answer sends `body`'s first kilobyte and waits for `rest`: their Responses, in
@@ -117,14 +127,7 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     expect(responses.filter((r) => r.headers.get('cache-status')?.endsWith('; collapsed') === true)).toHaveLength(FOLLOWERS - 1)
     // Every other caller streams its body and zeroes each chunk it is handed; one reads its own last.
     const [reader, ...scribblers] = responses
-    for (const response of scribblers) {
-      const streamed: Buffer[] = []
-      for await (const chunk of response.body! as AsyncIterable<Uint8Array>) {
-        streamed.push(Buffer.from(chunk))
-        chunk.fill(0)
-      }
-      expect(Buffer.concat(streamed).equals(body)).toBe(true)
-    }
+    for (const response of scribblers) expect((await streamZeroing(response)).equals(body)).toBe(true)
     expect.soft(Buffer.from(await reader!.arrayBuffer()).equals(body), 'the last caller\'s body is intact').toBe(true)
     const hit = await cachedFetch(`${server.url}/doc`)
     expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
@@ -145,12 +148,7 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     for (let i = 0; i < 2; i++) {
       const revalidated = await cachedFetch(`${server.url}/doc`)
       expect(revalidated.headers.get('cache-status')).toMatch(/fwd-status=304/)
-      const streamed: Buffer[] = []
-      for await (const chunk of revalidated.body! as AsyncIterable<Uint8Array>) {
-        streamed.push(Buffer.from(chunk))
-        chunk.fill(0)
-      }
-      expect(Buffer.concat(streamed).equals(body)).toBe(true)
+      expect((await streamZeroing(revalidated)).equals(body)).toBe(true)
     }
     const again = await cachedFetch(`${server.url}/doc`)
     expect(again.headers.get('cache-status')).toMatch(/fwd-status=304/)
