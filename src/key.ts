@@ -52,12 +52,19 @@ export function storeKey (method: string, url: string, host: string | undefined,
   if (!settings.shared) parts.unshift('private')
   // RFC 9110 §7.1: a Host header names the target's authority; one that is not the connection's
   // (a virtual host) is another resource, though the same server answers.
-  if (host !== undefined && host.toLowerCase() !== new URL(url).host) parts.push(`host=${host.toLowerCase()}`)
+  if (host !== undefined && host.toLowerCase() !== hostOf(url)) parts.push(`host=${host.toLowerCase()}`)
   // join() makes one flat string. A concatenation would be a rope, which V8 flattens into another
   // string, kept beside it, the first time it compares the key with another: in the memory tier
   // that is every entry's key, on its first hit.
   return parts.join(' ')
 }
+
+/**
+ * The authority of a normalised URL. Every lookup of a request that carries a Host header asks it:
+ * parsed each time, it was a sixth of the engine's work on a 1 KB 304 (its lookup and merge took
+ * 4.0 µs, against 3.3 µs memoised: alone, in a loop, medians of six runs each).
+ */
+const hostOf = memoize(1024, (url) => new URL(url).host)
 
 /** The URL part of a key from `storeKey()`, with the ` host=…` that may follow it. */
 export function urlOfKey (key: string): string {
