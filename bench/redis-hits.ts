@@ -6,6 +6,11 @@
  *   and followed by the interceptor's memory hit; and of a hit answered from Redis (no memory tier)
  *   through each face, three rounds of each. It shows what interleaving a network read with a hit
  *   costs, and that Redis is not what makes it cost.
+ * - `floor`: the wall-clock time of a raw GET; of the least an interceptor answering from Redis can
+ *   do under `undici.request()` (one GET of the stored value, its bytes played as the body with
+ *   fixed fields: no decoding, no policy, no Cache-Status of its own); and of a hit from Redis
+ *   through each face: interleaved rounds, medians, each as a multiple of the raw GET, as the
+ *   benchmark's goal puts it. It shows how much of that bound `undici.request()` takes by itself.
  * - `count <cachedFetch|interceptor> <hits>`: that many hits from Redis through one face, after 2000
  *   that are not asked for, and nothing else: for an instruction counter, which does not care what
  *   else the machine does. Run under `valgrind --tool=callgrind` with 2500 hits and with 500; the
@@ -13,6 +18,7 @@
  *   counted).
  *
  *     node --import tsx bench/redis-hits.ts interleaved [dist]
+ *     node --import tsx bench/redis-hits.ts floor [dist]
  *     valgrind --tool=callgrind node --import tsx bench/redis-hits.ts count cachedFetch 2500 [dist]
  *
  * Needs the Redis at REDIS_URL (default redis://127.0.0.1:6379); deletes what it wrote.
@@ -28,6 +34,8 @@ import { startBenchOrigin } from './origin.js'
 
 const [mode = 'interleaved', ...rest] = process.argv.slice(2)
 const libDir = mode === 'count' ? rest[2] : rest[0]
+const FLOOR_ROUNDS = 14
+const FLOOR_PER_ROUND = 1000
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const ROUNDS = 3
 const ROUND_MS = 1500
@@ -107,8 +115,36 @@ try {
     }
     for (const [name, rounds] of Object.entries(cpu)) process.stdout.write(`${name.padEnd(40)} CPU µs a request: ${rounds.join(', ')}\n`)
     echo.close()
+  } else if (mode === 'floor') {
+    const ops: Record<string, () => Promise<unknown>> = {
+      'raw GET': async () => await raw.get(key),
+      'least interceptor answering from Redis': leastFromRedis(key, url('least')),
+      'cacheInterceptor: hit from Redis': faces.interceptor.redis,
+      'cachedFetch: hit from Redis': faces.cachedFetch.redis
+    }
+    const wall: Record<string, number[]> = {}
+    const cpu: Record<string, number[]> = {}
+    const names = Object.keys(ops)
+    for (const name of names) for (let i = 0; i < UNCOUNTED; i++) await ops[name]!()
+    for (let round = 0; round < FLOOR_ROUNDS; round++) {
+      for (const name of round % 2 === 0 ? names : [...names].reverse()) {
+        const start = performance.now()
+        const before = process.cpuUsage()
+        for (let i = 0; i < FLOOR_PER_ROUND; i++) await ops[name]!()
+        const used = process.cpuUsage(before)
+        ;(wall[name] ??= []).push((performance.now() - start) * 1000 / FLOOR_PER_ROUND)
+        ;(cpu[name] ??= []).push((used.user + used.system) / FLOOR_PER_ROUND)
+      }
+    }
+    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1]!
+    const reference = median(wall['raw GET']!)
+    process.stdout.write(`${FLOOR_ROUNDS} rounds of ${FLOOR_PER_ROUND} each, medians\n`)
+    for (const name of names) {
+      const us = median(wall[name]!)
+      process.stdout.write(`${name.padEnd(40)} ${us.toFixed(1).padStart(6)} µs  ${(us / reference).toFixed(2)}× the raw GET  CPU ${median(cpu[name]!).toFixed(1)} µs\n`)
+    }
   } else {
-    throw new TypeError(`expected a mode of interleaved or count, got ${mode}`)
+    throw new TypeError(`expected a mode of interleaved, floor or count, got ${mode}`)
   }
 } finally {
   for await (const keys of raw.scanIterator({ MATCH: `*${namespace}*` })) if (keys.length > 0) await raw.del(keys)
@@ -118,6 +154,28 @@ try {
   await origin.close()
 }
 process.exit(0)
+
+/**
+ * The least an interceptor answering from Redis does for `undici.request()`: one GET, and the value
+ * played as the response (its bytes, whatever they hold) with fields fixed in advance.
+ */
+function leastFromRedis (key: string, target: string): () => Promise<void> {
+  const controller = { aborted: false, paused: false, reason: null, abort () {}, pause () {}, resume () {} }
+  const fields = { 'content-type': 'application/json', 'cache-control': 'max-age=3600', etag: '"bench-1"' }
+  const dispatcher = new Agent().compose(() => (_opts, handler) => {
+    raw.get(key).then((value) => {
+      handler.onRequestStart?.(controller, {})
+      handler.onResponseStart?.(controller, 200, fields, 'OK')
+      handler.onResponseData?.(controller, Buffer.from(value ?? ''))
+      handler.onResponseEnd?.(controller, {})
+    }, (error: Error) => handler.onResponseError?.(controller, error))
+    return true
+  })
+  return async () => {
+    const response = await request(target, { dispatcher })
+    if ((await response.body.arrayBuffer()).byteLength === 0) throw new Error('the least interceptor found nothing in Redis')
+  }
+}
 
 /**
  * A round trip to another process that is not Redis: four bytes to an echo server and back, over
