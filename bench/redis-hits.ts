@@ -31,6 +31,7 @@ import KeyvRedis, { createClient } from '@keyv/redis'
 import { Agent, request } from 'undici'
 import { type Library, loadLibrary } from './library.js'
 import { startBenchOrigin } from './origin.js'
+import { median } from './report.js'
 
 const [mode = 'interleaved', ...rest] = process.argv.slice(2)
 const libDir = mode === 'count' ? rest[2] : rest[0]
@@ -136,7 +137,6 @@ try {
         ;(cpu[name] ??= []).push((used.user + used.system) / FLOOR_PER_ROUND)
       }
     }
-    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1]!
     const reference = median(wall['raw GET']!)
     process.stdout.write(`${FLOOR_ROUNDS} rounds of ${FLOOR_PER_ROUND} each, medians\n`)
     for (const name of names) {

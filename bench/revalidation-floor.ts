@@ -20,6 +20,7 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import { loadLibrary } from './library.js'
 import { jsonBody, startBenchOrigin } from './origin.js'
+import { median } from './report.js'
 
 const [mode = 'interleaved', ...rest] = process.argv.slice(2)
 const libDir = mode === 'count' ? rest[2] : rest[0]
@@ -87,8 +88,6 @@ async function batch (name: string, n: number): Promise<{ wall: number, cpu: num
   const cpu = process.cpuUsage(cpuStart)
   return { wall: (performance.now() - start) * 1000 / n, cpu: (cpu.user + cpu.system) / n }
 }
-
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1]!
 
 if (mode === 'count') {
   const [name = 'cacheInterceptor', requests = '3000'] = rest
