@@ -11,10 +11,13 @@
  * cache (`stats().misses`), so "concurrent" never depends on how fast the machine is.
  */
 import { readFileSync } from 'node:fs'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
 import { Agent, request, type Dispatcher } from 'undici'
 import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { ON_FLIGHT } from '../src/adapters/interceptor.js'
 import { bytes, respond, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { gate, settle, waitFor, within, type Gate } from './helpers/wait.js'
@@ -1009,6 +1012,43 @@ describe('single-flight into raw undici handlers', () => {
     expect(follower.error).toBeUndefined()
     expect(follower.body.equals(body)).toBe(true)
     expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('a caller that keeps its controller after its response ended does not keep the exchange in memory', async () => {
+    // undici's own handlers keep their controller as long as the response body they made lives.
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const body = bytes(64 * 1024, 47)
+    const server = await opened.origin({ '/doc': respond(200, { 'cache-control': 'no-store', 'content-length': String(body.byteLength) }, body) })
+    const dispatcher = agent().compose(cacheInterceptor({ cache: createCache() }))
+    const caller = new RecordingHandler()
+    let made = false
+    let collected = false
+    // Not a WeakRef: that would keep the exchange alive itself until the turn it was made in ends.
+    const watch = new FinalizationRegistry(() => { collected = true })
+    const onFlight = (flight: object | undefined): void => {
+      if (flight === undefined) return
+      made = true
+      watch.register(flight, undefined)
+    }
+    dispatcher.dispatch({ origin: server.url, path: '/doc', method: 'GET', headers: {}, [ON_FLIGHT]: onFlight } as Dispatcher.DispatchOptions, caller)
+    await within(caller.finished, 'the body')
+    expect(caller.body.equals(body)).toBe(true)
+    expect(made).toBe(true)
+
+    for (let i = 0; i < 10 && !collected; i++) {
+      gc()
+      await settle()
+    }
+    expect(caller.controller).toBeDefined()
+    expect(collected).toBe(true)
+    // Once let go, what the caller may still call on its controller changes nothing and throws nothing.
+    caller.controller!.pause()
+    caller.controller!.resume()
+    caller.controller!.abort(new Error('too late'))
+    await settle()
+    expect(caller.error).toBeUndefined()
+    expect(caller.ended).toBe(true)
   })
 
   it('a caller that overwrites the chunks it is given does not change what another caller receives', async () => {

@@ -79,8 +79,8 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
         noFlight(opts)
         return dispatch(opts, handler)
       }
-      if (!(lookup instanceof Promise)) return route(lookup)
-      lookup.then(route, () => {
+      if (!(lookup instanceof Promise)) return route(lookup, true)
+      lookup.then((found) => route(found, false), () => {
         noFlight(opts)
         return dispatch(opts, handler)
       }).catch((error: unknown) => {
@@ -89,15 +89,26 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       })
       return true
 
-      function route (found: Lookup): boolean {
+      /**
+       * `synchronous`: the lookup answered inside dispatch(). An answer from memory is then played
+       * on the event loop's next turn, not on a microtask: a caller that awaits one hit after
+       * another would otherwise never let the loop turn, so that timers, I/O and undici's own
+       * deferred work waited for the whole run (undici destroys each response body it makes on a
+       * setImmediate: 10 000 hits in a row left 10 000 of them pending, and every object of every
+       * hit alive). V8, seeing those objects survive, began to allocate their kinds straight into
+       * the old generation, where every later request's garbage of those kinds waited for a full
+       * collection: scavenges in a 1 KB 304 loop after 3000 hits took 2.7–3.6 ms each, against
+       * 1.1 ms after hits played on the next turn. Those hits cost no more time (README, Benchmarks).
+       */
+      function route (found: Lookup, synchronous: boolean): boolean {
         if (found.kind !== 'forward') noFlight(opts)
         if (found.kind === 'hit') {
-          replay(request!, found, handler)
+          replay(request!, found, handler, synchronous)
           if (found.refresh !== undefined) revalidateInBackground(cache, network, opts, request!, found.refresh)
           return true
         }
         if (found.kind === 'unsatisfiable') {
-          new ReplayController(handler, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false)
+          new ReplayController(handler, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false, synchronous)
           return true
         }
         return forward(cache, network, opts, request!, found, handler)
@@ -161,10 +172,10 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   return true
 }
 
-function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHandler): void {
+function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHandler, nextTurn = false): void {
   const { entry, headers } = hit
   const body = hasNoContent(request.method, entry.status) ? undefined : entry.body
-  new ReplayController(handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(false)
+  new ReplayController(handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(false, nextTurn)
 }
 
 /**

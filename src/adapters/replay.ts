@@ -39,9 +39,12 @@ export class ReplayController implements Controller {
   get paused (): boolean { return this.#paused }
   get reason (): Error | null { return this.#reason }
 
-  /** Starts on a microtask, as a dispatcher's callbacks never run inside dispatch(). */
-  start (requestStarted: boolean): void {
-    queueMicrotask(() => {
+  /**
+   * Starts outside dispatch(), as a dispatcher's callbacks always do: on a microtask, or with
+   * `nextTurn` on the event loop's next turn, as an answer read from a socket would come.
+   */
+  start (requestStarted: boolean, nextTurn = false): void {
+    const play = (): void => {
       try {
         if (!requestStarted) this.#handler.onRequestStart?.(this, {})
         if (this.#aborted) return
@@ -51,7 +54,9 @@ export class ReplayController implements Controller {
       } catch (error) {
         this.abort(error as Error)
       }
-    })
+    }
+    if (nextTurn) setImmediate(play)
+    else queueMicrotask(play)
   }
 
   #flow (): void {
