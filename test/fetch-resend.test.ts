@@ -204,6 +204,22 @@ describe('a cachedFetch revalidation of a request fetch has sent before', () => 
     expect(runs.fetch).toBe(1026)
     expect(server.seen('/doc').filter((r) => r.headers['x-n'] === '0')).toHaveLength(2)
   })
+
+  it('forgets the shape used longest ago, not the one recorded first: a shape sent again is kept', async () => {
+    const { server, cachedFetch } = await setUp({ '/doc': revalidated('version 1') })
+    const call = async (n: number): Promise<void> => { await (await cachedFetch(`${server.url}/doc`, { headers: { 'x-n': String(n) } })).arrayBuffer() }
+    for (let n = 0; n < 1024; n++) await call(n)
+    await call(0)
+    await call(0)
+    expect(runs.fetch).toBe(1024)
+
+    await call(1024)
+    expect(runs.fetch).toBe(1025)
+    await call(0)
+    expect(runs.fetch).toBe(1025)
+    await call(1)
+    expect(runs.fetch).toBe(1026)
+  })
 })
 
 describe('a cachedFetch request of a shape fetch has sent before, to another URL', () => {

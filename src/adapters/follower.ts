@@ -14,6 +14,7 @@
  */
 import type { Dispatcher, Response } from 'undici'
 import type { Flights } from '../flight.js'
+import { without } from '../maps.js'
 import { ArrivingBody } from './arriving-body.js'
 import type { Broadcast, LendableHandler } from './broadcast.js'
 import { hasNoContent } from './content.js'
@@ -47,7 +48,7 @@ interface Flight {
  * the leader's, or through undici.fetch), which still joins the exchange while its body is on its way.
  */
 export class Leaders {
-  readonly #flights = new Map<string, Promise<Flight | undefined>>()
+  #flights = new Map<string, Promise<Flight | undefined>>()
 
   has (key: string): boolean {
     return this.#flights.has(key)
@@ -66,7 +67,7 @@ export class Leaders {
       return await send((broadcast, flightKey) => found(broadcast === undefined ? undefined : { broadcast, key: flightKey! }))
     } finally {
       found(undefined)
-      this.#flights.delete(key)
+      this.#flights = without(this.#flights, key)
     }
   }
 
