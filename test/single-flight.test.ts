@@ -1024,7 +1024,8 @@ describe('single-flight into raw undici handlers', () => {
     const caller = new RecordingHandler()
     let made = false
     let collected = false
-    // Not a WeakRef: that would keep the exchange alive itself until the turn it was made in ends.
+    // Not a WeakRef: V8 keeps a WeakRef's target alive until the job that made it is over, which
+    // under vitest outlasted this test's collections.
     const watch = new FinalizationRegistry(() => { collected = true })
     const onFlight = (flight: object | undefined): void => {
       if (flight === undefined) return
