@@ -90,15 +90,13 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       return true
 
       /**
-       * `synchronous`: the lookup answered inside dispatch(). An answer from memory is then played
-       * on the event loop's next turn, not on a microtask: a caller that awaits one hit after
-       * another would otherwise never let the loop turn, so that timers, I/O and undici's own
-       * deferred work waited for the whole run (undici destroys each response body it makes on a
-       * setImmediate: 10 000 hits in a row left 10 000 of them pending, and every object of every
-       * hit alive). V8, seeing those objects survive, began to allocate their kinds straight into
-       * the old generation, where every later request's garbage of those kinds waited for a full
-       * collection: scavenges in a 1 KB 304 loop after 3000 hits took 2.7–3.6 ms each, against
-       * 1.1 ms after hits played on the next turn. Those hits cost no more time (README, Benchmarks).
+       * `synchronous`: the lookup answered inside dispatch(), from memory. Such an answer is played
+       * at once, unless answers from memory have held the event loop long enough: then on its next
+       * turn (src/adapters/turns.ts). Held for a whole run of hits, the loop kept undici's pending
+       * destruction of every hit's body, and every object of every hit, alive; V8, seeing those
+       * survive, began to allocate their kinds straight into the old generation, where every later
+       * request's garbage of those kinds waited for a full collection: scavenges in a 1 KB 304 loop
+       * after 3000 hits took 2.7–3.6 ms each, against 1.1 ms once hits let the loop turn.
        */
       function route (found: Lookup, synchronous: boolean): boolean {
         if (found.kind !== 'forward') noFlight(opts)
@@ -172,10 +170,10 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   return true
 }
 
-function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHandler, nextTurn = false): void {
+function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHandler, fromMemory = false): void {
   const { entry, headers } = hit
   const body = hasNoContent(request.method, entry.status) ? undefined : entry.body
-  new ReplayController(handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(false, nextTurn)
+  new ReplayController(handler, { status: entry.status, statusText: entry.statusText, headers, body }).start(false, fromMemory)
 }
 
 /**

@@ -6,6 +6,7 @@
 import type { Dispatcher } from 'undici'
 import { bodyLength, bodySlice, type StoredBody } from '../entry.js'
 import { canBorrow } from './broadcast.js'
+import { turnDue } from './turns.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -40,10 +41,11 @@ export class ReplayController implements Controller {
   get reason (): Error | null { return this.#reason }
 
   /**
-   * Starts outside dispatch(), as a dispatcher's callbacks always do: on a microtask, or with
-   * `nextTurn` on the event loop's next turn, as an answer read from a socket would come.
+   * Starts outside dispatch(), as a dispatcher's callbacks always do: on a microtask. `fromMemory`:
+   * an answer given inside dispatch(), which waits for the event loop's next turn once such
+   * answers have held it long enough (src/adapters/turns.ts).
    */
-  start (requestStarted: boolean, nextTurn = false): void {
+  start (requestStarted: boolean, fromMemory = false): void {
     const play = (): void => {
       try {
         if (!requestStarted) this.#handler.onRequestStart?.(this, {})
@@ -55,8 +57,9 @@ export class ReplayController implements Controller {
         this.abort(error as Error)
       }
     }
-    if (nextTurn) setImmediate(play)
-    else queueMicrotask(play)
+    const turn = fromMemory ? turnDue() : undefined
+    if (turn === undefined) queueMicrotask(play)
+    else void turn.then(play)
   }
 
   #flow (): void {
