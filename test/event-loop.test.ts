@@ -16,20 +16,20 @@ const opened = teardown()
 afterEach(() => opened.close())
 
 /** A client of each face over a fresh cache; `get` resolves to the Cache-Status and the body read. */
-type Get = (url: string) => Promise<{ status: string, body: Buffer }>
+type Get = (url: string, signal?: AbortSignal) => Promise<{ status: string, body: Buffer }>
 
 const faces: Array<[string, () => Get]> = [
   ['the interceptor', () => {
     const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache() }))
-    return async (url) => {
-      const response = await request(url, { dispatcher })
+    return async (url, signal) => {
+      const response = await request(url, { dispatcher, signal })
       return { status: String(response.headers['cache-status']), body: Buffer.from(await response.body.arrayBuffer()) }
     }
   }],
   ['cachedFetch()', () => {
     const cachedFetch = createCachedFetch({ cache: createCache(), dispatcher: opened.agent() })
-    return async (url) => {
-      const response = await cachedFetch(url)
+    return async (url, signal) => {
+      const response = await cachedFetch(url, { signal })
       return { status: String(response.headers.get('cache-status')), body: Buffer.from(await response.arrayBuffer()) }
     }
   }]
@@ -81,5 +81,25 @@ describe.each(faces)('hits from memory through %s', (_face, client) => {
     expect(hit.status).toMatch(/^cachedfetch; hit/)
     expect(hit.body.equals(body)).toBe(true)
     expect(turned).toBe(false)
+  })
+
+  it('reject a caller that aborts while its hit waits for the turn, with the signal\'s reason, as a request aborted before its answer', async () => {
+    const { get, url, body } = await stored()
+    await turn()
+    const controller = new AbortController()
+    // Hits asked one after another inside one task, for longer than answers from memory may hold the loop: the last ones wait for its turn.
+    const calls: Array<Promise<{ status: string, body: Buffer }>> = []
+    const began = performance.now()
+    while (performance.now() - began < 5) calls.push(get(url, controller.signal))
+    controller.abort()
+    const settled = await Promise.allSettled(calls)
+    // cachedFetch() answered the first ones before the abort; undici.request() plays even those on a
+    // microtask, so the abort reaches them all first. None that waited is answered.
+    const answered = settled.filter((s) => s.status === 'fulfilled')
+    const rejected = settled.filter((s) => s.status === 'rejected')
+    for (const s of answered) expect(s.value.body.equals(body)).toBe(true)
+    expect(rejected.length).toBeGreaterThan(0)
+    for (const s of rejected) expect(s.reason).toMatchObject({ name: 'AbortError' })
+    expect(settled.findIndex((s) => s.status === 'rejected')).toBe(answered.length)
   })
 })

@@ -5,8 +5,8 @@
  * the store alone, and serves what the store holds at each read (a value replaced there is read
  * anew, one copied under another key is refused); invalidation by URL, prefix and tag, and
  * `clear()`, reach both tiers and only this cache's namespace. The serialized form round-trips
- * headers and the policy exactly and keeps bodies compact; and 10 000 requests leave no listener,
- * timer or heap behind.
+ * headers and the policy exactly and keeps bodies compact; 10 000 requests leave no listener,
+ * timer or heap behind; and a caller that aborts while its hit is read from the store is rejected.
  */
 import diagnostics from 'node:diagnostics_channel'
 import { setFlagsFromString } from 'node:v8'
@@ -21,7 +21,7 @@ import { bodySlice, toStoredBody, variantList, type CacheEntry } from '../src/en
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock } from './helpers/time.js'
-import { waitFor, within } from './helpers/wait.js'
+import { gate, waitFor, within, type Gate } from './helpers/wait.js'
 
 const opened = teardown()
 afterEach(() => opened.close())
@@ -350,5 +350,33 @@ describe('no per-request leftovers', () => {
     expect(after.timers).toBeLessThanOrEqual(before.timers)
     expect(after.heap - before.heap).toBeLessThan(8 * 1024 * 1024)
     expect(cache.stats().hits).toBeGreaterThan(11_000)
+  })
+})
+
+describe('a caller that aborts while its hit is read from the store', () => {
+  it('is rejected by cachedFetch() with the signal\'s reason, as fetch rejects a request aborted before its answer, and nothing reaches the origin', async () => {
+    const origin = await taggedOrigin()
+    /** Reads wait for `held` while it is set. */
+    class HeldMap extends Map<string, unknown> {
+      held: Gate | undefined
+      override get (key: string): unknown {
+        const value = super.get(key)
+        return this.held === undefined ? value : this.held.promise.then(() => value)
+      }
+    }
+    const map = new HeldMap()
+    const cache = createCache({ store: map, maxSize: 0 })
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    await (await cachedFetch(`${origin.url}/users/1`)).arrayBuffer()
+    await stored(cache, 1)
+    expect(await (await cachedFetch(`${origin.url}/users/1`)).text()).toBe('/users/1')
+
+    map.held = gate()
+    const controller = new AbortController()
+    const answer = cachedFetch(`${origin.url}/users/1`, { signal: controller.signal })
+    controller.abort()
+    map.held.release()
+    await expect(within(answer, 'the aborted hit')).rejects.toMatchObject({ name: 'AbortError' })
+    expect(origin.hits('/users/1')).toBe(1)
   })
 })

@@ -99,6 +99,8 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
         // One from memory awaited nothing: past a while of such answers, it waits for the event loop to turn (src/adapters/turns.ts).
         const turn = fast instanceof Promise ? undefined : turnDue()
         if (turn !== undefined) await turn
+        // Aborted while it waited (for the store or for the turn): rejected with the signal's reason, as fetch rejects a request aborted before its answer.
+        init.signal?.throwIfAborted()
         return hit
       }
     }
