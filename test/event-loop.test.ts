@@ -56,19 +56,16 @@ describe.each(faces)('hits from memory through %s', (_face, client) => {
       if (counting) setImmediate(count)
     }
     setImmediate(count)
-    let hits = 0
     const began = performance.now()
     while (performance.now() - began < 30) {
       const hit = await get(url)
       expect(hit.status).toMatch(/^cachedfetch; hit/)
       expect(hit.body.equals(body)).toBe(true)
-      hits++
     }
     counting = false
     // On microtasks alone the loop would not turn once in those 30 ms; held up to a millisecond at
     // a time, it turns every millisecond or two (whether it waits at every hit: the test below).
     expect(turns).toBeGreaterThanOrEqual(5)
-    expect(hits).toBeGreaterThan(0)
     expect(originHits()).toBe(1)
   })
 
