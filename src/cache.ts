@@ -15,7 +15,7 @@ import { resolveOptions, type CacheOptions, type ResolvedOptions } from './optio
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
 import { PolicyFactory } from './policy.js'
-import { revalidationHeaders } from './revalidation.js'
+import { revalidationHeaders, selectedBy } from './revalidation.js'
 import type { Usability } from './stored-policy.js'
 import { Recorder } from './recorder.js'
 import { Refreshes } from './refreshes.js'
@@ -116,7 +116,11 @@ export class Cache {
       return undefined
     }
     const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
+    const since = this.#writes.since
+    const key = storeKey(request.method, request.url, request.headers.host, settings)
     const pick = (variants: Variants | undefined): Hit | undefined => {
+      // The full path finds it a miss, and says so.
+      if (variants !== undefined && this.#writes.outdated(since, key, variants)) return undefined
       const entry = findVariant(variants, request)
       if (entry === undefined) {
         onMiss?.()
@@ -127,11 +131,13 @@ export class Cache {
       if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshes.underWay(entry))) return undefined
       return this.#hit(request, entry, usability, undefined)
     }
-    const found = this.#store.get(storeKey(request.method, request.url, request.headers.host, settings))
+    const found = this.#store.get(key)
     return found instanceof Promise ? found.then(pick) : pick(found)
   }
 
-  #choose (request: CacheRequest, key: string, variants: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings, since: number): Lookup {
+  #choose (request: CacheRequest, key: string, stored: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings, since: number): Lookup {
+    // What an invalidation under way is about to drop is gone already (Writes.outdated).
+    const variants = stored !== undefined && this.#writes.outdated(since, key, stored) ? undefined : stored
     const entry = findVariant(variants, request)
     if (entry === undefined) {
       if (directives.onlyIfCached || mode === 'only-if-cached') return this.#unsatisfiable(request)
@@ -144,7 +150,7 @@ export class Cache {
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
-    const fwd = entry.policy.ttl() > 0 ? 'request' : 'stale'
+    const fwd = entry.policy.fresh() ? 'request' : 'stale'
     return forward(fwd, !directives.noStore, entry, revalidationHeaders(request, entry.headers), directives, settings, key, since, this.options.now())
   }
 
@@ -166,7 +172,7 @@ export class Cache {
 
   #hit (request: CacheRequest, entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined): Hit {
     // force-cache and only-if-cached take entries fresh or not: what is counted is what it is.
-    const fresh = usability === 'fresh' || (usability === 'stale-allowed' && entry.policy.ttl() > 0)
+    const fresh = usability === 'fresh' || (usability === 'stale-allowed' && entry.policy.fresh())
     this.#reporter.emit(fresh ? 'hit' : 'stale', { url: request.url, key: entry.key, bytes: bodyLength(entry.body) })
     const parts: StatusParts = usability === 'stale-while-revalidate'
       ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
@@ -242,7 +248,7 @@ export class Cache {
     const recorder = new Recorder(settings.maxEntrySize, length, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
-      const release = (written: boolean): void => lookup.release?.(written && policy.ttl() > 0)
+      const release = (written: boolean): void => lookup.release?.(written && policy.fresh())
       const written = this.#write(request, entry, retention, settings, lookup.since)
       if (written instanceof Promise) this.#writes.background(written.then(release))
       else release(written)
@@ -252,13 +258,16 @@ export class Cache {
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded): Outcome {
+    this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
+    // A 304 whose validators select no stored response updates nothing (§4.3.4). The caller still
+    // gets the body we have, under its own fields: the 304's would label it with another
+    // representation's validators, which the caller's own conditional requests would then confirm.
+    if (!selectedBy(entry.headers, notModified)) return { kind: 'replay', entry, headers: this.#served(entry, extend(parts, { ttl: entry.policy.ttl() })) }
     const { settings } = lookup
-    const { matches, policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings, lookup.requestTime)
+    const { policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings, lookup.requestTime)
     const { key, status, statusText, body, vary } = entry
     const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary, tags: responseTags(headers, settings.tags) }
-    this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
-    // A 304 whose validator does not match updates nothing (§4.3.4); the body is still the one we have.
-    if (matches && storable && fieldsFitToStore(headers)) this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
+    if (storable && fieldsFitToStore(headers)) this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
     return { kind: 'replay', entry: updated, headers: this.#served(updated, extend(parts, { ttl: policy.ttl() })) }
   }
 

@@ -14,7 +14,6 @@ import { varyFields, type CacheRequest } from './key.js'
 import { fieldValue, setField, type ResponseHeaders } from './entry.js'
 import { memoize } from './memo.js'
 import { extend } from './objects.js'
-import { selectedBy } from './revalidation.js'
 import { Policy, type PolicyObject } from './stored-policy.js'
 
 /**
@@ -51,8 +50,6 @@ export interface Created {
 }
 
 export interface Revalidated extends Created {
-  /** Whether the 304 matched the stored response's validators (RFC 9111 §4.3.4). */
-  readonly matches: boolean
   /** The stored header fields updated with the 304's (RFC 9111 §3.2). */
   readonly headers: ResponseHeaders
 }
@@ -86,7 +83,9 @@ export class PolicyFactory {
     const directives = parseDirectives(fieldValue(headers['cache-control']))
     // RFC 9111 §4.2.1: explicit freshness is max-age, s-maxage (shared caches) or Expires.
     const explicit = directives['max-age'] !== undefined || (shared && directives['s-maxage'] !== undefined) || headers.expires !== undefined
-    const override = settings.forceTtl ?? (explicit ? undefined : settings.defaultTtl)
+    // defaultTtl stands in for heuristic freshness (§4.2.2). A no-cache response has none to replace:
+    // it may never be reused without revalidation (§5.2.2.4), whatever its missing max-age suggests.
+    const override = settings.forceTtl ?? (explicit || directives['no-cache'] !== undefined ? undefined : settings.defaultTtl)
     // At most 2^31 seconds (§1.2.2); heuristic freshness bounded by our own clock (heuristicBound).
     const lifetime = override ?? Math.min(policy.maxAge(), explicit ? Infinity : heuristicBound(headers, responseTime), MAX_DELTA_SECONDS)
     const state: PolicyObject = { b: responseTime - initialAge(headers, requestTime ?? responseTime, responseTime), l: lifetime, sh: shared }
@@ -110,12 +109,11 @@ export class PolicyFactory {
   }
 
   /**
-   * Applies a 304 to a stored response (RFC 9111 §4.3.4). The merge is ours: http-cache-semantics
+   * Applies a 304 to the stored response it selects (RFC 9111 §4.3.4). The merge is ours: http-cache-semantics
    * only replaces fields the stored response already had, where §3.2 says to add every field the
    * 304 carries, except those that describe the stored body.
    */
   revalidated (request: CacheRequest, stored: StoredResponse, notModified: ResponseHeaders, settings: PolicySettings, requestTime: number): Revalidated {
-    const matches = selectedBy(stored.headers, notModified)
     // The stored Age was the old response's; the 304 is a new one, with its own Age or none. Left
     // out of the copy rather than deleted from it, which would turn the stored fields into a V8
     // dictionary, slower to copy for each hit (seven fields: 1.1 µs against 0.1 µs, measured alone).
@@ -127,7 +125,7 @@ export class PolicyFactory {
     // RFC 9110 §6.6.1: a response without Date is dated when received. Keeping the stored Date
     // instead would give the freshened response the old one's apparent age (§4.2.3): stale at once.
     if (notModified.date === undefined) headers.date = new Date(this.#now()).toUTCString()
-    return { matches, headers, ...this.create(request, stored.status, headers, settings, requestTime) }
+    return { headers, ...this.create(request, stored.status, headers, settings, requestTime) }
   }
 
   #httpPolicy (request: CachePolicy.Request, status: number, headers: ResponseHeaders, shared: boolean, responseTime: number): CachePolicy {

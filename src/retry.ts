@@ -5,6 +5,7 @@
  * re-sending (and resuming a body with Range + If-Match) are undici's RetryHandler's
  * (src/adapters/retry.ts); this module only decides.
  */
+import { parseHttpDate } from './http-date.js'
 import { assertKnownKeys, describe } from './validate.js'
 
 export interface RetryOptions {
@@ -167,8 +168,10 @@ export function parseRetryAfter (value: string | undefined, now: number): number
   if (value === undefined) return undefined
   const trimmed = value.trim()
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
-  const date = Date.parse(trimmed)
-  return Number.isFinite(date) ? Math.max(0, date - now) : undefined
+  // An HTTP-date, strictly: Date.parse reads "0.5" or "-1" as dates in 2000 and 2001 (no wait at
+  // all) and "2030" as that year (a wait past maxRetryAfter: no retry).
+  const date = parseHttpDate(trimmed, now)
+  return date === undefined ? undefined : Math.max(0, date - now)
 }
 
 function count (value: unknown, path: string): number | undefined {

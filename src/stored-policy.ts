@@ -78,6 +78,11 @@ export class Policy {
     return (this.now() - this.#born) / 1000
   }
 
+  /** Whether it is fresh now (RFC 9111 §4.2): ttl() rounds down, so a response with less than a second left has a ttl of 0. */
+  fresh (): boolean {
+    return this.#lifetime > this.age()
+  }
+
   /** Remaining freshness in whole seconds; negative once stale (Cache-Status `ttl`, RFC 9211 §2.7). */
   ttl (): number {
     return Math.floor(this.#lifetime - this.age())
@@ -128,7 +133,10 @@ export class Policy {
     // RFC 9111 §4.2.4: no stale response where a directive forbids it, whatever else allows it.
     if (this.#mustRevalidateWhenStale()) return 'revalidate'
     const staleness = age - lifetime
-    if (request.maxStale !== undefined && staleness <= request.maxStale) return 'stale-allowed'
+    if (request.maxStale !== undefined) return staleness <= request.maxStale ? 'stale-allowed' : 'revalidate'
+    // §5.2.1.1: a request's max-age without max-stale refuses any stale response, one the origin's
+    // stale-while-revalidate would allow included.
+    if (request.maxAge !== undefined) return 'revalidate'
     const window = deltaSeconds(this.directives['stale-while-revalidate']) ?? defaults.staleWhileRevalidate
     if (window > 0 && staleness <= window) return 'stale-while-revalidate'
     return 'revalidate'

@@ -40,6 +40,17 @@ export class Writes {
     return this.#invalidations.covers(since, key, undefined)
   }
 
+  /**
+   * Whether variants a lookup read under `key` may predate an invalidation that picks them: one
+   * under way when it began (its `since`), or started since. They are not served. An invalidation
+   * drops them only once the store writes already on their way have landed, while the answer to
+   * the unsafe request that started it has already reached its caller, whose next read must not
+   * find them (RFC 9111 §4.4).
+   */
+  outdated (since: number, key: string, variants: Variants): boolean {
+    return this.#invalidations.covers(since, key, variants)
+  }
+
   /** Runs `work` in the background; its failure is an event, never an unhandled rejection. Work done already is over. */
   background (work: MaybePromise<unknown>): void {
     if (!(work instanceof Promise)) return

@@ -265,6 +265,25 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
     }
   }
 
+  it('fails a body its caller aborted before reading, with the signal\'s reason, as undici.fetch does (Fetch §4.1, abort fetch)', async () => {
+    const { cachedFetch, slowFetch } = setup()
+    const server = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'application/json' }).end('{"a":1}') } })
+    const url = `${server.url}/doc`
+    await (await cachedFetch(url)).arrayBuffer()
+    const aborted = async (get: typeof slowFetch, step: (r: Response) => unknown): Promise<unknown> => {
+      const controller = new AbortController()
+      const response = await get(url, { signal: controller.signal })
+      controller.abort()
+      return await Promise.resolve(step(response)).then((value) => ({ value }), (error: Error) => ({ rejected: error.name }))
+    }
+    for (const name of ['arrayBuffer', 'bytes', 'text', 'json', 'blob', 'stream'] as const) {
+      const fast = await aborted(cachedFetch, read[name])
+      expect({ name, fast }).toEqual({ name, fast: { rejected: 'AbortError' } })
+      expect(fast).toEqual(await aborted(slowFetch, read[name]))
+    }
+    expect(server.hits('/doc')).toBe(1)
+  })
+
   it('hands every caller bytes of its own: changing them changes no later hit', async () => {
     const { cachedFetch } = setup()
     const small = Buffer.from('{"small":true}')

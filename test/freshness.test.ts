@@ -194,6 +194,29 @@ for (const { name: adapter, connect } of adapters) {
       expect(origin.hits(path)).toBe(2)
     })
 
+    it('revalidates a no-cache response at every use, defaultTtl or not (RFC 9111 §5.2.2.4)', async () => {
+      const clock = manualClock()
+      const path = `/${adapter}/no-cache-default-ttl`
+      let version = 1
+      origin.route(path, (req, res) => {
+        const fields = { date: clock.date(), 'cache-control': 'no-cache', etag: `"v${version}"` }
+        if (req.headers['if-none-match'] === fields.etag) res.writeHead(304, fields).end()
+        else res.writeHead(200, { ...fields, 'content-type': 'text/plain' }).end(`version ${version}`)
+      })
+      const client = opened.add(connect(createCache({ defaultTtl: 60, now: clock.now })))
+      const url = origin.url + path
+
+      expect((await client.send(url)).body).toBe('version 1')
+      clock.advance(5)
+      const unchanged = await client.send(url)
+      expect(unchanged.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=304; ttl=0')
+      version = 2
+      clock.advance(5)
+      const changed = await client.send(url)
+      expect([changed.body, changed.header('cache-status')]).toEqual(['version 2', 'cachedfetch; fwd=stale; fwd-status=200; stored'])
+      expect(origin.seen(path).map((r) => r.headers['if-none-match'] ?? 'unconditional')).toEqual(['unconditional', '"v1"', '"v1"'])
+    })
+
     it('adds the origin\'s Age to the time the response spent in the cache', async () => {
       const path = `/${adapter}/age-from-origin`
       const { client, clock } = setup(path, 'shared', (now) => ({ date: new Date(now).toUTCString(), 'cache-control': 'max-age=600', age: '100' }))

@@ -14,7 +14,7 @@ import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createCache, type Cache } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
-import { startOrigin, type Origin } from './helpers/origin.js'
+import { respond, startOrigin, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { gate, settle, waitFor, type Gate } from './helpers/wait.js'
 
@@ -305,8 +305,8 @@ describe.each(adapters)('an invalidation while responses are on their way, throu
   })
 
   it('does not let a request that starts after it join an exchange whose lookup read the store while it ran', async () => {
-    // The stored v1 is stale at once but may stand in for a failure; the exchange of the lookup
-    // that reads it while the invalidation runs waits, then fails.
+    // The stored v1 is stale at once and would stand in for a failure, but the lookup that reads it
+    // while the invalidation runs counts it as gone (RFC 9111 §4.4): its exchange waits, then fails.
     let version = 1
     const failure = gate()
     const origin = await opened.origin({
@@ -342,11 +342,45 @@ describe.each(adapters)('an invalidation while responses are on their way, throu
     } finally {
       failure.release()
     }
-    // It began while the invalidation ran: the stored v1 may stand in for the failure.
-    const standIn = await during
-    expect(standIn.body).toBe('v1')
-    expect(standIn.header('cache-status')).toMatch(/detail=stale-if-error/)
+    // It began while the invalidation ran: the v1 it read was being dropped, and stands in for nothing.
+    const failed = await during
+    expect([failed.status, failed.body]).toEqual([503, 'down'])
+    expect(failed.header('cache-status')).toMatch(/^cachedfetch; fwd=uri-miss; fwd-status=503/)
     expect((await after).body).toBe('v2')
+  })
+
+  it('does not serve what a POST invalidated while the invalidation waits for a write to the store (RFC 9111 §4.4)', async () => {
+    let version = 1
+    const origin = await opened.origin({
+      '/item': (req, res) => {
+        if (req.method === 'POST') {
+          version++
+          res.writeHead(204).end()
+        } else {
+          res.writeHead(200, { 'cache-control': 'max-age=300' }).end(`v${version}`)
+        }
+      },
+      '/other': respond(200, { 'cache-control': 'max-age=300' }, 'other')
+    })
+    const store = new HeldStore()
+    // The memory tier in front, as by default: the stale v1 is in both.
+    const cache = createCache({ store })
+    const client = opened.add(connect(cache))
+    const url = `${origin.url}/item`
+    expect((await client.send(url)).body).toBe('v1')
+    await cache.flush()
+
+    // Another response's write to the store is on its way (a busy Redis): the POST's invalidation waits for it.
+    const set = store.hold('set')
+    await client.send(`${origin.url}/other`)
+    await waitFor(() => store.waiting.set === 1, 'the other write to reach the store')
+    try {
+      expect((await client.send(url, { method: 'POST', body: 'x' })).status).toBe(204)
+      const after = await client.send(url)
+      expect([after.body, after.header('cache-status')]).toEqual(['v2', 'cachedfetch; fwd=uri-miss; fwd-status=200; stored'])
+    } finally {
+      set.release()
+    }
   })
 
   it('lets a write already on its way to the store land first, then deletes it', async () => {

@@ -93,7 +93,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // A miss (or bypass) of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
     let missed: { bypass?: Forward } | undefined
     if (plain !== undefined) {
-      const fast = fastPath(cache, plain, following ? (bypass) => { missed = { bypass } } : undefined)
+      const fast = fastPath(cache, plain, init.signal ?? undefined, following ? (bypass) => { missed = { bypass } } : undefined)
       const hit = fast instanceof Promise ? await fast : fast
       if (hit !== undefined) {
         // One from memory awaited nothing: past a while of such answers, it waits for the event loop to turn (src/adapters/turns.ts).
@@ -185,9 +185,10 @@ function cacheMode (input: string | URL | Request, init: RequestInit | undefined
  * way; the hit that starts one goes to the interceptor with the request fetch sends (or sent:
  * src/adapters/sent.ts), so that the revalidation carries the header fields fetch adds (User-Agent,
  * Accept, …), which the origin sees on every other request (Cache.probe).
+ * `signal`: the caller's, which fails a body not read yet once aborted (FetchedResponse).
  * `onMiss`: the caller follows a flight when there is no hit, so it counts the miss or bypass (Cache.probe).
  */
-function fastPath (cache: Cache, request: PlainRequest, onMiss: ((bypass?: Forward) => void) | undefined): Response | undefined | Promise<Response | undefined> {
+function fastPath (cache: Cache, request: PlainRequest, signal: AbortSignal | undefined, onMiss: ((bypass?: Forward) => void) | undefined): Response | undefined | Promise<Response | undefined> {
   let hit
   try {
     hit = cache.probe(request, request.mode, servableEntry, onMiss)
@@ -195,7 +196,7 @@ function fastPath (cache: Cache, request: PlainRequest, onMiss: ((bypass?: Forwa
     return undefined // the full path has the cache's fail-open handling
   }
   const respond = (found: Awaited<typeof hit>): Response | undefined =>
-    found === undefined ? undefined : toResponse(found, request.method, request.url)
+    found === undefined ? undefined : toResponse(found, request.method, request.url, signal)
   return hit instanceof Promise ? hit.then(respond, () => undefined) : respond(hit)
 }
 
@@ -218,11 +219,11 @@ function servableEntry (entry: CacheEntry): boolean {
   return true
 }
 
-function toResponse (hit: Hit, method: string, url: string): Response {
+function toResponse (hit: Hit, method: string, url: string, signal: AbortSignal | undefined): Response {
   const { entry } = hit
   // The stored body itself: FetchedResponse hands out only copies of it.
   const body = hasNoContent(method, entry.status) ? null : entry.body
-  const response = new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers: headersOf(entry) })
+  const response = new FetchedResponse(url, body, { status: entry.status, statusText: entry.statusText, headers: headersOf(entry), signal })
   const headers = ownHeaders(response)
   headers.append('age', hit.age)
   headers.append('cache-status', hit.cacheStatus)

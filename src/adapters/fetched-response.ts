@@ -81,22 +81,29 @@ const utf8 = new TextDecoder()
  * arrayBuffer(), bytes(), text() and json() read it directly, into a copy or string of the
  * caller's own. A stream is made when something needs one (`body`, blob(), formData(), a clone of
  * an arriving body), and from then on that stream is the body, read as any fetched body is.
+ *
+ * A hit's Response watches its caller's signal as fetch's does (Fetch §4.1, abort fetch): once it
+ * has aborted, a body not read yet fails with its reason. The signal is read when the body is, not
+ * listened to: a stream made before the abort (`body`) holds bytes already here, and is read to its end.
  */
 export class FetchedResponse extends Response {
   readonly #url: string
   #guarded = false
   /** A hit's stored body (never handed out itself) or a follower's; undefined for a stream, which is undici's to read. */
   readonly #source: StoredBody | ArrivingBody | undefined
+  /** A hit's caller's signal (a follower's body watches its own: src/adapters/follower.ts). */
+  readonly #signal: AbortSignal | undefined
   /** The body has been read directly. */
   #read = false
   /** A Response whose body is a stream of the source, once something needed a stream: it answers for the body from then on. */
   #streamed: Response | undefined
 
-  constructor (url: string, body: StoredBody | ArrivingBody | ReadableStream<Uint8Array> | null, init: { status: number, statusText: string, headers?: Headers }) {
+  constructor (url: string, body: StoredBody | ArrivingBody | ReadableStream<Uint8Array> | null, init: { status: number, statusText: string, headers?: Headers, signal?: AbortSignal | undefined }) {
     const source = body instanceof ReadableStream || body === null ? undefined : body
     super(source === undefined ? body as ReadableStream<Uint8Array> | null : null, init)
     this.#url = url
     this.#source = source
+    this.#signal = init.signal
   }
 
   override clone (): Response {
@@ -106,7 +113,7 @@ export class FetchedResponse extends Response {
     const headers = new Headers(ownHeaders(this))
     // A stream is teed, as undici's clone() does; a stored body is shared, since neither copy hands it out.
     const body = this.#streamed === undefined && !(source instanceof ArrivingBody) ? source : this.#holder().clone().body
-    return new FetchedResponse(this.#url, body, { status: this.status, statusText: this.statusText, headers })
+    return new FetchedResponse(this.#url, body, { status: this.status, statusText: this.statusText, headers, signal: this.#signal })
   }
 
   /** The whole body, for a direct read that uses it up; undefined when a stream answers instead. */
@@ -114,6 +121,7 @@ export class FetchedResponse extends Response {
     const source = this.#source
     if (source === undefined || this.#streamed !== undefined || this.#read) return undefined
     this.#read = true
+    if (this.#signal?.aborted === true) return Promise.reject(this.#signal.reason as Error)
     return source instanceof ArrivingBody ? source.read() : Promise.resolve(source)
   }
 
@@ -124,7 +132,7 @@ export class FetchedResponse extends Response {
     if (this.#streamed === undefined) {
       const type = ownHeaders(this).get('content-type')
       // The Response constructor copies a stored body's bytes: the caller cannot change the stored one.
-      const body = this.#read ? new Uint8Array(0) : source instanceof ArrivingBody ? source.stream() : bodyBytes(source)
+      const body = this.#read ? new Uint8Array(0) : source instanceof ArrivingBody ? source.stream() : this.#signal?.aborted === true ? failed(this.#signal.reason as Error) : bodyBytes(source)
       this.#streamed = new Response(body, type === null ? undefined : { headers: { 'content-type': type } })
       // Read directly before: the stream is left as undici leaves one it has read (disturbed,
       // closed, locked by its reader), so everything after fails as it would.
@@ -175,6 +183,11 @@ export class FetchedResponse extends Response {
       }
     })
   }
+}
+
+/** A stream that fails with `reason` when read. */
+function failed (reason: Error): ReadableStream<Uint8Array> {
+  return new ReadableStream({ start: (controller) => { controller.error(reason) } })
 }
 
 /** A whole body: a stored one, or the chunks an arriving one came in. */

@@ -230,8 +230,11 @@ class RetryGuard implements Handler, Controller {
     const attempt = state.counter
     const { statusCode, headers } = error as Error & { statusCode?: number, headers?: Headers }
     const failed = statusCode === undefined ? isRetryableError(error) : isRetryableStatus(statusCode, this.#retry)
-    // Past the first body byte, only an exact resume is safe: a strong validator to ask If-Match.
-    if (this.#reason !== null || !failed || attempt > this.#retry.limit || (this.#bodyStarted && !this.#strongEtag)) {
+    // Once the caller has the answer's start, only an exact resume is safe: past its first body
+    // byte, with a strong validator to ask If-Match. Before that byte there is no retry at all:
+    // undici's RetryHandler would send the request again without a Range and then refuse the
+    // complete answer it gets for lacking a Content-Range, after a second origin request for nothing.
+    if (this.#reason !== null || !failed || attempt > this.#retry.limit || (this.#answered && !(this.#bodyStarted && this.#strongEtag))) {
       proceed(error)
       return
     }
