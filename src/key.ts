@@ -186,10 +186,13 @@ export function normalizeHeaders (raw: unknown): RequestHeaders {
 function append (headers: RequestHeaders, name: unknown, value: unknown): void {
   if (value === undefined || value === null) return
   const key = lowerCaseName(String(name))
-  const text = Array.isArray(value) ? value.map(String).join(', ') : toText(value)
+  // Lines of one field are joined by commas (RFC 9110 §5.3), a Cookie's pairs by "; " (RFC 6265
+  // §5.4): this is what a revalidation or a retry with an Idempotency-Key sends again.
+  const separator = key === 'cookie' ? '; ' : ', '
+  const text = Array.isArray(value) ? value.map(String).join(separator) : toText(value)
   // What is no string is inherited (`constructor`, `__proto__`), not a field sent before.
   const previous: unknown = headers[key]
-  setField(headers, key, typeof previous === 'string' ? `${previous}, ${text}` : text)
+  setField(headers, key, typeof previous === 'string' ? `${previous}${separator}${text}` : text)
 }
 
 function toText (value: unknown): string {

@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createCache } from '../src/index.js'
+import { request } from 'undici'
+import { cacheInterceptor, createCache } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -351,5 +352,29 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     expect(stale.body).toBe('strict')
     expect(origin.hits('/strict')).toBe(2)
     expect(origin.seen('/strict')[1]!.headers['if-none-match']).toBe('"s1"')
+  })
+})
+
+describe('revalidation of a request whose fields came as lists (undici.request)', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('sends a Cookie given as several values joined by "; ", as the origin parses cookie pairs (RFC 6265 §5.4)', async () => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin({
+      '/doc': (req, res) => {
+        const fields = { date: clock.date(), 'cache-control': 'public, max-age=30', etag: '"v1"', vary: 'cookie' }
+        if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+        else res.writeHead(200, fields).end('document')
+      }
+    })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache({ now: clock.now }) }))
+    const send = async (): Promise<string> => await (await request(`${origin.url}/doc`, { dispatcher, headers: { cookie: ['a=1', 'b=2'] } })).body.text()
+
+    await send()
+    clock.advance(60)
+    expect(await send()).toBe('document')
+    expect(origin.seen('/doc').map((r) => `${String(r.headers.cookie)} ${r.headers['if-none-match'] ?? 'unconditional'}`))
+      .toEqual(['a=1; b=2 unconditional', 'a=1; b=2 "v1"'])
   })
 })
