@@ -6,7 +6,7 @@
  * object of every hit alive, and V8, seeing those survive, began to allocate their kinds straight
  * into the old generation, where every later request's garbage of those kinds waited for a full
  * collection (scavenges in a 1 KB 304 loop after 3000 such hits took 2.7–3.6 ms each, against
- * 1.1 ms once hits let the loop turn; README, What changed).
+ * 1.1 ms once hits let the loop turn; bench/LOG.md, What changed).
  *
  * Waiting for the loop's next turn at every hit, as the interceptor did, cost a turn a hit: its
  * 1 KB hit took 1.4× as long as it does now, its 100 KB hit 1.4–1.7× (two builds interleaved in one

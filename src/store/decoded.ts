@@ -4,7 +4,7 @@
  * header, the body's bytes, the policy) gave each hit new objects, so that the fetch face also
  * built the entry's undici Headers anew on every hit. Decoded once, a `cachedFetch()` hit from
  * Redis ran 12–34% fewer instructions in five pairs of callgrind runs, an interceptor's 2.5% in
- * one (README, Benchmarks; bench/redis-hits.ts).
+ * one (bench/LOG.md; bench/redis-hits.ts).
  * The same bytes decode to the same entry, so serving the one decoded before changes nothing a
  * caller can see: the store is still read on every hit, and a value replaced there is other
  * bytes, decoded afresh.
