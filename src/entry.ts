@@ -138,6 +138,10 @@ function entrySize (entry: CacheEntry): number {
     const value = entry.headers[name]!
     size += name.length + (typeof value === 'string' ? value.length : value.join('').length)
   }
+  // The request values its Vary names are the client's to choose: 32 variants of 8 KB each are
+  // a quarter MB a URL, not to be left out of the bound.
+  for (const name in entry.vary) size += name.length + (entry.vary[name]?.length ?? 0)
+  for (const tag of entry.tags) size += tag.length
   return size
 }
 

@@ -11,7 +11,7 @@ import { applyPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } 
 import type { CoordinatorOptions } from './store/coordinator.js'
 import { toKeyv, type StoreTimeouts } from './store/keyv.js'
 import { isRedis } from './store/redis.js'
-import { assertKnownKeys, describe, optionalBoolean, optionalSize } from './validate.js'
+import { assertKnownKeys, describe, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
 
 export type { CacheableMethod, HostPolicy, RequestPolicy, RequestSettings } from './settings.js'
 
@@ -97,6 +97,9 @@ export interface ResolvedOptions {
   readonly hosts: HostTable
 }
 
+/** The most entries `maxEntries` may ask for: lru-cache allocates its index for all of them up front. */
+const MAX_ENTRIES = 2 ** 24
+
 export const DEFAULTS = Object.freeze({
   shared: true,
   namespace: 'cachedfetch',
@@ -159,7 +162,8 @@ export function resolveOptions (options: CacheOptions = {}, path = 'options'): R
     pubsub: redisOnly(optionalBoolean(o.pubsub, `${path}.pubsub`), redis, `${path}.pubsub`) ?? redis,
     coordinate: redisOnly(toCoordinate(o.coordinate, `${path}.coordinate`), redis, `${path}.coordinate`),
     maxSize,
-    maxEntries: optionalSize(o.maxEntries, `${path}.maxEntries`) ?? DEFAULTS.maxEntries,
+    // lru-cache allocates its index for all of them up front (some 36 bytes an entry).
+    maxEntries: optionalSize(o.maxEntries, `${path}.maxEntries`, 1, MAX_ENTRIES) ?? DEFAULTS.maxEntries,
     now: optionalFunction(o.now, `${path}.now`) as (() => number) | undefined ?? DEFAULTS.now,
     cacheStatusKey: optionalBoolean(o.cacheStatusKey, `${path}.cacheStatusKey`) ?? false,
     settings,
@@ -178,8 +182,8 @@ function toTimeouts (value: unknown, path: string): StoreTimeouts {
   assertKnownKeys(value, new Set(['read', 'write']), path)
   const t = value as Record<string, unknown>
   return Object.freeze({
-    read: optionalSize(t.read, `${path}.read`) ?? DEFAULTS.storeTimeouts.read,
-    write: optionalSize(t.write, `${path}.write`) ?? DEFAULTS.storeTimeouts.write
+    read: optionalSize(t.read, `${path}.read`, 1, MAX_TIMER_MS) ?? DEFAULTS.storeTimeouts.read,
+    write: optionalSize(t.write, `${path}.write`, 1, MAX_TIMER_MS) ?? DEFAULTS.storeTimeouts.write
   })
 }
 
@@ -190,8 +194,8 @@ function toCoordinate (value: unknown, path: string): CoordinatorOptions | undef
   assertKnownKeys(value, new Set(['lease', 'wait']), path)
   const c = value as Record<string, unknown>
   return Object.freeze({
-    lease: optionalSize(c.lease, `${path}.lease`) ?? DEFAULTS.coordinate.lease,
-    wait: optionalSize(c.wait, `${path}.wait`) ?? DEFAULTS.coordinate.wait,
+    lease: optionalSize(c.lease, `${path}.lease`, 1, MAX_TIMER_MS) ?? DEFAULTS.coordinate.lease,
+    wait: optionalSize(c.wait, `${path}.wait`, 1, MAX_TIMER_MS) ?? DEFAULTS.coordinate.wait,
     poll: DEFAULTS.coordinate.poll
   })
 }

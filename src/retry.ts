@@ -6,7 +6,7 @@
  * (src/adapters/retry.ts); this module only decides.
  */
 import { parseHttpDate } from './http-date.js'
-import { assertKnownKeys, describe } from './validate.js'
+import { assertKnownKeys, describe, MAX_TIMER_MS } from './validate.js'
 
 export interface RetryOptions {
   /**
@@ -114,9 +114,10 @@ export function resolveRetry (value: unknown, path: string, base: ResolvedRetry 
     limit: count(o.limit, `${path}.limit`) ?? from.limit,
     methods: o.methods === undefined ? from.methods : new Set(strings(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
     statusCodes: o.statusCodes === undefined ? from.statusCodes : new Set(statuses(o.statusCodes, `${path}.statusCodes`)),
-    baseDelay: count(o.baseDelay, `${path}.baseDelay`) ?? from.baseDelay,
-    maxDelay: count(o.maxDelay, `${path}.maxDelay`) ?? from.maxDelay,
-    maxRetryAfter: count(o.maxRetryAfter, `${path}.maxRetryAfter`) ?? from.maxRetryAfter,
+    // A wait is a timer: these bound it.
+    baseDelay: count(o.baseDelay, `${path}.baseDelay`, MAX_TIMER_MS) ?? from.baseDelay,
+    maxDelay: count(o.maxDelay, `${path}.maxDelay`, MAX_TIMER_MS) ?? from.maxDelay,
+    maxRetryAfter: count(o.maxRetryAfter, `${path}.maxRetryAfter`, MAX_TIMER_MS) ?? from.maxRetryAfter,
     deadline: count(o.deadline, `${path}.deadline`) ?? from.deadline,
     idempotencyKey: bool(o.idempotencyKey, `${path}.idempotencyKey`) ?? from.idempotencyKey
   }
@@ -174,10 +175,10 @@ export function parseRetryAfter (value: string | undefined, now: number): number
   return date === undefined ? undefined : Math.max(0, date - now)
 }
 
-function count (value: unknown, path: string): number | undefined {
+function count (value: unknown, path: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
-  throw new TypeError(`expected ${path} to be a non-negative integer, got ${describe(value)}`)
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= max) return value
+  throw new TypeError(`expected ${path} to be a non-negative integer${max === Number.MAX_SAFE_INTEGER ? '' : ` of at most ${max}`}, got ${describe(value)}`)
 }
 
 function bool (value: unknown, path: string): boolean | undefined {

@@ -5,6 +5,7 @@
  * naming its path, e.g. `options.hosts["*.example.com"].defaultTtl`) wherever it is set.
  */
 import { resolveRetry, type ResolvedRetry, type RetryOptions } from './retry.js'
+import { MAX_DELTA_SECONDS } from './directives.js'
 import { MAX_TAG_LENGTH } from './tags.js'
 import { assertKnownKeys, describe, optionalBoolean, optionalSize } from './validate.js'
 
@@ -147,10 +148,11 @@ export function applyOwnPolicy (base: RequestSettings, value: unknown, path: str
   return applyPolicy(base, value as Record<string, unknown>, (key) => `${path}.${key}`)
 }
 
+/** Seconds, at most 2^31: the most delta-seconds can say (RFC 9111 §1.2.2). Beyond, an expiry in ms no longer reads back as an integer from Redis. */
 function seconds (value: unknown, path: string): number | undefined {
   if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
-  throw new TypeError(`expected ${path} to be a non-negative integer (seconds) or undefined, got ${describe(value)}`)
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_DELTA_SECONDS) return value
+  throw new TypeError(`expected ${path} to be a non-negative integer (seconds) of at most ${MAX_DELTA_SECONDS} or undefined, got ${describe(value)}`)
 }
 
 function keyHook (value: unknown, path: string): ((url: URL) => URL | string) | undefined {

@@ -21,10 +21,17 @@ export function optionalBoolean (value: unknown, path: string): boolean | undefi
   throw new TypeError(`expected ${path} to be a boolean or undefined, got ${describe(value)}`)
 }
 
-/** A whole number of at least `min` (bytes, entries, milliseconds). */
-export function optionalSize (value: unknown, path: string, min = 1): number | undefined {
+/** A whole number of at least `min` and at most `max` (bytes, entries, milliseconds). */
+export function optionalSize (value: unknown, path: string, min = 1, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= min) return value
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max) return value
   const what = min === 0 ? 'a non-negative integer' : 'a positive integer'
-  throw new TypeError(`expected ${path} to be ${what} or undefined, got ${describe(value)}`)
+  const most = max === Number.MAX_SAFE_INTEGER ? '' : ` of at most ${max}`
+  throw new TypeError(`expected ${path} to be ${what}${most} or undefined, got ${describe(value)}`)
 }
+
+/**
+ * The longest delay a Node timer takes, in ms (2^31 − 1): it runs a longer one after 1 ms. Options
+ * that become timers (store timeouts, leases, retry delays) are bounded by it.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1

@@ -3,7 +3,8 @@
  * origin that resets the connection half way through a body, on a miss and on a revalidation (with
  * and without stale-if-error); an origin that never answers, or stops mid-body, against an
  * AbortSignal and against undici's headersTimeout and bodyTimeout; a SQLite file that can no longer
- * be written; and an origin whose clock is off (RFC 9111 §4.2.3). Each through cachedFetch and
+ * be written; an origin whose clock is off (RFC 9111 §4.2.3); and a Redis that never answered,
+ * which must not keep cache.close() from resolving. Each through cachedFetch and
  * through undici.request with the interceptor, against real loopback origins. What was already
  * covered elsewhere is not repeated here: a store slower than its timeouts (tiers.test.ts), corrupt
  * and truncated entries (sqlite-store.test.ts, redis-store.test.ts), Redis stopped under load
@@ -16,7 +17,9 @@ import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
+import KeyvRedis, { createClient } from '@keyv/redis'
 import KeyvSqlite from '@keyv/sqlite'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createCache, type Cache, type CacheOptions } from '../src/index.js'
@@ -489,5 +492,19 @@ describe.each(adapters)('an origin whose clock is off, through $name', ({ connec
     expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=10')
     expect(hit.header('age')).toBe('0')
     expect(origin.hits('/doc')).toBe(2)
+  })
+})
+
+describe('a Redis that never answered', () => {
+  it('lets cache.close() resolve though its pub/sub connection never opened', async () => {
+    // Nothing listens on port 1, and this client does not try again: node-redis throws from
+    // destroy() on a client that is not open.
+    const client = createClient({ url: 'redis://127.0.0.1:1', disableOfflineQueue: true, socket: { reconnectStrategy: false } })
+    client.on('error', () => {})
+    const cache = createCache({ store: new KeyvRedis(client, { throwOnErrors: true }), namespace: 'faults-closed' })
+    // The subscriber's connect is refused at once; give it the time to be.
+    await sleep(200)
+    await expect(cache.close()).resolves.toBeUndefined()
+    if (client.isOpen) client.destroy()
   })
 })

@@ -128,6 +128,18 @@ describe('the default memory store', () => {
       expect(server.requests.map((r) => r.headers['if-none-match'])).toEqual([undefined, undefined])
     })
   })
+
+  it('counts the request values a variant keeps for its Vary against maxSize: a client choosing them cannot grow memory past it', async () => {
+    const origin = await opened.origin({ '/v': respond(200, { 'cache-control': 'max-age=60', vary: 'x-pad' }, 'ok') })
+    const cache = createCache({ maxSize: 1024 * 1024 })
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    // 32 variants of one URL, each keeping an 8000-byte value: 256 000 bytes held.
+    for (let i = 0; i < 32; i++) await (await cachedFetch(`${origin.url}/v`, { headers: { 'x-pad': String(i).padEnd(8000, 'x') } })).text()
+    const again = await cachedFetch(`${origin.url}/v`, { headers: { 'x-pad': '31'.padEnd(8000, 'x') } })
+    await again.text()
+    expect(again.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(cache.stats().bytesInMemory).toBeGreaterThanOrEqual(32 * 8000)
+  })
 })
 
 describe('a Keyv instance as store', () => {

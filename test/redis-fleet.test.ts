@@ -7,6 +7,7 @@
  * stopped in the middle of 2000 requests not one fails, and caching resumes when it is back.
  */
 import { spawn } from 'node:child_process'
+import diagnostics from 'node:diagnostics_channel'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
@@ -76,6 +77,39 @@ describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
     // Without the message, memory keeps serving what Redis no longer has.
     expect(await held(deaf, `${origin.url}/users/1`)).toBe('hit')
     expect(await held(b, `${origin.url}/posts/1`)).toBe('hit')
+  })
+
+  it('publishes an invalidation made by a process without a memory tier (a purge job), which the others drop from theirs', async () => {
+    const origin = await taggedOrigin()
+    const a = member()
+    await fetchAll(a, origin, ['/users/1'])
+    const b = member()
+    expect(await held(b, `${origin.url}/users/1`)).toBe('hit')
+    expect(b.stats().bytesInMemory).toBeGreaterThan(0)
+
+    const purger = member({ maxSize: 0 })
+    await purger.invalidateTag('users')
+    await waitFor(() => a.stats().bytesInMemory === 0 && b.stats().bytesInMemory === 0, 'the message to reach a and b')
+    expect(await held(b, `${origin.url}/users/1`)).toBe('miss')
+  })
+
+  it('reaches Redis with the first invalidation of a process that has not used its store yet', async () => {
+    const origin = await taggedOrigin()
+    await fetchAll(member(), origin, ['/users/1', '/posts/1'])
+    const errors: unknown[] = []
+    const onError = (event: unknown): void => { errors.push(event) }
+    diagnostics.subscribe('cachedfetch:store-error', onError)
+    try {
+      // A new process whose first act is a purge: its client is still connecting.
+      const purger = member()
+      await purger.invalidateTag('users')
+      await purger.invalidatePrefix(`${origin.url}/posts/`)
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:store-error', onError)
+    }
+    expect(errors).toEqual([])
+    const reader = member()
+    expect([await held(reader, `${origin.url}/users/1`), await held(reader, `${origin.url}/posts/1`)]).toEqual(['miss', 'miss'])
   })
 
   it('keeps tags and origins in sorted sets, read by invalidateTag and invalidatePrefix', async () => {

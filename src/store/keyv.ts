@@ -59,6 +59,15 @@ export class KeyvStore {
   /** The store's first read, while it is under way. */
   #opening: Promise<void> | undefined
 
+  /**
+   * Settles once the store's first read has (a failure is reported there). Calls to the store's
+   * client made beside Keyv's (src/store/redis.ts) wait for it too: @keyv/redis hands out its
+   * client while it is still connecting, and one built to fail at once while offline fails them.
+   */
+  opened (): Promise<void> {
+    return this.#opening ?? Promise.resolve()
+  }
+
   #closed = false
 
   /**
@@ -123,14 +132,24 @@ export class KeyvStore {
       this.#events.error('scan', undefined, new TypeError('the store cannot list its keys (Keyv has no iterator for it), so prefix and tag invalidation reach only the memory tier'))
       return undefined
     }
-    const keys: string[] = []
+    const keys = new Set<string>()
+    const seen = new Set<string>()
     const list = async (): Promise<void> => {
       // Collected first, deleted after: deleting while a store pages through its rows skips some.
-      for await (const [key, value] of iterator.call(this.keyv)) {
-        if (filter(key, () => storedTags(value) ?? [])) keys.push(key)
+      // Keyv's iterator deletes the expired rows it meets, though, and a store that pages by
+      // offset (@keyv/sqlite) then skips a row for each: the listing is made again until it
+      // finds no row it had not seen, the expired ones being gone by then.
+      for (let pass = 0, added = true; added && pass < MAX_SCAN_PASSES; pass++) {
+        added = false
+        for await (const [key, value] of iterator.call(this.keyv)) {
+          if (seen.has(key)) continue
+          seen.add(key)
+          added = true
+          if (filter(key, () => storedTags(value) ?? [])) keys.add(key)
+        }
       }
     }
-    return await this.#attempt('scan', undefined, list) ? keys : undefined
+    return await this.#attempt('scan', undefined, list) ? [...keys] : undefined
   }
 
   async #attempt (operation: 'set' | 'delete' | 'clear' | 'scan', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {
@@ -143,6 +162,9 @@ export class KeyvStore {
     }
   }
 }
+
+/** How often a listing is made again at most, to find the rows the deletion of expired ones made it skip. */
+const MAX_SCAN_PASSES = 4
 
 /** `promise`, or a StoreTimeoutError once `ms` have passed: one promise and one timer a call, on every store call's path. */
 export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {

@@ -29,6 +29,7 @@ interface RedisClient {
   on (event: string, listener: (...args: unknown[]) => void): unknown
   unref? (): void
   destroy (): void
+  readonly isOpen: boolean
 }
 
 interface RedisAdapter {
@@ -88,19 +89,29 @@ export class RedisLink {
   readonly #prefix: string
   readonly #events: StoreEvents
   readonly #timeouts: StoreTimeouts
+  readonly #opened: () => Promise<void>
   #subscriber: RedisClient | undefined
 
-  /** A link when `keyv` is backed by @keyv/redis, else `undefined`. */
-  static of (keyv: Keyv, events: StoreEvents, timeouts: StoreTimeouts): RedisLink | undefined {
+  /**
+   * A link when `keyv` is backed by @keyv/redis, else `undefined`. `opened`: settles once the
+   * store's first read has (KeyvStore.opened), which the link's calls wait for.
+   */
+  static of (keyv: Keyv, events: StoreEvents, timeouts: StoreTimeouts, opened: () => Promise<void>): RedisLink | undefined {
     if (!isRedis(keyv)) return undefined
-    return new RedisLink(keyv.store as RedisAdapter, `cachedfetch:${keyv.namespace ?? ''}:`, events, timeouts)
+    return new RedisLink(keyv.store as RedisAdapter, `cachedfetch:${keyv.namespace ?? ''}:`, events, timeouts, opened)
   }
 
-  private constructor (adapter: RedisAdapter, prefix: string, events: StoreEvents, timeouts: StoreTimeouts) {
+  private constructor (adapter: RedisAdapter, prefix: string, events: StoreEvents, timeouts: StoreTimeouts, opened: () => Promise<void>) {
     this.#adapter = adapter
     this.#prefix = prefix
     this.#events = events
     this.#timeouts = timeouts
+    this.#opened = opened
+  }
+
+  /** The client, once the store has opened: a call before that fails while it still connects. */
+  #client (): Promise<RedisClient> {
+    return this.#opened().then(() => this.#adapter.getClient())
   }
 
   /** Records `key` under each index, until `expires` (ms since the epoch). */
@@ -139,7 +150,7 @@ export class RedisLink {
 
   /** Claims the lease on `key` for `ms`; `undefined` when Redis could not be asked (reported). */
   async claim (key: string, token: string, ms: number): Promise<Claimed | undefined> {
-    const attempt = this.#adapter.getClient().then(async (client) =>
+    const attempt = this.#client().then(async (client) =>
       await client.eval(CLAIM_SCRIPT, { keys: [this.#leaseKey(key)], arguments: [token, String(ms), PASS] }))
     try {
       const answer = await withTimeout(attempt, this.#timeouts.read)
@@ -197,7 +208,8 @@ export class RedisLink {
   }
 
   close (): void {
-    this.#subscriber?.destroy()
+    // node-redis throws from destroy() on a client that is not open (it never connected, or Redis went away).
+    if (this.#subscriber?.isOpen === true) this.#subscriber.destroy()
     this.#subscriber = undefined
   }
 
@@ -211,7 +223,7 @@ export class RedisLink {
 
   async #call<T> (operation: StoreOperation, key: string | undefined, ms: number, work: (client: RedisClient) => Promise<T>): Promise<T | undefined> {
     try {
-      return await withTimeout(this.#adapter.getClient().then(work), ms)
+      return await withTimeout(this.#client().then(work), ms)
     } catch (error) {
       this.#events.error(operation, key, error)
       return undefined

@@ -39,7 +39,8 @@ export class Tiers implements EntryStore {
   readonly #events: StoreEvents
   /** Tells this process's messages from the others'. */
   readonly #id = randomUUID()
-  readonly #pubsub: boolean
+  /** Invalidations are published to the other processes on this Redis, with or without a memory tier here. */
+  readonly #publish: boolean
   readonly #now: () => number
   /**
    * Moves on whenever an invalidation starts or ends: an L2 read that began before cannot put what
@@ -53,9 +54,10 @@ export class Tiers implements EntryStore {
     this.#l2 = parts.l2
     this.#redis = parts.redis
     this.#events = events
-    this.#pubsub = parts.pubsub && parts.redis !== undefined && parts.l1 !== undefined
-    // A message lost while the connection was down may have been an invalidation: L1 starts over.
-    if (this.#pubsub) this.#redis!.subscribe((message) => this.#received(message), () => this.#dropLocal({ kind: 'all' }))
+    this.#publish = parts.pubsub && parts.redis !== undefined
+    // Only a memory tier has anything to drop for the others' invalidations. A message lost while
+    // the connection was down may have been an invalidation: L1 starts over.
+    if (this.#publish && this.#l1 !== undefined) this.#redis!.subscribe((message) => this.#received(message), () => this.#dropLocal({ kind: 'all' }))
   }
 
   get (key: string): MaybePromise<Variants | undefined> {
@@ -103,7 +105,7 @@ export class Tiers implements EntryStore {
       // What L1 took from L2 while the deletes were on their way is dropped too.
       this.#dropLocal(selector)
     }
-    if (this.#pubsub) await this.#redis!.publish(JSON.stringify({ from: this.#id, selector }))
+    if (this.#publish) await this.#redis!.publish(JSON.stringify({ from: this.#id, selector }))
   }
 
   /** L2's keys under a selector: from Redis's indexes, or by listing the store. */
@@ -148,10 +150,11 @@ export class Tiers implements EntryStore {
 /** The tiers a cache's options ask for, and the cross-process coordinator when they ask for one. */
 export function openStores (options: ResolvedOptions, policies: PolicyFactory, events: StoreEvents): { tiers: Tiers, coordinator: Coordinator | undefined } {
   const { store, storeTimeouts, maxSize, pubsub, coordinate, now } = options
-  const redis = store === undefined ? undefined : RedisLink.of(store, events, storeTimeouts)
+  const l2 = store === undefined ? undefined : new KeyvStore(store, policies, events, storeTimeouts)
+  const redis = l2 === undefined ? undefined : RedisLink.of(l2.keyv, events, storeTimeouts, () => l2.opened())
   const tiers = new Tiers({
     l1: maxSize === 0 ? undefined : new MemoryStore(options, events),
-    l2: store === undefined ? undefined : new KeyvStore(store, policies, events, storeTimeouts),
+    l2,
     redis,
     pubsub,
     now
