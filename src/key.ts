@@ -178,23 +178,27 @@ export function normalizeHeaders (raw: unknown): RequestHeaders {
     for (const [name, value] of input as Iterable<readonly [string, string | string[]]>) append(headers, name, value)
   } else {
     const record = input as Record<string, unknown>
-    for (const name in record) append(headers, name, record[name])
+    // Own fields only, as undici reads them (Object.keys): an inherited one is never sent.
+    for (const name in record) if (Object.hasOwn(record, name)) append(headers, name, record[name])
   }
   return headers
 }
 
 function append (headers: RequestHeaders, name: unknown, value: unknown): void {
-  if (value === undefined || value === null) return
+  if (value === undefined) return
   const key = lowerCaseName(String(name))
   // Lines of one field are joined by commas (RFC 9110 §5.3), a Cookie's pairs by "; " (RFC 6265
   // §5.4): this is what a revalidation or a retry with an Idempotency-Key sends again.
   const separator = key === 'cookie' ? '; ' : ', '
-  const text = Array.isArray(value) ? value.map(String).join(separator) : toText(value)
+  const text = Array.isArray(value) ? value.map(toText).join(separator) : toText(value)
   // What is no string is inherited (`constructor`, `__proto__`), not a field sent before.
   const previous: unknown = headers[key]
   setField(headers, key, typeof previous === 'string' ? `${previous}${separator}${text}` : text)
 }
 
+/** A field value as undici sends it: a null as an empty value, alone or in a list. */
 function toText (value: unknown): string {
-  return Buffer.isBuffer(value) ? value.toString('latin1') : String(value)
+  if (value === null) return ''
+  // undici coerces what else it is given with a template literal, as here.
+  return Buffer.isBuffer(value) ? value.toString('latin1') : `${value as string}`
 }

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { fetch, type Response } from 'undici'
+import { fetch, request, type Response } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
 import type { Origin, Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -397,6 +397,35 @@ describe('entries the fast path does not serve as they are', () => {
     const slow = await slowFetch(`${server.url}/negotiated`)
     expect(slow.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
     expect(server.hits('/negotiated')).toBe(1)
+  })
+})
+
+describe('fields the fast path must read as fetch sends them', () => {
+  it('takes a field given as undefined or null for the text fetch sends, not for an absent one', async () => {
+    const { cachedFetch } = setup()
+    const server = await opened.origin({
+      '/v': (req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'x-user' }).end(`x-user ${JSON.stringify(req.headers['x-user']) ?? 'absent'}`)
+      }
+    })
+    const url = `${server.url}/v`
+    expect(await (await cachedFetch(url)).text()).toBe('x-user absent')
+    // `{ authorization: token }` with no token: fetch sends "undefined".
+    for (const value of [undefined, null]) {
+      const bodies = []
+      for (let i = 0; i < 2; i++) bodies.push(await (await cachedFetch(url, { headers: { 'x-user': value as unknown as string } })).text())
+      expect(bodies).toEqual([`x-user "${String(value)}"`, `x-user "${String(value)}"`])
+    }
+    expect(server.hits('/v')).toBe(3)
+  })
+
+  it('keys a request by its URL alone though it gives a Host, which fetch never sends', async () => {
+    const { cache, cachedFetch } = setup()
+    const server = await opened.origin({ '/a': (req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(`host=${String(req.headers.host)}`) } })
+    const viaRequest = opened.agent().compose(cacheInterceptor({ cache }))
+    // Stored by undici.request for the virtual host other.test.
+    expect(await (await request(`${server.url}/a`, { dispatcher: viaRequest, headers: { host: 'other.test' } })).body.text()).toBe('host=other.test')
+    expect(await (await cachedFetch(`${server.url}/a`, { headers: { host: 'other.test' } })).text()).toBe(`host=${new URL(server.url).host}`)
   })
 })
 

@@ -530,6 +530,26 @@ describe('the request-target undici sends is the key (interceptor dispatch optio
     expect(origin.requests.map((r) => r.path)).toEqual(['/q?a=%22x%22', "/q?a=it's", "/q?a=it's"])
   })
 
+  // What undici reads once, the key must not read first: else the origin answers a request without
+  // the caller's fields, and the answer is stored under theirs.
+  it('sends fields given as a one-shot iterator to the origin, and keys the answer by them', async () => {
+    origin.route('/who', (req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'x-user' }).end(`x-user=${String(req.headers['x-user'])}`) })
+    const fields = new Map([['x-user', 'alice']]).entries() as unknown as Iterable<[string, string]>
+    expect((await dispatchGet('/who', { headers: fields })).body).toBe('x-user=alice')
+    const hit = await dispatchGet('/who', { headers: { 'x-user': 'alice' } })
+    expect([hit.body, hit.cacheStatus]).toEqual(['x-user=alice', expect.stringMatching(HIT)])
+    expect(origin.seen('/who').map((r) => r.headers['x-user'])).toEqual(['alice'])
+  })
+
+  // RFC 9111 §4.1: a field absent from one request matches only its absence in the other.
+  it('keys a field given as null as the empty field undici sends, never as an absent one', async () => {
+    origin.route('/flag', (req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'x-flag' }).end(`x-flag=${JSON.stringify(req.headers['x-flag'])}`) })
+    expect((await dispatchGet('/flag', { headers: { 'x-flag': null as unknown as string } })).body).toBe('x-flag=""')
+    expect((await dispatchGet('/flag')).body).toBe('x-flag=undefined')
+    expect((await dispatchGet('/flag', { headers: { 'x-flag': ['a', null] as unknown as string[] } })).body).toBe('x-flag="a, "')
+    expect(origin.requests.map((r) => JSON.stringify(r.headers['x-flag']) ?? 'absent')).toEqual(['""', 'absent', '"a, "'])
+  })
+
   it('keeps an unsafe method\'s invalidation to the Host it named: never the connection\'s own entries, always that Host\'s', async () => {
     let n = 0
     origin.route('/x', (req, res) => {

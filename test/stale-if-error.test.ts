@@ -10,7 +10,8 @@
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createCache, type Cache, type CacheOptions } from '../src/index.js'
+import { request } from 'undici'
+import { cacheInterceptor, createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type CachePolicy, type Client, type Send } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -358,5 +359,30 @@ describe.each(adapters)('stale-if-error through $name', ({ connect }) => {
     expect(failed.body).toBe('unavailable')
     expect(failed.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=503')
     expect(origin.hits('/doc')).toBe(7)
+  })
+})
+
+describe('an answer held back while stale-if-error could stand in for its failure (undici.request)', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('reaches the caller with its trailer fields, once whole', async () => {
+    const clock = manualClock(wholeSecondNow())
+    let n = 0
+    const origin = await opened.origin({
+      '/t': (_req, res) => {
+        n++
+        res.writeHead(200, { 'cache-control': 'max-age=1, stale-if-error=600', date: clock.date(), trailer: 'x-checksum' })
+        res.write(`body ${n}`)
+        res.addTrailers({ 'x-checksum': `sum-${n}` })
+        res.end()
+      }
+    })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache({ now: clock.now }) }))
+    const first = await request(`${origin.url}/t`, { dispatcher })
+    expect([await first.body.text(), first.trailers]).toEqual(['body 1', { 'x-checksum': 'sum-1' }])
+    clock.advance(5)
+    const second = await request(`${origin.url}/t`, { dispatcher })
+    expect([await second.body.text(), second.trailers]).toEqual(['body 2', { 'x-checksum': 'sum-2' }])
   })
 })

@@ -102,7 +102,7 @@ export class CacheHandler implements Handler {
       // Complete: played to the caller as a stored response is, honouring its pause().
       this.#held = undefined
       const body = hasNoContent(this.#request.method, held.status) ? undefined : Buffer.concat(held.chunks, held.bytes)
-      new ReplayController(this.#handler, { status: held.status, statusText: held.statusText, headers: held.headers, body }).start(this.#requestStarted)
+      new ReplayController(this.#handler, { status: held.status, statusText: held.statusText, headers: held.headers, body, trailers }).start(this.#requestStarted)
       return
     }
     this.#handler.onResponseEnd?.(controller, trailers)

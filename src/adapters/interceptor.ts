@@ -64,6 +64,10 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       // each comes with a hidden class of its own (src/objects.ts), which every read of it misses.
       // A copy has one class for all: 4–7% fewer instructions a memory hit (callgrind, two pairs).
       const opts = Object.assign({}, given)
+      // Fields given as an iterator (map.entries(), a generator) can be read once: read here for
+      // the key, they would reach the origin empty, and the answer be stored for fields it never
+      // saw. Read once, into the flat list undici takes as well.
+      if (isIterator(opts.headers)) opts.headers = flatFields(opts.headers)
       const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
       if (request === undefined) {
         noFlight(opts)
@@ -242,6 +246,17 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
   } catch {
     return undefined
   }
+}
+
+/** Whether dispatch headers are an iterable other than an array, which may be readable only once. */
+function isIterator (headers: unknown): headers is Iterable<readonly [string, unknown]> {
+  return headers != null && typeof headers === 'object' && !Array.isArray(headers) && typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function'
+}
+
+function flatFields (headers: Iterable<readonly [string, unknown]>): string[] {
+  const flat: string[] = []
+  for (const [name, value] of headers) flat.push(name, value as string)
+  return flat
 }
 
 /** The origin a dispatch goes to, serialized; `undefined` for one with a path, which undici refuses (it is left to say so). */

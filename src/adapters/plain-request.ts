@@ -25,13 +25,36 @@ export function plainRequest (input: string | URL | Request, init: RequestInit):
       init.signal?.aborted === true || (init.redirect !== undefined && init.redirect !== 'follow')) return undefined
   const mode = (init.cache ?? 'default')
   if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
+  if (!readAsSent(init.headers)) return undefined
   try {
     // A string is parsed as fetch parses it: against the global origin, when there is one.
     const globalOrigin = typeof input === 'string' ? getGlobalOrigin() : undefined
-    return { method, url: normalizeUrl(globalOrigin === undefined ? input : new URL(input, globalOrigin)), headers: normalizeHeaders(init.headers), mode }
+    const headers = normalizeHeaders(init.headers)
+    // fetch never sends a Host of the caller's: the full path keys the request by its URL alone.
+    if (headers.host !== undefined) return undefined
+    return { method, url: normalizeUrl(globalOrigin === undefined ? input : new URL(input, globalOrigin)), headers, mode }
   } catch {
     return undefined // the full path raises fetch's own TypeError
   }
+}
+
+/**
+ * Whether normalizeHeaders reads an init's fields as fetch sends them. Not a value of undefined
+ * or null, which fetch sends as the text "undefined" or "null" (`{ authorization: token }` with no
+ * token) and normalizeHeaders reads as undici.request's: absent, or empty. Such a request takes
+ * the full path, which sees what fetch sends: else it would be served the variant stored for a
+ * request without the field.
+ */
+function readAsSent (headers: unknown): boolean {
+  if (headers == null || typeof headers !== 'object') return true
+  if (Array.isArray(headers)) {
+    for (const pair of headers as unknown[]) if (Array.isArray(pair) && pair[1] == null) return false
+    return true
+  }
+  if (typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function') return true
+  const record = headers as Record<string, unknown>
+  for (const name in record) if (record[name] == null) return false
+  return true
 }
 
 /**

@@ -20,6 +20,8 @@ export interface Replayed {
   readonly headers: Record<string, string | string[]>
   /** `undefined` for a response without content (HEAD, 204, 304). */
   readonly body: StoredBody | undefined
+  /** The trailer fields of an answer held back and played whole (src/adapters/cache-handler.ts); none for a stored one. */
+  readonly trailers?: Record<string, string | string[] | undefined>
 }
 
 export class ReplayController implements Controller {
@@ -80,7 +82,7 @@ export class ReplayController implements Controller {
     }
     if (this.#paused || this.#aborted || this.#done) return
     this.#done = true
-    this.#handler.onResponseEnd?.(this, {})
+    this.#handler.onResponseEnd?.(this, this.#response.trailers ?? {})
   }
 
   pause (): void {
