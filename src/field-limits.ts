@@ -32,6 +32,11 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
  */
 const FORBIDDEN = /[\r\n\0\u0100-\uffff]/
 
+/** Whether fetch's Headers take this field: a token for a name, octets free of CR, LF and NUL for a value. */
+export function wellFormedField (name: string, value: string): boolean {
+  return TOKEN.test(name) && !FORBIDDEN.test(value)
+}
+
 /** Whether a response's fields may be stored: names are tokens, values octets free of CR/LF/NUL, all within FIELD_LIMITS. */
 export function fieldsFitToStore (headers: ResponseHeaders): boolean {
   let total = 0

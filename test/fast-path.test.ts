@@ -429,6 +429,32 @@ describe('fields the fast path must read as fetch sends them', () => {
   })
 })
 
+describe('init options fetch checks or acts on', () => {
+  // The fast path answers a hit without fetch's Request: what fetch would refuse, or act on
+  // (integrity above all), must reach fetch on a hit as on a miss.
+  const WRONG = 'sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='
+  it.each<[string, Record<string, unknown>]>([
+    ['an integrity the body does not match', { integrity: WRONG }],
+    ['a field value with LF', { headers: { 'x-a': 'a\nb' } }],
+    ['a field name with a space', { headers: { 'x a': 'b' } }],
+    ['a pair of three', { headers: [['x-a', 'b', 'c']] }],
+    ['mode navigate', { mode: 'navigate' }],
+    ['a window', { window: {} }],
+    ['a referrer that is no URL', { referrer: 'http://[bad' }],
+    ['credentials fetch does not know', { credentials: 'bogus' }],
+    ['a method of null', { method: null }]
+  ])('rejects %s on a hit as undici.fetch does on every call', async (_name, init) => {
+    const { cachedFetch } = setup()
+    const server = await opened.origin({ '/c': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('hello') } })
+    const url = `${server.url}/c`
+    const plain = await fetch(url, { ...init as object, dispatcher: opened.agent() }).then(async (r) => `${r.status} ${await r.text()}`, (error: Error) => error.name)
+    expect(await (await cachedFetch(url)).text()).toBe('hello')
+    const ours = await cachedFetch(url, init as never).then(async (r) => `${r.status} ${await r.text()}`, (error: Error) => error.name)
+    // A TypeError, but for the method null, which fetch sends as the method "null" (a 400 here).
+    expect([ours, plain]).toEqual(init.method === null ? [plain, expect.stringMatching(/^400 /)] : ['TypeError', 'TypeError'])
+  })
+})
+
 describe('response.url', () => {
   it('is the requested URL with its query and without its fragment, on a miss and on both hits', async () => {
     const { cache, clock, cachedFetch, slowFetch } = setup()

@@ -5,7 +5,7 @@
  * fetch too.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { getGlobalDispatcher, request } from 'undici'
+import { getGlobalDispatcher, MockAgent, request, setGlobalDispatcher } from 'undici'
 import { install, uninstall } from '../src/index.js'
 import { respond } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -71,5 +71,40 @@ describe('install() and uninstall()', () => {
     const nodeFetch = globalThis.fetch
     expect(() => install({ maxSize: -1 })).toThrow(/options\.maxSize/)
     expect(globalThis.fetch).toBe(nodeFetch)
+  })
+})
+
+describe('install() and the application\'s global dispatcher (a proxy, a MockAgent)', () => {
+  function mocked (): MockAgent {
+    const mock = new MockAgent()
+    mock.disableNetConnect()
+    mock.get('http://api.invalid').intercept({ path: '/items' }).reply(200, 'from the mock', { headers: { 'cache-control': 'max-age=60' } }).persist()
+    return mock
+  }
+
+  it('sends fetch() and undici.request() through the one set before install(), as plain fetch does', async () => {
+    const original = getGlobalDispatcher()
+    setGlobalDispatcher(mocked())
+    try {
+      install()
+      expect(await (await globalThis.fetch('http://api.invalid/items')).text()).toBe('from the mock')
+      expect(await (await request('http://api.invalid/items')).body.text()).toBe('from the mock')
+      expect(await status(await globalThis.fetch('http://api.invalid/items'))).toMatch(/^cachedfetch; hit; ttl=/)
+    } finally {
+      await uninstall()
+      setGlobalDispatcher(original)
+    }
+  })
+
+  it('sends fetch() through one set after install(), as --import cachedfetch/register leaves the application to do', async () => {
+    const original = getGlobalDispatcher()
+    try {
+      install()
+      setGlobalDispatcher(mocked())
+      expect(await (await globalThis.fetch('http://api.invalid/items')).text()).toBe('from the mock')
+    } finally {
+      await uninstall()
+      setGlobalDispatcher(original)
+    }
   })
 })

@@ -6,7 +6,7 @@
 import { gzipSync } from 'node:zlib'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici'
-import { createCache, cacheInterceptor } from '../src/index.js'
+import { createCache, createCachedFetch, cacheInterceptor } from '../src/index.js'
 import { respond } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock } from './helpers/time.js'
@@ -105,5 +105,39 @@ describe("Node's global fetch with the cache as global dispatcher", () => {
     expect(hit.headers.get('cache-status')).toMatch(/^cachedfetch; hit/)
     expect(await hit.text()).toBe('version one')
     expect(server.hits('/doc')).toBe(2)
+  })
+})
+
+describe("Node's global Request and FormData given to cachedFetch (what code that install() serves makes)", () => {
+  /** Echoes what the origin got: Content-Length, Content-Type and body. */
+  async function echoOrigin (): Promise<string> {
+    const server = await opened.origin({
+      '/echo': (req, res) => {
+        const chunks: Buffer[] = []
+        req.on('data', (chunk: Buffer) => chunks.push(chunk))
+        req.on('end', () => res.writeHead(200).end(JSON.stringify({ length: req.headers['content-length'] ?? null, type: req.headers['content-type'] ?? null, body: Buffer.concat(chunks).toString() })))
+      },
+      '/307': (_req, res) => { res.writeHead(307, { location: '/echo' }).end() }
+    })
+    return server.url
+  }
+
+  it('sends a global Request\'s body with its Content-Length and follows a 307 with it, as Node\'s fetch does', async () => {
+    const base = await echoOrigin()
+    const cachedFetch = createCachedFetch({ dispatcher: opened.agent() })
+    const native = await globalThis.fetch(new globalThis.Request(`${base}/307`, { method: 'POST', body: 'hello' }))
+    const ours = await cachedFetch(new globalThis.Request(`${base}/307`, { method: 'POST', body: 'hello' }))
+    expect([ours.url, await ours.json()]).toEqual([native.url, await native.json()])
+    expect(native.url).toBe(`${base}/echo`)
+  })
+
+  it('sends a global FormData as multipart/form-data, as Node\'s fetch does', async () => {
+    const base = await echoOrigin()
+    const cachedFetch = createCachedFetch({ dispatcher: opened.agent() })
+    const form = new globalThis.FormData()
+    form.append('a', '1')
+    const sent = await (await cachedFetch(`${base}/echo`, { method: 'POST', body: form })).json() as { type: string, body: string }
+    expect(sent.type).toMatch(/^multipart\/form-data; boundary=/)
+    expect(sent.body).toContain('name="a"\r\n\r\n1\r\n')
   })
 })

@@ -8,7 +8,7 @@
  * that must reach the origin (a miss, a revalidation) is sent as fetch sent the last request of
  * its shape (src/adapters/sent.ts). Anything fetch would answer otherwise is left to fetch.
  */
-import { Agent, fetch as undiciFetch, getGlobalOrigin, Request, type Dispatcher, type Headers, type RequestInit, type Response } from 'undici'
+import { Agent, fetch as undiciFetch, FormData, getGlobalOrigin, Headers, Request, type Dispatcher, type RequestInit, type Response } from 'undici'
 import type { Cache, FetchCacheMode, Hit } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import type { CacheEntry } from '../entry.js'
@@ -79,8 +79,10 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
   const sentRequests = new SentRequests()
 
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
-    const input = toUndiciInput(anyInput)
+    const converted = toUndiciInput(anyInput)
+    const input = converted instanceof Promise ? await converted : converted
     const { cachePolicy, ...init } = (anyInit ?? {}) as RequestInit & { cachePolicy?: RequestPolicy }
+    if (isForeignForm(init.body)) await encodeForm(init, init.body)
     // Fields given as an iterator (map.entries()) can be read once: here, for the cache and fetch alike.
     if (typeof (init.headers as Partial<Iterator<unknown>> | undefined)?.next === 'function') init.headers = [...init.headers as Iterable<[string, string]>]
     // Validated before anything else, so a bad one fails the same way on every path.
@@ -153,14 +155,30 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
 /**
  * A Request from another fetch implementation (Node's global one is an older undici) is not an
  * instance of ours, and undici.fetch would read it as the string "[object Request]": it is copied.
+ * Its body is read whole first, as the bytes it was made from: passed on as its stream, it would
+ * go out chunked, without the Content-Length Node's fetch sends, and could not follow a 307 or 308.
  */
-function toUndiciInput (input: FetchInput): string | URL | Request {
+function toUndiciInput (input: FetchInput): string | URL | Request | Promise<Request> {
   if (typeof input === 'string' || input instanceof URL || input instanceof Request) return input
-  const { url, method, headers, body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy } = input
-  return new Request(url, {
-    method, headers: [...headers], body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy,
-    ...(body === null ? {} : { duplex: 'half' })
+  const { url, method, headers, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy } = input
+  const copy = (body: ArrayBuffer | null): Request => new Request(url, {
+    method, headers: [...headers], body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy
   })
+  return input.body === null ? copy(null) : input.arrayBuffer().then(copy)
+}
+
+/** Node's global FormData (an older undici's), which undici.fetch would send as the text "[object FormData]". */
+function isForeignForm (body: unknown): body is globalThis.FormData {
+  return typeof globalThis.FormData === 'function' && body instanceof globalThis.FormData && !(body instanceof FormData)
+}
+
+/** Encodes such a form as Node's fetch does: multipart/form-data, with its boundary in the Content-Type unless the caller set one. */
+async function encodeForm (init: RequestInit, form: globalThis.FormData): Promise<void> {
+  const encoded = new globalThis.Response(form)
+  init.body = await encoded.arrayBuffer()
+  const headers = new Headers(init.headers)
+  if (!headers.has('content-type')) headers.set('content-type', encoded.headers.get('content-type')!)
+  init.headers = headers
 }
 
 function modeDispatchers (dispatcher: Dispatcher): Map<FetchCacheMode, Dispatcher> {

@@ -5,6 +5,7 @@
  * recorded by and sent again for (src/adapters/sent.ts).
  */
 import { getGlobalOrigin, Headers, type RequestInit } from 'undici'
+import { wellFormedField } from '../field-limits.js'
 import { flightKey } from '../flight.js'
 import { normalizeHeaders, normalizeUrl, type CacheRequest, type RequestHeaders } from '../key.js'
 
@@ -19,7 +20,10 @@ export interface PlainRequest extends CacheRequest {
  */
 export function plainRequest (input: string | URL | Request, init: RequestInit): PlainRequest | undefined {
   if (typeof input !== 'string' && !(input instanceof URL)) return undefined
-  const method = init.method === undefined ? 'GET' : init.method.toUpperCase()
+  // Any other option is fetch's to check or to act on (integrity, above all): the full path.
+  for (const option in init) if (!PLAIN_INIT.has(option)) return undefined
+  const method = init.method === undefined ? 'GET' : typeof init.method === 'string' ? init.method.toUpperCase() : undefined
+  if (method === undefined) return undefined
   // A signal that is no AbortSignal (a polyfill's) is one fetch refuses: the full path raises its TypeError.
   if ((method !== 'GET' && method !== 'HEAD') || init.body != null || (init.signal != null && !(init.signal instanceof AbortSignal)) ||
       init.signal?.aborted === true || (init.redirect !== undefined && init.redirect !== 'follow')) return undefined
@@ -38,23 +42,35 @@ export function plainRequest (input: string | URL | Request, init: RequestInit):
   }
 }
 
+/** The init options a request the fast path answers may have; anything else takes the full path. */
+const PLAIN_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'signal', 'body', 'dispatcher'])
+
 /**
- * Whether normalizeHeaders reads an init's fields as fetch sends them. Not a value of undefined
- * or null, which fetch sends as the text "undefined" or "null" (`{ authorization: token }` with no
- * token) and normalizeHeaders reads as undici.request's: absent, or empty. Such a request takes
- * the full path, which sees what fetch sends: else it would be served the variant stored for a
- * request without the field.
+ * Whether normalizeHeaders reads an init's fields as fetch sends them, and fetch takes them (a
+ * field it refuses fails on a hit as on a miss: on the full path). Not a value of undefined or
+ * null either, which fetch sends as the text "undefined" or "null" (`{ authorization: token }`
+ * with no token) and normalizeHeaders reads as undici.request's: absent, or empty. Such a request
+ * takes the full path, which sees what fetch sends: else it would be served the variant stored
+ * for a request without the field.
  */
 function readAsSent (headers: unknown): boolean {
-  if (headers == null || typeof headers !== 'object') return true
+  if (headers === undefined || headers instanceof Headers || headers instanceof globalThis.Headers) return true
+  if (headers === null || typeof headers !== 'object') return false
   if (Array.isArray(headers)) {
-    for (const pair of headers as unknown[]) if (Array.isArray(pair) && pair[1] == null) return false
+    for (const pair of headers as unknown[]) {
+      if (!Array.isArray(pair) || pair.length !== 2 || !sendable(pair[0], pair[1])) return false
+    }
     return true
   }
-  if (typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function') return true
+  // A Map or another iterable of pairs: fetch's to read.
+  if (typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function') return false
   const record = headers as Record<string, unknown>
-  for (const name in record) if (record[name] == null) return false
+  for (const name in record) if (!sendable(name, record[name])) return false
   return true
+}
+
+function sendable (name: unknown, value: unknown): boolean {
+  return typeof name === 'string' && value != null && wellFormedField(name, typeof value === 'string' ? value : `${value as string}`)
 }
 
 /**
