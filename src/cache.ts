@@ -265,9 +265,19 @@ export class Cache {
     if (!selectedBy(entry.headers, notModified)) return { kind: 'replay', entry, headers: this.#served(entry, extend(parts, { ttl: entry.policy.ttl() })) }
     const { settings } = lookup
     const { policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings, lookup.requestTime)
-    const { key, status, statusText, body, vary } = entry
-    const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary, tags: responseTags(headers, settings.tags) }
-    if (storable && fieldsFitToStore(headers)) this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
+    const { key, status, statusText, body } = entry
+    // The 304's Vary is the response's now (RFC 9110 §15.4.5 has it sent as a 200 would): the
+    // updated entry is selected by it, not by the fields the old one varied on (§4.1).
+    const fields = varyFields(fieldValue(headers.vary))
+    const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary: varyValues(fields, request.headers), tags: responseTags(headers, settings.tags) }
+    if (storable && fields[0] !== '*' && fieldsFitToStore(headers)) {
+      this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
+    } else if (!storable && (policy.directives['no-store'] !== undefined || (policy.shared && policy.directives.private !== undefined))) {
+      // §5.2.2.5, §5.2.2.7: what the origin now says may not be stored is not kept as it was
+      // either, where max-stale, force-cache or stale-if-error would still serve it. (A Set-Cookie
+      // in a 304 is its caller's alone: the entry stays as it was, without it.)
+      this.#writes.remove(entry, settings, lookup.since)
+    }
     return { kind: 'replay', entry: updated, headers: this.#served(updated, extend(parts, { ttl: policy.ttl() })) }
   }
 

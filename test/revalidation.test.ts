@@ -129,6 +129,35 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     }
   })
 
+  it.each(['no-store', 'private'])('keeps nothing of an entry a 304 says may not be stored (%s): max-stale finds nothing to serve', async (directive) => {
+    origin.route('/a', (req, res) => {
+      if (req.headers['if-none-match'] === '"x"') res.writeHead(304, { date: clock.date(), etag: '"x"', 'cache-control': directive }).end()
+      else res.writeHead(200, { date: clock.date(), etag: '"x"', 'cache-control': 'max-age=10' }).end('body')
+    })
+    await client.send(`${origin.url}/a`)
+    clock.advance(20)
+    expect((await client.send(`${origin.url}/a`)).header('cache-control')).toBe(directive)
+    const later = await client.send(`${origin.url}/a`, { headers: { 'cache-control': 'max-stale' } })
+    expect(later.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(origin.hits('/a')).toBe(3)
+  })
+
+  it('selects an entry a 304 freshened by the Vary the 304 gives, not the old one (RFC 9111 §4.1)', async () => {
+    origin.route('/g', (req, res) => {
+      const fields = { date: clock.date(), etag: '"g"' }
+      if (req.headers['if-none-match'] === '"g"') res.writeHead(304, { ...fields, 'cache-control': 'max-age=60', vary: 'x-b' }).end()
+      else res.writeHead(200, { ...fields, 'cache-control': 'max-age=10', vary: 'x-a' }).end(`x-b=${String(req.headers['x-b'])}`)
+    })
+    const as = (b: string): { headers: Record<string, string> } => ({ headers: { 'x-a': '1', 'x-b': b } })
+    await client.send(`${origin.url}/g`, as('1'))
+    clock.advance(20)
+    expect((await client.send(`${origin.url}/g`, as('1'))).header('vary')).toBe('x-b')
+    expect((await client.send(`${origin.url}/g`, as('1'))).header('cache-status')).toBe('cachedfetch; hit; ttl=60')
+    // x-b is what the response varies on now, and this one differs: the old variant, stale, is revalidated.
+    expect((await client.send(`${origin.url}/g`, as('2'))).header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304/)
+    expect(origin.hits('/g')).toBe(3)
+  })
+
   it('revalidates a HEAD with its weak validators too (RFC 9110 §13.1.2, §13.1.3)', async () => {
     origin.route('/head', (_req, res) => {
       res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=30', etag: 'W/"h1"', 'last-modified': 'Wed, 31 Dec 2025 12:00:00 GMT', 'content-length': '4' }).end()
