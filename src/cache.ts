@@ -214,11 +214,18 @@ export class Cache {
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup)
+    // A stored response was looked up and could not serve: unless one stands in below, this lookup
+    // is a miss, counted as one (hitRatio). A background refresh's hit was counted already.
+    const missed = (): void => {
+      if (previous !== undefined && lookup.background !== true) this.#reporter.emit('miss', { method: request.method, url: request.url, reason: lookup.fwd })
+    }
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
       const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status) : undefined
+      if (standIn === undefined) missed()
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
+    missed()
     const pass = (stored: boolean, recorder?: Recorder): Outcome => {
       if (!stored) lookup.release?.(false)
       return { kind: 'pass', headers: withCacheStatus(headers, extend(parts, { stored })), recorder }
@@ -258,7 +265,7 @@ export class Cache {
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded): Outcome {
-    this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304 })
+    this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) })
     // A 304 whose validators select no stored response updates nothing (§4.3.4). The caller still
     // gets the body we have, under its own fields: the 304's would label it with another
     // representation's validators, which the caller's own conditional requests would then confirm.

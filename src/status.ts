@@ -109,7 +109,8 @@ export class Reporter {
   emit (name: EventName, event: CacheEvent): void {
     const counter = COUNTER[name]
     if (counter !== undefined) this.#stats[counter]++
-    if ((name === 'hit' || name === 'stale') && event.bytes !== undefined) this.#stats.bytesServed += event.bytes
+    // A 304's stored body is served from the cache too, instead of the origin's.
+    if ((name === 'hit' || name === 'stale' || name === 'revalidated') && event.bytes !== undefined) this.#stats.bytesServed += event.bytes
     const channel = channels[name]
     if (channel.hasSubscribers) channel.publish(event)
   }

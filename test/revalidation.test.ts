@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
-import { cacheInterceptor, createCache } from '../src/index.js'
+import { cacheInterceptor, createCache, type Cache } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -405,5 +405,58 @@ describe('revalidation of a request whose fields came as lists (undici.request)'
     expect(await send()).toBe('document')
     expect(origin.seen('/doc').map((r) => `${String(r.headers.cookie)} ${r.headers['if-none-match'] ?? 'unconditional'}`))
       .toEqual(['a=1; b=2 unconditional', 'a=1; b=2 "v1"'])
+  })
+})
+
+// cache.stats(): every lookup counts once in hitRatio, and the body a 304 lets the cache serve is served from it.
+describe.each(adapters)('stats after revalidation through $name', ({ connect }) => {
+  const opened = teardown()
+  let clock: ManualClock
+  let origin: Origin
+  let cache: Cache
+  let client: Client
+
+  beforeEach(async () => {
+    clock = manualClock(wholeSecondNow())
+    origin = await opened.origin()
+    cache = createCache({ now: clock.now })
+    client = opened.add(connect(cache))
+  })
+  afterEach(() => opened.close())
+
+  it('a stale entry revalidated with a 200 counts as a lookup', async () => {
+    let version = 0
+    origin.route('/s', (_q, res) => { res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10', etag: `"${++version}"` }).end('x') })
+    await client.send(origin.url + '/s') // miss
+    await client.send(origin.url + '/s') // hit
+    clock.advance(20)
+    const changed = await client.send(origin.url + '/s') // stale, revalidated, new 200
+    expect(changed.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=200; stored')
+    const stats = cache.stats()
+    // Three lookups, one hit.
+    expect(stats.hits + stats.misses + stats.revalidated).toBe(3)
+    expect(stats.hitRatio).toBeCloseTo(1 / 3)
+  })
+
+  it('a fresh entry the request refused (no-cache) answered 200 counts as a lookup', async () => {
+    let version = 0
+    origin.route('/r', (_q, res) => { res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=60', etag: `"${++version}"` }).end('x') })
+    await client.send(origin.url + '/r')
+    const refused = await client.send(origin.url + '/r', { headers: { 'cache-control': 'no-cache' } })
+    expect(refused.header('cache-status')).toBe('cachedfetch; fwd=request; fwd-status=200; stored')
+    const stats = cache.stats()
+    expect(stats.hits + stats.misses + stats.revalidated).toBe(2)
+  })
+
+  it('the stored body a 304 serves counts in bytesServed', async () => {
+    origin.route('/b', (req, res) => {
+      if (req.headers['if-none-match'] === '"b"') res.writeHead(304, { date: clock.date(), etag: '"b"', 'cache-control': 'max-age=10' }).end()
+      else res.writeHead(200, { date: clock.date(), etag: '"b"', 'cache-control': 'max-age=10' }).end('0123456789')
+    })
+    await client.send(origin.url + '/b')
+    clock.advance(20)
+    const replayed = await client.send(origin.url + '/b')
+    expect(replayed.body).toBe('0123456789')
+    expect(cache.stats().bytesServed).toBe(10)
   })
 })
