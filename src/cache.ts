@@ -214,18 +214,13 @@ export class Cache {
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup)
-    // A stored response was looked up and could not serve: unless one stands in below, this lookup
-    // is a miss, counted as one (hitRatio). A background refresh's hit was counted already.
-    const missed = (): void => {
-      if (previous !== undefined && lookup.background !== true) this.#reporter.emit('miss', { method: request.method, url: request.url, reason: lookup.fwd })
-    }
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
       const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status) : undefined
-      if (standIn === undefined) missed()
+      if (standIn === undefined) this.#missed(request, lookup)
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
-    missed()
+    if (previous !== undefined) this.#missed(request, lookup)
     const pass = (stored: boolean, recorder?: Recorder): Outcome => {
       if (!stored) lookup.release?.(false)
       return { kind: 'pass', headers: withCacheStatus(headers, extend(parts, { stored })), recorder }
@@ -261,6 +256,14 @@ export class Cache {
       else release(written)
     }, () => lookup.release?.(false))
     return pass(true, recorder)
+  }
+
+  /**
+   * A stored response was looked up but a new answer serves the request: the lookup is a miss,
+   * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
+   */
+  #missed (request: CacheRequest, lookup: Forwarded): void {
+    if (lookup.background !== true) this.#reporter.emit('miss', { method: request.method, url: request.url, reason: lookup.fwd })
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
