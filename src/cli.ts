@@ -12,6 +12,7 @@ import { createCachedFetch, type CachedFetch } from './adapters/fetch.js'
 import { readHostsFile } from './hosts.js'
 import { normalizeHeaders } from './key.js'
 import { storeFromUrl, type UrlStore } from './store/from-url.js'
+import { renamedOptions } from './validate.js'
 
 const USAGE = `usage: cachedfetch <url> [options]
 
@@ -70,13 +71,21 @@ async function main (argv: string[]): Promise<number> {
     return 3
   }
   const hosts = values.hosts === undefined ? undefined : await readHostsFile(values.hosts, '--hosts').catch((error: unknown) => { throw new UsageError((error as Error).message) })
-  const cachedFetch = createCachedFetch({
-    ...(store === undefined ? {} : { store: store.adapter }),
-    ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
-    ...(hosts === undefined ? {} : { hosts }),
-    // One try per request: the CLI shows what the origin answered.
-    retry: false
-  })
+  let cachedFetch: CachedFetch
+  try {
+    cachedFetch = createCachedFetch({
+      ...(store === undefined ? {} : { store: store.adapter }),
+      ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
+      ...(hosts === undefined ? {} : { hosts }),
+      // One try per request: the CLI shows what the origin answered.
+      retry: false
+    })
+  } catch (error) {
+    await store?.close()
+    // Named as the user typed them, not as the options they became.
+    const renamed = renamedOptions(error, { namespace: '--namespace', hosts: `--hosts ${values.hosts ?? ''}` })
+    throw renamed instanceof TypeError ? new UsageError(renamed.message) : renamed
+  }
   try {
     const opened = await storeUsable(cachedFetch, store)
     if (opened !== undefined) {

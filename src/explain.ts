@@ -86,8 +86,9 @@ function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, re
     lifetimeFrom: lifetimeFrom(policy, d, headers, settings),
     age: Math.floor(policy.age()),
     ttl: policy.ttl(),
-    staleWhileRevalidate: deltaSeconds(d['stale-while-revalidate']) ?? settings.staleWhileRevalidate,
-    staleIfError: deltaSeconds(d['stale-if-error']) ?? settings.staleIfError,
+    // Windows the cache would use: none where a directive forbids serving it stale (§4.2.4).
+    staleWhileRevalidate: policy.staleForbidden() ? 0 : deltaSeconds(d['stale-while-revalidate']) ?? settings.staleWhileRevalidate,
+    staleIfError: policy.staleForbidden() ? 0 : deltaSeconds(d['stale-if-error']) ?? settings.staleIfError,
     retention,
     revalidation
   }

@@ -11,15 +11,23 @@
 import { install, uninstall } from './adapters/install.js'
 import { readHostsFile } from './hosts.js'
 import { storeFromUrl } from './store/from-url.js'
+import { renamedOptions } from './validate.js'
 
 const env = process.env
 const store = env.CACHEDFETCH_STORE === undefined || env.CACHEDFETCH_STORE === '' ? undefined : await storeFromUrl(env.CACHEDFETCH_STORE, 'CACHEDFETCH_STORE')
 const hosts = env.CACHEDFETCH_HOSTS === undefined || env.CACHEDFETCH_HOSTS === '' ? undefined : await readHostsFile(env.CACHEDFETCH_HOSTS, 'CACHEDFETCH_HOSTS')
-install({
-  ...(store === undefined ? {} : { store: store.adapter }),
-  ...(env.CACHEDFETCH_NAMESPACE === undefined ? {} : { namespace: env.CACHEDFETCH_NAMESPACE }),
-  ...(hosts === undefined ? {} : { hosts })
-})
+// An empty variable is an unset one, as for the two above.
+const namespace = env.CACHEDFETCH_NAMESPACE === undefined || env.CACHEDFETCH_NAMESPACE === '' ? undefined : env.CACHEDFETCH_NAMESPACE
+try {
+  install({
+    ...(store === undefined ? {} : { store: store.adapter }),
+    ...(namespace === undefined ? {} : { namespace }),
+    ...(hosts === undefined ? {} : { hosts })
+  })
+} catch (error) {
+  // Named as the application's operator set them, not as the options they became.
+  throw renamedOptions(error, { namespace: 'CACHEDFETCH_NAMESPACE', hosts: `CACHEDFETCH_HOSTS (${env.CACHEDFETCH_HOSTS ?? ''})` })
+}
 
 let exiting = false
 process.on('beforeExit', () => {

@@ -113,7 +113,7 @@ export class Policy {
    * (§5.2.2.2), no-cache (§5.2.2.4), and in a shared cache proxy-revalidate (§5.2.2.8) and
    * s-maxage, which implies it (§5.2.2.10).
    */
-  #mustRevalidateWhenStale (): boolean {
+  staleForbidden (): boolean {
     const d = this.directives
     return d['must-revalidate'] !== undefined || d['no-cache'] !== undefined ||
       (this.shared && (d['proxy-revalidate'] !== undefined || d['s-maxage'] !== undefined))
@@ -131,7 +131,7 @@ export class Policy {
     if (request.minFresh !== undefined && lifetime - age < request.minFresh) return 'revalidate'
     if (lifetime > age) return 'fresh'
     // RFC 9111 §4.2.4: no stale response where a directive forbids it, whatever else allows it.
-    if (this.#mustRevalidateWhenStale()) return 'revalidate'
+    if (this.staleForbidden()) return 'revalidate'
     const staleness = age - lifetime
     if (request.maxStale !== undefined) return staleness <= request.maxStale ? 'stale-allowed' : 'revalidate'
     // §5.2.1.1: a request's max-age without max-stale refuses any stale response, one the origin's
@@ -147,7 +147,7 @@ export class Policy {
    * stale-if-error, else the response's, else the default, bounds the staleness.
    */
   usableOnError (request: RequestDirectives, defaults: StaleDefaults): boolean {
-    if (this.#mustRevalidateWhenStale()) return false
+    if (this.staleForbidden()) return false
     const window = request.staleIfError ?? deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
     return window > 0 && this.age() - this.#lifetime <= window
   }

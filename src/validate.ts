@@ -35,3 +35,14 @@ export function optionalSize (value: unknown, path: string, min = 1, max = Numbe
  * that become timers (store timeouts, leases, retry delays) are bounded by it.
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * An options TypeError said of where those options came from (a command-line flag, an environment
+ * variable): `options.namespace` becomes the name in `names` for `namespace`. Anything else as it is.
+ */
+export function renamedOptions (error: unknown, names: Readonly<Record<string, string>>): unknown {
+  if (!(error instanceof TypeError)) return error
+  let message = error.message
+  for (const key in names) message = message.replaceAll(`options.${key}`, names[key]!)
+  return message === error.message ? error : new TypeError(message)
+}

@@ -62,6 +62,12 @@ describe('the cachedfetch command', () => {
     expect(origin.hits('/doc')).toBe(1)
   }, 30_000)
 
+  it('explains no stale window a must-revalidate response could never be served in', async () => {
+    const origin = await opened.origin({ '/strict': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60, must-revalidate, stale-while-revalidate=30, stale-if-error=30' }, 'strict') })
+    const run = await cli(`${origin.url}/strict`, '--explain')
+    expect(run.stdout).toMatch(/stale windows {7}while revalidating 0 s, on error 0 s/)
+  }, 30_000)
+
   it('explains why a response is not stored', async () => {
     const origin = await opened.origin({ '/secret': respond(200, { 'content-type': 'text/plain', 'cache-control': 'private, max-age=60' }, 'mine') })
     const run = await cli(`${origin.url}/secret`, '--explain')
@@ -75,7 +81,8 @@ describe('the cachedfetch command', () => {
     ['a method a cache does not serve', 2, ['http://127.0.0.1/', '-X', 'POST'], /-X takes GET or HEAD/],
     ['a store of an unknown kind', 2, ['http://127.0.0.1/', '--store', 'memcached://x'], /--store to be a redis:\/\/, rediss:\/\/ or sqlite: URL/],
     ['an unreachable host', 1, ['http://no-such-host.invalid/'], /GET http:\/\/no-such-host\.invalid\/ failed: fetch failed: ENOTFOUND/],
-    ['a store that cannot be opened', 3, ['http://127.0.0.1/', '--store', 'sqlite:/nonexistent-dir/x/cache.db'], /the store sqlite:\/nonexistent-dir\/x\/cache\.db cannot be used: .*SQLITE_CANTOPEN/]
+    ['a store that cannot be opened', 3, ['http://127.0.0.1/', '--store', 'sqlite:/nonexistent-dir/x/cache.db'], /the store sqlite:\/nonexistent-dir\/x\/cache\.db cannot be used: .*SQLITE_CANTOPEN/],
+    ['a namespace it refuses, named as typed', 2, ['http://127.0.0.1/', '--namespace', 'My_App'], /cachedfetch: expected --namespace to be 1 to 64 lower-case letters/]
   ] as const)('ends %s with exit code %i and a message saying so', async (_name, code, args, message) => {
     const run = await cli(...args)
     expect(run.code).toBe(code)

@@ -81,6 +81,18 @@ describe('node --import cachedfetch/register', () => {
     await expect(run('http://127.0.0.1:1/', { CACHEDFETCH_STORE: 'memcached://localhost' })).rejects.toThrow(/CACHEDFETCH_STORE/)
   })
 
+  it('takes an empty CACHEDFETCH_NAMESPACE for an unset one, as it does the other two', async () => {
+    const origin = await opened.origin({ '/report': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, 'report') })
+    expect(await run(`${origin.url}/report`, { CACHEDFETCH_NAMESPACE: '', CACHEDFETCH_STORE: '', CACHEDFETCH_HOSTS: '' })).toMatchObject({ status: 200, body: 'report' })
+  })
+
+  it('refuses a namespace, or a policy in the hosts file, naming the variable it came from', async () => {
+    await expect(run('http://127.0.0.1:1/', { CACHEDFETCH_NAMESPACE: 'My_App' })).rejects.toThrow(/expected CACHEDFETCH_NAMESPACE to be/)
+    const hosts = join(tempDir(), 'hosts.json')
+    writeFileSync(hosts, JSON.stringify({ '127.0.0.1': { defaultTtl: -5 } }))
+    await expect(run('http://127.0.0.1:1/', { CACHEDFETCH_HOSTS: hosts })).rejects.toThrow(/expected CACHEDFETCH_HOSTS \(.*hosts\.json\)\["127\.0\.0\.1"\]\.defaultTtl/)
+  })
+
   it('is what the package exports as cachedfetch/register', () => {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { exports: Record<string, { import: string }> }
     expect(pkg.exports['./register']?.import).toBe('./dist/register.js')
