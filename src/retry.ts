@@ -6,7 +6,7 @@
  * (src/adapters/retry.ts); this module only decides.
  */
 import { parseHttpDate } from './http-date.js'
-import { assertKnownKeys, describe, MAX_TIMER_MS } from './validate.js'
+import { assertKnownKeys, describe, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
 
 export interface RetryOptions {
   /**
@@ -111,15 +111,15 @@ export function resolveRetry (value: unknown, path: string, base: ResolvedRetry 
   const o = value as Record<string, unknown>
   const from = base ?? resolvedDefaults()
   const resolved: ResolvedRetry = {
-    limit: count(o.limit, `${path}.limit`) ?? from.limit,
+    limit: optionalSize(o.limit, `${path}.limit`, 0) ?? from.limit,
     methods: o.methods === undefined ? from.methods : new Set(strings(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
     statusCodes: o.statusCodes === undefined ? from.statusCodes : new Set(statuses(o.statusCodes, `${path}.statusCodes`)),
     // A wait is a timer: these bound it.
-    baseDelay: count(o.baseDelay, `${path}.baseDelay`, MAX_TIMER_MS) ?? from.baseDelay,
-    maxDelay: count(o.maxDelay, `${path}.maxDelay`, MAX_TIMER_MS) ?? from.maxDelay,
-    maxRetryAfter: count(o.maxRetryAfter, `${path}.maxRetryAfter`, MAX_TIMER_MS) ?? from.maxRetryAfter,
-    deadline: count(o.deadline, `${path}.deadline`) ?? from.deadline,
-    idempotencyKey: bool(o.idempotencyKey, `${path}.idempotencyKey`) ?? from.idempotencyKey
+    baseDelay: optionalSize(o.baseDelay, `${path}.baseDelay`, 0, MAX_TIMER_MS) ?? from.baseDelay,
+    maxDelay: optionalSize(o.maxDelay, `${path}.maxDelay`, 0, MAX_TIMER_MS) ?? from.maxDelay,
+    maxRetryAfter: optionalSize(o.maxRetryAfter, `${path}.maxRetryAfter`, 0, MAX_TIMER_MS) ?? from.maxRetryAfter,
+    deadline: optionalSize(o.deadline, `${path}.deadline`, 0) ?? from.deadline,
+    idempotencyKey: optionalBoolean(o.idempotencyKey, `${path}.idempotencyKey`) ?? from.idempotencyKey
   }
   return resolved.limit === 0 ? undefined : Object.freeze(resolved)
 }
@@ -175,16 +175,6 @@ export function parseRetryAfter (value: string | undefined, now: number): number
   return date === undefined ? undefined : Math.max(0, date - now)
 }
 
-function count (value: unknown, path: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= max) return value
-  throw new TypeError(`expected ${path} to be a non-negative integer${max === Number.MAX_SAFE_INTEGER ? '' : ` of at most ${max}`}, got ${describe(value)}`)
-}
-
-function bool (value: unknown, path: string): boolean | undefined {
-  if (value === undefined || typeof value === 'boolean') return value
-  throw new TypeError(`expected ${path} to be a boolean, got ${describe(value)}`)
-}
 
 function strings (value: unknown, path: string): string[] {
   if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value
