@@ -146,7 +146,8 @@ export class Cache {
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
-    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, this.#refresh(request, key, entry, directives, settings, since))
+    // RFC 9111 §5.2.1.5: no response to a no-store request may be stored, a refresh it started included.
+    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, directives.noStore ? undefined : this.#refresh(request, key, entry, directives, settings, since))
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.

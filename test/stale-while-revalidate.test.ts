@@ -217,6 +217,35 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(origin.seen('/doc')[2]!.headers['if-none-match']).toBe('"v2"')
   })
 
+  it('starts no background refresh for a request that says no-store: its answer could not be stored (RFC 9111 §5.2.1.5)', async () => {
+    const { cache, client } = setup()
+    const refresh = held()
+    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
+    })
+    const url = `${origin.url}/doc`
+
+    await client.send(url)
+    clock.advance(30)
+    // no-store does not keep a stored response from being used; it keeps the cache from storing
+    // any response to this request, which is what a refresh it started would be.
+    const stale = await client.send(url, { headers: { 'cache-control': 'no-store' } })
+    expect(stale.body).toBe('version 1')
+    expect(stale.header('cache-status')).toBe(swrStatus(-20))
+    await settle()
+    expect(origin.hits('/doc')).toBe(1)
+    expect(cache.stats().refreshing).toBe(0)
+
+    // The next request that may store starts the refresh.
+    refresh.open()
+    const next = await client.send(url)
+    expect(next.body).toBe('version 1')
+    await waitFor(() => cache.stats().refreshing === 0 && origin.hits('/doc') === 2, 'the refresh to end')
+    const refreshed = await client.send(url)
+    expect(refreshed.body).toBe('version 2')
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
   it('answers 1000 concurrent hits on a stale entry from the cache with one background revalidation', async () => {
     const { cache, client } = setup()
     const refresh = held()
