@@ -82,7 +82,10 @@ export class Cache {
     const since = this.#writes.since
     const key = storeKey(request.method, request.url, request.headers.host, settings)
     if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, key, since, this.options.now())
-    const found = this.#store.get(key)
+    let found = this.#store.get(key)
+    // Memory holds variants of the URL, none of them this request's: another process may have
+    // stored it in the shared tier since (src/store/tiers.ts).
+    if (found !== undefined && !(found instanceof Promise) && this.#store.layered && findVariant(found, request) === undefined) found = this.#store.getShared(key)
     return found instanceof Promise
       ? found.then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
       : this.#choose(request, key, found, directives, mode, settings, since)
@@ -394,7 +397,7 @@ export class Cache {
         lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss')) return lookup
     // The request goes out once the claim is held: waiting for the other process is no part of its answer's age.
     return coordinator.claim(key, async () => {
-      const entry = findVariant(await this.#store.get(key), request)
+      const entry = findVariant(await this.#store.getShared(key), request)
       const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
       return usability === 'fresh' ? this.#hit(request, entry!, usability, undefined) : undefined
     }).then((claim) => 'found' in claim ? claim.found : extend(lookup, { release: claim.release, requestTime: this.options.now() }))

@@ -136,7 +136,9 @@ class StoreSince implements EntryStore {
 
   get (key: string): MaybePromise<Variants | undefined> {
     this.#floor = this.#invalidations.floor(this.#floor)
-    return this.#store.get(key)
+    // The variants beside which one is written are the shared tier's: another process may have
+    // stored some that this one's memory never saw, which writing memory's list would drop.
+    return this.#store.getShared(key)
   }
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {

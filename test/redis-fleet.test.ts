@@ -148,6 +148,66 @@ describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
   })
 })
 
+describe.skipIf(unreachable !== undefined)('variants of one URL stored by several processes (RFC 9111 §4.1)', () => {
+  /** `/v`: a response per Accept, fresh for a minute; `held` Accept values wait for `release`. */
+  async function variedOrigin (held?: { accept: string, until: Promise<unknown> }): Promise<Origin> {
+    return await opened.origin({
+      '/v': async (req, res) => {
+        if (req.headers.accept === held?.accept) await held.until
+        res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'accept', 'content-type': 'text/plain' })
+        res.end(`body for ${String(req.headers.accept)}`)
+      }
+    })
+  }
+
+  async function get (cache: Cache, url: string, accept: string): Promise<string> {
+    return await (await createCachedFetch({ cache, dispatcher: opened.agent() })(url, { headers: { accept } })).text()
+  }
+
+  it('serves a variant another process stored in Redis, though memory holds another variant of the URL', async () => {
+    const origin = await variedOrigin()
+    const [a, b] = [member(), member()]
+    expect(await get(a!, `${origin.url}/v`, 'x')).toBe('body for x')
+    await a!.flush()
+    expect(await get(b!, `${origin.url}/v`, 'y')).toBe('body for y')
+    await b!.flush()
+    // a's memory has x alone; Redis has both.
+    expect(await get(a!, `${origin.url}/v`, 'y')).toBe('body for y')
+    expect(origin.hits('/v')).toBe(2)
+  })
+
+  it('keeps the variants other processes stored when it stores one of its own', async () => {
+    const origin = await variedOrigin()
+    const [a, b] = [member(), member()]
+    await get(a!, `${origin.url}/v`, 'x')
+    await a!.flush()
+    await get(b!, `${origin.url}/v`, 'y')
+    await b!.flush()
+    // a stores z beside what Redis holds, not beside what its memory holds (x alone).
+    await get(a!, `${origin.url}/v`, 'z')
+    await a!.flush()
+    const fresh = member()
+    for (const accept of ['x', 'y', 'z']) expect(await get(fresh, `${origin.url}/v`, accept)).toBe(`body for ${accept}`)
+    expect(origin.hits('/v')).toBe(3)
+  })
+
+  it('lets a waiter whose memory holds another variant take the lease holder\'s entry: one origin request', async () => {
+    let release!: (value: unknown) => void
+    const origin = await variedOrigin({ accept: 'y', until: new Promise((resolve) => { release = resolve }) })
+    const a = member({ coordinate: { lease: 5000, wait: 5000 } })
+    const b = member({ coordinate: { lease: 5000, wait: 5000 } })
+    expect(await get(a, `${origin.url}/v`, 'x')).toBe('body for x')
+    await a.flush()
+    const holder = get(b, `${origin.url}/v`, 'y')
+    await waitFor(() => origin.hits('/v') === 2, 'the holder to reach the origin')
+    const waiter = get(a, `${origin.url}/v`, 'y')
+    await waitFor(() => a.stats().misses === 2, 'the waiter to look up')
+    release(undefined)
+    expect([await holder, await waiter]).toEqual(['body for y', 'body for y'])
+    expect(origin.hits('/v')).toBe(2)
+  })
+})
+
 describe.skipIf(unreachable !== undefined)('an invalidation racing a read from Redis', () => {
   it('leaves nothing behind in memory: the next request after invalidateTag() resolves is not a hit', async () => {
     const origin = await taggedOrigin()

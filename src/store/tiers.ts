@@ -63,8 +63,29 @@ export class Tiers implements EntryStore {
   get (key: string): MaybePromise<Variants | undefined> {
     const local = this.#l1?.get(key)
     if (local !== undefined || this.#l2 === undefined) return local
+    return this.#fromL2(key, this.#l2)
+  }
+
+  /** Whether there is a second tier, shared with other processes, behind L1. */
+  get layered (): boolean {
+    return this.#l2 !== undefined
+  }
+
+  /**
+   * What L2 holds under `key` now, past what L1 holds, which L1 then takes; L1's when L2 has none
+   * (or fails), or without an L2. L1 holds the variants of a URL as this process last saw them:
+   * another process may have stored others since (RFC 9111 §4.1), which a lookup that finds none of
+   * L1's fit must see, and which a write that replaces one variant must keep.
+   */
+  getShared (key: string): MaybePromise<Variants | undefined> {
+    const local = this.#l1?.get(key)
+    if (this.#l2 === undefined) return local
+    return this.#fromL2(key, this.#l2).then((shared) => shared ?? local)
+  }
+
+  #fromL2 (key: string, l2: KeyvStore): Promise<Variants | undefined> {
     const generation = this.#generation
-    return this.#l2.get(key).then((stored) => {
+    return l2.get(key).then((stored) => {
       if (stored === undefined) return undefined
       if (this.#l1 !== undefined && generation === this.#generation) {
         this.#l1.set(key, stored.variants, stored.expires === undefined ? Infinity : stored.expires - this.#now())
