@@ -164,6 +164,18 @@ type RawHeaders =
  * Normalises every header shape undici accepts in dispatch options (a record, an iterable of
  * pairs, a flat `[name, value, …]` array, Buffers) into lower-case names and joined values.
  */
+/**
+ * Request fields undici refuses to send (its Request throws: Transfer-Encoding, Keep-Alive and
+ * Upgrade are its own to set, Expect it does not support).
+ */
+const REFUSED_BY_UNDICI = ['transfer-encoding', 'keep-alive', 'upgrade', 'expect']
+
+/** Whether a request carries a field undici refuses: the cache passes it by, so that it fails on a hit as it does on a miss. */
+export function refusedByUndici (headers: RequestHeaders): boolean {
+  for (const name of REFUSED_BY_UNDICI) if (headers[name] !== undefined) return true
+  return false
+}
+
 export function normalizeHeaders (raw: unknown): RequestHeaders {
   const headers: RequestHeaders = {}
   const input = raw as RawHeaders

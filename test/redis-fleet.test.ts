@@ -149,11 +149,11 @@ describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
 })
 
 describe.skipIf(unreachable !== undefined)('variants of one URL stored by several processes (RFC 9111 §4.1)', () => {
-  /** `/v`: a response per Accept, fresh for a minute; `held` Accept values wait for `release`. */
+  /** `/v`: a response per Accept, fresh for a minute; one for `held.accept` waits for `held.until`. */
   async function variedOrigin (held?: { accept: string, until: Promise<unknown> }): Promise<Origin> {
     return await opened.origin({
       '/v': async (req, res) => {
-        if (req.headers.accept === held?.accept) await held.until
+        if (held !== undefined && req.headers.accept === held.accept) await held.until
         res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'accept', 'content-type': 'text/plain' })
         res.end(`body for ${String(req.headers.accept)}`)
       }
@@ -167,25 +167,25 @@ describe.skipIf(unreachable !== undefined)('variants of one URL stored by severa
   it('serves a variant another process stored in Redis, though memory holds another variant of the URL', async () => {
     const origin = await variedOrigin()
     const [a, b] = [member(), member()]
-    expect(await get(a!, `${origin.url}/v`, 'x')).toBe('body for x')
-    await a!.flush()
-    expect(await get(b!, `${origin.url}/v`, 'y')).toBe('body for y')
-    await b!.flush()
+    expect(await get(a, `${origin.url}/v`, 'x')).toBe('body for x')
+    await a.flush()
+    expect(await get(b, `${origin.url}/v`, 'y')).toBe('body for y')
+    await b.flush()
     // a's memory has x alone; Redis has both.
-    expect(await get(a!, `${origin.url}/v`, 'y')).toBe('body for y')
+    expect(await get(a, `${origin.url}/v`, 'y')).toBe('body for y')
     expect(origin.hits('/v')).toBe(2)
   })
 
   it('keeps the variants other processes stored when it stores one of its own', async () => {
     const origin = await variedOrigin()
     const [a, b] = [member(), member()]
-    await get(a!, `${origin.url}/v`, 'x')
-    await a!.flush()
-    await get(b!, `${origin.url}/v`, 'y')
-    await b!.flush()
+    await get(a, `${origin.url}/v`, 'x')
+    await a.flush()
+    await get(b, `${origin.url}/v`, 'y')
+    await b.flush()
     // a stores z beside what Redis holds, not beside what its memory holds (x alone).
-    await get(a!, `${origin.url}/v`, 'z')
-    await a!.flush()
+    await get(a, `${origin.url}/v`, 'z')
+    await a.flush()
     const fresh = member()
     for (const accept of ['x', 'y', 'z']) expect(await get(fresh, `${origin.url}/v`, accept)).toBe(`body for ${accept}`)
     expect(origin.hits('/v')).toBe(3)

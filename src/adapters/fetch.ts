@@ -23,6 +23,7 @@ import { FetchedResponse, ownHeaders, servableAsIs, toHeaders } from './fetched-
 import { Follower, Leaders, type Handoff } from './follower.js'
 import { joinKey, plainRequest, shapeKey, type PlainRequest } from './plain-request.js'
 import { SentRequests, targetOf } from './sent.js'
+import { readInit, toUndiciInput, type FetchInit, type FetchInput } from './fetch-arguments.js'
 import { turnDue } from './turns.js'
 import type { Forward } from '../status.js'
 
@@ -35,11 +36,7 @@ export interface CachedFetchOptions extends CacheOrOptions {
 }
 
 /** What a request can be given as: undici's classes or the global ones (Node's own bundled undici). */
-export type FetchInput = string | URL | Request | globalThis.Request
-export type FetchInit = (RequestInit | globalThis.RequestInit) & {
-  /** This request's own stale windows and retries, over the cache's. */
-  cachePolicy?: RequestPolicy
-}
+export type { FetchInit, FetchInput } from './fetch-arguments.js'
 
 export type CachedFetch = ((input: FetchInput, init?: FetchInit) => Promise<Response>) & {
   /** The engine behind this fetch, for stats, invalidation and sharing with an interceptor. */
@@ -79,12 +76,12 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
   const sentRequests = new SentRequests()
 
   const cachedFetch = async (anyInput: FetchInput, anyInit?: FetchInit): Promise<Response> => {
-    const converted = toUndiciInput(anyInput)
+    // Read now, before anything is awaited (src/adapters/fetch-arguments.ts).
+    const init = readInit(anyInit) as RequestInit & { cachePolicy?: RequestPolicy }
+    const { cachePolicy } = init
+    const converted = toUndiciInput(anyInput, init)
     const input = converted instanceof Promise ? await converted : converted
-    const { cachePolicy, ...init } = (anyInit ?? {}) as RequestInit & { cachePolicy?: RequestPolicy }
     if (isForeignForm(init.body)) await encodeForm(init, init.body)
-    // Fields given as an iterator (map.entries()) can be read once: here, for the cache and fetch alike.
-    if (typeof (init.headers as Partial<Iterator<unknown>> | undefined)?.next === 'function') init.headers = [...init.headers as Iterable<[string, string]>]
     // Validated before anything else, so a bad one fails the same way on every path.
     if (cachePolicy !== undefined) cache.settings(undefined, cachePolicy)
     // A request with a policy of its own takes the full path, where the engine applies it.
@@ -150,21 +147,6 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     return response
   }
   return Object.assign(cachedFetch, { cache })
-}
-
-/**
- * A Request from another fetch implementation (Node's global one is an older undici) is not an
- * instance of ours, and undici.fetch would read it as the string "[object Request]": it is copied.
- * Its body is read whole first, as the bytes it was made from: passed on as its stream, it would
- * go out chunked, without the Content-Length Node's fetch sends, and could not follow a 307 or 308.
- */
-function toUndiciInput (input: FetchInput): string | URL | Request | Promise<Request> {
-  if (typeof input === 'string' || input instanceof URL || input instanceof Request) return input
-  const { url, method, headers, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy } = input
-  const copy = (body: ArrayBuffer | null): Request => new Request(url, {
-    method, headers: [...headers], body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy
-  })
-  return input.body === null ? copy(null) : input.arrayBuffer().then(copy)
 }
 
 /** Node's global FormData (an older undici's), which undici.fetch would send as the text "[object FormData]". */

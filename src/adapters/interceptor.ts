@@ -10,7 +10,7 @@ import type { Cache, FetchCacheMode, Forwarded, Hit, Lookup } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
 import { lowerCaseName } from '../entry.js'
-import { normalizeHeaders, normalizeUrl, storeKey, type CacheRequest } from '../key.js'
+import { normalizeHeaders, normalizeUrl, refusedByUndici, storeKey, type CacheRequest } from '../key.js'
 import { memoize } from '../memo.js'
 import { extend } from '../objects.js'
 import type { RequestPolicy } from '../options.js'
@@ -228,6 +228,8 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
     // undici refuses `query` beside a path that has a query or fragment (below the interceptors): left to say so.
     if (query != null && /[?#]/.test(path)) return undefined
     const headers = normalizeHeaders(opts.headers)
+    // undici's to refuse, on a hit as on a miss.
+    if (refusedByUndici(headers)) return undefined
     // RFC 9110 §9.1: the method token is case-sensitive; undici sends it as given, so `get` is no GET.
     const { method } = opts
     if (typeof method !== 'string') return undefined

@@ -7,7 +7,7 @@
 import { getGlobalOrigin, Headers, type RequestInit } from 'undici'
 import { wellFormedField } from '../field-limits.js'
 import { flightKey } from '../flight.js'
-import { normalizeHeaders, normalizeUrl, type CacheRequest, type RequestHeaders } from '../key.js'
+import { normalizeHeaders, normalizeUrl, refusedByUndici, type CacheRequest, type RequestHeaders } from '../key.js'
 
 /** A GET or HEAD of a string or URL with nothing else that changes how fetch sends it. */
 export interface PlainRequest extends CacheRequest {
@@ -35,7 +35,8 @@ export function plainRequest (input: string | URL | Request, init: RequestInit):
     const globalOrigin = typeof input === 'string' ? getGlobalOrigin() : undefined
     const headers = normalizeHeaders(init.headers)
     // fetch never sends a Host of the caller's: the full path keys the request by its URL alone.
-    if (headers.host !== undefined) return undefined
+    // A field undici refuses fails there, on a hit as on a miss.
+    if (headers.host !== undefined || refusedByUndici(headers)) return undefined
     return { method, url: normalizeUrl(globalOrigin === undefined ? input : new URL(input, globalOrigin)), headers, mode }
   } catch {
     return undefined // the full path raises fetch's own TypeError
@@ -54,7 +55,8 @@ const PLAIN_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'signal', 
  * for a request without the field.
  */
 function readAsSent (headers: unknown): boolean {
-  if (headers === undefined || headers instanceof Headers || headers instanceof globalThis.Headers) return true
+  // A Headers object came as pairs (src/adapters/fetch-arguments.ts), checked like any others.
+  if (headers === undefined) return true
   if (headers === null || typeof headers !== 'object') return false
   if (Array.isArray(headers)) {
     for (const pair of headers as unknown[]) {
@@ -65,6 +67,8 @@ function readAsSent (headers: unknown): boolean {
   // A Map or another iterable of pairs: fetch's to read.
   if (typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function') return false
   const record = headers as Record<string, unknown>
+  // A symbol is no field name: fetch refuses the record.
+  if (Object.getOwnPropertySymbols(record).length > 0) return false
   for (const name in record) if (!sendable(name, record[name])) return false
   return true
 }
