@@ -81,7 +81,11 @@ export class Cache {
     // drop what it returns, and counts as after this lookup (writes, flights).
     const since = this.#writes.since
     const key = storeKey(request.method, request.url, request.headers.host, settings)
-    if (mode === 'reload') return forward('request', !directives.noStore, undefined, undefined, directives, settings, key, since, this.options.now())
+    if (mode === 'reload') {
+      // The reload mode takes nothing stored, and only-if-cached sends nothing: nothing serves it.
+      if (directives.onlyIfCached) return this.#unsatisfiable(request)
+      return forward('request', !directives.noStore, undefined, undefined, directives, settings, key, since, this.options.now())
+    }
     let found = this.#store.get(key)
     // Memory holds variants of the URL, none of them this request's: another process may have
     // stored it in the shared tier since (src/store/tiers.ts).
@@ -149,8 +153,11 @@ export class Cache {
     }
     const usability = usable(entry, directives, mode, settings)
     if (usability === 'fresh' || usability === 'stale-allowed') return this.#hit(request, entry, usability, undefined)
-    // RFC 9111 §5.2.1.5: no response to a no-store request may be stored, a refresh it started included.
-    if (usability === 'stale-while-revalidate') return this.#hit(request, entry, usability, directives.noStore ? undefined : this.#refresh(request, key, entry, directives, settings, since))
+    // A refresh is a request of this one's: none for a request whose response may not be stored
+    // (RFC 9111 §5.2.1.5), nor for one that may not reach the origin at all (§5.2.1.7).
+    if (usability === 'stale-while-revalidate') {
+      return this.#hit(request, entry, usability, directives.noStore || directives.onlyIfCached ? undefined : this.#refresh(request, key, entry, directives, settings, since))
+    }
     // RFC 9111 §5.2.1.7: only-if-cached takes a stored response as it is, or a 504.
     if (directives.onlyIfCached) return this.#unsatisfiable(request)
     // RFC 9211 §2.2: "request" when the entry was fresh but the request would not take it.
@@ -286,10 +293,11 @@ export class Cache {
     const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary: varyValues(fields, request.headers), tags: responseTags(headers, settings.tags) }
     if (storable && fields[0] !== '*' && fieldsFitToStore(headers)) {
       this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
-    } else if (!storable && (policy.directives['no-store'] !== undefined || (policy.shared && policy.directives.private !== undefined))) {
+    } else if (fields[0] === '*' || (!storable && (policy.directives['no-store'] !== undefined || (policy.shared && policy.directives.private !== undefined)))) {
       // §5.2.2.5, §5.2.2.7: what the origin now says may not be stored is not kept as it was
-      // either, where max-stale, force-cache or stale-if-error would still serve it. (A Set-Cookie
-      // in a 304 is its caller's alone: the entry stays as it was, without it.)
+      // either, where max-stale, force-cache or stale-if-error would still serve it; nor what now
+      // varies on * (§4.1: it matches no request). (A Set-Cookie in a 304 is its caller's alone:
+      // the entry stays as it was, without it.)
       this.#writes.remove(entry, settings, lookup.since)
     }
     return { kind: 'replay', entry: updated, headers: this.#served(updated, extend(parts, { ttl: policy.ttl() })) }

@@ -34,7 +34,9 @@ export function revalidationHeaders (request: CacheRequest, stored: ResponseHead
 export function selectedBy (stored: ResponseHeaders, notModified: ResponseHeaders): boolean {
   const storedTag = fieldValue(stored.etag)
   const tag = fieldValue(notModified.etag)
-  if (tag !== undefined && !isWeak(tag)) return storedTag !== undefined && opaqueTag(storedTag) === tag.trim()
+  // A strong validator selects the stored responses with that same strong validator: not a weak one
+  // of the same opaque tag, whose bytes it does not promise.
+  if (tag !== undefined && !isWeak(tag)) return storedTag !== undefined && storedTag.trim() === tag.trim()
   if (tag !== undefined && storedTag !== undefined) return opaqueTag(storedTag) === opaqueTag(tag)
   const lastModified = fieldValue(stored['last-modified'])
   if (lastModified !== undefined) return lastModified === fieldValue(notModified['last-modified'])

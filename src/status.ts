@@ -30,9 +30,21 @@ export function formatCacheStatus (parts: StatusParts): string {
   if (parts.fwdStatus !== undefined) value += `; fwd-status=${parts.fwdStatus}`
   if (parts.ttl !== undefined) value += `; ttl=${parts.ttl}`
   if (parts.stored === true) value += '; stored'
-  if (parts.key !== undefined) value += `; key="${parts.key.replace(/[\\"]/g, '\\$&')}"`
+  if (parts.key !== undefined) value += `; key=${sfString(parts.key)}`
   if (parts.detail !== undefined) value += `; detail=${parts.detail}`
   return value
+}
+
+/**
+ * RFC 8941 §3.3.3: an sf-string holds printable ASCII, `\` and `"` escaped. Anything else a key
+ * may hold (a Host header's byte past ASCII) is percent-encoded: %XX, or %uXXXX past Latin-1.
+ */
+function sfString (text: string): string {
+  const escaped = text.replace(/[\\"]/g, '\\$&').replace(/[^\x20-\x7e]/g, (char) => {
+    const code = char.charCodeAt(0)
+    return code < 0x100 ? `%${code.toString(16).toUpperCase().padStart(2, '0')}` : `%u${code.toString(16).toUpperCase().padStart(4, '0')}`
+  })
+  return `"${escaped}"`
 }
 
 /**

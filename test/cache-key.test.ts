@@ -219,6 +219,15 @@ describe('the key in Cache-Status, when cacheStatusKey asks for it', () => {
     // Without the option, no key.
     expect((await get(`${origin.url}/items`)).cacheStatus).toBe(MISS_STORED)
   })
+  it('gives the key as a valid sf-string, a Host header\'s bytes past ASCII percent-encoded (RFC 9211 §2.7, RFC 8941 §3.3.3)', async () => {
+    origin.route('/h', (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('h') })
+    const through = opened.agent().compose(cacheInterceptor({ cache: createCache({ cacheStatusKey: true }) }))
+    const response = await request(`${origin.url}/h`, { dispatcher: through, headers: { host: 'caf\u00e9.example' } })
+    await response.body.text()
+    const key = /; key=("(?:[^"\\]|\\.)*")$/.exec(String(response.headers['cache-status']))?.[1]
+    expect(key).toMatch(/^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"$/)
+    expect(key).toContain('host=caf%E9.example')
+  })
 })
 
 describe('a key hook', () => {

@@ -84,4 +84,13 @@ describe.each(adapters)('request directives through $name', ({ connect }) => {
       }
     }
   })
+
+  it('answers only-if-cached with a 504 in the reload mode, which takes nothing stored, without asking the origin (RFC 9111 §5.2.1.7)', async () => {
+    origin.route('/d', (_req, res) => { res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('d1') })
+    const url = `${origin.url}/d`
+    await client.send(url)
+    const reply = await client.send(url, { cache: 'reload', headers: { 'cache-control': 'only-if-cached' } })
+    expect([reply.status, reply.header('cache-status')]).toEqual([504, 'cachedfetch; fwd=miss; detail=only-if-cached'])
+    expect(origin.hits('/d')).toBe(1)
+  })
 })

@@ -144,6 +144,19 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     expect(origin.hits('/a')).toBe(3)
   })
 
+  it('keeps nothing of an entry a 304 gives Vary: *, which matches no request (RFC 9111 §4.1): max-stale finds nothing to serve', async () => {
+    origin.route('/a', (req, res) => {
+      if (req.headers['if-none-match'] === '"x"') res.writeHead(304, { date: clock.date(), etag: '"x"', vary: '*', 'cache-control': 'max-age=60' }).end()
+      else res.writeHead(200, { date: clock.date(), etag: '"x"', 'cache-control': 'max-age=10' }).end('body')
+    })
+    await client.send(`${origin.url}/a`)
+    clock.advance(20)
+    expect((await client.send(`${origin.url}/a`)).header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304;/)
+    const later = await client.send(`${origin.url}/a`, { headers: { 'cache-control': 'max-stale' } })
+    expect(later.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(origin.hits('/a')).toBe(3)
+  })
+
   it('selects an entry a 304 freshened by the Vary the 304 gives, not the old one (RFC 9111 §4.1)', async () => {
     origin.route('/g', (req, res) => {
       const fields = { date: clock.date(), etag: '"g"' }

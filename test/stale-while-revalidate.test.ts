@@ -217,7 +217,10 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(origin.seen('/doc')[2]!.headers['if-none-match']).toBe('"v2"')
   })
 
-  it('starts no background refresh for a request that says no-store: its answer could not be stored (RFC 9111 §5.2.1.5)', async () => {
+  it.each([
+    ['no-store', 'its answer could not be stored (RFC 9111 §5.2.1.5)'],
+    ['only-if-cached', 'it may not reach the origin (RFC 9111 §5.2.1.7)']
+  ])('starts no background refresh for a request that says %s: %s', async (directive) => {
     const { cache, client } = setup()
     const refresh = held()
     document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
@@ -227,9 +230,10 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
 
     await client.send(url)
     clock.advance(30)
-    // no-store does not keep a stored response from being used; it keeps the cache from storing
-    // any response to this request, which is what a refresh it started would be.
-    const stale = await client.send(url, { headers: { 'cache-control': 'no-store' } })
+    // Neither keeps a stored response from being used. no-store keeps the cache from storing any
+    // response to this request, which is what a refresh it started would be; only-if-cached keeps
+    // it from the origin.
+    const stale = await client.send(url, { headers: { 'cache-control': directive } })
     expect(stale.body).toBe('version 1')
     expect(stale.header('cache-status')).toBe(swrStatus(-20))
     await settle()
