@@ -243,7 +243,8 @@ export class Cache {
     const stored = storableHeaders(headers)
     // RFC 9110 §6.6.1: a recipient with a clock dates a response it caches that has no Date (as
     // a 304 without one is dated, src/policy.ts), so that a hit says when it was received.
-    if (stored.date === undefined) stored.date = new Date(this.options.now()).toUTCString()
+    const dated = stored.date === undefined ? new Date(this.options.now()).toUTCString() : undefined
+    if (dated !== undefined) stored.date = dated
     const { policy, storable } = this.#policies.create(request, status, stored, settings, lookup.requestTime)
     const retention = policy.retention(stored, settings)
     const fields = varyFields(fieldValue(stored.vary))
@@ -266,7 +267,10 @@ export class Cache {
       if (written instanceof Promise) this.#writes.background(written.then(release))
       else release(written)
     }, () => lookup.release?.(false))
-    return pass(true, recorder)
+    const passed = pass(true, recorder)
+    // Its caller gets that Date too (§6.6.1: "cached or forwarded downstream"), as every hit will.
+    if (dated !== undefined) passed.headers.date = dated
+    return passed
   }
 
   /**
