@@ -284,6 +284,28 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
     expect(server.hits('/doc')).toBe(1)
   })
 
+  it('fails a body stream taken before its caller aborted, read after, with the signal\'s reason, as undici.fetch does', async () => {
+    const { cachedFetch, slowFetch } = setup()
+    const server = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('doc') } })
+    const url = `${server.url}/doc`
+    await (await cachedFetch(url)).arrayBuffer()
+    const taken = async (get: typeof slowFetch, reader: boolean): Promise<unknown> => {
+      const controller = new AbortController()
+      const response = await get(url, { signal: controller.signal })
+      const stream = response.body!
+      const early = reader ? stream.getReader() : undefined
+      controller.abort()
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      return await (early ?? stream.getReader()).read().then(({ done }) => ({ done }), (error: Error) => ({ rejected: error.name }))
+    }
+    for (const reader of [false, true]) {
+      const fast = await taken(cachedFetch, reader)
+      expect({ reader, fast }).toEqual({ reader, fast: { rejected: 'AbortError' } })
+      expect(fast).toEqual(await taken(slowFetch, reader))
+    }
+    expect(server.hits('/doc')).toBe(1)
+  })
+
   it('hands every caller bytes of its own: changing them changes no later hit', async () => {
     const { cachedFetch } = setup()
     const small = Buffer.from('{"small":true}')

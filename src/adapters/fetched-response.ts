@@ -132,7 +132,8 @@ export class FetchedResponse extends Response {
     if (this.#streamed === undefined) {
       const type = ownHeaders(this).get('content-type')
       // The Response constructor copies a stored body's bytes: the caller cannot change the stored one.
-      const body = this.#read ? new Uint8Array(0) : source instanceof ArrivingBody ? source.stream() : this.#signal?.aborted === true ? failed(this.#signal.reason as Error) : bodyBytes(source)
+      const signal = this.#signal
+      const body = this.#read ? new Uint8Array(0) : source instanceof ArrivingBody ? source.stream() : signal === undefined ? bodyBytes(source) : abortable(bodyBytes(source), signal)
       this.#streamed = new Response(body, type === null ? undefined : { headers: { 'content-type': type } })
       // Read directly before: the stream is left as undici leaves one it has read (disturbed,
       // closed, locked by its reader), so everything after fails as it would.
@@ -186,8 +187,33 @@ export class FetchedResponse extends Response {
 }
 
 /** A stream that fails with `reason` when read. */
-function failed (reason: Error): ReadableStream<Uint8Array> {
-  return new ReadableStream({ start: (controller) => { controller.error(reason) } })
+/**
+ * A stored body as a stream that the caller's signal fails, with its reason, until the stream has
+ * been read (Fetch "abort fetch" errors a response body still readable), as a fetched body's is.
+ * Its bytes are copied once read: the caller cannot change the stored ones.
+ */
+function abortable (bytes: Buffer, signal: AbortSignal): ReadableStream<Uint8Array> {
+  let fail: (() => void) | undefined
+  return new ReadableStream({
+    type: 'bytes',
+    start (controller) {
+      if (signal.aborted) {
+        controller.error(signal.reason)
+        return
+      }
+      fail = () => { controller.error(signal.reason) }
+      signal.addEventListener('abort', fail, { once: true })
+    },
+    pull (controller) {
+      signal.removeEventListener('abort', fail!)
+      // A byte stream takes no empty chunk.
+      if (bytes.byteLength > 0) controller.enqueue(new Uint8Array(bytes))
+      controller.close()
+    },
+    cancel () {
+      signal.removeEventListener('abort', fail!)
+    }
+  })
 }
 
 /** A whole body: a stored one, or the chunks an arriving one came in. */
