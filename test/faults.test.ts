@@ -508,3 +508,23 @@ describe('a Redis that never answered', () => {
     if (client.isOpen) client.destroy()
   })
 })
+
+describe.each(adapters)('a store that never answers a read, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('lets a caller that aborts while its lookup waits go at once, and sends nothing to the origin', async () => {
+    const origin = await opened.origin({ '/a': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('a') } })
+    // A Keyv store adapter whose reads never settle: only the read timeout would end them.
+    const silent = { get: async () => await new Promise(() => {}), set: async () => await Promise.resolve(true), delete: async () => await Promise.resolve(true), clear: async () => {}, on () { return this } }
+    const cache = createCache({ store: silent as never, storeTimeouts: { read: 5000, write: 5000 } })
+    const client = opened.add(connect(cache))
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(), 100)
+    const started = performance.now()
+    const outcome = await client.send(`${origin.url}/a`, { signal: controller.signal }).then(() => 'answered', (error: Error) => error.name)
+    expect(outcome).toBe('AbortError')
+    expect(performance.now() - started).toBeLessThan(2000)
+    expect(origin.hits('/a')).toBe(0)
+  })
+})

@@ -11,7 +11,8 @@ import diagnostics from 'node:diagnostics_channel'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
 import type { Origin } from './helpers/origin.js'
 import { adminClient, deleteNamespace, hasRedisServer, privateRedis, reachRedis, redisAdapter, REDIS_URL, testNamespace } from './helpers/redis.js'
 import { teardown } from './helpers/teardown.js'
@@ -269,6 +270,23 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
     await waitFor(() => origin.hits('/doc') === 2, 'the waiter to go to the origin itself', 3000)
     answer()
     expect(await (await second).text()).toBe('doc')
+  })
+
+  it('lets a waiter aborted by its signal go at once, under undici.request too, not when the lease wait ends', async () => {
+    const { origin, answer } = await heldOrigin('max-age=60')
+    const a = member({ coordinate: { lease: 30_000, wait: 30_000 } })
+    const b = member({ coordinate: { lease: 30_000, wait: 30_000 } })
+    const holder = request(`${origin.url}/doc`, { dispatcher: opened.agent().compose(cacheInterceptor({ cache: a })) })
+    await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
+    const controller = new AbortController()
+    const waiter = request(`${origin.url}/doc`, { dispatcher: opened.agent().compose(cacheInterceptor({ cache: b })), signal: controller.signal })
+    await waitFor(() => b.stats().misses === 1, 'the waiter to look up')
+    const started = performance.now()
+    controller.abort()
+    expect(await waiter.then(() => 'answered', (error: Error) => error.name)).toBe('AbortError')
+    expect(performance.now() - started).toBeLessThan(2000)
+    answer()
+    expect(await (await holder).body.text()).toBe('doc')
   })
 
   it('counts no time before a request went out in its answer\'s age: not the wait for another process\'s lease (RFC 9111 §4.2.3)', async () => {

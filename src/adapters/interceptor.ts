@@ -19,6 +19,7 @@ import { CacheHandler } from './cache-handler.js'
 import { hasNoContent } from './content.js'
 import { ReplayController } from './replay.js'
 import { dispatchWithRetry } from './retry.js'
+import { EarlyStart } from './early-start.js'
 import { withoutInterim } from './interim.js'
 
 type Dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => boolean
@@ -83,13 +84,18 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
         noFlight(opts)
         return dispatch(opts, handler)
       }
-      if (!(lookup instanceof Promise)) return route(lookup, true)
-      lookup.then((found) => route(found, false), () => {
+      if (!(lookup instanceof Promise)) return route(lookup, handler, true)
+      // The caller may abort while the store answers: it is told at once (src/adapters/early-start.ts).
+      const early = new EarlyStart(handler)
+      lookup.then((found) => {
+        if (early.aborted) noFlight(opts)
+        else route(found, early, false)
+      }, () => {
         noFlight(opts)
-        return dispatch(opts, handler)
+        return dispatch(opts, early)
       }).catch((error: unknown) => {
         // dispatch() threw after the lookup: nobody up the stack can catch it now but the handler.
-        handler.onResponseError?.(detached, error as Error)
+        early.onResponseError(detached, error as Error)
       })
       return true
 
@@ -98,18 +104,18 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
        * at once, unless answers from memory have held the event loop long enough: then on its next
        * turn (src/adapters/turns.ts says why).
        */
-      function route (found: Lookup, synchronous: boolean): boolean {
+      function route (found: Lookup, to: Dispatcher.DispatchHandler, synchronous: boolean): boolean {
         if (found.kind !== 'forward') noFlight(opts)
         if (found.kind === 'hit') {
-          replay(request!, found, handler, synchronous)
+          replay(request!, found, to, synchronous)
           if (found.refresh !== undefined) revalidateInBackground(cache, network, opts, request!, found.refresh)
           return true
         }
         if (found.kind === 'unsatisfiable') {
-          new ReplayController(handler, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false, synchronous)
+          new ReplayController(to, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false, synchronous)
           return true
         }
-        return forward(cache, network, opts, request!, found, handler)
+        return forward(cache, network, opts, request!, found, to)
       }
     }
   }
