@@ -27,10 +27,35 @@ export function parseDirectives (value: string | undefined): Directives {
 
 const NONE: Directives = Object.freeze({})
 
+/**
+ * The directives of a Cache-Control value as written, each trimmed (an empty one for an empty
+ * list member): split at the commas between them, never at one inside a quoted-string argument
+ * (RFC 9111 §5.2, RFC 9110 §5.6.4: `x-note="a, no-store"` is one directive, which names none).
+ */
+export function directiveParts (value: string): string[] {
+  const parts: string[] = []
+  let start = 0
+  let quoted = false
+  for (let i = 0; i < value.length; i++) {
+    const char = value[i]
+    if (quoted) {
+      if (char === '\\') i++
+      else if (char === '"') quoted = false
+    } else if (char === '"') {
+      quoted = true
+    } else if (char === ',') {
+      parts.push(value.slice(start, i).trim())
+      start = i + 1
+    }
+  }
+  parts.push(value.slice(start).trim())
+  return parts
+}
+
 /** Stored responses share their parsed Cache-Control: most of them send one of a few values. */
 const parsed = memoize(1024, (value): Directives => {
   const directives: Record<string, string | true> = {}
-  for (const part of value.split(',')) {
+  for (const part of directiveParts(value)) {
     const eq = part.indexOf('=')
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
     // RFC 9111 §4.2.1: of a directive given twice, the first counts.

@@ -9,7 +9,7 @@
  */
 import CachePolicy from 'http-cache-semantics'
 import { parseHttpDate } from './http-date.js'
-import { deltaSeconds, MAX_DELTA_SECONDS, parseDirectives, type Directives } from './directives.js'
+import { deltaSeconds, directiveParts, MAX_DELTA_SECONDS, parseDirectives, type Directives } from './directives.js'
 import { varyFields, type CacheRequest } from './key.js'
 import { fieldValue, setField, type ResponseHeaders } from './entry.js'
 import { memoize } from './memo.js'
@@ -185,7 +185,7 @@ function policyRequest (request: CacheRequest, vary: string | undefined): CacheP
     const value = all[name]
     if (value !== undefined) headers[name] = value
   }
-  if (all['cache-control'] !== undefined) headers['cache-control'] = lowerDirectiveNames(all['cache-control'])
+  if (all['cache-control'] !== undefined) headers['cache-control'] = policyCacheControl(all['cache-control'])
   const varied = varyFields(vary)
   // Its storable() only asks whether Authorization is present. Beyond RFC 9111, a Cookie and a
   // Proxy-Authorization count as the credentials they are (RFC 9110 §11.7.2): a shared cache stores
@@ -248,7 +248,7 @@ const correctedForUnderstood = memoize(1024, (value) => correctCacheControl(valu
 const correctedForOther = memoize(1024, (value) => correctCacheControl(value, false))
 
 function correctCacheControl (value: string, understoodStatus: boolean): string {
-  const parts = lowerDirectiveNames(value).split(',').map((part) => part.trim())
+  const parts = policyDirectives(value)
   const understood = parts.includes('must-understand') && understoodStatus
   const seen = new Set<string>()
   const kept: string[] = []
@@ -289,6 +289,22 @@ function memoizeAt<T> (limit: number, compute: (value: string, now: number) => T
   }
 }
 
-function lowerDirectiveNames (value: string): string {
-  return value.replace(/(^|,)\s*([^=,]+)/g, (_match, comma: string, name: string) => `${comma}${name.toLowerCase()}`)
+/**
+ * A Cache-Control value's directives as http-cache-semantics reads them right: names in lower case
+ * (§5.2: case-insensitive; it compares them as written), and no comma inside a quoted-string
+ * argument, which it would take for the start of another directive (it splits at every comma): such
+ * a comma becomes a space. `x-note="a, no-store"` stays one extension it ignores (§5.2.3), and
+ * `no-cache="Set-Cookie, X-Foo"` the no-cache it reads either way.
+ */
+function policyDirectives (value: string): string[] {
+  const kept: string[] = []
+  for (const part of directiveParts(value)) {
+    const eq = part.indexOf('=')
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
+    if (name === '') continue
+    kept.push(eq === -1 ? name : `${name}=${part.slice(eq + 1).trim().replaceAll(',', ' ')}`)
+  }
+  return kept
 }
+
+const policyCacheControl = memoize(1024, (value) => policyDirectives(value).join(', '))

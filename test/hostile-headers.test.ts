@@ -185,7 +185,8 @@ function delta (value: string | true | undefined): number | undefined {
 function directivesOf (value: string | string[] | undefined): Map<string, string | true> {
   const directives = new Map<string, string | true>()
   for (const line of value === undefined ? [] : [value].flat()) {
-    for (const part of line.split(',')) {
+    // A comma inside a quoted-string argument separates nothing (RFC 9110 §5.6.4).
+    for (const part of line.match(/(?:"(?:[^"\\]|\\.)*"?|[^,"])+|(?<=^|,)(?=,|$)/g) ?? []) {
       const eq = part.indexOf('=')
       const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
       if (name !== '' && !directives.has(name)) directives.set(name, eq === -1 ? true : part.slice(eq + 1).trim())
