@@ -10,7 +10,8 @@ import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createCache, type Cache, type CacheOptions } from '../src/index.js'
+import { request } from 'undici'
+import { cacheInterceptor, createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type CachePolicy, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -428,5 +429,30 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(origin.hits('/doc')).toBe(2)
     expect(origin.seen('/doc')[1]!.headers['if-none-match']).toBe('"v1"')
     expect(cache.stats().refreshing).toBe(0)
+  })
+})
+
+describe('a background refresh under undici.request', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('keeps its caller\'s headersTimeout: a refresh the origin never answers ends by it, and the next stale hit starts another', async () => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin({
+      '/doc': (_req, res) => {
+        // The first request is answered; every refresh waits for an answer that never comes.
+        if (origin.hits('/doc') === 1) res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=1, stale-while-revalidate=600', 'content-type': 'text/plain' }).end('v1')
+      }
+    })
+    const cache = createCache({ now: clock.now, retry: false })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    const get = async (): Promise<string> => await (await request(`${origin.url}/doc`, { dispatcher, headersTimeout: 200 })).body.text()
+    expect(await get()).toBe('v1')
+    clock.advance(10)
+    expect(await get()).toBe('v1')
+    await waitFor(() => origin.hits('/doc') === 2, 'the refresh to reach the origin')
+    await waitFor(() => cache.stats().refreshing === 0, 'the refresh to time out', 3000)
+    expect(await get()).toBe('v1')
+    await waitFor(() => origin.hits('/doc') === 3, 'another refresh to reach the origin')
   })
 })

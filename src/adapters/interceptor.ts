@@ -187,7 +187,9 @@ function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHa
  * Its outcome lands in the store; its failure is an event, and the entry stays as it was.
  */
 function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions, request: CacheRequest, refresh: Forwarded): void {
-  const { origin, path, method, query } = opts
+  // The caller's timeouts bound its refresh too: one the origin never answers would hold the
+  // entry's refresh, and every later stale hit would start none, for undici's default 300 s.
+  const { origin, path, method, query, headersTimeout, bodyTimeout } = opts
   let status = 0
   const done: Dispatcher.DispatchHandler = {
     onResponseStart: (_controller, statusCode) => { status = statusCode },
@@ -195,7 +197,7 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
     onResponseError: (_controller, error) => cache.refreshed(request, refresh, error)
   }
   try {
-    dispatchWithRetry(dispatch, { origin, path, method, query, headers: refresh.headers }, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
+    dispatchWithRetry(dispatch, { origin, path, method, query, headersTimeout, bodyTimeout, headers: refresh.headers }, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
   } catch (error) {
     cache.refreshed(request, refresh, error)
   }
