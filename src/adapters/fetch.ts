@@ -127,7 +127,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // URL, without fetch; else fetch sends it, and what it sends is recorded. A shape is one global
     // origin's: fetch reads the URL against it and makes a Referer from it.
     const globalOrigin = key === undefined ? undefined : getGlobalOrigin()
-    const target = key === undefined ? undefined : targetOf(input as string | URL, globalOrigin)
+    const target = key === undefined ? undefined : targetOf(input as string, globalOrigin)
     const shape = target === undefined ? undefined : shapeKey(plain!, init, target.origin, globalOrigin)
     const sent = shape === undefined ? undefined : sentRequests.get(shape, target!)
     const send = (via: Dispatcher): Promise<Response> => sent !== undefined
@@ -176,7 +176,7 @@ function withOptions (dispatcher: Dispatcher, extra: CacheDispatchOptions): Disp
   })
 }
 
-function cacheMode (input: string | URL | Request, init: RequestInit | undefined): FetchCacheMode {
+function cacheMode (input: string | Request, init: RequestInit | undefined): FetchCacheMode {
   return (init?.cache ?? (input instanceof Request ? input.cache : 'default'))
 }
 

@@ -186,7 +186,6 @@ export class FetchedResponse extends Response {
   }
 }
 
-/** A stream that fails with `reason` when read. */
 /**
  * A stored body as a stream that the caller's signal fails, with its reason, until the stream has
  * been read (Fetch "abort fetch" errors a response body still readable), as a fetched body's is.

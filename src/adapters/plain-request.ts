@@ -15,11 +15,12 @@ export interface PlainRequest extends CacheRequest {
 }
 
 /**
- * The request, when the fast path may answer it; `undefined` when only the full path can. Only
- * string and URL inputs: a Request brings a body, signal and mode of its own.
+ * The request, when the fast path may answer it; `undefined` when only the full path can. Only a
+ * URL, given as text (a URL object is read into it at the call, src/adapters/fetch-arguments.ts):
+ * a Request brings a body, signal and mode of its own.
  */
-export function plainRequest (input: string | URL | Request, init: RequestInit): PlainRequest | undefined {
-  if (typeof input !== 'string' && !(input instanceof URL)) return undefined
+export function plainRequest (input: string | Request, init: RequestInit): PlainRequest | undefined {
+  if (typeof input !== 'string') return undefined
   // Any other option is fetch's to check or to act on (integrity, above all): the full path.
   for (const option in init) if (!PLAIN_INIT.has(option)) return undefined
   const method = init.method === undefined ? 'GET' : typeof init.method === 'string' ? init.method.toUpperCase() : undefined
@@ -31,8 +32,8 @@ export function plainRequest (input: string | URL | Request, init: RequestInit):
   if (mode !== 'default' && mode !== 'force-cache' && mode !== 'only-if-cached') return undefined
   if (!readAsSent(init.headers)) return undefined
   try {
-    // A string is parsed as fetch parses it: against the global origin, when there is one.
-    const globalOrigin = typeof input === 'string' ? getGlobalOrigin() : undefined
+    // Parsed as fetch parses it: against the global origin, when there is one.
+    const globalOrigin = getGlobalOrigin()
     const headers = normalizeHeaders(init.headers)
     // fetch never sends a Host of the caller's: the full path keys the request by its URL alone.
     // A field undici refuses fails there, on a hit as on a miss.

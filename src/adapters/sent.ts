@@ -29,8 +29,8 @@ export interface Target {
  * URL before its fragment is kept, as undici's fetch keeps it ("/p?#x" is sent as "/p?", "/p?#" as
  * "/p"). `undefined` for a URL fetch refuses (one with credentials) or does not send over HTTP.
  */
-export function targetOf (input: string | URL, base: URL | undefined): Target | undefined {
-  return typeof input === 'string' && base === undefined ? targetOfString(input) ?? undefined : parseTarget(input, base)
+export function targetOf (input: string, base: URL | undefined): Target | undefined {
+  return base === undefined ? targetOfString(input) ?? undefined : parseTarget(input, base)
 }
 
 /**
@@ -40,7 +40,7 @@ export function targetOf (input: string | URL, base: URL | undefined): Target | 
  */
 const targetOfString = memoize(1024, (input: string): Target | null => parseTarget(input, undefined) ?? null)
 
-function parseTarget (input: string | URL, base: URL | undefined): Target | undefined {
+function parseTarget (input: string, base: URL | undefined): Target | undefined {
   const parsed = new URL(input, base)
   if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.username !== '' || parsed.password !== '') return undefined
   const path = parsed.pathname + parsed.search
