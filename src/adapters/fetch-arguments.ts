@@ -30,9 +30,6 @@ export function toUndiciInput (input: FetchInput, init: RequestInit): string | R
   if (input instanceof URL) return input.href
   if (!(input instanceof NodeRequest)) return String(input)
   const { url, method, headers, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy } = input
-  // undici.fetch sends no Referer for a Request of its own made with a referrer, only for an init
-  // that has one (undici 7.30): the input's goes into the init, where the caller did not set one.
-  init.referrer ??= input.referrer
   const copy = (body: ArrayBuffer | null): Request => new Request(url, {
     method, headers: [...headers], body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy
   })
