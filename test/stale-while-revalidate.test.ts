@@ -186,16 +186,24 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(origin.hits('/doc')).toBe(2)
   })
 
-  it('replaces the entry with the 200 a background refresh gets', async () => {
+  /**
+   * `/doc` stored as version 1, fresh for 10 s and usable stale for 60, and now 30 s old; a refresh
+   * gets version 2, fresh for 20 s, once `refresh` opens.
+   */
+  async function staleBeforeVersion2 (): Promise<{ cache: Cache, client: Client, refresh: Gate, url: string }> {
     const { cache, client } = setup()
     const refresh = held()
     document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
       res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
     })
     const url = `${origin.url}/doc`
-
     await client.send(url)
     clock.advance(30)
+    return { cache, client, refresh, url }
+  }
+
+  it('replaces the entry with the 200 a background refresh gets', async () => {
+    const { cache, client, refresh, url } = await staleBeforeVersion2()
     const stale = await client.send(url)
     expect(refresh.isOpen).toBe(false)
     expect(stale.body).toBe('version 1')
@@ -222,15 +230,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     ['no-store', 'its answer could not be stored (RFC 9111 §5.2.1.5)'],
     ['only-if-cached', 'it may not reach the origin (RFC 9111 §5.2.1.7)']
   ])('starts no background refresh for a request that says %s: %s', async (directive) => {
-    const { cache, client } = setup()
-    const refresh = held()
-    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
-      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
-    })
-    const url = `${origin.url}/doc`
-
-    await client.send(url)
-    clock.advance(30)
+    const { cache, client, refresh, url } = await staleBeforeVersion2()
     // Neither keeps a stored response from being used. no-store keeps the cache from storing any
     // response to this request, which is what a refresh it started would be; only-if-cached keeps
     // it from the origin.
