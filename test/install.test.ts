@@ -55,27 +55,6 @@ describe('install() and uninstall()', () => {
     expect(origin.hits('/data')).toBe(3)
   })
 
-  it('puts undici\'s fetch classes in place, as undici\'s install() does: what fetch returns is a Response; uninstall() puts Node\'s back', async () => {
-    const origin = await opened.origin({ '/data': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, 'data') })
-    const url = `${origin.url}/data`
-    const node = { Request: globalThis.Request, Response: globalThis.Response, Headers: globalThis.Headers, FormData: globalThis.FormData }
-    // Made from Node's classes before install(): still taken as what it is.
-    const early = new globalThis.Request(url, { headers: new globalThis.Headers({ 'x-early': '1' }) })
-
-    install()
-    for (const name of Object.keys(node) as Array<keyof typeof node>) expect(globalThis[name]).not.toBe(node[name])
-    const miss = await fetch(url)
-    expect(miss).toBeInstanceOf(Response)
-    expect(await miss.text()).toBe('data')
-    const hit = await fetch(new Request(url, { headers: new Headers({ 'x-late': '1' }) }))
-    expect(hit).toBeInstanceOf(Response)
-    expect(await hit.text()).toBe('data')
-    expect(await (await fetch(early)).text()).toBe('data')
-
-    await uninstall()
-    for (const name of Object.keys(node) as Array<keyof typeof node>) expect(globalThis[name]).toBe(node[name])
-  })
-
   it('installed twice, still restores what was there before the first', async () => {
     const nodeFetch = globalThis.fetch
     const dispatcher = getGlobalDispatcher()

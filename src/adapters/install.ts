@@ -1,26 +1,20 @@
 /**
  * `install()` puts the cache under code that was not written for it: `globalThis.fetch` becomes a
  * cachedFetch, and undici's global dispatcher (what `undici.request`, `stream` and Node's own
- * fetch use when given no dispatcher) gets the cache interceptor, both on one cache. As undici's
- * own install() does, `Request`, `Response`, `Headers` and `FormData` become the `undici`
- * package's, whose objects the installed fetch takes and returns: `response instanceof Response`
- * holds, as it does for plain fetch. `uninstall()` puts back exactly what was there: the same
- * functions, classes and dispatcher objects.
+ * fetch use when given no dispatcher) gets the cache interceptor, both on one cache. `uninstall()`
+ * puts back exactly what was there: the same fetch function and the same dispatcher objects.
  *
  * Both go out through the global dispatcher the application had (a ProxyAgent, a MockAgent in its
  * tests, or undici's default Agent), as plain fetch does; and the installed fetch follows one the
  * application sets after install() (what `--import cachedfetch/register` leaves it to do), as
  * plain fetch would. `undici.request` then uses that one, without the cache.
  */
-import { Dispatcher, FormData, getGlobalDispatcher, Headers, Request, Response, setGlobalDispatcher } from 'undici'
+import { Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'undici'
 import { createCachedFetch, type CachedFetch, type CachedFetchOptions } from './fetch.js'
 import { cacheInterceptor } from './interceptor.js'
 
 /** Where undici (ours, and the one bundled with Node) keeps its global dispatcher, by API version. */
 const DISPATCHER_SLOTS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')]
-/** The fetch classes the installed fetch's are put in the place of. */
-const CLASSES = { Request, Response, Headers, FormData }
-type Classes = Record<keyof typeof CLASSES, unknown>
 
 interface Installed {
   readonly fetch: CachedFetch
@@ -29,7 +23,6 @@ interface Installed {
   /** What was there before: restored by uninstall(). */
   readonly previousFetch: typeof globalThis.fetch
   readonly previousDispatchers: readonly unknown[]
-  readonly previousClasses: Classes
 }
 
 let installed: Installed | undefined
@@ -42,8 +35,7 @@ let installed: Installed | undefined
 export function install (options?: CachedFetchOptions): CachedFetch {
   const previous = installed ?? {
     previousFetch: globalThis.fetch,
-    previousDispatchers: DISPATCHER_SLOTS.map((slot) => (globalThis as Record<symbol, unknown>)[slot]),
-    previousClasses: { Request: globalThis.Request, Response: globalThis.Response, Headers: globalThis.Headers, FormData: globalThis.FormData }
+    previousDispatchers: DISPATCHER_SLOTS.map((slot) => (globalThis as Record<symbol, unknown>)[slot])
   }
   const base = installed?.base ?? getGlobalDispatcher()
   const current = new CurrentGlobal(base)
@@ -52,10 +44,9 @@ export function install (options?: CachedFetchOptions): CachedFetch {
   current.own = own
   setGlobalDispatcher(own)
   globalThis.fetch = cachedFetch
-  Object.assign(globalThis, CLASSES)
   // A cache installed before is done with: its writes land.
   if (installed !== undefined) void retire(installed)
-  installed = { fetch: cachedFetch, base, previousFetch: previous.previousFetch, previousDispatchers: previous.previousDispatchers, previousClasses: previous.previousClasses }
+  installed = { fetch: cachedFetch, base, previousFetch: previous.previousFetch, previousDispatchers: previous.previousDispatchers }
   return cachedFetch
 }
 
@@ -65,7 +56,6 @@ export async function uninstall (): Promise<void> {
   if (current === undefined) return
   installed = undefined
   globalThis.fetch = current.previousFetch
-  Object.assign(globalThis, current.previousClasses)
   DISPATCHER_SLOTS.forEach((slot, i) => { (globalThis as Record<symbol, unknown>)[slot] = current.previousDispatchers[i] })
   await retire(current)
 }
