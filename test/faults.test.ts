@@ -22,7 +22,7 @@ import { promisify } from 'node:util'
 import KeyvRedis, { createClient } from '@keyv/redis'
 import KeyvSqlite from '@keyv/sqlite'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createCache, type Cache, type CacheOptions } from '../src/index.js'
+import { cacheInterceptor, createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
 import { bytes, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -526,5 +526,32 @@ describe.each(adapters)('a store that never answers a read, through $name', ({ c
     expect(outcome).toBe('AbortError')
     expect(performance.now() - started).toBeLessThan(2000)
     expect(origin.hits('/a')).toBe(0)
+  })
+})
+
+describe('a handler whose onRequestStart throws, while its lookup waits for the store', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('is told through onResponseError, as undici tells one, with nothing thrown out of the cache', async () => {
+    const origin = await opened.origin({ '/t': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('t') } })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache({ store: new Map() }) }))
+    const uncaught: unknown[] = []
+    const onUncaught = (error: unknown): void => { uncaught.push(error) }
+    process.on('uncaughtException', onUncaught)
+    try {
+      const outcome = await new Promise<string>((resolve) => {
+        dispatcher.dispatch({ origin: origin.url, path: '/t', method: 'GET' }, {
+          onRequestStart () { throw new Error('handler bug') },
+          onResponseEnd () { resolve('onResponseEnd') },
+          onResponseError (_controller, error) { resolve(`onResponseError: ${error.message}`) }
+        })
+      })
+      expect(outcome).toBe('onResponseError: handler bug')
+      await sleep(50)
+      expect(uncaught).toEqual([])
+    } finally {
+      process.off('uncaughtException', onUncaught)
+    }
   })
 })

@@ -119,6 +119,22 @@ it('leaves a global Request\'s body unread when init brings its own, as Node\'s 
   expect(await input.text()).toBe('original')
 })
 
+it('sends a global Request\'s body when init gives a null one, as fetch does (a null init body is none)', async () => {
+  const origin = await opened.origin({ '/echo': echo })
+  const cachedFetch = createCachedFetch({ dispatcher: opened.agent() })
+  const input = new Request(`${origin.url}/echo`, { method: 'POST', body: 'original' })
+  expect(await (await cachedFetch(input, { body: null })).json()).toEqual({ method: 'POST', body: 'original', xa: null, referer: null })
+})
+
+it('reads a URL subclass as fetch reads it: by its own toString()', async () => {
+  const origin = await opened.origin({ '/echo': echo })
+  const cachedFetch = createCachedFetch({ dispatcher: opened.agent() })
+  class Pager extends URL { override toString (): string { return `${origin.url}/echo?from=toString` } }
+  const response = await cachedFetch(new Pager(`${origin.url}/echo`))
+  await response.arrayBuffer()
+  expect([response.status, response.url]).toEqual([200, `${origin.url}/echo?from=toString`])
+})
+
 const unsendable: Record<string, Record<string | symbol, string>> = {
   'Transfer-Encoding: chunked': { 'transfer-encoding': 'chunked' },
   'Keep-Alive: timeout=5': { 'keep-alive': 'timeout=5' },

@@ -30,8 +30,15 @@ export class EarlyStart implements Handler, Controller {
   constructor (handler: Handler) {
     this.#handler = handler
     if (canBorrow(handler)) this.onLentData = (_controller, chunk) => { if (!this.#ended) (handler).onLentData(this, chunk) }
-    // Outside dispatch(), as a dispatcher's callbacks always are.
-    queueMicrotask(() => { if (!this.#ended) handler.onRequestStart?.(this, {}) })
+    // Outside dispatch(), as a dispatcher's callbacks always are. A handler that throws is aborted
+    // with what it threw, as undici aborts one.
+    queueMicrotask(() => {
+      try {
+        if (!this.#ended) handler.onRequestStart?.(this, {})
+      } catch (error) {
+        this.abort(error as Error)
+      }
+    })
   }
 
   get aborted (): boolean { return this.#aborted }

@@ -15,24 +15,25 @@ export type FetchInit = (RequestInit | globalThis.RequestInit) & {
 }
 
 /**
- * The input as undici.fetch takes it. A URL is read now, into its text. Anything else that is no
- * Request is its text too, as fetch makes of it (a String object, another library's URL).
+ * The input as undici.fetch takes it. Anything that is no Request is read now into its text, as
+ * fetch reads it (WebIDL USVString: a URL's, or a subclass's own toString(); a String object's,
+ * another library's URL).
  *
  * A Request from another fetch implementation (Node's global one is an older undici) is not an
  * instance of ours, and undici.fetch would read it as the string "[object Request]": it is copied.
  * Its body is read whole first, as the bytes it was made from, unless `init` brings a body of its
- * own (fetch leaves the input's unread then): passed on as its stream, it would go out chunked,
- * without the Content-Length Node's fetch sends, and could not follow a 307 or 308.
+ * own (fetch leaves the input's unread then; a null one is none): passed on as its stream, it
+ * would go out chunked, without the Content-Length Node's fetch sends, and could not follow a 307
+ * or 308.
  */
 export function toUndiciInput (input: FetchInput, init: RequestInit): string | Request | Promise<Request> {
   if (typeof input === 'string' || input instanceof Request) return input
-  if (input instanceof URL) return input.href
   if (!(input instanceof globalThis.Request)) return String(input)
   const { url, method, headers, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy } = input
   const copy = (body: ArrayBuffer | null): Request => new Request(url, {
     method, headers: [...headers], body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy
   })
-  return input.body === null || init.body !== undefined ? copy(null) : input.arrayBuffer().then(copy)
+  return input.body === null || init.body != null ? copy(null) : input.arrayBuffer().then(copy)
 }
 
 /**
