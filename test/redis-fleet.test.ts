@@ -192,6 +192,18 @@ describe.skipIf(unreachable !== undefined)('variants of one URL stored by severa
     expect(origin.hits('/v')).toBe(3)
   })
 
+  it('keeps both of two variants one process stores at once', async () => {
+    const origin = await variedOrigin()
+    const cache = member()
+    await get(cache, `${origin.url}/v`, 'x')
+    await cache.flush()
+    await Promise.all([get(cache, `${origin.url}/v`, 'y'), get(cache, `${origin.url}/v`, 'z')])
+    await cache.flush()
+    const fresh = member()
+    for (const accept of ['x', 'y', 'z']) expect(await get(fresh, `${origin.url}/v`, accept)).toBe(`body for ${accept}`)
+    expect(origin.hits('/v')).toBe(3)
+  })
+
   it('lets a waiter whose memory holds another variant take the lease holder\'s entry: one origin request', async () => {
     let release!: (value: unknown) => void
     const origin = await variedOrigin({ accept: 'y', until: new Promise((resolve) => { release = resolve }) })

@@ -176,6 +176,40 @@ describe('memory in front of a Keyv store', () => {
   })
 })
 
+describe('variants of one URL written at once, with a second tier', () => {
+  /** A Keyv store adapter whose every call takes 20 ms, as a remote one might. */
+  class SlowMap {
+    readonly #map = new Map<string, unknown>()
+    async get (key: string): Promise<unknown> { await pause(20); return this.#map.get(key) }
+    async set (key: string, value: unknown): Promise<boolean> { await pause(20); this.#map.set(key, value); return true }
+    async delete (key: string): Promise<boolean> { await pause(20); return this.#map.delete(key) }
+    async clear (): Promise<void> { await pause(20); this.#map.clear() }
+  }
+  const pause = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+  it('keeps both: the two writes of one key run one after another, each beside what the other stored', async () => {
+    const origin = await opened.origin({
+      '/v': (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'accept-language' })
+        res.end(String(req.headers['accept-language']))
+      }
+    })
+    const cache = createCache({ store: new SlowMap() as unknown as Map<string, unknown> })
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const get = async (language: string): Promise<string> => {
+      const response = await cachedFetch(`${origin.url}/v`, { headers: { 'accept-language': language } })
+      await response.text()
+      return `${language} ${response.headers.get('cache-status')!.includes('; hit') ? 'hit' : 'miss'}`
+    }
+    await get('en')
+    await cache.flush()
+    await Promise.all([get('fr'), get('de')])
+    await cache.flush()
+    expect([await get('en'), await get('fr'), await get('de')]).toEqual(['en hit', 'fr hit', 'de hit'])
+    expect(origin.hits('/v')).toBe(3)
+  })
+})
+
 describe('a store slower than its timeouts', () => {
   it('counts a read that takes too long as a miss and gives a write up, reports both, and the origin answers', async () => {
     const origin = await taggedOrigin()
