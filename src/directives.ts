@@ -30,7 +30,10 @@ const NONE: Directives = Object.freeze({})
 /**
  * The directives of a Cache-Control value as written, each trimmed (an empty one for an empty
  * list member): split at the commas between them, never at one inside a quoted-string argument
- * (RFC 9111 §5.2, RFC 9110 §5.6.4: `x-note="a, no-store"` is one directive, which names none).
+ * (RFC 9111 §5.2, RFC 9110 §5.6.4: `x-note="a, no-store"` is one directive, which names none). A
+ * quoted-string begins an argument, right after its `=`; a DQUOTE anywhere else begins nothing.
+ * A value whose quoted-string never ends is split at every comma, as if it had none: what follows
+ * an unclosed quote (a `no-store`) is not hidden by it.
  */
 export function directiveParts (value: string): string[] {
   const parts: string[] = []
@@ -41,13 +44,14 @@ export function directiveParts (value: string): string[] {
     if (quoted) {
       if (char === '\\') i++
       else if (char === '"') quoted = false
-    } else if (char === '"') {
+    } else if (char === '"' && value.slice(start, i).trimEnd().endsWith('=')) {
       quoted = true
     } else if (char === ',') {
       parts.push(value.slice(start, i).trim())
       start = i + 1
     }
   }
+  if (quoted) return value.split(',').map((part) => part.trim())
   parts.push(value.slice(start).trim())
   return parts
 }
