@@ -37,10 +37,11 @@ export function formatCacheStatus (parts: StatusParts): string {
 
 /**
  * RFC 8941 §3.3.3: an sf-string holds printable ASCII, `\` and `"` escaped. Anything else a key
- * may hold (a Host header's byte past ASCII) is percent-encoded: %XX, or %uXXXX past Latin-1.
+ * may hold (a Host header's byte past ASCII) is percent-encoded: %XX, or %uXXXX past Latin-1; and
+ * so is `%` itself, so that an encoded byte cannot be taken for one that was written so.
  */
 function sfString (text: string): string {
-  const escaped = text.replace(/[\\"]/g, '\\$&').replace(/[^\x20-\x7e]/g, (char) => {
+  const escaped = text.replace(/[\\"]/g, '\\$&').replace(/[^\x20-\x24\x26-\x7e]/g, (char) => {
     const code = char.charCodeAt(0)
     return code < 0x100 ? `%${code.toString(16).toUpperCase().padStart(2, '0')}` : `%u${code.toString(16).toUpperCase().padStart(4, '0')}`
   })

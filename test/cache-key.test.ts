@@ -222,11 +222,16 @@ describe('the key in Cache-Status, when cacheStatusKey asks for it', () => {
   it('gives the key as a valid sf-string, a Host header\'s bytes past ASCII percent-encoded (RFC 9211 §2.7, RFC 8941 §3.3.3)', async () => {
     origin.route('/h', (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('h') })
     const through = opened.agent().compose(cacheInterceptor({ cache: createCache({ cacheStatusKey: true }) }))
-    const response = await request(`${origin.url}/h`, { dispatcher: through, headers: { host: 'caf\u00e9.example' } })
-    await response.body.text()
-    const key = /; key=("(?:[^"\\]|\\.)*")$/.exec(String(response.headers['cache-status']))?.[1]
+    const keyOf = async (host: string): Promise<string | undefined> => {
+      const response = await request(`${origin.url}/h`, { dispatcher: through, headers: { host } })
+      await response.body.text()
+      return /; key=("(?:[^"\\]|\\.)*")$/.exec(String(response.headers['cache-status']))?.[1]
+    }
+    const key = await keyOf('caf\u00e9.example')
     expect(key).toMatch(/^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"$/)
     expect(key).toContain('host=caf%E9.example')
+    // A % written so is encoded too: the two keys stay apart.
+    expect(await keyOf('caf%E9.example')).toContain('host=caf%25e9.example')
   })
 })
 
