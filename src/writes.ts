@@ -12,7 +12,6 @@ import type { Reporter } from './status.js'
 import type { Selector, Tiers } from './store/tiers.js'
 import type { EntryStore, MaybePromise } from './store/types.js'
 import { removeVariant, writeVariant } from './variants.js'
-import { without } from './maps.js'
 
 export class Writes {
   readonly #store: Tiers
@@ -22,8 +21,6 @@ export class Writes {
   /** Store writes under way, which an invalidation lets land first. */
   readonly #writing = new Set<Promise<unknown>>()
   readonly #invalidations = new InvalidationLog()
-  /** Per key, the end of the last read-modify-write on its way (#inTurn). */
-  #turns = new Map<string, Promise<void>>()
 
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
@@ -70,7 +67,7 @@ export class Writes {
   write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number): MaybePromise<boolean> {
     let work
     try {
-      work = this.#inTurn(entry.key, () => writeVariant(this.#storeSince(since), entry, retention, defaults))
+      work = writeVariant(this.#storeSince(since), entry, retention, defaults)
     } catch (error) {
       this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
       return false
@@ -80,22 +77,7 @@ export class Writes {
 
   /** Removes a stored variant in the background (a new answer replaced it but may not be kept). */
   remove (entry: CacheEntry, defaults: StaleDefaults, since: number): void {
-    this.background(this.#attempt(entry.key, Promise.resolve(this.#inTurn(entry.key, () => removeVariant(this.#storeSince(since), entry, defaults)))))
-  }
-
-  /**
-   * Runs a read-modify-write of `key`'s variants once the one before it has ended. Two at once
-   * (a store that answers asynchronously: L2) would each read the variants before the other wrote
-   * its own, and the last to write would drop the other's. Synchronous where the store is.
-   */
-  #inTurn<T> (key: string, work: () => MaybePromise<T>): MaybePromise<T> {
-    const before = this.#turns.get(key)
-    const done = before === undefined ? work() : before.then(work, work)
-    if (!(done instanceof Promise)) return done
-    const turn = done.then(settledTurn, settledTurn)
-    this.#turns.set(key, turn)
-    void turn.then(() => { if (this.#turns.get(key) === turn) this.#turns = without(this.#turns, key) })
-    return done
+    this.background(this.#attempt(entry.key, removeVariant(this.#storeSince(since), entry, defaults)))
   }
 
   /** Drops what `selector` picks from the store, after the writes already on their way. */
@@ -154,9 +136,7 @@ class StoreSince implements EntryStore {
 
   get (key: string): MaybePromise<Variants | undefined> {
     this.#floor = this.#invalidations.floor(this.#floor)
-    // The variants beside which one is written are the shared tier's: another process may have
-    // stored some that this one's memory never saw, which writing memory's list would drop.
-    return this.#store.getShared(key)
+    return this.#store.get(key)
   }
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {
@@ -167,6 +147,3 @@ class StoreSince implements EntryStore {
     return this.#store.delete(key)
   }
 }
-
-/** A turn is over however its write ended: the next runs either way. */
-function settledTurn (): void {}

@@ -177,21 +177,6 @@ describe.skipIf(unreachable !== undefined)('variants of one URL stored by severa
     expect(origin.hits('/v')).toBe(2)
   })
 
-  it('keeps the variants other processes stored when it stores one of its own', async () => {
-    const origin = await variedOrigin()
-    const [a, b] = [member(), member()]
-    await get(a, `${origin.url}/v`, 'x')
-    await a.flush()
-    await get(b, `${origin.url}/v`, 'y')
-    await b.flush()
-    // a stores z beside what Redis holds, not beside what its memory holds (x alone).
-    await get(a, `${origin.url}/v`, 'z')
-    await a.flush()
-    const fresh = member()
-    for (const accept of ['x', 'y', 'z']) expect(await get(fresh, `${origin.url}/v`, accept)).toBe(`body for ${accept}`)
-    expect(origin.hits('/v')).toBe(3)
-  })
-
   it('keeps both of two variants one process stores at once', async () => {
     const origin = await variedOrigin()
     const cache = member()

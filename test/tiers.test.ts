@@ -93,9 +93,7 @@ describe('memory in front of a Keyv store', () => {
     // the origin is asked again, but the store is not read)…
     clock.advance(60 + 24 * 3600 - 1)
     expect(await status(reader, `${origin.url}/users/1`)).toBe('origin')
-    await reader.flush()
-    // The one read is the write's: the new answer is stored beside what the store holds.
-    expect(map.reads).toBe(reads + 1)
+    expect(map.reads).toBe(reads)
     // …and past that memory has let it go with the store: the store is asked.
     clock.advance(2)
     expect(await status(reader, `${origin.url}/users/2`)).toBe('origin')

@@ -75,12 +75,12 @@ export class Tiers implements EntryStore {
    * What L2 holds under `key` now, past what L1 holds, which L1 then takes; L1's when L2 has none
    * (or fails), or without an L2. L1 holds the variants of a URL as this process last saw them:
    * another process may have stored others since (RFC 9111 §4.1), which a lookup that finds none of
-   * L1's fit must see, and which a write that replaces one variant must keep. (This process's own
-   * writes of a key run one after another, src/writes.ts: L2 has the last one's when the next reads.)
+   * L1's fit must see.
    */
   getShared (key: string): MaybePromise<Variants | undefined> {
-    if (this.#l2 === undefined) return this.#l1?.get(key)
-    return this.#fromL2(key, this.#l2).then((shared) => shared ?? this.#l1?.get(key))
+    const local = this.#l1?.get(key)
+    if (this.#l2 === undefined) return local
+    return this.#fromL2(key, this.#l2).then((shared) => shared ?? local)
   }
 
   #fromL2 (key: string, l2: KeyvStore): Promise<Variants | undefined> {
