@@ -7,7 +7,7 @@
  * compared with fetch itself.
  */
 import { afterEach, expect, it } from 'vitest'
-import { fetch as undiciFetch, request, Request as UndiciRequest } from 'undici'
+import { fetch as undiciFetch, FormData as UndiciFormData, request, Request as UndiciRequest } from 'undici'
 import { cacheInterceptor, createCachedFetch } from '../src/index.js'
 import { respond, type Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -133,6 +133,19 @@ it('reads a URL subclass as fetch reads it: by its own toString()', async () => 
   const response = await cachedFetch(new Pager(`${origin.url}/echo`))
   await response.arrayBuffer()
   expect([response.status, response.url]).toEqual([200, `${origin.url}/echo?from=toString`])
+})
+
+it('takes a Node Request made before the application put undici\'s classes in the globals (undici\'s install())', async () => {
+  const origin = await opened.origin({ '/echo': echo })
+  const cachedFetch = createCachedFetch({ dispatcher: opened.agent() })
+  const input = new Request(`${origin.url}/echo`, { method: 'POST', body: 'made before' })
+  const saved = { Request: globalThis.Request, FormData: globalThis.FormData }
+  Object.assign(globalThis, { Request: UndiciRequest, FormData: UndiciFormData })
+  try {
+    expect(await (await cachedFetch(input)).json()).toEqual({ method: 'POST', body: 'made before', xa: null, referer: null })
+  } finally {
+    Object.assign(globalThis, saved)
+  }
 })
 
 const unsendable: Record<string, Record<string | symbol, string>> = {

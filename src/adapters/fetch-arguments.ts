@@ -7,6 +7,7 @@
 import { Headers, Request, type RequestInit } from 'undici'
 import type { RequestPolicy } from '../options.js'
 import { describe } from '../validate.js'
+import { NodeHeaders, NodeRequest } from './node-web.js'
 
 export type FetchInput = string | URL | Request | globalThis.Request
 export type FetchInit = (RequestInit | globalThis.RequestInit) & {
@@ -28,7 +29,7 @@ export type FetchInit = (RequestInit | globalThis.RequestInit) & {
  */
 export function toUndiciInput (input: FetchInput, init: RequestInit): string | Request | Promise<Request> {
   if (typeof input === 'string' || input instanceof Request) return input
-  if (!(input instanceof globalThis.Request)) return String(input)
+  if (!(input instanceof NodeRequest)) return String(input)
   const { url, method, headers, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy } = input
   const copy = (body: ArrayBuffer | null): Request => new Request(url, {
     method, headers: [...headers], body, signal, redirect, cache, integrity, keepalive, mode, credentials, referrerPolicy
@@ -75,7 +76,7 @@ export function readInit (given: unknown): FetchInit {
  */
 function copyFields (headers: unknown): unknown {
   if (headers === null || typeof headers !== 'object') return headers
-  if (headers instanceof Headers || headers instanceof globalThis.Headers) return [...headers]
+  if (headers instanceof Headers || headers instanceof NodeHeaders) return [...headers]
   if (Array.isArray(headers)) return headers.map((pair: unknown) => Array.isArray(pair) ? [...pair as unknown[]] : pair)
   // A Map or another iterable of pairs, which may be readable once (map.entries()).
   if (typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function') return [...headers as Iterable<unknown>]

@@ -24,6 +24,7 @@ import { Follower, Leaders, type Handoff } from './follower.js'
 import { joinKey, plainRequest, shapeKey, type PlainRequest } from './plain-request.js'
 import { SentRequests, targetOf } from './sent.js'
 import { readInit, toUndiciInput, type FetchInit, type FetchInput } from './fetch-arguments.js'
+import { NodeFormData, NodeResponse } from './node-web.js'
 import { turnDue } from './turns.js'
 import type { Forward } from '../status.js'
 
@@ -151,12 +152,12 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
 
 /** Node's global FormData (an older undici's), which undici.fetch would send as the text "[object FormData]". */
 function isForeignForm (body: unknown): body is globalThis.FormData {
-  return typeof globalThis.FormData === 'function' && body instanceof globalThis.FormData && !(body instanceof FormData)
+  return body instanceof NodeFormData && !(body instanceof FormData)
 }
 
 /** Encodes such a form as Node's fetch does: multipart/form-data, with its boundary in the Content-Type unless the caller set one. */
 async function encodeForm (init: RequestInit, form: globalThis.FormData): Promise<void> {
-  const encoded = new globalThis.Response(form)
+  const encoded = new NodeResponse(form)
   init.body = await encoded.arrayBuffer()
   const headers = new Headers(init.headers)
   if (!headers.has('content-type')) headers.set('content-type', encoded.headers.get('content-type')!)
