@@ -252,13 +252,14 @@ function correctCacheControl (value: string, understoodStatus: boolean): string 
   const understood = parts.includes('must-understand') && understoodStatus
   const seen = new Set<string>()
   const kept: string[] = []
+  // policyDirectives gives each as `name` or `name=argument`, the name lower-case, nothing blank.
   for (const part of parts) {
     const eq = part.indexOf('=')
-    const name = (eq === -1 ? part : part.slice(0, eq)).trim()
-    if (name === '' || seen.has(name)) continue
+    const name = eq === -1 ? part : part.slice(0, eq)
+    if (seen.has(name)) continue
     seen.add(name)
     if (part === 'proxy-revalidate' || (understood && part === 'no-store')) continue
-    const invalid = (name === 'max-age' || name === 's-maxage') && deltaSeconds(eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')) === undefined
+    const invalid = (name === 'max-age' || name === 's-maxage') && deltaSeconds(eq === -1 ? true : part.slice(eq + 1).replace(/^"(.*)"$/, '$1')) === undefined
     kept.push(invalid ? `${name}=0` : part)
   }
   const corrected = kept.join(', ')

@@ -29,7 +29,7 @@ export class EarlyStart implements Handler, Controller {
 
   constructor (handler: Handler) {
     this.#handler = handler
-    if (canBorrow(handler)) this.onLentData = (_controller, chunk) => { if (!this.#ended) (handler).onLentData(this, chunk) }
+    if (canBorrow(handler)) this.onLentData = (_controller, chunk) => { if (!this.#ended) handler.onLentData(this, chunk) }
     // Outside dispatch(), as a dispatcher's callbacks always are. A handler that throws is aborted
     // with what it threw, as undici aborts one.
     queueMicrotask(() => {

@@ -56,7 +56,8 @@ const PLAIN_INIT = new Set(['method', 'headers', 'cache', 'redirect', 'signal', 
  * for a request without the field.
  */
 function readAsSent (headers: unknown): boolean {
-  // A Headers object came as pairs (src/adapters/fetch-arguments.ts), checked like any others.
+  // Fields come as src/adapters/fetch-arguments.ts copied them: a Headers object, a Map or another
+  // iterable as pairs, checked like any others; else a record.
   if (headers === undefined) return true
   if (headers === null || typeof headers !== 'object') return false
   if (Array.isArray(headers)) {
@@ -65,8 +66,6 @@ function readAsSent (headers: unknown): boolean {
     }
     return true
   }
-  // A Map or another iterable of pairs: fetch's to read.
-  if (typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function') return false
   const record = headers as Record<string, unknown>
   // A symbol is no field name: fetch refuses the record.
   if (Object.getOwnPropertySymbols(record).length > 0) return false
