@@ -3,6 +3,7 @@
  * `node:diagnostics_channel` events, and the counters behind `cache.stats()`.
  */
 import diagnostics from 'node:diagnostics_channel'
+import { MAX_DELTA_SECONDS } from './directives.js'
 import { setField, type CacheEntry, type ResponseHeaders } from './entry.js'
 
 /** The name this cache uses in Cache-Status. */
@@ -146,7 +147,7 @@ export function withCacheStatus (headers: Record<string, string | string[] | und
   return copy
 }
 
-/** RFC 9111 §5.1: Age is whole seconds. */
+/** RFC 9111 §5.1: Age is whole seconds, and past 2^31 it is 2^31 (§1.2.2). */
 export function ageOf (entry: CacheEntry): string {
-  return String(Math.max(0, Math.floor(entry.policy.age())))
+  return String(Math.min(MAX_DELTA_SECONDS, Math.max(0, Math.floor(entry.policy.age()))))
 }

@@ -230,5 +230,18 @@ for (const { name: adapter, connect } of adapters) {
       expect(hit.header('cache-status')).toBe('cachedfetch; hit; ttl=480')
       expect(origin.hits(path)).toBe(1)
     })
+
+    it('serves an Age past 2^31 seconds as 2147483648 (RFC 9111 §1.2.2)', async () => {
+      const path = `/${adapter}/age-overflow`
+      const { client, clock } = setup(path, 'shared', (now) => ({ date: new Date(now).toUTCString(), 'cache-control': 'max-age=60', age: '2147483640', etag: '"v1"' }))
+      const url = origin.url + path
+
+      await client.send(url)
+      clock.advance(30)
+      // Stale by then (its Age is past its max-age), served as it is where the request allows it.
+      const served = await client.send(url, { headers: { 'cache-control': 'max-stale' } })
+      expect(served.header('age')).toBe('2147483648')
+      expect(origin.hits(path)).toBe(1)
+    })
   })
 }
