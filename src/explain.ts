@@ -49,13 +49,13 @@ export function explain (policies: PolicyFactory, request: CacheRequest, conditi
   const credential = (authorization !== undefined || cookie !== undefined || proxyAuthorization !== undefined) && !storable &&
     policies.create({ ...request, headers: others }, status, headers, settings).storable
   const explained = { method: request.method, directives: requestDirectives(request.headers, settings.ignoreRequestNoCache), conditional, credential }
-  return decide(policy, storable, headers, explained, settings, policy.retention(headers, settings), revalidation, connectionNamed)
+  return decide(policy, storable, status, headers, explained, settings, policy.retention(headers, settings), revalidation, connectionNamed)
 }
 
 /** The request fields a revalidation adds (RFC 9111 §4.3.1). */
 const VALIDATORS = ['if-none-match', 'if-modified-since']
 
-function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>, connectionNamed: boolean): Explanation {
+function decide (policy: Policy, storable: boolean, status: number, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>, connectionNamed: boolean): Explanation {
   const reasons: string[] = []
   const d = parseDirectives(fieldValue(headers['cache-control']))
   const { method } = request
@@ -67,8 +67,9 @@ function decide (policy: Policy, storable: boolean, headers: ResponseHeaders, re
   if (settings.shared && d.private !== undefined) reasons.push('the response is private, and this cache is shared (§5.2.2.7)')
   if (settings.shared && headers['set-cookie'] !== undefined) reasons.push('the response sets a cookie, and this cache is shared: a cookie belongs to one user')
   if (varyFields(fieldValue(headers.vary))[0] === '*') reasons.push('the response varies on * (§4.1): no request would ever match it')
-  // A HEAD response has no body, whatever its Content-Length says (RFC 9110 §9.3.2).
-  const length = method === 'HEAD' ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
+  // A HEAD response, a 204 and a 304 have no body, whatever their Content-Length says (RFC 9110
+  // §9.3.2, §15.3.5, §15.4.5), as the engine reads them (src/cache.ts).
+  const length = method === 'HEAD' || status === 204 || status === 304 ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
   if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
   if (!fieldsFitToStore(headers)) reasons.push(`its header fields are malformed (CR, LF, NUL or a character past Latin-1 in a value, a name that is no token) or past the limits (${FIELD_LIMITS.value} characters a value, ${FIELD_LIMITS.total} in all, ${FIELD_LIMITS.count} fields)`)
   if (connectionNamed) reasons.push('its Connection field names end-to-end fields: they were meant for this cache (RFC 9110 §7.6.1), yet would not be stored with it (RFC 9111 §3.1)')

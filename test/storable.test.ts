@@ -67,3 +67,25 @@ for (const { name: adapter, connect } of adapters) {
     })
   })
 }
+
+describe('cache.explain() on a response without content', () => {
+  // RFC 9110 §9.3.2, §15.3.5, §15.4.5: a HEAD response, a 204 and a 304 have no body, whatever
+  // their Content-Length says; the engine stores them however large it claims to be.
+  it.each([
+    { method: 'GET', status: 204 },
+    { method: 'GET', status: 304 },
+    { method: 'HEAD', status: 200 }
+  ])('$method answered $status: a Content-Length past maxEntrySize is no reason', async ({ method, status }) => {
+    const cache = createCache({ maxEntrySize: 1000 })
+    const explanation = cache.explain({ method, url: 'https://example.test/empty', headers: {} }, status, { 'cache-control': 'max-age=60', 'content-length': '5000' })
+    expect(explanation.reasons.filter((reason) => reason.includes('maxEntrySize'))).toEqual([])
+    await cache.close()
+  })
+
+  it('a 200 to GET with that Content-Length is over maxEntrySize', async () => {
+    const cache = createCache({ maxEntrySize: 1000 })
+    const explanation = cache.explain({ method: 'GET', url: 'https://example.test/full', headers: {} }, 200, { 'cache-control': 'max-age=60', 'content-length': '5000' })
+    expect(explanation.reasons).toEqual(['its body (5000 bytes) is over maxEntrySize (1000)'])
+    await cache.close()
+  })
+})
