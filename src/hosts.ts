@@ -28,6 +28,8 @@ export class HostTable {
       if (typeof hosts !== 'object' || hosts === null || Array.isArray(hosts)) {
         throw new TypeError(`expected ${path} to be an object of host patterns, got ${describe(hosts)}`)
       }
+      /** The pattern each exact host came from. */
+      const named = new Map<string, string>()
       for (const [pattern, policy] of Object.entries(hosts as Record<string, HostPolicy>)) {
         const at = `${path}[${JSON.stringify(pattern)}]`
         const settings = applyOwnPolicy(base, policy, at, HOST_POLICY_KEYS)
@@ -35,7 +37,12 @@ export class HostTable {
           if (!WILDCARD.test(pattern)) throw badPattern(path, pattern)
           this.#wildcards.push([pattern.slice(1), settings])
         } else {
-          this.#exact.set(canonical(pattern, path), settings)
+          const host = canonical(pattern, path)
+          // `a.test:8080` and `a.test:08080` name one host: one would silently take the other's place.
+          const earlier = named.get(host)
+          if (earlier !== undefined) throw new TypeError(`expected ${path} to name each host once, got ${JSON.stringify(earlier)} and ${JSON.stringify(pattern)} for ${host}`)
+          named.set(host, pattern)
+          this.#exact.set(host, settings)
         }
       }
       this.#wildcards.sort((a, b) => b[0].length - a[0].length)
@@ -80,8 +87,9 @@ function canonical (pattern: string, path: string): string {
   // The pattern must be a host and port only, and what the URL made of it the same host.
   if (url.username !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.hostname === '' ||
       pattern.toLowerCase() !== pattern) throw badPattern(path, pattern)
+  // The port as a number, as a URL's origin writes it (`:0080` is port 80): the key #match looks up.
   const explicitPort = /:(\d+)$/.exec(pattern)?.[1]
-  return explicitPort === undefined ? url.hostname : `${url.hostname}:${explicitPort}`
+  return explicitPort === undefined ? url.hostname : `${url.hostname}:${Number(explicitPort)}`
 }
 
 function badPattern (path: string, pattern: string): TypeError {

@@ -89,6 +89,15 @@ describe('hosts with policies of their own, in one cache', () => {
     expect([origin.hits('/a'), origin.hits('/b')]).toEqual([2, 1])
   })
 
+  it('reads a pattern\'s port as a number: a zero-padded one is the same port', async () => {
+    const origin = await originWith({ 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+    const p = port(origin)
+    const seen = await statuses({ hosts: { [`off.example.test:00${p}`]: { enabled: false } } },
+      [`http://off.example.test:${p}/a`, `http://off.example.test:${p}/a`])
+    expect(seen).toEqual(['cachedfetch; fwd=bypass; fwd-status=200', 'cachedfetch; fwd=bypass; fwd-status=200'])
+    expect(origin.hits('/a')).toBe(2)
+  })
+
   it('keys a host\'s URLs through its key hook: tracking parameters share one entry', async () => {
     const origin = await originWith({ 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
     const p = port(origin)
@@ -254,7 +263,8 @@ describe('a bad host policy is a TypeError at construction, naming the host and 
     [{ 'api.*.com': {} }, /options\.hosts keys .*"api\.\*\.com"/],
     [{ 'api.example.com': null }, /options\.hosts\["api\.example\.com"\]/],
     [{ '*.example.com:8080': {} }, /options\.hosts keys .*"\*\.example\.com:8080"/],
-    [{ 'api.example.com:99999': {} }, /options\.hosts keys .*"api\.example\.com:99999"/]
+    [{ 'api.example.com:99999': {} }, /options\.hosts keys .*"api\.example\.com:99999"/],
+    [{ 'api.example.com:8080': { enabled: false }, 'api.example.com:08080': { defaultTtl: 5 } }, /options\.hosts to name each host once, got "api\.example\.com:8080" and "api\.example\.com:08080"/]
   ])('%j', (hosts, message) => {
     expect(() => createCache({ hosts } as unknown as CacheOptions)).toThrow(message)
     expect(() => createCachedFetch({ hosts } as unknown as CacheOptions)).toThrow(TypeError)
