@@ -18,7 +18,7 @@ import { PolicyFactory } from './policy.js'
 import { revalidationHeaders, selectedBy } from './revalidation.js'
 import type { Usability } from './stored-policy.js'
 import { Recorder } from './recorder.js'
-import { Refreshes } from './refreshes.js'
+import { Refreshes, type Abortable } from './refreshes.js'
 import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import type { Coordinator } from './store/coordinator.js'
 import { openStores, type Tiers, type Selector } from './store/tiers.js'
@@ -177,8 +177,17 @@ export class Cache {
    */
   refreshed (request: CacheRequest, refresh: Forwarded, error?: unknown): void {
     const entry = refresh.entry!
-    this.#refreshes.end(entry)
+    this.#refreshes.end(entry, refresh)
     if (error !== undefined) this.#reporter.emit('refresh-failed', { url: request.url, key: entry.key, error })
+  }
+
+  /**
+   * A background refresh's exchange started: `flush()` and `close()` wait for its end
+   * (`refreshed()`), and `close()` aborts it through `controller` (src/refreshes.ts).
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
+  refreshStarted (refresh: Forwarded, controller: Abortable): void {
+    this.#writes.background(this.#refreshes.started(refresh, controller))
   }
 
   #hit (request: CacheRequest, entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined): Hit {
@@ -416,17 +425,22 @@ export class Cache {
   }
 
   /**
-   * Waits for store writes in flight (each bounded by `storeTimeouts.write`), then closes what the
-   * cache opened itself, the Redis pub/sub connection. The store is the caller's to close after:
-   * closed before, a Redis client would be opened again by a late write.
+   * Aborts the background refreshes under way and starts no more, waits for store writes in flight
+   * (each bounded by `storeTimeouts.write`), then closes what the cache opened itself, the Redis
+   * pub/sub connection. The store is the caller's to close after: closed before, a Redis client
+   * would be opened again by a late write.
    */
   async close (): Promise<void> {
     this.#coordinator?.close()
+    this.#refreshes.close(new Error('the cache was closed'))
     await this.flush()
     this.#store.close()
   }
 
-  /** Waits until the store writes and invalidations in flight have ended (each bounded by its timeout). */
+  /**
+   * Waits until the background refreshes, store writes and invalidations in flight have ended (each
+   * bounded by its timeout: a refresh by its caller's headersTimeout and bodyTimeout, and retries).
+   */
   async flush (): Promise<void> {
     await this.#writes.flush()
   }

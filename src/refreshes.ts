@@ -2,15 +2,31 @@
  * Background revalidations of stale-while-revalidate hits (RFC 5861 §3): one per variant at a time,
  * however many hits arrive meanwhile. A claim lapses after the request's retry deadline, so that a
  * refresh its caller never ran does not block the next one for ever.
+ *
+ * A refresh is nobody's request: no caller can wait for it or abort it. So `flush()` waits for the
+ * refreshes under way, as for the writes they lead to, and `close()` aborts them: left running, one
+ * would hold its connection (and an `agent.close()` after, which waits for it) until the origin
+ * answered, and then fail to write to the closed cache. A refresh counts from its exchange's start:
+ * one still queued for a connection (behind a long response on a busy pool) has no timeout running
+ * yet, and a flush() waiting for it could wait without end; it is aborted when it starts instead.
  */
 import type { CacheEntry } from './entry.js'
 import { RETRY_DEFAULTS, type ResolvedRetry } from './retry.js'
 import { variantId } from './variants.js'
 
+/** What ends a refresh under way: the controller of its exchange, once it has one. */
+export interface Abortable {
+  abort (reason: Error): void
+}
+
 export class Refreshes {
   readonly #now: () => number
   /** Variants being revalidated, with when each claim lapses. */
   readonly #claims = new Map<string, number>()
+  /** Refreshes started and not yet ended: what aborts each, and what tells of its end. */
+  readonly #running = new Map<object, { readonly controller: Abortable, readonly ended: () => void }>()
+  /** Why refreshes end now, once the cache is closed. */
+  #closed: Error | undefined
 
   constructor (now: () => number) {
     this.#now = now
@@ -21,16 +37,36 @@ export class Refreshes {
     return (this.#claims.get(variantId(entry)) ?? 0) > this.#now()
   }
 
-  /** Claims the refresh of this variant; `false` when one is under way. */
+  /** Claims the refresh of this variant; `false` when one is under way, or the cache is closed. */
   claim (entry: CacheEntry, retry: ResolvedRetry | undefined): boolean {
-    if (this.underWay(entry)) return false
+    if (this.#closed !== undefined || this.underWay(entry)) return false
     this.#claims.set(variantId(entry), this.#now() + (retry?.deadline ?? RETRY_DEFAULTS.deadline))
     return true
   }
 
+  /**
+   * The claimed refresh `refresh` started its exchange, steered by `controller`: a promise that
+   * settles once end() is told of it, or `undefined` when the cache is closed and it is aborted.
+   */
+  started (refresh: object, controller: Abortable): Promise<void> | undefined {
+    if (this.#closed !== undefined) {
+      controller.abort(this.#closed)
+      return undefined
+    }
+    return new Promise((resolve) => this.#running.set(refresh, { controller, ended: resolve }))
+  }
+
   /** The refresh of this variant ended, however it went. */
-  end (entry: CacheEntry): void {
+  end (entry: CacheEntry, refresh: object): void {
     this.#claims.delete(variantId(entry))
+    this.#running.get(refresh)?.ended()
+    this.#running.delete(refresh)
+  }
+
+  /** No refresh starts from now on, and those under way are aborted with `reason`. */
+  close (reason: Error): void {
+    this.#closed = reason
+    for (const { controller } of this.#running.values()) controller.abort(reason)
   }
 
   get size (): number {

@@ -10,13 +10,13 @@ import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { request } from 'undici'
+import { Client as UndiciClient, request } from 'undici'
 import { cacheInterceptor, createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type CachePolicy, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
-import { waitFor } from './helpers/wait.js'
+import { waitFor, within } from './helpers/wait.js'
 
 interface WindowCase {
   readonly name: string
@@ -224,6 +224,95 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     const again = await client.send(url)
     expect(again.header('cache-status')).toBe('cachedfetch; fwd=stale; fwd-status=200; stored')
     expect(origin.seen('/doc')[2]!.headers['if-none-match']).toBe('"v2"')
+  })
+
+  it('flush() waits for a background refresh under way, and for what it stores', async () => {
+    const { cache, client, refresh, url } = await staleBeforeVersion2()
+    expect((await client.send(url)).body).toBe('version 1')
+    await waitFor(() => origin.hits('/doc') === 2, 'the refresh to reach the origin')
+
+    let flushed = false
+    const flushing = cache.flush().then(() => { flushed = true })
+    await settle()
+    expect(flushed).toBe(false)
+    refresh.open()
+    await flushing
+    expect(cache.stats().refreshing).toBe(0)
+    const refreshed = await client.send(url)
+    expect([refreshed.body, refreshed.header('cache-status')]).toEqual(['version 2', 'cachedfetch; hit; ttl=20'])
+  })
+
+  it.each([
+    { name: 'retries off', retry: false },
+    { name: 'retries on', retry: { limit: 1, baseDelay: 1, maxDelay: 1 } }
+  ] as const)('close() aborts a background refresh under way, which then stores nothing and reports why ($name)', async ({ retry }) => {
+    const { cache, client } = setup({ retry })
+    const refresh = held()
+    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
+    })
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(30)
+    const failed: Array<{ error?: unknown }> = []
+    const stored: unknown[] = []
+    const onFailed = (message: unknown): void => { failed.push(message as { error?: unknown }) }
+    const onStored = (message: unknown): void => { stored.push(message) }
+    diagnostics.subscribe('cachedfetch:refresh-failed', onFailed)
+    diagnostics.subscribe('cachedfetch:stored', onStored)
+    try {
+      expect((await client.send(url)).body).toBe('version 1')
+      await waitFor(() => origin.hits('/doc') === 2, 'the refresh to reach the origin')
+
+      // Ends while the origin still holds the refresh's answer.
+      await cache.close()
+      expect(refresh.isOpen).toBe(false)
+      expect(cache.stats().refreshing).toBe(0)
+      expect(failed.map((event) => (event.error as Error).message)).toEqual(['the cache was closed'])
+      refresh.open()
+      await settle()
+      expect(stored).toEqual([])
+      // A closed cache still answers, from what it holds, and starts no refresh.
+      clock.advance(1)
+      expect((await client.send(url)).body).toBe('version 1')
+      await settle()
+      expect(origin.hits('/doc')).toBe(2)
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:refresh-failed', onFailed)
+      diagnostics.unsubscribe('cachedfetch:stored', onStored)
+    }
+  })
+
+  it('flush() and close() do not wait for a refresh still queued for a connection, which is aborted when it starts', async () => {
+    const { cache } = setup()
+    // One connection to the origin, held by a response that has not ended.
+    const client = opened.add(connect(cache, new UndiciClient(origin.url)))
+    let endStream!: () => void
+    origin.route('/stream', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+      res.write('first part')
+      endStream = () => res.end()
+    })
+    origin.route('/doc', (_req, res) => {
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"', 'content-type': 'text/plain' }).end('version 1')
+    })
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(30)
+    const stream = await client.open(`${origin.url}/stream`)
+    await waitFor(() => origin.hits('/stream') === 1, 'the long response to start')
+
+    const stale = await client.send(url)
+    expect([stale.body, stale.header('cache-status')]).toEqual(['version 1', swrStatus(-20)])
+    // Its refresh is claimed, and waits for the connection.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect([origin.hits('/doc'), cache.stats().refreshing]).toEqual([1, 1])
+    await within(cache.flush(), 'flush() with the refresh queued')
+    await within(cache.close(), 'close() with the refresh queued')
+    endStream()
+    expect(await stream.text()).toBe('first part')
+    await settle()
+    expect(origin.hits('/doc')).toBe(1)
   })
 
   it.each([

@@ -192,6 +192,7 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
   const { origin, path, method, query, headersTimeout, bodyTimeout } = opts
   let status = 0
   const done: Dispatcher.DispatchHandler = {
+    onRequestStart: (controller) => cache.refreshStarted(refresh, controller),
     onResponseStart: (_controller, statusCode) => { status = statusCode },
     onResponseEnd: () => cache.refreshed(request, refresh, status >= 500 ? new Error(`origin answered ${status}`) : undefined),
     onResponseError: (_controller, error) => cache.refreshed(request, refresh, error)
