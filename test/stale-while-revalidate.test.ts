@@ -190,8 +190,8 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
    * `/doc` stored as version 1, fresh for 10 s and usable stale for 60, and now 30 s old; a refresh
    * gets version 2, fresh for 20 s, once `refresh` opens.
    */
-  async function staleBeforeVersion2 (): Promise<{ cache: Cache, client: Client, refresh: Gate, url: string }> {
-    const { cache, client } = setup()
+  async function staleBeforeVersion2 (options?: CacheOptions): Promise<{ cache: Cache, client: Client, refresh: Gate, url: string }> {
+    const { cache, client } = setup(options)
     const refresh = held()
     document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
       res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
@@ -246,14 +246,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     { name: 'retries off', retry: false },
     { name: 'retries on', retry: { limit: 1, baseDelay: 1, maxDelay: 1 } }
   ] as const)('close() aborts a background refresh under way, which then stores nothing and reports why ($name)', async ({ retry }) => {
-    const { cache, client } = setup({ retry })
-    const refresh = held()
-    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
-      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=20', etag: '"v2"', 'content-type': 'text/plain' }).end('version 2')
-    })
-    const url = `${origin.url}/doc`
-    await client.send(url)
-    clock.advance(30)
+    const { cache, client, refresh, url } = await staleBeforeVersion2({ retry })
     const failed: Array<{ error?: unknown }> = []
     const stored: unknown[] = []
     const onFailed = (message: unknown): void => { failed.push(message as { error?: unknown }) }
