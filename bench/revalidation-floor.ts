@@ -13,6 +13,10 @@
  *
  *     node --import tsx bench/revalidation-floor.ts [dist]
  *
+ * Several builds, comma-separated (`dist,.scratch/other`: each a `tsc --outDir` of src/, inside
+ * the project so that it finds node_modules), are each a variant of their own, measured in the
+ * same rounds: what one change to the engine is worth, with the machine's noise shared.
+ *
  * `in-process [dist] [bytes]` measures the same variants against an origin in this process (no
  * sockets) that answers each request on the event loop's next turn, as I/O would. With `bytes`
  * (1000000, say), it first writes to one byte in every 64 of a buffer that large: that evicts what
@@ -38,7 +42,8 @@ const ROUNDS = 12
 const PER_ROUND = 1000
 const WARM_UP = 5000
 
-const lib = await loadLibrary(libDir)
+const libDirs = libDir?.split(',') ?? [undefined]
+const libs = await Promise.all(libDirs.map(async (dir) => await loadLibrary(dir)))
 const inProcess = mode === 'in-process'
 /** Bytes evicted before each in-process answer. */
 const pollute = inProcess ? Number(rest[1] ?? 0) : 0
@@ -142,9 +147,11 @@ const variants: Record<string, { dispatcher: Dispatcher, url: string }> = {
       dispatch({ ...opts, headers: { ...opts.headers as Fields, 'if-none-match': etag } }, new LeastRevalidation(handler))),
     url: `${originUrl}/least/revalidate/1k/doc`
   },
-  cacheInterceptor: {
+}
+for (const [i, lib] of libs.entries()) {
+  variants[libs.length === 1 ? 'cacheInterceptor' : `ours ${libDirs[i]!}`] = {
     dispatcher: base().compose(lib.cacheInterceptor({ cache: lib.createCache() })),
-    url: `${originUrl}/ours/revalidate/1k/doc`
+    url: `${originUrl}/ours-${i}/revalidate/1k/doc`
   }
 }
 
