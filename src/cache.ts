@@ -86,7 +86,7 @@ export class Cache {
       if (directives.onlyIfCached) return this.#unsatisfiable(request)
       return forward('request', !directives.noStore, undefined, undefined, directives, settings, key, since, this.options.now())
     }
-    let found = this.#store.get(key)
+    let found = this.#read(key, request)
     // Memory holds variants of the URL, none of them this request's: another process may have
     // stored it in the shared tier since (src/store/tiers.ts).
     if (found !== undefined && !(found instanceof Promise) && this.#store.layered && findVariant(found, request) === undefined) found = this.#store.getShared(key)
@@ -138,8 +138,14 @@ export class Cache {
       if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshes.underWay(entry))) return undefined
       return this.#hit(request, entry, usability, undefined)
     }
-    const found = this.#store.get(key)
+    const found = this.#read(key, request)
     return found instanceof Promise ? found.then(pick) : pick(found)
+  }
+
+  /** What is stored under `key` for `request`: the entry a write under way is storing, if it fits, then the store's. */
+  #read (key: string, request: CacheRequest): MaybePromise<Variants | undefined> {
+    const landing = this.#writes.landing(key)
+    return landing !== undefined && findVariant(landing, request) !== undefined ? landing : this.#store.get(key)
   }
 
   #choose (request: CacheRequest, key: string, stored: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings, since: number): Lookup {

@@ -11,6 +11,7 @@ import type { StaleDefaults } from './stored-policy.js'
 import type { Reporter } from './status.js'
 import type { Selector, Tiers } from './store/tiers.js'
 import type { EntryStore, MaybePromise } from './store/types.js'
+import { without } from './maps.js'
 import { removeVariant, writeVariant } from './variants.js'
 
 export class Writes {
@@ -21,6 +22,15 @@ export class Writes {
   /** Store writes under way, which an invalidation lets land first. */
   readonly #writing = new Set<Promise<unknown>>()
   readonly #invalidations = new InvalidationLog()
+  /**
+   * The entry each key's newest store write under way is storing. With a second tier, a write of a
+   * URL memory holds nothing of first reads the shared tier's variants, to store the entry beside
+   * them, and until then the entry is in no tier: a request sent as soon as its answer was read went
+   * to the origin again. Lookups take it first (Cache#read). Writes are not hurried instead, by
+   * putting the entry in memory before that read: an older answer's write whose read is still on its
+   * way would then land after a newer one's, which found the older in memory and needed no read.
+   */
+  #landing = new Map<string, CacheEntry>()
 
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
@@ -72,7 +82,18 @@ export class Writes {
       this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
       return false
     }
-    return work instanceof Promise ? this.#attempt(entry.key, work).then((written) => written === true) : work
+    if (!(work instanceof Promise)) return work
+    const { key } = entry
+    this.#landing.set(key, entry)
+    return this.#attempt(key, work).then((written) => {
+      if (this.#landing.get(key) === entry) this.#landing = without(this.#landing, key)
+      return written === true
+    })
+  }
+
+  /** The entry the newest store write under way for `key` is storing, if any. */
+  landing (key: string): CacheEntry | undefined {
+    return this.#landing.size === 0 ? undefined : this.#landing.get(key)
   }
 
   /** Removes a stored variant in the background (a new answer replaced it but may not be kept). */

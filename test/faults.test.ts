@@ -375,7 +375,8 @@ describe('a SQLite file made read-only', () => {
     chmodSync(dir, 0o555)
     // Permissions do not stop root: then the cache runs in a process of the user nobody, which they do stop.
     const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
-    const job: Job = { file, urls: [`${origin.url}/a`, `${origin.url}/b`], requests: 4, concurrency: 1, maxSize: 0 }
+    // Each write ends, failed, before the next request: that one then finds nothing stored.
+    const job: Job = { file, urls: [`${origin.url}/a`, `${origin.url}/b`], requests: 4, concurrency: 1, maxSize: 0, settle: true }
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(job)], { timeout: 30_000, ...user })
     const report = JSON.parse(stdout) as JobReport
 

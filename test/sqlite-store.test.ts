@@ -174,6 +174,18 @@ describe.each(adapters)('SQLite as store through $name', (adapter) => {
     expect(origin.hits('/binary')).toBe(1)
   })
 
+  it('serves the next request from memory as soon as a miss is answered, while the row is still being read and written', async () => {
+    const origin = await countingOrigin(['/doc'])
+    const { cache, client } = open(databaseFile())
+    const url = `${origin.url}/doc`
+    const miss = await client.send(url)
+    expect(miss.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    const next = await client.send(url)
+    expect([next.header('cache-status'), next.body]).toEqual([expect.stringMatching(HIT), '/doc #1'])
+    expect(origin.hits('/doc')).toBe(1)
+    await storedCount(cache, 1)
+  })
+
   describe('a corrupt row under the cache key', () => {
     it.each(corruptRows)('%s: is a miss served by the origin, reported with its key, and replaced', async (_name, corrupt) => {
       const origin = await countingOrigin(['/doc', '/other'])

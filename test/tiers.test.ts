@@ -206,6 +206,53 @@ describe('variants of one URL written at once, with a second tier', () => {
     expect([await get('en'), await get('fr'), await get('de')]).toEqual(['en hit', 'fr hit', 'de hit'])
     expect(origin.hits('/v')).toBe(3)
   })
+
+  /** A Keyv store adapter that answers its calls one after another, 20 ms each, as SQLite and Redis answer theirs in order. */
+  class QueuedMap {
+    readonly #map = new Map<string, unknown>()
+    #last: Promise<unknown> = Promise.resolve()
+    #call<T> (work: () => T): Promise<T> {
+      const next = this.#last.then(async () => { await pause(20); return work() })
+      this.#last = next
+      return next
+    }
+
+    async get (key: string): Promise<unknown> { return await this.#call(() => this.#map.get(key)) }
+    async set (key: string, value: unknown): Promise<boolean> { return await this.#call(() => { this.#map.set(key, value); return true }) }
+    async delete (key: string): Promise<boolean> { return await this.#call(() => this.#map.delete(key)) }
+    async clear (): Promise<void> { await this.#call(() => { this.#map.clear() }) }
+  }
+
+  it('serves a stored answer at once, while its write still reads the store, and a newer answer written meanwhile stays the one stored', async () => {
+    let version = 0
+    const origin = await opened.origin({
+      '/doc': (_req, res) => {
+        version++
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', etag: `"v${version}"` })
+        res.end(`version ${version}`)
+      }
+    })
+    const store = new QueuedMap() as unknown as Map<string, unknown>
+    const cache = createCache({ store, namespace: 'queued', storeTimeouts: { read: 5000, write: 5000 } })
+    opened.add(cache)
+    const client = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const get = async (init?: Parameters<typeof client>[1]): Promise<string> => {
+      const response = await client(`${origin.url}/doc`, init)
+      return `${await response.text()}, ${response.headers.get('cache-status')!.includes('; hit') ? 'hit' : 'origin'}`
+    }
+
+    expect(await get()).toBe('version 1, origin')
+    // Its write is still reading the store, to store it beside what is there.
+    expect(await get()).toBe('version 1, hit')
+    expect(await get({ cache: 'reload' })).toBe('version 2, origin')
+    await cache.flush()
+    expect(await get()).toBe('version 2, hit')
+    const other = createCache({ store, namespace: 'queued', storeTimeouts: { read: 5000, write: 5000 } })
+    opened.add(other)
+    const fromStore = await createCachedFetch({ cache: other, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    expect([await fromStore.text(), fromStore.headers.get('cache-status')]).toEqual(['version 2', expect.stringMatching(/^cachedfetch; hit/)])
+    expect(origin.hits('/doc')).toBe(2)
+  })
 })
 
 describe('a store slower than its timeouts', () => {

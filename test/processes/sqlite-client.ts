@@ -19,6 +19,8 @@ export interface Job {
   readonly concurrency: number
   /** `0` turns the memory tier off, so that every request reads the file. */
   readonly maxSize?: number
+  /** Waits after each request until its store write has ended (`flush()`): until then a lookup takes the entry being written. */
+  readonly settle?: boolean
 }
 
 export interface JobReport {
@@ -52,6 +54,7 @@ async function worker (): Promise<void> {
       const response = await fetch(url)
       await response.arrayBuffer()
       statuses.push(response.status === 200 ? response.headers.get('cache-status') ?? 'no cache-status' : `status ${response.status}`)
+      if (job.settle === true) await fetch.cache.flush()
     } catch (error) {
       failures.push(`${url}: ${String(error)}`)
     }
