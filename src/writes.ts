@@ -35,6 +35,11 @@ export class Writes {
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
     this.#reporter = reporter
+    // Another process's invalidation (Redis pub/sub) counts as this one's would: the application
+    // changed the resource there, and a response on its way here since before may be older. Stored
+    // now, it would undo the invalidation in memory and in Redis, for every process, until it
+    // expired. It has dropped what it picks from memory already; no write here waits for it.
+    store.onInvalidatedElsewhere((selector) => this.#invalidations.record(selector)())
   }
 
   /**

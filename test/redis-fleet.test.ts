@@ -225,6 +225,47 @@ describe.skipIf(unreachable !== undefined)('an invalidation racing a read from R
   })
 })
 
+describe.skipIf(unreachable !== undefined)('an invalidation in another process while an answer is on its way here', () => {
+  it.each(['POST', 'invalidate()'])('is not undone by storing that answer (%s in the other process): neither serves the old one after (RFC 9111 §4.4)', async (how) => {
+    let version = 1
+    let answer: (() => void) | undefined
+    const origin = await opened.origin({
+      '/item': (req, res) => {
+        if (req.method === 'POST') {
+          version++
+          res.writeHead(204).end()
+          return
+        }
+        // The origin reads the item now; it answers the first GET once the test says so.
+        const body = `version ${version}`
+        const send = (): void => { res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }).end(body) }
+        if (answer === undefined) answer = send
+        else send()
+      }
+    })
+    const url = `${origin.url}/item`
+    const a = member()
+    const b = member()
+    const fetchA = createCachedFetch({ cache: a, dispatcher: opened.agent() })
+    const fetchB = createCachedFetch({ cache: b, dispatcher: opened.agent() })
+
+    const onItsWay = fetchB(url)
+    await waitFor(() => origin.hits('/item') === 1, 'b\'s request to reach the origin')
+    if (how === 'POST') {
+      expect((await fetchA(url, { method: 'POST' })).status).toBe(204)
+    } else {
+      version++
+      await a.invalidate(url)
+    }
+    // Time for the message to reach b over loopback (it takes well under a millisecond).
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    answer!()
+    expect(await (await onItsWay).text()).toBe('version 1')
+    await b.flush()
+    for (const cachedFetch of [fetchB, fetchA]) expect(await (await cachedFetch(url)).text()).toBe('version 2')
+  })
+})
+
 describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', () => {
   /** An origin whose answers wait for the test; counts what arrived. */
   async function heldOrigin (cacheControl: string): Promise<{ origin: Origin, answer: () => void }> {

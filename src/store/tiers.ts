@@ -47,6 +47,8 @@ export class Tiers implements EntryStore {
    * it read back into L1, where it would outlive the invalidation.
    */
   #generation = 0
+  /** Told of each invalidation another process published, once this one's memory has dropped it. */
+  #invalidatedElsewhere: ((selector: Selector) => void) | undefined
 
   constructor (parts: TierParts, events: StoreEvents) {
     this.#now = parts.now
@@ -149,6 +151,16 @@ export class Tiers implements EntryStore {
     const selector = parsed.selector
     if (parsed.from === this.#id || !isSelector(selector)) return
     this.#dropLocal(selector)
+    this.#invalidatedElsewhere?.(selector)
+  }
+
+  /**
+   * Tells `listener` of each invalidation another process publishes, as it arrives (only with a
+   * memory tier, which subscribes: src/writes.ts records them, so that a response on its way here
+   * since before one is not stored where it picks).
+   */
+  onInvalidatedElsewhere (listener: (selector: Selector) => void): void {
+    this.#invalidatedElsewhere = listener
   }
 
   #dropLocal (selector: Selector): void {
