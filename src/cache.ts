@@ -298,7 +298,8 @@ export class Cache {
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded): Outcome {
-    this.#reporter.emit('revalidated', { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) })
+    const event = { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) }
+    this.#reporter.emit('revalidated', lookup.background === true ? extend(event, { background: true as const }) : event)
     // A 304 whose validators select no stored response updates nothing (§4.3.4). The caller still
     // gets the body we have, under its own fields: the 304's would label it with another
     // representation's validators, which the caller's own conditional requests would then confirm.

@@ -75,6 +75,11 @@ export interface CacheEvent {
   /** For `retry`: which retry this is (1 for the first) and the wait before it, in ms. */
   readonly attempt?: number
   readonly delay?: number
+  /**
+   * Set on what a stale-while-revalidate hit's background refresh did (`revalidated`): published,
+   * not counted in `cache.stats()`. Its lookup counted once already, as the stale hit it served.
+   */
+  readonly background?: true
 }
 
 const channels = Object.fromEntries(EVENTS.map((name) => [name, diagnostics.channel(`${CACHE_NAME}:${name}`)])) as
@@ -96,7 +101,7 @@ export interface Stats {
 }
 
 export interface StatsSnapshot extends Readonly<Stats> {
-  /** hits / (hits + misses + revalidated), 0 before any lookup. */
+  /** Lookups answered from the cache, (hits + staleServed) / (hits + staleServed + misses + revalidated); 0 before any. */
   readonly hitRatio: number
 }
 
@@ -122,17 +127,21 @@ export class Reporter {
 
   emit (name: EventName, event: CacheEvent): void {
     const counter = COUNTER[name]
-    if (counter !== undefined) this.#stats[counter]++
-    // A 304's stored body is served from the cache too, instead of the origin's.
-    if ((name === 'hit' || name === 'stale' || name === 'revalidated') && event.bytes !== undefined) this.#stats.bytesServed += event.bytes
+    if (counter !== undefined && event.background !== true) {
+      this.#stats[counter]++
+      // A 304's stored body is served from the cache too, instead of the origin's.
+      if ((name === 'hit' || name === 'stale' || name === 'revalidated') && event.bytes !== undefined) this.#stats.bytesServed += event.bytes
+    }
     const channel = channels[name]
     if (channel.hasSubscribers) channel.publish(event)
   }
 
   snapshot (): StatsSnapshot {
     const s = this.#stats
-    const lookups = s.hits + s.misses + s.revalidated
-    return { ...s, hitRatio: lookups === 0 ? 0 : s.hits / lookups }
+    // Every lookup counts once, as one of these four; a stale response served is served from the cache.
+    const fromCache = s.hits + s.staleServed
+    const lookups = fromCache + s.misses + s.revalidated
+    return { ...s, hitRatio: lookups === 0 ? 0 : fromCache / lookups }
   }
 }
 

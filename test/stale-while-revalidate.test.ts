@@ -226,6 +226,24 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(origin.seen('/doc')[2]!.headers['if-none-match']).toBe('"v2"')
   })
 
+  it('counts the stale hit as the lookup answered from the cache, and its background 304 as no lookup (cache.stats())', async () => {
+    const { cache, client } = setup()
+    const refresh = held()
+    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
+      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
+    })
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(30)
+    expect((await client.send(url)).header('cache-status')).toBe(swrStatus(-20))
+    refresh.open()
+    await waitFor(() => cache.stats().refreshing === 0, 'the refresh to end')
+    expect((await client.send(url)).header('cache-status')).toBe('cachedfetch; hit; ttl=10')
+    const { hits, staleServed, misses, revalidated, hitRatio, bytesServed } = cache.stats()
+    expect({ hits, staleServed, misses, revalidated, bytesServed }).toEqual({ hits: 1, staleServed: 1, misses: 1, revalidated: 0, bytesServed: 2 * 'version 1'.length })
+    expect(hitRatio).toBeCloseTo(2 / 3)
+  })
+
   it('flush() waits for a background refresh under way, and for what it stores', async () => {
     const { cache, client, refresh, url } = await staleBeforeVersion2()
     expect((await client.send(url)).body).toBe('version 1')
