@@ -123,6 +123,15 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     })
   }
 
+  /** `/doc`, fresh for 10 s and usable stale for 60; a refresh gets a 304 once `refresh` opens. */
+  function unchangedDocument (): { refresh: Gate, url: string } {
+    const refresh = held()
+    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
+      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
+    })
+    return { refresh, url: `${origin.url}/doc` }
+  }
+
   it.each(table.windows)('serves the stale entry at once and merges the background 304 into it: $name', async (c) => {
     const { cache, client } = setup(c.options)
     const refresh = held()
@@ -228,11 +237,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
 
   it('counts the stale hit as the lookup answered from the cache, and its background 304 as no lookup (cache.stats())', async () => {
     const { cache, client } = setup()
-    const refresh = held()
-    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
-      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
-    })
-    const url = `${origin.url}/doc`
+    const { refresh, url } = unchangedDocument()
     await client.send(url)
     clock.advance(30)
     expect((await client.send(url)).header('cache-status')).toBe(swrStatus(-20))
@@ -353,11 +358,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
 
   it('answers 1000 concurrent hits on a stale entry from the cache with one background revalidation', async () => {
     const { cache, client } = setup()
-    const refresh = held()
-    document('max-age=10, stale-while-revalidate=60', refresh, (_req, res) => {
-      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
-    })
-    const url = `${origin.url}/doc`
+    const { refresh, url } = unchangedDocument()
 
     await client.send(url)
     clock.advance(30)
