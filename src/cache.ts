@@ -19,7 +19,7 @@ import { revalidationHeaders, selectedBy } from './revalidation.js'
 import type { Usability } from './stored-policy.js'
 import { Recorder } from './recorder.js'
 import { Refreshes, type Abortable } from './refreshes.js'
-import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
+import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type SharedCount, type StatsSnapshot, type StatusParts } from './status.js'
 import type { Coordinator } from './store/coordinator.js'
 import { openStores, type Tiers, type Selector } from './store/tiers.js'
 import type { MaybePromise, StoreEvents } from './store/types.js'
@@ -228,10 +228,11 @@ export class Cache {
 
   /**
    * The origin answered a forwarded request: decide what the caller gets and what is stored.
-   * `headers` are the response's, as undici hands them over.
+   * `headers` are the response's, as undici hands them over; `shared`, the exchange other callers
+   * share, which is told what this lookup counts.
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>): Outcome {
+  forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>, shared?: SharedCount): Outcome {
     for (const url of invalidatedBy(request, status, headers)) {
       this.#writes.background(this.#invalidate(urlSelector(url, this.settings(url).key, request.headers.host), { url }))
     }
@@ -239,14 +240,14 @@ export class Cache {
       ? { fwd: lookup.fwd, fwdStatus: status, key: lookup.key }
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
-    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup)
+    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup, shared)
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
-      const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status) : undefined
-      if (standIn === undefined) this.#missed(request, lookup)
+      const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status, shared) : undefined
+      if (standIn === undefined) this.#missed(request, lookup, shared)
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
-    if (previous !== undefined) this.#missed(request, lookup)
+    if (previous !== undefined) this.#missed(request, lookup, shared)
     const pass = (stored: boolean, recorder?: Recorder): Outcome => {
       if (!stored) lookup.release?.(false)
       return { kind: 'pass', headers: withCacheStatus(headers, extend(parts, { stored })), recorder }
@@ -292,14 +293,21 @@ export class Cache {
    * A stored response was looked up but a new answer serves the request: the lookup is a miss,
    * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
    */
-  #missed (request: CacheRequest, lookup: Forwarded): void {
-    if (lookup.background !== true) this.#reporter.emit('miss', { method: request.method, url: request.url, reason: lookup.fwd })
+  #missed (request: CacheRequest, lookup: Forwarded, shared: SharedCount | undefined): void {
+    if (lookup.background !== true) this.#count('miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
+  }
+
+  /** Counts a forwarded lookup's outcome, and tells the exchange other callers share what it counted. */
+  #count (name: EventName, event: CacheEvent, shared: SharedCount | undefined): void {
+    this.#reporter.emit(name, event)
+    shared?.counted(name, event)
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
-  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded): Outcome {
+  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded, shared: SharedCount | undefined): Outcome {
     const event = { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) }
-    this.#reporter.emit('revalidated', lookup.background === true ? extend(event, { background: true as const }) : event)
+    if (lookup.background === true) this.#reporter.emit('revalidated', extend(event, { background: true as const }))
+    else this.#count('revalidated', event, shared)
     // A 304 whose validators select no stored response updates nothing (§4.3.4). The caller still
     // gets the body we have, under its own fields: the 304's would label it with another
     // representation's validators, which the caller's own conditional requests would then confirm.
@@ -326,13 +334,14 @@ export class Cache {
   /**
    * RFC 5861 §4: the origin failed (a network error, or `status` 500/502/503/504 after retries).
    * The stored entry stands in when stale-if-error allows; `undefined` means the failure stands.
+   * `shared` as for forwarded().
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  failed (request: CacheRequest, lookup: Forwarded, status?: number): Outcome | undefined {
+  failed (request: CacheRequest, lookup: Forwarded, status?: number, shared?: SharedCount): Outcome | undefined {
     lookup.release?.(false)
     const entry = lookup.entry
     if (entry === undefined || !this.mayStandIn(lookup)) return undefined
-    this.#reporter.emit('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) })
+    this.#count('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
     const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
   }

@@ -82,6 +82,19 @@ export interface CacheEvent {
   readonly background?: true
 }
 
+/**
+ * An exchange several callers share (single-flight, src/adapters/broadcast.ts), told what the
+ * first caller's lookup counted once its answer is known: each caller that joined it with a stored
+ * response of its own, revalidated or stood in for, counts the same (every lookup counts once).
+ */
+export interface SharedCount {
+  counted (name: EventName, event: CacheEvent): void
+}
+
+export function isSharedCount (handler: object): handler is SharedCount {
+  return typeof (handler as Partial<SharedCount>).counted === 'function'
+}
+
 const channels = Object.fromEntries(EVENTS.map((name) => [name, diagnostics.channel(`${CACHE_NAME}:${name}`)])) as
   Record<EventName, diagnostics.Channel>
 

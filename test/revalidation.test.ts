@@ -12,6 +12,7 @@ import { adapters, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
+import { waitFor } from './helpers/wait.js'
 
 interface ValidatorCase {
   readonly name: string
@@ -433,6 +434,37 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
     const replayed = await client.send(origin.url + '/b')
     expect(replayed.body).toBe('0123456789')
     expect(cache.stats().bytesServed).toBe(10)
+  })
+
+  it.each([
+    { answer: 304, counter: 'revalidated', status: 'cachedfetch; fwd=stale; fwd-status=304; ttl=10' },
+    { answer: 503, counter: 'staleServed', status: 'cachedfetch; hit; fwd=stale; fwd-status=503; ttl=-10; detail=stale-if-error' }
+  ] as const)('counts each of five callers sharing one revalidation answered $answer as its own lookup', async ({ answer, counter, status }) => {
+    let release!: () => void
+    const held = new Promise<void>((resolve) => { release = resolve })
+    origin.route('/shared', async (req, res) => {
+      const fields = { date: clock.date(), etag: '"s"', 'cache-control': 'max-age=10, stale-if-error=60' }
+      if (req.headers['if-none-match'] === undefined) {
+        res.writeHead(200, fields).end('0123456789')
+        return
+      }
+      await held
+      if (answer === 304) res.writeHead(304, fields).end()
+      else res.writeHead(503, { 'content-type': 'text/plain' }).end('busy')
+    })
+    await client.send(origin.url + '/shared')
+    clock.advance(20)
+    const before = cache.stats()
+    const replies = Promise.all(Array.from({ length: 5 }, async () => await client.send(origin.url + '/shared', { cachePolicy: { retry: false } })))
+    await waitFor(() => origin.hits('/shared') === 2, 'the revalidation to reach the origin')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    release()
+    const answered = await replies
+    expect(answered.map((reply) => [reply.body, reply.header('cache-status')?.replace('; collapsed', '')])).toEqual(Array.from({ length: 5 }, () => ['0123456789', status]))
+    expect(origin.hits('/shared')).toBe(2)
+    const after = cache.stats()
+    expect(after[counter] - before[counter]).toBe(5)
+    expect(after.bytesServed - before.bytesServed).toBe(50)
   })
 })
 

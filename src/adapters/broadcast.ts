@@ -22,6 +22,7 @@ import type { Dispatcher } from 'undici'
 import { endToEndFields } from '../entry.js'
 import { CachedFetchError, type RequestInfo } from '../errors.js'
 import { memoizeWeakly } from '../memo.js'
+import type { CacheEvent, EventName, SharedCount } from '../status.js'
 
 /** How long a caller `limit` bytes behind may hold the exchange back before it counts as stopped. */
 const STALL_MS = 1000
@@ -64,9 +65,11 @@ export interface FlightOptions {
   readonly alone: (handler: Handler) => void
   /** The exchange is over: no caller can join any more. */
   readonly onEnd: () => void
+  /** Counts a lookup's outcome again, for a caller that joined with a stored response of its own. */
+  readonly report: (name: EventName, event: CacheEvent) => void
 }
 
-export class Broadcast implements LendableHandler {
+export class Broadcast implements LendableHandler, SharedCount {
   readonly #subscribers = new Set<Subscriber>()
   readonly #options: FlightOptions
   readonly #limit: number
@@ -84,16 +87,28 @@ export class Broadcast implements LendableHandler {
   #done = false
   /** The caller the exchange waits for, and when it counts as stopped. */
   #stalled: { readonly subscriber: Subscriber, readonly timer: NodeJS.Timeout } | undefined
+  /**
+   * What the first caller's lookup counted (counted()), and whether the callers that joined with a
+   * stored response of their own count it too now: from the answer's start, once those that cannot
+   * share it have gone alone (their own exchanges count them).
+   */
+  #countedName: EventName | undefined
+  #countedEvent: CacheEvent | undefined
+  #counting = false
 
   constructor (options: FlightOptions) {
     this.#options = options
     this.#limit = options.limit
   }
 
-  /** Adds a caller; `false` when it could no longer see the whole response and must go alone. */
-  join (handler: Handler, collapsed: boolean): boolean {
+  /**
+   * Adds a caller; `false` when it could no longer see the whole response and must go alone.
+   * `countable`: its lookup found a stored response, so its count is the exchange's outcome.
+   */
+  join (handler: Handler, collapsed: boolean, countable = false): boolean {
     if (this.#history === undefined || this.#done) return false
-    const subscriber = new Subscriber(this, handler, collapsed)
+    const subscriber = new Subscriber(this, handler, collapsed, countable)
+    if (countable && this.#counting) this.#options.report(this.#countedName!, this.#countedEvent!)
     // A copy of the history as it is now, so that nothing the exchange does before the caller's
     // first callback (it never runs inside dispatch()) can take any of it away.
     for (const event of this.#history) subscriber.push(event, true)
@@ -108,6 +123,11 @@ export class Broadcast implements LendableHandler {
     this.#publish({ type: 'request-start', context })
   }
 
+  counted (name: EventName, event: CacheEvent): void {
+    this.#countedName = name
+    this.#countedEvent = event
+  }
+
   onResponseStart (controller: Controller, status: number, headers: Headers, statusText?: string): void {
     this.#upstream = controller
     if (!this.#options.shareable(headers)) {
@@ -119,6 +139,10 @@ export class Broadcast implements LendableHandler {
       }
       // Its own caller may have left before the answer came: then nobody wants this exchange.
       if (this.#subscribers.size === 0) controller.abort(new Error('no caller is left for this response'))
+    }
+    if (this.#countedName !== undefined && !this.#counting) {
+      this.#counting = true
+      for (const subscriber of this.#subscribers) if (subscriber.countable) this.#options.report(this.#countedName, this.#countedEvent!)
     }
     this.#publish({ type: 'response-start', status, headers, statusText })
   }
@@ -263,6 +287,8 @@ class Subscriber implements Controller {
   readonly handler: Handler
   /** Joined an exchange another caller started. */
   readonly collapsed: boolean
+  /** Joined with a stored response of its own: counted as the exchange's first lookup was (Broadcast#counting). */
+  readonly countable: boolean
   /** The handler can be lent chunks (LendableHandler): what others get copied, it is lent. */
   readonly #borrows: boolean
   readonly #queue: Event[] = []
@@ -277,10 +303,11 @@ class Subscriber implements Controller {
   #detached = false
   #own: Controller | undefined
 
-  constructor (flight: Broadcast, handler: Handler, collapsed: boolean) {
+  constructor (flight: Broadcast, handler: Handler, collapsed: boolean, countable: boolean) {
     this.#flight = flight
     this.handler = handler
     this.collapsed = collapsed
+    this.countable = countable
     this.#borrows = canBorrow(handler)
   }
 

@@ -17,6 +17,7 @@ import type { CacheEntry, ResponseHeaders } from '../entry.js'
 import type { CacheRequest } from '../key.js'
 import { hasNoContent } from './content.js'
 import { ReplayController } from './replay.js'
+import { isSharedCount, type SharedCount } from '../status.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -27,6 +28,8 @@ export class CacheHandler implements Handler {
   readonly #request: CacheRequest
   readonly #lookup: Forwarded
   readonly #handler: Handler
+  /** The exchange other callers share, when this handler answers one (src/adapters/broadcast.ts). */
+  readonly #shared: SharedCount | undefined
   #outcome: Outcome | undefined
   #requestStarted = false
   /** The answer held back while the stored entry could still stand in for its failure. */
@@ -37,6 +40,7 @@ export class CacheHandler implements Handler {
     this.#request = request
     this.#lookup = lookup
     this.#handler = handler
+    this.#shared = isSharedCount(handler) ? handler : undefined
   }
 
   onRequestStart (controller: Controller, context: unknown): void {
@@ -51,7 +55,7 @@ export class CacheHandler implements Handler {
   onResponseStart (controller: Controller, statusCode: number, headers: Headers, statusMessage?: string): void {
     let outcome: Outcome
     try {
-      outcome = this.#cache.forwarded(this.#request, this.#lookup, statusCode, statusMessage ?? '', headers)
+      outcome = this.#cache.forwarded(this.#request, this.#lookup, statusCode, statusMessage ?? '', headers, this.#shared)
     } catch {
       // The cache fails open: a response it cannot make sense of goes to the caller untouched.
       outcome = { kind: 'pass', headers: headers as ResponseHeaders, recorder: undefined }
@@ -124,7 +128,7 @@ export class CacheHandler implements Handler {
     // RFC 5861 §4: no answer at all (a network error, after retries), or one that broke off before
     // the caller saw any of it, may be stood in for too; a caller's own abort may not. (undici
     // passes no controller when the connection never opened.)
-    const standIn = (outcome === undefined || held) && controller?.aborted !== true ? this.#cache.failed(this.#request, this.#lookup) : undefined
+    const standIn = (outcome === undefined || held) && controller?.aborted !== true ? this.#cache.failed(this.#request, this.#lookup, undefined, this.#shared) : undefined
     if (standIn?.kind === 'replay') {
       this.#replay(standIn.entry, standIn.headers)
       return

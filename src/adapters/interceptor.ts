@@ -134,7 +134,9 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   }
   const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)
   const current = cache.flights.get(key) as Broadcast | undefined
-  if (current?.join(handler, true) === true) {
+  // One that found a stored response counts as the exchange's outcome (revalidated, or stood in
+  // for); one that found none counted as a miss when it looked.
+  if (current?.join(handler, true, lookup.entry !== undefined) === true) {
     opts[ON_FLIGHT]?.(current, key)
     return true
   }
@@ -149,7 +151,8 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
         follower.onResponseError?.(detached, error as Error)
       }
     },
-    onEnd: () => cache.flights.end(key, broadcast)
+    onEnd: () => cache.flights.end(key, broadcast),
+    report: (name, event) => cache.report(name, event)
   })
   // Callers that come after an invalidation of its entry began do not join it (src/flight.ts). A
   // request the cache passes by (a conditional one, say) had no key worked out by its lookup.
