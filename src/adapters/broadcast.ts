@@ -95,6 +95,8 @@ export class Broadcast implements LendableHandler, SharedCount {
   #countedName: EventName | undefined
   #countedEvent: CacheEvent | undefined
   #counting = false
+  /** Some caller joined with a stored response of its own: mostly none has, and no loop is made. */
+  #countables = false
 
   constructor (options: FlightOptions) {
     this.#options = options
@@ -108,6 +110,7 @@ export class Broadcast implements LendableHandler, SharedCount {
   join (handler: Handler, collapsed: boolean, countable = false): boolean {
     if (this.#history === undefined || this.#done) return false
     const subscriber = new Subscriber(this, handler, collapsed, countable)
+    this.#countables ||= countable
     if (countable && this.#counting) this.#options.report(this.#countedName!, this.#countedEvent!)
     // A copy of the history as it is now, so that nothing the exchange does before the caller's
     // first callback (it never runs inside dispatch()) can take any of it away.
@@ -142,7 +145,7 @@ export class Broadcast implements LendableHandler, SharedCount {
     }
     if (this.#countedName !== undefined && !this.#counting) {
       this.#counting = true
-      for (const subscriber of this.#subscribers) if (subscriber.countable) this.#options.report(this.#countedName, this.#countedEvent!)
+      if (this.#countables) for (const subscriber of this.#subscribers) if (subscriber.countable) this.#options.report(this.#countedName, this.#countedEvent!)
     }
     this.#publish({ type: 'response-start', status, headers, statusText })
   }
