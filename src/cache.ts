@@ -173,8 +173,9 @@ export class Cache {
 
   /** The background revalidation a stale-while-revalidate hit starts, unless one is under way (RFC 5861 §3). */
   #refresh (request: CacheRequest, key: string, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded | undefined {
-    if (!this.#refreshes.claim(entry, settings.retry)) return undefined
-    return { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, key, since, this.options.now()), background: true }
+    if (this.#refreshes.underWay(entry)) return undefined
+    const refresh: Forwarded = { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, key, since, this.options.now()), background: true }
+    return this.#refreshes.claim(entry, settings.retry, refresh) ? refresh : undefined
   }
 
   /**

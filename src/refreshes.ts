@@ -21,8 +21,8 @@ export interface Abortable {
 
 export class Refreshes {
   readonly #now: () => number
-  /** Variants being revalidated, with when each claim lapses. */
-  readonly #claims = new Map<string, number>()
+  /** Variants being revalidated: when each claim lapses, and the refresh that holds it. */
+  readonly #claims = new Map<string, { readonly until: number, readonly refresh: object }>()
   /** Refreshes started and not yet ended: what aborts each, and what tells of its end. */
   readonly #running = new Map<object, { readonly controller: Abortable, readonly ended: () => void }>()
   /** Why refreshes end now, once the cache is closed. */
@@ -34,13 +34,13 @@ export class Refreshes {
 
   /** Whether a refresh of this variant is claimed and its claim has not lapsed. */
   underWay (entry: CacheEntry): boolean {
-    return (this.#claims.get(variantId(entry)) ?? 0) > this.#now()
+    return (this.#claims.get(variantId(entry))?.until ?? 0) > this.#now()
   }
 
-  /** Claims the refresh of this variant; `false` when one is under way, or the cache is closed. */
-  claim (entry: CacheEntry, retry: ResolvedRetry | undefined): boolean {
+  /** Claims the refresh of this variant for `refresh`; `false` when one is under way, or the cache is closed. */
+  claim (entry: CacheEntry, retry: ResolvedRetry | undefined, refresh: object): boolean {
     if (this.#closed !== undefined || this.underWay(entry)) return false
-    this.#claims.set(variantId(entry), this.#now() + (retry?.deadline ?? RETRY_DEFAULTS.deadline))
+    this.#claims.set(variantId(entry), { until: this.#now() + (retry?.deadline ?? RETRY_DEFAULTS.deadline), refresh })
     return true
   }
 
@@ -56,9 +56,10 @@ export class Refreshes {
     return new Promise((resolve) => this.#running.set(refresh, { controller, ended: resolve }))
   }
 
-  /** The refresh of this variant ended, however it went. */
+  /** The refresh of this variant ended, however it went. Its claim ends, unless it lapsed and another refresh holds one now. */
   end (entry: CacheEntry, refresh: object): void {
-    this.#claims.delete(variantId(entry))
+    const id = variantId(entry)
+    if (this.#claims.get(id)?.refresh === refresh) this.#claims.delete(id)
     this.#running.get(refresh)?.ended()
     this.#running.delete(refresh)
   }

@@ -249,6 +249,45 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect(hitRatio).toBeCloseTo(2 / 3)
   })
 
+  it('keeps a later refresh\'s claim when an earlier one, whose claim lapsed, ends: one refresh at a time still', async () => {
+    const { cache, client } = setup()
+    // Each refresh answers when the test opens its own gate.
+    const answers: Gate[] = []
+    origin.route('/doc', async (_req, res) => {
+      const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=600', etag: '"v1"', 'content-type': 'text/plain' }
+      if (origin.hits('/doc') === 1) {
+        res.writeHead(200, fields).end('version 1')
+        return
+      }
+      const answer = held()
+      answers.push(answer)
+      await answer.opened
+      res.writeHead(304, fields).end()
+    })
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(30)
+    expect((await client.send(url)).body).toBe('version 1')
+    await waitFor(() => answers.length === 1, 'the first refresh to reach the origin')
+    // Past the retry deadline (60 s) the first refresh's claim lapses: a stale hit starts a second.
+    clock.advance(61)
+    expect((await client.send(url)).body).toBe('version 1')
+    await waitFor(() => answers.length === 2, 'the second refresh to reach the origin')
+    let refreshed = 0
+    const onRevalidated = (): void => { refreshed++ }
+    diagnostics.subscribe('cachedfetch:revalidated', onRevalidated)
+    answers[0]!.open()
+    await waitFor(() => refreshed === 1, 'the first refresh to end').finally(() => diagnostics.unsubscribe('cachedfetch:revalidated', onRevalidated))
+    await settle()
+
+    // The second is still under way: this stale hit starts none.
+    expect((await client.send(url)).header('cache-status')).toMatch(/detail=stale-while-revalidate$/)
+    await settle()
+    expect(origin.hits('/doc')).toBe(3)
+    answers[1]!.open()
+    await waitFor(() => cache.stats().refreshing === 0, 'the second refresh to end')
+  })
+
   it('flush() waits for a background refresh under way, and for what it stores', async () => {
     const { cache, client, refresh, url } = await staleBeforeVersion2()
     expect((await client.send(url)).body).toBe('version 1')
