@@ -276,6 +276,9 @@ export class Cache {
     }
     const vary = varyValues(fields, request.headers)
     const tags = responseTags(stored, settings.tags)
+    // An invalidation that started since the request went out, and picks this answer, keeps it
+    // from being stored (src/writes.ts): Cache-Status must not say `stored`.
+    if (this.#writes.refuses(lookup.since, key, tags)) return pass(false)
     const recorder = new Recorder(settings.maxEntrySize, length, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).

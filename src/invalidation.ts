@@ -112,10 +112,15 @@ export class InvalidationLog {
    * none (`undefined`: a response not received yet), whether one may, a tag picking anything.
    */
   covers (floor: number, key: string, variants: Variants | undefined): boolean {
+    return this.coversTagged(floor, key, variants === undefined ? undefined : () => variantTags(variants))
+  }
+
+  /** As covers(), for what is stored under `key` with the tags `tags` gives (`undefined`: not known yet). */
+  coversTagged (floor: number, key: string, tags: (() => readonly string[]) | undefined): boolean {
     if (floor === this.#count) return false
     // Those it would have to be checked against are forgotten: it may be covered.
     if (this.#recent[0]!.count > floor + 1) return true
     return this.#recent.some(({ count, selector }) => count > floor &&
-      (variants === undefined ? selector.kind === 'tag' || picks(selector, key, () => []) : picks(selector, key, () => variantTags(variants))))
+      (tags === undefined ? selector.kind === 'tag' || picks(selector, key, () => []) : picks(selector, key, tags)))
   }
 }

@@ -50,6 +50,14 @@ export class Writes {
     return this.#invalidations.floor(this.#invalidations.count)
   }
 
+  /**
+   * Whether an invalidation that started after a lookup's `since` picks an answer to be stored
+   * under `key` with these tags: its write would not be made.
+   */
+  refuses (since: number, key: string, tags: readonly string[]): boolean {
+    return this.#invalidations.coversTagged(this.#invalidations.floor(since), key, () => tags)
+  }
+
   /** Whether an invalidation that started after a lookup's `since` may pick what `key` stores. */
   invalidatedSince (since: number, key: string): boolean {
     return this.#invalidations.covers(since, key, undefined)
