@@ -30,7 +30,7 @@ export class Writes {
    * putting the entry in memory before that read: an older answer's write whose read is still on its
    * way would then land after a newer one's, which found the older in memory and needed no read.
    */
-  #landing = new Map<string, CacheEntry>()
+  #landing = new Map<string, { readonly entry: CacheEntry, readonly since: number }>()
 
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
@@ -97,16 +97,23 @@ export class Writes {
     }
     if (!(work instanceof Promise)) return work
     const { key } = entry
-    this.#landing.set(key, entry)
+    const landing = { entry, since }
+    this.#landing.set(key, landing)
     return this.#attempt(key, work).then((written) => {
-      if (this.#landing.get(key) === entry) this.#landing = without(this.#landing, key)
+      if (this.#landing.get(key) === landing) this.#landing = without(this.#landing, key)
       return written === true
     })
   }
 
-  /** The entry the newest store write under way for `key` is storing, if any. */
+  /**
+   * The entry the newest store write under way for `key` is storing, if any, and if no
+   * invalidation that started since its request went out picks it: that write will not be made.
+   */
   landing (key: string): CacheEntry | undefined {
-    return this.#landing.size === 0 ? undefined : this.#landing.get(key)
+    if (this.#landing.size === 0) return undefined
+    const landing = this.#landing.get(key)
+    if (landing === undefined || this.#invalidations.covers(this.#invalidations.floor(landing.since), key, landing.entry)) return undefined
+    return landing.entry
   }
 
   /** Removes a stored variant in the background (a new answer replaced it but may not be kept). */

@@ -223,6 +223,35 @@ describe('variants of one URL written at once, with a second tier', () => {
     async clear (): Promise<void> { await this.#call(() => { this.#map.clear() }) }
   }
 
+  it('does not serve an answer whose write is under way once an invalidation that ended while its body came picks it', async () => {
+    let version = 1
+    let finish: (() => void) | undefined
+    const origin = await opened.origin({
+      '/item': (_req, res) => {
+        const body = `version ${version}`
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', 'content-length': String(body.length) })
+        if (finish !== undefined) {
+          res.end(body)
+          return
+        }
+        res.write(body.slice(0, 3))
+        finish = () => res.end(body.slice(3))
+      }
+    })
+    const cache = createCache({ store: new QueuedMap() as unknown as Map<string, unknown>, namespace: 'queued', storeTimeouts: { read: 5000, write: 5000 } })
+    opened.add(cache)
+    const client = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const url = `${origin.url}/item`
+    const first = await client(url)
+    version++
+    await cache.invalidate(url)
+    finish!()
+    expect(await first.text()).toBe('version 1')
+    // Its write is under way, and will not be made: it is not served meanwhile either.
+    const after = await client(url)
+    expect([await after.text(), after.headers.get('cache-status')]).toEqual(['version 2', 'cachedfetch; fwd=uri-miss; fwd-status=200; stored'])
+  })
+
   it('serves a stored answer at once, while its write still reads the store, and a newer answer written meanwhile stays the one stored', async () => {
     let version = 0
     const origin = await opened.origin({
