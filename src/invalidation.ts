@@ -67,8 +67,12 @@ export function tagSelector (tag: string): Selector {
   return { kind: 'tag', tag }
 }
 
-/** How many recent invalidations a write is checked against; one older than all of them is dropped. */
-const REMEMBERED = 256
+/**
+ * How many recent invalidations a write is checked against; one older than all of them is dropped.
+ * Other processes' count too (Redis pub/sub): a fleet that invalidates hundreds of times a second
+ * would fill a few hundred within one slow response, and no response that slow would be stored.
+ */
+const REMEMBERED = 4096
 
 /**
  * Invalidations in the order they started. A response on its way while one started may be older
@@ -120,7 +124,12 @@ export class InvalidationLog {
     if (floor === this.#count) return false
     // Those it would have to be checked against are forgotten: it may be covered.
     if (this.#recent[0]!.count > floor + 1) return true
-    return this.#recent.some(({ count, selector }) => count > floor &&
-      (tags === undefined ? selector.kind === 'tag' || picks(selector, key, () => []) : picks(selector, key, tags)))
+    // Newest first, down to those that started by `floor`: only the few since are read.
+    for (let i = this.#recent.length - 1; i >= 0; i--) {
+      const { count, selector } = this.#recent[i]!
+      if (count <= floor) return false
+      if (tags === undefined ? selector.kind === 'tag' || picks(selector, key, () => []) : picks(selector, key, tags)) return true
+    }
+    return false
   }
 }

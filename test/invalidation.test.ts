@@ -258,6 +258,25 @@ describe.each(adapters)('an invalidation while responses are on their way, throu
     return { origin, bump: () => { version++ } }
   }
 
+  it('stores a response that was on its way while 300 invalidations of other URLs ran (a busy fleet publishes as many)', async () => {
+    const answer = gate()
+    const { origin } = await versioned(answer)
+    const cache = createCache()
+    const client = opened.add(connect(cache))
+    const url = `${origin.url}/doc`
+    const headers = { 'accept-language': 'en' }
+
+    const early = client.send(url, { headers })
+    await waitFor(() => origin.hits('/doc') === 1, 'the first request to reach the origin')
+    for (let i = 0; i < 300; i++) await cache.invalidate(`${origin.url}/other/${i}`)
+    answer.release()
+    expect((await early).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    await cache.flush()
+    const later = await client.send(url, { headers })
+    expect([later.body, later.header('cache-status')]).toEqual(['en v1', expect.stringMatching(/^cachedfetch; hit/)])
+    expect(origin.hits('/doc')).toBe(1)
+  })
+
   it('does not store a response that was on its way while the invalidation ran', async () => {
     const answer = gate()
     const { origin, bump } = await versioned(answer)
