@@ -245,10 +245,12 @@ export class Cache {
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
       const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status, shared) : undefined
-      if (standIn === undefined) this.#missed(request, lookup, shared)
+      if (standIn === undefined && !this.mayStandIn(lookup)) this.#missed(request, lookup, shared)
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
     }
-    if (previous !== undefined) this.#missed(request, lookup, shared)
+    // An answer the stored entry may yet stand in for is held back by the adapter, and counted
+    // when it is let through (missed()), or as the stale entry if that stands in for it.
+    if (previous !== undefined && !this.mayStandIn(lookup)) this.#missed(request, lookup, shared)
     const pass = (stored: boolean, recorder?: Recorder): Outcome => {
       if (!stored) lookup.release?.(false)
       return { kind: 'pass', headers: withCacheStatus(headers, extend(parts, { stored })), recorder }
@@ -297,6 +299,15 @@ export class Cache {
    * A stored response was looked up but a new answer serves the request: the lookup is a miss,
    * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
    */
+  /**
+   * An answer held back while the stored entry could stand in for its failure is let through
+   * after all: its lookup is a miss (`shared` as for forwarded()).
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
+  missed (request: CacheRequest, lookup: Forwarded, shared?: SharedCount): void {
+    this.#missed(request, lookup, shared)
+  }
+
   #missed (request: CacheRequest, lookup: Forwarded, shared: SharedCount | undefined): void {
     if (lookup.background !== true) this.#count('miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
   }

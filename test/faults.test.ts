@@ -125,7 +125,8 @@ describe.each(adapters)('an origin that resets the connection half way through a
     expect(stale.status).toBe(200)
     expect(stale.body).toBe('version 1')
     expect(stale.header('cache-status')).toBe(sieStatus(-20))
-    expect(cache.stats().staleServed).toBe(1)
+    // One lookup, served stale: not also a miss for the answer that broke off.
+    expect([cache.stats().staleServed, cache.stats().misses]).toEqual([1, 1])
 
     // Neither replaced by the broken version 2 nor dropped: the next request revalidates version 1.
     const revalidated = await client.send(url)

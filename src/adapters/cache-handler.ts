@@ -84,6 +84,7 @@ export class CacheHandler implements Handler {
       }
       // Too large to hold: the caller gets what was held, then the rest as it comes.
       this.#held = undefined
+      this.#cache.missed(this.#request, this.#lookup, this.#shared)
       this.#handler.onResponseStart?.(controller, held.status, held.headers, held.statusText)
       for (const early of held.chunks) {
         if (controller.aborted) return
@@ -105,6 +106,7 @@ export class CacheHandler implements Handler {
     if (held !== undefined) {
       // Complete: played to the caller as a stored response is, honouring its pause().
       this.#held = undefined
+      this.#cache.missed(this.#request, this.#lookup, this.#shared)
       const body = hasNoContent(this.#request.method, held.status) ? undefined : Buffer.concat(held.chunks, held.bytes)
       new ReplayController(this.#handler, { status: held.status, statusText: held.statusText, headers: held.headers, body, trailers }).start(this.#requestStarted)
       return
