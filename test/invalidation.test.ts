@@ -13,7 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createCache, type Cache } from '../src/index.js'
-import { adapters, type Client } from './helpers/clients.js'
+import { adapters, type Client, type Reply } from './helpers/clients.js'
 import { respond, startOrigin, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { gate, settle, waitFor, type Gate } from './helpers/wait.js'
@@ -258,16 +258,21 @@ describe.each(adapters)('an invalidation while responses are on their way, throu
     return { origin, bump: () => { version++ } }
   }
 
-  it('stores a response that was on its way while 300 invalidations of other URLs ran (a busy fleet publishes as many)', async () => {
+  /** A cache, and a request of its held at the origin until `answer` is released. */
+  async function onItsWay (): Promise<{ answer: Gate, origin: Origin, bump: () => void, cache: Cache, client: Client, url: string, headers: Record<string, string>, early: Promise<Reply> }> {
     const answer = gate()
-    const { origin } = await versioned(answer)
+    const { origin, bump } = await versioned(answer)
     const cache = createCache()
     const client = opened.add(connect(cache))
     const url = `${origin.url}/doc`
     const headers = { 'accept-language': 'en' }
-
     const early = client.send(url, { headers })
     await waitFor(() => origin.hits('/doc') === 1, 'the first request to reach the origin')
+    return { answer, origin, bump, cache, client, url, headers, early }
+  }
+
+  it('stores a response that was on its way while 300 invalidations of other URLs ran (a busy fleet publishes as many)', async () => {
+    const { answer, origin, cache, client, url, headers, early } = await onItsWay()
     for (let i = 0; i < 300; i++) await cache.invalidate(`${origin.url}/other/${i}`)
     answer.release()
     expect((await early).header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
@@ -278,15 +283,7 @@ describe.each(adapters)('an invalidation while responses are on their way, throu
   })
 
   it('does not store a response that was on its way while the invalidation ran', async () => {
-    const answer = gate()
-    const { origin, bump } = await versioned(answer)
-    const cache = createCache()
-    const client = opened.add(connect(cache))
-    const url = `${origin.url}/doc`
-    const headers = { 'accept-language': 'en' }
-
-    const early = client.send(url, { headers })
-    await waitFor(() => origin.hits('/doc') === 1, 'the first request to reach the origin')
+    const { answer, origin, bump, cache, client, url, headers, early } = await onItsWay()
     bump()
     await cache.invalidate(url)
     answer.release()
