@@ -10,7 +10,7 @@ import { explain, type Explanation } from './explain.js'
 import { fieldsFitToStore } from './field-limits.js'
 import { Flights } from './flight.js'
 import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
-import { normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest, type RequestHeaders } from './key.js'
+import { hasAny, normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest } from './key.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
@@ -510,7 +510,3 @@ function usable (entry: CacheEntry, directives: RequestDirectives, mode: FetchCa
   return entry.policy.usability(directives, settings)
 }
 
-function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {
-  for (const name of names) if (headers[name] !== undefined) return true
-  return false
-}

@@ -172,7 +172,12 @@ const REFUSED_BY_UNDICI = ['transfer-encoding', 'keep-alive', 'upgrade', 'expect
 
 /** Whether a request carries a field undici refuses: the cache passes it by, so that it fails on a hit as it does on a miss. */
 export function refusedByUndici (headers: RequestHeaders): boolean {
-  for (const name of REFUSED_BY_UNDICI) if (headers[name] !== undefined) return true
+  return hasAny(headers, REFUSED_BY_UNDICI)
+}
+
+/** Whether the request carries any of these fields (lower-case names). */
+export function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {
+  for (const name of names) if (headers[name] !== undefined) return true
   return false
 }
 
