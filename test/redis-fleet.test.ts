@@ -226,7 +226,9 @@ describe.skipIf(unreachable !== undefined)('an invalidation racing a read from R
 })
 
 describe.skipIf(unreachable !== undefined)('an invalidation in another process while an answer is on its way here', () => {
-  it.each(['POST', 'invalidate()'])('is not undone by storing that answer (%s in the other process): neither serves the old one after (RFC 9111 §4.4)', async (how) => {
+  it.each([
+    ['POST', 'a memory tier'], ['invalidate()', 'a memory tier'], ['POST', 'no memory tier'], ['invalidate()', 'no memory tier']
+  ])('is not undone by storing that answer (%s in the other process, %s here): neither serves the old one after (RFC 9111 §4.4)', async (how, here) => {
     let version = 1
     let answer: (() => void) | undefined
     const origin = await opened.origin({
@@ -245,7 +247,7 @@ describe.skipIf(unreachable !== undefined)('an invalidation in another process w
     })
     const url = `${origin.url}/item`
     const a = member()
-    const b = member()
+    const b = member(here === 'no memory tier' ? { maxSize: 0 } : {})
     const fetchA = createCachedFetch({ cache: a, dispatcher: opened.agent() })
     const fetchB = createCachedFetch({ cache: b, dispatcher: opened.agent() })
 

@@ -57,9 +57,11 @@ export class Tiers implements EntryStore {
     this.#redis = parts.redis
     this.#events = events
     this.#publish = parts.pubsub && parts.redis !== undefined
-    // Only a memory tier has anything to drop for the others' invalidations. A message lost while
-    // the connection was down may have been an invalidation: L1 starts over.
-    if (this.#publish && this.#l1 !== undefined) this.#redis!.subscribe((message) => this.#received(message), () => this.#dropLocal({ kind: 'all' }))
+    // Every process that publishes listens too, a memory tier or not: the others' invalidations are
+    // recorded (src/writes.ts), so that an answer on its way here since before one is not stored in
+    // Redis, where it would undo it for the whole fleet. A message lost while the connection was
+    // down may have been an invalidation: L1 starts over.
+    if (this.#publish) this.#redis!.subscribe((message) => this.#received(message), () => this.#dropLocal({ kind: 'all' }))
   }
 
   get (key: string): MaybePromise<Variants | undefined> {
@@ -155,9 +157,8 @@ export class Tiers implements EntryStore {
   }
 
   /**
-   * Tells `listener` of each invalidation another process publishes, as it arrives (only with a
-   * memory tier, which subscribes: src/writes.ts records them, so that a response on its way here
-   * since before one is not stored where it picks).
+   * Tells `listener` of each invalidation another process publishes, as it arrives (src/writes.ts
+   * records them, so that a response on its way here since before one is not stored where it picks).
    */
   onInvalidatedElsewhere (listener: (selector: Selector) => void): void {
     this.#invalidatedElsewhere = listener
