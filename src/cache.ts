@@ -29,6 +29,13 @@ import { responseTags } from './tags.js'
 import { findVariant } from './variants.js'
 import { Writes } from './writes.js'
 
+/**
+ * Why a probe found no hit, as its caller's lookup counts (Cache.probe): the cache is bypassed, or
+ * nothing usable is stored (a miss), or a stored response is (it counts what the exchange it joins
+ * counts: revalidated, stale, a miss).
+ */
+export type Unanswered = { readonly bypass: Forward } | { readonly stored: boolean }
+
 export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
 
 /** Request fields that make the caller's own conditional or partial request: passed through untouched. */
@@ -109,33 +116,33 @@ export class Cache {
    * asks this first and, on `undefined`, takes the full path, which reports. A stale-while-revalidate
    * hit is taken only while its refresh is under way: one not yet started is the interceptor's to
    * start, with the request undici.fetch sends (User-Agent, Accept, …; src/adapters/sent.ts), which
-   * an origin may answer otherwise without them. `onMiss`: called when nothing is stored (or, with the
-   * reason, when the cache is bypassed), for a caller that may follow another's request in flight
-   * rather than look up on the full path, and reports the miss (or bypass) itself once it does (one
-   * that cannot takes the full path, which reports it).
+   * an origin may answer otherwise without them. `unanswered`: told, when there is no hit, how the
+   * lookup counts, for a caller that may follow another's request in flight rather than look up on
+   * the full path: it counts itself once it does (one that cannot takes the full path, which counts it).
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean, onMiss?: (bypass?: Forward) => void): MaybePromise<Hit | undefined> {
+  probe (request: CacheRequest, mode: FetchCacheMode, accept: (entry: CacheEntry) => boolean, unanswered?: (why: Unanswered) => void): MaybePromise<Hit | undefined> {
     const settings = this.settings(request.url)
     if (!settings.enabled || !settings.methods.has(request.method) || hasAny(request.headers, CALLER_CONDITIONALS)) {
       // The full path would report a bypass (lookup): a caller that follows reports it instead.
-      onMiss?.(settings.enabled && !settings.methods.has(request.method) ? 'method' : 'bypass')
+      unanswered?.({ bypass: settings.enabled && !settings.methods.has(request.method) ? 'method' : 'bypass' })
       return undefined
     }
     const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
     const since = this.#writes.since
     const key = storeKey(request.method, request.url, request.headers.host, settings)
     const pick = (variants: Variants | undefined): Hit | undefined => {
-      // The full path finds it a miss, and says so.
-      if (variants !== undefined && this.#writes.outdated(since, key, variants)) return undefined
-      const entry = findVariant(variants, request)
+      // What an invalidation under way is about to drop is gone already: the full path finds a miss.
+      const entry = variants !== undefined && this.#writes.outdated(since, key, variants) ? undefined : findVariant(variants, request)
       if (entry === undefined) {
-        onMiss?.()
+        unanswered?.({ stored: false })
         return undefined
       }
-      if (!accept(entry)) return undefined
-      const usability = usable(entry, directives, mode, settings)
-      if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshes.underWay(entry))) return undefined
+      const usability = accept(entry) ? usable(entry, directives, mode, settings) : 'revalidate'
+      if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshes.underWay(entry))) {
+        unanswered?.({ stored: true })
+        return undefined
+      }
       return this.#hit(request, entry, usability, undefined)
     }
     const found = this.#read(key, request)

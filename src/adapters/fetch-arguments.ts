@@ -54,10 +54,12 @@ export function readInit (given: unknown): FetchInit {
   if (typeof given !== 'object' && typeof given !== 'function') {
     throw new TypeError(`expected fetch's init (argument 2) to be an object, got ${describe(given)}`)
   }
-  // Mostly an object literal: a copy of its own members reads them all (getters included).
+  // Mostly an object literal: a copy of its own members reads them all (getters included). A member
+  // that is undefined is one not given (WebIDL §3.2.17): `{ body: undefined }` is a plain GET.
   let init: Record<string, unknown>
   if (Object.getPrototypeOf(given) === Object.prototype) {
     init = { ...given }
+    for (const name in init) if (init[name] === undefined) delete init[name]
   } else {
     init = {}
     for (const name of MEMBERS) {

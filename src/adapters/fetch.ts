@@ -9,7 +9,7 @@
  * its shape (src/adapters/sent.ts). Anything fetch would answer otherwise is left to fetch.
  */
 import { Agent, fetch as undiciFetch, FormData, getGlobalOrigin, Headers, Request, type Dispatcher, type RequestInit, type Response } from 'undici'
-import type { Cache, FetchCacheMode, Hit } from '../cache.js'
+import type { Cache, FetchCacheMode, Hit, Unanswered } from '../cache.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import type { CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
@@ -26,7 +26,6 @@ import { SentRequests, targetOf } from './sent.js'
 import { readInit, toUndiciInput, type FetchInit, type FetchInput } from './fetch-arguments.js'
 import { NodeFormData, NodeResponse } from './node-web.js'
 import { turnDue } from './turns.js'
-import type { Forward } from '../status.js'
 
 export interface CachedFetchOptions extends CacheOrOptions {
   /**
@@ -90,11 +89,12 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // Keyed only when it matters (a leader to follow, or a miss to lead): a hit pays nothing for it.
     const followKey = leaders.size > 0 ? joinKey(plain, init) : undefined
     const following = followKey !== undefined && leaders.has(followKey)
-    // A miss (or bypass) of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
-    let missed: { bypass?: Forward } | undefined
+    // The lookup of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
+    let unanswered: Unanswered | undefined
     if (plain !== undefined) {
-      const fast = fastPath(cache, plain, init.signal ?? undefined, following ? (bypass) => { missed = { bypass } } : undefined)
-      const hit = fast instanceof Promise ? await fast : fast
+      const fast = fastPath(cache, plain, init.signal ?? undefined, following ? (why) => { unanswered = why } : undefined)
+      // A lookup that waits for the store lets go of a caller who aborts, as fetch does at once.
+      const hit = fast instanceof Promise ? await untilAborted(fast, init.signal ?? undefined) : fast
       if (hit !== undefined) {
         // One from memory awaited nothing: past a while of such answers, it waits for the event loop to turn (src/adapters/turns.ts).
         const turn = fast instanceof Promise ? undefined : turnDue()
@@ -115,9 +115,11 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     const handoff: Handoff = (attach) => undiciFetch(input, { ...forwarded, dispatcher: handingOver(dispatcher, attach) })
     if (following) {
       const { method, url } = plain!
-      const request = { method, url, signal: init.signal ?? undefined, joined: () => {
-        if (missed?.bypass !== undefined) cache.report('bypass', { method, url, reason: missed.bypass })
-        else if (missed !== undefined) cache.report('miss', { method, url })
+      // One that found a stored response counts what the exchange's lookup counted (src/adapters/broadcast.ts).
+      const request = { method, url, signal: init.signal ?? undefined, countable: unanswered !== undefined && 'stored' in unanswered && unanswered.stored, joined: () => {
+        if (unanswered === undefined) return
+        if ('bypass' in unanswered) cache.report('bypass', { method, url, reason: unanswered.bypass })
+        else if (!unanswered.stored) cache.report('miss', { method, url })
       } }
       const followed = await leaders.follow(followKey, cache.flights, request, handoff)
       if (followed !== undefined) return followed
@@ -187,18 +189,34 @@ function cacheMode (input: string | Request, init: RequestInit | undefined): Fet
  * src/adapters/sent.ts), so that the revalidation carries the header fields fetch adds (User-Agent,
  * Accept, …), which the origin sees on every other request (Cache.probe).
  * `signal`: the caller's, which fails a body not read yet once aborted (FetchedResponse).
- * `onMiss`: the caller follows a flight when there is no hit, so it counts the miss or bypass (Cache.probe).
+ * `unanswered`: the caller follows a flight when there is no hit, so it counts its lookup itself (Cache.probe).
  */
-function fastPath (cache: Cache, request: PlainRequest, signal: AbortSignal | undefined, onMiss: ((bypass?: Forward) => void) | undefined): Response | undefined | Promise<Response | undefined> {
+function fastPath (cache: Cache, request: PlainRequest, signal: AbortSignal | undefined, unanswered: ((why: Unanswered) => void) | undefined): Response | undefined | Promise<Response | undefined> {
   let hit
   try {
-    hit = cache.probe(request, request.mode, servableEntry, onMiss)
+    hit = cache.probe(request, request.mode, servableEntry, unanswered)
   } catch {
     return undefined // the full path has the cache's fail-open handling
   }
   const respond = (found: Awaited<typeof hit>): Response | undefined =>
     found === undefined ? undefined : toResponse(found, request.method, request.url, signal)
   return hit instanceof Promise ? hit.then(respond, () => undefined) : respond(hit)
+}
+
+/** `pending`, or a rejection with the signal's reason once it is aborted first. */
+async function untilAborted<T> (pending: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return await pending
+  signal.throwIfAborted()
+  let onAbort!: () => void
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(signal.reason as Error) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([pending, aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
 }
 
 /** `dispatcher`, but its first dispatch goes to `attach` instead: the exchange is already under way. */

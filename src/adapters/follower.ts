@@ -31,6 +31,8 @@ export interface FollowedRequest {
   readonly method: string
   readonly url: string
   readonly signal: AbortSignal | undefined
+  /** Its lookup found a stored response: it counts what the flight's lookup counted (src/adapters/broadcast.ts). */
+  readonly countable?: boolean
   /** Called once the caller has joined the flight (its miss is counted then, src/adapters/fetch.ts). */
   readonly joined?: () => void
 }
@@ -142,7 +144,7 @@ export class Follower implements LendableHandler {
    */
   static follow (flight: Broadcast, request: FollowedRequest, handoff: Handoff): Promise<Response> | undefined {
     const { follower, response } = Follower.#create(request, handoff)
-    if (!flight.join(follower, true)) return undefined
+    if (!flight.join(follower, true, request.countable === true)) return undefined
     request.joined?.()
     follower.#watch()
     return response
