@@ -138,12 +138,12 @@ export class Cache {
         unanswered?.({ stored: false })
         return undefined
       }
-      const usability = accept(entry) ? usable(entry, directives, mode, settings) : 'revalidate'
-      if (usability === 'revalidate' || (usability === 'stale-while-revalidate' && !this.#refreshes.underWay(entry))) {
-        unanswered?.({ stored: true })
-        return undefined
+      const usability = accept(entry) ? usable(entry, directives, mode, settings) : undefined
+      if (usability === 'fresh' || usability === 'stale-allowed' || (usability === 'stale-while-revalidate' && this.#refreshes.underWay(entry))) {
+        return this.#hit(request, entry, usability, undefined)
       }
-      return this.#hit(request, entry, usability, undefined)
+      unanswered?.({ stored: true })
+      return undefined
     }
     const found = this.#read(key, request)
     return found instanceof Promise ? found.then(pick) : pick(found)
