@@ -73,8 +73,11 @@ export class Cache {
   }
 
   /**
-   * Decides how a request is served. Synchronous when the store is (the default memory store), so
-   * a hit costs no promise.
+   * Decides how a request is served, and counts a lookup that found nothing stored (or that is
+   * answered from the store); one forwarded with a stored response counts by its answer
+   * (`forwarded()`, `failed()`, `noAnswer()`). Synchronous when the store is (the default memory
+   * store), so a hit costs no promise.
+   * @internal For the adapters (src/adapters/) and the benchmark, not for applications.
    */
   lookup (request: CacheRequest, mode: FetchCacheMode = 'default', settings: RequestSettings = this.settings(request.url)): MaybePromise<Lookup> {
     const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
@@ -91,6 +94,7 @@ export class Cache {
     if (mode === 'reload') {
       // The reload mode takes nothing stored, and only-if-cached sends nothing: nothing serves it.
       if (directives.onlyIfCached) return this.#unsatisfiable(request)
+      this.#reporter.emit('miss', { method: request.method, url: request.url, reason: 'request' })
       return forward('request', !directives.noStore, undefined, undefined, directives, settings, key, since, this.options.now())
     }
     let found = this.#read(key, request)
@@ -303,10 +307,6 @@ export class Cache {
   }
 
   /**
-   * A stored response was looked up but a new answer serves the request: the lookup is a miss,
-   * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
-   */
-  /**
    * An answer held back while the stored entry could stand in for its failure is let through
    * after all: its lookup is a miss (`shared` as for forwarded()).
    * @internal For the adapters (src/adapters/), not for applications.
@@ -315,6 +315,20 @@ export class Cache {
     this.#missed(request, lookup, shared)
   }
 
+  /**
+   * A forwarded request ended with no answer that counted its lookup: a network error nothing
+   * stood in for, or its caller's abort. One that found a stored response is a miss, as one that
+   * found none counted as it looked (`shared` as for forwarded()).
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
+  noAnswer (request: CacheRequest, lookup: Forwarded, shared?: SharedCount): void {
+    if (lookup.entry !== undefined) this.#missed(request, lookup, shared)
+  }
+
+  /**
+   * A stored response was looked up but a new answer serves the request: the lookup is a miss,
+   * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
+   */
   #missed (request: CacheRequest, lookup: Forwarded, shared: SharedCount | undefined): void {
     if (lookup.background !== true) this.#count('miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
   }

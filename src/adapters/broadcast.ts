@@ -143,10 +143,7 @@ export class Broadcast implements LendableHandler, SharedCount {
       // Its own caller may have left before the answer came: then nobody wants this exchange.
       if (this.#subscribers.size === 0) controller.abort(new Error('no caller is left for this response'))
     }
-    if (this.#countedName !== undefined && !this.#counting) {
-      this.#counting = true
-      if (this.#countables) for (const subscriber of this.#subscribers) if (subscriber.countable) this.#options.report(this.#countedName, this.#countedEvent!)
-    }
+    this.#countJoined()
     this.#publish({ type: 'response-start', status, headers, statusText })
   }
 
@@ -177,7 +174,18 @@ export class Broadcast implements LendableHandler, SharedCount {
   }
 
   onResponseError (_controller: Controller, error: Error): void {
+    this.#countJoined()
     this.#finish({ type: 'error', error })
+  }
+
+  /**
+   * The callers that joined with a stored response of their own count what the first caller's
+   * lookup counted, once it is known: when the answer starts, or fails with none.
+   */
+  #countJoined (): void {
+    if (this.#countedName === undefined || this.#counting) return
+    this.#counting = true
+    if (this.#countables) for (const subscriber of this.#subscribers) if (subscriber.countable) this.#options.report(this.#countedName, this.#countedEvent!)
   }
 
   #finish (event: Event): void {

@@ -135,6 +135,8 @@ export class CacheHandler implements Handler {
       this.#replay(standIn.entry, standIn.headers)
       return
     }
+    // No answer counted its lookup (forwarded() never ran, or held the count back): it counts now.
+    if (outcome === undefined || held) this.#cache.noAnswer(this.#request, this.#lookup, this.#shared)
     this.#handler.onResponseError?.(controller!, error)
   }
 

@@ -89,12 +89,15 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // Keyed only when it matters (a leader to follow, or a miss to lead): a hit pays nothing for it.
     const followKey = leaders.size > 0 ? joinKey(plain, init) : undefined
     const following = followKey !== undefined && leaders.has(followKey)
-    // The lookup of a caller that follows is counted once it has joined: one that cannot makes its own request, which counts it.
+    // What the fast path's lookup found, when no hit: counted here for a caller whose request the
+    // full path will not look up (one that follows another's, or that left while it looked).
     let unanswered: Unanswered | undefined
     if (plain !== undefined) {
-      const fast = fastPath(cache, plain, init.signal ?? undefined, following ? (why) => { unanswered = why } : undefined)
+      const fast = fastPath(cache, plain, init.signal ?? undefined, (why) => { unanswered = why })
       // A lookup that waits for the store lets go of a caller who aborts, as fetch does at once.
-      const hit = fast instanceof Promise ? await untilAborted(fast, init.signal ?? undefined) : fast
+      const hit = fast instanceof Promise
+        ? await untilAborted(fast, init.signal ?? undefined, () => { countUnanswered(cache, plain, unanswered, false) })
+        : fast
       if (hit !== undefined) {
         // One from memory awaited nothing: past a while of such answers, it waits for the event loop to turn (src/adapters/turns.ts).
         const turn = fast instanceof Promise ? undefined : turnDue()
@@ -116,11 +119,13 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     if (following) {
       const { method, url } = plain!
       // One that found a stored response counts what the exchange's lookup counted (src/adapters/broadcast.ts).
-      const request = { method, url, signal: init.signal ?? undefined, countable: unanswered !== undefined && 'stored' in unanswered && unanswered.stored, joined: () => {
-        if (unanswered === undefined) return
-        if ('bypass' in unanswered) cache.report('bypass', { method, url, reason: unanswered.bypass })
-        else if (!unanswered.stored) cache.report('miss', { method, url })
-      } }
+      const request = {
+        method,
+        url,
+        signal: init.signal ?? undefined,
+        countable: unanswered !== undefined && 'stored' in unanswered && unanswered.stored,
+        joined: () => { countUnanswered(cache, plain!, unanswered, true) }
+      }
       const followed = await leaders.follow(followKey, cache.flights, request, handoff)
       if (followed !== undefined) return followed
     }
@@ -203,14 +208,32 @@ function fastPath (cache: Cache, request: PlainRequest, signal: AbortSignal | un
   return hit instanceof Promise ? hit.then(respond, () => undefined) : respond(hit)
 }
 
-/** `pending`, or a rejection with the signal's reason once it is aborted first. */
-async function untilAborted<T> (pending: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+/**
+ * A lookup the fast path found no hit for, whose caller the full path will not look up: a bypass, or
+ * a miss. A stored response found is a miss too, unless its caller `joined` an exchange: that
+ * counts it as it counts its own lookup (src/adapters/broadcast.ts).
+ */
+function countUnanswered (cache: Cache, request: PlainRequest, why: Unanswered | undefined, joined: boolean): void {
+  if (why === undefined) return
+  const { method, url } = request
+  if ('bypass' in why) cache.report('bypass', { method, url, reason: why.bypass })
+  else if (!why.stored || !joined) cache.report('miss', { method, url })
+}
+
+/**
+ * `pending`, or a rejection with the signal's reason once it is aborted first; `left` runs once
+ * `pending` has settled after such an abort.
+ */
+async function untilAborted<T> (pending: Promise<T>, signal: AbortSignal | undefined, left: () => void): Promise<T> {
   if (signal === undefined) return await pending
-  signal.throwIfAborted()
   let onAbort!: () => void
   const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => { reject(signal.reason as Error) }
-    signal.addEventListener('abort', onAbort, { once: true })
+    onAbort = () => {
+      pending.then(left, left)
+      reject(signal.reason as Error)
+    }
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
   })
   try {
     return await Promise.race([pending, aborted])

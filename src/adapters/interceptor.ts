@@ -88,8 +88,13 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       // The caller may abort while the store answers: it is told at once (src/adapters/early-start.ts).
       const early = new EarlyStart(handler)
       lookup.then((found) => {
-        if (early.aborted) noFlight(opts)
-        else route(found, early, false)
+        if (!early.aborted) {
+          route(found, early, false)
+          return
+        }
+        noFlight(opts)
+        // Its caller left before it could go out: a lookup that found a stored response counts now.
+        if (found.kind === 'forward') cache.noAnswer(request, found)
       }, () => {
         noFlight(opts)
         return dispatch(opts, early)
@@ -157,6 +162,10 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   // Callers that come after an invalidation of its entry began do not join it (src/flight.ts). A
   // request the cache passes by (a conditional one, say) had no key worked out by its lookup.
   cache.flights.start(key, broadcast, lookup.key ?? storeKey(request.method, request.url, request.headers.host, lookup.settings), lookup.since)
+  // A lookup that found nothing stored counted as it looked; to a caller that joins with a stored
+  // response of its own, what the exchange brings is a miss too. (One that found one tells the
+  // exchange its outcome when the answer comes: Cache.forwarded.)
+  if (lookup.entry === undefined) broadcast.counted('miss', { method: request.method, url: request.url })
   broadcast.join(handler, false)
   opts[ON_FLIGHT]?.(broadcast, key)
   const send = (claimed: Forwarded): boolean => {
