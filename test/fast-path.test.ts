@@ -163,6 +163,17 @@ describe('a fast-path hit behaves as a fetched Response', () => {
   })
 })
 
+/** The whole body, read by a BYOB reader into views of the caller's own. */
+async function readByob (response: Response): Promise<string> {
+  const reader = response.body!.getReader({ mode: 'byob' })
+  const chunks: Buffer[] = []
+  for (;;) {
+    const { done, value } = await reader.read(new Uint8Array(64 * 1024))
+    if (done) return Buffer.concat(chunks).toString('hex')
+    chunks.push(Buffer.from(value))
+  }
+}
+
 describe("a fast-path hit's body reads as a fetched body does", () => {
   // The fast path reads the stored body directly for arrayBuffer(), bytes(), text() and json(),
   // and makes a stream only when asked for one: every way of reading, in any order, must end as
@@ -180,6 +191,11 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
       for await (const chunk of r.body! as AsyncIterable<Uint8Array>) chunks.push(Buffer.from(chunk))
       return Buffer.concat(chunks).toString('hex')
     },
+    // A byte stream, as fetch's body is: read into the caller's own buffer (BYOB), here or in a clone.
+    byob: async (r: Response) => await readByob(r),
+    cloneByob: async (r: Response) => await readByob(r.clone()),
+    // Plain Uint8Arrays, as fetch hands out: a Buffer would read as text in `${chunk}`.
+    chunkType: async (r: Response) => ((await r.body!.getReader().read()).value as Uint8Array | undefined)?.constructor.name,
     bodyIsStream: (r: Response) => r.body instanceof ReadableStream,
     bodyUsed: (r: Response) => r.bodyUsed,
     locked: (r: Response) => r.body?.locked,
@@ -198,7 +214,9 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
     ['stream', 'bodyUsed', 'arrayBuffer', 'cloneText'],
     ['lock', 'locked', 'bodyUsed', 'text', 'cloneText'],
     ['cloneText', 'cloneText', 'bodyUsed', 'json', 'cloneText'],
-    ['bodyIsStream', 'cloneText', 'stream', 'bodyUsed']
+    ['bodyIsStream', 'cloneText', 'stream', 'bodyUsed'],
+    ['byob', 'bodyUsed', 'text'],
+    ['cloneByob', 'chunkType', 'bodyUsed']
   ]
   const bodies = {
     // A BOM and a UTF-8 character, as JSON; stored as text (small).

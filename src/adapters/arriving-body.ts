@@ -19,8 +19,6 @@ export class ArrivingBody {
   /** Called once the body has all been read or has failed: nothing more can happen to it. */
   readonly #settled: () => void
   #chunks: Buffer[] = []
-  /** Some of the chunks are lent (Follower.onLentData): they are copied before a stream hands them out. */
-  #lent = false
   #length = 0
   #ended = false
   #failure: { readonly reason: unknown } | undefined
@@ -28,7 +26,7 @@ export class ArrivingBody {
   #done = false
   /** A whole read waiting for the end. */
   #reader: { readonly resolve: (chunks: readonly Buffer[]) => void, readonly reject: (reason: unknown) => void } | undefined
-  #stream: ReadableStreamDefaultController<Uint8Array> | undefined
+  #stream: ReadableByteStreamController | undefined
 
   constructor (controller: Controller, settled: () => void) {
     this.#controller = controller
@@ -36,19 +34,18 @@ export class ArrivingBody {
   }
 
   /**
-   * `lent`: the chunk is shared and must not change. A whole read copies it (or decodes it) anyway;
-   * a stream, which hands its chunks to the caller, gets a copy.
+   * A chunk as it came, lent (shared, and never to change) or not: a whole read copies it (or
+   * decodes it), and a stream hands out a copy of every chunk (enqueue()).
    */
-  push (chunk: Buffer, lent: boolean): void {
+  push (chunk: Buffer): void {
     if (this.#failure !== undefined) return
     const stream = this.#stream
     if (stream !== undefined) {
-      stream.enqueue(lent ? Buffer.from(chunk) : chunk)
+      enqueue(stream, chunk)
       if ((stream.desiredSize ?? 0) <= 0) this.#controller.pause()
       return
     }
     this.#chunks.push(chunk)
-    if (lent) this.#lent = true
     this.#length += chunk.byteLength
     if (this.#reader === undefined && this.#length >= HIGH_WATER_MARK) this.#controller.pause()
   }
@@ -80,16 +77,20 @@ export class ArrivingBody {
     return await whole
   }
 
-  /** The body as a web stream, from what has come so far on; instead of read(). */
+  /**
+   * The body as a web stream, from what has come so far on; instead of read(). A byte stream, as
+   * fetch's body is: a caller may read it into buffers of its own (a BYOB reader).
+   */
   stream (): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>({
+    return new ReadableStream({
+      type: 'bytes',
       start: (stream) => {
         this.#stream = stream
         if (this.#failure !== undefined) {
           stream.error(this.#failure.reason)
           return
         }
-        for (const chunk of this.#chunks) stream.enqueue(this.#lent ? Buffer.from(chunk) : chunk)
+        for (const chunk of this.#chunks) enqueue(stream, chunk)
         this.#chunks = []
       },
       pull: () => {
@@ -100,7 +101,7 @@ export class ArrivingBody {
         this.#settled()
         this.#controller.abort(reason instanceof Error ? reason : new Error('the body was cancelled', { cause: reason }))
       }
-    }, { highWaterMark: HIGH_WATER_MARK, size: (chunk) => chunk.byteLength })
+    }, { highWaterMark: HIGH_WATER_MARK })
   }
 
   /** Everything that came, for the one read: the body is done with. */
@@ -121,4 +122,14 @@ export class ArrivingBody {
     this.#settled()
     stream.close()
   }
+}
+
+/**
+ * A copy of `chunk` into the stream, as a plain Uint8Array with a buffer of its own, as fetch
+ * enqueues: a byte stream takes the buffer of what it is given (it detaches it), and a chunk's
+ * buffer may hold other bytes (a socket read's, Node's pool), or be lent. An empty one is left out:
+ * a byte stream refuses it.
+ */
+function enqueue (stream: ReadableByteStreamController, chunk: Buffer): void {
+  if (chunk.byteLength > 0) stream.enqueue(new Uint8Array(chunk))
 }

@@ -221,7 +221,7 @@ export class Follower implements LendableHandler {
 
   onResponseData (controller: Controller, chunk: Buffer): void {
     if (this.#forward((h, c) => h.onResponseData?.(c, chunk))) return
-    this.#body?.push(chunk, false)
+    this.#body?.push(chunk)
   }
 
   /**
@@ -231,7 +231,7 @@ export class Follower implements LendableHandler {
    */
   onLentData (controller: Controller, chunk: Buffer): void {
     if (this.#forward((h, c) => h.onResponseData?.(c, Buffer.from(chunk)))) return
-    this.#body?.push(chunk, true)
+    this.#body?.push(chunk)
   }
 
   onResponseEnd (controller: Controller, trailers: Fields): void {
