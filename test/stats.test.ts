@@ -98,6 +98,27 @@ describe.each(adapters)('cache.stats() through $name', ({ connect }) => {
     expect(counted(cache)).toMatchObject({ misses: 2, revalidated: 0, lookups: 2 })
   })
 
+  it('counts a miss for a caller that joins another\'s revalidation with its stale entry and aborts before the answer', async () => {
+    open()
+    const url = await storeStale('max-age=1')
+    const held = gate()
+    origin.route('/a', async (_req, res) => {
+      await held.promise
+      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=60', etag: '"v1"' }).end()
+    })
+    const first = client.send(url)
+    await waitFor(() => origin.hits('/a') === 2, 'the revalidation to reach the origin')
+    const controller = new AbortController()
+    const joined = client.send(url, { signal: controller.signal })
+    await settle()
+    controller.abort()
+    await expect(joined).rejects.toThrow()
+    held.release()
+    expect((await first).body).toBe(BODY)
+    expect(origin.hits('/a')).toBe(2)
+    expect(counted(cache)).toMatchObject({ misses: 2, revalidated: 1, lookups: 3 })
+  })
+
   it('counts a miss for a caller on a stale entry that aborts while an answer stale-if-error covers is held back', async () => {
     open()
     const url = await storeStale('max-age=1, stale-if-error=1000')
