@@ -76,6 +76,8 @@ const fetch = createCachedFetch({
 function outcome (cacheStatus: string | null): string {
   const ours = cacheStatus?.split(',').pop() ?? ''
   if (/; hit/.test(ours)) return /ttl=-/.test(ours) ? 'STALE' : 'HIT'
+  // Gone to the origin, which failed: the stale entry stood in (RFC 5861 §4).
+  if (/detail=stale-if-error/.test(ours)) return 'STALE'
   if (/fwd-status=304/.test(ours)) return 'REVALIDATED'
   if (/fwd=(bypass|method)/.test(ours)) return 'BYPASS'
   return /stored/.test(ours) ? 'MISS (stored)' : 'MISS'

@@ -212,8 +212,10 @@ export class Cache {
     // force-cache and only-if-cached take entries fresh or not: what is counted is what it is.
     const fresh = usability === 'fresh' || (usability === 'stale-allowed' && entry.policy.fresh())
     this.#reporter.emit(fresh ? 'hit' : 'stale', { url: request.url, key: entry.key, bytes: bodyLength(entry.body) })
+    // RFC 9211 §2.1, §3: a hit is a request not forwarded, a stale one says so by its negative ttl;
+    // the refresh a stale-while-revalidate hit starts is no part of this request.
     const parts: StatusParts = usability === 'stale-while-revalidate'
-      ? { hit: true, fwd: 'stale', ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
+      ? { hit: true, ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
       : { hit: true, ttl: entry.policy.ttl() }
     return new HitResult(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], this.#status(parts, entry.key)), refresh)
   }
@@ -225,7 +227,9 @@ export class Cache {
 
   #unsatisfiable (request: CacheRequest): Unsatisfiable {
     this.#reporter.emit('miss', { method: request.method, url: request.url, reason: 'only-if-cached' })
-    return { kind: 'unsatisfiable', headers: { 'cache-status': formatCacheStatus({ fwd: 'miss', detail: 'only-if-cached' }) } }
+    // Nothing went forward (RFC 9211 §2.2): no fwd. RFC 9211 §2 would have a response the cache makes
+    // itself carry no member; this one keeps it, so that a caller can tell it from an origin's 504.
+    return { kind: 'unsatisfiable', headers: { 'cache-status': formatCacheStatus({ detail: 'only-if-cached' }) } }
   }
 
   /** The stored headers as served now: Age (RFC 9111 §5.1) and our Cache-Status added. */
@@ -378,7 +382,8 @@ export class Cache {
     const entry = lookup.entry
     if (entry === undefined || !this.mayStandIn(lookup)) return undefined
     this.#count('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
-    const parts: StatusParts = { hit: true, fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
+    // The request went forward (RFC 9211 §2.2), so no hit (§2.1), though the stored response answers it.
+    const parts: StatusParts = { fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
   }
 

@@ -116,8 +116,10 @@ async function once (cachedFetch: CachedFetch, url: string, method: string, head
   const ms = performance.now() - started
   const cacheStatus = response.headers.get('cache-status') ?? ''
   const hit = /(^|,\s*)cachedfetch; hit/.test(cacheStatus)
+  // A stale response standing in for the origin's failure went forward: no hit (RFC 9211 §2.1), but served from the cache.
+  const label = hit ? 'HIT ' : /(^|,\s*)cachedfetch; [^,]*detail=stale-if-error/.test(cacheStatus) ? 'STALE' : 'MISS'
   const shown = Object.fromEntries([...response.headers])
-  process.stdout.write(`${paint(1, `${response.status} ${response.statusText}`)}  ${paint(hit ? 32 : 33, hit ? 'HIT ' : 'MISS')}  ${cacheStatus}  ${dim(`${ms.toFixed(1)} ms, ${body.byteLength} bytes`)}\n`)
+  process.stdout.write(`${paint(1, `${response.status} ${response.statusText}`)}  ${paint(label === 'MISS' ? 33 : 32, label)}  ${cacheStatus}  ${dim(`${ms.toFixed(1)} ms, ${body.byteLength} bytes`)}\n`)
   if (include) for (const [name, value] of response.headers) process.stdout.write(`  ${dim(name + ':')} ${value}\n`)
   return { status: response.status, headers: shown }
 }

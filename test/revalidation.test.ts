@@ -438,7 +438,7 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
 
   it.each([
     { answer: 304, counter: 'revalidated', status: 'cachedfetch; fwd=stale; fwd-status=304; ttl=10', policy: { retry: false } },
-    { answer: 503, counter: 'staleServed', status: 'cachedfetch; hit; fwd=stale; fwd-status=503; ttl=-10; detail=stale-if-error', policy: { retry: false } },
+    { answer: 503, counter: 'staleServed', status: 'cachedfetch; fwd=stale; fwd-status=503; ttl=-10; detail=stale-if-error', policy: { retry: false } },
     // Without a policy of their own, cachedFetch()'s callers after the first follow its exchange (src/adapters/follower.ts).
     { answer: 304, counter: 'revalidated', status: 'cachedfetch; fwd=stale; fwd-status=304; ttl=10', policy: undefined }
   ] as const)('counts each of five callers sharing one revalidation answered $answer as its own lookup (cachePolicy $policy)', async ({ answer, counter, status, policy }) => {
