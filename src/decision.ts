@@ -12,6 +12,8 @@ import type { Forward } from './status.js'
 /** The Fetch standard's request cache modes (`init.cache`), which the fetch adapter passes on. */
 export type FetchCacheMode = 'default' | 'no-store' | 'reload' | 'no-cache' | 'force-cache' | 'only-if-cached'
 
+export const FETCH_CACHE_MODES: readonly FetchCacheMode[] = ['default', 'no-store', 'reload', 'no-cache', 'force-cache', 'only-if-cached']
+
 /** Serve this stored response; `headers` carry Age and Cache-Status. */
 export interface Hit {
   readonly kind: 'hit'

@@ -7,10 +7,12 @@
 import { readFile } from 'node:fs/promises'
 import { memoize } from './memo.js'
 import { applyOwnPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } from './settings.js'
-import { describe } from './validate.js'
+import { describe, isOptionsObject } from './validate.js'
 
 /** A leading `*.` and a domain, without a port: a wildcard matches host names, whatever the port. */
 const WILDCARD = /^\*\.[a-z0-9_-]+(\.[a-z0-9_-]+)*$/
+/** A domain's last label is never all digits: `*.0.0.1` names no domain, and would match 127.0.0.1 by its text. */
+const NUMERIC_TOP_LABEL = /\.\d+$/
 /** A host name or an IPv6 literal, with a port or not: what a URL's authority can hold. */
 const EXACT = /^([a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(:\d+)?$/
 const DEFAULT_PORTS: Readonly<Record<string, string>> = { 'http:': '80', 'https:': '443' }
@@ -25,7 +27,7 @@ export class HostTable {
   constructor (base: RequestSettings, hosts: unknown, path: string) {
     this.#base = base
     if (hosts !== undefined) {
-      if (typeof hosts !== 'object' || hosts === null || Array.isArray(hosts)) {
+      if (!isOptionsObject(hosts)) {
         throw new TypeError(`expected ${path} to be an object of host patterns, got ${describe(hosts)}`)
       }
       /** The pattern each exact host came from. */
@@ -34,7 +36,7 @@ export class HostTable {
         const at = `${path}[${JSON.stringify(pattern)}]`
         const settings = applyOwnPolicy(base, policy, at, HOST_POLICY_KEYS)
         if (pattern.startsWith('*.')) {
-          if (!WILDCARD.test(pattern)) throw badPattern(path, pattern)
+          if (!WILDCARD.test(pattern) || NUMERIC_TOP_LABEL.test(pattern)) throw badPattern(path, pattern)
           this.#wildcards.push([pattern.slice(1), settings])
         } else {
           const host = canonical(pattern, path)

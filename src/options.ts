@@ -11,7 +11,7 @@ import { applyPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } 
 import type { CoordinatorOptions } from './store/coordinator.js'
 import { toKeyv, type StoreTimeouts } from './store/keyv.js'
 import { isRedis } from './store/redis.js'
-import { assertKnownKeys, describe, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
+import { assertKnownKeys, describe, isOptionsObject, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
 
 export type { CacheableMethod, HostPolicy, RequestPolicy, RequestSettings } from './settings.js'
 
@@ -144,7 +144,7 @@ const DEFAULT_SETTINGS: RequestSettings = Object.freeze({
 const NAMESPACE = /^[a-z0-9.-]{1,64}$/
 
 export function resolveOptions (options: CacheOptions = {}, path = 'options'): ResolvedOptions {
-  if (typeof options !== 'object' || options === null) {
+  if (!isOptionsObject(options)) {
     throw new TypeError(`expected ${path} to be an object, got ${describe(options)}`)
   }
   assertKnownKeys(options, OPTION_KEYS, path)
@@ -178,7 +178,7 @@ function toNamespace (value: unknown, path: string): string | undefined {
 
 function toTimeouts (value: unknown, path: string): StoreTimeouts {
   if (value === undefined) return DEFAULTS.storeTimeouts
-  if (typeof value !== 'object' || value === null) throw new TypeError(`expected ${path} to be an object, got ${describe(value)}`)
+  if (!isOptionsObject(value)) throw new TypeError(`expected ${path} to be an object, got ${describe(value)}`)
   assertKnownKeys(value, new Set(['read', 'write']), path)
   const t = value as Record<string, unknown>
   return Object.freeze({
@@ -190,7 +190,7 @@ function toTimeouts (value: unknown, path: string): StoreTimeouts {
 function toCoordinate (value: unknown, path: string): CoordinatorOptions | undefined {
   if (value === undefined || value === false) return undefined
   if (value === true) return DEFAULTS.coordinate
-  if (typeof value !== 'object' || value === null) throw new TypeError(`expected ${path} to be a boolean or an object, got ${describe(value)}`)
+  if (!isOptionsObject(value)) throw new TypeError(`expected ${path} to be a boolean or an object, got ${describe(value)}`)
   assertKnownKeys(value, new Set(['lease', 'wait']), path)
   const c = value as Record<string, unknown>
   return Object.freeze({

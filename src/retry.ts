@@ -6,7 +6,7 @@
  * (src/adapters/retry.ts); this module only decides.
  */
 import { parseHttpDate } from './http-date.js'
-import { assertKnownKeys, describe, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
+import { assertKnownKeys, describe, isOptionsObject, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
 
 export interface RetryOptions {
   /**
@@ -43,7 +43,8 @@ export interface RetryOptions {
    */
   maxRetryAfter?: number
   /**
-   * Total time for all attempts and waits, in ms; no retry starts that would end past it.
+   * Total time for all attempts and waits, in ms: no retry starts after it, nor waits past it. An
+   * attempt under way is bounded by its own timeouts (undici's headersTimeout and bodyTimeout).
    * @default 60000
    */
   deadline?: number
@@ -104,7 +105,7 @@ const KEYED_METHODS = new Set(['POST', 'PATCH'])
 export function resolveRetry (value: unknown, path: string, base: ResolvedRetry | undefined = undefined): ResolvedRetry | undefined {
   if (value === false) return undefined
   if (value === undefined) return base
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (!isOptionsObject(value)) {
     throw new TypeError(`expected ${path} to be an object or false, got ${describe(value)}`)
   }
   assertKnownKeys(value, RETRY_KEYS, path)
@@ -112,7 +113,7 @@ export function resolveRetry (value: unknown, path: string, base: ResolvedRetry 
   const from = base ?? resolvedDefaults()
   const resolved: ResolvedRetry = {
     limit: optionalSize(o.limit, `${path}.limit`, 0) ?? from.limit,
-    methods: o.methods === undefined ? from.methods : new Set(strings(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
+    methods: o.methods === undefined ? from.methods : new Set(methods(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
     statusCodes: o.statusCodes === undefined ? from.statusCodes : new Set(statuses(o.statusCodes, `${path}.statusCodes`)),
     // A wait is a timer: these bound it.
     baseDelay: optionalSize(o.baseDelay, `${path}.baseDelay`, 0, MAX_TIMER_MS) ?? from.baseDelay,
@@ -176,12 +177,16 @@ export function parseRetryAfter (value: string | undefined, now: number): number
 }
 
 
-function strings (value: unknown, path: string): string[] {
-  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value
-  throw new TypeError(`expected ${path} to be an array of strings, got ${describe(value)}`)
+/** Method names: tokens (RFC 9110 §9.1), one a string (`'GET,HEAD'` is no method). */
+function methods (value: unknown, path: string): string[] {
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' && TOKEN.test(v))) return value as string[]
+  throw new TypeError(`expected ${path} to be an array of method names, one a string, got ${Array.isArray(value) ? JSON.stringify(value) : describe(value)}`)
 }
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+/** Error statuses, 4xx and 5xx: a retry of anything else would send every success, redirect or 304 again. */
 function statuses (value: unknown, path: string): number[] {
-  if (Array.isArray(value) && value.every((v) => Number.isInteger(v) && (v as number) >= 100 && (v as number) <= 599)) return value as number[]
-  throw new TypeError(`expected ${path} to be an array of status codes, got ${describe(value)}`)
+  if (Array.isArray(value) && value.every((v) => Number.isInteger(v) && (v as number) >= 400 && (v as number) <= 599)) return value as number[]
+  throw new TypeError(`expected ${path} to be an array of status codes from 400 to 599, got ${Array.isArray(value) ? JSON.stringify(value) : describe(value)}`)
 }

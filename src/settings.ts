@@ -7,7 +7,7 @@
 import { resolveRetry, type ResolvedRetry, type RetryOptions } from './retry.js'
 import { MAX_DELTA_SECONDS } from './directives.js'
 import { MAX_TAG_LENGTH } from './tags.js'
-import { assertKnownKeys, describe, optionalBoolean, optionalSize } from './validate.js'
+import { assertKnownKeys, describe, isOptionsObject, optionalBoolean, optionalSize } from './validate.js'
 
 /** Methods whose responses the cache may store (RFC 9111 §3: the method must be cacheable). */
 export type CacheableMethod = 'GET' | 'HEAD'
@@ -141,7 +141,7 @@ export function applyPolicy (base: RequestSettings, value: Record<string, unknow
 
 /** A policy given as its own object (a hosts entry, a request's `cachePolicy`): only its keys. */
 export function applyOwnPolicy (base: RequestSettings, value: unknown, path: string, allowed: ReadonlySet<string>): RequestSettings {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (!isOptionsObject(value)) {
     throw new TypeError(`expected ${path} to be an object, got ${describe(value)}`)
   }
   assertKnownKeys(value, allowed, path)

@@ -8,9 +8,19 @@ export function assertKnownKeys (value: object, known: ReadonlySet<string>, path
   }
 }
 
+/**
+ * Whether `value` can be an object of options, read by its own keys: not null, an array, a Map or
+ * a Set, whose entries are no keys (a Map of hosts would be read as no hosts at all).
+ */
+export function isOptionsObject (value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Map) && !(value instanceof Set)
+}
+
 export function describe (value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'array'
+  if (value instanceof Map) return 'a Map (give a plain object)'
+  if (value instanceof Set) return 'a Set'
   if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`
   if (typeof value === 'string') return `string ${JSON.stringify(value)}`
   return typeof value

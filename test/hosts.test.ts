@@ -8,8 +8,8 @@
  */
 import type { LookupFunction } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Agent } from 'undici'
-import { createCache, createCachedFetch, type CacheOptions } from '../src/index.js'
+import { Agent, request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type CacheOptions } from '../src/index.js'
 import type { Origin, Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow } from './helpers/time.js'
@@ -264,7 +264,9 @@ describe('a bad host policy is a TypeError at construction, naming the host and 
     [{ 'api.example.com': null }, /options\.hosts\["api\.example\.com"\]/],
     [{ '*.example.com:8080': {} }, /options\.hosts keys .*"\*\.example\.com:8080"/],
     [{ 'api.example.com:99999': {} }, /options\.hosts keys .*"api\.example\.com:99999"/],
-    [{ 'api.example.com:8080': { enabled: false }, 'api.example.com:08080': { defaultTtl: 5 } }, /options\.hosts to name each host once, got "api\.example\.com:8080" and "api\.example\.com:08080"/]
+    [{ 'api.example.com:8080': { enabled: false }, 'api.example.com:08080': { defaultTtl: 5 } }, /options\.hosts to name each host once, got "api\.example\.com:8080" and "api\.example\.com:08080"/],
+    // No domain ends in a number: it would match 127.0.0.1 by its text.
+    [{ '*.0.0.1': { enabled: false } }, /options\.hosts keys .*"\*\.0\.0\.1"/]
   ])('%j', (hosts, message) => {
     expect(() => createCache({ hosts } as unknown as CacheOptions)).toThrow(message)
     expect(() => createCachedFetch({ hosts } as unknown as CacheOptions)).toThrow(TypeError)
@@ -274,5 +276,19 @@ describe('a bad host policy is a TypeError at construction, naming the host and 
     const origin = await originWith({ 'content-type': 'text/plain' })
     const cachedFetch = createCachedFetch({ dispatcher: agent() })
     await expect(cachedFetch(`${origin.url}/a`, { cachePolicy: { shared: false } as never })).rejects.toThrow(/unknown option cachePolicy\.shared/)
+  })
+
+  it('refuses a request policy given as a Map, which would be read as no policy at all', async () => {
+    const origin = await originWith({ 'content-type': 'text/plain' })
+    const cachedFetch = createCachedFetch({ dispatcher: agent() })
+    await expect(cachedFetch(`${origin.url}/a`, { cachePolicy: new Map([['enabled', false]]) as never })).rejects.toThrow(/expected cachePolicy to be an object, got a Map/)
+    expect(origin.hits('/a')).toBe(0)
+  })
+
+  it('refuses a misspelt cacheMode dispatch option, which would be read as the default and its answer stored', async () => {
+    const origin = await originWith({ 'content-type': 'text/plain' })
+    const dispatcher = agent().compose(cacheInterceptor())
+    await expect(request(`${origin.url}/a`, { dispatcher, cacheMode: 'no-stor' } as never)).rejects.toThrow(/cacheMode dispatch option .*got string "no-stor"/)
+    expect(origin.hits('/a')).toBe(0)
   })
 })

@@ -68,7 +68,12 @@ describe('bad options are a TypeError naming the option', () => {
     ['a store that is a function', { store: () => undefined }, /options\.store/],
     ['a store that is a Set', { store: new Set() }, /options\.store/],
     ['a clock that is a Date', { now: new Date() }, /options\.now/],
-    ['a namespace next to a Keyv instance, which has its own', { store: new Keyv(), namespace: 'mine' }, /options\.store is a Keyv instance.*namespace/]
+    ['a namespace next to a Keyv instance, which has its own', { store: new Keyv(), namespace: 'mine' }, /options\.store is a Keyv instance.*namespace/],
+    // A Map's entries are no keys: read as an object, it was no hosts, no retry options at all.
+    ['hosts given as a Map', { hosts: new Map([['localhost', { enabled: false }]]) }, /options\.hosts .*Map/],
+    ['a hosts entry given as a Map', { hosts: { localhost: new Map([['enabled', false]]) } }, /options\.hosts\["localhost"\].*Map/],
+    ['retry given as a Map', { retry: new Map([['limit', 0]]) }, /options\.retry .*Map/],
+    ['options given as a Map', new Map([['maxSize', 0]]) as unknown as Record<string, unknown>, /options .*Map/]
   ]
   for (const [name, options, names] of notJson) {
     for (const [factory, build] of Object.entries(factories)) {

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Dispatcher } from 'undici'
+import { request, type Dispatcher } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { cacheInterceptor, createCache, type Cache, type CacheDispatchOptions, type CacheEvent, type CacheOptions } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
@@ -610,6 +610,42 @@ for (const adapter of adapters) {
         expect(cache.stats().retries).toBe(1)
       })
 
+      // undici's RetryHandler asks If-Match only of a 2xx's ETag, and would resume any other answer
+      // it passed on with a bare Range: a 503 here, passed on for its long Retry-After.
+      it('never resumes an error answer that broke off: a Range without If-Match could splice two versions', async () => {
+        const { path, url } = serve(sequence(
+          (_req, res) => {
+            res.writeHead(503, { 'content-type': 'text/plain', 'content-length': '10', etag: '"v1"', 'retry-after': '3600' })
+            res.write('hello', () => setTimeout(() => res.destroy(), 20))
+          },
+          respond(206, { 'content-type': 'text/plain', 'content-range': 'bytes 5-9/10', 'content-length': '5', etag: '"v2"' }, 'WORLD')
+        ))
+        const { client } = connect({ retry: FAST })
+
+        const reply = await client.open(url)
+
+        expect(reply.status).toBe(503)
+        await expect(within(reply.text(), 'body', 2000)).rejects.toThrow()
+        expect(origin.hits(path)).toBe(1)
+      })
+
+      it('counts each retry of an error answer that broke off once: one event, one wait, one request', async () => {
+        const broken: Route = (_req, res) => {
+          res.writeHead(503, { 'content-type': 'text/plain', 'content-length': '10' })
+          res.write('busy', () => setTimeout(() => res.destroy(), 20))
+        }
+        const { path, url } = serve(sequence(broken, broken, respond(200, { 'content-type': 'text/plain' }, 'ok')))
+        const { client, cache } = connect({ retry: FAST })
+        const retries = watch(url)
+
+        const reply = await client.send(url)
+
+        expect([reply.status, reply.body]).toEqual([200, 'ok'])
+        expect(origin.hits(path)).toBe(3)
+        expect(retries.events.map((event) => event.attempt)).toEqual([1, 2])
+        expect(cache.stats().retries).toBe(2)
+      })
+
       it.each([
         { name: 'ignores the Range and sends all of it again', resume: respond(200, { 'content-type': 'text/plain', 'content-length': '10', etag: '"v1"' }, 'helloworld') },
         { name: 'answers 412: the representation changed', resume: respond(412, { 'content-type': 'text/plain' }, 'changed') }
@@ -752,6 +788,36 @@ for (const adapter of adapters) {
     })
   })
 }
+
+describe('a resume through undici.request sends the caller\'s fields as the first attempt did', () => {
+  // undici's RetryHandler spreads the fields into a record with its own range and if-match.
+  const cases: Array<{ name: string, headers: () => unknown }> = [
+    { name: 'a flat list', headers: () => ['x-token', 'secret', 'accept', 'text/plain'] },
+    { name: 'an iterator', headers: () => new Map([['x-token', 'secret'], ['accept', 'text/plain']]).entries() },
+    { name: 'a record with a Range of its own, capitalised', headers: () => ({ 'x-token': 'secret', Range: 'bytes=0-9' }) }
+  ]
+  it.each(cases)('given as $name', async ({ headers }) => {
+    const path = `/resume-fields/${++paths}`
+    origin.route(path, sequence(
+      (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '10', etag: '"v1"', 'cache-control': 'no-store' })
+        res.write('hello', () => setTimeout(() => res.destroy(), 20))
+      },
+      respond(206, { 'content-type': 'text/plain', 'content-range': 'bytes 5-9/10', 'content-length': '5', etag: '"v1"', 'cache-control': 'no-store' }, 'world')
+    ))
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache({ retry: FAST }) }))
+
+    const response = await request(origin.url + path, { dispatcher, headers: headers() as Record<string, string> })
+
+    expect(await response.body.text()).toBe('helloworld')
+    const [first, resumed] = origin.seen(path).map((seen) => seen.headers)
+    expect(resumed!['x-token']).toBe('secret')
+    expect(resumed!['x-token']).toBe(first!['x-token'])
+    expect(resumed!.range).toBe('bytes=5-9')
+    expect(resumed!['if-match']).toBe('"v1"')
+    expect(Object.keys(resumed!).filter((name) => /^\d+$/.test(name))).toEqual([])
+  })
+})
 
 describe('retries into a raw undici handler', () => {
   it('calls onRequestStart once however many attempts a request takes (503, 503, 200)', async () => {

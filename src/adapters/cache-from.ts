@@ -3,6 +3,7 @@
  */
 import { Cache } from '../cache.js'
 import type { CacheOptions } from '../options.js'
+import { describe, isOptionsObject } from '../validate.js'
 
 /** Adapter options: a ready `cache` to share, or the options to build one, not both. */
 export interface CacheOrOptions extends CacheOptions {
@@ -12,8 +13,8 @@ export interface CacheOrOptions extends CacheOptions {
 
 export function cacheFrom (options: CacheOrOptions | undefined, path = 'options'): Cache {
   if (options === undefined) return new Cache()
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`expected ${path} to be an object, got ${options === null ? 'null' : typeof options}`)
+  if (!isOptionsObject(options)) {
+    throw new TypeError(`expected ${path} to be an object, got ${describe(options)}`)
   }
   const { cache, ...rest } = options
   if (cache === undefined) return new Cache(rest)

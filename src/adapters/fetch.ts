@@ -10,13 +10,14 @@
  */
 import { Agent, fetch as undiciFetch, FormData, getGlobalOrigin, Headers, Request, type Dispatcher, type RequestInit, type Response } from 'undici'
 import type { Cache, FetchCacheMode, Hit, Unanswered } from '../cache.js'
+import { FETCH_CACHE_MODES } from '../decision.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import type { CacheEntry } from '../entry.js'
 import { CachedFetchError } from '../errors.js'
 import { memoizeWeakly } from '../memo.js'
 import { extend } from '../objects.js'
 import type { RequestPolicy } from '../options.js'
-import { describe } from '../validate.js'
+import { describe, isOptionsObject } from '../validate.js'
 import { hasNoContent } from './content.js'
 import { cacheInterceptor, ON_FLIGHT, type CacheDispatchOptions } from './interceptor.js'
 import { FetchedResponse, ownHeaders, servableAsIs, toHeaders } from './fetched-response.js'
@@ -48,10 +49,9 @@ export type CachedFetch = ((input: FetchInput, init?: FetchInit) => Promise<Resp
  * of them is served through the full path, which sees the values fetch really sends.
  */
 const FETCH_SETS = new Set(['accept', 'accept-encoding', 'accept-language', 'user-agent', 'sec-fetch-mode'])
-const MODES: readonly FetchCacheMode[] = ['default', 'no-store', 'reload', 'no-cache', 'force-cache', 'only-if-cached']
 
 export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetch {
-  if (typeof options !== 'object' || options === null) {
+  if (!isOptionsObject(options)) {
     throw new TypeError(`expected options to be an object, got ${describe(options)}`)
   }
   const { dispatcher: base = new Agent(), ...rest } = options
@@ -172,7 +172,7 @@ async function encodeForm (init: RequestInit, form: globalThis.FormData): Promis
 }
 
 function modeDispatchers (dispatcher: Dispatcher): Map<FetchCacheMode, Dispatcher> {
-  return new Map(MODES.map((mode) => [mode, mode === 'default' ? dispatcher : withOptions(dispatcher, { cacheMode: mode })]))
+  return new Map(FETCH_CACHE_MODES.map((mode) => [mode, mode === 'default' ? dispatcher : withOptions(dispatcher, { cacheMode: mode })]))
 }
 
 /** fetch only calls dispatch(); a thin wrapper adds the cache's options to the dispatch options. */

@@ -7,6 +7,8 @@
 import { stringify } from 'node:querystring'
 import type { Dispatcher } from 'undici'
 import type { Cache, FetchCacheMode, Forwarded, Hit, Lookup } from '../cache.js'
+import { FETCH_CACHE_MODES } from '../decision.js'
+import { describe } from '../validate.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
 import { lowerCaseName } from '../entry.js'
@@ -52,6 +54,9 @@ function noFlight (opts: CacheDispatchOptions): void {
   opts[ON_FLIGHT]?.(undefined)
 }
 
+/** What `cacheMode` may be: a misspelt one would be read as the default, and its answer stored. */
+const CACHE_MODES: ReadonlySet<string> = new Set(FETCH_CACHE_MODES)
+
 /** Methods whose identical concurrent requests share one exchange: safe, and without a body. */
 const FLIGHT_METHODS = new Set(['GET', 'HEAD'])
 
@@ -75,6 +80,9 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
         return dispatch(opts, handler)
       }
       // Bad per-request options are the caller's error, thrown here as undici throws its own.
+      if (opts.cacheMode !== undefined && !CACHE_MODES.has(opts.cacheMode)) {
+        throw new TypeError(`expected the cacheMode dispatch option to be one of ${FETCH_CACHE_MODES.join(', ')}, got ${describe(opts.cacheMode)}`)
+      }
       const settings = cache.settings(request.url, opts.cachePolicy)
       let lookup
       try {

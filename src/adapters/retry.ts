@@ -38,7 +38,8 @@ export function dispatchWithRetry (
   let keyed = false
   if (retriedByKey(method)) {
     const headers = normalizeHeaders(opts.headers)
-    keyed = headers['idempotency-key'] !== undefined
+    // An empty key is none: a server that reads it so would get the same POST again and again.
+    keyed = (headers['idempotency-key']?.trim() ?? '') !== ''
     if (needsIdempotencyKey(method, keyed, retry)) {
       // One key for every attempt: that is what makes the retries safe (IETF Idempotency-Key draft).
       // A spread, not extend(): these are fields, and one may be named __proto__ (src/objects.ts).
@@ -51,7 +52,14 @@ export function dispatchWithRetry (
   const retrying = (): RetryHandler => new RetryHandler(
     // RetryHandler copies the options with a `body` set: options without one would come out with a
     // hidden class of their own on Node 20 (src/objects.ts), which every read of them below misses.
-    extend(opts, { body: opts.body, retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit, ...DECIDED_BY_GUARD } }),
+    // Its resume spreads the fields into a record with its own `range` and `if-match`: given as a
+    // list or an iterator they would go as numbered fields, and a caller's `Range` twice. A record
+    // of lower-case names, the fields as sent, is what it can spread.
+    extend(opts, {
+      headers: normalizeHeaders(opts.headers),
+      body: opts.body,
+      retryOptions: { retry: guard.decide, throwOnError: false, maxRetries: retry.limit, ...DECIDED_BY_GUARD }
+    }),
     { dispatch: guard.dispatchLater, handler: guard }
   )
   // A request without a body is sent as it is, and RetryHandler is made only once an answer or an
@@ -144,7 +152,14 @@ class RetryGuard implements Handler, Controller {
   /** The caller has had onResponseStart. */
   #answered = false
   #bodyStarted = false
-  #strongEtag = false
+  /**
+   * The answer the caller has is a 2xx with a strong validator: only such a one may be resumed.
+   * RetryHandler asks If-Match only of a 2xx's ETag, and resumes any other answer it passed on
+   * (a 503 past the deadline, say) with a bare Range, which could splice two versions.
+   */
+  #resumable = false
+  /** The attempt a retry was granted for: RetryHandler may ask again for it (see decide()). */
+  #granted = 0
   #reason: Error | null = null
   /** The caller has had its last callback. */
   #finished = false
@@ -234,8 +249,14 @@ class RetryGuard implements Handler, Controller {
     // byte, with a strong validator to ask If-Match. Before that byte there is no retry at all:
     // undici's RetryHandler would send the request again without a Range and then refuse the
     // complete answer it gets for lacking a Content-Range, after a second origin request for nothing.
-    if (this.#reason !== null || !failed || attempt > this.#retry.limit || (this.#answered && !(this.#bodyStarted && this.#strongEtag))) {
+    if (this.#reason !== null || !failed || attempt > this.#retry.limit || (this.#answered && !(this.#bodyStarted && this.#resumable))) {
       proceed(error)
+      return
+    }
+    // A retryable status whose body then breaks off is asked about twice, at its start and at its
+    // error, for one retry: granted once, counted once, waited for once.
+    if (attempt === this.#granted) {
+      proceed(null)
       return
     }
     const now = this.#cache.options.now()
@@ -249,6 +270,7 @@ class RetryGuard implements Handler, Controller {
       url: this.#url, method: this.#method, attempt, delay, status: statusCode, reason: (error as { code?: string }).code
     })
     this.#delay = delay
+    this.#granted = attempt
     // A caller whose first attempt never connected has no controller yet to abort the wait with.
     this.#start({})
     // The caller may have aborted inside that onRequestStart, with no attempt or wait to end yet.
@@ -280,7 +302,7 @@ class RetryGuard implements Handler, Controller {
     if (this.#reason !== null || this.#finished) return
     this.#answered = true
     const etag = headers.etag
-    this.#strongEtag = typeof etag === 'string' && !etag.startsWith('W/')
+    this.#resumable = statusCode >= 200 && statusCode < 300 && typeof etag === 'string' && !etag.startsWith('W/')
     this.#handler.onResponseStart?.(this, statusCode, headers, statusMessage)
   }
 
