@@ -250,7 +250,7 @@ export class Broadcast implements LendableHandler, SharedCount {
     if (behind === undefined) return
     const timer = setTimeout(() => {
       this.#stalled = undefined
-      behind.abort(new CachedFetchError('ERR_SHARED_BODY_OVERRUN',
+      behind.fail(new CachedFetchError('ERR_SHARED_BODY_OVERRUN',
         `a caller sharing this response stopped reading, more than ${this.#limit} bytes (maxEntrySize) behind the others for ${STALL_MS} ms`, this.#options.request))
     }, STALL_MS)
     // A stalled exchange must not keep the process alive by itself.
@@ -417,6 +417,10 @@ class Subscriber implements Controller {
           this.#done = true
           try {
             handler.onResponseEnd?.(this, event.trailers)
+          } catch (error) {
+            // As undici does, an end callback that throws is that handler's error (undici's retry
+            // interceptor above the cache throws there to retry).
+            handler.onResponseError?.(this, error as Error)
           } finally {
             this.#finished()
           }
@@ -431,7 +435,7 @@ class Subscriber implements Controller {
       }
     } catch (error) {
       // A caller's handler that throws is aborted with that error; the others go on.
-      this.abort(error as Error)
+      this.fail(error as Error)
     }
   }
 
@@ -458,9 +462,18 @@ class Subscriber implements Controller {
   }
 
   abort (reason?: Error): void {
+    this.fail(reason ?? new Error('aborted'))
+  }
+
+  /**
+   * Ends this caller with `reason`. The exchange and this caller's own failures end it through
+   * this, not abort(), which its handler may have replaced on its controller (undici's dump
+   * interceptor does).
+   */
+  fail (reason: Error): void {
     if (this.#aborted || this.#done) return
     this.#aborted = true
-    this.#reason = reason ?? new Error('aborted')
+    this.#reason = reason
     this.#queue.length = 0
     this.#queuedBytes = 0
     try {

@@ -36,7 +36,7 @@ export class EarlyStart implements Handler, Controller {
       try {
         if (!this.#ended) handler.onRequestStart?.(this, {})
       } catch (error) {
-        this.abort(error as Error)
+        this.#abort(error as Error)
       }
     })
   }
@@ -46,9 +46,14 @@ export class EarlyStart implements Handler, Controller {
   get reason (): Error | null { return this.#reason }
 
   abort (reason?: Error): void {
+    this.#abort(reason ?? new Error('aborted'))
+  }
+
+  /** abort(), for this one's own failures: a handler may have replaced abort() on its controller (undici's dump interceptor does). */
+  #abort (reason: Error): void {
     if (this.#aborted || this.#ended) return
     this.#aborted = true
-    this.#reason = reason ?? new Error('aborted')
+    this.#reason = reason
     // Started: its own controller ends it, and its onResponseError comes through here.
     if (this.#controller !== undefined) {
       this.#controller.abort(this.#reason)
@@ -89,7 +94,12 @@ export class EarlyStart implements Handler, Controller {
   onResponseEnd (_controller: Controller, trailers: Headers): void {
     if (this.#ended) return
     this.#ended = true
-    this.#handler.onResponseEnd?.(this, trailers)
+    // As undici does, an end callback that throws is that handler's error.
+    try {
+      this.#handler.onResponseEnd?.(this, trailers)
+    } catch (error) {
+      this.#handler.onResponseError?.(this, error as Error)
+    }
   }
 
   onResponseError (_controller: Controller, error: Error): void {

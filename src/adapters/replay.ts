@@ -56,7 +56,7 @@ export class ReplayController implements Controller {
         this.#handler.onResponseStart?.(this, status, headers, statusText)
         this.#flow()
       } catch (error) {
-        this.abort(error as Error)
+        this.#fail(error as Error)
       }
     }
     const turn = fromMemory ? turnDue() : undefined
@@ -82,7 +82,13 @@ export class ReplayController implements Controller {
     }
     if (this.#paused || this.#aborted || this.#done) return
     this.#done = true
-    this.#handler.onResponseEnd?.(this, this.#response.trailers ?? {})
+    // As undici does, an end callback that throws is that handler's error: undici's retry
+    // interceptor above the cache throws there to retry, and would wait for ever otherwise.
+    try {
+      handler.onResponseEnd?.(this, this.#response.trailers ?? {})
+    } catch (error) {
+      handler.onResponseError?.(this, error as Error)
+    }
   }
 
   pause (): void {
@@ -96,15 +102,23 @@ export class ReplayController implements Controller {
       try {
         this.#flow()
       } catch (error) {
-        this.abort(error as Error)
+        this.#fail(error as Error)
       }
     })
   }
 
   abort (reason?: Error): void {
+    this.#fail(reason ?? new Error('aborted'))
+  }
+
+  /**
+   * Ends the play with `reason`. What goes wrong here ends it through this, not abort(), which a
+   * handler may have replaced on its controller (undici's dump interceptor does).
+   */
+  #fail (reason: Error): void {
     if (this.#aborted || this.#done) return
     this.#aborted = true
-    this.#reason = reason ?? new Error('aborted')
-    this.#handler.onResponseError?.(this, this.#reason)
+    this.#reason = reason
+    this.#handler.onResponseError?.(this, reason)
   }
 }

@@ -1,0 +1,89 @@
+/**
+ * undici's own interceptors composed above the cache work as they do without it, on a miss, a hit
+ * and a 304: a handler whose end callback throws gets that error (undici's retry interceptor
+ * throws there to retry), and a handler that replaces its controller's abort() (undici's dump
+ * interceptor does) still gets the error its own throw caused. Each case runs on a plain Agent too,
+ * the reference.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { interceptors, request, type Dispatcher } from 'undici'
+import { cacheInterceptor, createCache } from '../src/index.js'
+import { bytes, respond, type Route } from './helpers/origin.js'
+import { teardown } from './helpers/teardown.js'
+import { within } from './helpers/wait.js'
+
+const opened = teardown()
+afterEach(() => opened.close())
+
+type Kind = 'plain' | 'cached'
+const KINDS: Kind[] = ['plain', 'cached']
+
+/** An Agent with `above` composed over the cache (or over nothing, for the plain reference). */
+function dispatcherOf (kind: Kind, above: Dispatcher.DispatcherComposeInterceptor): Dispatcher {
+  const agent = opened.agent()
+  // compose() wraps each interceptor around those before it: the last one given is the outermost.
+  return kind === 'plain' ? agent.compose(above) : agent.compose(cacheInterceptor({ cache: createCache({ retry: false }) }), above)
+}
+
+/** The request's outcome as a user sees it: status and body, or the error's name. */
+async function outcome (dispatcher: Dispatcher, url: string): Promise<string> {
+  return await within(request(url, { dispatcher })
+    .then(async (response) => `${response.statusCode} ${await response.body.text()}`)
+    .catch((error: Error) => `threw ${error.name}`), url)
+}
+
+function sequence (...steps: Route[]): Route {
+  let n = 0
+  return (req, res, seen) => steps[Math.min(n++, steps.length - 1)]!(req, res, seen)
+}
+
+/** Throws from the end callback of the `nth` request: undici turns that into the handler's onResponseError. */
+function throwsAtEnd (nth: number): Dispatcher.DispatcherComposeInterceptor {
+  let requests = 0
+  return (dispatch) => (opts, handler) => {
+    const throws = ++requests === nth
+    return dispatch(opts, {
+      onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
+      onResponseStart: (controller, status, headers, statusText) => handler.onResponseStart?.(controller, status, headers, statusText),
+      onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+      onResponseEnd: (controller, trailers) => {
+        if (throws) throw new Error('thrown at the end')
+        handler.onResponseEnd?.(controller, trailers)
+      },
+      onResponseError: (controller, error) => handler.onResponseError?.(controller, error)
+    })
+  }
+}
+
+describe.each(KINDS)('undici interceptors above %s', (kind) => {
+  it('retry: a 503 then a 200 gets the 200, on a miss', async () => {
+    const origin = await opened.origin({ '/r': sequence(respond(503, {}, 'busy'), respond(200, { 'cache-control': 'max-age=60' }, 'ok')) })
+    const dispatcher = dispatcherOf(kind, interceptors.retry({ minTimeout: 1, maxTimeout: 1 }))
+    expect(await outcome(dispatcher, `${origin.url}/r`)).toBe('200 ok')
+    expect(await outcome(dispatcher, `${origin.url}/r`)).toBe('200 ok')
+    expect(origin.hits('/r')).toBe(kind === 'plain' ? 3 : 2)
+  })
+
+  it.each([['a miss', 1], ['a hit', 2], ['a 304', 2]] as const)('a handler whose end callback throws gets that error, on %s', async (what, nth) => {
+    const origin = await opened.origin({
+      '/t': (req, res) => {
+        const fields = { etag: '"v1"', 'cache-control': what === 'a 304' ? 'no-cache' : 'max-age=60' }
+        if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, fields).end()
+        else res.writeHead(200, fields).end('body')
+      }
+    })
+    const url = `${origin.url}/t`
+    const dispatcher = dispatcherOf(kind, throwsAtEnd(nth))
+    const outcomes = [await outcome(dispatcher, url), await outcome(dispatcher, url), await outcome(dispatcher, url)]
+    expect(outcomes).toEqual(['200 body', '200 body', '200 body'].map((ok, i) => i === nth - 1 ? 'threw Error' : ok))
+    if (kind === 'cached') expect(origin.hits('/t')).toBe(what === 'a 304' ? 3 : 1)
+  })
+
+  it('dump: a body past its maxSize fails, on a miss and on a hit', async () => {
+    const big = bytes(200_000)
+    const origin = await opened.origin({ '/big': respond(200, { 'cache-control': 'max-age=60' }, big) })
+    const dispatcher = dispatcherOf(kind, interceptors.dump({ maxSize: 100_000 }))
+    expect(await outcome(dispatcher, `${origin.url}/big`)).toBe('threw AbortError')
+    expect(await outcome(dispatcher, `${origin.url}/big`)).toBe('threw AbortError')
+  })
+})
