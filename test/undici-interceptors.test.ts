@@ -1,10 +1,12 @@
 /**
- * undici's own interceptors composed above the cache work as they do without it, on a miss, a hit
- * and a 304: a handler whose end callback throws gets that error (undici's retry interceptor
+ * What undici users send through the cache gets what it gets without it. A GET with content (a
+ * search API's) is answered for that content, never from or into the store. undici's own
+ * interceptors composed above the cache work as they do without it, on a miss, a hit and a 304: a handler whose end callback throws gets that error (undici's retry interceptor
  * throws there to retry), and a handler that replaces its controller's abort() (undici's dump
  * interceptor does) still gets the error its own throw caused. Each case runs on a plain Agent too,
  * the reference.
  */
+import { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { interceptors, request, type Dispatcher } from 'undici'
 import { cacheInterceptor, createCache } from '../src/index.js'
@@ -85,5 +87,31 @@ describe.each(KINDS)('undici interceptors above %s', (kind) => {
     const dispatcher = dispatcherOf(kind, interceptors.dump({ maxSize: 100_000 }))
     expect(await outcome(dispatcher, `${origin.url}/big`)).toBe('threw AbortError')
     expect(await outcome(dispatcher, `${origin.url}/big`)).toBe('threw AbortError')
+  })
+})
+
+describe('a GET with content', () => {
+  it('passes the cache by: each gets the answer to its own content, and its stream is read', async () => {
+    const origin = await opened.origin({
+      '/search': async (req, res) => {
+        let body = ''
+        for await (const chunk of req) body += String(chunk)
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }).end(`found ${body}`)
+      }
+    })
+    const cache = createCache()
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    const search = async (body: string | Readable): Promise<string> => {
+      const response = await request(`${origin.url}/search`, { dispatcher, method: 'GET', body })
+      return `${response.headers['cache-status'] as string}: ${await response.body.text()}`
+    }
+
+    expect(await search('alpha')).toBe('cachedfetch; fwd=bypass; fwd-status=200: found alpha')
+    expect(await search('beta')).toBe('cachedfetch; fwd=bypass; fwd-status=200: found beta')
+    const stream = Readable.from([Buffer.from('gamma')])
+    expect(await search(stream)).toBe('cachedfetch; fwd=bypass; fwd-status=200: found gamma')
+    expect(stream.readableEnded).toBe(true)
+    expect(origin.hits('/search')).toBe(3)
+    expect(cache.stats()).toMatchObject({ stored: 0, bypassed: 3 })
   })
 })

@@ -84,9 +84,13 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
         throw new TypeError(`expected the cacheMode dispatch option to be one of ${FETCH_CACHE_MODES.join(', ')}, got ${describe(opts.cacheMode)}`)
       }
       const settings = cache.settings(request.url, opts.cachePolicy)
+      // A GET or HEAD with content (RFC 9110 §9.3.1 gives it no meaning; a search API may read it)
+      // is answered by what it sends: nothing stored serves it, nor is its answer stored under a
+      // key that leaves the content out. It passes the cache by, as the no-store mode does.
+      const mode = opts.body == null ? opts.cacheMode : 'no-store'
       let lookup
       try {
-        lookup = cache.lookup(request, opts.cacheMode, settings)
+        lookup = cache.lookup(request, mode, settings)
       } catch {
         // The cache fails open: whatever went wrong in it, the request still reaches the origin.
         noFlight(opts)
