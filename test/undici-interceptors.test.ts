@@ -115,3 +115,12 @@ describe('a GET with content', () => {
     expect(cache.stats()).toMatchObject({ stored: 0, bypassed: 3 })
   })
 })
+
+describe('options undici 7 refuses', () => {
+  it.each([{ maxRedirections: 2 }, { throwOnError: true }])('are refused on a hit as on a miss: %j', async (option) => {
+    const origin = await opened.origin({ '/a': respond(200, { 'cache-control': 'max-age=60' }, 'a') })
+    const dispatcher = opened.agent().compose(cacheInterceptor())
+    expect(await outcome(dispatcher, `${origin.url}/a`)).toBe('200 a')
+    await expect(request(`${origin.url}/a`, { dispatcher, ...option })).rejects.toThrow(/maxRedirections|throwOnError/)
+  })
+})

@@ -260,6 +260,9 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
     if (base === undefined) return undefined
     // undici refuses `query` beside a path that has a query or fragment (below the interceptors): left to say so.
     if (query != null && /[?#]/.test(path)) return undefined
+    // So are the options undici 7 dropped, common in code written for 6: refused on a hit as on a miss.
+    const { maxRedirections, throwOnError } = opts as { maxRedirections?: unknown, throwOnError?: unknown }
+    if ((maxRedirections != null && maxRedirections !== 0) || throwOnError != null) return undefined
     const headers = normalizeHeaders(opts.headers)
     // undici's to refuse, on a hit as on a miss.
     if (refusedByUndici(headers)) return undefined
