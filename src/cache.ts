@@ -83,7 +83,10 @@ export class Cache {
     const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
     if (!settings.enabled) return this.#bypass(request, 'bypass', directives, settings)
     if (!settings.methods.has(request.method)) return this.#bypass(request, 'method', directives, settings)
-    const bypass = mode === 'no-store' || hasAny(request.headers, CALLER_CONDITIONALS)
+    // A GET or HEAD with content (RFC 9110 §9.3.1 gives it no meaning; a search API may read it) is
+    // answered by what it sends: nothing stored serves it, nor is its answer stored under a key
+    // that leaves the content out.
+    const bypass = mode === 'no-store' || request.content === true || hasAny(request.headers, CALLER_CONDITIONALS)
     // RFC 9111 §5.2.1.7, Fetch §4.6: only-if-cached never reaches the origin, whatever else the request says.
     if (bypass && (directives.onlyIfCached || mode === 'only-if-cached')) return this.#unsatisfiable(request)
     if (bypass) return this.#bypass(request, 'bypass', directives, settings)
@@ -334,7 +337,7 @@ export class Cache {
    * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
    */
   #missed (request: CacheRequest, lookup: Forwarded, shared: SharedCount | undefined): void {
-    if (lookup.background !== true) this.#count('miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
+    if (lookup.background !== true && lookup.counted !== true) this.#count('miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
   }
 
   /** Counts a forwarded lookup's outcome, and tells the exchange other callers share what it counted. */
@@ -347,7 +350,7 @@ export class Cache {
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded, shared: SharedCount | undefined): Outcome {
     const event = { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) }
     if (lookup.background === true) this.#reporter.emit('revalidated', extend(event, { background: true as const }))
-    else this.#count('revalidated', event, shared)
+    else if (lookup.counted !== true) this.#count('revalidated', event, shared)
     // A 304 whose validators select no stored response updates nothing (§4.3.4). The caller still
     // gets the body we have, under its own fields: the 304's would label it with another
     // representation's validators, which the caller's own conditional requests would then confirm.
@@ -381,7 +384,7 @@ export class Cache {
     lookup.release?.(false)
     const entry = lookup.entry
     if (entry === undefined || !this.mayStandIn(lookup)) return undefined
-    this.#count('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
+    if (lookup.counted !== true) this.#count('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
     // The request went forward (RFC 9211 §2.2), so no hit (§2.1), though the stored response answers it.
     const parts: StatusParts = { fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }

@@ -50,6 +50,11 @@ export interface Forwarded {
   /** A stale-while-revalidate refresh, which no caller waits on. */
   readonly background: boolean
   /**
+   * Its caller's lookup counted already: one a shared exchange sent on alone (its answer was for
+   * one user) after it counted, as it looked, the miss it found. Its exchange counts nothing.
+   */
+  readonly counted?: true
+  /**
    * How many invalidations had started when its lookup began, short of any under way then (src/writes.ts):
    * what it stores must not undo a later one (src/invalidation.ts), nor may a request that starts after
    * one join its flight (src/flight.ts).

@@ -17,6 +17,8 @@ export interface CacheRequest {
   /** Absolute URL, WHATWG-normalised, without fragment. */
   readonly url: string
   readonly headers: RequestHeaders
+  /** It sends content (a GET or HEAD with a body passes the cache by: src/cache.ts). */
+  readonly content?: true
 }
 
 /** The values a stored response's Vary fields had in the request that produced it. */

@@ -163,17 +163,20 @@ describe.each(adapters)('cache.stats() through $name', ({ connect }) => {
     expect(what === 'a fresh entry' ? after.hits - before.hits : after.misses - before.misses).toBe(1)
   })
 
-  it('counts a miss for callers that join, with a stored response of their own, an exchange whose lookup found none', async () => {
+  it.each(['shared', 'private'])('counts a miss for callers that join, with a stored response of their own, an exchange whose lookup found none (its answer %s)', async (answer) => {
     open()
     const held = gate()
     let first = true
     origin.route('/a', async (req, res) => {
       // The first request without the extra field is held until the others have joined it.
-      if (req.headers['x-other'] === undefined && first) {
+      const held1 = req.headers['x-other'] === undefined && first
+      if (held1) {
         first = false
         await held.promise
       }
-      res.writeHead(200, { date: clock.date(), 'cache-control': 'no-cache, max-age=60', etag: '"v1"' }).end(BODY)
+      // A private answer is for the first caller alone: the others are sent on their own.
+      const cacheControl = held1 && answer === 'private' ? 'private, max-age=60' : 'no-cache, max-age=60'
+      res.writeHead(200, { date: clock.date(), 'cache-control': cacheControl, etag: '"v1"' }).end(BODY)
     })
     const leader = client.send(`${origin.url}/a`)
     await waitFor(() => origin.hits('/a') === 1, 'the first request to reach the origin')
@@ -184,8 +187,31 @@ describe.each(adapters)('cache.stats() through $name', ({ connect }) => {
     await settle()
     held.release()
     await Promise.all([leader, ...joined])
-    // Each that joined found the stored one (no-cache: to revalidate) and got the first one's answer.
-    expect(origin.hits('/a')).toBe(2)
-    expect(counted(cache)).toMatchObject({ misses: 6, lookups: 6 })
+    // Each that joined found the stored one (no-cache: to revalidate) and got the first one's answer,
+    // or one of its own.
+    expect(origin.hits('/a')).toBe(answer === 'shared' ? 2 : 6)
+    expect(counted(cache)).toMatchObject({ lookups: 6 })
+  })
+
+  it('counts once a caller that found nothing and joined an exchange revalidating a stale entry, sent on alone', async () => {
+    // One entry in memory: the stale one is evicted once the revalidation is on its way.
+    open({ maxEntries: 1 })
+    const url = await storeStale('max-age=1')
+    const held = gate()
+    origin.route('/a', async (_req, res) => {
+      await held.promise
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'private, max-age=60' }).end(BODY)
+    })
+    origin.route('/other', (_req, res) => { res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=60' }).end(BODY) })
+    const before = counted(cache)
+    const first = client.send(url)
+    await waitFor(() => origin.hits('/a') === 2, 'the revalidation to reach the origin')
+    await client.send(`${origin.url}/other`)
+    const joined = client.send(url)
+    await settle()
+    held.release()
+    await Promise.all([first, joined])
+    // The stale one's lookup, /other's, and the one that found nothing: three.
+    expect(counted(cache).lookups - before.lookups).toBe(3)
   })
 })

@@ -21,10 +21,10 @@ type Kind = 'plain' | 'cached'
 const KINDS: Kind[] = ['plain', 'cached']
 
 /** An Agent with `above` composed over the cache (or over nothing, for the plain reference). */
-function dispatcherOf (kind: Kind, above: Dispatcher.DispatcherComposeInterceptor): Dispatcher {
+function dispatcherOf (kind: Kind, above: Dispatcher.DispatcherComposeInterceptor, options: Parameters<typeof createCache>[0] = { retry: false }): Dispatcher {
   const agent = opened.agent()
   // compose() wraps each interceptor around those before it: the last one given is the outermost.
-  return kind === 'plain' ? agent.compose(above) : agent.compose(cacheInterceptor({ cache: createCache({ retry: false }) }), above)
+  return kind === 'plain' ? agent.compose(above) : agent.compose(cacheInterceptor({ cache: createCache(options) }), above)
 }
 
 /** The request's outcome as a user sees it: status and body, or the error's name. */
@@ -81,6 +81,17 @@ describe.each(KINDS)('undici interceptors above %s', (kind) => {
     if (kind === 'cached') expect(origin.hits('/t')).toBe(what === 'a 304' ? 3 : 1)
   })
 
+  // With the cache's own retries on, a request that shares no exchange (a PUT, a GET with content)
+  // is answered through its retry layer.
+  it.each(['PUT', 'GET with content'])('a handler whose end callback throws gets that error, with retries on: %s', async (what) => {
+    const origin = await opened.origin({ '/p': respond(200, { 'content-type': 'text/plain' }, 'done') })
+    const dispatcher = dispatcherOf(kind, throwsAtEnd(1), { retry: { baseDelay: 1 } })
+    const send = async (): Promise<string> => await within(request(`${origin.url}/p`, { dispatcher, method: what === 'PUT' ? 'PUT' : 'GET', body: 'content' })
+      .then(async (response) => `${response.statusCode} ${await response.body.text()}`)
+      .catch((error: Error) => `threw ${error.name}`), what)
+    expect([await send(), await send()]).toEqual(['threw Error', '200 done'])
+  })
+
   it('dump: a body past its maxSize fails, on a miss and on a hit', async () => {
     const big = bytes(200_000)
     const origin = await opened.origin({ '/big': respond(200, { 'cache-control': 'max-age=60' }, big) })
@@ -114,13 +125,12 @@ describe('a GET with content', () => {
     expect(origin.hits('/search')).toBe(3)
     expect(cache.stats()).toMatchObject({ stored: 0, bypassed: 3 })
   })
-})
 
-describe('options undici 7 refuses', () => {
-  it.each([{ maxRedirections: 2 }, { throwOnError: true }])('are refused on a hit as on a miss: %j', async (option) => {
-    const origin = await opened.origin({ '/a': respond(200, { 'cache-control': 'max-age=60' }, 'a') })
+  it('answers only-if-cached with a 504, as a request the cache passes by: nothing stored serves it', async () => {
+    const origin = await opened.origin({ '/search': respond(200, { 'cache-control': 'max-age=60' }, 'found') })
     const dispatcher = opened.agent().compose(cacheInterceptor())
-    expect(await outcome(dispatcher, `${origin.url}/a`)).toBe('200 a')
-    await expect(request(`${origin.url}/a`, { dispatcher, ...option })).rejects.toThrow(/maxRedirections|throwOnError/)
+    const response = await request(`${origin.url}/search`, { dispatcher, method: 'GET', body: 'alpha', cacheMode: 'only-if-cached' } as never)
+    expect([response.statusCode, response.headers['cache-status'], await response.body.text()]).toEqual([504, 'cachedfetch; detail=only-if-cached', ''])
+    expect(origin.hits('/search')).toBe(0)
   })
 })

@@ -61,8 +61,11 @@ export interface FlightOptions {
   readonly limit: number
   /** Whether a response may go to callers other than the one whose request fetched it. */
   readonly shareable: (headers: Headers) => boolean
-  /** Dispatches the same request for one caller that cannot share this exchange. */
-  readonly alone: (handler: Handler) => void
+  /**
+   * Dispatches the same request for one caller that cannot share this exchange; `countable`: its
+   * lookup found a stored response, and is counted by that request (else it counted as it looked).
+   */
+  readonly alone: (handler: Handler, countable: boolean) => void
   /** The exchange is over: no caller can join any more. */
   readonly onEnd: () => void
   /** Counts a lookup's outcome again, for a caller that joined with a stored response of its own. */
@@ -138,7 +141,7 @@ export class Broadcast implements LendableHandler, SharedCount {
       for (const subscriber of [...this.#subscribers]) {
         if (!subscriber.collapsed) continue
         this.#remove(subscriber)
-        this.#options.alone(subscriber.solo())
+        this.#options.alone(subscriber.solo(), subscriber.countable)
       }
       // Its own caller may have left before the answer came: then nobody wants this exchange.
       if (this.#subscribers.size === 0) controller.abort(new Error('no caller is left for this response'))

@@ -93,11 +93,14 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // full path will not look up (one that follows another's, or that left while it looked).
     let unanswered: Unanswered | undefined
     if (plain !== undefined) {
-      const fast = fastPath(cache, plain, init.signal ?? undefined, (why) => { unanswered = why })
+      const signal = init.signal ?? undefined
+      // Made only for a caller that may need it: a hit, mostly, does not.
+      const record = following || signal !== undefined ? (why: Unanswered) => { unanswered = why } : undefined
+      const fast = fastPath(cache, plain, signal, record)
       // A lookup that waits for the store lets go of a caller who aborts, as fetch does at once.
-      const hit = fast instanceof Promise
-        ? await untilAborted(fast, init.signal ?? undefined, () => { countUnanswered(cache, plain, unanswered, false) })
-        : fast
+      const hit = !(fast instanceof Promise)
+        ? fast
+        : await (signal === undefined ? fast : untilAborted(fast, signal, () => { countUnanswered(cache, plain, unanswered, false) }))
       if (hit !== undefined) {
         // One from memory awaited nothing: past a while of such answers, it waits for the event loop to turn (src/adapters/turns.ts).
         const turn = fast instanceof Promise ? undefined : turnDue()
@@ -224,11 +227,15 @@ function countUnanswered (cache: Cache, request: PlainRequest, why: Unanswered |
  * `pending`, or a rejection with the signal's reason once it is aborted first; `left` runs once
  * `pending` has settled after such an abort.
  */
-async function untilAborted<T> (pending: Promise<T>, signal: AbortSignal | undefined, left: () => void): Promise<T> {
-  if (signal === undefined) return await pending
+async function untilAborted<T> (pending: Promise<T>, signal: AbortSignal, left: () => void): Promise<T> {
+  // Settled first, before the race hears of it: an abort after that is too late to count as one.
+  let settled = false
+  const mark = (): void => { settled = true }
+  pending.then(mark, mark)
   let onAbort!: () => void
   const aborted = new Promise<never>((_resolve, reject) => {
     onAbort = () => {
+      if (settled) return
       pending.then(left, left)
       reject(signal.reason as Error)
     }

@@ -66,6 +66,10 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
     // What goes to the origin for the cache's own handlers: they see only final responses.
     const network = withoutInterim(dispatch)
     return function cachedDispatch (given: Dispatcher.DispatchOptions & CacheDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+      // Bad per-request options are the caller's error, thrown here as undici throws its own.
+      if (given.cacheMode !== undefined && !CACHE_MODES.has(given.cacheMode)) {
+        throw new TypeError(`expected the cacheMode dispatch option to be one of ${FETCH_CACHE_MODES.join(', ')}, got ${describe(given.cacheMode)}`)
+      }
       // undici.request() makes each request's options with a spread that adds properties: on Node 20
       // each comes with a hidden class of its own (src/objects.ts), which every read of it misses.
       // A copy has one class for all: 4–7% fewer instructions a memory hit (callgrind, two pairs).
@@ -79,18 +83,11 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
         noFlight(opts)
         return dispatch(opts, handler)
       }
-      // Bad per-request options are the caller's error, thrown here as undici throws its own.
-      if (opts.cacheMode !== undefined && !CACHE_MODES.has(opts.cacheMode)) {
-        throw new TypeError(`expected the cacheMode dispatch option to be one of ${FETCH_CACHE_MODES.join(', ')}, got ${describe(opts.cacheMode)}`)
-      }
+      // Likewise a bad cachePolicy.
       const settings = cache.settings(request.url, opts.cachePolicy)
-      // A GET or HEAD with content (RFC 9110 §9.3.1 gives it no meaning; a search API may read it)
-      // is answered by what it sends: nothing stored serves it, nor is its answer stored under a
-      // key that leaves the content out. It passes the cache by, as the no-store mode does.
-      const mode = opts.body == null ? opts.cacheMode : 'no-store'
       let lookup
       try {
-        lookup = cache.lookup(request, mode, settings)
+        lookup = cache.lookup(request, opts.cacheMode, settings)
       } catch {
         // The cache fails open: whatever went wrong in it, the request still reaches the origin.
         noFlight(opts)
@@ -161,9 +158,14 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
     request: { method: request.method, url: request.url },
     limit: lookup.settings.maxEntrySize,
     shareable: (headers) => !lookup.settings.shared || isForAnyone(headers),
-    alone: (follower) => {
+    alone: (follower, countable) => {
+      // Counted as its own lookup would be: one that found a stored response by this request's
+      // outcome, as the first caller's lookup is (a miss, where that found none); one that found
+      // none counted its miss as it looked, and this request counts nothing.
+      if (countable && lookup.entry === undefined) cache.report('miss', { method: request.method, url: request.url })
+      const own = countable && lookup.entry !== undefined ? lookup : extend(lookup, { counted: true as const })
       try {
-        dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, follower), lookup.settings.retry, cache)
+        dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, own, follower), lookup.settings.retry, cache)
       } catch (error) {
         follower.onResponseError?.(detached, error as Error)
       }
@@ -260,9 +262,6 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
     if (base === undefined) return undefined
     // undici refuses `query` beside a path that has a query or fragment (below the interceptors): left to say so.
     if (query != null && /[?#]/.test(path)) return undefined
-    // So are the options undici 7 dropped, common in code written for 6: refused on a hit as on a miss.
-    const { maxRedirections, throwOnError } = opts as { maxRedirections?: unknown, throwOnError?: unknown }
-    if ((maxRedirections != null && maxRedirections !== 0) || throwOnError != null) return undefined
     const headers = normalizeHeaders(opts.headers)
     // undici's to refuse, on a hit as on a miss.
     if (refusedByUndici(headers)) return undefined
@@ -280,7 +279,7 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
     // `/b`. Such a GET or HEAD passes the cache by; an unsafe method still invalidates what it names.
     if (url !== sent && (method === 'GET' || method === 'HEAD')) return undefined
     // The URL is the connection's; a Host header of another name is keyed too (src/cache.ts).
-    return { method, url, headers }
+    return opts.body == null ? { method, url, headers } : { method, url, headers, content: true }
   } catch {
     return undefined
   }

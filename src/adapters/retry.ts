@@ -319,7 +319,13 @@ class RetryGuard implements Handler, Controller {
       return
     }
     this.#finished = true
-    this.#handler.onResponseEnd?.(this, trailers)
+    // As undici does, an end callback that throws is that handler's error (undici's retry
+    // interceptor above the cache throws there to retry).
+    try {
+      this.#handler.onResponseEnd?.(this, trailers)
+    } catch (error) {
+      this.#handler.onResponseError?.(this, error as Error)
+    }
   }
 
   onResponseError (_controller: Controller | undefined, error: Error): void {
