@@ -10,7 +10,7 @@ import { adapters, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
-import { gate, settle, waitFor } from './helpers/wait.js'
+import { gate, settle, waitFor, type Gate } from './helpers/wait.js'
 
 const BODY = 'x'.repeat(100)
 
@@ -54,6 +54,16 @@ describe.each(adapters)('cache.stats() through $name', ({ connect }) => {
     return `${origin.url}/a`
   }
 
+  /** `/a` answers a revalidation 304 once the gate it returns is released. */
+  const holdRevalidation = (): Gate => {
+    const held = gate()
+    origin.route('/a', async (_req, res) => {
+      await held.promise
+      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=60', etag: '"v1"' }).end()
+    })
+    return held
+  }
+
   beforeEach(async () => {
     clock = manualClock(wholeSecondNow())
     origin = await opened.origin()
@@ -83,11 +93,7 @@ describe.each(adapters)('cache.stats() through $name', ({ connect }) => {
   it('counts a miss for a caller on a stale entry that aborts before the answer comes', async () => {
     open()
     const url = await storeStale('max-age=1')
-    const held = gate()
-    origin.route('/a', async (_req, res) => {
-      await held.promise
-      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=60', etag: '"v1"' }).end()
-    })
+    const held = holdRevalidation()
     const controller = new AbortController()
     const aborted = client.send(url, { signal: controller.signal })
     await waitFor(() => origin.hits('/a') === 2, 'the revalidation to reach the origin')
@@ -101,11 +107,7 @@ describe.each(adapters)('cache.stats() through $name', ({ connect }) => {
   it('counts a miss for a caller that joins another\'s revalidation with its stale entry and aborts before the answer', async () => {
     open()
     const url = await storeStale('max-age=1')
-    const held = gate()
-    origin.route('/a', async (_req, res) => {
-      await held.promise
-      res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=60', etag: '"v1"' }).end()
-    })
+    const held = holdRevalidation()
     const first = client.send(url)
     await waitFor(() => origin.hits('/a') === 2, 'the revalidation to reach the origin')
     const controller = new AbortController()
