@@ -211,10 +211,11 @@ export class Cache {
     this.#writes.background(this.#refreshes.started(refresh, controller))
   }
 
-  #hit (request: CacheRequest, entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined): Hit {
+  /** `counted`: its lookup counted already (a miss, as it looked), and this counts nothing more. */
+  #hit (request: CacheRequest, entry: CacheEntry, usability: Usability, refresh: Forwarded | undefined, counted = false): Hit {
     // force-cache and only-if-cached take entries fresh or not: what is counted is what it is.
     const fresh = usability === 'fresh' || (usability === 'stale-allowed' && entry.policy.fresh())
-    this.#reporter.emit(fresh ? 'hit' : 'stale', { url: request.url, key: entry.key, bytes: bodyLength(entry.body) })
+    if (!counted) this.#reporter.emit(fresh ? 'hit' : 'stale', { url: request.url, key: entry.key, bytes: bodyLength(entry.body) })
     // RFC 9211 §2.1, §3: a hit is a request not forwarded, a stale one says so by its negative ttl;
     // the refresh a stale-while-revalidate hit starts is no part of this request.
     const parts: StatusParts = usability === 'stale-while-revalidate'
@@ -480,7 +481,9 @@ export class Cache {
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.getShared(key), request)
       const usability = entry === undefined ? undefined : usable(entry, lookup.directives, 'default', lookup.settings)
-      return usability === 'fresh' ? this.#hit(request, entry!, usability, undefined) : undefined
+      // Its lookup counted a miss as it looked: the entry another process stored serves it (Cache-Status
+      // says hit), and a lookup counts once.
+      return usability === 'fresh' ? this.#hit(request, entry!, usability, undefined, true) : undefined
     }).then((claim) => 'found' in claim ? claim.found : extend(lookup, { release: claim.release, requestTime: this.options.now() }))
   }
 
