@@ -4,9 +4,12 @@
  * the Node that runs the suite (20 here; README says which were checked), with Node's own bundled
  * fetch too.
  */
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
 import { getGlobalDispatcher, MockAgent, request, setGlobalDispatcher } from 'undici'
-import { install, uninstall } from '../src/index.js'
+import { createCache, createCachedFetch, install, uninstall } from '../src/index.js'
 import { respond } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 
@@ -106,5 +109,76 @@ describe('install() and the application\'s global dispatcher (a proxy, a MockAge
       await uninstall()
       setGlobalDispatcher(original)
     }
+  })
+})
+
+describe('install() again, and what it was given', () => {
+  it('keeps the dispatcher the application set since the first install: fetch and undici.request go out through it', async () => {
+    const original = getGlobalDispatcher()
+    const mock = new MockAgent()
+    mock.disableNetConnect()
+    mock.get('http://api.invalid').intercept({ path: '/items' }).reply(200, 'from the mock', { headers: { 'cache-control': 'max-age=60' } }).persist()
+    try {
+      install()
+      setGlobalDispatcher(mock)
+      install()
+      expect(getGlobalDispatcher()).not.toBe(mock)
+      expect(await (await globalThis.fetch('http://api.invalid/items')).text()).toBe('from the mock')
+      expect(await (await request('http://api.invalid/items')).body.text()).toBe('from the mock')
+    } finally {
+      await uninstall()
+      setGlobalDispatcher(original)
+    }
+  })
+
+  it('never closes a cache it was given: installed twice, and after uninstall(), its store still serves', async () => {
+    const origin = await opened.origin({ '/data': respond(200, { 'cache-control': 'max-age=60' }, 'data') })
+    const cache = createCache({ store: new Map(), maxSize: 0 })
+    install({ cache })
+    await status(await globalThis.fetch(`${origin.url}/data`))
+    await cache.flush()
+    install({ cache })
+    expect(await status(await globalThis.fetch(`${origin.url}/data`))).toMatch(/^cachedfetch; hit/)
+    await uninstall()
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    expect(await status(await cachedFetch(`${origin.url}/data`))).toMatch(/^cachedfetch; hit/)
+    expect(origin.hits('/data')).toBe(1)
+    await cache.close()
+  })
+
+  it.each([
+    ['options given as a Map', new Map([['namespace', 'BAD NS']]), /expected options to be an object, got a Map/],
+    ['options that are a number', 5, /expected options to be an object, got number 5/],
+    ['a dispatcher of its own, which would send fetch one way and undici.request another', { dispatcher: new MockAgent() }, /options\.dispatcher/]
+  ])('refuses %s', (_what, options, message) => {
+    const nodeFetch = globalThis.fetch
+    expect(() => install(options as never)).toThrow(message)
+    expect(globalThis.fetch).toBe(nodeFetch)
+  })
+})
+
+describe("install() after Node's own fetch has run, before this undici was loaded", () => {
+  it('still gives fetch and undici.request the cache (on Node 20, Node\'s undici 6 dispatcher took no handler of the cache)', async () => {
+    const origin = await opened.origin({ '/data': respond(200, { 'cache-control': 'max-age=60' }, 'data') })
+    const index = fileURLToPath(new URL('../src/index.ts', import.meta.url))
+    const script = `
+      await (await fetch(process.argv[1])).text()
+      const { install } = await import(${JSON.stringify(index)})
+      install()
+      const { request } = await import('undici')
+      const statuses = []
+      for (let i = 0; i < 2; i++) {
+        const fetched = await fetch(process.argv[1])
+        await fetched.text()
+        const requested = await request(process.argv[1])
+        await requested.body.text()
+        statuses.push(fetched.headers.get('cache-status'), requested.headers['cache-status'])
+      }
+      console.log(JSON.stringify(statuses))`
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, `${origin.url}/data`])
+    const statuses = JSON.parse(stdout) as string[]
+    expect(statuses[0]).toMatch(/^cachedfetch; fwd=uri-miss/)
+    expect(statuses.slice(1).every((status) => status.startsWith('cachedfetch; hit'))).toBe(true)
+    expect(origin.hits('/data')).toBe(2)
   })
 })

@@ -9,7 +9,8 @@
  * application sets after install() (what `--import cachedfetch/register` leaves it to do), as
  * plain fetch would. `undici.request` then uses that one, without the cache.
  */
-import { Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'undici'
+import { Agent, Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'undici'
+import { describe, isOptionsObject } from '../validate.js'
 import { createCachedFetch, type CachedFetch, type CachedFetchOptions } from './fetch.js'
 import { cacheInterceptor } from './interceptor.js'
 
@@ -18,8 +19,12 @@ const DISPATCHER_SLOTS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('u
 
 interface Installed {
   readonly fetch: CachedFetch
-  /** The global dispatcher before the first install: requests go out through it. */
+  /** The global dispatcher install() found: requests go out through it. */
   readonly base: Dispatcher
+  /** The global dispatcher install() set: the cache over `base`. */
+  readonly own: Dispatcher
+  /** The cache is install()'s own, to close; one the caller gave is the caller's. */
+  readonly ownsCache: boolean
   /** What was there before: restored by uninstall(). */
   readonly previousFetch: typeof globalThis.fetch
   readonly previousDispatchers: readonly unknown[]
@@ -33,21 +38,47 @@ let installed: Installed | undefined
  * was there before the first install.
  */
 export function install (options?: CachedFetchOptions): CachedFetch {
+  if (options !== undefined && !isOptionsObject(options)) throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+  // fetch and undici.request go out the same way, through the global dispatcher: one of the caller's would split them.
+  if (options?.dispatcher !== undefined) throw new TypeError('install() sends through the global dispatcher: set yours with setGlobalDispatcher() before install(), not as options.dispatcher')
   const previous = installed ?? {
     previousFetch: globalThis.fetch,
     previousDispatchers: DISPATCHER_SLOTS.map((slot) => (globalThis as Record<symbol, unknown>)[slot])
   }
-  const base = installed?.base ?? getGlobalDispatcher()
+  // Installed again: on the same base, unless the application set a dispatcher since, which plain fetch would follow.
+  const global = getGlobalDispatcher()
+  const base = installed !== undefined && global === installed.own ? installed.base : composable(global)
   const current = new CurrentGlobal(base)
-  const cachedFetch = createCachedFetch({ dispatcher: current, ...options })
+  const cachedFetch = createCachedFetch({ ...options, dispatcher: current })
   const own = base.compose(cacheInterceptor({ cache: cachedFetch.cache }))
   current.own = own
   setGlobalDispatcher(own)
   globalThis.fetch = cachedFetch
   // A cache installed before is done with: its writes land.
-  if (installed !== undefined) void retire(installed)
-  installed = { fetch: cachedFetch, base, previousFetch: previous.previousFetch, previousDispatchers: previous.previousDispatchers }
+  if (installed !== undefined) void retire(installed, cachedFetch.cache)
+  installed = {
+    fetch: cachedFetch,
+    base,
+    own,
+    ownsCache: options?.cache === undefined,
+    previousFetch: previous.previousFetch,
+    previousDispatchers: previous.previousDispatchers
+  }
   return cachedFetch
+}
+
+/**
+ * The global dispatcher, as one the cache can be composed on. undici 7 sets both slots; an older
+ * undici only the first: Node 20's own, once its fetch has run before this undici was loaded (a
+ * preload that fetches), takes no handler of the API the cache speaks, and every request failed.
+ * Such a plain Agent is one of this undici's instead; anything else of an older undici (its
+ * ProxyAgent) cannot be replaced without losing what it does, and is refused.
+ */
+function composable (global: Dispatcher): Dispatcher {
+  const slots = globalThis as Record<symbol, unknown>
+  if (slots[DISPATCHER_SLOTS[1]!] === global) return global
+  if (global.constructor.name === 'Agent') return new Agent()
+  throw new TypeError(`the global dispatcher (a ${global.constructor.name}) is from an undici older than 7, which takes no handler of the API the cache uses: set one from undici 7 with its setGlobalDispatcher() before install()`)
 }
 
 /** Puts back the fetch and global dispatcher that were there before install(); the cache is closed. */
@@ -60,9 +91,12 @@ export async function uninstall (): Promise<void> {
   await retire(current)
 }
 
-/** The dispatchers are the application's (or undici's default): not ours to close. */
-async function retire (done: Installed): Promise<void> {
-  await done.fetch.cache.close()
+/**
+ * The dispatchers are the application's (or undici's default): not ours to close; nor is a cache
+ * the caller gave, which may be the one installed next.
+ */
+async function retire (done: Installed, next?: unknown): Promise<void> {
+  if (done.ownsCache && done.fetch.cache !== next) await done.fetch.cache.close()
 }
 
 /**
