@@ -337,7 +337,7 @@ describe.each(adapters)('SQLite as store through $name', (adapter) => {
   })
 })
 
-describe('SQLite invalidation among expired rows', () => {
+describe('SQLite invalidation by listing the rows: expired ones, thousands, unreadable ones', () => {
   // Nothing sweeps a SQLite cache: an expired row stays until read. Keyv's iterator deletes each
   // it meets, and @keyv/sqlite pages by offset, so every deletion made the listing skip a live row.
   it.each<[string, (cache: Cache, base: string) => Promise<void>]>([
@@ -359,6 +359,44 @@ describe('SQLite invalidation among expired rows', () => {
 
     await invalidate(sqliteCache(file), origin.url)
     expect((await rowKeys(file)).filter((key) => key.includes('/b/'))).toEqual([])
+  })
+
+  /** A file with a tagged /t and `rows` more rows (copies of /o's, or `value`): what invalidateTag('t') must get past. */
+  async function crowded (rows: number, value?: string | null | Buffer): Promise<{ file: string, origin: Origin }> {
+    const origin = await opened.origin({
+      '/t': (_req, res) => { res.writeHead(200, { ...FRESH, 'cache-tag': 't' }).end(`t#${origin.hits('/t')}`) },
+      '/o': respond(200, FRESH, 'o')
+    })
+    const file = databaseFile()
+    const writer = sqliteCache(file)
+    const cachedFetch = createCachedFetch({ cache: writer, dispatcher: opened.agent() })
+    await (await cachedFetch(`${origin.url}/o`)).text()
+    await storedCount(writer, 1)
+    const [copied] = await sql<{ value: string }>(file, 'SELECT value FROM keyv')
+    for (let from = 0; from < rows; from += 400) {
+      const batch = Array.from({ length: Math.min(400, rows - from) }, (_, i) => [`x:GET ${origin.url}/o?${from + i}`, value === undefined ? copied!.value : value])
+      await sql(file, `INSERT INTO keyv(key, value) VALUES ${batch.map(() => '(?, ?)').join(',')}`, ...batch.flat())
+    }
+    // Stored after them: a listing reaches it last.
+    await (await cachedFetch(`${origin.url}/t`)).text()
+    await storedCount(writer, 2)
+    return { file, origin }
+  }
+
+  it('invalidateTag() lists as long as the store answers: a file of thousands of rows takes longer than one write may', async () => {
+    // @keyv/sqlite lists ten rows a query; the whole listing once had to fit in storeTimeouts.write.
+    const { file, origin } = await crowded(3000)
+    const cache = sqliteCache(file, { storeTimeouts: { read: 1000, write: 150 } })
+    await cache.invalidateTag('t')
+    expect(await sql(file, 'SELECT key FROM keyv WHERE key = ?', `x:GET ${origin.url}/t`)).toEqual([])
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    expect(await (await cachedFetch(`${origin.url}/t`)).text()).toBe('t#2')
+  })
+
+  it.each([['a NULL', null], ['a BLOB', Buffer.from([0, 255])], ['cut-short', '1\n{"k":']])('invalidateTag() passes over a row of %s value rather than end the listing there', async (_what, value) => {
+    const { file, origin } = await crowded(1, value)
+    await sqliteCache(file).invalidateTag('t')
+    expect(await sql(file, 'SELECT key FROM keyv WHERE key = ?', `x:GET ${origin.url}/t`)).toEqual([])
   })
 })
 

@@ -14,7 +14,7 @@ import type { StoreEvents } from './types.js'
 export interface StoreTimeouts {
   /** ms a read may take before it counts as a miss. */
   readonly read: number
-  /** ms a write, delete or scan may take before it is given up. */
+  /** ms a write or delete may take before it is given up, and a listing may wait for the store's next rows. */
   readonly write: number
 }
 
@@ -123,36 +123,35 @@ export class KeyvStore {
   }
 
   /**
-   * The keys whose entries `filter` picks, by listing the store (Keyv's iterator: SQLite, Postgres,
-   * MySQL, MongoDB, Redis, a Map). `undefined`, reported, when the store cannot be listed or fails.
+   * The keys whose entries `filter` picks, by listing the store (SQLite, Postgres, MySQL, MongoDB,
+   * Redis, a Map: those Keyv can list). `undefined`, reported, when the store cannot be listed. A
+   * listing may take as long as the store goes on answering (@keyv/sqlite pages ten rows at a time:
+   * a few thousand rows took longer than one write may); it fails once the store has not answered
+   * for the write timeout, and what it found until then is still returned, and reported.
    */
   async scan (filter: ScanFilter): Promise<string[] | undefined> {
-    const iterator = this.keyv.iterator as ((namespace?: string) => AsyncGenerator<[string, unknown]>) | undefined
-    if (typeof iterator !== 'function') {
+    const rows = listing(this.keyv)
+    if (rows === undefined) {
       this.#events.error('scan', undefined, new TypeError('the store cannot list its keys (Keyv has no iterator for it), so prefix and tag invalidation reach only the memory tier'))
       return undefined
     }
     const keys = new Set<string>()
-    const seen = new Set<string>()
-    const list = async (): Promise<void> => {
-      // Collected first, deleted after: deleting while a store pages through its rows skips some.
-      // Keyv's iterator deletes the expired rows it meets, though, and a store that pages by
-      // offset (@keyv/sqlite) then skips a row for each: the listing is made again until it
-      // finds no row it had not seen, the expired ones being gone by then.
-      for (let pass = 0, added = true; added && pass < MAX_SCAN_PASSES; pass++) {
-        added = false
-        for await (const [key, value] of iterator.call(this.keyv)) {
-          if (seen.has(key)) continue
-          seen.add(key)
-          added = true
-          if (filter(key, () => storedTags(value) ?? [])) keys.add(key)
-        }
+    try {
+      await withTimeout(this.#whenOpen(async () => {}), this.#timeouts.write)
+      const iterator = rows[Symbol.asyncIterator]()
+      for (;;) {
+        const next = await withTimeout(iterator.next(), this.#timeouts.write)
+        if (next.done === true) break
+        const [key, value] = next.value
+        if (filter(key, () => storedTags(value) ?? [])) keys.add(key)
       }
+    } catch (error) {
+      this.#events.error('scan', undefined, error)
     }
-    return await this.#attempt('scan', undefined, list) ? [...keys] : undefined
+    return [...keys]
   }
 
-  async #attempt (operation: 'set' | 'delete' | 'clear' | 'scan', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {
+  async #attempt (operation: 'set' | 'delete' | 'clear', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {
     try {
       await withTimeout(this.#whenOpen(call), this.#timeouts.write)
       return true
@@ -163,8 +162,35 @@ export class KeyvStore {
   }
 }
 
-/** How often a listing is made again at most, to find the rows the deletion of expired ones made it skip. */
-const MAX_SCAN_PASSES = 4
+/**
+ * A Keyv's entries as its own iterator reads them, but row by row: a row that does not parse (a
+ * NULL or a BLOB in SQLite, JSON cut short under a serializer of the caller's) is passed over,
+ * where Keyv's iterator throws and ends the listing, and an expired one is passed over, not
+ * deleted on the way, which makes a store that pages by offset (@keyv/sqlite) skip a row for each.
+ * `undefined` when Keyv cannot list the store.
+ */
+function listing (keyv: Keyv): AsyncIterable<[string, unknown]> | undefined {
+  if (typeof keyv.iterator !== 'function') return undefined
+  const store = keyv.store as Map<string, unknown> | { iterator: (namespace?: string) => AsyncIterable<[string, unknown]>, namespace?: string }
+  const raw: AsyncIterable<[string, unknown]> | Iterable<[string, unknown]> = store instanceof Map ? store.entries() : store.iterator(store.namespace)
+  // Keyv files a key under `namespace:key` (none without a namespace, or with useKeyPrefix off).
+  const prefix = keyv.useKeyPrefix && keyv.namespace !== undefined ? `${keyv.namespace}:` : ''
+  return (async function * () {
+    for await (const [key, value] of raw) {
+      let data: unknown
+      try {
+        data = await keyv.deserializeData(value as string)
+      } catch {
+        continue
+      }
+      if (typeof data !== 'object' || data === null) continue
+      const { value: stored, expires } = data as { value?: unknown, expires?: unknown }
+      if (typeof expires === 'number' && Date.now() > expires) continue
+      if (!key.startsWith(prefix)) continue
+      yield [key.slice(prefix.length), stored]
+    }
+  })()
+}
 
 /** `promise`, or a StoreTimeoutError once `ms` have passed: one promise and one timer a call, on every store call's path. */
 export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
