@@ -89,16 +89,16 @@ async function main (argv: string[]): Promise<number> {
   try {
     const opened = await storeUsable(cachedFetch, store)
     if (opened !== undefined) {
-      process.stderr.write(`cachedfetch: the store ${values.store ?? ''} cannot be used: ${opened}\n`)
+      process.stderr.write(`cachedfetch: the store ${withoutPassword(values.store ?? '')} cannot be used: ${opened}\n`)
       return 3
     }
-    let last: { status: number, headers: Record<string, string> } | undefined
+    let last: Answered | undefined
     for (let i = 0; i < repeat; i++) {
       last = await once(cachedFetch, url, method, headers, values.include)
       // Whatever the answer stored is in before the next request, as a later request would find it.
       await cachedFetch.cache.flush()
     }
-    if (values.explain && last !== undefined) printExplanation(cachedFetch, url, method, headers, last)
+    if (values.explain && last !== undefined) printExplanation(cachedFetch, method, headers, last)
     return 0
   } catch (error) {
     process.stderr.write(`cachedfetch: ${method} ${url} failed: ${describeFailure(error)}\n`)
@@ -109,7 +109,14 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
-async function once (cachedFetch: CachedFetch, url: string, method: string, headers: Array<[string, string]>, include: boolean): Promise<{ status: number, headers: Record<string, string> }> {
+interface Answered {
+  readonly status: number
+  readonly headers: Record<string, string>
+  /** Where the answer came from: the URL asked for, or where redirects led. */
+  readonly url: string
+}
+
+async function once (cachedFetch: CachedFetch, url: string, method: string, headers: Array<[string, string]>, include: boolean): Promise<Answered> {
   const started = performance.now()
   const response = await cachedFetch(url, { method, headers })
   const body = await response.arrayBuffer()
@@ -120,12 +127,15 @@ async function once (cachedFetch: CachedFetch, url: string, method: string, head
   const label = hit ? 'HIT ' : /(^|,\s*)cachedfetch; [^,]*detail=stale-if-error/.test(cacheStatus) ? 'STALE' : 'MISS'
   const shown = Object.fromEntries([...response.headers])
   process.stdout.write(`${paint(1, `${response.status} ${response.statusText}`)}  ${paint(label === 'MISS' ? 33 : 32, label)}  ${cacheStatus}  ${dim(`${ms.toFixed(1)} ms, ${body.byteLength} bytes`)}\n`)
+  // The label and the Cache-Status are the last answer's: a redirect fetch followed was a request of its own.
+  if (response.redirected) process.stdout.write(`  ${dim('redirected to')} ${response.url}\n`)
   if (include) for (const [name, value] of response.headers) process.stdout.write(`  ${dim(name + ':')} ${value}\n`)
-  return { status: response.status, headers: shown }
+  return { status: response.status, headers: shown, url: response.url }
 }
 
-function printExplanation (cachedFetch: CachedFetch, url: string, method: string, headers: Array<[string, string]>, last: { status: number, headers: Record<string, string> }): void {
-  const request = { method, url: new URL(url).href, headers: normalizeHeaders(headers) }
+/** What the cache makes of the last answer, for the URL it came from. */
+function printExplanation (cachedFetch: CachedFetch, method: string, headers: Array<[string, string]>, last: Answered): void {
+  const request = { method, url: new URL(last.url).href, headers: normalizeHeaders(headers) }
   const { ['cache-status']: _status, ...received } = last.headers
   const e = cachedFetch.cache.explain(request, last.status, received)
   const lines = [
@@ -165,6 +175,18 @@ function toUrl (text: string): string {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http:// or https:// URL: ${JSON.stringify(text)}`)
   return url.href
+}
+
+/** A store URL as it may be printed: its password, if any, left out. */
+function withoutPassword (text: string): string {
+  try {
+    const url = new URL(text)
+    if (url.password === '') return text
+    url.password = '***'
+    return url.href
+  } catch {
+    return text
+  }
 }
 
 /** RFC 9110 §5.1: a field name is a token. */

@@ -82,10 +82,25 @@ describe('the cachedfetch command', () => {
     ['a store of an unknown kind', 2, ['http://127.0.0.1/', '--store', 'memcached://x'], /--store to be a redis:\/\/, rediss:\/\/ or sqlite: URL/],
     ['an unreachable host', 1, ['http://no-such-host.invalid/'], /GET http:\/\/no-such-host\.invalid\/ failed: fetch failed: ENOTFOUND/],
     ['a store that cannot be opened', 3, ['http://127.0.0.1/', '--store', 'sqlite:/nonexistent-dir/x/cache.db'], /the store sqlite:\/nonexistent-dir\/x\/cache\.db cannot be used: .*SQLITE_CANTOPEN/],
-    ['a namespace it refuses, named as typed', 2, ['http://127.0.0.1/', '--namespace', 'My_App'], /cachedfetch: expected --namespace to be 1 to 64 lower-case letters/]
+    ['a namespace it refuses, named as typed', 2, ['http://127.0.0.1/', '--namespace', 'My_App'], /cachedfetch: expected --namespace to be 1 to 64 lower-case letters/],
+    // Nothing listens on port 1: the store cannot be used, and its password is not printed.
+    ['a Redis it cannot reach, without printing its password', 3, ['http://127.0.0.1/', '--store', 'redis://:s3cret@127.0.0.1:1'], /the store redis:\/\/:\*\*\*@127\.0\.0\.1:1 cannot be used/]
   ] as const)('ends %s with exit code %i and a message saying so', async (_name, code, args, message) => {
     const run = await cli(...args)
     expect(run.code).toBe(code)
     expect(run.stderr).toMatch(message)
+    expect(run.stderr).not.toMatch(/s3cret/)
+  }, 30_000)
+
+  it('says where a redirect led, and explains the answer from there', async () => {
+    const origin = await opened.origin({
+      '/old': respond(302, { location: '/doc' }),
+      '/doc': respond(200, FRESH, 'doc')
+    })
+    const run = await cli(`${origin.url}/old`, '--repeat', '2', '--explain')
+    expect(run.code).toBe(0)
+    expect(run.stdout.split('\n').filter((line) => line.includes('redirected to'))).toEqual(Array.from({ length: 2 }, () => `  redirected to ${origin.url}/doc`))
+    expect(run.stdout).toMatch(/freshness lifetime {2}60 s, from max-age/)
+    expect([origin.hits('/old'), origin.hits('/doc')]).toEqual([2, 1])
   }, 30_000)
 })
