@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util'
 import { createCachedFetch, type CachedFetch } from './adapters/fetch.js'
 import { readHostsFile } from './hosts.js'
 import { normalizeHeaders } from './key.js'
-import { storeFromUrl, type UrlStore } from './store/from-url.js'
+import { storeFromUrl, withoutPassword, type UrlStore } from './store/from-url.js'
 import { renamedOptions } from './validate.js'
 
 const USAGE = `usage: cachedfetch <url> [options]
@@ -175,18 +175,6 @@ function toUrl (text: string): string {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http:// or https:// URL: ${JSON.stringify(text)}`)
   return url.href
-}
-
-/** A store URL as it may be printed: its password, if any, left out. */
-function withoutPassword (text: string): string {
-  try {
-    const url = new URL(text)
-    if (url.password === '') return text
-    url.password = '***'
-    return url.href
-  } catch {
-    return text
-  }
 }
 
 /** RFC 9110 §5.1: a field name is a token. */

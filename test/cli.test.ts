@@ -6,7 +6,7 @@
  * message that says what is wrong.
  */
 import { execFile } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -92,15 +92,18 @@ describe('the cachedfetch command', () => {
     expect(run.stderr).not.toMatch(/s3cret/)
   }, 30_000)
 
-  it('says where a redirect led, and explains the answer from there', async () => {
-    const origin = await opened.origin({
-      '/old': respond(302, { location: '/doc' }),
-      '/doc': respond(200, FRESH, 'doc')
-    })
-    const run = await cli(`${origin.url}/old`, '--repeat', '2', '--explain')
+  it('says where a redirect led, and explains the answer from there, under that host\'s policy', async () => {
+    const origin = await opened.origin()
+    const target = `${origin.url.replace('127.0.0.1', 'localhost')}/doc`
+    origin.route('/old', respond(302, { location: target }))
+    origin.route('/doc', respond(200, FRESH, 'doc'))
+    // The target's host has a policy of its own; the host asked first has none.
+    const hosts = join(databaseFile(), '..', 'hosts.json')
+    writeFileSync(hosts, JSON.stringify({ localhost: { forceTtl: 999 } }))
+    const run = await cli(`${origin.url}/old`, '--repeat', '2', '--explain', '--hosts', hosts)
     expect(run.code).toBe(0)
-    expect(run.stdout.split('\n').filter((line) => line.includes('redirected to'))).toEqual(Array.from({ length: 2 }, () => `  redirected to ${origin.url}/doc`))
-    expect(run.stdout).toMatch(/freshness lifetime {2}60 s, from max-age/)
+    expect(run.stdout.split('\n').filter((line) => line.includes('redirected to'))).toEqual(Array.from({ length: 2 }, () => `  redirected to ${target}`))
+    expect(run.stdout).toMatch(/freshness lifetime {2}999 s, from forceTtl/)
     expect([origin.hits('/old'), origin.hits('/doc')]).toEqual([2, 1])
   }, 30_000)
 })

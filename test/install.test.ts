@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { getGlobalDispatcher, MockAgent, request, setGlobalDispatcher } from 'undici'
 import { createCache, createCachedFetch, install, uninstall } from '../src/index.js'
 import { respond } from './helpers/origin.js'
@@ -144,6 +144,15 @@ describe('install() again, and what it was given', () => {
     expect(await status(await cachedFetch(`${origin.url}/data`))).toMatch(/^cachedfetch; hit/)
     expect(origin.hits('/data')).toBe(1)
     await cache.close()
+  })
+
+  it('still closes the cache it made when given it back: install({ cache: installed.cache }), then uninstall()', async () => {
+    const made = install()
+    const close = vi.spyOn(made.cache, 'close')
+    install({ cache: made.cache })
+    expect(close).not.toHaveBeenCalled()
+    await uninstall()
+    expect(close).toHaveBeenCalledOnce()
   })
 
   it.each([

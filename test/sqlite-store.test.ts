@@ -393,7 +393,7 @@ describe('SQLite invalidation by listing the rows: expired ones, thousands, unre
     expect(await (await cachedFetch(`${origin.url}/t`)).text()).toBe('t#2')
   })
 
-  it.each([['a NULL', null], ['a BLOB', Buffer.from([0, 255])], ['cut-short', '1\n{"k":']])('invalidateTag() passes over a row of %s value rather than end the listing there', async (_what, value) => {
+  it.each([['a NULL', null], ['a BLOB', Buffer.from([0, 255])]])('invalidateTag() passes over a row of %s value rather than end the listing there', async (_what, value) => {
     const { file, origin } = await crowded(1, value)
     await sqliteCache(file).invalidateTag('t')
     expect(await sql(file, 'SELECT key FROM keyv WHERE key = ?', `x:GET ${origin.url}/t`)).toEqual([])

@@ -60,7 +60,8 @@ export function install (options?: CachedFetchOptions): CachedFetch {
     fetch: cachedFetch,
     base,
     own,
-    ownsCache: options?.cache === undefined,
+    // Given back the cache an install() made, it still is install()'s to close.
+    ownsCache: options?.cache === undefined || (installed?.ownsCache === true && options.cache === installed.fetch.cache),
     previousFetch: previous.previousFetch,
     previousDispatchers: previous.previousDispatchers
   }
@@ -71,8 +72,10 @@ export function install (options?: CachedFetchOptions): CachedFetch {
  * The global dispatcher, as one the cache can be composed on. undici 7 sets both slots; an older
  * undici only the first: Node 20's own, once its fetch has run before this undici was loaded (a
  * preload that fetches), takes no handler of the API the cache speaks, and every request failed.
- * Such a plain Agent is one of this undici's instead; anything else of an older undici (its
- * ProxyAgent) cannot be replaced without losing what it does, and is refused.
+ * An Agent of an older undici gives way to one of this undici's with the defaults (Node's own is
+ * one with the defaults; options of another's, its timeouts or TLS settings, are not carried
+ * over); anything else of an older undici (its ProxyAgent) cannot give way without losing what it
+ * does, and is refused.
  */
 function composable (global: Dispatcher): Dispatcher {
   const slots = globalThis as Record<symbol, unknown>

@@ -35,7 +35,7 @@ export async function storeFromUrl (url: string, what: string): Promise<UrlStore
       close: async () => { await adapter.disconnect().catch(() => {}) }
     }
   }
-  throw new TypeError(`expected ${what} to be a redis://, rediss:// or sqlite: URL, got ${JSON.stringify(url)}`)
+  throw new TypeError(`expected ${what} to be a redis://, rediss:// or sqlite: URL, got ${JSON.stringify(withoutPassword(url))}`)
 }
 
 async function load<T> (name: string, what: string): Promise<T> {
@@ -43,5 +43,17 @@ async function load<T> (name: string, what: string): Promise<T> {
     return await import(name) as T
   } catch (error) {
     throw new Error(`${what} needs the package ${name}: npm install ${name}`, { cause: error })
+  }
+}
+
+/** A store URL as it may be printed: its password, if any, left out. */
+export function withoutPassword (text: string): string {
+  try {
+    const url = new URL(text)
+    if (url.password === '') return text
+    url.password = '***'
+    return url.href
+  } catch {
+    return text
   }
 }

@@ -136,17 +136,30 @@ export class KeyvStore {
       return undefined
     }
     const keys = new Set<string>()
+    const seen = new Set<string>()
+    let iterator: AsyncIterator<[string, unknown]> | undefined
     try {
       await withTimeout(this.#whenOpen(async () => {}), this.#timeouts.write)
-      const iterator = rows[Symbol.asyncIterator]()
-      for (;;) {
-        const next = await withTimeout(iterator.next(), this.#timeouts.write)
-        if (next.done === true) break
-        const [key, value] = next.value
-        if (filter(key, () => storedTags(value) ?? [])) keys.add(key)
+      // A store that pages by offset (@keyv/sqlite) skips a row for each row deleted behind the
+      // listing meanwhile (another process's invalidation, a read that drops an expired row): it
+      // is listed again until a listing finds no row it had not seen.
+      for (let pass = 0, added = true; added && pass < MAX_SCAN_PASSES; pass++) {
+        added = false
+        iterator = rows()[Symbol.asyncIterator]()
+        for (;;) {
+          const next = await withTimeout(iterator.next(), this.#timeouts.write)
+          if (next.done === true) break
+          const [key, value] = next.value
+          if (seen.has(key)) continue
+          seen.add(key)
+          added = true
+          if (filter(key, () => storedTags(value) ?? [])) keys.add(key)
+        }
       }
     } catch (error) {
       this.#events.error('scan', undefined, error)
+      // A listing given up on lets go of what it holds (a cursor, in some stores).
+      void iterator?.return?.().catch(() => {})
     }
     return [...keys]
   }
@@ -169,14 +182,16 @@ export class KeyvStore {
  * deleted on the way, which makes a store that pages by offset (@keyv/sqlite) skip a row for each.
  * `undefined` when Keyv cannot list the store.
  */
-function listing (keyv: Keyv): AsyncIterable<[string, unknown]> | undefined {
+function listing (keyv: Keyv): (() => AsyncIterable<[string, unknown]>) | undefined {
   if (typeof keyv.iterator !== 'function') return undefined
-  const store = keyv.store as Map<string, unknown> | { iterator: (namespace?: string) => AsyncIterable<[string, unknown]>, namespace?: string }
-  const raw: AsyncIterable<[string, unknown]> | Iterable<[string, unknown]> = store instanceof Map ? store.entries() : store.iterator(store.namespace)
-  // Keyv files a key under `namespace:key` (none without a namespace, or with useKeyPrefix off).
-  const prefix = keyv.useKeyPrefix && keyv.namespace !== undefined ? `${keyv.namespace}:` : ''
-  return (async function * () {
+  const store = keyv.store as Map<unknown, unknown> | { iterator: (namespace?: string) => AsyncIterable<[unknown, unknown]> }
+  const namespace = keyv.namespace
+  // Keyv files a key under `namespace:key` (as it is without a namespace, or with useKeyPrefix off).
+  const prefix = keyv.useKeyPrefix && namespace !== undefined && namespace !== '' ? `${namespace}:` : ''
+  return async function * () {
+    const raw = store instanceof Map ? store.entries() : store.iterator(namespace)
     for await (const [key, value] of raw) {
+      if (typeof key !== 'string') continue
       let data: unknown
       try {
         data = await keyv.deserializeData(value as string)
@@ -189,8 +204,11 @@ function listing (keyv: Keyv): AsyncIterable<[string, unknown]> | undefined {
       if (!key.startsWith(prefix)) continue
       yield [key.slice(prefix.length), stored]
     }
-  })()
+  }
 }
+
+/** How often a listing is made again at most, to find the rows deletions behind it made it skip. */
+const MAX_SCAN_PASSES = 4
 
 /** `promise`, or a StoreTimeoutError once `ms` have passed: one promise and one timer a call, on every store call's path. */
 export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
