@@ -30,7 +30,8 @@ exit codes: 0 answered, 1 request failed, 2 bad usage, 3 store unusable`
 
 class UsageError extends Error {}
 
-const color = process.stdout.isTTY && process.env.NO_COLOR === undefined
+// no-color.org: NO_COLOR set to anything but the empty string turns colour off.
+const color = process.stdout.isTTY && (process.env.NO_COLOR ?? '') === ''
 const paint = (code: number, text: string): string => color ? `\x1b[${code}m${text}\x1b[0m` : text
 const dim = (text: string): string => paint(2, text)
 
@@ -174,6 +175,8 @@ function toUrl (text: string): string {
     throw new UsageError(`not a URL: ${JSON.stringify(text)} (give an absolute http:// or https:// URL)`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http:// or https:// URL: ${JSON.stringify(text)}`)
+  // fetch refuses a URL with credentials: bad input, said as such rather than as a failed request.
+  if (url.username !== '' || url.password !== '') throw new UsageError('a URL with a user name or password, which fetch refuses: give credentials as a header (-H \'Authorization: …\')')
   return url.href
 }
 

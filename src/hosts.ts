@@ -110,7 +110,8 @@ export async function readHostsFile (path: string, what: string): Promise<Record
     throw new Error(`${what}: cannot read ${path} (${(error as Error).message})`, { cause: error })
   }
   try {
-    return JSON.parse(text) as Record<string, HostPolicy>
+    // An editor may save UTF-8 with a byte order mark, which JSON.parse refuses.
+    return JSON.parse(text.replace(/^\uFEFF/, '')) as Record<string, HostPolicy>
   } catch (error) {
     throw new Error(`${what}: ${path} is not JSON (${(error as Error).message})`, { cause: error })
   }

@@ -76,6 +76,7 @@ describe('the cachedfetch command', () => {
 
   it.each([
     ['a bad URL', 2, ['not a url'], /cachedfetch: not a URL: "not a url"/],
+    ['a URL with credentials, which fetch refuses', 2, ['http://user:s3cret@127.0.0.1/'], /a URL with a user name or password/],
     ['an unknown option', 2, ['http://127.0.0.1/', '--frobnicate'], /Unknown option '--frobnicate'/],
     ['a header that is not one', 2, ['http://127.0.0.1/', '-H', 'Bad Name: x'], /a header is 'Name: value'/],
     ['a method a cache does not serve', 2, ['http://127.0.0.1/', '-X', 'POST'], /-X takes GET or HEAD/],
@@ -90,6 +91,15 @@ describe('the cachedfetch command', () => {
     expect(run.code).toBe(code)
     expect(run.stderr).toMatch(message)
     expect(run.stderr).not.toMatch(/s3cret/)
+  }, 30_000)
+
+  it('reads a hosts file an editor saved with a byte order mark', async () => {
+    const origin = await opened.origin({ '/plain': respond(200, { 'content-type': 'text/plain' }, 'plain') })
+    const hosts = join(databaseFile(), '..', 'hosts.json')
+    writeFileSync(hosts, '\uFEFF' + JSON.stringify({ '127.0.0.1': { defaultTtl: 30 } }))
+    const run = await cli(`${origin.url}/plain`, '--repeat', '2', '--hosts', hosts)
+    expect(run.code).toBe(0)
+    expect(run.stdout.split('\n').filter((line) => /^\d{3} /.test(line)).map((line) => line.split(/ {2}/)[1]?.trim())).toEqual(['MISS', 'HIT'])
   }, 30_000)
 
   it('says where a redirect led, and explains the answer from there, under that host\'s policy', async () => {
