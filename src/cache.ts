@@ -338,11 +338,15 @@ export class Cache {
    * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
    */
   #missed (request: CacheRequest, lookup: Forwarded, shared: SharedCount | undefined): void {
-    if (lookup.background !== true && lookup.counted !== true) this.#count('miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
+    if (lookup.background !== true) this.#count(lookup, 'miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
   }
 
-  /** Counts a forwarded lookup's outcome, and tells the exchange other callers share what it counted. */
-  #count (name: EventName, event: CacheEvent, shared: SharedCount | undefined): void {
+  /**
+   * Counts a forwarded lookup's outcome, and tells the exchange other callers share what it counted;
+   * nothing for one counted already (Forwarded.counted).
+   */
+  #count (lookup: Forwarded, name: EventName, event: CacheEvent, shared: SharedCount | undefined): void {
+    if (lookup.counted === true) return
     this.#reporter.emit(name, event)
     shared?.counted(name, event)
   }
@@ -351,7 +355,7 @@ export class Cache {
   #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded, shared: SharedCount | undefined): Outcome {
     const event = { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) }
     if (lookup.background === true) this.#reporter.emit('revalidated', extend(event, { background: true as const }))
-    else if (lookup.counted !== true) this.#count('revalidated', event, shared)
+    else this.#count(lookup, 'revalidated', event, shared)
     // A 304 whose validators select no stored response updates nothing (§4.3.4). The caller still
     // gets the body we have, under its own fields: the 304's would label it with another
     // representation's validators, which the caller's own conditional requests would then confirm.
@@ -385,7 +389,7 @@ export class Cache {
     lookup.release?.(false)
     const entry = lookup.entry
     if (entry === undefined || !this.mayStandIn(lookup)) return undefined
-    if (lookup.counted !== true) this.#count('stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
+    this.#count(lookup, 'stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
     // The request went forward (RFC 9211 §2.2), so no hit (§2.1), though the stored response answers it.
     const parts: StatusParts = { fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }

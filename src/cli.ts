@@ -10,6 +10,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { parseArgs } from 'node:util'
 import { createCachedFetch, type CachedFetch } from './adapters/fetch.js'
 import { readHostsFile } from './hosts.js'
+import { isToken } from './field-limits.js'
 import { normalizeHeaders } from './key.js'
 import { storeFromUrl, withoutPassword, type UrlStore } from './store/from-url.js'
 import { renamedOptions } from './validate.js'
@@ -180,13 +181,11 @@ function toUrl (text: string): string {
   return url.href
 }
 
-/** RFC 9110 §5.1: a field name is a token. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 function toHeader (text: string): [string, string] {
   const colon = text.indexOf(':')
   const name = text.slice(0, Math.max(colon, 0)).trim()
-  if (colon < 1 || !TOKEN.test(name)) throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(text)}`)
+  if (colon < 1 || !isToken(name)) throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(text)}`)
   return [name, text.slice(colon + 1).trim()]
 }
 

@@ -23,7 +23,7 @@ export const FIELD_LIMITS = Object.freeze({
   count: 256
 })
 
-/** RFC 9110 §5.1: a field name is a token. */
+/** RFC 9110 §5.6.2: tchar, one or more. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 /**
  * RFC 9110 §5.5: CR, LF and NUL in a field value are invalid and dangerous; and a value is octets,
@@ -34,7 +34,12 @@ const FORBIDDEN = /[\r\n\0\u0100-\uffff]/
 
 /** Whether fetch's Headers take this field: a token for a name, octets free of CR, LF and NUL for a value. */
 export function wellFormedField (name: string, value: string): boolean {
-  return TOKEN.test(name) && !FORBIDDEN.test(value)
+  return isToken(name) && !FORBIDDEN.test(value)
+}
+
+/** RFC 9110 §5.6.2: a token, what a field name and a method are. */
+export function isToken (text: string): boolean {
+  return TOKEN.test(text)
 }
 
 /** Whether a response's fields may be stored: names are tokens, values octets free of CR/LF/NUL, all within FIELD_LIMITS. */
@@ -42,7 +47,7 @@ export function fieldsFitToStore (headers: ResponseHeaders): boolean {
   let total = 0
   let count = 0
   for (const name in headers) {
-    if (!TOKEN.test(name)) return false
+    if (!isToken(name)) return false
     const value = headers[name]!
     // A field's one value as it is, not in an array of one: this runs for every response stored.
     const lines = typeof value === 'string' ? 1 : value.length

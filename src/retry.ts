@@ -6,6 +6,7 @@
  * (src/adapters/retry.ts); this module only decides.
  */
 import { parseHttpDate } from './http-date.js'
+import { isToken } from './field-limits.js'
 import { assertKnownKeys, describe, isOptionsObject, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
 
 export interface RetryOptions {
@@ -179,11 +180,10 @@ export function parseRetryAfter (value: string | undefined, now: number): number
 
 /** Method names: tokens (RFC 9110 §9.1), one a string (`'GET,HEAD'` is no method). */
 function methods (value: unknown, path: string): string[] {
-  if (Array.isArray(value) && value.every((v) => typeof v === 'string' && TOKEN.test(v))) return value as string[]
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' && isToken(v))) return value as string[]
   throw new TypeError(`expected ${path} to be an array of method names, one a string, got ${Array.isArray(value) ? JSON.stringify(value) : describe(value)}`)
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /** Error statuses, 4xx and 5xx: a retry of anything else would send every success, redirect or 304 again. */
 function statuses (value: unknown, path: string): number[] {

@@ -20,6 +20,7 @@
  */
 import type { Dispatcher } from 'undici'
 import { endToEndFields } from '../entry.js'
+import { endAnswer } from './answer-end.js'
 import { CachedFetchError, type RequestInfo } from '../errors.js'
 import { memoizeWeakly } from '../memo.js'
 import type { CacheEvent, EventName, SharedCount } from '../status.js'
@@ -419,11 +420,7 @@ class Subscriber implements Controller {
         case 'end':
           this.#done = true
           try {
-            handler.onResponseEnd?.(this, event.trailers)
-          } catch (error) {
-            // As undici does, an end callback that throws is that handler's error (undici's retry
-            // interceptor above the cache throws there to retry).
-            handler.onResponseError?.(this, error as Error)
+            endAnswer(handler, this, event.trailers)
           } finally {
             this.#finished()
           }

@@ -9,6 +9,7 @@
  */
 import type { Dispatcher } from 'undici'
 import type { Duplex } from 'node:stream'
+import { endAnswer } from './answer-end.js'
 import { canBorrow } from './broadcast.js'
 
 type Handler = Dispatcher.DispatchHandler
@@ -94,12 +95,7 @@ export class EarlyStart implements Handler, Controller {
   onResponseEnd (_controller: Controller, trailers: Headers): void {
     if (this.#ended) return
     this.#ended = true
-    // As undici does, an end callback that throws is that handler's error.
-    try {
-      this.#handler.onResponseEnd?.(this, trailers)
-    } catch (error) {
-      this.#handler.onResponseError?.(this, error as Error)
-    }
+    endAnswer(this.#handler, this, trailers)
   }
 
   onResponseError (_controller: Controller, error: Error): void {

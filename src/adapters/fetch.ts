@@ -92,8 +92,8 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     // What the fast path's lookup found, when no hit: counted here for a caller whose request the
     // full path will not look up (one that follows another's, or that left while it looked).
     let unanswered: Unanswered | undefined
+    const signal = init.signal ?? undefined
     if (plain !== undefined) {
-      const signal = init.signal ?? undefined
       // Made only for a caller that may need it: a hit, mostly, does not.
       const record = following || signal !== undefined ? (why: Unanswered) => { unanswered = why } : undefined
       const fast = fastPath(cache, plain, signal, record)
@@ -125,7 +125,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
       const request = {
         method,
         url,
-        signal: init.signal ?? undefined,
+        signal,
         countable: unanswered !== undefined && 'stored' in unanswered && unanswered.stored,
         joined: () => { countUnanswered(cache, plain!, unanswered, true) }
       }

@@ -5,6 +5,7 @@
  */
 import type { Dispatcher } from 'undici'
 import { bodyLength, bodySlice, type StoredBody } from '../entry.js'
+import { endAnswer } from './answer-end.js'
 import { canBorrow } from './broadcast.js'
 import { turnDue } from './turns.js'
 
@@ -82,13 +83,7 @@ export class ReplayController implements Controller {
     }
     if (this.#paused || this.#aborted || this.#done) return
     this.#done = true
-    // As undici does, an end callback that throws is that handler's error: undici's retry
-    // interceptor above the cache throws there to retry, and would wait for ever otherwise.
-    try {
-      handler.onResponseEnd?.(this, this.#response.trailers ?? {})
-    } catch (error) {
-      handler.onResponseError?.(this, error as Error)
-    }
+    endAnswer(handler, this, this.#response.trailers ?? {})
   }
 
   pause (): void {

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream'
 import { RetryHandler, type Dispatcher } from 'undici'
 import type { Cache } from '../cache.js'
 import { normalizeHeaders } from '../key.js'
+import { endAnswer } from './answer-end.js'
 import { extend } from '../objects.js'
 import { isRetryableError, isRetryableStatus, mayRetry, needsIdempotencyKey, retriedByKey, retryDelay, type ResolvedRetry } from '../retry.js'
 
@@ -319,13 +320,7 @@ class RetryGuard implements Handler, Controller {
       return
     }
     this.#finished = true
-    // As undici does, an end callback that throws is that handler's error (undici's retry
-    // interceptor above the cache throws there to retry).
-    try {
-      this.#handler.onResponseEnd?.(this, trailers)
-    } catch (error) {
-      this.#handler.onResponseError?.(this, error as Error)
-    }
+    endAnswer(this.#handler, this, trailers)
   }
 
   onResponseError (_controller: Controller | undefined, error: Error): void {
