@@ -10,7 +10,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { parseArgs } from 'node:util'
 import { createCachedFetch, type CachedFetch } from './adapters/fetch.js'
 import { readHostsFile } from './hosts.js'
-import { isToken } from './field-limits.js'
+import { isFieldValue, isToken } from './field-limits.js'
 import { normalizeHeaders } from './key.js'
 import { storeFromUrl, withoutPassword, type UrlStore } from './store/from-url.js'
 import { renamedOptions } from './validate.js'
@@ -186,7 +186,9 @@ function toHeader (text: string): [string, string] {
   const colon = text.indexOf(':')
   const name = text.slice(0, Math.max(colon, 0)).trim()
   if (colon < 1 || !isToken(name)) throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(text)}`)
-  return [name, text.slice(colon + 1).trim()]
+  const value = text.slice(colon + 1).trim()
+  if (!isFieldValue(value)) throw new UsageError(`the value of the header ${name} holds a control character or a character past Latin-1, which HTTP refuses: ${JSON.stringify(value)}`)
+  return [name, value]
 }
 
 /** fetch's own message is "fetch failed"; what failed is in its cause (ECONNREFUSED, ENOTFOUND, …). */

@@ -31,10 +31,19 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
  * none, and the fetch Response refuses it.
  */
 const FORBIDDEN = /[\r\n\0\u0100-\uffff]/
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 
 /** Whether fetch's Headers take this field: a token for a name, octets free of CR, LF and NUL for a value. */
 export function wellFormedField (name: string, value: string): boolean {
   return isToken(name) && !FORBIDDEN.test(value)
+}
+
+/**
+ * RFC 9110 §5.5: a field value as a request sends it: visible characters, spaces, tabs and octets
+ * past ASCII (obs-text); no control character, which undici refuses in a request's fields.
+ */
+export function isFieldValue (text: string): boolean {
+  return FIELD_VALUE.test(text)
 }
 
 /** RFC 9110 §5.6.2: a token, what a field name and a method are. */

@@ -112,6 +112,23 @@ describe('bad options are a TypeError naming the option', () => {
     const error = thrown(() => createCachedFetch({ dispatcher: {} as unknown as Dispatcher }))
     expect(error).toBeInstanceOf(TypeError)
     expect((error as TypeError).message).toMatch(/options\.dispatcher/)
+    // compose() alone is not enough: the cache dispatches through it.
+    expect(() => createCachedFetch({ dispatcher: { compose: () => ({}) } as unknown as Dispatcher })).toThrow(/options\.dispatcher/)
+  })
+
+  it('refuses an init.dispatcher that is not one, on a hit as on a miss, and reads null as none', async () => {
+    const server = await opened.origin({
+      '/kept': (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' })
+        res.end('kept')
+      }
+    })
+    const cachedFetch = createCachedFetch({ dispatcher: opened.agent() })
+    const bogus = { dispatcher: { compose: () => ({}) } } as unknown as RequestInit
+    await expect(cachedFetch(`${server.url}/kept`, bogus)).rejects.toThrow(/init\.dispatcher/)
+    expect(await (await cachedFetch(`${server.url}/kept`, { dispatcher: null } as unknown as RequestInit)).text()).toBe('kept')
+    await expect(cachedFetch(`${server.url}/kept`, bogus)).rejects.toThrow(/init\.dispatcher/)
+    expect(server.hits('/kept')).toBe(1)
   })
 
   it('accepts a Keyv instance and a bare Keyv store adapter (a Map) as store, and caches through them', async () => {

@@ -55,7 +55,7 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     throw new TypeError(`expected options to be an object, got ${describe(options)}`)
   }
   const { dispatcher: base = new Agent(), ...rest } = options
-  if (typeof (base as Partial<Dispatcher> | null)?.compose !== 'function') {
+  if (!isDispatcher(base)) {
     throw new TypeError(`expected options.dispatcher to be an undici Dispatcher (an Agent, Pool, …), got ${describe(base)}`)
   }
   const cache = cacheFrom(rest)
@@ -82,8 +82,13 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
     const converted = toUndiciInput(anyInput, init)
     const input = converted instanceof Promise ? await converted : converted
     if (isForeignForm(init.body)) await encodeForm(init, init.body)
-    // Validated before anything else, so a bad one fails the same way on every path.
+    // Validated before anything else, so a bad one fails the same way on every path, a hit's too.
     if (cachePolicy !== undefined) cache.settings(undefined, cachePolicy)
+    // null is no dispatcher, as undici's Request reads it.
+    if (init.dispatcher === null) delete init.dispatcher
+    else if (init.dispatcher !== undefined && !isDispatcher(init.dispatcher)) {
+      throw new TypeError(`expected init.dispatcher to be an undici Dispatcher (an Agent, Pool, …), got ${describe(init.dispatcher)}`)
+    }
     // A request with a policy of its own takes the full path, where the engine applies it.
     const plain = cachePolicy === undefined ? plainRequest(input, init) : undefined
     // Keyed only when it matters (a leader to follow, or a miss to lead): a hit pays nothing for it.
@@ -172,6 +177,12 @@ async function encodeForm (init: RequestInit, form: globalThis.FormData): Promis
   const headers = new Headers(init.headers)
   if (!headers.has('content-type')) headers.set('content-type', encoded.headers.get('content-type')!)
   init.headers = headers
+}
+
+/** What the cache is composed onto and dispatches through: an object with undici's compose() and dispatch(). */
+function isDispatcher (value: unknown): value is Dispatcher {
+  const { compose, dispatch } = (value ?? {}) as Partial<Dispatcher>
+  return typeof compose === 'function' && typeof dispatch === 'function'
 }
 
 function modeDispatchers (dispatcher: Dispatcher): Map<FetchCacheMode, Dispatcher> {

@@ -16,7 +16,13 @@ export interface UrlStore {
 export async function storeFromUrl (url: string, what: string): Promise<UrlStore> {
   if (/^rediss?:\/\//.test(url)) {
     const { default: KeyvRedis, createClient } = await load<typeof KeyvRedisModule>('@keyv/redis', what)
-    const client = createClient({ url, disableOfflineQueue: true })
+    let client: ReturnType<typeof createClient>
+    try {
+      client = createClient({ url, disableOfflineQueue: true })
+    } catch (error) {
+      // node-redis says only "Invalid pathname" or "Invalid URL": said here of what, without the password.
+      throw new TypeError(`expected ${what} to be a Redis URL, redis[s]://[[user]:password@]host[:port][/db-number], got ${JSON.stringify(withoutPassword(url))}: ${(error as Error).message}`)
+    }
     // Before anything connects: an idle connection must not keep a finished script alive. (node-redis
     // applies it to the socket it creates; one created before would stay referenced.)
     client.unref()
