@@ -1,31 +1,28 @@
 /**
  * The engine. A `Cache` decides, for a request, whether a stored response serves it, must be
- * revalidated, or the request goes to the origin; and, for the origin's answer, what is stored,
- * merged (304) or invalidated. It knows no protocol: the adapters (src/adapters/) carry its
- * decisions into undici's handler API and into `fetch`.
+ * revalidated, or the request goes to the origin; its `answers` (src/answers.ts) decide, for the
+ * origin's answer, what is stored, merged (304) or invalidated. It knows no protocol: the adapters
+ * (src/adapters/) carry its decisions into undici's handler API and into `fetch`.
  */
-import { forward, HitResult, servedHeaders, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Outcome, type Unsatisfiable } from './decision.js'
-import { bodyLength, connectionNamesFields, fieldValue, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders, type Variants } from './entry.js'
+import { Answers } from './answers.js'
+import { forward, HitResult, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Unsatisfiable } from './decision.js'
+import { bodyLength, connectionNamesFields, storableHeaders, type CacheEntry, type Variants } from './entry.js'
 import { explain, type Explanation } from './explain.js'
-import { fieldsFitToStore } from './field-limits.js'
 import { Flights } from './flight.js'
-import { invalidatedBy, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
-import { hasAny, normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest } from './key.js'
+import { prefixSelector, tagSelector, urlSelector } from './invalidation.js'
+import { hasAny, normalizeUrl, storeKey, type CacheRequest } from './key.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
 import { PolicyFactory } from './policy.js'
-import { revalidationHeaders, selectedBy } from './revalidation.js'
+import { revalidationHeaders } from './revalidation.js'
 import type { Usability } from './stored-policy.js'
-import { Recorder } from './recorder.js'
 import { Refreshes, type Abortable } from './refreshes.js'
-import { ageOf, appendCacheStatus, formatCacheStatus, Reporter, withCacheStatus, type CacheEvent, type EventName, type Forward, type SharedCount, type StatsSnapshot, type StatusParts } from './status.js'
+import { ageOf, appendCacheStatus, formatCacheStatus, ownCacheStatus, Reporter, type CacheEvent, type EventName, type Forward, type StatsSnapshot, type StatusParts } from './status.js'
 import type { Coordinator } from './store/coordinator.js'
 import { openStores, type Tiers, type Selector } from './store/tiers.js'
 import type { MaybePromise, StoreEvents } from './store/types.js'
-import { intern } from './memo.js'
 import { extend } from './objects.js'
-import { responseTags } from './tags.js'
 import { findVariant } from './variants.js'
 import { Writes } from './writes.js'
 
@@ -40,8 +37,6 @@ export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } f
 
 /** Request fields that make the caller's own conditional or partial request: passed through untouched. */
 const CALLER_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
-/** Origin answers that stale-if-error may stand in for (RFC 5861 §4). */
-const ERROR_STATUSES = new Set([500, 502, 503, 504])
 
 export class Cache {
   readonly options: ResolvedOptions
@@ -57,6 +52,11 @@ export class Cache {
    * @internal For the adapters (src/adapters/), not for applications.
    */
   readonly flights = new Flights<unknown>((since, storeKey) => this.#writes.invalidatedSince(since, storeKey))
+  /**
+   * What the origin's answers to forwarded requests do: served, stored, merged, stood in for (src/answers.ts).
+   * @internal For the adapters (src/adapters/), not for applications.
+   */
+  readonly answers: Answers
 
   constructor (options?: CacheOptions) {
     this.options = resolveOptions(options)
@@ -70,13 +70,14 @@ export class Cache {
     this.#store = tiers
     this.#writes = new Writes(tiers, this.#reporter)
     this.#coordinator = coordinator
+    this.answers = new Answers(this.options, this.#policies, this.#writes, this.#reporter, (selector: Selector, event: CacheEvent) => this.#invalidate(selector, event))
   }
 
   /**
    * Decides how a request is served, and counts a lookup that found nothing stored (or that is
    * answered from the store); one forwarded with a stored response counts by its answer
-   * (`forwarded()`, `failed()`, `noAnswer()`). Synchronous when the store is (the default memory
-   * store), so a hit costs no promise.
+   * (src/answers.ts). Synchronous when the store is (the default memory store), so a hit costs no
+   * promise.
    * @internal For the adapters (src/adapters/) and the benchmark, not for applications.
    */
   lookup (request: CacheRequest, mode: FetchCacheMode = 'default', settings: RequestSettings = this.settings(request.url)): MaybePromise<Lookup> {
@@ -221,7 +222,7 @@ export class Cache {
     const parts: StatusParts = usability === 'stale-while-revalidate'
       ? { hit: true, ttl: entry.policy.ttl(), detail: 'stale-while-revalidate' }
       : { hit: true, ttl: entry.policy.ttl() }
-    return new HitResult(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], this.#status(parts, entry.key)), refresh)
+    return new HitResult(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], ownCacheStatus(parts, entry.key, this.options.cacheStatusKey)), refresh)
   }
 
   #bypass (request: CacheRequest, fwd: Forward, directives: RequestDirectives, settings: RequestSettings): Forwarded {
@@ -234,187 +235,6 @@ export class Cache {
     // Nothing went forward (RFC 9211 §2.2): no fwd. RFC 9211 §2 would have a response the cache makes
     // itself carry no member; this one keeps it, so that a caller can tell it from an origin's 504.
     return { kind: 'unsatisfiable', headers: { 'cache-status': formatCacheStatus({ detail: 'only-if-cached' }) } }
-  }
-
-  /** The stored headers as served now: Age (RFC 9111 §5.1) and our Cache-Status added. */
-  #served (entry: CacheEntry, parts: StatusParts): ResponseHeaders {
-    return servedHeaders(entry, ageOf(entry), appendCacheStatus(entry.headers['cache-status'], this.#status(parts, entry.key)))
-  }
-
-  /** Our Cache-Status member, with the key when the `cacheStatusKey` option asks for it. */
-  #status (parts: StatusParts, key: string | undefined): string {
-    return formatCacheStatus(this.options.cacheStatusKey && key !== undefined ? extend(parts, { key }) : parts)
-  }
-
-  /**
-   * The origin answered a forwarded request: decide what the caller gets and what is stored.
-   * `headers` are the response's, as undici hands them over; `shared`, the exchange other callers
-   * share, which is told what this lookup counts.
-   * @internal For the adapters (src/adapters/), not for applications.
-   */
-  forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>, shared?: SharedCount): Outcome {
-    for (const url of invalidatedBy(request, status, headers)) {
-      this.#writes.background(this.#invalidate(urlSelector(url, this.settings(url).key, request.headers.host), { url }))
-    }
-    const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.options.cacheStatusKey && lookup.store && lookup.key !== undefined
-      ? { fwd: lookup.fwd, fwdStatus: status, key: lookup.key }
-      : { fwd: lookup.fwd, fwdStatus: status }
-    const { entry: previous } = lookup
-    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup, shared)
-    if (previous !== undefined && status >= 500) {
-      // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
-      const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status, shared) : undefined
-      if (standIn === undefined && !this.mayStandIn(lookup)) this.#missed(request, lookup, shared)
-      return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
-    }
-    // An answer the stored entry may yet stand in for is held back by the adapter, and counted
-    // when it is let through (missed()), or as the stale entry if that stands in for it.
-    if (previous !== undefined && !this.mayStandIn(lookup)) this.#missed(request, lookup, shared)
-    const pass = (stored: boolean, recorder?: Recorder): Outcome => {
-      if (!stored) lookup.release?.(false)
-      return { kind: 'pass', headers: withCacheStatus(headers, extend(parts, { stored })), recorder }
-    }
-    const { key } = lookup
-    if (!lookup.store || key === undefined) return pass(false)
-
-    const { settings } = lookup
-    const stored = storableHeaders(headers)
-    // RFC 9110 §6.6.1: a recipient with a clock dates a response it caches that has no Date (as
-    // a 304 without one is dated, src/policy.ts), so that a hit says when it was received.
-    const dated = stored.date === undefined ? new Date(this.options.now()).toUTCString() : undefined
-    if (dated !== undefined) stored.date = dated
-    const { policy, storable } = this.#policies.create(request, status, stored, settings, lookup.requestTime)
-    const retention = policy.retention(stored, settings)
-    const fields = varyFields(fieldValue(stored.vary))
-    // The body's length when announced. A HEAD response, a 204 and a 304 have none, whatever their
-    // Content-Length says (RFC 9110 §9.3.2, §15.3.5, §15.4.5).
-    const declared = Number(fieldValue(stored['content-length']) ?? NaN)
-    const length = request.method === 'HEAD' || status === 204 || status === 304 ? 0 : Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined
-    if (!storable || retention === 0 || fields[0] === '*' || (length ?? 0) > settings.maxEntrySize || !fieldsFitToStore(stored) || connectionNamesFields(headers)) {
-      // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
-      return pass(false)
-    }
-    const vary = varyValues(fields, request.headers)
-    const tags = responseTags(stored, settings.tags)
-    // An invalidation that started since the request went out, and picks this answer, keeps it
-    // from being stored (src/writes.ts): Cache-Status must not say `stored`.
-    if (this.#writes.refuses(lookup.since, key, tags)) return pass(false)
-    const recorder = new Recorder(settings.maxEntrySize, length, (body) => {
-      const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
-      // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
-      const release = (written: boolean): void => lookup.release?.(written && policy.fresh())
-      const written = this.#write(request, entry, retention, settings, lookup.since)
-      if (written instanceof Promise) this.#writes.background(written.then(release))
-      else release(written)
-    }, () => lookup.release?.(false))
-    const passed = pass(true, recorder)
-    // Its caller gets that Date too (§6.6.1: "cached or forwarded downstream"), as every hit will.
-    if (dated !== undefined) passed.headers.date = dated
-    return passed
-  }
-
-  /**
-   * An answer held back while the stored entry could stand in for its failure is let through
-   * after all: its lookup is a miss (`shared` as for forwarded()).
-   * @internal For the adapters (src/adapters/), not for applications.
-   */
-  missed (request: CacheRequest, lookup: Forwarded, shared?: SharedCount): void {
-    this.#missed(request, lookup, shared)
-  }
-
-  /**
-   * A forwarded request ended with no answer that counted its lookup: a network error nothing
-   * stood in for, or its caller's abort. One that found a stored response is a miss, as one that
-   * found none counted as it looked (`shared` as for forwarded()).
-   * @internal For the adapters (src/adapters/), not for applications.
-   */
-  noAnswer (request: CacheRequest, lookup: Forwarded, shared?: SharedCount): void {
-    if (lookup.entry !== undefined) this.#missed(request, lookup, shared)
-  }
-
-  /**
-   * A stored response was looked up but a new answer serves the request: the lookup is a miss,
-   * counted as one (hitRatio). A background refresh's lookup was counted already, as its hit.
-   */
-  #missed (request: CacheRequest, lookup: Forwarded, shared: SharedCount | undefined): void {
-    if (lookup.background !== true) this.#count(lookup, 'miss', { method: request.method, url: request.url, reason: lookup.fwd }, shared)
-  }
-
-  /**
-   * Counts a forwarded lookup's outcome, and tells the exchange other callers share what it counted;
-   * nothing for one counted already (Forwarded.counted).
-   */
-  #count (lookup: Forwarded, name: EventName, event: CacheEvent, shared: SharedCount | undefined): void {
-    if (lookup.counted === true) return
-    this.#reporter.emit(name, event)
-    shared?.counted(name, event)
-  }
-
-  /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
-  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded, shared: SharedCount | undefined): Outcome {
-    const event = { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) }
-    if (lookup.background === true) this.#reporter.emit('revalidated', extend(event, { background: true as const }))
-    else this.#count(lookup, 'revalidated', event, shared)
-    // A 304 whose validators select no stored response updates nothing (§4.3.4). The caller still
-    // gets the body we have, under its own fields: the 304's would label it with another
-    // representation's validators, which the caller's own conditional requests would then confirm.
-    if (!selectedBy(entry.headers, notModified)) return { kind: 'replay', entry, headers: this.#served(entry, extend(parts, { ttl: entry.policy.ttl() })) }
-    const { settings } = lookup
-    const { policy, storable, headers } = this.#policies.revalidated(request, entry, notModified, settings, lookup.requestTime)
-    const { key, status, statusText, body } = entry
-    // The 304's Vary is the response's now (RFC 9110 §15.4.5 has it sent as a 200 would): the
-    // updated entry is selected by it, not by the fields the old one varied on (§4.1).
-    const fields = varyFields(fieldValue(headers.vary))
-    const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary: varyValues(fields, request.headers), tags: responseTags(headers, settings.tags) }
-    if (storable && fields[0] !== '*' && fieldsFitToStore(headers)) {
-      this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
-    } else if (fields[0] === '*' || (!storable && (policy.directives['no-store'] !== undefined || (policy.shared && policy.directives.private !== undefined)))) {
-      // §5.2.2.5, §5.2.2.7: what the origin now says may not be stored is not kept as it was
-      // either, where max-stale, force-cache or stale-if-error would still serve it; nor what now
-      // varies on * (§4.1: it matches no request). (A Set-Cookie in a 304 is its caller's alone:
-      // the entry stays as it was, without it.)
-      this.#writes.remove(entry, settings, lookup.since)
-    }
-    return { kind: 'replay', entry: updated, headers: this.#served(updated, extend(parts, { ttl: policy.ttl() })) }
-  }
-
-  /**
-   * RFC 5861 §4: the origin failed (a network error, or `status` 500/502/503/504 after retries).
-   * The stored entry stands in when stale-if-error allows; `undefined` means the failure stands.
-   * `shared` as for forwarded().
-   * @internal For the adapters (src/adapters/), not for applications.
-   */
-  failed (request: CacheRequest, lookup: Forwarded, status?: number, shared?: SharedCount): Outcome | undefined {
-    lookup.release?.(false)
-    const entry = lookup.entry
-    if (entry === undefined || !this.mayStandIn(lookup)) return undefined
-    this.#count(lookup, 'stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
-    // The request went forward (RFC 9211 §2.2), so no hit (§2.1), though the stored response answers it.
-    const parts: StatusParts = { fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
-    return { kind: 'replay', entry, headers: this.#served(entry, parts) }
-  }
-
-  /**
-   * Whether a failure of this forwarded request would be stood in for by the stored entry (RFC 5861
-   * §4), as `failed()` decides it now. The adapters hold such an answer back until its body is
-   * complete, so that one that breaks off half way can still be stood in for.
-   * @internal For the adapters (src/adapters/), not for applications.
-   */
-  mayStandIn (lookup: Forwarded): boolean {
-    // Nobody waits on a background refresh: its failure is reported, not stood in for.
-    return lookup.entry !== undefined && !lookup.background && lookup.entry.policy.usableOnError(lookup.directives, lookup.settings)
-  }
-
-  /** Stores an entry beside the other variants of its URL (src/writes.ts); whether it did, synchronously where the store answers so. */
-  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number): MaybePromise<boolean> {
-    const written = this.#writes.write(entry, retention, settings, since)
-    return written instanceof Promise ? written.then((done) => this.#stored(request, entry, done)) : this.#stored(request, entry, written)
-  }
-
-  #stored (request: CacheRequest, entry: CacheEntry, written: boolean): boolean {
-    if (written) this.#reporter.emit('stored', { url: request.url, key: entry.key, status: entry.status, bytes: bodyLength(entry.body) })
-    return written
   }
 
   /**

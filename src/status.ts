@@ -36,6 +36,11 @@ export function formatCacheStatus (parts: StatusParts): string {
   return value
 }
 
+/** Our Cache-Status member, with the key when the `cacheStatusKey` option asks for it (`withKey`). */
+export function ownCacheStatus (parts: StatusParts, key: string | undefined, withKey: boolean): string {
+  return formatCacheStatus(withKey && key !== undefined ? { ...parts, key } : parts)
+}
+
 /**
  * RFC 8941 §3.3.3: an sf-string holds printable ASCII, `\` and `"` escaped. Anything else a key
  * may hold (a Host header's byte past ASCII) is percent-encoded: %XX, or %uXXXX past Latin-1; and

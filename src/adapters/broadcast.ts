@@ -265,7 +265,7 @@ export class Broadcast implements LendableHandler, SharedCount {
   leave (subscriber: Subscriber, reason: Error): void {
     this.#remove(subscriber)
     // One that joined with a stored response of its own and left before the exchange's outcome
-    // was counted gets no answer to count it by: a miss, as such a lookup of its own would be (Cache.noAnswer).
+    // was counted gets no answer to count it by: a miss, as such a lookup of its own would be (Answers.noAnswer, src/answers.ts).
     if (subscriber.countable && !this.#counting) this.#options.report('miss', { method: this.#options.request.method, url: this.#options.request.url })
     if (this.#subscribers.size === 0 && !this.#done) {
       this.#upstream?.abort(reason)

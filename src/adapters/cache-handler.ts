@@ -55,7 +55,7 @@ export class CacheHandler implements Handler {
   onResponseStart (controller: Controller, statusCode: number, headers: Headers, statusMessage?: string): void {
     let outcome: Outcome
     try {
-      outcome = this.#cache.forwarded(this.#request, this.#lookup, statusCode, statusMessage ?? '', headers, this.#shared)
+      outcome = this.#cache.answers.forwarded(this.#request, this.#lookup, statusCode, statusMessage ?? '', headers, this.#shared)
     } catch {
       // The cache fails open: a response it cannot make sense of goes to the caller untouched.
       outcome = { kind: 'pass', headers: headers as ResponseHeaders, recorder: undefined }
@@ -64,7 +64,7 @@ export class CacheHandler implements Handler {
     this.#outcome = outcome
     if (outcome.kind !== 'pass') return
     // RFC 5861 §4: a failure is an error until the body is complete, and stale-if-error covers it.
-    if (this.#cache.mayStandIn(this.#lookup)) {
+    if (this.#cache.answers.mayStandIn(this.#lookup)) {
       this.#held = { status: statusCode, statusText: statusMessage ?? '', headers: outcome.headers, chunks: [], bytes: 0 }
       return
     }
@@ -84,7 +84,7 @@ export class CacheHandler implements Handler {
       }
       // Too large to hold: the caller gets what was held, then the rest as it comes.
       this.#held = undefined
-      this.#cache.missed(this.#request, this.#lookup, this.#shared)
+      this.#cache.answers.missed(this.#request, this.#lookup, this.#shared)
       this.#handler.onResponseStart?.(controller, held.status, held.headers, held.statusText)
       for (const early of held.chunks) {
         if (controller.aborted) return
@@ -106,7 +106,7 @@ export class CacheHandler implements Handler {
     if (held !== undefined) {
       // Complete: played to the caller as a stored response is, honouring its pause().
       this.#held = undefined
-      this.#cache.missed(this.#request, this.#lookup, this.#shared)
+      this.#cache.answers.missed(this.#request, this.#lookup, this.#shared)
       const body = hasNoContent(this.#request.method, held.status) ? undefined : Buffer.concat(held.chunks, held.bytes)
       new ReplayController(this.#handler, { status: held.status, statusText: held.statusText, headers: held.headers, body, trailers }).start(this.#requestStarted)
       return
@@ -130,13 +130,13 @@ export class CacheHandler implements Handler {
     // RFC 5861 §4: no answer at all (a network error, after retries), or one that broke off before
     // the caller saw any of it, may be stood in for too; a caller's own abort may not. (undici
     // passes no controller when the connection never opened.)
-    const standIn = (outcome === undefined || held) && controller?.aborted !== true ? this.#cache.failed(this.#request, this.#lookup, undefined, this.#shared) : undefined
+    const standIn = (outcome === undefined || held) && controller?.aborted !== true ? this.#cache.answers.failed(this.#request, this.#lookup, undefined, this.#shared) : undefined
     if (standIn?.kind === 'replay') {
       this.#replay(standIn.entry, standIn.headers)
       return
     }
     // No answer counted its lookup (forwarded() never ran, or held the count back): it counts now.
-    if (outcome === undefined || held) this.#cache.noAnswer(this.#request, this.#lookup, this.#shared)
+    if (outcome === undefined || held) this.#cache.answers.noAnswer(this.#request, this.#lookup, this.#shared)
     this.#handler.onResponseError?.(controller!, error)
   }
 

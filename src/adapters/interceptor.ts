@@ -103,7 +103,7 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
         }
         noFlight(opts)
         // Its caller left before it could go out: a lookup that found a stored response counts now.
-        if (found.kind === 'forward') cache.noAnswer(request, found)
+        if (found.kind === 'forward') cache.answers.noAnswer(request, found)
       }, () => {
         noFlight(opts)
         return dispatch(opts, early)
@@ -178,7 +178,7 @@ function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOpt
   cache.flights.start(key, broadcast, lookup.key ?? storeKey(request.method, request.url, request.headers.host, lookup.settings), lookup.since)
   // A lookup that found nothing stored counted as it looked; to a caller that joins with a stored
   // response of its own, what the exchange brings is a miss too. (One that found one tells the
-  // exchange its outcome when the answer comes: Cache.forwarded.)
+  // exchange its outcome when the answer comes: Answers.forwarded, src/answers.ts.)
   if (lookup.entry === undefined) broadcast.counted('miss', { method: request.method, url: request.url })
   broadcast.join(handler, false)
   opts[ON_FLIGHT]?.(broadcast, key)
