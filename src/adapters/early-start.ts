@@ -10,7 +10,7 @@
 import type { Dispatcher } from 'undici'
 import type { Duplex } from 'node:stream'
 import { endAnswer } from './answer-end.js'
-import { canBorrow } from './broadcast.js'
+import { canBorrow } from './subscriber.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController

@@ -6,7 +6,7 @@
 import type { Dispatcher } from 'undici'
 import { bodyLength, bodySlice, type StoredBody } from '../entry.js'
 import { endAnswer } from './answer-end.js'
-import { canBorrow } from './broadcast.js'
+import { canBorrow } from './subscriber.js'
 import { turnDue } from './turns.js'
 
 type Handler = Dispatcher.DispatchHandler
