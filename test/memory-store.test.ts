@@ -4,6 +4,7 @@
  * entries through its serialization and treating whatever does not parse as a miss; a private
  * cache's entries on a Keyv are never served by a shared cache on the same Keyv.
  */
+import diagnostics from 'node:diagnostics_channel'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
 import { request } from 'undici'
@@ -109,6 +110,31 @@ describe('the default memory store', () => {
   })
 
   describe.each(adapters)('through $name', ({ connect }) => {
+    it('keeps a URL\'s newest variants when together they pass maxSize: the oldest go, reported as evicted, not the URL', async () => {
+      const origin = await opened.origin({
+        '/page': (req, res) => {
+          res.writeHead(200, { 'cache-control': 'max-age=300', vary: 'accept-language' }).end('x'.repeat(9000) + String(req.headers['accept-language']))
+        }
+      })
+      const cache = createCache({ maxSize: 100_000 })
+      const client = opened.add(connect(cache))
+      const evicted: unknown[] = []
+      const listen = (event: unknown): void => { evicted.push(event) }
+      diagnostics.subscribe('cachedfetch:evicted', listen)
+      opened.add({ close: () => Promise.resolve(void diagnostics.unsubscribe('cachedfetch:evicted', listen)) })
+      // Eleven variants of about 9 KB: together past maxSize, each far within it.
+      const languages = ['en', 'fr', 'de', 'es', 'it', 'nl', 'pt', 'pl', 'sv', 'da', 'fi']
+      for (const language of languages) await client.send(`${origin.url}/page`, { headers: { 'accept-language': language } })
+      expect(evicted).toHaveLength(1)
+      for (const language of languages.slice(1)) {
+        const again = await client.send(`${origin.url}/page`, { headers: { 'accept-language': language } })
+        expect(again.body.endsWith(language)).toBe(true)
+        expect(again.header('cache-status'), language).toMatch(/^cachedfetch; hit/)
+      }
+      expect(origin.hits('/page')).toBe(languages.length)
+      expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(100_000)
+    })
+
     it('drops an entry once the cache\'s clock is past its retention, even in the millisecond of an earlier read', async () => {
       const server = await opened.origin({ '/doc': respond(200, { 'cache-control': 'max-age=1', etag: '"v1"' }, 'doc') })
       const clock = manualClock(wholeSecondNow())

@@ -4,7 +4,7 @@
  * synchronously. The value under a key is the variants themselves (a single one as it is): no wrapper object per URL.
  */
 import { LRUCache } from 'lru-cache'
-import { variantsSize, type Variants } from '../entry.js'
+import { isEntry, toVariants, variantsSize, type Variants } from '../entry.js'
 import type { StoreEvents } from './types.js'
 
 export interface MemoryStoreOptions {
@@ -16,8 +16,12 @@ export interface MemoryStoreOptions {
 
 export class MemoryStore {
   readonly #lru: LRUCache<string, Variants>
+  readonly #maxSize: number
+  readonly #events: StoreEvents
 
   constructor (options: MemoryStoreOptions, events: StoreEvents) {
+    this.#maxSize = options.maxSize
+    this.#events = events
     this.#lru = new LRUCache<string, Variants>({
       max: options.maxEntries,
       maxSize: options.maxSize,
@@ -39,9 +43,21 @@ export class MemoryStore {
   }
 
   set (key: string, variants: Variants, ttl: number): void {
-    // Variants larger than maxSize are refused by lru-cache; they stay a miss.
-    if (ttl > 0) this.#lru.set(key, variants, { ttl })
+    if (ttl > 0) this.#lru.set(key, this.#fitted(key, variants), { ttl })
     else this.#lru.delete(key)
+  }
+
+  /**
+   * A URL's variants are one value here. Larger than maxSize, lru-cache would refuse it and drop
+   * what the key held: one more variant would empty memory of the URL, the one just stored too.
+   * The oldest variants (last in the list) go instead, each reported as evicted; one alone that is
+   * larger is refused, and stays a miss.
+   */
+  #fitted (key: string, variants: Variants): Variants {
+    if (isEntry(variants) || variantsSize(variants) <= this.#maxSize) return variants
+    const kept = [...variants]
+    while (kept.length > 1 && variantsSize(kept) > this.#maxSize) this.#events.evict(key, variantsSize(kept.pop()!))
+    return toVariants(kept)
   }
 
   delete (key: string): void {
