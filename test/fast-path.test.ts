@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { fetch, request, type Response } from 'undici'
+import { fetch, request, setGlobalOrigin, type Response } from 'undici'
 import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '../src/index.js'
 import type { Origin, Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -441,6 +441,28 @@ describe('entries the fast path does not serve as they are', () => {
 })
 
 describe('fields the fast path must read as fetch sends them', () => {
+  it('serves an entry that varies on Referer as the Referer fetch adds with a global origin set, not as the absent one', async () => {
+    const { cache, cachedFetch } = setup()
+    const server = await opened.origin({
+      '/referred': (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', vary: 'Referer' })
+        res.end(`referer ${req.headers.referer ?? 'none'}`)
+      }
+    })
+    // Stored for a request without a Referer, as undici.request sends it.
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    await (await request(`${server.url}/referred`, { dispatcher })).body.text()
+    setGlobalOrigin('http://app.example')
+    try {
+      // fetch sends Referer: http://app.example/ now: the variant stored without one is not its.
+      expect(await (await cachedFetch(`${server.url}/referred`)).text()).toBe('referer http://app.example/')
+      expect(await (await cachedFetch(`${server.url}/referred`)).text()).toBe('referer http://app.example/')
+    } finally {
+      setGlobalOrigin(undefined)
+    }
+    expect(server.hits('/referred')).toBe(2)
+  })
+
   it('takes a field given as undefined or null for the text fetch sends, not for an absent one', async () => {
     const { cachedFetch } = setup()
     const server = await opened.origin({

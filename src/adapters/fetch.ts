@@ -45,10 +45,11 @@ export type CachedFetch = ((input: FetchInput, init?: FetchInit) => Promise<Resp
 }
 
 /**
- * Request fields `fetch` sets itself when the caller did not. A stored response that varies on one
- * of them is served through the full path, which sees the values fetch really sends.
+ * Request fields `fetch` sets itself when the caller did not (Referer once a global origin is set).
+ * A stored response that varies on one of them is served through the full path, which sees the
+ * values fetch really sends.
  */
-const FETCH_SETS = new Set(['accept', 'accept-encoding', 'accept-language', 'user-agent', 'sec-fetch-mode'])
+const FETCH_SETS = new Set(['accept', 'accept-encoding', 'accept-language', 'user-agent', 'sec-fetch-mode', 'referer'])
 
 export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetch {
   if (!isOptionsObject(options)) {
