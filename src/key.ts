@@ -149,10 +149,34 @@ function digest (value: string): string {
   return `sha256:${createHash('sha256').update(value).digest('base64url')}`
 }
 
-/** `value` as compared; what is no string is a field the request does not have (`constructor` is Object.prototype's). */
+/**
+ * `value` as compared; what is no string is a field the request does not have (`constructor` is
+ * Object.prototype's). RFC 9111 §4.1 lets whitespace be normalised only where the field's syntax
+ * allows it: around the commas of a list (RFC 9110 §5.6.1), not inside a quoted string or a
+ * comment, where it is data (`name="Smith, John"`, `Bot/1.0 (x, y)`). A `(` left open folds no
+ * comma after it: at worst two equal values are kept apart, never two different ones merged.
+ */
 function normalizeFieldValue (value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined
-  return value.includes(',') ? value.split(',').map((v) => v.trim()).join(', ') : value.trim()
+  if (!value.includes(',')) return value.trim()
+  let normalized = ''
+  let start = 0
+  let quoted = false
+  let depth = 0
+  for (let i = 0; i < value.length; i++) {
+    const char = value[i]
+    if (quoted) {
+      if (char === '\\') i++
+      else if (char === '"') quoted = false
+    } else if (char === '"') quoted = true
+    else if (char === '(') depth++
+    else if (char === ')' && depth > 0) depth--
+    else if (char === ',' && depth === 0) {
+      normalized += value.slice(start, i).trim() + ', '
+      start = i + 1
+    }
+  }
+  return normalized + value.slice(start).trim()
 }
 
 type RawHeaders =
@@ -162,10 +186,6 @@ type RawHeaders =
   | null
   | undefined
 
-/**
- * Normalises every header shape undici accepts in dispatch options (a record, an iterable of
- * pairs, a flat `[name, value, …]` array, Buffers) into lower-case names and joined values.
- */
 /**
  * Request fields undici refuses to send (its Request throws: Transfer-Encoding, Keep-Alive and
  * Upgrade are its own to set, Expect it does not support).
@@ -183,6 +203,10 @@ export function hasAny (headers: RequestHeaders, names: readonly string[]): bool
   return false
 }
 
+/**
+ * Normalises every header shape undici accepts in dispatch options (a record, an iterable of
+ * pairs, a flat `[name, value, …]` array, Buffers) into lower-case names and joined values.
+ */
 export function normalizeHeaders (raw: unknown): RequestHeaders {
   const headers: RequestHeaders = {}
   const input = raw as RawHeaders

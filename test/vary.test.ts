@@ -159,6 +159,23 @@ for (const { name: adapter, connect } of adapters) {
       expect(origin.hits(path)).toBe(1)
     })
 
+    it('keeps apart values that differ in white space inside a quoted string or a comment, which is data there', async () => {
+      const path = `/${adapter}/quoted`
+      origin.route(path, varying(['x-filter', 'user-agent']))
+      const c = client()
+      const url = origin.url + path
+      const sent = [
+        { 'x-filter': 'name="Smith,John"', 'user-agent': 'Bot/1.0 (x,y)' },
+        { 'x-filter': 'name="Smith, John"', 'user-agent': 'Bot/1.0 (x,y)' },
+        { 'x-filter': 'name="Smith,John"', 'user-agent': 'Bot/1.0 (x, y)' }
+      ]
+      for (const headers of sent) {
+        const reply = await c.send(url, { headers })
+        expect(reply.body).toBe(`x-filter=${headers['x-filter']} user-agent=${headers['user-agent']}`)
+      }
+      expect(origin.hits(path)).toBe(3)
+    })
+
     it('revalidates each stale variant with its own validator, leaving the others stored', async () => {
       const path = `/${adapter}/revalidate`
       const clock = manualClock()
