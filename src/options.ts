@@ -54,10 +54,11 @@ export interface CacheOptions extends HostPolicy {
   /**
    * With a Redis store: cross-process single-flight. A process that misses claims the key for
    * `lease` ms (SET NX PX); others that miss it meanwhile wait up to `wait` ms for the entry to
-   * appear in Redis instead of going to the origin themselves. `true` takes the defaults.
+   * appear in Redis instead of going to the origin themselves, reading it every `poll` ms. `true`
+   * takes the defaults (`DEFAULTS.coordinate`).
    * @default false
    */
-  coordinate?: boolean | { lease?: number, wait?: number }
+  coordinate?: boolean | { lease?: number, wait?: number, poll?: number }
   /**
    * Byte bound of the memory tier (L1): bodies, headers and bookkeeping of all entries. `0` turns
    * the memory tier off, which needs a `store`.
@@ -191,12 +192,13 @@ function toCoordinate (value: unknown, path: string): CoordinatorOptions | undef
   if (value === undefined || value === false) return undefined
   if (value === true) return DEFAULTS.coordinate
   if (!isOptionsObject(value)) throw new TypeError(`expected ${path} to be a boolean or an object, got ${describe(value)}`)
-  assertKnownKeys(value, new Set(['lease', 'wait']), path)
+  // `poll` too, so that DEFAULTS.coordinate, spread and changed, is an option as it is.
+  assertKnownKeys(value, new Set(['lease', 'wait', 'poll']), path)
   const c = value as Record<string, unknown>
   return Object.freeze({
     lease: optionalSize(c.lease, `${path}.lease`, 1, MAX_TIMER_MS) ?? DEFAULTS.coordinate.lease,
     wait: optionalSize(c.wait, `${path}.wait`, 1, MAX_TIMER_MS) ?? DEFAULTS.coordinate.wait,
-    poll: DEFAULTS.coordinate.poll
+    poll: optionalSize(c.poll, `${path}.poll`, 1, MAX_TIMER_MS) ?? DEFAULTS.coordinate.poll
   })
 }
 

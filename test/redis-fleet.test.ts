@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type Cache } from '../src/index.js'
+import { cacheInterceptor, createCache, createCachedFetch, DEFAULTS, type Cache } from '../src/index.js'
 import type { Origin } from './helpers/origin.js'
 import { adminClient, deleteNamespace, hasRedisServer, privateRedis, reachRedis, redisAdapter, REDIS_URL, testNamespace } from './helpers/redis.js'
 import { teardown } from './helpers/teardown.js'
@@ -285,7 +285,8 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
 
   it('lets waiters fetch at once, all together, once the holder knows its answer cannot be shared', async () => {
     const { origin, answer } = await heldOrigin('no-store')
-    const [a, b, c] = [1, 2, 3].map(() => member({ coordinate: true }))
+    // DEFAULTS.coordinate, spread and changed, is an option as it is.
+    const [a, b, c] = [1, 2, 3].map(() => member({ coordinate: { ...DEFAULTS.coordinate, poll: 5 } }))
     const first = createCachedFetch({ cache: a!, dispatcher: opened.agent() })(`${origin.url}/doc`)
     await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
     const others = [b!, c!].map((cache) => createCachedFetch({ cache, dispatcher: opened.agent() })(`${origin.url}/doc`))
