@@ -214,6 +214,16 @@ describe('cachedFetch cache modes, as fetch reports them', () => {
     expect(origin.requests).toHaveLength(0)
   })
 
+  it('names the method fetch sends in the ERR_ONLY_IF_CACHED error: a Request\'s own, normalized as fetch normalizes it', async () => {
+    const methodOf = async (input: string | Request, init: RequestInit): Promise<unknown> => {
+      const error: unknown = await fetch(input, { ...init, cache: 'only-if-cached' }).then(() => undefined, (e: unknown) => e)
+      return ((error as TypeError).cause as { method?: string }).method
+    }
+    expect(await methodOf(new Request(url, { method: 'HEAD' }), {})).toBe('HEAD')
+    expect(await methodOf(url, { method: 'head' })).toBe('HEAD')
+    expect(origin.requests).toHaveLength(0)
+  })
+
   it.each([
     { name: 'Range', headers: { range: 'bytes=0-0' } },
     { name: 'If-None-Match', headers: { 'if-none-match': '"v0"' } }

@@ -157,13 +157,23 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
       // Fetch §4.6: only-if-cached with nothing stored is a network error, as in browsers.
       throw new TypeError('fetch failed', {
         cause: new CachedFetchError('ERR_ONLY_IF_CACHED', 'nothing usable is stored and the request allows only stored responses', {
-          method: init.method ?? 'GET', url: response.url
+          method: sentMethod(input, init), url: response.url
         })
       })
     }
     return response
   }
   return Object.assign(cachedFetch, { cache })
+}
+
+/** Fetch §2.2.1 (normalize a method): these six in any case are sent upper-cased; any other as given. */
+const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'])
+
+/** The method fetch sends: the init's, else the input Request's, else GET. */
+function sentMethod (input: string | Request, init: RequestInit): string {
+  const method = init.method ?? (typeof input === 'string' ? 'GET' : input.method)
+  const upper = method.toUpperCase()
+  return NORMALIZED_METHODS.has(upper) ? upper : method
 }
 
 /** Node's global FormData (an older undici's), which undici.fetch would send as the text "[object FormData]". */
