@@ -10,7 +10,8 @@ import { bodyLength, connectionNamesFields, storableHeaders, type CacheEntry, ty
 import { explain, type Explanation } from './explain.js'
 import { Flights } from './flight.js'
 import { prefixSelector, tagSelector, urlSelector } from './invalidation.js'
-import { hasAny, normalizeUrl, storeKey, type CacheRequest } from './key.js'
+import { hasAny, normalizeHeaders, normalizeUrl, storeKey, type CacheRequest } from './key.js'
+import { describe } from './validate.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
@@ -282,11 +283,17 @@ export class Cache {
   /**
    * What this cache decides for a response: storable or not and why, its freshness lifetime, age,
    * and the request headers a revalidation would send. `headers` as received (an Age included).
+   * HeaderFields in any shape undici or fetch takes (a record with names in any case, a `Headers`, pairs),
+   * read as the engine reads a request's and a response's.
    */
-  explain (request: CacheRequest, status: number, headers: Record<string, string | string[] | undefined>): Explanation {
-    const settings = this.settings(request.url)
-    const conditional = hasAny(request.headers, CALLER_CONDITIONALS)
-    return explain(this.#policies, request, conditional, status, storableHeaders(headers), settings, connectionNamesFields(headers))
+  explain (request: ExplainedRequest, status: number, headers: HeaderFields): Explanation {
+    if (request === null || typeof request !== 'object') throw new TypeError(`expected the request to explain to be an object with a url, got ${describe(request)}`)
+    if (!Number.isInteger(status) || status < 100 || status > 599) throw new TypeError(`expected the status to explain to be an HTTP status code, got ${describe(status)}`)
+    const url = normalizeUrl(request.url)
+    const asked: CacheRequest = { method: request.method ?? 'GET', url, headers: normalizeHeaders(request.headers) }
+    const received = normalizeHeaders(headers)
+    const conditional = hasAny(asked.headers, CALLER_CONDITIONALS)
+    return explain(this.#policies, asked, conditional, status, storableHeaders(received), this.settings(url), connectionNamesFields(received))
   }
 
   /**
@@ -340,6 +347,16 @@ export class Cache {
       refreshing: this.#refreshes.size
     }
   }
+}
+
+/** Header fields as undici and fetch take them: a record (names in any case), a `Headers`, or name-value pairs. */
+export type HeaderFields = Record<string, string | readonly string[] | undefined> | Iterable<readonly [string, string]>
+
+/** The request `explain()` decides for: GET unless `method` says otherwise, with no fields unless given. */
+export interface ExplainedRequest {
+  readonly method?: string
+  readonly url: string | URL
+  readonly headers?: HeaderFields
 }
 
 export interface CacheStats extends StatsSnapshot {

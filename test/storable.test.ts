@@ -89,3 +89,29 @@ describe('cache.explain() on a response without content', () => {
     await cache.close()
   })
 })
+
+describe('cache.explain() reads fields as the engine does', () => {
+  it('takes request fields named in any case, as a request through the cache sends them: Authorization keeps a plain max-age from a shared cache (RFC 9111 §3.5)', async () => {
+    const cache = createCache()
+    for (const headers of [{ Authorization: 'Bearer x' }, { authorization: 'Bearer x' }, new Headers({ Authorization: 'Bearer x' })]) {
+      expect(cache.explain({ url: 'https://example.test/mine', headers }, 200, { 'Cache-Control': 'max-age=60' }).storable).toBe(false)
+    }
+    expect(cache.explain({ url: 'https://example.test/mine', headers: { 'Cache-Control': 'no-store' } }, 200, { 'cache-control': 'max-age=60' }).storable).toBe(false)
+    await cache.close()
+  })
+
+  it('takes a fetch Response\'s Headers as the response fields, and a request without fields', async () => {
+    const cache = createCache()
+    const received = new Response('x', { headers: { 'cache-control': 'max-age=60', etag: '"v1"' } }).headers
+    const explanation = cache.explain({ url: new URL('https://example.test/doc') }, 200, received)
+    expect(explanation).toMatchObject({ storable: true, lifetime: 60, revalidation: { 'if-none-match': '"v1"' } })
+    await cache.close()
+  })
+
+  it('refuses a request that is no object and a status that is none, naming them', async () => {
+    const cache = createCache()
+    expect(() => cache.explain(undefined as never, 200, {})).toThrow(/the request to explain/)
+    expect(() => cache.explain({ url: 'https://example.test/' }, 2000, {})).toThrow(/the status to explain/)
+    await cache.close()
+  })
+})
