@@ -531,6 +531,64 @@ describe.each(adapters)('a store that never answers a read, through $name', ({ c
   })
 })
 
+describe.each(adapters)('a store whose first read never answers, then answers every call, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('is used once that read is given up: a lookup given up while it waited is never made, a write still waiting is', async () => {
+    const origin = await opened.origin({ '/a': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('a') } })
+    const map = new Map<string, unknown>()
+    let gets = 0
+    const store = {
+      // The first read (the cache's own, as it opens the store) hangs, as on a half-open connection.
+      get: async (key: string) => ++gets === 1 ? await new Promise(() => {}) : map.get(key),
+      set: async (key: string, value: unknown) => { map.set(key, value); return await Promise.resolve(true) },
+      delete: async (key: string) => await Promise.resolve(map.delete(key)),
+      clear: async () => { map.clear() },
+      on () { return this }
+    }
+    const cache = createCache({ store: store as never, maxSize: 0, storeTimeouts: { read: 50, write: 300 } })
+    const client = opened.add(connect(cache))
+    // Its lookup gives up after 50 ms, while the first read still holds every call back; its
+    // write waits too, and goes out once that read is given up (300 ms), within its own timeout.
+    expect((await client.send(`${origin.url}/a`)).body).toBe('a')
+    await sleep(400)
+    expect(gets).toBe(1)
+    expect(map.size).toBe(1)
+    const again = await client.send(`${origin.url}/a`)
+    expect(again.header('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(gets).toBe(2)
+    expect(origin.hits('/a')).toBe(1)
+  })
+})
+
+describe('a Keyv of another copy of the package, whose get() throws at once', () => {
+  it('fails the store\'s first read, reported, not createCache()', async () => {
+    const errors: unknown[] = []
+    const listen = (event: unknown): void => { errors.push(event) }
+    diagnostics.subscribe('cachedfetch:store-error', listen)
+    try {
+      // What passes for a Keyv instance (not Keyv's own class: another copy's).
+      const keyvLike = {
+        hooks: {},
+        opts: { store: {} },
+        on () { return this },
+        off () { return this },
+        get () { throw new Error('at once') },
+        set: async () => await Promise.resolve(true),
+        delete: async () => await Promise.resolve(true),
+        clear: async () => {}
+      }
+      const cache = createCache({ store: keyvLike as never })
+      await cache.close()
+      await waitFor(() => errors.length > 0, 'the failed first read to be reported')
+      expect(errors[0]).toMatchObject({ reason: 'open' })
+    } finally {
+      diagnostics.unsubscribe('cachedfetch:store-error', listen)
+    }
+  })
+})
+
 describe('a handler whose onRequestStart throws, while its lookup waits for the store', () => {
   const opened = teardown()
   afterEach(() => opened.close())

@@ -52,7 +52,8 @@ export class KeyvStore {
     // calls come at once (@keyv/redis fails all but one of them), and a store that cannot open (a
     // SQLite file in a missing directory) says so here, as an event, rather than as an unhandled
     // rejection of @keyv/sqlite's, which would end the process.
-    this.#opening = keyv.get(OPEN_PROBE).then(() => {}, (error: unknown) => events.error('open', undefined, error))
+    // Bounded, as every call is: a first read that never settles must not hold back every call after it.
+    this.#opening = withTimeout(firstRead(keyv), timeouts.write).then(() => {}, (error: unknown) => events.error('open', undefined, error))
     void this.#opening.finally(() => { this.#opening = undefined })
   }
 
@@ -71,13 +72,12 @@ export class KeyvStore {
   #closed = false
 
   /**
-   * `call`, once the store is open; a call still waiting counts against its own timeout. Once the
-   * cache is closed nothing more is sent: a call that timed out waiting would otherwise still go
-   * out, and @keyv/redis would open again the connection its owner just closed.
+   * `call`, once the store is open, given up after `ms` (src/store/keyv.ts callWhenOpen). Once the
+   * cache is closed nothing more is sent: @keyv/redis would open again the connection its owner
+   * just closed.
    */
-  #whenOpen<T> (call: () => Promise<T>): Promise<T> {
-    const send = (): Promise<T> => this.#closed ? Promise.reject(new Error('the cache is closed')) : call()
-    return this.#opening === undefined ? send() : this.#opening.then(send)
+  #call<T> (call: () => Promise<T>, ms: number): Promise<T> {
+    return callWhenOpen(this.#opening, () => this.#closed ? Promise.reject(new Error('the cache is closed')) : call(), ms)
   }
 
   close (): void {
@@ -88,7 +88,7 @@ export class KeyvStore {
   async get (key: string): Promise<StoredVariants | undefined> {
     let value: unknown
     try {
-      value = await withTimeout(this.#whenOpen(() => this.keyv.get(key)), this.#timeouts.read)
+      value = await this.#call(() => this.keyv.get(key), this.#timeouts.read)
     } catch (error) {
       this.#events.error('get', key, error)
       // Keyv's JSON serializer throws on a value it cannot parse: that value is gone too.
@@ -139,7 +139,7 @@ export class KeyvStore {
     const seen = new Set<string>()
     let iterator: AsyncIterator<[string, unknown]> | undefined
     try {
-      await withTimeout(this.#whenOpen(async () => {}), this.#timeouts.write)
+      await this.#call(async () => {}, this.#timeouts.write)
       // A store that pages by offset (@keyv/sqlite) skips a row for each row deleted behind the
       // listing meanwhile (another process's invalidation, a read that drops an expired row): it
       // is listed again until a listing finds no row it had not seen.
@@ -166,7 +166,7 @@ export class KeyvStore {
 
   async #attempt (operation: 'set' | 'delete' | 'clear', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {
     try {
-      await withTimeout(this.#whenOpen(call), this.#timeouts.write)
+      await this.#call(call, this.#timeouts.write)
       return true
     } catch (error) {
       this.#events.error(operation, key, error)
@@ -211,9 +211,12 @@ function listing (keyv: Keyv): (() => AsyncIterable<[string, unknown]>) | undefi
 const MAX_SCAN_PASSES = 4
 
 /** `promise`, or a StoreTimeoutError once `ms` have passed: one promise and one timer a call, on every store call's path. */
-export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
+export function withTimeout<T> (promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new StoreTimeoutError(`store call took longer than ${ms} ms`)), ms)
+    const timer = setTimeout(() => {
+      onTimeout?.()
+      reject(new StoreTimeoutError(`store call took longer than ${ms} ms`))
+    }, ms)
     promise.then((value) => {
       clearTimeout(timer)
       resolve(value)
@@ -222,6 +225,33 @@ export function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
       reject(error)
     })
   })
+}
+
+/** The store's first read; a Keyv-like store of the caller's that throws at once fails it, not createCache(). */
+function firstRead (keyv: Keyv): Promise<unknown> {
+  try {
+    return keyv.get(OPEN_PROBE)
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)))
+  }
+}
+
+/**
+ * `call` once `opening` (the store's first read) has settled, given up `ms` from now. One given up
+ * while it waited is never made, and its closure (a write's whole entry) is let go at once: calls
+ * made while the store does not answer must not pile up, to go out late and all together once it
+ * does (an offline queue, which the README has a Redis client built without), where a late write
+ * could undo an invalidation made since.
+ */
+export function callWhenOpen<T> (opening: Promise<void> | undefined, call: () => Promise<T>, ms: number): Promise<T> {
+  if (opening === undefined) return withTimeout(call(), ms)
+  let waiting: (() => Promise<T>) | undefined = call
+  const made = opening.then(() => {
+    const now = waiting
+    waiting = undefined
+    return now === undefined ? Promise.reject(new StoreTimeoutError('given up while the store was opening')) : now()
+  })
+  return withTimeout(made, ms, () => { waiting = undefined })
 }
 
 /** The namespace an adapter was wrapped for, so that two caches never share one by accident. */

@@ -12,7 +12,7 @@
  * needs no hash tags and entries, indexes and leases spread over its slots.
  */
 import type { Keyv } from 'keyv'
-import { withTimeout, type StoreTimeouts } from './keyv.js'
+import { callWhenOpen, withTimeout, type StoreTimeouts } from './keyv.js'
 import type { StoreEvents, StoreOperation } from './types.js'
 
 /** The part of a node-redis client (or cluster) used here. */
@@ -223,7 +223,7 @@ export class RedisLink {
 
   async #call<T> (operation: StoreOperation, key: string | undefined, ms: number, work: (client: RedisClient) => Promise<T>): Promise<T | undefined> {
     try {
-      return await withTimeout(this.#client().then(work), ms)
+      return await callWhenOpen(this.#opened(), async () => await work(await this.#adapter.getClient()), ms)
     } catch (error) {
       this.#events.error(operation, key, error)
       return undefined
