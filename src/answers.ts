@@ -32,6 +32,8 @@ export class Answers {
   readonly #reporter: Reporter
   /** The Cache's own invalidation, which reports it: an unsafe method's answer invalidates as `cache.invalidate()` does. */
   readonly #invalidate: (selector: Selector, event: CacheEvent) => Promise<void>
+  /** The largest body a tier can keep: with memory alone, its maxSize, whatever maxEntrySize says. */
+  readonly #keepable: number
 
   constructor (options: ResolvedOptions, policies: PolicyFactory, writes: Writes, reporter: Reporter, invalidate: (selector: Selector, event: CacheEvent) => Promise<void>) {
     this.#options = options
@@ -39,6 +41,7 @@ export class Answers {
     this.#writes = writes
     this.#reporter = reporter
     this.#invalidate = invalidate
+    this.#keepable = options.store === undefined ? options.maxSize : Infinity
   }
 
   /**
@@ -84,7 +87,8 @@ export class Answers {
     // Content-Length says (RFC 9110 §9.3.2, §15.3.5, §15.4.5).
     const declared = Number(fieldValue(stored['content-length']) ?? NaN)
     const length = request.method === 'HEAD' || status === 204 || status === 304 ? 0 : Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined
-    if (!storable || retention === 0 || fields[0] === '*' || (length ?? 0) > settings.maxEntrySize || !fieldsFitToStore(stored) || connectionNamesFields(headers)) {
+    const limit = Math.min(settings.maxEntrySize, this.#keepable)
+    if (!storable || retention === 0 || fields[0] === '*' || (length ?? 0) > limit || !fieldsFitToStore(stored) || connectionNamesFields(headers)) {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
       return pass(false)
@@ -94,7 +98,7 @@ export class Answers {
     // An invalidation that started since the request went out, and picks this answer, keeps it
     // from being stored (src/writes.ts): Cache-Status must not say `stored`.
     if (this.#writes.refuses(lookup.since, key, tags)) return pass(false)
-    const recorder = new Recorder(settings.maxEntrySize, length, (body) => {
+    const recorder = new Recorder(limit, length, (body) => {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
       const release = (written: boolean): void => lookup.release?.(written && policy.fresh())

@@ -104,9 +104,21 @@ describe('the default memory store', () => {
     expect(await served(cachedFetch, server, '/small')).toBe('origin')
     const huge = await cachedFetch(`${server.url}/huge`)
     expect((await huge.arrayBuffer()).byteLength).toBe(20_000)
+    // Within maxEntrySize, but no tier can keep it: not said to be stored, nor counted so.
+    expect(huge.headers.get('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200')
     expect(await served(cachedFetch, server, '/huge')).toBe('origin')
     expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
     expect(await served(cachedFetch, server, '/small')).toBe('hit')
+    expect(cache.stats().stored).toBe(1)
+  })
+
+  it('counts no entry stored that memory refused: a body within maxSize whose fields and bookkeeping take it past', async () => {
+    const server = await opened.origin({ '/edge': sizedRoute(7_900) })
+    const cache = createCache({ maxSize: 8_000 })
+    const cachedFetch = fetchWith(cache)
+    expect(await served(cachedFetch, server, '/edge')).toBe('origin')
+    expect(await served(cachedFetch, server, '/edge')).toBe('origin')
+    expect(cache.stats().stored).toBe(0)
   })
 
   describe.each(adapters)('through $name', ({ connect }) => {

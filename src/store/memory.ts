@@ -42,9 +42,14 @@ export class MemoryStore {
     return this.#lru.get(key)
   }
 
-  set (key: string, variants: Variants, ttl: number): void {
-    if (ttl > 0) this.#lru.set(key, this.#fitted(key, variants), { ttl })
-    else this.#lru.delete(key)
+  /** Whether the variants are kept: not when one alone is larger than maxSize (lru-cache refuses it). */
+  set (key: string, variants: Variants, ttl: number): boolean {
+    if (ttl <= 0) {
+      this.#lru.delete(key)
+      return false
+    }
+    this.#lru.set(key, this.#fitted(key, variants), { ttl })
+    return this.#lru.has(key)
   }
 
   /**

@@ -100,8 +100,9 @@ export class Tiers implements EntryStore {
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {
     const expires = this.#now() + ttl
-    this.#l1?.set(key, variants, ttl)
-    if (this.#l2 === undefined) return true
+    const kept = this.#l1?.set(key, variants, ttl)
+    // Memory alone: stored only if memory kept it, not if it is larger than maxSize.
+    if (this.#l2 === undefined) return kept === true
     return this.#l2.set(key, { variants, expires }, ttl).then(async (written) => {
       if (written && this.#redis !== undefined) await this.#redis.index(key, indexesOf(key, variants), Date.now() + ttl)
       return written
