@@ -288,7 +288,8 @@ export class Cache {
    */
   explain (request: ExplainedRequest, status: number, headers: HeaderFields): Explanation {
     if (request === null || typeof request !== 'object') throw new TypeError(`expected the request to explain to be an object with a url, got ${describe(request)}`)
-    if (!Number.isInteger(status) || status < 100 || status > 599) throw new TypeError(`expected the status to explain to be an HTTP status code, got ${describe(status)}`)
+    // Any whole number: an odd status a dispatcher below hands over is explained (as not storable), not refused.
+    if (!Number.isInteger(status)) throw new TypeError(`expected the status to explain to be a whole number, got ${describe(status)}`)
     const url = normalizeUrl(request.url)
     const asked: CacheRequest = { method: request.method ?? 'GET', url, headers: normalizeHeaders(request.headers) }
     const received = normalizeHeaders(headers)

@@ -4,7 +4,10 @@
  * serve as they are (encoded bodies, redirects, Vary on fields fetch sets itself) take the slow
  * path and are still served right.
  */
+import { getEventListeners } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { fetch, request, setGlobalOrigin, type Response } from 'undici'
@@ -321,6 +324,26 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
       expect({ reader, fast }).toEqual({ reader, fast: { rejected: 'AbortError' } })
       expect(fast).toEqual(await taken(slowFetch, reader))
     }
+    expect(server.hits('/doc')).toBe(1)
+  })
+
+  it('leaves no abort listener on a long-lived signal for hits whose body stream was taken, then dropped unread', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const { cachedFetch } = setup()
+    const server = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('doc') } })
+    const url = `${server.url}/doc`
+    await (await cachedFetch(url)).arrayBuffer()
+    const app = new AbortController()
+    for (let i = 0; i < 200; i++) {
+      const hit = await cachedFetch(url, { signal: app.signal })
+      expect(hit.body).not.toBeNull()
+    }
+    for (let i = 0; i < 10 && getEventListeners(app.signal, 'abort').length > 2; i++) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    expect(getEventListeners(app.signal, 'abort').length).toBeLessThanOrEqual(2)
     expect(server.hits('/doc')).toBe(1)
   })
 

@@ -544,7 +544,7 @@ describe.each(adapters)('a store whose first read never answers, then answers ev
       get: async (key: string) => ++gets === 1 ? await new Promise(() => {}) : map.get(key),
       set: async (key: string, value: unknown) => { map.set(key, value); return await Promise.resolve(true) },
       delete: async (key: string) => await Promise.resolve(map.delete(key)),
-      clear: async () => { map.clear() },
+      clear: async () => { map.clear(); await Promise.resolve() },
       on () { return this }
     }
     const cache = createCache({ store: store as never, maxSize: 0, storeTimeouts: { read: 50, write: 300 } })

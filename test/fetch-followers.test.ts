@@ -442,6 +442,26 @@ describe('cachedFetch callers that follow an identical request in flight', () =>
     expect(cache.stats().bypassed - before).toBe(5)
   })
 
+  it('200 followers sharing a signal the leader does not carry print no MaxListenersExceededWarning, as undici.fetch prints none', async () => {
+    const warnings: string[] = []
+    const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+    process.on('warning', onWarning)
+    opened.add({ close: () => Promise.resolve(void process.off('warning', onWarning)) })
+    const open = gate()
+    const { server, cache, cachedFetch } = await setUp({
+      '/doc': gated(open, (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') })
+    })
+    const leader = cachedFetch(`${server.url}/doc`)
+    await waitFor(() => server.hits('/doc') === 1, 'the leader to reach the origin')
+    const shared = new AbortController().signal
+    const calls = await reached(cache, 200, () => cachedFetch(`${server.url}/doc`, { signal: shared }))
+    open.release()
+    for (const response of await Promise.all([leader, ...calls])) expect(await response.text()).toBe('doc')
+    await settle()
+    expect(warnings).toEqual([])
+    expect(server.hits('/doc')).toBe(1)
+  })
+
   for (const read of [true, false]) {
     it(`followers sharing a long-lived signal leave no abort listener on it once their ${read ? 'bodies are read' : 'responses, bodies unread, are gone'}`, async () => {
       setFlagsFromString('--expose-gc')

@@ -111,7 +111,7 @@ describe('cache.explain() reads fields as the engine does', () => {
   it('refuses a request that is no object and a status that is none, naming them', async () => {
     const cache = createCache()
     expect(() => cache.explain(undefined as never, 200, {})).toThrow(/the request to explain/)
-    expect(() => cache.explain({ url: 'https://example.test/' }, 2000, {})).toThrow(/the status to explain/)
+    expect(() => cache.explain({ url: 'https://example.test/' }, '200' as never, {})).toThrow(/the status to explain/)
     await cache.close()
   })
 })

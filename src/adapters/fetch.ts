@@ -27,6 +27,7 @@ import { SentRequests, targetOf } from './sent.js'
 import { readInit, toUndiciInput, type FetchInit, type FetchInput } from './fetch-arguments.js'
 import { NodeFormData, NodeResponse } from './node-web.js'
 import { turnDue } from './turns.js'
+import { onAbort as listenForAbort } from './abort-listeners.js'
 
 export interface CachedFetchOptions extends CacheOrOptions {
   /**
@@ -262,7 +263,7 @@ async function untilAborted<T> (pending: Promise<T>, signal: AbortSignal, left: 
       reject(signal.reason as Error)
     }
     if (signal.aborted) onAbort()
-    else signal.addEventListener('abort', onAbort, { once: true })
+    else listenForAbort(signal, onAbort)
   })
   try {
     return await Promise.race([pending, aborted])

@@ -6,6 +6,7 @@
 import { Headers, Response } from 'undici'
 import { bodyArrayBuffer, bodyBytes, joinedBytes, type StoredBody } from '../entry.js'
 import { ArrivingBody } from './arriving-body.js'
+import { onAbort, removeWhenCollected } from './abort-listeners.js'
 
 /**
  * Statuses `fetch` acts on itself, so such an answer is never the response it returns as is: the
@@ -193,15 +194,17 @@ export class FetchedResponse extends Response {
  */
 function abortable (bytes: Buffer, signal: AbortSignal): ReadableStream<Uint8Array> {
   let fail: (() => void) | undefined
-  return new ReadableStream({
+  const stream = new ReadableStream({
     type: 'bytes',
     start (controller) {
       if (signal.aborted) {
         controller.error(signal.reason)
         return
       }
-      fail = () => { controller.error(signal.reason) }
-      signal.addEventListener('abort', fail, { once: true })
+      // Held weakly: a stream dropped unread is collected, and its listener removed (src/adapters/abort-listeners.ts).
+      const held = new WeakRef(controller)
+      fail = () => { held.deref()?.error(signal.reason) }
+      onAbort(signal, fail)
     },
     pull (controller) {
       signal.removeEventListener('abort', fail!)
@@ -213,6 +216,8 @@ function abortable (bytes: Buffer, signal: AbortSignal): ReadableStream<Uint8Arr
       signal.removeEventListener('abort', fail!)
     }
   })
+  if (fail !== undefined) removeWhenCollected(stream, signal, fail)
+  return stream
 }
 
 /** A whole body: a stored one, or the chunks an arriving one came in. */

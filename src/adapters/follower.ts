@@ -20,6 +20,7 @@ import type { Broadcast } from './broadcast.js'
 import type { LendableHandler } from './subscriber.js'
 import { hasNoContent } from './content.js'
 import { appendFields, FetchedResponse, ownHeaders, servableStatus, unencoded } from './fetched-response.js'
+import { onAbort, removeWhenCollected } from './abort-listeners.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -93,13 +94,6 @@ interface Settle {
   readonly resolve: (response: Response) => void
   readonly reject: (error: unknown) => void
 }
-
-/**
- * A follower's Response collected before its body was read to its end: its caller's signal lets go
- * of the follower (and the body it holds), as undici lets go of a fetch's request (its own registry).
- */
-const unwatched = new FinalizationRegistry<{ readonly signal: AbortSignal, readonly listener: () => void }>(
-  ({ signal, listener }) => { signal.removeEventListener('abort', listener) })
 
 /** A follower's handler for the exchange; it settles the caller's Response once the answer starts. */
 export class Follower implements LendableHandler {
@@ -184,7 +178,7 @@ export class Follower implements LendableHandler {
       this.#onAbort()
       return false
     }
-    signal?.addEventListener('abort', this.#onAbort, { once: true })
+    if (signal !== undefined) onAbort(signal, this.#onAbort)
     return true
   }
 
@@ -277,7 +271,8 @@ export class Follower implements LendableHandler {
     if (!unencoded(headers.get('content-encoding'))) return undefined
     if (body !== null) this.#body = body
     const signal = this.#request.signal
-    if (signal !== undefined) unwatched.register(response, { signal, listener: this.#onAbort })
+    // A Response collected before its body was read to its end: the signal lets go of the follower (and its body).
+    if (signal !== undefined) removeWhenCollected(response, signal, this.#onAbort)
     return response
   }
 
