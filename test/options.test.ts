@@ -97,9 +97,13 @@ describe('bad options are a TypeError naming the option', () => {
 
   it('refuses cache options next to a ready cache, naming the one that would be ignored', () => {
     const cache = createCache()
+    // @ts-expect-error -- the types refuse both together too
     expect(() => createCachedFetch({ cache, maxSize: 1 })).toThrow(TypeError)
+    // @ts-expect-error -- the types refuse both together too
     expect(() => createCachedFetch({ cache, maxSize: 1 })).toThrow(/options\.maxSize/)
+    // @ts-expect-error -- the types refuse both together too
     expect(() => cacheInterceptor({ cache, shared: false })).toThrow(/options\.shared/)
+    // @ts-expect-error -- the types refuse both together too
     expect(() => createCachedFetch({ cache, store: new Keyv() })).toThrow(/options\.store/)
   })
 

@@ -5,11 +5,16 @@ import { Cache } from '../cache.js'
 import type { CacheOptions } from '../options.js'
 import { describe, isOptionsObject } from '../validate.js'
 
-/** Adapter options: a ready `cache` to share, or the options to build one, not both. */
-export interface CacheOrOptions extends CacheOptions {
-  /** A cache to use; several adapters given the same one share its entries. */
-  cache?: Cache
-}
+/**
+ * Adapter options: a ready `cache` to share, or the options to build one, not both (a TypeError at
+ * run time, and a type error where TypeScript sees both).
+ */
+export type CacheOrOptions =
+  | (CacheOptions & { cache?: undefined })
+  | ({
+      /** A cache to use; several adapters given the same one share its entries. */
+      cache: Cache
+    } & { [Option in keyof CacheOptions]?: never })
 
 export function cacheFrom (options: CacheOrOptions | undefined, path = 'options'): Cache {
   if (options === undefined) return new Cache()

@@ -29,7 +29,7 @@ import { NodeFormData, NodeResponse } from './node-web.js'
 import { turnDue } from './turns.js'
 import { onAbort as listenForAbort } from './abort-listeners.js'
 
-export interface CachedFetchOptions extends CacheOrOptions {
+export type CachedFetchOptions = CacheOrOptions & {
   /**
    * The dispatcher requests go out through; the cache is composed on top of it.
    * @default new Agent()

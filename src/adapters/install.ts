@@ -11,7 +11,8 @@
  */
 import { Agent, Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'undici'
 import { describe, isOptionsObject } from '../validate.js'
-import { createCachedFetch, type CachedFetch, type CachedFetchOptions } from './fetch.js'
+import { createCachedFetch, type CachedFetch } from './fetch.js'
+import type { CacheOrOptions } from './cache-from.js'
 import { cacheInterceptor } from './interceptor.js'
 
 /** Where undici (ours, and the one bundled with Node) keeps its global dispatcher, by API version. */
@@ -37,10 +38,11 @@ let installed: Installed | undefined
  * stats and invalidation). Installing again replaces the cache; uninstall() still restores what
  * was there before the first install.
  */
-export function install (options?: CachedFetchOptions): CachedFetch {
+export function install (options?: CacheOrOptions): CachedFetch {
   if (options !== undefined && !isOptionsObject(options)) throw new TypeError(`expected options to be an object, got ${describe(options)}`)
   // fetch and undici.request go out the same way, through the global dispatcher: one of the caller's would split them.
-  if (options?.dispatcher !== undefined) throw new TypeError('install() sends through the global dispatcher: set yours with setGlobalDispatcher() before install(), not as options.dispatcher')
+  // Refused by the types too, but a JavaScript caller may give one.
+  if ((options as { dispatcher?: unknown } | undefined)?.dispatcher !== undefined) throw new TypeError('install() sends through the global dispatcher: set yours with setGlobalDispatcher() before install(), not as options.dispatcher')
   const previous = installed ?? {
     previousFetch: globalThis.fetch,
     previousDispatchers: DISPATCHER_SLOTS.map((slot) => (globalThis as Record<symbol, unknown>)[slot])

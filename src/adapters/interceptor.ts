@@ -49,6 +49,22 @@ export interface CacheDispatchOptions {
 
 export type CacheInterceptorOptions = CacheOrOptions
 
+/**
+ * undici's dispatch options, as its request(), stream() and the options a dispatcher is given take
+ * them, with the interceptor's own: so `request(url, { dispatcher, cacheMode: 'no-cache' })` type-checks.
+ */
+declare module 'undici' {
+  // eslint-disable-next-line @typescript-eslint/no-namespace -- undici declares Dispatcher's types in a namespace
+  namespace Dispatcher {
+    interface DispatchOptions {
+      /** See CacheDispatchOptions. */
+      cacheMode?: FetchCacheMode
+      /** See CacheDispatchOptions. */
+      cachePolicy?: RequestPolicy
+    }
+  }
+}
+
 /** Tells cachedFetch's leader (ON_FLIGHT) that its request makes no flight, so that nobody waits to follow it. */
 function noFlight (opts: CacheDispatchOptions): void {
   opts[ON_FLIGHT]?.(undefined)
