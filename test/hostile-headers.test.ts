@@ -345,7 +345,7 @@ describe('both adapters, given hostile fields from a real origin', () => {
 
   function viaRequest (dispatcher: Dispatcher): Send {
     return async (c, mode) => {
-      const response = await request(`${origin.url}/fuzz`, { dispatcher, method: c.method, headers: credentials(c), cacheMode: mode } as Parameters<typeof request>[1])
+      const response = await request(`${origin.url}/fuzz`, { dispatcher, method: c.method, headers: credentials(c), cacheMode: mode })
       const one = (v: string | string[] | undefined): string | undefined => Array.isArray(v) ? v.join(', ') : v
       return { status: response.statusCode, body: await response.body.text(), age: one(response.headers.age), cacheStatus: one(response.headers['cache-status']) }
     }

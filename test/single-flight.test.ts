@@ -1104,7 +1104,7 @@ describe('single-flight into raw undici handlers', () => {
     await (await request(`${server.url}/doc`, { dispatcher })).body.arrayBuffer()
     const scribbler = new RecordingHandler()
     scribbler.whenData = (_controller, chunk) => { chunk.fill(0) }
-    dispatcher.dispatch({ origin: server.url, path: '/doc', method: 'GET', headers: {}, cachePolicy: { maxEntrySize: 1024 } } as Dispatcher.DispatchOptions, scribbler)
+    dispatcher.dispatch({ origin: server.url, path: '/doc', method: 'GET', headers: {}, cachePolicy: { maxEntrySize: 1024 } }, scribbler)
     await within(scribbler.finished, 'the scribbler\'s body')
     expect(scribbler.headers['cache-status']).toMatch(/fwd-status=304/)
     expect(scribbler.body.equals(body)).toBe(true)

@@ -37,6 +37,7 @@ export const ON_FLIGHT = Symbol('cachedfetch.onFlight')
 
 /** Dispatch options the interceptor reads besides undici's own. */
 export interface CacheDispatchOptions {
+  /** @internal cachedFetch's own, to its requests (ON_FLIGHT). */
   [ON_FLIGHT]?: (flight: Broadcast | undefined, key?: string) => void
   /**
    * A Fetch request cache mode for this request (what `init.cache` is to fetch).
