@@ -101,6 +101,41 @@ describe.each(KINDS)('undici interceptors above %s', (kind) => {
   })
 })
 
+describe('undici\'s redirect interceptor below the cache (compose(interceptors.redirect(), cacheInterceptor()))', () => {
+  /** The cache outermost: it sees only the answer the last hop gave. */
+  const redirectBelow = (): Dispatcher => opened.agent().compose(interceptors.redirect({ maxRedirections: 3 }), cacheInterceptor({ cache: createCache() }))
+  const as = async (dispatcher: Dispatcher, url: string, authorization: string): Promise<string> =>
+    await request(url, { dispatcher, headers: { authorization } }).then(async (response) => await response.body.text())
+
+  it('stores no answer a redirect led to under the URL asked for: not another user\'s, not another origin\'s, not past a no-store hop', async () => {
+    const origin = await opened.origin({
+      '/me': (req, res) => { res.writeHead(302, { location: `/profile/${String(req.headers.authorization).split(' ')[1]}` }).end() },
+      '/profile/alice': respond(200, { 'cache-control': 'public, max-age=3600' }, 'alice\'s profile'),
+      '/profile/bob': respond(200, { 'cache-control': 'public, max-age=3600' }, 'bob\'s profile'),
+      '/latest': sequence(respond(302, { location: '/release/1', 'cache-control': 'no-store' }), respond(302, { location: '/release/2', 'cache-control': 'no-store' })),
+      '/release/1': respond(200, { 'cache-control': 'max-age=31536000, immutable' }, 'release 1'),
+      '/release/2': respond(200, { 'cache-control': 'max-age=31536000, immutable' }, 'release 2')
+    })
+    const other = await opened.origin({ '/page': respond(200, { 'cache-control': 'public, max-age=3600' }, 'another origin\'s page') })
+    origin.route('/go', sequence(respond(302, { location: `${other.url}/page` }), respond(200, { 'cache-control': 'max-age=60' }, 'its own page')))
+    const dispatcher = redirectBelow()
+    expect(await as(dispatcher, `${origin.url}/me`, 'Bearer alice')).toBe('alice\'s profile')
+    expect(await as(dispatcher, `${origin.url}/me`, 'Bearer bob')).toBe('bob\'s profile')
+    expect(await outcome(dispatcher, `${origin.url}/latest`)).toBe('200 release 1')
+    expect(await outcome(dispatcher, `${origin.url}/latest`)).toBe('200 release 2')
+    expect(await outcome(dispatcher, `${origin.url}/go`)).toBe('200 another origin\'s page')
+    expect(await outcome(dispatcher, `${origin.url}/go`)).toBe('200 its own page')
+  })
+
+  it('still stores an answer no redirect led to, and serves it', async () => {
+    const origin = await opened.origin({ '/plain': respond(200, { 'cache-control': 'max-age=60' }, 'plain') })
+    const dispatcher = redirectBelow()
+    expect(await outcome(dispatcher, `${origin.url}/plain`)).toBe('200 plain')
+    expect(await outcome(dispatcher, `${origin.url}/plain`)).toBe('200 plain')
+    expect(origin.hits('/plain')).toBe(1)
+  })
+})
+
 describe('a GET with content', () => {
   it('passes the cache by: each gets the answer to its own content, and its stream is read', async () => {
     const origin = await opened.origin({

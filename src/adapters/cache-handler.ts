@@ -15,6 +15,7 @@ import type { Dispatcher } from 'undici'
 import type { Cache, Forwarded, Outcome } from '../cache.js'
 import type { CacheEntry, ResponseHeaders } from '../entry.js'
 import type { CacheRequest } from '../key.js'
+import { extend } from '../objects.js'
 import { hasNoContent } from './content.js'
 import { ReplayController } from './replay.js'
 import { isSharedCount, type SharedCount } from '../status.js'
@@ -34,6 +35,11 @@ export class CacheHandler implements Handler {
   #requestStarted = false
   /** The answer held back while the stored entry could still stand in for its failure. */
   #held: Held | undefined
+  /**
+   * The URLs undici's redirect interceptor below the cache has requested so far for this request,
+   * one a hop, when there is one (its context's `history`, which it goes on adding to).
+   */
+  #hops: readonly unknown[] | undefined
 
   constructor (cache: Cache, request: CacheRequest, lookup: Forwarded, handler: Handler) {
     this.#cache = cache
@@ -45,6 +51,8 @@ export class CacheHandler implements Handler {
 
   onRequestStart (controller: Controller, context: unknown): void {
     this.#requestStarted = true
+    const history = (context as { history?: unknown } | null | undefined)?.history
+    if (Array.isArray(history)) this.#hops = history
     this.#handler.onRequestStart?.(controller, context)
   }
 
@@ -54,8 +62,13 @@ export class CacheHandler implements Handler {
 
   onResponseStart (controller: Controller, statusCode: number, headers: Headers, statusMessage?: string): void {
     let outcome: Outcome
+    // An answer a redirect below led to is another URL's (RFC 9111 §2: stored under the request's
+    // target): it goes on, never stored under this one. It may be another user's (a request with
+    // credentials redirected from /me to /profile/alice), another origin's, or reached through a
+    // hop that said no-store; none of which the final answer's own fields would show.
+    const lookup = (this.#hops?.length ?? 0) > 1 ? extend(this.#lookup, { store: false }) : this.#lookup
     try {
-      outcome = this.#cache.answers.forwarded(this.#request, this.#lookup, statusCode, statusMessage ?? '', headers, this.#shared)
+      outcome = this.#cache.answers.forwarded(this.#request, lookup, statusCode, statusMessage ?? '', headers, this.#shared)
     } catch {
       // The cache fails open: a response it cannot make sense of goes to the caller untouched.
       outcome = { kind: 'pass', headers: headers as ResponseHeaders, recorder: undefined }
