@@ -741,6 +741,48 @@ for (const adapter of adapters) {
   })
 }
 
+describe('single-flight shares an exchange only among callers on the same way out', () => {
+  /** An interceptor below the cache that sends its own user's credentials, as a per-tenant Agent would. */
+  const asUser = (user: string): Dispatcher.DispatcherComposeInterceptor => (dispatch) => (opts, handler) =>
+    dispatch({ ...opts, headers: { ...(opts.headers as Record<string, string> | undefined), authorization: `Bearer ${user}` } }, handler)
+
+  it('gives callers on two dispatchers over one cache their own answers: one user\'s no-store answer is not another\'s', async () => {
+    const open = gate()
+    const origin = await opened.origin({
+      '/me': async (req, res) => {
+        await open.promise
+        res.writeHead(200, { 'cache-control': 'no-store' }).end(`hello ${String(req.headers.authorization)}`)
+      }
+    })
+    const cache = createCache()
+    const alice = opened.agent().compose(asUser('alice'), cacheInterceptor({ cache }))
+    const bob = opened.agent().compose(asUser('bob'), cacheInterceptor({ cache }))
+    const read = async (dispatcher: Dispatcher): Promise<string> => await (await request(`${origin.url}/me`, { dispatcher })).body.text()
+    const answers = [read(alice), read(bob), read(alice)]
+    await waitFor(() => origin.hits('/me') === 2, 'one exchange for each way out')
+    open.release()
+    expect(await Promise.all(answers)).toEqual(['hello Bearer alice', 'hello Bearer bob', 'hello Bearer alice'])
+    expect(origin.hits('/me')).toBe(2)
+  })
+
+  it('gives a caller with timeouts of its own an exchange of its own: another caller\'s headersTimeout decides nothing of its answer', async () => {
+    const open = gate()
+    const origin = await opened.origin({
+      '/slow': async (_req, res) => {
+        await open.promise
+        res.writeHead(200, { 'cache-control': 'max-age=60' }).end('slow')
+      }
+    })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache({ retry: false }) }))
+    const impatient = request(`${origin.url}/slow`, { dispatcher, headersTimeout: 200 }).then(async (r) => await r.body.text(), (error: Error) => error.name)
+    const patient = request(`${origin.url}/slow`, { dispatcher }).then(async (r) => await r.body.text())
+    await waitFor(() => origin.hits('/slow') === 2, 'one exchange for each caller')
+    expect(await impatient).toBe('HeadersTimeoutError')
+    open.release()
+    expect(await patient).toBe('slow')
+  })
+})
+
 describe('single-flight keeps no state beyond the exchange', () => {
   it('leaves no flight or refresh behind after 10 000 distinct URLs, through both adapters on one cache', async () => {
     const server = await opened.origin({

@@ -77,11 +77,17 @@ const CACHE_MODES: ReadonlySet<string> = new Set(FETCH_CACHE_MODES)
 /** Methods whose identical concurrent requests share one exchange: safe, and without a body. */
 const FLIGHT_METHODS = new Set(['GET', 'HEAD'])
 
+/** A number for each dispatcher the interceptor is composed onto (its flights are its own). */
+let compositions = 0
+
 export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher.DispatcherComposeInterceptor {
   const cache = cacheFrom(options)
   return (dispatch) => {
     // What goes to the origin for the cache's own handlers: they see only final responses.
     const network = withoutInterim(dispatch)
+    // Callers share an exchange only on the same way out: another dispatcher below may reach the
+    // origin otherwise (its own proxy, credentials, client certificate), or not at all.
+    const chain = ++compositions
     return function cachedDispatch (given: Dispatcher.DispatchOptions & CacheDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
       // Bad per-request options are the caller's error, thrown here as undici throws its own.
       if (given.cacheMode !== undefined && !CACHE_MODES.has(given.cacheMode)) {
@@ -146,7 +152,7 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
           new ReplayController(to, { status: 504, statusText: 'Gateway Timeout', headers: found.headers, body: undefined }).start(false, synchronous)
           return true
         }
-        return forward(cache, network, opts, request!, found, to)
+        return forward(cache, network, chain, opts, request!, found, to)
       }
     }
   }
@@ -156,14 +162,18 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
  * Sends a request on. Identical requests in flight share one exchange (src/adapters/broadcast.ts);
  * below that, retries; below that, the origin.
  */
-function forward (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions & CacheDispatchOptions, request: CacheRequest, lookup: Forwarded, handler: Dispatcher.DispatchHandler): boolean {
+function forward (cache: Cache, dispatch: Dispatch, chain: number, opts: Dispatcher.DispatchOptions & CacheDispatchOptions, request: CacheRequest, lookup: Forwarded, handler: Dispatcher.DispatchHandler): boolean {
   const outgoing = lookup.headers === undefined ? opts : extend(opts, { headers: lookup.headers })
   // A host the cache is turned off for gets nothing of it, single-flight included.
   if (!FLIGHT_METHODS.has(request.method) || opts.body != null || !lookup.settings.enabled) {
     noFlight(opts)
     return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, handler), lookup.settings.retry, cache)
   }
-  const key = flightKey(request, `${opts.cacheMode ?? 'default'} ${JSON.stringify(opts.cachePolicy ?? null)}`)
+  // The same request, the same way out (the dispatcher below, and the caller's own timeouts, which
+  // would otherwise decide another caller's answer), the same mode and policy (RFC 9111 §4: a
+  // collapsed response must suit each request it answers).
+  const way = `${chain} ${opts.headersTimeout ?? ''} ${opts.bodyTimeout ?? ''} ${opts.cacheMode ?? 'default'}`
+  const key = flightKey(request, opts.cachePolicy === undefined ? way : `${way} ${JSON.stringify(opts.cachePolicy)}`)
   const current = cache.flights.get(key) as Broadcast | undefined
   // One that found a stored response counts as the exchange's outcome (revalidated, or stood in
   // for); one that found none counted as a miss when it looked.
