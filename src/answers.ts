@@ -5,7 +5,7 @@
  * deciding how a request is served, is the Cache's (src/cache.ts), which holds this one.
  */
 import { servedHeaders, type Forwarded, type Outcome } from './decision.js'
-import { bodyLength, connectionNamesFields, fieldValue, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders } from './entry.js'
+import { bodyLength, connectionNamesFields, fieldValue, sizeBesidesBody, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders } from './entry.js'
 import { fieldsFitToStore } from './field-limits.js'
 import { invalidatedBy, urlSelector } from './invalidation.js'
 import { varyFields, varyValues, type CacheRequest } from './key.js'
@@ -32,7 +32,7 @@ export class Answers {
   readonly #reporter: Reporter
   /** The Cache's own invalidation, which reports it: an unsafe method's answer invalidates as `cache.invalidate()` does. */
   readonly #invalidate: (selector: Selector, event: CacheEvent) => Promise<void>
-  /** The largest body a tier can keep: with memory alone, its maxSize, whatever maxEntrySize says. */
+  /** The largest entry a tier can keep: with memory alone, its maxSize, whatever maxEntrySize says. */
   readonly #keepable: number
 
   constructor (options: ResolvedOptions, policies: PolicyFactory, writes: Writes, reporter: Reporter, invalidate: (selector: Selector, event: CacheEvent) => Promise<void>) {
@@ -87,14 +87,17 @@ export class Answers {
     // Content-Length says (RFC 9110 §9.3.2, §15.3.5, §15.4.5).
     const declared = Number(fieldValue(stored['content-length']) ?? NaN)
     const length = request.method === 'HEAD' || status === 204 || status === 304 ? 0 : Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined
-    const limit = Math.min(settings.maxEntrySize, this.#keepable)
-    if (!storable || retention === 0 || fields[0] === '*' || (length ?? 0) > limit || !fieldsFitToStore(stored) || connectionNamesFields(headers)) {
+    const refused = (): Outcome => {
       // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
       if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
       return pass(false)
     }
+    if (!storable || retention === 0 || fields[0] === '*' || !fieldsFitToStore(stored) || connectionNamesFields(headers)) return refused()
     const vary = varyValues(fields, request.headers)
     const tags = responseTags(stored, settings.tags)
+    // With memory alone, the body must fit in maxSize beside what else the entry holds.
+    const limit = this.#keepable === Infinity ? settings.maxEntrySize : Math.min(settings.maxEntrySize, this.#keepable - sizeBesidesBody(key, stored, vary, tags))
+    if ((length ?? 0) > limit) return refused()
     // An invalidation that started since the request went out, and picks this answer, keeps it
     // from being stored (src/writes.ts): Cache-Status must not say `stored`.
     if (this.#writes.refuses(lookup.since, key, tags)) return pass(false)

@@ -287,9 +287,14 @@ export class Cache {
    * read as the engine reads a request's and a response's.
    */
   explain (request: ExplainedRequest, status: number, headers: HeaderFields): Explanation {
-    if (request === null || typeof request !== 'object') throw new TypeError(`expected the request to explain to be an object with a url, got ${describe(request)}`)
-    // Any whole number: an odd status a dispatcher below hands over is explained (as not storable), not refused.
+    if (request === null || typeof request !== 'object' || !(typeof request.url === 'string' || request.url instanceof URL)) {
+      throw new TypeError(`expected the request to explain to be an object with a url, got ${describe(request)}`)
+    }
+    // Any whole number: an odd status a dispatcher below hands over is explained as the engine treats it, not refused.
     if (!Number.isInteger(status)) throw new TypeError(`expected the status to explain to be a whole number, got ${describe(status)}`)
+    for (const [fields, what] of [[request.headers, 'the request\'s headers'], [headers, 'the headers to explain']] as const) {
+      if (fields !== undefined && (fields === null || typeof fields !== 'object')) throw new TypeError(`expected ${what} to be an object of fields, a Headers or pairs, got ${describe(fields)}`)
+    }
     const url = normalizeUrl(request.url)
     const asked: CacheRequest = { method: request.method ?? 'GET', url, headers: normalizeHeaders(request.headers) }
     const received = normalizeHeaders(headers)

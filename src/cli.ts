@@ -187,7 +187,7 @@ function toHeader (text: string): [string, string] {
   const name = text.slice(0, Math.max(colon, 0)).trim()
   if (colon < 1 || !isToken(name)) throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(text)}`)
   const value = text.slice(colon + 1).trim()
-  if (!isFieldValue(value)) throw new UsageError(`the value of the header ${name} holds a control character or a character past Latin-1, which HTTP refuses: ${JSON.stringify(value)}`)
+  if (!isFieldValue(value)) throw new UsageError(`the value of the header ${name} holds a control character or a character past Latin-1, which HTTP refuses (the value is not printed: it may be a credential)`)
   return [name, value]
 }
 

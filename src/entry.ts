@@ -133,15 +133,20 @@ const ENTRY_OVERHEAD = 320
 
 /** Bytes an entry holds in memory, for the memory tier's bounds. */
 function entrySize (entry: CacheEntry): number {
-  let size = ENTRY_OVERHEAD + entry.key.length + bodyLength(entry.body)
-  for (const name in entry.headers) {
-    const value = entry.headers[name]!
+  return sizeBesidesBody(entry.key, entry.headers, entry.vary, entry.tags) + bodyLength(entry.body)
+}
+
+/** Bytes an entry holds in memory besides its body: known before the body arrives. */
+export function sizeBesidesBody (key: string, headers: ResponseHeaders, vary: VaryValues, tags: readonly string[]): number {
+  let size = ENTRY_OVERHEAD + key.length
+  for (const name in headers) {
+    const value = headers[name]!
     size += name.length + (typeof value === 'string' ? value.length : value.join('').length)
   }
   // The request values its Vary names are the client's to choose: 32 variants of 8 KB each are
   // a quarter MB a URL, not to be left out of the bound.
-  for (const name in entry.vary) size += name.length + (entry.vary[name]?.length ?? 0)
-  for (const tag of entry.tags) size += tag.length
+  for (const name in vary) size += name.length + (vary[name]?.length ?? 0)
+  for (const tag of tags) size += tag.length
   return size
 }
 

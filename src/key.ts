@@ -165,10 +165,11 @@ function normalizeFieldValue (value: unknown): string | undefined {
   let depth = 0
   for (let i = 0; i < value.length; i++) {
     const char = value[i]
-    if (quoted) {
-      if (char === '\\') i++
-      else if (char === '"') quoted = false
-    } else if (char === '"') quoted = true
+    // A quoted-pair (RFC 9110 §5.6.4, §5.6.5) escapes the next character, in a string or a comment.
+    if (char === '\\' && (quoted || depth > 0)) i++
+    else if (quoted) {
+      if (char === '"') quoted = false
+    } else if (char === '"' && depth === 0) quoted = true
     else if (char === '(') depth++
     else if (char === ')' && depth > 0) depth--
     else if (char === ',' && depth === 0) {

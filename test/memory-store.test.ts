@@ -112,13 +112,34 @@ describe('the default memory store', () => {
     expect(cache.stats().stored).toBe(1)
   })
 
-  it('counts no entry stored that memory refused: a body within maxSize whose fields and bookkeeping take it past', async () => {
+  it('stores, and says it stores, no body within maxSize whose fields and bookkeeping take the entry past it', async () => {
     const server = await opened.origin({ '/edge': sizedRoute(7_900) })
     const cache = createCache({ maxSize: 8_000 })
     const cachedFetch = fetchWith(cache)
-    expect(await served(cachedFetch, server, '/edge')).toBe('origin')
+    const first = await cachedFetch(`${server.url}/edge`)
+    await first.arrayBuffer()
+    expect(first.headers.get('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200')
     expect(await served(cachedFetch, server, '/edge')).toBe('origin')
     expect(cache.stats().stored).toBe(0)
+  })
+
+  it('keeps a URL\'s other variants in memory when a new one alone is past maxSize (a second tier keeps that one)', async () => {
+    const server = await opened.origin({
+      '/page': (req, res) => {
+        const large = req.headers['accept-language'] === 'fr'
+        res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'accept-language' }).end(large ? 'f'.repeat(7_900) : 'en')
+      }
+    })
+    const evicted: unknown[] = []
+    const listen = (event: unknown): void => { evicted.push(event) }
+    diagnostics.subscribe('cachedfetch:evicted', listen)
+    opened.add({ close: () => Promise.resolve(void diagnostics.unsubscribe('cachedfetch:evicted', listen)) })
+    const cache = createCache({ store: new Map() as never, maxSize: 8_000 })
+    const cachedFetch = fetchWith(cache)
+    for (const language of ['en', 'fr']) await (await cachedFetch(`${server.url}/page`, { headers: { 'accept-language': language } })).arrayBuffer()
+    await cache.flush()
+    expect(evicted).toEqual([])
+    expect(cache.stats().bytesInMemory).toBeGreaterThan(0)
   })
 
   describe.each(adapters)('through $name', ({ connect }) => {

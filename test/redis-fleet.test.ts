@@ -298,6 +298,19 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
     for (const response of await Promise.all(others)) expect(await response.text()).toBe('doc')
   })
 
+  it('lets a waiter wait no longer than its wait, though its poll is longer', async () => {
+    const { origin, answer } = await heldOrigin('max-age=60')
+    const a = member({ coordinate: { lease: 30_000, wait: 200, poll: 30_000 } })
+    const b = member({ coordinate: { lease: 30_000, wait: 200, poll: 30_000 } })
+    const first = createCachedFetch({ cache: a, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
+    const second = createCachedFetch({ cache: b, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    // A liveness bound well short of the poll: the waiter goes once its 200 ms are up.
+    await waitFor(() => origin.hits('/doc') === 2, 'the waiter to go to the origin after its wait', 5000)
+    answer()
+    for (const response of await Promise.all([first, second])) expect(await response.text()).toBe('doc')
+  })
+
   it('ends the lease when the holder\'s request is aborted, so that waiters do not wait it out', async () => {
     const { origin, answer } = await heldOrigin('max-age=60')
     const a = member({ coordinate: { lease: 30_000, wait: 30_000 } })

@@ -79,7 +79,10 @@ describe('node --import cachedfetch/register', () => {
 
   it('refuses to start with a store URL it cannot use, naming the variable', async () => {
     await expect(run('http://127.0.0.1:1/', { CACHEDFETCH_STORE: 'memcached://localhost' })).rejects.toThrow(/CACHEDFETCH_STORE/)
-    await expect(run('http://127.0.0.1:1/', { CACHEDFETCH_STORE: 'redis://127.0.0.1:99999' })).rejects.toThrow(/expected CACHEDFETCH_STORE to be a Redis URL/)
+    // Its password is not printed, though the URL does not parse.
+    const refused = await run('http://127.0.0.1:1/', { CACHEDFETCH_STORE: 'redis://:s3cret@127.0.0.1:99999' }).then(() => undefined, (error: Error) => error.message)
+    expect(refused).toMatch(/expected CACHEDFETCH_STORE to be a Redis URL, .*redis:\/\/:\*\*\*@127\.0\.0\.1:99999/)
+    expect(refused).not.toMatch(/s3cret/)
   })
 
   it('takes an empty CACHEDFETCH_NAMESPACE for an unset one, as it does the other two', async () => {

@@ -2,9 +2,9 @@
  * Listening to a caller's abort signal as undici's fetch listens (lib/web/fetch/request.js). One
  * signal may serve many requests at once and outlive them all (an application's shutdown signal):
  * its listener limit is raised where it is Node's default, as undici raises it, so that 200
- * callers sharing one print no MaxListenersExceededWarning; and a listener whose response is
- * dropped before its body is read is removed once that response is collected, instead of keeping
- * it, and its body, alive for as long as the signal lives.
+ * callers sharing one print no MaxListenersExceededWarning; and a listener for a response (or a
+ * hit's body stream) dropped before its body is read is removed once that is collected, instead of
+ * keeping it, and its body, alive for as long as the signal lives.
  */
 import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events'
 

@@ -25,7 +25,7 @@ export class EarlyStart implements Handler, Controller {
   #reason: Error | null = null
   /** The handler has had its last callback. */
   #ended = false
-  /** Lent chunks go on lent to a handler that can borrow them (src/adapters/broadcast.ts). */
+  /** Lent chunks go on lent to a handler that can borrow them (src/adapters/subscriber.ts). */
   readonly onLentData?: (controller: Controller, chunk: Buffer) => void
 
   constructor (handler: Handler) {

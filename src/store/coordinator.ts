@@ -54,7 +54,8 @@ export class Coordinator {
         return { found }
       }
       if (Date.now() >= deadline || this.#closed) return NOTHING_TO_RELEASE
-      await sleep(this.#options.poll)
+      // Never past the deadline: a poll longer than the wait would make the wait the poll's.
+      await sleep(Math.min(this.#options.poll, Math.max(0, deadline - Date.now())))
       const found = await find()
       if (found !== undefined) return { found }
     }

@@ -52,7 +52,7 @@ async function load<T> (name: string, what: string): Promise<T> {
   }
 }
 
-/** A store URL as it may be printed: its password, if any, left out. */
+/** A store URL as it may be printed: its password, if any, left out, even from one that does not parse. */
 export function withoutPassword (text: string): string {
   try {
     const url = new URL(text)
@@ -60,6 +60,7 @@ export function withoutPassword (text: string): string {
     url.password = '***'
     return url.href
   } catch {
-    return text
+    // scheme://user:password@… : what lies between the first colon after the scheme and the last @.
+    return text.replace(/^([a-z][\w+.-]*:\/\/[^/@:]*:)[^/]*@/i, '$1***@')
   }
 }

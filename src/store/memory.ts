@@ -42,27 +42,31 @@ export class MemoryStore {
     return this.#lru.get(key)
   }
 
-  /** Whether the variants are kept: not when one alone is larger than maxSize (lru-cache refuses it). */
+  /**
+   * Whether the newest variant (the first) is kept. A URL's variants are one value here; larger than
+   * maxSize, lru-cache would refuse it and drop what the key held, so that one more variant would
+   * empty memory of the URL. The oldest variants (last in the list) go instead, each reported as
+   * evicted. A newest one that alone is larger is not kept; the others stay as they were.
+   */
   set (key: string, variants: Variants, ttl: number): boolean {
     if (ttl <= 0) {
       this.#lru.delete(key)
       return false
     }
-    this.#lru.set(key, this.#fitted(key, variants), { ttl })
-    return this.#lru.has(key)
-  }
-
-  /**
-   * A URL's variants are one value here. Larger than maxSize, lru-cache would refuse it and drop
-   * what the key held: one more variant would empty memory of the URL, the one just stored too.
-   * The oldest variants (last in the list) go instead, each reported as evicted; one alone that is
-   * larger is refused, and stays a miss.
-   */
-  #fitted (key: string, variants: Variants): Variants {
-    if (isEntry(variants) || variantsSize(variants) <= this.#maxSize) return variants
-    const kept = [...variants]
-    while (kept.length > 1 && variantsSize(kept) > this.#maxSize) this.#events.evict(key, variantsSize(kept.pop()!))
-    return toVariants(kept)
+    if (isEntry(variants) || variantsSize(variants) <= this.#maxSize) {
+      this.#lru.set(key, variants, { ttl })
+      return this.#lru.has(key)
+    }
+    const [newest, ...others] = variants
+    if (variantsSize(newest!) > this.#maxSize) {
+      // The others as they were: the one the newest replaces was left out of them already (src/variants.ts).
+      this.#lru.set(key, toVariants(others), { ttl })
+      return false
+    }
+    const kept = [newest!, ...others]
+    while (variantsSize(kept) > this.#maxSize) this.#events.evict(key, variantsSize(kept.pop()!))
+    this.#lru.set(key, toVariants(kept), { ttl })
+    return true
   }
 
   delete (key: string): void {
