@@ -6,11 +6,12 @@
  */
 import { Answers } from './answers.js'
 import { forward, HitResult, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Unsatisfiable } from './decision.js'
-import { bodyLength, connectionNamesFields, storableHeaders, type CacheEntry, type Variants } from './entry.js'
+import { bodyLength, connectionNamesFields, fieldValue, sizeBesidesBody, storableHeaders, type CacheEntry, type Variants } from './entry.js'
 import { explain, type Explanation } from './explain.js'
 import { Flights } from './flight.js'
 import { prefixSelector, tagSelector, urlSelector } from './invalidation.js'
-import { hasAny, normalizeHeaders, normalizeUrl, storeKey, type CacheRequest } from './key.js'
+import { hasAny, normalizeHeaders, normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest } from './key.js'
+import { responseTags } from './tags.js'
 import { describe } from './validate.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
@@ -191,7 +192,10 @@ export class Cache {
   #refresh (request: CacheRequest, key: string, entry: CacheEntry, directives: RequestDirectives, settings: RequestSettings, since: number): Forwarded | undefined {
     if (this.#refreshes.underWay(entry)) return undefined
     const refresh: Forwarded = { ...forward('stale', true, entry, revalidationHeaders(request, entry.headers), directives, settings, key, since, this.options.now()), background: true }
-    return this.#refreshes.claim(entry, settings.retry, refresh) ? refresh : undefined
+    if (!this.#refreshes.claim(entry, settings.retry, refresh)) return undefined
+    // flush() waits for it to start its exchange, then for it to end (refreshStarted()).
+    this.#writes.background(this.#refreshes.starting(refresh))
+    return refresh
   }
 
   /**
@@ -299,7 +303,15 @@ export class Cache {
     const asked: CacheRequest = { method: request.method ?? 'GET', url, headers: normalizeHeaders(request.headers) }
     const received = normalizeHeaders(headers)
     const conditional = hasAny(asked.headers, CALLER_CONDITIONALS)
-    return explain(this.#policies, asked, conditional, status, storableHeaders(received), this.settings(url), connectionNamesFields(received))
+    const settings = this.settings(url)
+    const stored = storableHeaders(received)
+    // With memory alone an entry must fit in maxSize, its fields and bookkeeping too (src/answers.ts).
+    const memory = this.options.store !== undefined ? undefined : {
+      maxSize: this.options.maxSize,
+      besidesBody: sizeBesidesBody(storeKey(asked.method, url, asked.headers.host, settings), stored,
+        varyValues(varyFields(fieldValue(stored.vary)), asked.headers), responseTags(stored, settings.tags))
+    }
+    return explain(this.#policies, asked, conditional, status, stored, settings, connectionNamesFields(received), memory)
   }
 
   /**

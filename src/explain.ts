@@ -41,7 +41,13 @@ interface ExplainedRequest {
 }
 
 /** `connectionNamed`: the response's Connection field named end-to-end fields (src/entry.ts), removed from `headers`. */
-export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings, connectionNamed = false): Explanation {
+/** With memory alone: its bound, and what the entry holds besides its body, which together leave the body's room. */
+export interface MemoryRoom {
+  readonly maxSize: number
+  readonly besidesBody: number
+}
+
+export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings, connectionNamed = false, memory?: MemoryRoom): Explanation {
   const { policy, storable } = policies.create(request, status, headers, settings)
   const sent = revalidationHeaders(request, headers)
   const revalidation = Object.fromEntries(VALIDATORS.filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
@@ -49,13 +55,13 @@ export function explain (policies: PolicyFactory, request: CacheRequest, conditi
   const credential = (authorization !== undefined || cookie !== undefined || proxyAuthorization !== undefined) && !storable &&
     policies.create({ ...request, headers: others }, status, headers, settings).storable
   const explained = { method: request.method, directives: requestDirectives(request.headers, settings.ignoreRequestNoCache), conditional, credential }
-  return decide(policy, storable, status, headers, explained, settings, policy.retention(headers, settings), revalidation, connectionNamed)
+  return decide(policy, storable, status, headers, explained, settings, policy.retention(headers, settings), revalidation, connectionNamed, memory)
 }
 
 /** The request fields a revalidation adds (RFC 9111 §4.3.1). */
 const VALIDATORS = ['if-none-match', 'if-modified-since']
 
-function decide (policy: Policy, storable: boolean, status: number, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>, connectionNamed: boolean): Explanation {
+function decide (policy: Policy, storable: boolean, status: number, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>, connectionNamed: boolean, memory: MemoryRoom | undefined): Explanation {
   const reasons: string[] = []
   const d = parseDirectives(fieldValue(headers['cache-control']))
   const { method } = request
@@ -71,6 +77,9 @@ function decide (policy: Policy, storable: boolean, status: number, headers: Res
   // §9.3.2, §15.3.5, §15.4.5), as the engine reads them (src/cache.ts).
   const length = method === 'HEAD' || status === 204 || status === 304 ? 0 : Number(fieldValue(headers['content-length']) ?? 0)
   if (length > settings.maxEntrySize) reasons.push(`its body (${length} bytes) is over maxEntrySize (${settings.maxEntrySize})`)
+  else if (memory !== undefined && length + memory.besidesBody > memory.maxSize) {
+    reasons.push(`its entry (${length} bytes of body, ${memory.besidesBody} of fields and bookkeeping) is over maxSize (${memory.maxSize}), and memory is the only tier`)
+  }
   if (!fieldsFitToStore(headers)) reasons.push(`its header fields are malformed (CR, LF, NUL or a character past Latin-1 in a value, a name that is no token) or past the limits (${FIELD_LIMITS.value} characters a value, ${FIELD_LIMITS.total} in all, ${FIELD_LIMITS.count} fields)`)
   if (connectionNamed) reasons.push('its Connection field names end-to-end fields: they were meant for this cache (RFC 9110 §7.6.1), yet would not be stored with it (RFC 9111 §3.1)')
   if (!storable && reasons.length === 0) {

@@ -6,13 +6,19 @@
  * A refresh is nobody's request: no caller can wait for it or abort it. So `flush()` waits for the
  * refreshes under way, as for the writes they lead to, and `close()` aborts them: left running, one
  * would hold its connection (and an `agent.close()` after, which waits for it) until the origin
- * answered, and then fail to write to the closed cache. A refresh counts from its exchange's start:
- * one still queued for a connection (behind a long response on a busy pool) has no timeout running
- * yet, and a flush() waiting for it could wait without end; it is aborted when it starts instead.
+ * answered, and then fail to write to the closed cache. A refresh starts its exchange a moment after
+ * the hit that claimed it (a turn of the event loop, a connect): flush() waits for that start, so
+ * that a hit, then flush(), finds the refresh done. One still queued for a connection after
+ * START_WAIT_MS (behind a long response on a pool of few connections) has no timeout running yet,
+ * and a flush() waiting for it could wait without end: it is not waited for, and close() has it
+ * aborted when it starts.
  */
 import type { CacheEntry } from './entry.js'
 import { RETRY_DEFAULTS, type ResolvedRetry } from './retry.js'
 import { variantId } from './variants.js'
+
+/** How long flush() waits for a claimed refresh to start its exchange. */
+const START_WAIT_MS = 1000
 
 /** What ends a refresh under way: the controller of its exchange, once it has one. */
 export interface Abortable {
@@ -25,6 +31,8 @@ export class Refreshes {
   readonly #claims = new Map<string, { readonly until: number, readonly refresh: object }>()
   /** Refreshes started and not yet ended: what aborts each, and what tells of its end. */
   readonly #running = new Map<object, { readonly controller: Abortable, readonly ended: () => void }>()
+  /** Refreshes claimed and not yet started or ended: what tells of that. */
+  readonly #starting = new Map<object, () => void>()
   /** Why refreshes end now, once the cache is closed. */
   #closed: Error | undefined
 
@@ -44,11 +52,30 @@ export class Refreshes {
     return true
   }
 
+  /** Settles once the claimed refresh `refresh` has started its exchange or ended, or START_WAIT_MS have passed. */
+  starting (refresh: object): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.#leftStarting(refresh), START_WAIT_MS)
+      // A refresh that never starts must not keep the process alive.
+      timer.unref()
+      this.#starting.set(refresh, () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  #leftStarting (refresh: object): void {
+    this.#starting.get(refresh)?.()
+    this.#starting.delete(refresh)
+  }
+
   /**
    * The claimed refresh `refresh` started its exchange, steered by `controller`: a promise that
    * settles once end() is told of it, or `undefined` when the cache is closed and it is aborted.
    */
   started (refresh: object, controller: Abortable): Promise<void> | undefined {
+    this.#leftStarting(refresh)
     if (this.#closed !== undefined) {
       controller.abort(this.#closed)
       return undefined
@@ -60,6 +87,7 @@ export class Refreshes {
   end (entry: CacheEntry, refresh: object): void {
     const id = variantId(entry)
     if (this.#claims.get(id)?.refresh === refresh) this.#claims.delete(id)
+    this.#leftStarting(refresh)
     this.#running.get(refresh)?.ended()
     this.#running.delete(refresh)
   }

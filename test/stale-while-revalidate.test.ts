@@ -304,6 +304,22 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     expect([refreshed.body, refreshed.header('cache-status')]).toEqual(['version 2', 'cachedfetch; hit; ttl=20'])
   })
 
+  it('flush() right after a stale-while-revalidate hit waits for the refresh it started, which has not reached the origin yet', async () => {
+    const { cache, client } = setup()
+    let version = 1
+    origin.route('/now', (_req, res) => {
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', 'content-type': 'text/plain' }).end(`version ${version}`)
+    })
+    const url = `${origin.url}/now`
+    expect((await client.send(url)).body).toBe('version 1')
+    clock.advance(30)
+    version = 2
+    expect((await client.send(url)).body).toBe('version 1')
+    await cache.flush()
+    expect([origin.hits('/now'), cache.stats().refreshing]).toEqual([2, 0])
+    expect((await client.send(url)).body).toBe('version 2')
+  })
+
   it.each([
     { name: 'retries off', retry: false },
     { name: 'retries on', retry: { limit: 1, baseDelay: 1, maxDelay: 1 } }
@@ -338,7 +354,7 @@ describe.each(adapters)('stale-while-revalidate through $name', ({ connect }) =>
     }
   })
 
-  it('flush() and close() do not wait for a refresh still queued for a connection, which is aborted when it starts', async () => {
+  it('flush() and close() do not wait past a moment for a refresh still queued for a connection, which is aborted when it starts', async () => {
     const { cache } = setup()
     // One connection to the origin, held by a response that has not ended.
     const client = opened.add(connect(cache, new UndiciClient(origin.url)))

@@ -108,6 +108,14 @@ describe('cache.explain() reads fields as the engine does', () => {
     await cache.close()
   })
 
+  it('says why memory alone cannot keep an entry past maxSize, as the engine refuses it', async () => {
+    const cache = createCache({ maxSize: 10_000 })
+    const explanation = cache.explain({ url: 'https://example.test/large' }, 200, { 'cache-control': 'max-age=60', 'content-length': '20000' })
+    expect(explanation.storable).toBe(false)
+    expect(explanation.reasons).toEqual([expect.stringMatching(/^its entry \(20000 bytes of body, \d+ of fields and bookkeeping\) is over maxSize \(10000\), and memory is the only tier$/)])
+    await cache.close()
+  })
+
   it('refuses a request that is no object and a status that is none, naming them', async () => {
     const cache = createCache()
     expect(() => cache.explain(undefined as never, 200, {})).toThrow(/the request to explain/)
