@@ -57,7 +57,7 @@ export class Answers {
       ? { fwd: lookup.fwd, fwdStatus: status, key: lookup.key }
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
-    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), parts, lookup, shared)
+    if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), connectionNamesFields(headers), parts, lookup, shared)
     if (previous !== undefined && status >= 500) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
       const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status, shared) : undefined
@@ -175,8 +175,13 @@ export class Answers {
     shared?.counted(name, event)
   }
 
-  /** RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. */
-  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, parts: StatusParts, lookup: Forwarded, shared: SharedCount | undefined): Outcome {
+  /**
+   * RFC 9111 §4.3.4: a 304 freshens the stored response, which is then served. `connectionNamed`:
+   * its Connection field named end-to-end fields (RFC 9110 §7.6.1), which were meant for this cache
+   * and are not stored (§3.1), and may have said no-store or private: served, not stored, and the
+   * stored response dropped, as for a 200 of that kind.
+   */
+  #revalidated (request: CacheRequest, entry: CacheEntry, notModified: ResponseHeaders, connectionNamed: boolean, parts: StatusParts, lookup: Forwarded, shared: SharedCount | undefined): Outcome {
     const event = { url: request.url, key: entry.key, status: 304, bytes: bodyLength(entry.body) }
     if (lookup.background === true) this.#reporter.emit('revalidated', extend(event, { background: true as const }))
     else this.#count(lookup, 'revalidated', event, shared)
@@ -191,9 +196,12 @@ export class Answers {
     // updated entry is selected by it, not by the fields the old one varied on (§4.1).
     const fields = varyFields(fieldValue(headers.vary))
     const updated: CacheEntry = { key, status, statusText, headers, body, policy, vary: varyValues(fields, request.headers), tags: responseTags(headers, settings.tags) }
-    if (storable && fields[0] !== '*' && fieldsFitToStore(headers)) {
-      this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since))
-    } else if (fields[0] === '*' || (!storable && (policy.directives['no-store'] !== undefined || (policy.shared && policy.directives.private !== undefined)))) {
+    if (storable && fields[0] !== '*' && fieldsFitToStore(headers) && !connectionNamed) {
+      // What it replaces must be a response it selects: a newer one another request stored while
+      // this 304 was on its way stays (§4.3.4: no stored response selected, none updated).
+      const replaces = (current: CacheEntry): boolean => current === entry || selectedBy(current.headers, notModified)
+      this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since, replaces))
+    } else if (connectionNamed || fields[0] === '*' || (!storable && (policy.directives['no-store'] !== undefined || (policy.shared && policy.directives.private !== undefined)))) {
       // §5.2.2.5, §5.2.2.7: what the origin now says may not be stored is not kept as it was
       // either, where max-stale, force-cache or stale-if-error would still serve it; nor what now
       // varies on * (§4.1: it matches no request). (A Set-Cookie in a 304 is its caller's alone:
@@ -209,8 +217,8 @@ export class Answers {
   }
 
   /** Stores an entry beside the other variants of its URL (src/writes.ts); whether it did, synchronously where the store answers so. */
-  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number): MaybePromise<boolean> {
-    const written = this.#writes.write(entry, retention, settings, since)
+  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
+    const written = this.#writes.write(entry, retention, settings, since, replaces)
     return written instanceof Promise ? written.then((done) => this.#stored(request, entry, done)) : this.#stored(request, entry, written)
   }
 

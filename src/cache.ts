@@ -12,7 +12,7 @@ import { Flights } from './flight.js'
 import { prefixSelector, tagSelector, urlSelector } from './invalidation.js'
 import { hasAny, normalizeHeaders, normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest } from './key.js'
 import { responseTags } from './tags.js'
-import { describe } from './validate.js'
+import { describe, isOptionsObject } from './validate.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
@@ -107,9 +107,15 @@ export class Cache {
     // Memory holds variants of the URL, none of them this request's: another process may have
     // stored it in the shared tier since (src/store/tiers.ts).
     if (found !== undefined && !(found instanceof Promise) && this.#store.layered && findVariant(found, request) === undefined) found = this.#store.getShared(key)
-    return found instanceof Promise
-      ? found.then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
-      : this.#choose(request, key, found, directives, mode, settings, since)
+    if (found instanceof Promise) return found.then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
+    const chosen = this.#choose(request, key, found, directives, mode, settings, since)
+    // Memory's variant is stale: another process may have revalidated it since, and stored it fresh
+    // in the shared tier. One read of it costs less than a trip to the origin. (Deciding a forwarded
+    // request counts and claims nothing: deciding again is safe.)
+    if (chosen.kind === 'forward' && chosen.fwd === 'stale' && this.#store.layered) {
+      return Promise.resolve(this.#store.getShared(key)).then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
+    }
+    return chosen
   }
 
   /**
@@ -252,11 +258,16 @@ export class Cache {
 
   /**
    * Drops every stored variant of a URL, for GET and HEAD, from memory and store, and from the
-   * memory of other processes on the same Redis.
+   * memory of other processes on the same Redis. `host`: those stored for requests that sent this
+   * Host header to the URL's address (a virtual host behind a load balancer's address), as an
+   * unsafe request with that Host invalidates them.
    */
-  async invalidate (url: string | URL): Promise<void> {
+  async invalidate (url: string | URL, options?: { readonly host?: string }): Promise<void> {
+    if (options !== undefined && !isOptionsObject(options)) throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+    const host = options?.host
+    if (host !== undefined && (typeof host !== 'string' || host === '')) throw new TypeError(`expected options.host to be a Host header's value, got ${describe(host)}`)
     const normalized = normalizeUrl(url)
-    await this.#invalidate(urlSelector(normalized, this.settings(normalized).key), { url: normalized })
+    await this.#invalidate(urlSelector(normalized, this.settings(normalized).key, host), { url: normalized })
   }
 
   /**

@@ -30,14 +30,23 @@ export function variantId (entry: CacheEntry): string {
  * writes on every use, and the promises of an asynchronous write were a tenth of what an
  * interceptor's 1 KB 304 allocated.
  */
-export function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults): MaybePromise<boolean> {
+export function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
   const current = store.get(entry.key)
   return current instanceof Promise
-    ? current.then((found) => replaceVariant(store, found, entry, retention, defaults))
-    : replaceVariant(store, current, entry, retention, defaults)
+    ? current.then((found) => replaceVariant(store, found, entry, retention, defaults, replaces))
+    : replaceVariant(store, current, entry, retention, defaults, replaces)
 }
 
-function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults): MaybePromise<boolean> {
+/**
+ * `replaces`: which stored variant of the same Vary values this entry may replace (a 304's update
+ * may replace only the response it selects, RFC 9111 §4.3.4: not a newer one stored meanwhile).
+ */
+function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
+  if (replaces !== undefined && current !== undefined) {
+    // A single variant as it is, not in a list: a 304 writes on every use.
+    const replaced = isEntry(current) ? (sameVariant(current, entry) ? current : undefined) : current.find((variant) => sameVariant(variant, entry))
+    if (replaced !== undefined && !replaces(replaced)) return false
+  }
   // Mostly a URL's one variant is replaced by a new answer to the same request: no lists to make.
   const others = current === undefined || (isEntry(current) && sameVariant(current, entry))
     ? NO_OTHERS

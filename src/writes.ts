@@ -87,10 +87,13 @@ export class Writes {
    * invalidations had started; `false` when it was not written (refused, failed, timed out).
    * Synchronous where the store is: such a write is over before an invalidation could wait for it.
    */
-  write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number): MaybePromise<boolean> {
+  write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
     let work
     try {
-      work = writeVariant(this.#storeSince(since), entry, retention, defaults)
+      // A write that may replace only what it updates reads what every process stored (RFC 9111
+      // §4.3.4, below): another process may have stored a newer representation since this one's
+      // memory last read the store.
+      work = writeVariant(this.#storeSince(since, replaces !== undefined), entry, retention, defaults, replaces)
     } catch (error) {
       this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
       return false
@@ -152,8 +155,8 @@ export class Writes {
   }
 
   /** The store, for the writes of a request sent when `since` invalidations had started (StoreSince). */
-  #storeSince (since: number): EntryStore {
-    return new StoreSince(this.#store, this.#invalidations, since)
+  #storeSince (since: number, shared = false): EntryStore {
+    return new StoreSince(this.#store, this.#invalidations, since, shared)
   }
 }
 
@@ -167,17 +170,20 @@ export class Writes {
 class StoreSince implements EntryStore {
   readonly #store: Tiers
   readonly #invalidations: InvalidationLog
+  /** Reads what the shared tier holds, past memory's (Tiers.getShared). */
+  readonly #shared: boolean
   #floor: number
 
-  constructor (store: Tiers, invalidations: InvalidationLog, since: number) {
+  constructor (store: Tiers, invalidations: InvalidationLog, since: number, shared: boolean) {
     this.#store = store
     this.#invalidations = invalidations
     this.#floor = since
+    this.#shared = shared
   }
 
   get (key: string): MaybePromise<Variants | undefined> {
     this.#floor = this.#invalidations.floor(this.#floor)
-    return this.#store.get(key)
+    return this.#shared ? this.#store.getShared(key) : this.#store.get(key)
   }
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {

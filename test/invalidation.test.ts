@@ -12,7 +12,8 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createCache, type Cache } from '../src/index.js'
+import { request } from 'undici'
+import { cacheInterceptor, createCache, type Cache } from '../src/index.js'
 import { adapters, type Client, type Reply } from './helpers/clients.js'
 import { respond, startOrigin, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -454,5 +455,36 @@ describe.each(adapters)('an invalidation while responses are on their way, throu
     const later = await client.send(url, { headers: fr })
     expect(later.body).toBe('fr v2')
     expect(later.header('cache-status')).not.toMatch(/hit/)
+  })
+})
+
+describe('cache.invalidate(url, { host }): a virtual host behind one address', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('drops what requests that sent that Host stored, and only that', async () => {
+    let version = 0
+    const origin = await opened.origin({
+      '/x': (req, res) => { version++; res.writeHead(200, { 'cache-control': 'max-age=600' }).end(`v${version} for ${String(req.headers.host)}`) }
+    })
+    const cache = createCache()
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    const get = async (host?: string): Promise<string> =>
+      await (await request(`${origin.url}/x`, { dispatcher, headers: host === undefined ? {} : { host } })).body.text()
+    const address = origin.url.slice('http://'.length)
+    expect(await get('api.example')).toBe('v1 for api.example')
+    expect(await get()).toBe(`v2 for ${address}`)
+    // The URL alone is the address's own entry: the virtual host's stays.
+    await cache.invalidate(`${origin.url}/x`)
+    expect(await get('api.example')).toBe('v1 for api.example')
+    await cache.invalidate(`${origin.url}/x`, { host: 'API.example' })
+    expect(await get('api.example')).toBe('v3 for api.example')
+    expect(origin.hits('/x')).toBe(3)
+  })
+
+  it('refuses a host that is no Host value, naming it', async () => {
+    const cache = createCache()
+    await expect(cache.invalidate('http://127.0.0.1/x', { host: '' })).rejects.toThrow(/options\.host/)
+    await expect(cache.invalidate('http://127.0.0.1/x', 'api.example' as never)).rejects.toThrow(/options to be an object/)
   })
 })

@@ -16,8 +16,8 @@ import { cacheInterceptor, createCache, createCachedFetch, DEFAULTS, type Cache 
 import type { Origin } from './helpers/origin.js'
 import { adminClient, deleteNamespace, hasRedisServer, privateRedis, reachRedis, redisAdapter, REDIS_URL, testNamespace } from './helpers/redis.js'
 import { teardown } from './helpers/teardown.js'
-import { manualClock } from './helpers/time.js'
-import { waitFor } from './helpers/wait.js'
+import { manualClock, wholeSecondNow } from './helpers/time.js'
+import { gate, waitFor } from './helpers/wait.js'
 
 const admin = adminClient()
 const unreachable = await reachRedis(admin, 'test/redis-fleet.test.ts')
@@ -63,6 +63,61 @@ async function fetchAll (cache: Cache, origin: Origin, paths: readonly string[])
 }
 
 describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
+  it('takes the entry another process revalidated from Redis, rather than revalidating its own stale copy again', async () => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin({
+      '/doc': (req, res) => {
+        if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { etag: '"v1"', date: clock.date(), 'cache-control': 'max-age=10' }).end()
+        else res.writeHead(200, { etag: '"v1"', date: clock.date(), 'cache-control': 'max-age=10', 'content-type': 'text/plain' }).end('one')
+      }
+    })
+    const a = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
+    const b = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
+    await (await a(`${origin.url}/doc`)).text()
+    await a.cache.flush()
+    clock.advance(20)
+    const fromB = await b(`${origin.url}/doc`)
+    expect([await fromB.text(), fromB.headers.get('cache-status')]).toEqual(['one', 'cachedfetch; fwd=stale; fwd-status=304; ttl=10'])
+    await b.cache.flush()
+    // a's memory holds the stale copy; Redis, the copy b freshened.
+    const fromA = await a(`${origin.url}/doc`)
+    expect([await fromA.text(), fromA.headers.get('cache-status')]).toEqual(['one', 'cachedfetch; hit; ttl=10'])
+    expect(origin.hits('/doc')).toBe(2)
+  })
+
+  it('lets a late 304 in one process put back no response over the newer one another stored meanwhile (RFC 9111 §4.3.4)', async () => {
+    const clock = manualClock(wholeSecondNow())
+    const held = gate()
+    opened.add({ close: () => Promise.resolve(held.release()) })
+    let current = 'v1'
+    const origin = await opened.origin({
+      '/doc': async (req, res) => {
+        if (req.headers['if-none-match'] === '"v1"' && current === 'v1') {
+          current = 'v2'
+          const date = clock.date()
+          await held.promise
+          res.writeHead(304, { etag: '"v1"', date, 'cache-control': 'max-age=100' }).end()
+          return
+        }
+        res.writeHead(200, { etag: `"${current}"`, date: clock.date(), 'cache-control': 'max-age=100', 'content-type': 'text/plain' }).end(current)
+      }
+    })
+    const a = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
+    const b = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
+    await (await b(`${origin.url}/doc`)).text()
+    await b.cache.flush()
+    clock.advance(200)
+    const late = b(`${origin.url}/doc`)
+    await waitFor(() => origin.hits('/doc') === 2, 'b\'s revalidation to reach the origin')
+    expect(await (await a(`${origin.url}/doc`, { cache: 'reload' })).text()).toBe('v2')
+    await a.cache.flush()
+    held.release()
+    expect(await (await late).text()).toBe('v1')
+    await b.cache.flush()
+    const third = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
+    expect(await (await third(`${origin.url}/doc`)).text()).toBe('v2')
+  })
+
   it('drops an entry from the other processes\' memory when one invalidates it, unless pubsub is off', async () => {
     const origin = await taggedOrigin()
     const a = member()

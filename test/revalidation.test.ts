@@ -12,7 +12,7 @@ import { adapters, type Client, type Reply } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
-import { waitFor } from './helpers/wait.js'
+import { gate, waitFor } from './helpers/wait.js'
 
 interface ValidatorCase {
   readonly name: string
@@ -56,6 +56,51 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
   })
 
   afterEach(() => opened.close())
+
+  it('lets a late 304 put back no response over a newer one stored while it was on its way (RFC 9111 §4.3.4)', async () => {
+    const held = gate()
+    opened.add({ close: () => Promise.resolve(held.release()) })
+    let current = 'v1'
+    origin.route('/doc', async (req, res) => {
+      if (req.headers['if-none-match'] === '"v1"' && current === 'v1') {
+        // Still v1 as the origin answers; the resource changes while the 304 is on its way.
+        current = 'v2'
+        const date = clock.date()
+        await held.promise
+        res.writeHead(304, { etag: '"v1"', date, 'cache-control': 'max-age=100' }).end()
+        return
+      }
+      res.writeHead(200, { etag: `"${current}"`, date: clock.date(), 'cache-control': 'max-age=100', 'content-type': 'text/plain' }).end(current)
+    })
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(200)
+    const late = client.send(url)
+    await waitFor(() => origin.hits('/doc') === 2, 'the revalidation to reach the origin')
+    expect((await client.send(url, { cache: 'reload' })).body).toBe('v2')
+    held.release()
+    // Its caller gets what it revalidated; the store keeps the newer response.
+    expect((await late).body).toBe('v1')
+    await cache.flush()
+    const after = await client.send(url)
+    expect([after.body, after.header('cache-status')]).toEqual(['v2', 'cachedfetch; hit; ttl=100'])
+  })
+
+  it.each(['no-store', 'private, max-age=10'])('neither stores nor keeps a response a 304 whose Connection names Cache-Control revalidated (Cache-Control: %s, meant for this cache alone)', async (directives) => {
+    origin.route('/doc', (req, res) => {
+      if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { etag: '"v1"', date: clock.date(), connection: 'cache-control', 'cache-control': directives }).end()
+      else res.writeHead(200, { etag: '"v1"', date: clock.date(), 'cache-control': 'max-age=10', 'content-type': 'text/plain' }).end('v1')
+    })
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    clock.advance(20)
+    expect((await client.send(url)).body).toBe('v1')
+    await cache.flush()
+    // Not freshened, and gone: the next request goes to the origin, unconditional.
+    const next = await client.send(url)
+    expect(next.header('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(origin.seen('/doc').map((seen) => seen.headers['if-none-match'])).toEqual([undefined, '"v1"', undefined])
+  })
 
   it.each(table.cases)('sends only the validators the entry has: $name', async (c) => {
     origin.route('/doc', (req, res) => {
