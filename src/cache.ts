@@ -6,12 +6,11 @@
  */
 import { Answers } from './answers.js'
 import { forward, HitResult, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Unsatisfiable } from './decision.js'
-import { bodyLength, connectionNamesFields, fieldValue, sizeBesidesBody, storableHeaders, type CacheEntry, type Variants } from './entry.js'
-import { explain, type Explanation } from './explain.js'
+import { bodyLength, type CacheEntry, type Variants } from './entry.js'
+import { explainGiven, type Explanation, type ExplainedRequest, type HeaderFields } from './explain.js'
 import { Flights } from './flight.js'
 import { prefixSelector, tagSelector, urlSelector } from './invalidation.js'
-import { hasAny, normalizeHeaders, normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest } from './key.js'
-import { responseTags } from './tags.js'
+import { CALLER_CONDITIONALS, hasAny, normalizeUrl, storeKey, type CacheRequest } from './key.js'
 import { describe, isOptionsObject } from './validate.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
@@ -37,8 +36,6 @@ export type Unanswered = { readonly bypass: Forward } | { readonly stored: boole
 
 export type { FetchCacheMode, Forwarded, Hit, Lookup, Outcome, Unsatisfiable } from './decision.js'
 
-/** Request fields that make the caller's own conditional or partial request: passed through untouched. */
-const CALLER_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
 
 export class Cache {
   readonly options: ResolvedOptions
@@ -298,31 +295,11 @@ export class Cache {
   /**
    * What this cache decides for a response: storable or not and why, its freshness lifetime, age,
    * and the request headers a revalidation would send. `headers` as received (an Age included).
-   * HeaderFields in any shape undici or fetch takes (a record with names in any case, a `Headers`, pairs),
+   * Fields in any shape undici or fetch takes (a record with names in any case, a `Headers`, pairs),
    * read as the engine reads a request's and a response's.
    */
   explain (request: ExplainedRequest, status: number, headers: HeaderFields): Explanation {
-    if (request === null || typeof request !== 'object' || !(typeof request.url === 'string' || request.url instanceof URL)) {
-      throw new TypeError(`expected the request to explain to be an object with a url, got ${describe(request)}`)
-    }
-    // Any whole number: an odd status a dispatcher below hands over is explained as the engine treats it, not refused.
-    if (!Number.isInteger(status)) throw new TypeError(`expected the status to explain to be a whole number, got ${describe(status)}`)
-    for (const [fields, what] of [[request.headers, 'the request\'s headers'], [headers, 'the headers to explain']] as const) {
-      if (fields !== undefined && (fields === null || typeof fields !== 'object')) throw new TypeError(`expected ${what} to be an object of fields, a Headers or pairs, got ${describe(fields)}`)
-    }
-    const url = normalizeUrl(request.url)
-    const asked: CacheRequest = { method: request.method ?? 'GET', url, headers: normalizeHeaders(request.headers) }
-    const received = normalizeHeaders(headers)
-    const conditional = hasAny(asked.headers, CALLER_CONDITIONALS)
-    const settings = this.settings(url)
-    const stored = storableHeaders(received)
-    // With memory alone an entry must fit in maxSize, its fields and bookkeeping too (src/answers.ts).
-    const memory = this.options.store !== undefined ? undefined : {
-      maxSize: this.options.maxSize,
-      besidesBody: sizeBesidesBody(storeKey(asked.method, url, asked.headers.host, settings), stored,
-        varyValues(varyFields(fieldValue(stored.vary)), asked.headers), responseTags(stored, settings.tags))
-    }
-    return explain(this.#policies, asked, conditional, status, stored, settings, connectionNamesFields(received), memory)
+    return explainGiven(this.#policies, this.options, request, status, headers)
   }
 
   /**
@@ -376,16 +353,6 @@ export class Cache {
       refreshing: this.#refreshes.size
     }
   }
-}
-
-/** Header fields as undici and fetch take them: a record (names in any case), a `Headers`, or name-value pairs. */
-export type HeaderFields = Record<string, string | readonly string[] | undefined> | Iterable<readonly [string, string]>
-
-/** The request `explain()` decides for: GET unless `method` says otherwise, with no fields unless given. */
-export interface ExplainedRequest {
-  readonly method?: string
-  readonly url: string | URL
-  readonly headers?: HeaderFields
 }
 
 export interface CacheStats extends StatsSnapshot {

@@ -3,14 +3,27 @@
  * one response, in words a person can check against RFC 9111 (the CLI's `--explain`). The decision
  * itself is the policy's (src/policy.ts); the reasons name the rule that decided it.
  */
-import { fieldValue, type ResponseHeaders } from './entry.js'
+import { connectionNamesFields, fieldValue, sizeBesidesBody, storableHeaders, type ResponseHeaders } from './entry.js'
 import { FIELD_LIMITS, fieldsFitToStore } from './field-limits.js'
 import { deltaSeconds, parseDirectives, requestDirectives, type RequestDirectives } from './directives.js'
-import { varyFields, type CacheRequest } from './key.js'
+import { CALLER_CONDITIONALS, hasAny, normalizeHeaders, normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest } from './key.js'
+import type { ResolvedOptions } from './options.js'
 import type { PolicyFactory } from './policy.js'
 import { revalidationHeaders } from './revalidation.js'
 import type { Policy } from './stored-policy.js'
 import type { RequestSettings } from './settings.js'
+import { responseTags } from './tags.js'
+import { describe } from './validate.js'
+
+/** Header fields as undici and fetch take them: a record (names in any case), a `Headers`, or name-value pairs. */
+export type HeaderFields = Record<string, string | readonly string[] | undefined> | Iterable<readonly [string, string]>
+
+/** The request `cache.explain()` decides for: GET unless `method` says otherwise, with no fields unless given. */
+export interface ExplainedRequest {
+  readonly method?: string
+  readonly url: string | URL
+  readonly headers?: HeaderFields
+}
 
 export interface Explanation {
   readonly storable: boolean
@@ -32,7 +45,7 @@ export interface Explanation {
 }
 
 /** What of the request decides too: its method, directives, and whether it is a conditional of the caller's own. */
-interface ExplainedRequest {
+interface RequestFacts {
   readonly method: string
   readonly directives: RequestDirectives
   readonly conditional: boolean
@@ -40,14 +53,41 @@ interface ExplainedRequest {
   readonly credential: boolean
 }
 
-/** `connectionNamed`: the response's Connection field named end-to-end fields (src/entry.ts), removed from `headers`. */
+/**
+ * `cache.explain()`: its arguments checked (a TypeError naming the one at fault), and read as the
+ * engine reads a request and a response (fields in any shape, names in any case).
+ */
+export function explainGiven (policies: PolicyFactory, options: ResolvedOptions, request: ExplainedRequest, status: number, headers: HeaderFields): Explanation {
+  if (request === null || typeof request !== 'object' || !(typeof request.url === 'string' || request.url instanceof URL)) {
+    throw new TypeError(`expected the request to explain to be an object with a url, got ${describe(request)}`)
+  }
+  // Any whole number: an odd status a dispatcher below hands over is explained as the engine treats it, not refused.
+  if (!Number.isInteger(status)) throw new TypeError(`expected the status to explain to be a whole number, got ${describe(status)}`)
+  for (const [fields, what] of [[request.headers, 'the request\'s headers'], [headers, 'the headers to explain']] as const) {
+    if (fields !== undefined && (fields === null || typeof fields !== 'object')) throw new TypeError(`expected ${what} to be an object of fields, a Headers or pairs, got ${describe(fields)}`)
+  }
+  const url = normalizeUrl(request.url)
+  const asked: CacheRequest = { method: request.method ?? 'GET', url, headers: normalizeHeaders(request.headers) }
+  const received = normalizeHeaders(headers)
+  const settings = options.hosts.settingsFor(url)
+  const stored = storableHeaders(received)
+  // With memory alone an entry must fit in maxSize, its fields and bookkeeping too (src/answers.ts).
+  const memory = options.store !== undefined ? undefined : {
+    maxSize: options.maxSize,
+    besidesBody: sizeBesidesBody(storeKey(asked.method, url, asked.headers.host, settings), stored,
+      varyValues(varyFields(fieldValue(stored.vary)), asked.headers), responseTags(stored, settings.tags))
+  }
+  return explain(policies, asked, hasAny(asked.headers, CALLER_CONDITIONALS), status, stored, settings, connectionNamesFields(received), memory)
+}
+
 /** With memory alone: its bound, and what the entry holds besides its body, which together leave the body's room. */
-export interface MemoryRoom {
+interface MemoryRoom {
   readonly maxSize: number
   readonly besidesBody: number
 }
 
-export function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings, connectionNamed = false, memory?: MemoryRoom): Explanation {
+/** `connectionNamed`: the response's Connection field named end-to-end fields (src/entry.ts), removed from `headers`. */
+function explain (policies: PolicyFactory, request: CacheRequest, conditional: boolean, status: number, headers: ResponseHeaders, settings: RequestSettings, connectionNamed: boolean, memory: MemoryRoom | undefined): Explanation {
   const { policy, storable } = policies.create(request, status, headers, settings)
   const sent = revalidationHeaders(request, headers)
   const revalidation = Object.fromEntries(VALIDATORS.filter((name) => sent[name] !== undefined).map((name) => [name, sent[name]!]))
@@ -61,7 +101,7 @@ export function explain (policies: PolicyFactory, request: CacheRequest, conditi
 /** The request fields a revalidation adds (RFC 9111 §4.3.1). */
 const VALIDATORS = ['if-none-match', 'if-modified-since']
 
-function decide (policy: Policy, storable: boolean, status: number, headers: ResponseHeaders, request: ExplainedRequest, settings: RequestSettings, retention: number, revalidation: Record<string, string>, connectionNamed: boolean, memory: MemoryRoom | undefined): Explanation {
+function decide (policy: Policy, storable: boolean, status: number, headers: ResponseHeaders, request: RequestFacts, settings: RequestSettings, retention: number, revalidation: Record<string, string>, connectionNamed: boolean, memory: MemoryRoom | undefined): Explanation {
   const reasons: string[] = []
   const d = parseDirectives(fieldValue(headers['cache-control']))
   const { method } = request

@@ -4,8 +4,8 @@
  * (`cacheInterceptor`).
  */
 export { Cache, createCache } from './cache.js'
-export type { CacheStats, ExplainedRequest, FetchCacheMode, HeaderFields } from './cache.js'
-export type { Explanation } from './explain.js'
+export type { CacheStats, FetchCacheMode } from './cache.js'
+export type { ExplainedRequest, Explanation, HeaderFields } from './explain.js'
 export type { CacheOrOptions } from './adapters/cache-from.js'
 export { cachedFetch, createCachedFetch } from './adapters/fetch.js'
 export type { CachedFetch, CachedFetchOptions, FetchInit, FetchInput } from './adapters/fetch.js'

@@ -198,6 +198,9 @@ export function refusedByUndici (headers: RequestHeaders): boolean {
   return hasAny(headers, REFUSED_BY_UNDICI)
 }
 
+/** Request fields that make the caller's own conditional or partial request: passed through untouched. */
+export const CALLER_CONDITIONALS: readonly string[] = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
+
 /** Whether the request carries any of these fields (lower-case names). */
 export function hasAny (headers: RequestHeaders, names: readonly string[]): boolean {
   for (const name of names) if (headers[name] !== undefined) return true
