@@ -20,6 +20,7 @@ import { ageOf, appendCacheStatus, ownCacheStatus, withCacheStatus, type CacheEv
 import type { Selector } from './store/tiers.js'
 import type { MaybePromise } from './store/types.js'
 import { responseTags } from './tags.js'
+import type { Replaces } from './variants.js'
 import type { Writes } from './writes.js'
 
 /** Origin answers that stale-if-error may stand in for (RFC 5861 §4). */
@@ -199,7 +200,7 @@ export class Answers {
     if (storable && fields[0] !== '*' && fieldsFitToStore(headers) && !connectionNamed) {
       // What it replaces must be a response it selects: a newer one another request stored while
       // this 304 was on its way stays (§4.3.4: no stored response selected, none updated).
-      const replaces = (current: CacheEntry): boolean => current === entry || selectedBy(current.headers, notModified)
+      const replaces: Replaces = { entry, selected: (current) => current === entry || selectedBy(current.headers, notModified) }
       this.#writes.background(this.#write(request, updated, policy.retention(headers, settings), settings, lookup.since, replaces))
     } else if (connectionNamed || fields[0] === '*' || (!storable && (policy.directives['no-store'] !== undefined || (policy.shared && policy.directives.private !== undefined)))) {
       // §5.2.2.5, §5.2.2.7: what the origin now says may not be stored is not kept as it was
@@ -217,7 +218,7 @@ export class Answers {
   }
 
   /** Stores an entry beside the other variants of its URL (src/writes.ts); whether it did, synchronously where the store answers so. */
-  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
+  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number, replaces?: Replaces): MaybePromise<boolean> {
     const written = this.#writes.write(entry, retention, settings, since, replaces)
     return written instanceof Promise ? written.then((done) => this.#stored(request, entry, done)) : this.#stored(request, entry, written)
   }

@@ -104,15 +104,9 @@ export class Cache {
     // Memory holds variants of the URL, none of them this request's: another process may have
     // stored it in the shared tier since (src/store/tiers.ts).
     if (found !== undefined && !(found instanceof Promise) && this.#store.layered && findVariant(found, request) === undefined) found = this.#store.getShared(key)
-    if (found instanceof Promise) return found.then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
-    const chosen = this.#choose(request, key, found, directives, mode, settings, since)
-    // Memory's variant is stale: another process may have revalidated it since, and stored it fresh
-    // in the shared tier. One read of it costs less than a trip to the origin. (Deciding a forwarded
-    // request counts and claims nothing: deciding again is safe.)
-    if (chosen.kind === 'forward' && chosen.fwd === 'stale' && this.#store.layered) {
-      return Promise.resolve(this.#store.getShared(key)).then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
-    }
-    return chosen
+    return found instanceof Promise
+      ? found.then((variants) => this.#choose(request, key, variants, directives, mode, settings, since))
+      : this.#choose(request, key, found, directives, mode, settings, since)
   }
 
   /**

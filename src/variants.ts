@@ -30,7 +30,16 @@ export function variantId (entry: CacheEntry): string {
  * writes on every use, and the promises of an asynchronous write were a tenth of what an
  * interceptor's 1 KB 304 allocated.
  */
-export function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
+/**
+ * What an update may replace: the stored variant of `entry`'s Vary values (the response revalidated),
+ * and only if `selected` says the update is for it.
+ */
+export interface Replaces {
+  readonly entry: CacheEntry
+  readonly selected: (current: CacheEntry) => boolean
+}
+
+export function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces): MaybePromise<boolean> {
   const current = store.get(entry.key)
   return current instanceof Promise
     ? current.then((found) => replaceVariant(store, found, entry, retention, defaults, replaces))
@@ -38,14 +47,15 @@ export function writeVariant (store: EntryStore, entry: CacheEntry, retention: n
 }
 
 /**
- * `replaces`: which stored variant of the same Vary values this entry may replace (a 304's update
- * may replace only the response it selects, RFC 9111 §4.3.4: not a newer one stored meanwhile).
+ * `replaces`, for a 304's update (RFC 9111 §4.3.4): it updates the stored response it selects, as
+ * the store holds it now. One dropped while the 304 was on its way, or replaced by a newer
+ * representation, is updated by nothing: no write.
  */
-function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
-  if (replaces !== undefined && current !== undefined) {
+function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces): MaybePromise<boolean> {
+  if (replaces !== undefined) {
     // A single variant as it is, not in a list: a 304 writes on every use.
-    const replaced = isEntry(current) ? (sameVariant(current, entry) ? current : undefined) : current.find((variant) => sameVariant(variant, entry))
-    if (replaced !== undefined && !replaces(replaced)) return false
+    const old = current === undefined ? undefined : isEntry(current) ? (sameVariant(current, replaces.entry) ? current : undefined) : current.find((variant) => sameVariant(variant, replaces.entry))
+    if (old === undefined || !replaces.selected(old)) return false
   }
   // Mostly a URL's one variant is replaced by a new answer to the same request: no lists to make.
   const others = current === undefined || (isEntry(current) && sameVariant(current, entry))

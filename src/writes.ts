@@ -12,7 +12,7 @@ import type { Reporter } from './status.js'
 import type { Selector, Tiers } from './store/tiers.js'
 import type { EntryStore, MaybePromise } from './store/types.js'
 import { without } from './maps.js'
-import { removeVariant, writeVariant } from './variants.js'
+import { removeVariant, writeVariant, type Replaces } from './variants.js'
 
 export class Writes {
   readonly #store: Tiers
@@ -87,7 +87,7 @@ export class Writes {
    * invalidations had started; `false` when it was not written (refused, failed, timed out).
    * Synchronous where the store is: such a write is over before an invalidation could wait for it.
    */
-  write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number, replaces?: (current: CacheEntry) => boolean): MaybePromise<boolean> {
+  write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number, replaces?: Replaces): MaybePromise<boolean> {
     let work
     try {
       // A write that may replace only what it updates reads what every process stored (RFC 9111

@@ -63,28 +63,6 @@ async function fetchAll (cache: Cache, origin: Origin, paths: readonly string[])
 }
 
 describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
-  it('takes the entry another process revalidated from Redis, rather than revalidating its own stale copy again', async () => {
-    const clock = manualClock(wholeSecondNow())
-    const origin = await opened.origin({
-      '/doc': (req, res) => {
-        if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { etag: '"v1"', date: clock.date(), 'cache-control': 'max-age=10' }).end()
-        else res.writeHead(200, { etag: '"v1"', date: clock.date(), 'cache-control': 'max-age=10', 'content-type': 'text/plain' }).end('one')
-      }
-    })
-    const a = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
-    const b = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
-    await (await a(`${origin.url}/doc`)).text()
-    await a.cache.flush()
-    clock.advance(20)
-    const fromB = await b(`${origin.url}/doc`)
-    expect([await fromB.text(), fromB.headers.get('cache-status')]).toEqual(['one', 'cachedfetch; fwd=stale; fwd-status=304; ttl=10'])
-    await b.cache.flush()
-    // a's memory holds the stale copy; Redis, the copy b freshened.
-    const fromA = await a(`${origin.url}/doc`)
-    expect([await fromA.text(), fromA.headers.get('cache-status')]).toEqual(['one', 'cachedfetch; hit; ttl=10'])
-    expect(origin.hits('/doc')).toBe(2)
-  })
-
   it('lets a late 304 in one process put back no response over the newer one another stored meanwhile (RFC 9111 §4.3.4)', async () => {
     const clock = manualClock(wholeSecondNow())
     const held = gate()

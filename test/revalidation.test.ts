@@ -541,3 +541,50 @@ describe('revalidation of a request whose fields came as lists (undici.request)'
       .toEqual(['a=1; b=2 unconditional', 'a=1; b=2 "v1"'])
   })
 })
+
+describe('a late 304 and a stored response removed while it was on its way (RFC 9111 §4.3.4: nothing stored is selected, nothing updated)', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('does not put back, fresh, a response a newer no-store answer dropped while the 304 was on its way', async () => {
+    const held = gate()
+    opened.add({ close: () => Promise.resolve(held.release()) })
+    let revalidations = 0
+    const origin = await opened.origin({
+      '/doc': async (req, res) => {
+        if (req.headers['if-none-match'] === '"v1"') {
+          revalidations++
+          if (revalidations === 1) {
+            await held.promise
+            res.writeHead(304, { etag: '"v1"', 'cache-control': 'max-age=100' }).end()
+            return
+          }
+          // The resource became personal: the origin now says no-store.
+          res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/plain' }).end('v2 for you alone')
+          return
+        }
+        res.writeHead(200, { etag: '"v1"', 'cache-control': revalidations === 0 ? 'max-age=0' : 'no-store', 'content-type': 'text/plain' }).end(revalidations === 0 ? 'v1' : 'v2 for you alone')
+      }
+    })
+    const cache = createCache({ retry: false })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    const url = `${origin.url}/doc`
+    const get = async (cacheMode?: 'no-cache'): Promise<[string, string | undefined]> => {
+      const r = await request(url, { dispatcher, cacheMode })
+      return [await r.body.text(), r.headers['cache-status'] as string | undefined]
+    }
+    expect((await get())[0]).toBe('v1')
+    const late = get()
+    await waitFor(() => revalidations === 1, 'the revalidation to reach the origin')
+    // Another request revalidates too (its own flight: cacheMode no-cache) and is told no-store: the entry is dropped.
+    expect((await get('no-cache'))[0]).toBe('v2 for you alone')
+    await cache.flush()
+    held.release()
+    expect((await late)[0]).toBe('v1')
+    await cache.flush()
+    // Nothing is stored now: the next request goes to the origin.
+    const after = await get()
+    expect(after[1]).not.toMatch(/; hit/)
+    expect(after[0]).toBe('v2 for you alone')
+  })
+})
