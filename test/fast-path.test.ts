@@ -327,6 +327,29 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
     expect(server.hits('/doc')).toBe(1)
   })
 
+  it('hands a large hit\'s body stream over a slice at a time, as fetch hands a body over, and fails it part way with its caller\'s abort', async () => {
+    const body = Buffer.alloc(1024 * 1024, 'z')
+    const cache = createCache({ maxEntrySize: 8 * 1024 * 1024 })
+    const cachedFetch = createCachedFetch({ cache, dispatcher: opened.agent() })
+    const server = await opened.origin({ '/big': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'application/octet-stream' }).end(body) } })
+    const url = `${server.url}/big`
+    await (await cachedFetch(url)).arrayBuffer()
+    for (const signal of [undefined, new AbortController().signal]) {
+      const sizes: number[] = []
+      for await (const chunk of (await cachedFetch(url, { signal })).body! as unknown as AsyncIterable<Uint8Array>) sizes.push(chunk.byteLength)
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(body.byteLength)
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(64 * 1024)
+    }
+    const controller = new AbortController()
+    const reader = (await cachedFetch(url, { signal: controller.signal })).body!.getReader()
+    expect((await reader.read()).done).toBe(false)
+    const reason = new Error('stop')
+    controller.abort(reason)
+    const rest = await (async () => { for (;;) if ((await reader.read()).done) return 'read to its end' })().catch((error: unknown) => error)
+    expect(rest).toBe(reason)
+    expect(server.hits('/big')).toBe(1)
+  })
+
   it('leaves no abort listener on a long-lived signal for hits whose body stream was taken, then dropped unread', async () => {
     setFlagsFromString('--expose-gc')
     const gc = runInNewContext('gc') as () => void

@@ -134,7 +134,14 @@ export class FetchedResponse extends Response {
       const type = ownHeaders(this).get('content-type')
       // The Response constructor copies a stored body's bytes: the caller cannot change the stored one.
       const signal = this.#signal
-      const body = this.#read ? new Uint8Array(0) : source instanceof ArrivingBody ? source.stream() : signal === undefined ? bodyBytes(source) : abortable(bodyBytes(source), signal)
+      let body: Uint8Array | ReadableStream<Uint8Array>
+      if (this.#read) body = new Uint8Array(0)
+      else if (source instanceof ArrivingBody) body = source.stream()
+      else {
+        const bytes = bodyBytes(source)
+        // A small body without a signal is the Response's to copy whole: one chunk, as fetch's would be.
+        body = signal === undefined && bytes.byteLength <= SLICE ? bytes : sliced(bytes, signal)
+      }
       this.#streamed = new Response(body, type === null ? undefined : { headers: { 'content-type': type } })
       // Read directly before: the stream is left as undici leaves one it has read (disturbed,
       // closed, locked by its reader), so everything after fails as it would.
@@ -187,16 +194,22 @@ export class FetchedResponse extends Response {
   }
 }
 
+/** The most a stored body's stream hands over at once: as undici's fetch hands a body over. */
+const SLICE = 64 * 1024
+
 /**
- * A stored body as a stream that the caller's signal fails, with its reason, until the stream has
- * been read (Fetch "abort fetch" errors a response body still readable), as a fetched body's is.
- * Its bytes are copied once read: the caller cannot change the stored ones.
+ * A stored body as a stream, copied a slice at a time as it is read (a caller cannot change the
+ * stored bytes, and one that reads slowly holds no whole copy of a large body), and failed by the
+ * caller's signal, with its reason, until it has been read (Fetch "abort fetch" errors a response
+ * body still readable), as a fetched body is.
  */
-function abortable (bytes: Buffer, signal: AbortSignal): ReadableStream<Uint8Array> {
+function sliced (bytes: Buffer, signal: AbortSignal | undefined): ReadableStream<Uint8Array> {
+  let offset = 0
   let fail: (() => void) | undefined
   const stream = new ReadableStream({
     type: 'bytes',
     start (controller) {
+      if (signal === undefined) return
       if (signal.aborted) {
         controller.error(signal.reason)
         return
@@ -207,16 +220,19 @@ function abortable (bytes: Buffer, signal: AbortSignal): ReadableStream<Uint8Arr
       onAbort(signal, fail)
     },
     pull (controller) {
-      signal.removeEventListener('abort', fail!)
+      const end = Math.min(offset + SLICE, bytes.byteLength)
       // A byte stream takes no empty chunk.
-      if (bytes.byteLength > 0) controller.enqueue(new Uint8Array(bytes))
+      if (end > offset) controller.enqueue(new Uint8Array(bytes.subarray(offset, end)))
+      offset = end
+      if (offset < bytes.byteLength) return
+      if (fail !== undefined) signal!.removeEventListener('abort', fail)
       controller.close()
     },
     cancel () {
-      signal.removeEventListener('abort', fail!)
+      if (fail !== undefined) signal!.removeEventListener('abort', fail)
     }
   })
-  if (fail !== undefined) removeWhenCollected(stream, signal, fail)
+  if (fail !== undefined) removeWhenCollected(stream, signal!, fail)
   return stream
 }
 
