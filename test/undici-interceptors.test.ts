@@ -169,3 +169,26 @@ describe('a GET with content', () => {
     expect(origin.hits('/search')).toBe(0)
   })
 })
+
+describe('a handler that aborts without a reason', () => {
+  it('is told with undici\'s RequestAbortedError on a hit and on a miss, as through a plain Agent', async () => {
+    const origin = await opened.origin({ '/a': respond(200, { 'cache-control': 'max-age=60' }, bytes(200_000)) })
+    const agent = opened.agent()
+    const dispatcher = agent.compose(cacheInterceptor({ cache: createCache({ retry: false }) }))
+    /** The error a handler that aborts at its first chunk is told of. */
+    const abortedWith = async (via: Dispatcher): Promise<unknown> => await new Promise((resolve) => {
+      via.dispatch({ origin: origin.url, path: '/a', method: 'GET', headers: {} }, {
+        onRequestStart: () => {},
+        onResponseStart: () => {},
+        onResponseData: (controller) => { controller.abort(undefined as unknown as Error) },
+        onResponseEnd: () => { resolve('ended') },
+        onResponseError: (_controller, error) => { resolve({ name: error.name, code: (error as { code?: string }).code }) }
+      })
+    })
+    const plain = await abortedWith(agent)
+    expect(plain).toEqual({ name: 'AbortError', code: 'UND_ERR_ABORTED' })
+    expect(await abortedWith(dispatcher)).toEqual(plain)
+    await (await request(`${origin.url}/a`, { dispatcher })).body.arrayBuffer()
+    expect(await abortedWith(dispatcher)).toEqual(plain)
+  })
+})

@@ -8,6 +8,7 @@
  * its own: pause(), resume() and abort() given before then are applied to it.
  */
 import type { Dispatcher } from 'undici'
+import { abortReason } from './request-aborted.js'
 import type { Duplex } from 'node:stream'
 import { endAnswer } from './answer-end.js'
 import { canBorrow } from './subscriber.js'
@@ -47,7 +48,7 @@ export class EarlyStart implements Handler, Controller {
   get reason (): Error | null { return this.#reason }
 
   abort (reason?: Error): void {
-    this.#abort(reason ?? new Error('aborted'))
+    this.#abort(abortReason(reason))
   }
 
   /** abort(), for this one's own failures: a handler may have replaced abort() on its controller (undici's dump interceptor does). */

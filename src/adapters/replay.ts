@@ -4,6 +4,7 @@
  * onResponseEnd, honouring the handler's pause(), resume() and abort().
  */
 import type { Dispatcher } from 'undici'
+import { abortReason } from './request-aborted.js'
 import { bodyLength, bodySlice, type StoredBody } from '../entry.js'
 import { endAnswer } from './answer-end.js'
 import { canBorrow } from './subscriber.js'
@@ -103,7 +104,7 @@ export class ReplayController implements Controller {
   }
 
   abort (reason?: Error): void {
-    this.#fail(reason ?? new Error('aborted'))
+    this.#fail(abortReason(reason))
   }
 
   /**

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { RetryHandler, type Dispatcher } from 'undici'
+import { abortReason } from './request-aborted.js'
 import type { Cache } from '../cache.js'
 import { normalizeHeaders } from '../key.js'
 import { endAnswer } from './answer-end.js'
@@ -190,7 +191,7 @@ class RetryGuard implements Handler, Controller {
 
   abort (reason?: Error): void {
     if (this.#reason !== null || this.#finished) return
-    this.#reason = reason ?? new Error('aborted')
+    this.#reason = abortReason(reason)
     if (this.#waiting !== undefined || this.#between) {
       // Between attempts no connection is open to report the abort: it ends here.
       clearTimeout(this.#waiting)

@@ -6,6 +6,7 @@
  * keeping its handler's controller (`solo()`).
  */
 import type { Dispatcher } from 'undici'
+import { abortReason } from './request-aborted.js'
 import { endToEndFields } from '../entry.js'
 import { endAnswer } from './answer-end.js'
 import { memoizeWeakly } from '../memo.js'
@@ -227,7 +228,7 @@ export class Subscriber implements Controller {
   }
 
   abort (reason?: Error): void {
-    this.fail(reason ?? new Error('aborted'))
+    this.fail(abortReason(reason))
   }
 
   /**
