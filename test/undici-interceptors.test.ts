@@ -127,6 +127,22 @@ describe('undici\'s redirect interceptor below the cache (compose(interceptors.r
     expect(await outcome(dispatcher, `${origin.url}/go`)).toBe('200 its own page')
   })
 
+  it('judges each of the cache\'s own retries by its own hops: a retry redirected is not stored, one not redirected after a redirected attempt is', async () => {
+    const origin = await opened.origin({
+      '/me': sequence(respond(503, {}, 'busy'), (req, res) => { res.writeHead(302, { location: `/profile/${String(req.headers.authorization).split(' ')[1]}` }).end() }),
+      '/profile/alice': respond(200, { 'cache-control': 'public, max-age=3600' }, 'alice\'s profile'),
+      '/profile/bob': respond(200, { 'cache-control': 'public, max-age=3600' }, 'bob\'s profile'),
+      '/p': sequence(respond(302, { location: '/busy' }), respond(200, { 'cache-control': 'max-age=3600' }, 'p')),
+      '/busy': respond(503, {}, 'busy')
+    })
+    const dispatcher = opened.agent().compose(interceptors.redirect({ maxRedirections: 3 }), cacheInterceptor({ cache: createCache({ retry: { baseDelay: 1, maxDelay: 1 } }) }))
+    expect(await as(dispatcher, `${origin.url}/me`, 'Bearer alice')).toBe('alice\'s profile')
+    expect(await as(dispatcher, `${origin.url}/me`, 'Bearer bob')).toBe('bob\'s profile')
+    expect(await outcome(dispatcher, `${origin.url}/p`)).toBe('200 p')
+    expect(await outcome(dispatcher, `${origin.url}/p`)).toBe('200 p')
+    expect(origin.hits('/p')).toBe(2)
+  })
+
   it('still stores an answer no redirect led to, and serves it', async () => {
     const origin = await opened.origin({ '/plain': respond(200, { 'cache-control': 'max-age=60' }, 'plain') })
     const dispatcher = redirectBelow()

@@ -18,13 +18,14 @@ import type { CacheRequest } from '../key.js'
 import { extend } from '../objects.js'
 import { hasNoContent } from './content.js'
 import { ReplayController } from './replay.js'
+import type { AttemptAware } from './retry.js'
 import { isSharedCount, type SharedCount } from '../status.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
 type Headers = Record<string, string | string[] | undefined>
 
-export class CacheHandler implements Handler {
+export class CacheHandler implements Handler, AttemptAware {
   readonly #cache: Cache
   readonly #request: CacheRequest
   readonly #lookup: Forwarded
@@ -51,9 +52,14 @@ export class CacheHandler implements Handler {
 
   onRequestStart (controller: Controller, context: unknown): void {
     this.#requestStarted = true
-    const history = (context as { history?: unknown } | null | undefined)?.history
-    if (Array.isArray(history)) this.#hops = history
+    this.onAttemptStart(context)
     this.#handler.onRequestStart?.(controller, context)
+  }
+
+  /** Each attempt's start, the first and each retry's (src/adapters/retry.ts): its own redirect hops. */
+  onAttemptStart (context: unknown): void {
+    const history = (context as { history?: unknown } | null | undefined)?.history
+    this.#hops = Array.isArray(history) ? history : undefined
   }
 
   onRequestUpgrade (controller: Controller, statusCode: number, headers: Headers, socket: Duplex): void {

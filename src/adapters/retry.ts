@@ -138,6 +138,19 @@ class FinalAnswers implements Handler {
 }
 
 /**
+ * A handler told of each attempt's start, which the caller's handler sees only once (the first):
+ * the context of each, where an interceptor below says what that attempt went through (undici's
+ * redirect interceptor, the hops it followed).
+ */
+export interface AttemptAware {
+  onAttemptStart: (context: unknown) => void
+}
+
+function isAttemptAware (handler: Handler): handler is Handler & AttemptAware {
+  return typeof (handler as Partial<AttemptAware>).onAttemptStart === 'function'
+}
+
+/**
  * Sits below the RetryHandler: decides each retry, waits out the backoff before the retry is
  * dispatched, watches what reached the caller, and hands the caller a controller whose abort()
  * also ends a backoff wait.
@@ -215,8 +228,12 @@ class RetryGuard implements Handler, Controller {
     const handler: Handler = {
       onRequestStart: (controller, context) => {
         this.#between = false
-        if (this.#reason !== null) controller.abort(this.#reason)
-        else retrying.onRequestStart?.(controller, context)
+        if (this.#reason !== null) {
+          controller.abort(this.#reason)
+          return
+        }
+        if (isAttemptAware(this.#handler)) this.#handler.onAttemptStart(context)
+        retrying.onRequestStart?.(controller, context)
       },
       onRequestUpgrade: (...args) => retrying.onRequestUpgrade?.(...args),
       onResponseStart: (...args) => retrying.onResponseStart?.(...args),
