@@ -84,6 +84,7 @@ describe('the cachedfetch command', () => {
     ['a method a cache does not serve', 2, ['http://127.0.0.1/', '-X', 'POST'], /-X takes GET or HEAD/],
     ['a Redis URL node-redis cannot read, without printing its password', 2, ['http://127.0.0.1/', '--store', 'redis://:s3cret@127.0.0.1:6379/abc'], /expected --store to be a Redis URL, .*got "redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/abc": Invalid pathname/],
     ['a Redis URL that does not parse, without printing its password', 2, ['http://127.0.0.1/', '--store', 'redis://:s3cret@127.0.0.1:99999'], /got "redis:\/\/:\*\*\*@127\.0\.0\.1:99999": Invalid URL/],
+    ['a Redis URL that does not parse, with a password holding / and @', 2, ['http://127.0.0.1/', '--store', 'redis://default:s3cret/x@y==@127.0.0.1:99999'], /got "redis:\/\/default:\*\*\*@127\.0\.0\.1:99999"/],
     ['a store of an unknown kind', 2, ['http://127.0.0.1/', '--store', 'memcached://x'], /--store to be a redis:\/\/, rediss:\/\/ or sqlite: URL/],
     ['an unreachable host', 1, ['http://no-such-host.invalid/'], /GET http:\/\/no-such-host\.invalid\/ failed: fetch failed: ENOTFOUND/],
     ['a store that cannot be opened', 3, ['http://127.0.0.1/', '--store', 'sqlite:/nonexistent-dir/x/cache.db'], /the store sqlite:\/nonexistent-dir\/x\/cache\.db cannot be used: .*SQLITE_CANTOPEN/],

@@ -531,6 +531,42 @@ describe.each(adapters)('a store that never answers a read, through $name', ({ c
   })
 })
 
+// Through the interceptor: cachedFetch()'s fast path lets a caller that leaves go before any lookup
+// claims a refresh, and the next request starts one.
+describe.each(adapters.filter((adapter) => adapter.name === 'interceptor'))('a slow store and a caller that leaves while its lookup waits on a stale-while-revalidate entry, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('still refreshes the entry in the background: the hit claimed the refresh, which is nobody\'s request', async () => {
+    const clock = manualClock(wholeSecondNow())
+    let version = 1
+    const origin = await opened.origin({
+      '/swr': (_req, res) => { res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60' }).end(`v${version}`) }
+    })
+    const map = new Map<string, unknown>()
+    const store = {
+      // Every read takes 200 ms: a lookup waits for it.
+      get: async (key: string) => { await sleep(200); return map.get(key) },
+      set: async (key: string, value: unknown) => { map.set(key, value); return await Promise.resolve(true) },
+      delete: async (key: string) => await Promise.resolve(map.delete(key)),
+      clear: async () => { map.clear(); await Promise.resolve() },
+      on () { return this }
+    }
+    const cache = createCache({ store: store as never, maxSize: 0, now: clock.now, storeTimeouts: { read: 1000, write: 1000 } })
+    const client = opened.add(connect(cache))
+    expect((await client.send(`${origin.url}/swr`)).body).toBe('v1')
+    await cache.flush()
+    clock.advance(20)
+    version = 2
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(), 50)
+    await expect(client.send(`${origin.url}/swr`, { signal: controller.signal })).rejects.toThrow()
+    await waitFor(() => origin.hits('/swr') === 2, 'the refresh to reach the origin')
+    await cache.flush()
+    expect(cache.stats().refreshing).toBe(0)
+  })
+})
+
 describe.each(adapters)('a store whose first read never answers, then answers every call, through $name', ({ connect }) => {
   const opened = teardown()
   afterEach(() => opened.close())

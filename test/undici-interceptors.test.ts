@@ -177,6 +177,19 @@ describe('a GET with content', () => {
     expect(cache.stats()).toMatchObject({ stored: 0, bypassed: 3 })
   })
 
+  it('reads an empty body as none: a GET given body \'\' or an empty buffer is looked up and stored', async () => {
+    const origin = await opened.origin({ '/search': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, 'found all') })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache() }))
+    const statuses: unknown[] = []
+    for (const body of ['', Buffer.alloc(0), new Uint8Array(0)]) {
+      const response = await request(`${origin.url}/search`, { dispatcher, method: 'GET', body })
+      await response.body.text()
+      statuses.push(response.headers['cache-status'])
+    }
+    expect(statuses).toEqual(['cachedfetch; fwd=uri-miss; fwd-status=200; stored', expect.stringMatching(/^cachedfetch; hit/), expect.stringMatching(/^cachedfetch; hit/)])
+    expect(origin.hits('/search')).toBe(1)
+  })
+
   it('answers only-if-cached with a 504, as a request the cache passes by: nothing stored serves it', async () => {
     const origin = await opened.origin({ '/search': respond(200, { 'cache-control': 'max-age=60' }, 'found') })
     const dispatcher = opened.agent().compose(cacheInterceptor())

@@ -127,6 +127,8 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
         noFlight(opts)
         // Its caller left before it could go out: a lookup that found a stored response counts now.
         if (found.kind === 'forward') cache.answers.noAnswer(request, found)
+        // A stale hit's refresh is nobody's request: it goes on, as after a caller that aborts later.
+        if (found.kind === 'hit' && found.refresh !== undefined) revalidateInBackground(cache, network, opts, request, found.refresh)
       }, () => {
         noFlight(opts)
         return dispatch(opts, early)
@@ -306,7 +308,9 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
     // `/b`. Such a GET or HEAD passes the cache by; an unsafe method still invalidates what it names.
     if (url !== sent && (method === 'GET' || method === 'HEAD')) return undefined
     // The URL is the connection's; a Host header of another name is keyed too (src/cache.ts).
-    return opts.body == null ? { method, url, headers } : { method, url, headers, content: true }
+    // An empty body is none (undici.request's body: ''); a stream's may be (pipeline()'s, always
+    // given), which cannot be told before it is read: such a request passes the cache by.
+    return opts.body == null || isEmpty(opts.body) ? { method, url, headers } : { method, url, headers, content: true }
   } catch {
     return undefined
   }
@@ -334,3 +338,8 @@ function servedOrigin (origin: URL): string | undefined {
  * (callgrind, two pairs of runs of 20 000 hits).
  */
 const originOf = memoize(256, (origin: string): string | undefined => servedOrigin(new URL(origin)))
+
+/** A body given as nothing: an empty string or byte array. */
+function isEmpty (body: unknown): boolean {
+  return body === '' || (body instanceof Uint8Array && body.byteLength === 0)
+}

@@ -60,7 +60,8 @@ export function withoutPassword (text: string): string {
     url.password = '***'
     return url.href
   } catch {
-    // scheme://user:password@… : what lies between the first colon after the scheme and the last @.
-    return text.replace(/^([a-z][\w+.-]*:\/\/[^/@:]*:)[^/]*@/i, '$1***@')
+    // scheme://user:password@… : what lies between the first colon after the user and the last @
+    // (a password may hold / and @: base64's do).
+    return text.replace(/^([a-z][\w+.-]*:\/\/[^/@:]*:).*@/is, '$1***@')
   }
 }
