@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { cacheInterceptor, createCache, createCachedFetch, DEFAULTS, type Cache } from '../src/index.js'
-import type { Origin } from './helpers/origin.js'
+import { lateNotModified, type Origin } from './helpers/origin.js'
 import { adminClient, deleteNamespace, hasRedisServer, privateRedis, reachRedis, redisAdapter, REDIS_URL, testNamespace } from './helpers/redis.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow } from './helpers/time.js'
@@ -67,19 +67,7 @@ describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
     const clock = manualClock(wholeSecondNow())
     const held = gate()
     opened.add({ close: () => Promise.resolve(held.release()) })
-    let current = 'v1'
-    const origin = await opened.origin({
-      '/doc': async (req, res) => {
-        if (req.headers['if-none-match'] === '"v1"' && current === 'v1') {
-          current = 'v2'
-          const date = clock.date()
-          await held.promise
-          res.writeHead(304, { etag: '"v1"', date, 'cache-control': 'max-age=100' }).end()
-          return
-        }
-        res.writeHead(200, { etag: `"${current}"`, date: clock.date(), 'cache-control': 'max-age=100', 'content-type': 'text/plain' }).end(current)
-      }
-    })
+    const origin = await opened.origin({ '/doc': lateNotModified(clock.date, held.promise) })
     const a = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
     const b = createCachedFetch({ cache: member({ now: clock.now }), dispatcher: opened.agent() })
     await (await b(`${origin.url}/doc`)).text()

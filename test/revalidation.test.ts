@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { cacheInterceptor, createCache, type Cache } from '../src/index.js'
 import { adapters, type Client, type Reply } from './helpers/clients.js'
-import type { Origin } from './helpers/origin.js'
+import { lateNotModified, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 import { gate, waitFor } from './helpers/wait.js'
@@ -60,18 +60,8 @@ describe.each(adapters)('revalidation through $name', ({ connect }) => {
   it('lets a late 304 put back no response over a newer one stored while it was on its way (RFC 9111 §4.3.4)', async () => {
     const held = gate()
     opened.add({ close: () => Promise.resolve(held.release()) })
-    let current = 'v1'
-    origin.route('/doc', async (req, res) => {
-      if (req.headers['if-none-match'] === '"v1"' && current === 'v1') {
-        // Still v1 as the origin answers; the resource changes while the 304 is on its way.
-        current = 'v2'
-        const date = clock.date()
-        await held.promise
-        res.writeHead(304, { etag: '"v1"', date, 'cache-control': 'max-age=100' }).end()
-        return
-      }
-      res.writeHead(200, { etag: `"${current}"`, date: clock.date(), 'cache-control': 'max-age=100', 'content-type': 'text/plain' }).end(current)
-    })
+    // Still v1 as the origin answers; the resource changes while the 304 is on its way.
+    origin.route('/doc', lateNotModified(clock.date, held.promise))
     const url = `${origin.url}/doc`
     await client.send(url)
     clock.advance(200)

@@ -72,3 +72,23 @@ export function bytes (length: number, seed = 7): Buffer {
   for (let i = 0; i < length; i++) body[i] = (i * 31 + seed) % 256
   return body
 }
+
+/**
+ * A resource at v1 (ETag "v1", fresh for 100 s) whose first revalidation the origin answers 304,
+ * still v1, then changes to v2 while that 304 waits for `held`: a late 304 (RFC 9111 §4.3.4).
+ * Every other request gets the current version in full. `date` is the test's clock.
+ */
+export function lateNotModified (date: () => string, held: Promise<void>): Route {
+  let current = 'v1'
+  return async (req, res) => {
+    if (req.headers['if-none-match'] === '"v1"' && current === 'v1') {
+      current = 'v2'
+      const answered = date()
+      await held
+      res.writeHead(304, { etag: '"v1"', date: answered, 'cache-control': 'max-age=100' }).end()
+      return
+    }
+    res.writeHead(200, { etag: `"${current}"`, date: date(), 'cache-control': 'max-age=100', 'content-type': 'text/plain' }).end(current)
+  }
+}
+
