@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { respond } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
+import { withoutPassword } from '../src/store/from-url.js'
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 const opened = teardown()
@@ -122,3 +123,20 @@ describe('the cachedfetch command', () => {
     expect([origin.hits('/old'), origin.hits('/doc')]).toEqual([2, 1])
   }, 30_000)
 })
+
+describe('a store URL as the CLI and register print it', () => {
+  it.each([
+    ['redis://:s3cret@127.0.0.1:6379', 'redis://:***@127.0.0.1:6379'],
+    ['redis://default:1234/s3cret@host:6379', 'redis://default:***@host:6379'],
+    ['redis://default:s3/cr@et@host', 'redis://default:***@host'],
+    ['redis:default:s3cret@host', 'redis:default:***@host'],
+    ['redis:/default:s3cret@host', 'redis:/default:***@host'],
+    [' redis://user:s3cret@host', ' redis://user:***@host'],
+    ['redis://user@host:6379', 'redis://user@host:6379'],
+    ['redis://127.0.0.1:6379/2', 'redis://127.0.0.1:6379/2'],
+    ['sqlite:./cache.db', 'sqlite:./cache.db']
+  ])('prints %j as %j', (given, printed) => {
+    expect(withoutPassword(given)).toBe(printed)
+  })
+})
+

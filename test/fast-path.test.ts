@@ -15,7 +15,7 @@ import { createCache, createCachedFetch, cacheInterceptor, type Cache } from '..
 import type { Origin, Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
-import { gate, waitFor, type Gate } from './helpers/wait.js'
+import { gate, waitFor, within, type Gate } from './helpers/wait.js'
 
 interface Scenario {
   readonly name: string
@@ -348,6 +348,19 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
     const rest = await (async () => { for (;;) if ((await reader.read()).done) return 'read to its end' })().catch((error: unknown) => error)
     expect(rest).toBe(reason)
     expect(server.hits('/big')).toBe(1)
+  })
+
+  it('answers a BYOB read of an empty hit\'s body, with a signal or without', async () => {
+    const { cachedFetch } = setup()
+    const server = await opened.origin({ '/empty': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end() } })
+    const url = `${server.url}/empty`
+    await (await cachedFetch(url)).arrayBuffer()
+    for (const signal of [undefined, new AbortController().signal]) {
+      const reader = (await cachedFetch(url, { signal })).body!.getReader({ mode: 'byob' })
+      const read = await within(reader.read(new Uint8Array(16)), 'the BYOB read')
+      expect(read.done).toBe(true)
+    }
+    expect(server.hits('/empty')).toBe(1)
   })
 
   it('leaves no abort listener on a long-lived signal for hits whose body stream was taken, then dropped unread', async () => {

@@ -143,6 +143,21 @@ describe('undici\'s redirect interceptor below the cache (compose(interceptors.r
     expect(origin.hits('/p')).toBe(2)
   })
 
+  it('judges each attempt of undici\'s retry interceptor between them by its own hops, the cache\'s own retries on or off', async () => {
+    for (const retry of [undefined, false] as const) {
+      const origin = await opened.origin({
+        '/me': sequence(respond(503, {}, 'busy'), (req, res) => { res.writeHead(302, { location: `/profile/${String(req.headers.authorization).split(' ')[1]}` }).end() }),
+        '/profile/alice': respond(200, { 'cache-control': 'public, max-age=3600' }, 'alice\'s profile'),
+        '/profile/bob': respond(200, { 'cache-control': 'public, max-age=3600' }, 'bob\'s profile')
+      })
+      const cache = createCache(retry === false ? { retry } : {})
+      const dispatcher = opened.agent().compose(interceptors.redirect({ maxRedirections: 3 }), interceptors.retry({ minTimeout: 1, maxTimeout: 1 }), cacheInterceptor({ cache }))
+      expect(await as(dispatcher, `${origin.url}/me`, 'Bearer alice')).toBe('alice\'s profile')
+      await cache.flush()
+      expect(await as(dispatcher, `${origin.url}/me`, 'Bearer bob')).toBe('bob\'s profile')
+    }
+  })
+
   it('still stores an answer no redirect led to, and serves it', async () => {
     const origin = await opened.origin({ '/plain': respond(200, { 'cache-control': 'max-age=60' }, 'plain') })
     const dispatcher = redirectBelow()
@@ -188,6 +203,10 @@ describe('a GET with content', () => {
     }
     expect(statuses).toEqual(['cachedfetch; fwd=uri-miss; fwd-status=200; stored', expect.stringMatching(/^cachedfetch; hit/), expect.stringMatching(/^cachedfetch; hit/)])
     expect(origin.hits('/search')).toBe(1)
+    // And identical ones share an exchange, as any GETs do.
+    const same = async (): Promise<string> => await (await request(`${origin.url}/search?again`, { dispatcher, method: 'GET', body: '' })).body.text()
+    expect(await Promise.all([same(), same()])).toEqual(['found all', 'found all'])
+    expect(origin.hits('/search?again')).toBe(1)
   })
 
   it('answers only-if-cached with a 504, as a request the cache passes by: nothing stored serves it', async () => {

@@ -227,6 +227,8 @@ function sliced (bytes: Buffer, signal: AbortSignal | undefined): ReadableStream
       if (offset < bytes.byteLength) return
       if (fail !== undefined) signal!.removeEventListener('abort', fail)
       controller.close()
+      // A BYOB read waiting on a stream that closes is answered with no bytes, else it waits for ever.
+      controller.byobRequest?.respond(0)
     },
     cancel () {
       if (fail !== undefined) signal!.removeEventListener('abort', fail)

@@ -309,6 +309,10 @@ class RetryGuard implements Handler, Controller {
   onRequestStart (controller: Controller, context: unknown): void {
     this.#upstream = controller
     if (this.#reason !== null) controller.abort(this.#reason)
+    // A later start is another attempt's (undici's retry interceptor below re-dispatching), or a
+    // redirect hop's within one attempt, which carries that attempt's context again: either way
+    // the handler is told of it, as of an attempt of ours.
+    else if (this.#requestStarted && isAttemptAware(this.#handler)) this.#handler.onAttemptStart(context)
     else this.#start(context)
   }
 

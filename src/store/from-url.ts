@@ -52,16 +52,12 @@ async function load<T> (name: string, what: string): Promise<T> {
   }
 }
 
-/** A store URL as it may be printed: its password, if any, left out, even from one that does not parse. */
+/**
+ * A store URL as it may be printed: its password, if any, left out. Masked in the text, from the
+ * colon after the user to the last @, not through URL parsing: a password may hold / and @
+ * (base64's do) or begin with digits that read as a port, and the text may not parse at all.
+ * (A path with an @ in a URL without credentials is masked too: that errs on the safe side.)
+ */
 export function withoutPassword (text: string): string {
-  try {
-    const url = new URL(text)
-    if (url.password === '') return text
-    url.password = '***'
-    return url.href
-  } catch {
-    // scheme://user:password@… : what lies between the first colon after the user and the last @
-    // (a password may hold / and @: base64's do).
-    return text.replace(/^([a-z][\w+.-]*:\/\/[^/@:]*:).*@/is, '$1***@')
-  }
+  return text.replace(/^(\s*[a-z][\w+.-]*:\/{0,2}[^/@:]*:).*@/is, '$1***@')
 }
