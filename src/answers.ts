@@ -5,6 +5,7 @@
  * deciding how a request is served, is the Cache's (src/cache.ts), which holds this one.
  */
 import { servedHeaders, type Forwarded, type Outcome } from './decision.js'
+import type { RequestInfo } from './errors.js'
 import { bodyLength, connectionNamesFields, fieldValue, sizeBesidesBody, storableHeaders, toStoredBody, type CacheEntry, type ResponseHeaders } from './entry.js'
 import { fieldsFitToStore } from './field-limits.js'
 import { invalidatedBy, urlSelector } from './invalidation.js'
@@ -32,11 +33,11 @@ export class Answers {
   readonly #writes: Writes
   readonly #reporter: Reporter
   /** The Cache's own invalidation, which reports it: an unsafe method's answer invalidates as `cache.invalidate()` does. */
-  readonly #invalidate: (selector: Selector, event: CacheEvent) => Promise<void>
+  readonly #invalidate: (selector: Selector, event: CacheEvent, what: RequestInfo) => Promise<void>
   /** The largest entry a tier can keep: with memory alone, its maxSize, whatever maxEntrySize says. */
   readonly #keepable: number
 
-  constructor (options: ResolvedOptions, policies: PolicyFactory, writes: Writes, reporter: Reporter, invalidate: (selector: Selector, event: CacheEvent) => Promise<void>) {
+  constructor (options: ResolvedOptions, policies: PolicyFactory, writes: Writes, reporter: Reporter, invalidate: (selector: Selector, event: CacheEvent, what: RequestInfo) => Promise<void>) {
     this.#options = options
     this.#policies = policies
     this.#writes = writes
@@ -52,7 +53,8 @@ export class Answers {
    */
   forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>, shared?: SharedCount): Outcome {
     for (const url of invalidatedBy(request, status, headers)) {
-      this.#writes.background(this.#invalidate(urlSelector(url, this.#options.hosts.settingsFor(url).key, request.headers.host), { url }))
+      // One that fails is a store-error event (`background`): nobody waits for it.
+      this.#writes.background(this.#invalidate(urlSelector(url, this.#options.hosts.settingsFor(url).key, request.headers.host), { url }, { method: request.method, url }))
     }
     const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.#options.cacheStatusKey && lookup.store && lookup.key !== undefined
       ? { fwd: lookup.fwd, fwdStatus: status, key: lookup.key }

@@ -5,6 +5,7 @@
  * (src/adapters/) carry its decisions into undici's handler API and into `fetch`.
  */
 import { Answers } from './answers.js'
+import { CachedFetchError, type RequestInfo } from './errors.js'
 import { forward, HitResult, type FetchCacheMode, type Forwarded, type Hit, type Lookup, type Unsatisfiable } from './decision.js'
 import { bodyLength, type CacheEntry, type Variants } from './entry.js'
 import { explainGiven, type Explanation, type ExplainedRequest, type HeaderFields } from './explain.js'
@@ -69,7 +70,7 @@ export class Cache {
     this.#store = tiers
     this.#writes = new Writes(tiers, this.#reporter)
     this.#coordinator = coordinator
-    this.answers = new Answers(this.options, this.#policies, this.#writes, this.#reporter, (selector: Selector, event: CacheEvent) => this.#invalidate(selector, event))
+    this.answers = new Answers(this.options, this.#policies, this.#writes, this.#reporter, (selector: Selector, event: CacheEvent, what: RequestInfo) => this.#invalidate(selector, event, what))
   }
 
   /**
@@ -249,7 +250,8 @@ export class Cache {
 
   /**
    * Drops every stored variant of a URL, for GET and HEAD, from memory and store, and from the
-   * memory of other processes on the same Redis. `host`: those stored for requests that sent this
+   * memory of other processes on the same Redis; rejects with ERR_STORE_UNREACHABLE when the store
+   * could not be reached (each of these four does). `host`: those stored for requests that sent this
    * Host header to the URL's address (a virtual host behind a load balancer's address), as an
    * unsafe request with that Host invalidates them.
    */
@@ -258,7 +260,7 @@ export class Cache {
     const host = options?.host
     if (host !== undefined && (typeof host !== 'string' || host === '')) throw new TypeError(`expected options.host to be a Host header's value, got ${describe(host)}`)
     const normalized = normalizeUrl(url)
-    await this.#invalidate(urlSelector(normalized, this.settings(normalized).key, host), { url: normalized })
+    await this.#invalidate(urlSelector(normalized, this.settings(normalized).key, host), { url: normalized }, { method: 'invalidate', url: normalized })
   }
 
   /**
@@ -267,22 +269,29 @@ export class Cache {
    */
   async invalidatePrefix (prefix: string | URL): Promise<void> {
     const selector = prefixSelector(prefix)
-    await this.#invalidate(selector, { url: selector.prefix, reason: 'prefix' })
+    await this.#invalidate(selector, { url: selector.prefix, reason: 'prefix' }, { method: 'invalidatePrefix', url: selector.prefix })
   }
 
   /** Drops every entry tagged `tag` (by Cache-Tag, Surrogate-Key or the `tags` option). */
   async invalidateTag (tag: string): Promise<void> {
-    await this.#invalidate(tagSelector(tag), { reason: `tag ${tag}` })
+    await this.#invalidate(tagSelector(tag), { reason: `tag ${tag}` }, { method: 'invalidateTag', url: tag })
   }
 
   /** Drops every entry of this cache's namespace, and only those. */
   async clear (): Promise<void> {
-    await this.#invalidate({ kind: 'all' }, { reason: 'clear' })
+    await this.#invalidate({ kind: 'all' }, { reason: 'clear' }, { method: 'clear', url: 'all' })
   }
 
-  async #invalidate (selector: Selector, event: CacheEvent): Promise<void> {
+  /**
+   * Rejects with ERR_STORE_UNREACHABLE when the store, or the other processes, could not be reached:
+   * what it was to drop is gone from memory, but the store may still hold it, and serve it here and
+   * elsewhere. Resolved, it reached everything.
+   */
+  async #invalidate (selector: Selector, event: CacheEvent, what: RequestInfo): Promise<void> {
     // From now on identical requests do not join an exchange whose lookup began before (src/flight.ts).
-    await this.#writes.invalidate(selector)
+    if (!await this.#writes.invalidate(selector)) {
+      throw new CachedFetchError('ERR_STORE_UNREACHABLE', 'the invalidation reached memory but not the store, which may still hold what it was to drop (the store-error events say why); call it again', what)
+    }
     this.#reporter.emit('invalidated', event)
   }
 

@@ -9,6 +9,12 @@ export type CachedFetchErrorCode =
   | 'ERR_ONLY_IF_CACHED'
   /** A caller sharing another's response (single-flight) stopped reading and fell too far behind. */
   | 'ERR_SHARED_BODY_OVERRUN'
+  /**
+   * An invalidation reached memory but not the store (or not the other processes): the store may
+   * still hold what it was to drop, and serve it. Its `cause`-less message says so; the
+   * `store-error` events say why. Call it again.
+   */
+  | 'ERR_STORE_UNREACHABLE'
 
 const NAME = 'CachedFetchError'
 

@@ -124,13 +124,13 @@ export class Writes {
     this.background(this.#attempt(entry.key, removeVariant(this.#storeSince(since), entry, defaults)))
   }
 
-  /** Drops what `selector` picks from the store, after the writes already on their way. */
-  async invalidate (selector: Selector): Promise<void> {
+  /** Drops what `selector` picks from the store, after the writes already on their way; whether the store was reached (Tiers.invalidate). */
+  async invalidate (selector: Selector): Promise<boolean> {
     // From now on no write of a request sent before picks what this selects (#storeSince).
     const ended = this.#invalidations.record(selector)
     try {
       if (this.#writing.size > 0) await Promise.allSettled([...this.#writing])
-      await this.#store.invalidate(selector)
+      return await this.#store.invalidate(selector)
     } finally {
       ended()
     }

@@ -488,3 +488,40 @@ describe('cache.invalidate(url, { host }): a virtual host behind one address', (
     await expect(cache.invalidate('http://127.0.0.1/x', 'api.example' as never)).rejects.toThrow(/options to be an object/)
   })
 })
+
+describe('an invalidation that cannot reach the store', () => {
+  it('rejects with ERR_STORE_UNREACHABLE, counts no invalidation, and says why in store-error events: the store may still hold what it was to drop', async () => {
+    const map = new Map<string, unknown>()
+    // A store that reads and writes, and can delete nothing (a Redis gone away, as far as deletes go).
+    const store = {
+      get: async (key: string) => await Promise.resolve(map.get(key)),
+      set: async (key: string, value: unknown) => { map.set(key, value); return await Promise.resolve(true) },
+      delete: async () => await Promise.reject(new Error('the store is unreachable')),
+      clear: async () => await Promise.reject(new Error('the store is unreachable')),
+      // Listed as Keyv lists a Map, for prefix and tag invalidation.
+      [Symbol.iterator]: () => map[Symbol.iterator](),
+      entries: () => map.entries(),
+      on () { return this }
+    }
+    const cache = createCache({ store: store as never })
+    const origin = await startOrigin({ '/doc': respond(200, { 'cache-control': 'max-age=60', 'cache-tag': 'docs' }, 'doc') })
+    try {
+      const client = adapters[0]!.connect(cache)
+      await client.send(`${origin.url}/doc`)
+      await cache.flush()
+      for (const call of [
+        () => cache.invalidate(`${origin.url}/doc`),
+        () => cache.invalidateTag('docs'),
+        () => cache.invalidatePrefix(`${origin.url}/`),
+        () => cache.clear()
+      ]) {
+        await expect(call()).rejects.toMatchObject({ name: 'CachedFetchError', code: 'ERR_STORE_UNREACHABLE' })
+      }
+      expect(cache.stats().invalidated).toBe(0)
+      await client.close()
+    } finally {
+      await cache.close()
+      await origin.close()
+    }
+  })
+})

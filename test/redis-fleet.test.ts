@@ -319,6 +319,23 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
     for (const response of await Promise.all(others)) expect(await response.text()).toBe('doc')
   })
 
+  it('opens no Redis connection again for a request that was under way when the cache closed (the README\'s order: cache, then client)', async () => {
+    const { origin, answer } = await heldOrigin('max-age=60')
+    const { adapter, close } = redisAdapter(REDIS_URL)
+    const cache = createCache({ store: adapter, namespace: NAMESPACE, coordinate: true })
+    const client = (adapter as unknown as { client: { isOpen: boolean } }).client
+    const pending = createCachedFetch({ cache, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => origin.hits('/doc') === 1, 'the request to reach the origin')
+    await cache.close()
+    await close()
+    expect(client.isOpen).toBe(false)
+    answer()
+    expect(await (await pending).text()).toBe('doc')
+    // Its lease's release, after the answer, would have opened the client again, and kept the process alive.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(client.isOpen).toBe(false)
+  })
+
   it('lets a waiter wait no longer than its wait, though its poll is longer', async () => {
     const { origin, answer } = await heldOrigin('max-age=60')
     const a = member({ coordinate: { lease: 30_000, wait: 200, poll: 30_000 } })

@@ -91,6 +91,8 @@ export class RedisLink {
   readonly #timeouts: StoreTimeouts
   readonly #opened: () => Promise<void>
   #subscriber: RedisClient | undefined
+  /** Once the cache is closed nothing more is sent: @keyv/redis would open again the client its owner closed. */
+  #closed = false
 
   /**
    * A link when `keyv` is backed by @keyv/redis, else `undefined`. `opened`: settles once the
@@ -111,7 +113,11 @@ export class RedisLink {
 
   /** The client, once the store has opened: a call before that fails while it still connects. */
   #client (): Promise<RedisClient> {
-    return this.#opened().then(() => this.#adapter.getClient())
+    return this.#opened().then(async () => await this.#connected())
+  }
+
+  #connected (): Promise<RedisClient> {
+    return this.#closed ? Promise.reject(new Error('the cache is closed')) : this.#adapter.getClient()
   }
 
   /** Records `key` under each index, until `expires` (ms since the epoch). */
@@ -129,15 +135,15 @@ export class RedisLink {
       await client.zRangeByScore(this.#indexKey(kind, name), Date.now(), '+inf'))
   }
 
-  /** Takes `keys` out of an index. */
-  async unindex (kind: IndexKind, name: string, keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return
-    await this.#call('index', undefined, this.#timeouts.write, async (client) => await client.zRem(this.#indexKey(kind, name), [...keys]))
+  /** Takes `keys` out of an index; whether Redis did (a failure is reported). */
+  async unindex (kind: IndexKind, name: string, keys: readonly string[]): Promise<boolean> {
+    if (keys.length === 0) return true
+    return await this.#call('index', undefined, this.#timeouts.write, async (client) => { await client.zRem(this.#indexKey(kind, name), [...keys]); return true }) === true
   }
 
-  /** Drops every index and lease of the namespace (`cache.clear()`); entries are Keyv's to clear. */
-  async dropAll (): Promise<void> {
-    await this.#call('clear', undefined, this.#timeouts.write, async (client) => {
+  /** Drops every index and lease of the namespace (`cache.clear()`); entries are Keyv's to clear. Whether Redis did. */
+  async dropAll (): Promise<boolean> {
+    return await this.#call('clear', undefined, this.#timeouts.write, async (client) => {
       const nodes = await this.#adapter.getMasterNodes?.() ?? [client]
       for (const node of nodes) {
         for await (const keys of node.scanIterator({ MATCH: `${escapeGlob(this.#prefix)}*`, COUNT: 500 })) {
@@ -145,7 +151,8 @@ export class RedisLink {
           await Promise.all(keys.map((key) => node.unlink(key)))
         }
       }
-    })
+      return true
+    }) === true
   }
 
   /** Claims the lease on `key` for `ms`; `undefined` when Redis could not be asked (reported). */
@@ -173,8 +180,9 @@ export class RedisLink {
     return `${this.#prefix}lease:${key}`
   }
 
-  async publish (message: string): Promise<void> {
-    await this.#call('publish', undefined, this.#timeouts.write, async (client) => await client.publish(this.#channel, message))
+  /** Whether Redis took the message (a failure is reported). */
+  async publish (message: string): Promise<boolean> {
+    return await this.#call('publish', undefined, this.#timeouts.write, async (client) => await client.publish(this.#channel, message)) !== undefined
   }
 
   /**
@@ -208,6 +216,7 @@ export class RedisLink {
   }
 
   close (): void {
+    this.#closed = true
     // node-redis throws from destroy() on a client that is not open (it never connected, or Redis went away).
     if (this.#subscriber?.isOpen === true) this.#subscriber.destroy()
     this.#subscriber = undefined
@@ -223,7 +232,7 @@ export class RedisLink {
 
   async #call<T> (operation: StoreOperation, key: string | undefined, ms: number, work: (client: RedisClient) => Promise<T>): Promise<T | undefined> {
     try {
-      return await callWhenOpen(this.#opened(), async () => await work(await this.#adapter.getClient()), ms)
+      return await callWhenOpen(this.#opened(), async () => await work(await this.#connected()), ms)
     } catch (error) {
       this.#events.error(operation, key, error)
       return undefined

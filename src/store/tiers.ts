@@ -115,23 +115,30 @@ export class Tiers implements EntryStore {
   }
 
   /** Drops what `selector` picks from every tier here, then tells the other processes' L1. */
-  async invalidate (selector: Selector): Promise<void> {
+  /**
+   * Whether the store and the other processes were reached: `false` when a store call failed
+   * (reported), and the store may still hold, and serve, some of what was to be dropped.
+   */
+  async invalidate (selector: Selector): Promise<boolean> {
     this.#dropLocal(selector)
     const l2 = this.#l2
+    let reached = true
     if (l2 !== undefined) {
       if (selector.kind === 'all') {
-        await l2.clear()
-        await this.#redis?.dropAll()
+        reached = await l2.clear()
+        if (this.#redis !== undefined) reached = await this.#redis.dropAll() && reached
       } else {
         const keys = await this.#l2Keys(l2, selector)
-        await Promise.all((keys ?? []).map((key) => l2.delete(key)))
+        const deleted = await Promise.all((keys ?? []).map(async (key) => await l2.delete(key)))
+        reached = keys !== undefined && deleted.every(Boolean)
         // Only the members read: an entry tagged since then keeps its place in the index.
-        if (selector.kind === 'tag' && keys !== undefined) await this.#redis?.unindex('tag', selector.tag, keys)
+        if (selector.kind === 'tag' && keys !== undefined && this.#redis !== undefined) reached = await this.#redis.unindex('tag', selector.tag, keys) && reached
       }
       // What L1 took from L2 while the deletes were on their way is dropped too.
       this.#dropLocal(selector)
     }
-    if (this.#publish) await this.#redis!.publish(JSON.stringify({ from: this.#id, selector }))
+    if (this.#publish) reached = await this.#redis!.publish(JSON.stringify({ from: this.#id, selector })) && reached
+    return reached
   }
 
   /** L2's keys under a selector: from Redis's indexes, or by listing the store. */

@@ -31,7 +31,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import KeyvRedis, { createClient } from '@keyv/redis'
 import { Agent, request, type Dispatcher } from 'undici'
-import { cacheInterceptor, createCache, createCachedFetch, type CacheStats } from '../../src/index.js'
+import { cacheInterceptor, createCache, createCachedFetch, isCachedFetchError, type CacheStats } from '../../src/index.js'
 import { normalizeHeaders } from '../../src/key.js'
 import { privateRedis } from '../helpers/redis.js'
 import { LANGUAGES, SoakOrigins, type OriginCounts, type Resource } from './origins.js'
@@ -63,6 +63,8 @@ export interface SoakReport {
   /** Answers where a stale entry stood in for the origin's failure. */
   readonly staleIfError: number
   readonly invalidations: number
+  /** Invalidations that rejected with ERR_STORE_UNREACHABLE (Redis down): their resources' floors stay. */
+  readonly unreached: number
   /** The first few problems, for the report. */
   readonly examples: readonly string[]
   readonly origin: OriginCounts
@@ -146,6 +148,7 @@ export async function soak (options: SoakOptions): Promise<SoakReport> {
   let originDown = 0
   let staleIfError = 0
   let invalidations = 0
+  let unreached = 0
   const heap: number[] = []
   const warmUp = Math.floor(options.requests / 4)
   const checkpoints = new Set([warmUp, ...[2, 3, 4, 5, 6, 7, 8].map((n) => Math.floor(options.requests * n / 8))])
@@ -228,8 +231,13 @@ export async function soak (options: SoakOptions): Promise<SoakReport> {
       run = () => cache.invalidatePrefix(prefix)
     }
     const versions = picked.map((resource) => ++resource.version)
-    await run()
-    picked.forEach((resource, i) => { resource.floor = Math.max(resource.floor, versions[i]!) })
+    // One that could not reach Redis (down half way) rejects: it promised nothing, so the floors stay.
+    const reached = await run().then(() => true, (error: unknown) => {
+      if (!isCachedFetchError(error) || error.code !== 'ERR_STORE_UNREACHABLE') throw error
+      unreached++
+      return false
+    })
+    if (reached) picked.forEach((resource, i) => { resource.floor = Math.max(resource.floor, versions[i]!) })
   }
 
   let next = 0
@@ -254,7 +262,7 @@ export async function soak (options: SoakOptions): Promise<SoakReport> {
 
   function partial (): SoakReport {
     return {
-      requests: next, wrongBodies, failedWhileUp, unhandledRejections, uncaughtExceptions, originDown, staleIfError, invalidations,
+      requests: next, wrongBodies, failedWhileUp, unhandledRejections, uncaughtExceptions, originDown, staleIfError, invalidations, unreached,
       examples, origin: { ...origins.counts }, cache: cache.stats(), heap, seconds: (performance.now() - started) / 1000, seed: options.seed
     }
   }
