@@ -84,8 +84,8 @@ describe('the cachedfetch command', () => {
     ['a header value past Latin-1', 2, ['http://127.0.0.1/', '-H', 'X-Note: 5 €'], /the value of the header X-Note holds/],
     ['a method a cache does not serve', 2, ['http://127.0.0.1/', '-X', 'POST'], /-X takes GET or HEAD/],
     ['a Redis URL node-redis cannot read, without printing its password', 2, ['http://127.0.0.1/', '--store', 'redis://:s3cret@127.0.0.1:6379/abc'], /expected --store to be a Redis URL, .*got "redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/abc": Invalid pathname/],
-    ['a Redis URL that does not parse, without printing its password', 2, ['http://127.0.0.1/', '--store', 'redis://:s3cret@127.0.0.1:99999'], /got "redis:\/\/:\*\*\*@127\.0\.0\.1:99999": Invalid URL/],
-    ['a Redis URL that does not parse, with a password holding / and @', 2, ['http://127.0.0.1/', '--store', 'redis://default:s3cret/x@y==@127.0.0.1:99999'], /got "redis:\/\/default:\*\*\*@127\.0\.0\.1:99999"/],
+    ['a Redis URL that does not parse, without printing its password', 2, ['http://127.0.0.1/', '--store', 'redis://:s3cret@127.0.0.1:99999'], /got "redis:\/\/\*\*\*@127\.0\.0\.1:99999": Invalid URL/],
+    ['a Redis URL that does not parse, with a password holding / and @', 2, ['http://127.0.0.1/', '--store', 'redis://default:s3cret/x@y==@127.0.0.1:99999'], /got "redis:\/\/\*\*\*@127\.0\.0\.1:99999"/],
     ['a store of an unknown kind', 2, ['http://127.0.0.1/', '--store', 'memcached://x'], /--store to be a redis:\/\/, rediss:\/\/ or sqlite: URL/],
     ['an unreachable host', 1, ['http://no-such-host.invalid/'], /GET http:\/\/no-such-host\.invalid\/ failed: fetch failed: ENOTFOUND/],
     ['a store that cannot be opened', 3, ['http://127.0.0.1/', '--store', 'sqlite:/nonexistent-dir/x/cache.db'], /the store sqlite:\/nonexistent-dir\/x\/cache\.db cannot be used: .*SQLITE_CANTOPEN/],
@@ -127,12 +127,16 @@ describe('the cachedfetch command', () => {
 describe('a store URL as the CLI and register print it', () => {
   it.each([
     ['redis://:s3cret@127.0.0.1:6379', 'redis://:***@127.0.0.1:6379'],
-    ['redis://default:1234/s3cret@host:6379', 'redis://default:***@host:6379'],
-    ['redis://default:s3/cr@et@host', 'redis://default:***@host'],
-    ['redis:default:s3cret@host', 'redis:default:***@host'],
-    ['redis:/default:s3cret@host', 'redis:/default:***@host'],
-    [' redis://user:s3cret@host', ' redis://user:***@host'],
-    ['redis://user@host:6379', 'redis://user@host:6379'],
+    // Parsed without the password it holds, or not at all: masked from the scheme to the last @, the user too.
+    ['redis://default:1234/s3cret@host:6379', 'redis://***@host:6379'],
+    ['redis://default:s3/cr@et@host', 'redis://***@host'],
+    ['redis:default:s3cret@host', 'redis:***@host'],
+    ['redis:/default:s3cret@host', 'redis:/***@host'],
+    ['default:s3cret@host:6379', 'default:***@host:6379'],
+    ['"redis://user:s3cret@host"', '"redis://***@host"'],
+    [' redis://user:s3cret@host', 'redis://user:***@host'],
+    ['redis://app@prod:s3cret@host:6379', 'redis://app%40prod:***@host:6379'],
+    ['redis://user@host:6379', 'redis://***@host:6379'],
     ['redis://127.0.0.1:6379/2', 'redis://127.0.0.1:6379/2'],
     ['sqlite:./cache.db', 'sqlite:./cache.db']
   ])('prints %j as %j', (given, printed) => {

@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
+import { Keyv } from 'keyv'
 import { cacheInterceptor, createCache, type Cache } from '../src/index.js'
 import { adapters, type Client, type Reply } from './helpers/clients.js'
 import { respond, startOrigin, type Origin } from './helpers/origin.js'
@@ -490,38 +491,73 @@ describe('cache.invalidate(url, { host }): a virtual host behind one address', (
 })
 
 describe('an invalidation that cannot reach the store', () => {
-  it('rejects with ERR_STORE_UNREACHABLE, counts no invalidation, and says why in store-error events: the store may still hold what it was to drop', async () => {
-    const map = new Map<string, unknown>()
-    // A store that reads and writes, and can delete nothing (a Redis gone away, as far as deletes go).
-    const store = {
-      get: async (key: string) => await Promise.resolve(map.get(key)),
-      set: async (key: string, value: unknown) => { map.set(key, value); return await Promise.resolve(true) },
-      delete: async () => await Promise.reject(new Error('the store is unreachable')),
-      clear: async () => await Promise.reject(new Error('the store is unreachable')),
-      // Listed as Keyv lists a Map, for prefix and tag invalidation.
-      [Symbol.iterator]: () => map[Symbol.iterator](),
-      entries: () => map.entries(),
-      on () { return this }
-    }
-    const cache = createCache({ store: store as never })
-    const origin = await startOrigin({ '/doc': respond(200, { 'cache-control': 'max-age=60', 'cache-tag': 'docs' }, 'doc') })
-    try {
-      const client = adapters[0]!.connect(cache)
-      await client.send(`${origin.url}/doc`)
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  /** A cache on `map` as its store (a Keyv of the cache's own over it), memory off: every hit is the store's. */
+  async function stored (map: Map<string, unknown>): Promise<{ cache: Cache, origin: Origin, fetchAll: () => Promise<number> }> {
+    const cache = opened.add(createCache({ store: map as never, maxSize: 0 }))
+    const origin = await opened.origin(Object.fromEntries(['a', 'b', 'c'].map((name) => [`/p/${name}`, respond(200, { 'cache-control': 'max-age=60', 'cache-tag': 'docs' }, name)])))
+    const client = opened.add(adapters[0]!.connect(cache))
+    /** Fetches the three; how many the origin answered. */
+    const fetchAll = async (): Promise<number> => {
+      const before = origin.requests.length
+      for (const name of ['a', 'b', 'c']) await client.send(`${origin.url}/p/${name}`)
       await cache.flush()
-      for (const call of [
-        () => cache.invalidate(`${origin.url}/doc`),
-        () => cache.invalidateTag('docs'),
-        () => cache.invalidatePrefix(`${origin.url}/`),
-        () => cache.clear()
-      ]) {
-        await expect(call()).rejects.toMatchObject({ name: 'CachedFetchError', code: 'ERR_STORE_UNREACHABLE' })
-      }
-      expect(cache.stats().invalidated).toBe(0)
-      await client.close()
-    } finally {
-      await cache.close()
-      await origin.close()
+      return origin.requests.length - before
     }
+    expect(await fetchAll()).toBe(3)
+    return { cache, origin, fetchAll }
+  }
+
+  it('rejects with ERR_STORE_UNREACHABLE when the store deletes nothing, and counts no invalidation: the store may still hold what it was to drop', async () => {
+    // A store that reads, writes and lists, and can delete nothing (a Redis gone away, as far as deletes go).
+    class Undeletable extends Map<string, unknown> {
+      override delete (): boolean { throw new Error('the store is unreachable') }
+      override clear (): void { throw new Error('the store is unreachable') }
+    }
+    const { cache, origin } = await stored(new Undeletable())
+    for (const call of [
+      () => cache.invalidate(`${origin.url}/p/a`),
+      () => cache.invalidateTag('docs'),
+      () => cache.invalidatePrefix(`${origin.url}/p/`),
+      () => cache.clear()
+    ]) {
+      await expect(call()).rejects.toMatchObject({ name: 'CachedFetchError', code: 'ERR_STORE_UNREACHABLE' })
+    }
+    expect(cache.stats().invalidated).toBe(0)
+  })
+
+  it('rejects when a listing breaks part way, though it dropped what it found', async () => {
+    let broken = false
+    class Flaky extends Map<string, unknown> {
+      override * entries (): MapIterator<[string, unknown]> {
+        let n = 0
+        for (const entry of super.entries()) {
+          if (broken && n++ >= 1) throw new Error('the listing broke')
+          yield entry
+        }
+      }
+    }
+    const { cache, origin, fetchAll } = await stored(new Flaky())
+    broken = true
+    await expect(cache.invalidatePrefix(`${origin.url}/p/`)).rejects.toMatchObject({ code: 'ERR_STORE_UNREACHABLE' })
+    broken = false
+    // One was found and dropped; the store still held the others.
+    expect(await fetchAll()).toBe(1)
+  })
+
+  it('resolves over a store Keyv cannot list, which tag and prefix invalidation reach only in memory (a store-error says so)', async () => {
+    // A Keyv over a store it cannot list (not a Map): nothing fails, nothing can be found.
+    const entries = new Map<string, unknown>()
+    const unlistable = {
+      get: (key: string) => entries.get(key),
+      set: (key: string, value: unknown) => { entries.set(key, value); return true },
+      delete: (key: string) => entries.delete(key),
+      clear: () => { entries.clear() }
+    }
+    const cache = opened.add(createCache({ store: new Keyv({ store: unlistable }) }))
+    await expect(cache.invalidateTag('docs')).resolves.toBeUndefined()
+    await expect(cache.invalidatePrefix('http://127.0.0.1/p/')).resolves.toBeUndefined()
   })
 })

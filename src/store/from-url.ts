@@ -53,11 +53,22 @@ async function load<T> (name: string, what: string): Promise<T> {
 }
 
 /**
- * A store URL as it may be printed: its password, if any, left out. Masked in the text, from the
- * colon after the user to the last @, not through URL parsing: a password may hold / and @
- * (base64's do) or begin with digits that read as a port, and the text may not parse at all.
- * (A path with an @ in a URL without credentials is masked too: that errs on the safe side.)
+ * A store URL as it may be printed: its password, if any, left out. One that parses with a
+ * password has it masked; one that does not parse, or parses without the password it holds (a /
+ * in the password made the rest a path, an @ in the user name), has everything from its scheme to
+ * its last @ masked, the user too. (A path with an @ in a URL without credentials is masked as
+ * well: that errs on the safe side.)
  */
 export function withoutPassword (text: string): string {
-  return text.replace(/^(\s*[a-z][\w+.-]*:\/{0,2}[^/@:]*:).*@/is, '$1***@')
+  try {
+    const url = new URL(text.trim())
+    if (url.password !== '') {
+      url.password = '***'
+      return url.href
+    }
+  } catch {
+    // Masked below, in the text.
+  }
+  if (!text.includes('@')) return text
+  return text.replace(/^(\s*["']?(?:[a-z][\w+.-]*:\/{0,2})?)[^]*@/i, '$1***@')
 }

@@ -29,6 +29,15 @@ export class StoreTimeoutError extends Error {
 }
 
 /** What a scan of the store looks at: a key, and the tags of the value under it. */
+/**
+ * What a listing found, and whether a store call failed part way (reported): then the store may
+ * hold more than it found. A store Keyv cannot list at all finds nothing and fails nothing.
+ */
+export interface Scanned {
+  readonly keys: string[]
+  readonly failed: boolean
+}
+
 export type ScanFilter = (key: string, tags: () => readonly string[]) => boolean
 
 export class KeyvStore {
@@ -129,12 +138,13 @@ export class KeyvStore {
    * a few thousand rows took longer than one write may); it fails once the store has not answered
    * for the write timeout, and what it found until then is still returned, and reported.
    */
-  async scan (filter: ScanFilter): Promise<string[] | undefined> {
+  async scan (filter: ScanFilter): Promise<Scanned> {
     const rows = listing(this.keyv)
     if (rows === undefined) {
       this.#events.error('scan', undefined, new TypeError('the store cannot list its keys (Keyv has no iterator for it), so prefix and tag invalidation reach only the memory tier'))
-      return undefined
+      return { keys: [], failed: false }
     }
+    let failed = false
     const keys = new Set<string>()
     const seen = new Set<string>()
     let iterator: AsyncIterator<[string, unknown]> | undefined
@@ -157,11 +167,12 @@ export class KeyvStore {
         }
       }
     } catch (error) {
+      failed = true
       this.#events.error('scan', undefined, error)
       // A listing given up on lets go of what it holds (a cursor, in some stores).
       void iterator?.return?.().catch(() => {})
     }
-    return [...keys]
+    return { keys: [...keys], failed }
   }
 
   async #attempt (operation: 'set' | 'delete' | 'clear', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {

@@ -128,11 +128,11 @@ export class Tiers implements EntryStore {
         reached = await l2.clear()
         if (this.#redis !== undefined) reached = await this.#redis.dropAll() && reached
       } else {
-        const keys = await this.#l2Keys(l2, selector)
-        const deleted = await Promise.all((keys ?? []).map(async (key) => await l2.delete(key)))
-        reached = keys !== undefined && deleted.every(Boolean)
+        const { keys, failed } = await this.#l2Keys(l2, selector)
+        const deleted = await Promise.all(keys.map(async (key) => await l2.delete(key)))
+        reached = !failed && deleted.every(Boolean)
         // Only the members read: an entry tagged since then keeps its place in the index.
-        if (selector.kind === 'tag' && keys !== undefined && this.#redis !== undefined) reached = await this.#redis.unindex('tag', selector.tag, keys) && reached
+        if (selector.kind === 'tag' && !failed && this.#redis !== undefined) reached = await this.#redis.unindex('tag', selector.tag, keys) && reached
       }
       // What L1 took from L2 while the deletes were on their way is dropped too.
       this.#dropLocal(selector)
@@ -141,13 +141,14 @@ export class Tiers implements EntryStore {
     return reached
   }
 
-  /** L2's keys under a selector: from Redis's indexes, or by listing the store. */
-  async #l2Keys (l2: KeyvStore, selector: Exclude<Selector, { kind: 'all' }>): Promise<readonly string[] | undefined> {
-    if (selector.kind === 'keys') return selector.keys
+  /** L2's keys under a selector, from Redis's indexes or by listing the store, and whether reading them failed part way. */
+  async #l2Keys (l2: KeyvStore, selector: Exclude<Selector, { kind: 'all' }>): Promise<{ readonly keys: readonly string[], readonly failed: boolean }> {
+    if (selector.kind === 'keys') return { keys: selector.keys, failed: false }
     if (this.#redis === undefined) return await l2.scan((key, tags) => picks(selector, key, tags))
-    if (selector.kind === 'tag') return await this.#redis.members('tag', selector.tag)
-    const keys = await this.#redis.members('origin', new URL(selector.prefix).origin)
-    return keys?.filter((key) => urlOfKey(key).startsWith(selector.prefix))
+    const members = selector.kind === 'tag'
+      ? await this.#redis.members('tag', selector.tag)
+      : (await this.#redis.members('origin', new URL(selector.prefix).origin))?.filter((key) => urlOfKey(key).startsWith(selector.prefix))
+    return members === undefined ? { keys: [], failed: true } : { keys: members, failed: false }
   }
 
   #received (message: string): void {
