@@ -346,6 +346,8 @@ export class Cache {
    */
   async flush (): Promise<void> {
     await this.#writes.flush()
+    // The leases those writes ended (coordinate), released once they landed.
+    await this.#coordinator?.settled()
   }
 
   stats (): CacheStats {

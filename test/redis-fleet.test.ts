@@ -336,6 +336,20 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
     expect(client.isOpen).toBe(false)
   })
 
+  it('flush() waits for the lease a coordinated miss ends: none is left behind for others to sit out', async () => {
+    const origin = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'no-store' }).end('doc') } })
+    const { adapter, close } = redisAdapter(REDIS_URL)
+    const cache = createCache({ store: adapter, namespace: NAMESPACE, coordinate: true })
+    expect(await (await createCachedFetch({ cache, dispatcher: opened.agent() })(`${origin.url}/doc`)).text()).toBe('doc')
+    await cache.flush()
+    // The process exits right after: what it had not sent by then never goes.
+    ;(adapter as unknown as { client: { destroy: () => void } }).client.destroy()
+    await cache.close()
+    await close()
+    // The lease says "fetch for yourselves" (a no-store answer serves nobody else), held by no one.
+    expect(await admin.get(`cachedfetch:${NAMESPACE}:lease:GET ${origin.url}/doc`)).toBe('pass')
+  })
+
   it('lets a waiter wait no longer than its wait, though its poll is longer', async () => {
     const { origin, answer } = await heldOrigin('max-age=60')
     const a = member({ coordinate: { lease: 30_000, wait: 200, poll: 30_000 } })

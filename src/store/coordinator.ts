@@ -66,12 +66,22 @@ export class Coordinator {
     this.#closed = true
   }
 
+  /** Lease releases on their way (each bounded by the write timeout; none rejects). */
+  readonly #releasing = new Set<Promise<void>>()
+
+  /** Settles once the releases on their way have: flush() waits for them, so that a process that exits after it leaves no lease for the others to sit out. */
+  async settled (): Promise<void> {
+    while (this.#releasing.size > 0) await Promise.allSettled([...this.#releasing])
+  }
+
   #releaser (key: string, token: string): Release {
     let released = false
     return (reusable) => {
       if (released) return
       released = true
-      void this.#redis.release(key, token, reusable, this.#options.lease)
+      const releasing = this.#redis.release(key, token, reusable, this.#options.lease)
+      this.#releasing.add(releasing)
+      void releasing.finally(() => this.#releasing.delete(releasing))
     }
   }
 }
