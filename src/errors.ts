@@ -11,8 +11,8 @@ export type CachedFetchErrorCode =
   | 'ERR_SHARED_BODY_OVERRUN'
   /**
    * An invalidation reached memory but not the store (or not the other processes): the store may
-   * still hold what it was to drop, and serve it. Its `cause`-less message says so; the
-   * `store-error` events say why. Call it again.
+   * still hold what it was to drop, and serve it. It has no `cause`: the `store-error` events say
+   * why. Call it again.
    */
   | 'ERR_STORE_UNREACHABLE'
 

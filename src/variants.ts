@@ -26,11 +26,6 @@ export function variantId (entry: CacheEntry): string {
 }
 
 /**
- * `false` when the store gave the write up. Synchronous where the store is (memory only): a 304
- * writes on every use, and the promises of an asynchronous write were a tenth of what an
- * interceptor's 1 KB 304 allocated.
- */
-/**
  * What an update may replace: the stored variant of `entry`'s Vary values (the response revalidated),
  * and only if `selected` says the update is for it.
  */
@@ -39,6 +34,11 @@ export interface Replaces {
   readonly selected: (current: CacheEntry) => boolean
 }
 
+/**
+ * `false` when the store gave the write up. Synchronous where the store is (memory only): a 304
+ * writes on every use, and the promises of an asynchronous write were a tenth of what an
+ * interceptor's 1 KB 304 allocated.
+ */
 export function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces): MaybePromise<boolean> {
   const current = store.get(entry.key)
   return current instanceof Promise

@@ -228,12 +228,8 @@ class RetryGuard implements Handler, Controller {
     const handler: Handler = {
       onRequestStart: (controller, context) => {
         this.#between = false
-        if (this.#reason !== null) {
-          controller.abort(this.#reason)
-          return
-        }
-        if (isAttemptAware(this.#handler)) this.#handler.onAttemptStart(context)
-        retrying.onRequestStart?.(controller, context)
+        if (this.#reason !== null) controller.abort(this.#reason)
+        else retrying.onRequestStart?.(controller, context)
       },
       onRequestUpgrade: (...args) => retrying.onRequestUpgrade?.(...args),
       onResponseStart: (...args) => retrying.onResponseStart?.(...args),
@@ -309,9 +305,10 @@ class RetryGuard implements Handler, Controller {
   onRequestStart (controller: Controller, context: unknown): void {
     this.#upstream = controller
     if (this.#reason !== null) controller.abort(this.#reason)
-    // A later start is another attempt's (undici's retry interceptor below re-dispatching), or a
-    // redirect hop's within one attempt, which carries that attempt's context again: either way
-    // the handler is told of it, as of an attempt of ours.
+    // A later start is another attempt's (ours: RetryHandler passes each on until an answer has
+    // started, after which its hops no longer matter; or undici's retry interceptor's below), or a
+    // redirect hop's within one attempt, which carries that attempt's context again: either way the
+    // handler is told of it.
     else if (this.#requestStarted && isAttemptAware(this.#handler)) this.#handler.onAttemptStart(context)
     else this.#start(context)
   }

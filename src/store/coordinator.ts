@@ -32,6 +32,8 @@ export class Coordinator {
   readonly #redis: RedisLink
   readonly #options: CoordinatorOptions
   #closed = false
+  /** Lease releases on their way (each bounded by the write timeout; none rejects). */
+  readonly #releasing = new Set<Promise<void>>()
 
   constructor (redis: RedisLink, options: CoordinatorOptions) {
     this.#redis = redis
@@ -65,9 +67,6 @@ export class Coordinator {
   close (): void {
     this.#closed = true
   }
-
-  /** Lease releases on their way (each bounded by the write timeout; none rejects). */
-  readonly #releasing = new Set<Promise<void>>()
 
   /** Settles once the releases on their way have: flush() waits for them, so that a process that exits after it leaves no lease for the others to sit out. */
   async settled (): Promise<void> {

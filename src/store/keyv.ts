@@ -28,7 +28,6 @@ export class StoreTimeoutError extends Error {
   override readonly name = 'StoreTimeoutError'
 }
 
-/** What a scan of the store looks at: a key, and the tags of the value under it. */
 /**
  * What a listing found, and whether a store call failed part way (reported): then the store may
  * hold more than it found. A store Keyv cannot list at all finds nothing and fails nothing.
@@ -38,6 +37,7 @@ export interface Scanned {
   readonly failed: boolean
 }
 
+/** What a scan of the store looks at: a key, and the tags of the value under it. */
 export type ScanFilter = (key: string, tags: () => readonly string[]) => boolean
 
 export class KeyvStore {
@@ -86,7 +86,7 @@ export class KeyvStore {
    * just closed.
    */
   #call<T> (call: () => Promise<T>, ms: number): Promise<T> {
-    return callWhenOpen(this.#opening, () => this.#closed ? Promise.reject(new Error('the cache is closed')) : call(), ms)
+    return callWhenOpen(this.#opening, () => this.#closed ? closedCache() : call(), ms)
   }
 
   close (): void {
@@ -133,10 +133,10 @@ export class KeyvStore {
 
   /**
    * The keys whose entries `filter` picks, by listing the store (SQLite, Postgres, MySQL, MongoDB,
-   * Redis, a Map: those Keyv can list). `undefined`, reported, when the store cannot be listed. A
-   * listing may take as long as the store goes on answering (@keyv/sqlite pages ten rows at a time:
-   * a few thousand rows took longer than one write may); it fails once the store has not answered
-   * for the write timeout, and what it found until then is still returned, and reported.
+   * Redis, a Map: those Keyv can list); none, reported, when the store cannot be listed. A listing
+   * may take as long as the store goes on answering (@keyv/sqlite pages ten rows at a time: a few
+   * thousand rows took longer than one write may); it fails once the store has not answered for the
+   * write timeout, and what it found until then is still returned, marked failed, and reported.
    */
   async scan (filter: ScanFilter): Promise<Scanned> {
     const rows = listing(this.keyv)
@@ -236,6 +236,11 @@ export function withTimeout<T> (promise: Promise<T>, ms: number, onTimeout?: () 
       reject(error)
     })
   })
+}
+
+/** What a store call made once the cache is closed comes to: nothing sent, a store-error saying why. */
+export function closedCache (): Promise<never> {
+  return Promise.reject(new Error('the cache is closed'))
 }
 
 /** The store's first read; a Keyv-like store of the caller's that throws at once fails it, not createCache(). */

@@ -57,14 +57,17 @@ export class MemoryStore {
       this.#lru.set(key, variants, { ttl })
       return this.#lru.has(key)
     }
-    const [newest, ...others] = variants
-    if (variantsSize(newest!) > this.#maxSize) {
+    if (variantsSize(variants[0]!) > this.#maxSize) {
       // The others as they were: the one the newest replaces was left out of them already (src/variants.ts).
-      this.#lru.set(key, toVariants(others), { ttl })
+      this.#lru.set(key, toVariants(variants.slice(1)), { ttl })
       return false
     }
-    const kept = [newest!, ...others]
-    while (variantsSize(kept) > this.#maxSize) this.#events.evict(key, variantsSize(kept.pop()!))
+    const kept = [...variants]
+    for (let size = variantsSize(kept); size > this.#maxSize;) {
+      const bytes = variantsSize(kept.pop()!)
+      size -= bytes
+      this.#events.evict(key, bytes)
+    }
     this.#lru.set(key, toVariants(kept), { ttl })
     return true
   }

@@ -12,7 +12,7 @@
  * needs no hash tags and entries, indexes and leases spread over its slots.
  */
 import type { Keyv } from 'keyv'
-import { callWhenOpen, withTimeout, type StoreTimeouts } from './keyv.js'
+import { callWhenOpen, closedCache, withTimeout, type StoreTimeouts } from './keyv.js'
 import type { StoreEvents, StoreOperation } from './types.js'
 
 /** The part of a node-redis client (or cluster) used here. */
@@ -113,11 +113,11 @@ export class RedisLink {
 
   /** The client, once the store has opened: a call before that fails while it still connects. */
   #client (): Promise<RedisClient> {
-    return this.#opened().then(async () => await this.#connected())
+    return this.#opened().then(() => this.#connected())
   }
 
   #connected (): Promise<RedisClient> {
-    return this.#closed ? Promise.reject(new Error('the cache is closed')) : this.#adapter.getClient()
+    return this.#closed ? closedCache() : this.#adapter.getClient()
   }
 
   /** Records `key` under each index, until `expires` (ms since the epoch). */

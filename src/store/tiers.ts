@@ -114,10 +114,10 @@ export class Tiers implements EntryStore {
     if (this.#l2 !== undefined) return this.#l2.delete(key).then(() => undefined)
   }
 
-  /** Drops what `selector` picks from every tier here, then tells the other processes' L1. */
   /**
-   * Whether the store and the other processes were reached: `false` when a store call failed
-   * (reported), and the store may still hold, and serve, some of what was to be dropped.
+   * Drops what `selector` picks from every tier here, then tells the other processes' L1; whether
+   * the store and the other processes were reached: `false` when a store call failed (reported),
+   * and the store may still hold, and serve, some of what was to be dropped.
    */
   async invalidate (selector: Selector): Promise<boolean> {
     this.#dropLocal(selector)
