@@ -305,6 +305,23 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
     expect(server.hits('/doc')).toBe(1)
   })
 
+  it('rejects a hit whose caller aborts right after the call, with the signal\'s reason, as undici.fetch rejects (Fetch §4.1, abort fetch)', async () => {
+    const { cachedFetch, slowFetch } = setup()
+    const server = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') } })
+    const url = `${server.url}/doc`
+    await (await cachedFetch(url)).arrayBuffer()
+    const abortedAtOnce = async (get: typeof slowFetch): Promise<unknown> => {
+      const controller = new AbortController()
+      const pending = get(url, { signal: controller.signal })
+      controller.abort(new Error('left'))
+      return await pending.then((response) => ({ status: response.status }), (error: Error) => ({ rejected: error.message }))
+    }
+    const fast = await abortedAtOnce(cachedFetch)
+    expect(fast).toEqual({ rejected: 'left' })
+    expect(fast).toEqual(await abortedAtOnce(slowFetch))
+    expect(server.hits('/doc')).toBe(1)
+  })
+
   it('fails a body stream taken before its caller aborted, read after, with the signal\'s reason, as undici.fetch does', async () => {
     const { cachedFetch, slowFetch } = setup()
     const server = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('doc') } })

@@ -112,8 +112,11 @@ export function createCachedFetch (options: CachedFetchOptions = {}): CachedFetc
         // One from memory awaited nothing: past a while of such answers, it waits for the event loop to turn (src/adapters/turns.ts).
         const turn = fast instanceof Promise ? undefined : turnDue()
         if (turn !== undefined) await turn
-        // Aborted while it waited (for the store or for the turn): rejected with the signal's reason, as fetch rejects a request aborted before its answer.
-        init.signal?.throwIfAborted()
+        // fetch's promise settles after the call returns, so a caller may still abort it then: one
+        // microtask lets an abort made right after the call reach the check below.
+        else if (signal !== undefined) await Promise.resolve()
+        // Aborted while it waited (for the store, the turn or the call's return): rejected with the signal's reason, as fetch rejects a request aborted before its answer.
+        signal?.throwIfAborted()
         return hit
       }
     }
