@@ -71,6 +71,8 @@ export function explainGiven (policies: PolicyFactory, options: ResolvedOptions,
   const received = normalizeHeaders(headers)
   const settings = options.hosts.settingsFor(url)
   const stored = storableHeaders(received)
+  // Dated as the engine dates a response without Date before it is stored (src/answers.ts).
+  stored.date ??= new Date(options.now()).toUTCString()
   // With memory alone an entry must fit in maxSize, its fields and bookkeeping too (src/answers.ts).
   const memory = options.store !== undefined ? undefined : {
     maxSize: options.maxSize,

@@ -123,6 +123,29 @@ describe('the default memory store', () => {
     expect(cache.stats().stored).toBe(0)
   })
 
+  it('draws explain()\'s line for memory alone where the engine draws it, for a response without Date too (the engine dates it)', async () => {
+    const maxSize = 8_000
+    const headers = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=60' }
+    let size = 0
+    const server = await opened.origin({
+      '/undated': (_req, res) => {
+        res.sendDate = false
+        res.writeHead(200, { ...headers, 'content-length': String(size) }).end(Buffer.alloc(size, 'u'))
+      }
+    })
+    const cache = createCache({ maxSize })
+    const url = `${server.url}/undated`
+    const explained = (length: number): boolean => cache.explain({ url }, 200, { ...headers, 'content-length': String(length) }).storable
+    const besides = Number(/(\d+) of fields and bookkeeping/.exec(cache.explain({ url }, 200, { ...headers, 'content-length': String(maxSize) }).reasons[0]!)![1])
+    const cachedFetch = fetchWith(cache)
+    for (const [length, storable] of [[maxSize - besides + 1, false], [maxSize - besides, true]] as const) {
+      size = length
+      expect({ length, explained: explained(length) }).toEqual({ length, explained: storable })
+      expect({ length, served: [await served(cachedFetch, server, '/undated'), await served(cachedFetch, server, '/undated')] })
+        .toEqual({ length, served: ['origin', storable ? 'hit' : 'origin'] })
+    }
+  })
+
   it('keeps a URL\'s other variants in memory when a new one alone is past maxSize (a second tier keeps that one)', async () => {
     const server = await opened.origin({
       '/page': (req, res) => {
