@@ -248,19 +248,23 @@ const correctedForUnderstood = memoize(1024, (value) => correctCacheControl(valu
 const correctedForOther = memoize(1024, (value) => correctCacheControl(value, false))
 
 function correctCacheControl (value: string, understoodStatus: boolean): string {
-  const parts = policyDirectives(value)
-  const understood = parts.includes('must-understand') && understoodStatus
+  // policyDirectives gives each as `name` or `name=argument`, the name lower-case, nothing blank.
+  const parts = policyDirectives(value).map((part) => {
+    const eq = part.indexOf('=')
+    return eq === -1 ? { part, name: part, argument: undefined } : { part, name: part.slice(0, eq), argument: part.slice(eq + 1).replace(/^"(.*)"$/, '$1') }
+  })
+  const understood = understoodStatus && parts.some(({ name }) => name === 'must-understand')
   const seen = new Set<string>()
   const kept: string[] = []
-  // policyDirectives gives each as `name` or `name=argument`, the name lower-case, nothing blank.
-  for (const part of parts) {
-    const eq = part.indexOf('=')
-    const name = eq === -1 ? part : part.slice(0, eq)
+  for (const { part, name, argument } of parts) {
     if (seen.has(name)) continue
     seen.add(name)
-    if (part === 'proxy-revalidate' || (understood && part === 'no-store')) continue
-    const invalid = (name === 'max-age' || name === 's-maxage') && deltaSeconds(eq === -1 ? true : part.slice(eq + 1).replace(/^"(.*)"$/, '$1')) === undefined
-    kept.push(invalid ? `${name}=0` : part)
+    if (name === 'proxy-revalidate' || (understood && name === 'no-store')) continue
+    if (name === 'max-age' || name === 's-maxage') kept.push(deltaSeconds(argument ?? true) === undefined ? `${name}=0` : part)
+    // http-cache-semantics reads a directive with an empty argument as absent. A private or
+    // no-cache naming no field is the unqualified one (§5.2.2.7, §5.2.2.4), and an empty argument
+    // to one that takes none (no-store, must-revalidate) does not undo it: each is kept bare.
+    else kept.push(argument === '' ? name : part)
   }
   const corrected = kept.join(', ')
   return corrected === value ? value : corrected
