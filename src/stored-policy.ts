@@ -124,11 +124,9 @@ export class Policy {
    * with must-revalidate is used as it is: the directive only applies once it is stale (§5.2.2.2).
    */
   usability (request: RequestDirectives, defaults: StaleDefaults): Usability {
-    if (request.noCache) return 'revalidate'
+    if (this.#refusedBy(request)) return 'revalidate'
     const age = this.age()
     const lifetime = this.#lifetime
-    if (request.maxAge !== undefined && age > request.maxAge) return 'revalidate'
-    if (request.minFresh !== undefined && lifetime - age < request.minFresh) return 'revalidate'
     if (lifetime > age) return 'fresh'
     // RFC 9111 §4.2.4: no stale response where a directive forbids it, whatever else allows it.
     if (this.staleForbidden()) return 'revalidate'
@@ -144,12 +142,23 @@ export class Policy {
 
   /**
    * RFC 5861 §4: whether this stale response may stand in for an origin that failed. The request's
-   * stale-if-error, else the response's, else the default, bounds the staleness.
+   * stale-if-error, else the response's, else the default, bounds the staleness. Decided: a request
+   * that refused this response itself (no-cache, a max-age it is past, a min-fresh it cannot give,
+   * RFC 9111 §5.2.1) asked for the origin's answer, as a read that must see a write just made does:
+   * only a stale-if-error of its own lets the stored response stand in for that answer's failure.
    */
   usableOnError (request: RequestDirectives, defaults: StaleDefaults): boolean {
     if (this.staleForbidden()) return false
-    const window = request.staleIfError ?? deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError
+    const window = request.staleIfError ??
+      (this.#refusedBy(request) ? 0 : deltaSeconds(this.directives['stale-if-error']) ?? defaults.staleIfError)
     return window > 0 && this.age() - this.#lifetime <= window
+  }
+
+  /** Whether the request's own directives refuse this response, fresh or not (RFC 9111 §5.2.1.1, .3, .4). */
+  #refusedBy (request: RequestDirectives): boolean {
+    const age = this.age()
+    return request.noCache || (request.maxAge !== undefined && age > request.maxAge) ||
+      (request.minFresh !== undefined && this.#lifetime - age < request.minFresh)
   }
 
   toObject (): PolicyObject {
