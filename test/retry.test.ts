@@ -592,6 +592,23 @@ for (const adapter of adapters) {
         expect(cache.stats().retries).toBe(0)
       })
 
+      // RFC 9110 §14.2: Range is defined for GET alone; an origin runs any other method again whole.
+      it.each([
+        { method: 'DELETE' },
+        { method: 'PUT', body: 'payload' },
+        { method: 'POST', body: 'payload', headers: { 'idempotency-key': 'order-1' } }
+      ])('never sends a $method again to resume its broken body: the origin would run it again, Range or not', async ({ method, body, headers }) => {
+        const { path, url } = serve(sequence(breakOff({ etag: '"v1"' }), respond(200, { 'content-type': 'text/plain', 'content-length': '10', etag: '"v1"' }, 'helloworld')))
+        const { client, cache } = connect({ retry: FAST })
+
+        const reply = await client.open(url, { method, body, headers })
+
+        expect(reply.status).toBe(200)
+        await expect(reply.text()).rejects.toThrow()
+        expect(origin.seen(path).map((seen) => [seen.method, seen.headers.range])).toEqual([[method, undefined]])
+        expect(cache.stats().retries).toBe(0)
+      })
+
       it('resumes with Range and If-Match when a strong ETag and Content-Length allow it', async () => {
         const { path, url } = serve(sequence(
           breakOff({ etag: '"v1"' }),
@@ -851,55 +868,51 @@ describe('retries into a raw undici handler', () => {
     expect(cache.stats().retries).toBe(2)
   })
 
-  for (const method of ['GET', 'PUT']) {
-    it(`ends a ${method} at once when the caller aborts while its resume waits for a connection, and never sends the resume`, async () => {
-      const path = `/raw/resume-then-abort/${method}`
-      origin.route(path, sequence(
-        breakOff({ etag: '"v1"' }),
-        respond(206, { 'content-type': 'text/plain', 'content-range': 'bytes 5-9/10', 'content-length': '5', etag: '"v1"' }, 'world')
-      ))
-      const held = holdResumes()
-      const cache = createCache({ retry: FAST })
-      const dispatcher = opened.agent().compose(held.interceptor, cacheInterceptor({ cache }))
-      const caller = recorder()
-      const reason = new Error('the caller gave up')
+  it('ends a GET at once when the caller aborts while its resume waits for a connection, and never sends the resume', async () => {
+    const path = '/raw/resume-then-abort'
+    origin.route(path, sequence(
+      breakOff({ etag: '"v1"' }),
+      respond(206, { 'content-type': 'text/plain', 'content-range': 'bytes 5-9/10', 'content-length': '5', etag: '"v1"' }, 'world')
+    ))
+    const held = holdResumes()
+    const cache = createCache({ retry: FAST })
+    const dispatcher = opened.agent().compose(held.interceptor, cacheInterceptor({ cache }))
+    const caller = recorder()
+    const reason = new Error('the caller gave up')
 
-      dispatcher.dispatch({ origin: origin.url, path, method, ...(method === 'PUT' ? { body: 'x' } : {}) }, caller.handler)
-      await waitFor(() => held.resumes() === 1, 'the resume to be dispatched', 1000)
-      caller.controller().abort(reason)
-      // The resume is still held: the caller's error cannot wait for it.
-      await within(caller.settled, 'the caller\'s error', 1000)
+    dispatcher.dispatch({ origin: origin.url, path, method: 'GET' }, caller.handler)
+    await waitFor(() => held.resumes() === 1, 'the resume to be dispatched', 1000)
+    caller.controller().abort(reason)
+    // The resume is still held: the caller's error cannot wait for it.
+    await within(caller.settled, 'the caller\'s error', 1000)
 
-      expect(caller.calls).toEqual(['onRequestStart', 'onResponseStart 200', 'onResponseData', 'onResponseError'])
-      expect(caller.errors).toEqual([reason])
-      expect(caller.body()).toBe('hello')
-      held.release()
-      await within(held.over, 'the held resume to end', 1000)
-      expect(origin.seen(path).map((s) => s.headers.range)).toEqual([undefined])
-      expect(caller.calls.at(-1)).toBe('onResponseError')
-      await waitFor(() => cache.stats().inFlight === 0, 'the flight to end', 1000)
-    })
-  }
+    expect(caller.calls).toEqual(['onRequestStart', 'onResponseStart 200', 'onResponseData', 'onResponseError'])
+    expect(caller.errors).toEqual([reason])
+    expect(caller.body()).toBe('hello')
+    held.release()
+    await within(held.over, 'the held resume to end', 1000)
+    expect(origin.seen(path).map((s) => s.headers.range)).toEqual([undefined])
+    expect(caller.calls.at(-1)).toBe('onResponseError')
+    await waitFor(() => cache.stats().inFlight === 0, 'the flight to end', 1000)
+  })
 
-  for (const method of ['PUT', 'GET']) {
-    it(`ends a ${method} at the error when its resume is answered 412: nothing follows onResponseError`, async () => {
-      const path = `/raw/resume-412/${method}`
-      origin.route(path, sequence(breakOff({ etag: '"v1"' }), respond(412, { 'content-type': 'text/plain' }, 'precondition failed')))
-      const resumes = holdResumes()
-      resumes.release()
-      const cache = createCache({ retry: FAST })
-      const dispatcher = opened.agent().compose(resumes.interceptor, cacheInterceptor({ cache }))
-      const caller = recorder()
+  it('ends a GET at the error when its resume is answered 412: nothing follows onResponseError', async () => {
+    const path = '/raw/resume-412'
+    origin.route(path, sequence(breakOff({ etag: '"v1"' }), respond(412, { 'content-type': 'text/plain' }, 'precondition failed')))
+    const resumes = holdResumes()
+    resumes.release()
+    const cache = createCache({ retry: FAST })
+    const dispatcher = opened.agent().compose(resumes.interceptor, cacheInterceptor({ cache }))
+    const caller = recorder()
 
-      dispatcher.dispatch({ origin: origin.url, path, method, ...(method === 'PUT' ? { body: 'x' } : {}) }, caller.handler)
-      await within(caller.settled, 'the caller\'s last callback', 1000)
-      // Everything the 412's exchange brings has reached the cache by now.
-      await within(resumes.over, 'the resume\'s exchange', 1000)
+    dispatcher.dispatch({ origin: origin.url, path, method: 'GET' }, caller.handler)
+    await within(caller.settled, 'the caller\'s last callback', 1000)
+    // Everything the 412's exchange brings has reached the cache by now.
+    await within(resumes.over, 'the resume\'s exchange', 1000)
 
-      expect(caller.calls).toEqual(['onRequestStart', 'onResponseStart 200', 'onResponseData', 'onResponseError'])
-      expect((caller.errors[0] as Error & { statusCode?: number }).statusCode).toBe(412)
-      expect(caller.body()).toBe('hello')
-      expect(origin.seen(path).map((s) => s.headers['if-match'])).toEqual([undefined, '"v1"'])
-    })
-  }
+    expect(caller.calls).toEqual(['onRequestStart', 'onResponseStart 200', 'onResponseData', 'onResponseError'])
+    expect((caller.errors[0] as Error & { statusCode?: number }).statusCode).toBe(412)
+    expect(caller.body()).toBe('hello')
+    expect(origin.seen(path).map((s) => s.headers['if-match'])).toEqual([undefined, '"v1"'])
+  })
 })

@@ -322,7 +322,9 @@ class RetryGuard implements Handler, Controller {
     if (this.#reason !== null || this.#finished) return
     this.#answered = true
     const etag = headers.etag
-    this.#resumable = statusCode >= 200 && statusCode < 300 && typeof etag === 'string' && !etag.startsWith('W/')
+    // Range is defined for GET alone (RFC 9110 §14.2): a PUT, DELETE or keyed POST "resumed" with one
+    // would be run again by the origin, which ignores the Range, to no avail.
+    this.#resumable = this.#method === 'GET' && statusCode >= 200 && statusCode < 300 && typeof etag === 'string' && !etag.startsWith('W/')
     this.#handler.onResponseStart?.(this, statusCode, headers, statusMessage)
   }
 
