@@ -102,8 +102,11 @@ const RETRY_KEYS: ReadonlySet<string> = new Set(Object.keys(RETRY_DEFAULTS))
 /** Methods that may be retried once they carry an Idempotency-Key (the IETF draft's use). */
 const KEYED_METHODS = new Set(['POST', 'PATCH'])
 
-/** `undefined` means: no retries. */
-export function resolveRetry (value: unknown, path: string, base: ResolvedRetry | undefined = undefined): ResolvedRetry | undefined {
+/**
+ * `value` over `base`, the settings it refines (the defaults, a cache's, a host's); `undefined`
+ * means no retries. Off is a limit of 0: settings over it that name no limit leave retries off.
+ */
+export function resolveRetry (value: unknown, path: string, base: ResolvedRetry | undefined): ResolvedRetry | undefined {
   if (value === false) return undefined
   if (value === undefined) return base
   if (!isOptionsObject(value)) {
@@ -111,7 +114,7 @@ export function resolveRetry (value: unknown, path: string, base: ResolvedRetry 
   }
   assertKnownKeys(value, RETRY_KEYS, path)
   const o = value as Record<string, unknown>
-  const from = base ?? resolvedDefaults()
+  const from = base ?? OFF
   const resolved: ResolvedRetry = {
     limit: optionalSize(o.limit, `${path}.limit`, 0) ?? from.limit,
     methods: o.methods === undefined ? from.methods : new Set(methods(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
@@ -130,6 +133,9 @@ export function resolvedDefaults (): ResolvedRetry {
   const d = RETRY_DEFAULTS
   return Object.freeze({ ...d, methods: new Set(d.methods), statusCodes: new Set(d.statusCodes) })
 }
+
+/** What settings over retries turned off refine: the defaults, with a limit of 0. */
+const OFF: ResolvedRetry = Object.freeze({ ...resolvedDefaults(), limit: 0 })
 
 /** Whether a method is retried only with an Idempotency-Key: only then do its fields matter here. */
 export function retriedByKey (method: string): boolean {

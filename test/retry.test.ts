@@ -537,7 +537,11 @@ for (const adapter of adapters) {
         { name: 'retry: false', options: { retry: false }, policy: undefined },
         { name: 'retry: { limit: 0 }', options: { retry: { limit: 0 } }, policy: undefined },
         { name: 'a request cachePolicy of { retry: false }', options: { retry: FAST }, policy: { retry: false } },
-        { name: 'a request cachePolicy of { retry: { limit: 0 } }', options: { retry: FAST }, policy: { retry: { limit: 0 } } }
+        { name: 'a request cachePolicy of { retry: { limit: 0 } }', options: { retry: FAST }, policy: { retry: { limit: 0 } } },
+        // Off is a limit of 0: settings over it that name no limit tune retries that stay off.
+        { name: 'retry: false, and a request cachePolicy that tunes delays', options: { retry: false }, policy: { retry: { baseDelay: 1, maxDelay: 1 } } },
+        { name: 'retry: { limit: 0 }, and a request cachePolicy that tunes delays', options: { retry: { limit: 0 } }, policy: { retry: { baseDelay: 1 } } },
+        { name: 'a host\'s retry: false, and a request cachePolicy that tunes delays', options: { retry: FAST, hosts: { '127.0.0.1': { retry: false } } }, policy: { retry: { baseDelay: 1 } } }
       ] as { name: string, options: CacheOptions, policy: RequestPolicy | undefined }[])('sends once with $name', async ({ options, policy }) => {
         const { path, url } = serve(respond(503, {}, 'busy'))
         const { client, cache } = connect(options)
