@@ -9,7 +9,7 @@ import { HostTable } from './hosts.js'
 import { resolvedDefaults, RETRY_DEFAULTS } from './retry.js'
 import { applyPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } from './settings.js'
 import type { CoordinatorOptions } from './store/coordinator.js'
-import { toKeyv, type StoreTimeouts } from './store/keyv.js'
+import { adapterOf, toKeyv, type StoreTimeouts } from './store/keyv.js'
 import { isRedis } from './store/redis.js'
 import { assertKnownKeys, describe, isOptionsObject, MAX_TIMER_MS, optionalBoolean, optionalSize } from './validate.js'
 
@@ -150,15 +150,14 @@ export function resolveOptions (options: CacheOptions = {}, path = 'options'): R
   }
   assertKnownKeys(options, OPTION_KEYS, path)
   const o = options as Record<string, unknown>
-  const store = toKeyv(o.store, toNamespace(o.namespace, `${path}.namespace`), DEFAULTS.namespace, `${path}.store`)
-  const redis = store !== undefined && isRedis(store)
+  const namespace = toNamespace(o.namespace, `${path}.namespace`)
+  const redis = o.store !== undefined && isRedis(adapterOf(o.store))
   const maxSize = optionalSize(o.maxSize, `${path}.maxSize`, 0) ?? DEFAULTS.maxSize
-  if (maxSize === 0 && store === undefined) {
+  if (maxSize === 0 && o.store === undefined) {
     throw new TypeError(`${path}.maxSize of 0 turns the memory tier off, which leaves no store: give ${path}.store too`)
   }
   const settings = applyPolicy(DEFAULT_SETTINGS, o, (key) => `${path}.${key}`)
-  return Object.freeze({
-    store,
+  const resolved = {
     storeTimeouts: toTimeouts(o.storeTimeouts, `${path}.storeTimeouts`),
     pubsub: redisOnly(optionalBoolean(o.pubsub, `${path}.pubsub`), redis, `${path}.pubsub`) ?? redis,
     coordinate: redisOnly(toCoordinate(o.coordinate, `${path}.coordinate`), redis, `${path}.coordinate`),
@@ -169,7 +168,10 @@ export function resolveOptions (options: CacheOptions = {}, path = 'options'): R
     cacheStatusKey: optionalBoolean(o.cacheStatusKey, `${path}.cacheStatusKey`) ?? false,
     settings,
     hosts: new HostTable(settings, o.hosts, `${path}.hosts`)
-  })
+  }
+  // Last, once every other option is good: an adapter wrapped is claimed for its namespace (and
+  // Keyv writes the namespace into it), which a construction refused must leave as it was.
+  return Object.freeze({ store: toKeyv(o.store, namespace, DEFAULTS.namespace, `${path}.store`), ...resolved })
 }
 
 function toNamespace (value: unknown, path: string): string | undefined {

@@ -383,6 +383,14 @@ describe('invalidation reaches both tiers', () => {
     createCache({ store: map, namespace: 'one' })
     expect(() => createCache({ store: map, namespace: 'two' })).toThrow(/options\.store already serves namespace "one"/)
   })
+
+  it('leaves a store adapter unclaimed by a construction refused for another option, for the corrected one', async () => {
+    const map = new Map()
+    expect(() => createCache({ store: map, namespace: 'first', hosts: { 'Bad.example': {} } })).toThrow(/options\.hosts/)
+    expect(() => createCache({ store: map, namespace: 'first', pubsub: true })).toThrow(/options\.pubsub/)
+    const cache = createCache({ store: map, namespace: 'second' })
+    await cache.close()
+  })
 })
 
 describe('the stored form', () => {

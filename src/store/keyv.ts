@@ -316,6 +316,11 @@ function deserializeRecord<T> (text: string): { value?: T, expires?: number } {
   return { value: text.slice(end + 1) as T, expires: Number.isFinite(expires) ? expires : undefined }
 }
 
+/** The store adapter a `store` option holds: a Keyv's own, or the adapter given. */
+export function adapterOf (value: unknown): unknown {
+  return value instanceof Keyv || isKeyvLike(value) ? (value as Keyv).store : value
+}
+
 /** A Keyv from another copy of the package: `instanceof` fails across copies. */
 function isKeyvLike (value: unknown): boolean {
   return isStoreLike(value) && typeof (value as { hooks?: unknown }).hooks === 'object' &&

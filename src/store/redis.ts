@@ -79,8 +79,9 @@ export type Claimed = 'taken' | 'held' | 'pass'
 export type IndexKind = 'tag' | 'origin'
 
 /** Whether a Keyv is backed by @keyv/redis (its adapter says so and holds a client). */
-export function isRedis (keyv: Keyv): boolean {
-  const adapter = keyv.store as Partial<RedisAdapter> | undefined
+/** Whether a store adapter (a Keyv's `store`) is @keyv/redis's. */
+export function isRedis (store: unknown): boolean {
+  const adapter = store as Partial<RedisAdapter> | undefined
   return adapter?.opts?.dialect === 'redis' && typeof adapter.getClient === 'function' && adapter.client !== undefined
 }
 
@@ -99,7 +100,7 @@ export class RedisLink {
    * store's first read has (KeyvStore.opened), which the link's calls wait for.
    */
   static of (keyv: Keyv, events: StoreEvents, timeouts: StoreTimeouts, opened: () => Promise<void>): RedisLink | undefined {
-    if (!isRedis(keyv)) return undefined
+    if (!isRedis(keyv.store)) return undefined
     return new RedisLink(keyv.store as RedisAdapter, `cachedfetch:${keyv.namespace ?? ''}:`, events, timeouts, opened)
   }
 
