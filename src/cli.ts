@@ -78,9 +78,7 @@ async function main (argv: string[]): Promise<number> {
     cachedFetch = createCachedFetch({
       ...(store === undefined ? {} : { store: store.adapter }),
       ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
-      ...(hosts === undefined ? {} : { hosts }),
-      // One try per request: the CLI shows what the origin answered.
-      retry: false
+      ...(hosts === undefined ? {} : { hosts })
     })
   } catch (error) {
     await store?.close()
@@ -95,7 +93,13 @@ async function main (argv: string[]): Promise<number> {
       return 3
     }
     let last: Answered | undefined
-    for (let i = 0; i < repeat; i++) {
+    // Output closed early (`| head -1`): nothing more to show, so no more requests.
+    let closed = false
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error
+      closed = true
+    })
+    for (let i = 0; i < repeat && !closed; i++) {
       last = await once(cachedFetch, url, method, headers, values.include)
       // Whatever the answer stored is in before the next request, as a later request would find it.
       await cachedFetch.cache.flush()
@@ -118,21 +122,38 @@ interface Answered {
   readonly url: string
 }
 
+/** One try per request, whatever a host's policy in --hosts says: the CLI shows what the origin answered. */
+const ONE_TRY = Object.freeze({ retry: false as const })
+
 async function once (cachedFetch: CachedFetch, url: string, method: string, headers: Array<[string, string]>, include: boolean): Promise<Answered> {
   const started = performance.now()
-  const response = await cachedFetch(url, { method, headers })
+  const response = await cachedFetch(url, { method, headers, cachePolicy: ONE_TRY })
   const body = await response.arrayBuffer()
   const ms = performance.now() - started
   const cacheStatus = response.headers.get('cache-status') ?? ''
-  const hit = /(^|,\s*)cachedfetch; hit/.test(cacheStatus)
+  // Ours is the last member (RFC 9211 §2): one before it is a cache nearer the origin, which may be a cachedfetch too.
+  const ours = lastMember(cacheStatus)
+  const hit = /^cachedfetch; hit/.test(ours)
   // A stale response standing in for the origin's failure went forward: no hit (RFC 9211 §2.1), but served from the cache.
-  const label = hit ? 'HIT ' : /(^|,\s*)cachedfetch; [^,]*detail=stale-if-error/.test(cacheStatus) ? 'STALE' : 'MISS'
+  const label = hit ? 'HIT ' : /^cachedfetch;.*detail=stale-if-error/.test(ours) ? 'STALE' : 'MISS'
   const shown = Object.fromEntries([...response.headers])
   process.stdout.write(`${paint(1, `${response.status} ${response.statusText}`)}  ${paint(label === 'MISS' ? 33 : 32, label)}  ${cacheStatus}  ${dim(`${ms.toFixed(1)} ms, ${body.byteLength} bytes`)}\n`)
   // The label and the Cache-Status are the last answer's: a redirect fetch followed was a request of its own.
   if (response.redirected) process.stdout.write(`  ${dim('redirected to')} ${response.url}\n`)
   if (include) for (const [name, value] of response.headers) process.stdout.write(`  ${dim(name + ':')} ${value}\n`)
   return { status: response.status, headers: shown, url: response.url }
+}
+
+/** A structured-field List's last member (RFC 8941 §3.1), a comma inside a quoted string being none of its commas. */
+function lastMember (list: string): string {
+  let start = 0
+  let quoted = false
+  for (let i = 0; i < list.length; i++) {
+    if (quoted && list[i] === '\\') i++
+    else if (list[i] === '"') quoted = !quoted
+    else if (!quoted && list[i] === ',') start = i + 1
+  }
+  return list.slice(start).trim()
 }
 
 /** What the cache makes of the last answer, for the URL it came from. */
@@ -173,9 +194,9 @@ function toUrl (text: string): string {
   try {
     url = new URL(text)
   } catch {
-    throw new UsageError(`not a URL: ${JSON.stringify(text)} (give an absolute http:// or https:// URL)`)
+    throw new UsageError(`not a URL: ${JSON.stringify(withoutPassword(text))} (give an absolute http:// or https:// URL)`)
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http:// or https:// URL: ${JSON.stringify(text)}`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http:// or https:// URL: ${JSON.stringify(withoutPassword(text))}`)
   // fetch refuses a URL with credentials: bad input, said as such rather than as a failed request.
   if (url.username !== '' || url.password !== '') throw new UsageError('a URL with a user name or password, which fetch refuses: give credentials as a header (-H \'Authorization: …\')')
   return url.href
@@ -185,7 +206,10 @@ function toUrl (text: string): string {
 function toHeader (text: string): [string, string] {
   const colon = text.indexOf(':')
   const name = text.slice(0, Math.max(colon, 0)).trim()
-  if (colon < 1 || !isToken(name)) throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(text)}`)
+  if (colon < 1 || !isToken(name)) {
+    // Only what would be its name: the rest may be a credential (`-H 'Authorization Bearer …'`).
+    throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got one beginning ${JSON.stringify(text.split(/[\s:]/)[0])} (the rest is not printed: it may be a credential)`)
+  }
   const value = text.slice(colon + 1).trim()
   if (!isFieldValue(value)) throw new UsageError(`the value of the header ${name} holds a control character or a character past Latin-1, which HTTP refuses (the value is not printed: it may be a credential)`)
   return [name, value]

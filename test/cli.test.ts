@@ -5,7 +5,7 @@
  * usage, an unreachable host and an unusable store end with their documented exit codes and a
  * message that says what is wrong.
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -144,3 +144,50 @@ describe('a store URL as the CLI and register print it', () => {
   })
 })
 
+describe('the command line, told what it must not do', () => {
+  it('keeps retries off ("it shows what the origin answered") even when the --hosts file sets retry for the host', async () => {
+    const origin = await opened.origin({ '/busy': respond(503, { 'content-type': 'text/plain', 'retry-after': '0' }, 'busy') })
+    // The same file an application gives CACHEDFETCH_HOSTS, with retries for its API host.
+    const hosts = join(databaseFile(), '..', 'hosts.json')
+    writeFileSync(hosts, JSON.stringify({ '127.0.0.1': { retry: { limit: 3 } } }))
+    const run = await cli(`${origin.url}/busy`, '--hosts', hosts)
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^503 Service Unavailable {2}MISS/)
+    expect(origin.hits('/busy')).toBe(1)
+  }, 30_000)
+
+  it('labels a miss MISS though an upstream cache named cachedfetch said hit in its own Cache-Status member', async () => {
+    // Another service built on cachedfetch in front: its member comes first, this cache's is appended last.
+    const origin = await opened.origin({ '/up': respond(200, { 'content-type': 'text/plain', 'cache-status': 'cachedfetch; hit; ttl=5', 'cache-control': 'no-store' }, 'up') })
+    const run = await cli(`${origin.url}/up`)
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^200 OK {2}MISS {2}cachedfetch; hit; ttl=5, cachedfetch; fwd=uri-miss; fwd-status=200 /)
+  }, 30_000)
+
+  it('ends quietly, with no unhandled EPIPE and stack trace, when its output is closed early (cachedfetch … | head -1)', async () => {
+    const origin = await opened.origin({ '/doc': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, 'doc') })
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, `${origin.url}/doc`, '--repeat', '5000'], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+    // As `head -1` does: read the first line, then close the pipe.
+    child.stdout.once('data', () => { child.stdout.destroy() })
+    await new Promise<void>((resolve) => child.on('close', () => resolve()))
+    expect(stderr).not.toMatch(/Unhandled 'error' event|EPIPE/)
+  }, 30_000)
+
+  it.each([
+    ['a URL that does not parse', 'http://user:s3cret@example.com:99999/'],
+    ['a URL of another scheme', 'ftp://user:s3cret@example.com/'],
+    ['a URL with a space in its host', 'https://user:s3cret@exa mple.com/']
+  ])('does not print the password of %s it refuses, as it does not for an http URL with credentials', async (_name, url) => {
+    const run = await cli(url)
+    expect(run.code).toBe(2)
+    expect(run.stderr).not.toMatch(/s3cret/)
+  }, 30_000)
+
+  it('does not print a credential given as a header without its colon (it refuses the value of a bad header for that reason)', async () => {
+    const run = await cli('http://127.0.0.1:1/', '-H', 'Authorization Bearer s3cret')
+    expect(run.code).toBe(2)
+    expect(run.stderr).not.toMatch(/s3cret/)
+  }, 30_000)
+})
