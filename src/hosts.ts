@@ -5,6 +5,7 @@
  * the cache's own options. Each entry is applied over those options once, at construction.
  */
 import { readFile } from 'node:fs/promises'
+import { domainToASCII } from 'node:url'
 import { memoize } from './memo.js'
 import { applyOwnPolicy, HOST_POLICY_KEYS, type HostPolicy, type RequestSettings } from './settings.js'
 import { describe, isOptionsObject } from './validate.js'
@@ -32,18 +33,19 @@ export class HostTable {
       }
       /** The pattern each exact host came from. */
       const named = new Map<string, string>()
-      for (const [pattern, policy] of Object.entries(hosts as Record<string, HostPolicy>)) {
-        const at = `${path}[${JSON.stringify(pattern)}]`
+      for (const [given, policy] of Object.entries(hosts as Record<string, HostPolicy>)) {
+        const at = `${path}[${JSON.stringify(given)}]`
         const settings = applyOwnPolicy(base, policy, at, HOST_POLICY_KEYS)
+        const pattern = inPunycode(given)
         if (pattern.startsWith('*.')) {
-          if (!WILDCARD.test(pattern) || NUMERIC_TOP_LABEL.test(pattern)) throw badPattern(path, pattern)
+          if (!WILDCARD.test(pattern) || NUMERIC_TOP_LABEL.test(pattern)) throw badPattern(path, given)
           this.#wildcards.push([pattern.slice(1), settings])
         } else {
-          const host = canonical(pattern, path)
+          const host = canonical(pattern, path, given)
           // `a.test:8080` and `a.test:08080` name one host: one would silently take the other's place.
           const earlier = named.get(host)
-          if (earlier !== undefined) throw new TypeError(`expected ${path} to name each host once, got ${JSON.stringify(earlier)} and ${JSON.stringify(pattern)} for ${host}`)
-          named.set(host, pattern)
+          if (earlier !== undefined) throw new TypeError(`expected ${path} to name each host once, got ${JSON.stringify(earlier)} and ${JSON.stringify(given)} for ${host}`)
+          named.set(host, given)
           this.#exact.set(host, settings)
         }
       }
@@ -77,25 +79,37 @@ export class HostTable {
   }
 }
 
-/** `host` or `host:port` as a URL writes it (lower case, IPv6 compressed), or a TypeError. */
-function canonical (pattern: string, path: string): string {
-  if (!EXACT.test(pattern)) throw badPattern(path, pattern)
+/**
+ * A lower-case pattern naming an internationalised domain in Unicode, as a URL writes its host: in
+ * punycode (`*.bücher.example` is `*.xn--bcher-kva.example`). Any other pattern as it is.
+ */
+function inPunycode (pattern: string): string {
+  if (/^[\x21-\x7e]*$/.test(pattern) || pattern.toLowerCase() !== pattern) return pattern
+  const wildcard = pattern.startsWith('*.') ? '*.' : ''
+  const port = /:\d+$/.exec(pattern)?.[0] ?? ''
+  const ascii = domainToASCII(pattern.slice(wildcard.length, pattern.length - port.length))
+  return ascii === '' ? pattern : `${wildcard}${ascii}${port}`
+}
+
+/** `host` or `host:port` as a URL writes it (lower case, IPv6 compressed), or a TypeError naming the pattern `given`. */
+function canonical (pattern: string, path: string, given: string): string {
+  if (!EXACT.test(pattern)) throw badPattern(path, given)
   let url: URL
   try {
     url = new URL(`http://${pattern}`)
   } catch {
-    throw badPattern(path, pattern)
+    throw badPattern(path, given)
   }
   // The pattern must be a host and port only, and what the URL made of it the same host.
   if (url.username !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.hostname === '' ||
-      pattern.toLowerCase() !== pattern) throw badPattern(path, pattern)
+      pattern.toLowerCase() !== pattern) throw badPattern(path, given)
   // The port as a number, as a URL's origin writes it (`:0080` is port 80): the key #match looks up.
   const explicitPort = /:(\d+)$/.exec(pattern)?.[1]
   return explicitPort === undefined ? url.hostname : `${url.hostname}:${Number(explicitPort)}`
 }
 
 function badPattern (path: string, pattern: string): TypeError {
-  return new TypeError(`expected ${path} keys to be lower-case host names, 'host:port' or '*.domain' patterns, got ${JSON.stringify(pattern)}`)
+  return new TypeError(`expected ${path} keys to be lower-case host names (in Unicode or punycode), 'host:port' or '*.domain' patterns, got ${JSON.stringify(pattern)}`)
 }
 
 /**

@@ -252,6 +252,23 @@ describe('the most specific pattern wins', () => {
   })
 })
 
+describe('an internationalised domain', () => {
+  it('is named in Unicode or in punycode, exact or under a wildcard, as the URL parser writes its host', async () => {
+    const cache = createCache({ hosts: { 'bücher.example': { forceTtl: 7 }, '*.straße.example': { forceTtl: 8 }, 'xn--caf-dma.example:8080': { forceTtl: 9 } } })
+    const lifetime = (url: string): number => cache.explain({ url }, 200, { 'cache-control': 'max-age=0' }).lifetime
+    expect([lifetime('http://bücher.example/x'), lifetime('http://xn--bcher-kva.example/x')]).toEqual([7, 7])
+    expect(lifetime('https://www.straße.example/x')).toBe(8)
+    expect(lifetime('http://café.example:8080/x')).toBe(9)
+    expect(lifetime('http://buecher.example/x')).toBe(0)
+    await cache.close()
+  })
+
+  it('is one host, whichever way it is named', () => {
+    expect(() => createCache({ hosts: { 'bücher.example': {}, 'xn--bcher-kva.example': {} } })).toThrow(/options\.hosts to name each host once, got "bücher\.example" and "xn--bcher-kva\.example"/)
+    expect(() => createCache({ hosts: { 'Bücher.example': {} } })).toThrow(/options\.hosts keys .*"Bücher\.example"/)
+  })
+})
+
 describe('a bad host policy is a TypeError at construction, naming the host and the key', () => {
   it.each([
     [{ '*.example.com': { defaultTtl: -1 } }, /options\.hosts\["\*\.example\.com"\]\.defaultTtl/],
