@@ -145,8 +145,9 @@ export class Answers {
     const entry = lookup.entry
     if (entry === undefined || !this.mayStandIn(lookup)) return undefined
     this.#count(lookup, 'stale', { url: request.url, key: entry.key, status, reason: 'stale-if-error', bytes: bodyLength(entry.body) }, shared)
-    // The request went forward (RFC 9211 §2.2), so no hit (§2.1), though the stored response answers it.
-    const parts: StatusParts = { fwd: 'stale', fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
+    // The request went forward (RFC 9211 §2.2), so no hit (§2.1), though the stored response answers
+    // it; forward as the lookup said: `stale`, or `request` for a fresh one the request refused.
+    const parts: StatusParts = { fwd: lookup.fwd, fwdStatus: status, ttl: entry.policy.ttl(), detail: 'stale-if-error' }
     return { kind: 'replay', entry, headers: this.#served(entry, parts) }
   }
 

@@ -81,7 +81,9 @@ export class Cache {
    * @internal For the adapters (src/adapters/) and the benchmark, not for applications.
    */
   lookup (request: CacheRequest, mode: FetchCacheMode = 'default', settings: RequestSettings = this.settings(request.url)): MaybePromise<Lookup> {
-    const directives = requestDirectives(request.headers, settings.ignoreRequestNoCache)
+    const asked = requestDirectives(request.headers, settings.ignoreRequestNoCache)
+    // Fetch's no-cache mode is the request's no-cache (Fetch §4.6), given as the mode or, by fetch, as max-age=0.
+    const directives = mode === 'no-cache' && !asked.noCache ? { ...asked, noCache: true } : asked
     if (!settings.enabled) return this.#bypass(request, 'bypass', directives, settings)
     if (!settings.methods.has(request.method)) return this.#bypass(request, 'method', directives, settings)
     // A GET or HEAD with content (RFC 9110 §9.3.1 gives it no meaning; a search API may read it) is
