@@ -8,7 +8,7 @@ import { FIELD_LIMITS, fieldsFitToStore } from './field-limits.js'
 import { deltaSeconds, parseDirectives, requestDirectives, type RequestDirectives } from './directives.js'
 import { CALLER_CONDITIONALS, hasAny, normalizeHeaders, normalizeUrl, storeKey, varyFields, varyValues, type CacheRequest } from './key.js'
 import type { ResolvedOptions } from './options.js'
-import type { PolicyFactory } from './policy.js'
+import { noStoreOverridden, type PolicyFactory } from './policy.js'
 import { revalidationHeaders } from './revalidation.js'
 import type { Policy } from './stored-policy.js'
 import type { RequestSettings } from './settings.js'
@@ -111,7 +111,7 @@ function decide (policy: Policy, storable: boolean, status: number, headers: Res
   if (!settings.methods.has(method)) reasons.push(`${method} responses are not cached here (methods)`)
   if (request.conditional) reasons.push('the request carries conditional or range headers of its own: it passes through untouched')
   if (request.directives.noStore) reasons.push('the request says no-store (RFC 9111 §5.2.1.5)')
-  if (d['no-store'] !== undefined) reasons.push('the response says no-store (RFC 9111 §5.2.2.5)')
+  if (d['no-store'] !== undefined && !noStoreOverridden(d, status)) reasons.push('the response says no-store (RFC 9111 §5.2.2.5)')
   if (settings.shared && d.private !== undefined) reasons.push('the response is private, and this cache is shared (§5.2.2.7)')
   if (settings.shared && headers['set-cookie'] !== undefined) reasons.push('the response sets a cookie, and this cache is shared: a cookie belongs to one user')
   if (varyFields(fieldValue(headers.vary))[0] === '*') reasons.push('the response varies on * (§4.1): no request would ever match it')

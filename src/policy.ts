@@ -24,6 +24,11 @@ import { Policy, type PolicyObject } from './stored-policy.js'
 const UNDERSTOOD = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501])
 const STAND_IN_STATUS = 302
 
+/** RFC 9111 §5.2.2.3: must-understand with a status the cache understands overrides no-store. */
+export function noStoreOverridden (directives: Directives, status: number): boolean {
+  return directives['must-understand'] !== undefined && UNDERSTOOD.has(status)
+}
+
 /** Fields a 304 must not change in the stored response: they describe the stored body (RFC 9111 §3.2). */
 const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
 

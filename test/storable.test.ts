@@ -1,7 +1,8 @@
 /**
  * RFC 9111 §3: which responses the cache stores. Each case in fixtures/storable.json is sent twice,
  * with the same request, through cachedFetch and through the undici interceptor: a stored response
- * makes the second a hit the origin never sees; anything else reaches the origin twice.
+ * makes the second a hit the origin never sees; anything else reaches the origin twice. Before
+ * either, cache.explain() must say the same of it.
  */
 import { readFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -45,9 +46,12 @@ for (const { name: adapter, connect } of adapters) {
         res.writeHead(c.status, c.response)
         res.end(`body of ${c.path}`)
       })
-      const client = opened.add(connect(createCache({ shared: c.mode === 'shared', retry: false })))
+      const cache = createCache({ shared: c.mode === 'shared', retry: false })
+      const client = opened.add(connect(cache))
       const url = origin.url + c.path
       const headers = c.request ?? {}
+      // cache.explain() says what the engine does.
+      expect(cache.explain({ method, url, headers }, c.status, c.response).storable).toBe(c.stored)
 
       const first = await client.send(url, { method, headers })
       const second = await client.send(url, { method, headers })
