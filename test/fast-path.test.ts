@@ -322,6 +322,31 @@ describe("a fast-path hit's body reads as a fetched body does", () => {
     expect(server.hits('/doc')).toBe(1)
   })
 
+  it('keeps a clone readable after an abort once either copy was read whole, as undici.fetch does (its abort errors the tee\'s drained source)', async () => {
+    const { cachedFetch, slowFetch } = setup()
+    const server = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end('doc') } })
+    const url = `${server.url}/doc`
+    await (await cachedFetch(url)).arrayBuffer()
+    const settle = (reading: Promise<string>): Promise<unknown> => reading.then((text) => ({ text }), (error: Error) => ({ rejected: error.name }))
+    const outcome = async (get: typeof slowFetch, cloneFirst: boolean, streamed: boolean): Promise<unknown> => {
+      const controller = new AbortController()
+      const response = await get(url, { signal: controller.signal })
+      const copy = response.clone()
+      const [first, second] = cloneFirst ? [copy, response] : [response, copy]
+      const read = await settle(streamed ? new globalThis.Response(first.body).text() : first.text())
+      controller.abort()
+      return [read, await settle(second.text())]
+    }
+    for (const cloneFirst of [false, true]) {
+      for (const streamed of [false, true]) {
+        const fast = await outcome(cachedFetch, cloneFirst, streamed)
+        expect({ cloneFirst, streamed, fast }).toEqual({ cloneFirst, streamed, fast: [{ text: 'doc' }, { text: 'doc' }] })
+        expect(fast).toEqual(await outcome(slowFetch, cloneFirst, streamed))
+      }
+    }
+    expect(server.hits('/doc')).toBe(1)
+  })
+
   it('fails a body stream taken before its caller aborted, read after, with the signal\'s reason, as undici.fetch does', async () => {
     const { cachedFetch, slowFetch } = setup()
     const server = await opened.origin({ '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('doc') } })

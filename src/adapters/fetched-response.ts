@@ -86,14 +86,16 @@ const utf8 = new TextDecoder()
  * A hit's Response watches its caller's signal as fetch's does (Fetch §4.1, abort fetch): once it
  * has aborted, a body not read yet fails with its reason. The signal is read when the body is, not
  * listened to: a stream made before the abort (`body`) holds bytes already here, and is read to its end.
+ * A hit and its clones share one watch: once any of them has read the body whole, an abort fails
+ * none, as under fetch, whose abort errors the stream a clone's tee has drained by then.
  */
 export class FetchedResponse extends Response {
   readonly #url: string
   #guarded = false
   /** A hit's stored body (never handed out itself) or a follower's; undefined for a stream, which is undici's to read. */
   readonly #source: StoredBody | ArrivingBody | undefined
-  /** A hit's caller's signal (a follower's body watches its own: src/adapters/follower.ts). */
-  readonly #signal: AbortSignal | undefined
+  /** A hit's caller's signal, shared with its clones (a follower's body watches its own: src/adapters/follower.ts). */
+  #watch: BodyWatch | undefined
   /** The body has been read directly. */
   #read = false
   /** A Response whose body is a stream of the source, once something needed a stream: it answers for the body from then on. */
@@ -104,7 +106,7 @@ export class FetchedResponse extends Response {
     super(source === undefined ? body as ReadableStream<Uint8Array> | null : null, init)
     this.#url = url
     this.#source = source
-    this.#signal = init.signal
+    this.#watch = init.signal === undefined ? undefined : new BodyWatch(init.signal)
   }
 
   override clone (): Response {
@@ -114,7 +116,9 @@ export class FetchedResponse extends Response {
     const headers = new Headers(ownHeaders(this))
     // A stream is teed, as undici's clone() does; a stored body is shared, since neither copy hands it out.
     const body = this.#streamed === undefined && !(source instanceof ArrivingBody) ? source : this.#holder().clone().body
-    return new FetchedResponse(this.#url, body, { status: this.status, statusText: this.statusText, headers, signal: this.#signal })
+    const clone = new FetchedResponse(this.#url, body, { status: this.status, statusText: this.statusText, headers })
+    clone.#watch = this.#watch
+    return clone
   }
 
   /** The whole body, for a direct read that uses it up; undefined when a stream answers instead. */
@@ -122,8 +126,11 @@ export class FetchedResponse extends Response {
     const source = this.#source
     if (source === undefined || this.#streamed !== undefined || this.#read) return undefined
     this.#read = true
-    if (this.#signal?.aborted === true) return Promise.reject(this.#signal.reason as Error)
-    return source instanceof ArrivingBody ? source.read() : Promise.resolve(source)
+    const watch = this.#watch
+    if (watch?.aborted === true) return Promise.reject(watch.signal.reason as Error)
+    if (source instanceof ArrivingBody) return source.read()
+    if (watch !== undefined) watch.drained = true
+    return Promise.resolve(source)
   }
 
   /** The Response whose body undici's methods read: this one's own, or the stream made of the source. */
@@ -133,14 +140,14 @@ export class FetchedResponse extends Response {
     if (this.#streamed === undefined) {
       const type = ownHeaders(this).get('content-type')
       // The Response constructor copies a stored body's bytes: the caller cannot change the stored one.
-      const signal = this.#signal
+      const watch = this.#watch
       let body: Uint8Array | ReadableStream<Uint8Array>
       if (this.#read) body = new Uint8Array(0)
       else if (source instanceof ArrivingBody) body = source.stream()
       else {
         const bytes = bodyBytes(source)
         // A small body without a signal is the Response's to copy whole: one chunk, as fetch's would be.
-        body = signal === undefined && bytes.byteLength <= SLICE ? bytes : sliced(bytes, signal)
+        body = watch === undefined && bytes.byteLength <= SLICE ? bytes : sliced(bytes, watch)
       }
       this.#streamed = new Response(body, type === null ? undefined : { headers: { 'content-type': type } })
       // Read directly before: the stream is left as undici leaves one it has read (disturbed,
@@ -194,30 +201,41 @@ export class FetchedResponse extends Response {
   }
 }
 
+/** A hit's caller's signal, and whether the hit or a clone of it has read the body whole. */
+class BodyWatch {
+  drained = false
+  constructor (readonly signal: AbortSignal) {}
+  /** Whether a body not read yet fails: aborted before any copy was read whole. */
+  get aborted (): boolean {
+    return !this.drained && this.signal.aborted
+  }
+}
+
 /** The most a stored body's stream hands over at once: as undici's fetch hands a body over. */
 const SLICE = 64 * 1024
 
 /**
  * A stored body as a stream, copied a slice at a time as it is read (a caller cannot change the
  * stored bytes, and one that reads slowly holds no whole copy of a large body), and failed by the
- * caller's signal, with its reason, until it has been read (Fetch "abort fetch" errors a response
- * body still readable), as a fetched body is.
+ * caller's signal, with its reason, until it or a clone has been read (Fetch "abort fetch" errors
+ * a response body still readable), as a fetched body is.
  */
-function sliced (bytes: Buffer, signal: AbortSignal | undefined): ReadableStream<Uint8Array> {
+function sliced (bytes: Buffer, watch: BodyWatch | undefined): ReadableStream<Uint8Array> {
+  const signal = watch?.signal
   let offset = 0
   let fail: (() => void) | undefined
   const stream = new ReadableStream({
     type: 'bytes',
     start (controller) {
-      if (signal === undefined) return
-      if (signal.aborted) {
-        controller.error(signal.reason)
+      if (watch === undefined) return
+      if (watch.aborted) {
+        controller.error(watch.signal.reason)
         return
       }
       // Held weakly: a stream dropped unread is collected, and its listener removed (src/adapters/abort-listeners.ts).
       const held = new WeakRef(controller)
-      fail = () => { held.deref()?.error(signal.reason) }
-      onAbort(signal, fail)
+      fail = () => { if (!watch.drained) held.deref()?.error(watch.signal.reason) }
+      onAbort(watch.signal, fail)
     },
     pull (controller) {
       const end = Math.min(offset + SLICE, bytes.byteLength)
@@ -225,6 +243,7 @@ function sliced (bytes: Buffer, signal: AbortSignal | undefined): ReadableStream
       if (end > offset) controller.enqueue(new Uint8Array(bytes.subarray(offset, end)))
       offset = end
       if (offset < bytes.byteLength) return
+      if (watch !== undefined) watch.drained = true
       if (fail !== undefined) signal!.removeEventListener('abort', fail)
       controller.close()
       // A BYOB read waiting on a stream that closes is answered with no bytes, else it waits for ever.
