@@ -613,6 +613,34 @@ for (const adapter of adapters) {
         expect(cache.stats().retries).toBe(0)
       })
 
+      it('resumes a caller\'s Range whose If-Range did not match (a 200 in full) without that If-Range, which would have the origin ignore the resume\'s Range too', async () => {
+        const full = Buffer.from('0123456789'.repeat(10))
+        let attempts = 0
+        const { path, url } = serve((req, res) => {
+          attempts++
+          const etag = '"s1"'
+          const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
+          // RFC 9110 §13.1.5: a Range under an If-Range that does not match is ignored.
+          const honoured = range !== null && (req.headers['if-range'] === undefined || req.headers['if-range'] === etag)
+          const start = honoured ? Number(range[1]) : 0
+          const end = honoured && range[2] !== '' ? Number(range[2]) : full.length - 1
+          const part = full.subarray(start, end + 1)
+          res.writeHead(honoured ? 206 : 200, {
+            etag, 'content-type': 'text/plain', 'content-length': String(part.length), ...(honoured ? { 'content-range': `bytes ${start}-${end}/${full.length}` } : {})
+          })
+          if (attempts === 1) res.write(part.subarray(0, 20), () => setTimeout(() => res.destroy(), 20))
+          else res.end(part)
+        })
+        const { client } = connect({ retry: FAST })
+
+        const reply = await client.send(url, { headers: { range: 'bytes=10-59', 'if-range': '"old"' } })
+
+        expect(reply.status).toBe(200)
+        expect(reply.body).toBe(full.toString())
+        const resumed = origin.seen(path)[1]!.headers
+        expect([resumed.range, resumed['if-match'], resumed['if-range']]).toEqual(['bytes=20-99', '"s1"', undefined])
+      })
+
       it('resumes with Range and If-Match when a strong ETag and Content-Length allow it', async () => {
         const { path, url } = serve(sequence(
           breakOff({ etag: '"v1"' }),

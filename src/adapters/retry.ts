@@ -222,6 +222,14 @@ class RetryGuard implements Handler, Controller {
    */
   readonly dispatchLater = (opts: Dispatch, retryHandler: Handler): boolean => {
     this.#between = true
+    // A resume is pinned by If-Match to the strong ETag of the answer it continues. A caller's
+    // If-Range, which that answer did not match if it came whole, would have the origin ignore the
+    // resume's Range as well (RFC 9110 §13.1.5). The fields are a record here (dispatchWithRetry).
+    const fields = opts.headers as Record<string, string> | undefined
+    if (this.#answered && fields?.['if-range'] !== undefined) {
+      const { 'if-range': _ignored, ...headers } = fields
+      opts = extend(opts, { headers })
+    }
     // A resume of a body that broke off is RetryHandler's to check, whatever its status.
     const retrying = this.#answered ? retryHandler : new FinalAnswers(this, this.#retry, retryHandler)
     // RetryHandler hides a resumed attempt's onRequestStart from us: this gate sees it.
