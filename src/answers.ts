@@ -157,8 +157,11 @@ export class Answers {
    * complete, so that one that breaks off half way can still be stood in for.
    */
   mayStandIn (lookup: Forwarded): boolean {
-    // Nobody waits on a background refresh: its failure is reported, not stood in for.
-    return lookup.entry !== undefined && !lookup.background && lookup.entry.policy.usableOnError(lookup.directives, lookup.settings)
+    const { entry } = lookup
+    // Nobody waits on a background refresh: its failure is reported, not stood in for. Nor does an
+    // entry an invalidation picked since the lookup found it (RFC 9111 §4.4) stand in.
+    return entry !== undefined && !lookup.background && entry.policy.usableOnError(lookup.directives, lookup.settings) &&
+      !this.#writes.outdated(lookup.since, entry.key, entry)
   }
 
   /**

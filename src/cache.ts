@@ -51,7 +51,7 @@ export class Cache {
    * the engine so that every adapter on this cache shares them.
    * @internal For the adapters (src/adapters/), not for applications.
    */
-  readonly flights = new Flights<unknown>((since, storeKey) => this.#writes.invalidatedSince(since, storeKey))
+  readonly flights = new Flights<unknown>((since, storeKey) => this.#writes.invalidatedSince(since, storeKey), () => this.#writes.started)
   /**
    * What the origin's answers to forwarded requests do: served, stored, merged, stood in for (src/answers.ts).
    * @internal For the adapters (src/adapters/), not for applications.

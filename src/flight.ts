@@ -40,16 +40,23 @@ function sorted (names: string[]): string[] {
 export class Flights<T> {
   #flights = new Map<string, { readonly flight: T, readonly storeKey: string, readonly since: number }>()
   readonly #invalidatedSince: (since: number, storeKey: string) => boolean
+  readonly #started: () => number
 
-  /** `invalidatedSince`: whether an invalidation that started after a lookup's `since` may pick `storeKey`. */
-  constructor (invalidatedSince: (since: number, storeKey: string) => boolean) {
+  /**
+   * `invalidatedSince`: whether an invalidation that started after the first `since` may pick
+   * `storeKey`; `started`: how many invalidations have started.
+   */
+  constructor (invalidatedSince: (since: number, storeKey: string) => boolean, started: () => number) {
     this.#invalidatedSince = invalidatedSince
+    this.#started = started
   }
 
   /**
-   * The flight identical requests join. Not one whose lookup an invalidation began after (it went
-   * on for the callers it had; its answer, or the entry that stands in for a failure, may predate
-   * that invalidation): identical requests start flights of their own.
+   * The flight identical requests join. Not one an invalidation that may pick its entry began after
+   * (it went on for the callers it had; its answer, or the entry that stands in for a failure, may
+   * predate that invalidation): identical requests start flights of their own. One under way when
+   * the flight started does not keep callers from it: the flight's request went out after that
+   * invalidation began, and its lookup counted what that invalidation picks as gone already.
    */
   get (key: string): T | undefined {
     const found = this.#flights.get(key)
@@ -58,9 +65,9 @@ export class Flights<T> {
     return undefined
   }
 
-  /** `storeKey` is the key its response is stored under (src/key.ts); `since`, its lookup's (src/writes.ts). */
-  start (key: string, flight: T, storeKey: string, since: number): void {
-    this.#flights.set(key, { flight, storeKey, since })
+  /** `storeKey` is the key its response is stored under (src/key.ts). */
+  start (key: string, flight: T, storeKey: string): void {
+    this.#flights.set(key, { flight, storeKey, since: this.#started() })
   }
 
   /** Ends a flight; a newer one under the same key is left alone. */

@@ -50,6 +50,11 @@ export class Writes {
     return this.#invalidations.floor(this.#invalidations.count)
   }
 
+  /** How many invalidations have started, those under way included. */
+  get started (): number {
+    return this.#invalidations.count
+  }
+
   /**
    * Whether an invalidation that started after a lookup's `since` picks an answer to be stored
    * under `key` with these tags: its write would not be made.
@@ -58,7 +63,7 @@ export class Writes {
     return this.#invalidations.coversTagged(this.#invalidations.floor(since), key, () => tags)
   }
 
-  /** Whether an invalidation that started after a lookup's `since` may pick what `key` stores. */
+  /** Whether an invalidation that started after the first `since` (a count of those started) may pick what `key` stores. */
   invalidatedSince (since: number, key: string): boolean {
     return this.#invalidations.covers(since, key, undefined)
   }

@@ -185,6 +185,31 @@ for (const adapter of adapters) {
       expect(results.map((r) => got(r.outcome, body)).filter((g) => g !== 'the whole body')).toEqual([])
     }
 
+    it('shares one exchange among identical callers while an invalidation that may pick other entries is under way', async () => {
+      const { server, answer } = await gatedOrigin(Buffer.from('doc'), { 'cache-control': 'max-age=60' })
+      server.route('/other', respond(200, { 'cache-control': 'max-age=60' }, 'other'))
+      // A store write on its way, which a tag invalidation waits for (src/writes.ts): it is under way meanwhile.
+      const held = gate()
+      const map = new Map<string, unknown>()
+      const store = Object.assign(new Map(), {
+        get: (key: string) => map.get(key),
+        set: async (key: string, value: unknown) => { await held.promise; map.set(key, value); return true },
+        delete: (key: string) => map.delete(key)
+      })
+      const cache = createCache({ store: store as never })
+      const client = adapter.connect(cache)
+      await readBody((await client.get(`${server.url}/other`)).body)
+      const invalidation = cache.invalidateTag('no-response-has-it')
+
+      const calls = await concurrently(client, cache, server, 20)
+      answer.release()
+      const results = await Promise.all(calls)
+      expectAllWhole(results, Buffer.from('doc'))
+      expect(server.hits('/doc')).toBe(1)
+      held.release()
+      await invalidation
+    })
+
     it('sends 1000 identical concurrent GETs on a cold cache to the origin once; every caller gets the whole body', async () => {
       const body = bytes(10 * 1024)
       const { server, answer } = await gatedOrigin(body, { 'cache-control': 'max-age=60' })

@@ -16,7 +16,7 @@ import { adapters, type CachePolicy, type Client, type Send } from './helpers/cl
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
-import { settle, within } from './helpers/wait.js'
+import { gate, settle, waitFor, within } from './helpers/wait.js'
 
 interface WindowCase {
   readonly name: string
@@ -353,6 +353,32 @@ describe.each(adapters)('stale-if-error through $name', ({ connect }) => {
     // Fresh, but refused by the request: forwarded for the request's sake (RFC 9211 §2.2), not as stale.
     expect(stale.header('cache-status')).toBe(`cachedfetch; fwd=request; fwd-status=503; ttl=${10 - age}; detail=stale-if-error`)
     expect(origin.hits('/doc')).toBe(7)
+  })
+
+  it('does not stand in with an entry invalidated while its revalidation was on its way (RFC 9111 §4.4)', async () => {
+    const { client, cache } = setup({ staleIfError: 300 })
+    const answered = gate()
+    let failing = false
+    origin.route('/doc', async (_req, res) => {
+      if (!failing) {
+        res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10', etag: '"v1"' }).end('version 1')
+        return
+      }
+      await answered.promise
+      res.writeHead(503, { date: clock.date() }).end('unavailable')
+    })
+    const url = `${origin.url}/doc`
+    await client.send(url)
+    failing = true
+    clock.advance(30)
+
+    const pending = client.send(url, { headers: { 'cache-control': 'stale-if-error=60' } })
+    await waitFor(() => origin.hits('/doc') === 2, 'the revalidation to reach the origin')
+    await cache.invalidate(url)
+    answered.release()
+    const failed = await pending
+    expect(failed.status).toBe(503)
+    expect(failed.body).toBe('unavailable')
   })
 
   it.each(table.passedThrough)('passes a $name through even within the window', async ({ status }) => {

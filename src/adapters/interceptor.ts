@@ -204,7 +204,7 @@ function forward (cache: Cache, dispatch: Dispatch, chain: number, opts: Dispatc
   })
   // Callers that come after an invalidation of its entry began do not join it (src/flight.ts). A
   // request the cache passes by (a conditional one, say) had no key worked out by its lookup.
-  cache.flights.start(key, broadcast, lookup.key ?? storeKey(request.method, request.url, request.headers.host, lookup.settings), lookup.since)
+  cache.flights.start(key, broadcast, lookup.key ?? storeKey(request.method, request.url, request.headers.host, lookup.settings))
   // A lookup that found nothing stored counted as it looked; to a caller that joins with a stored
   // response of its own, what the exchange brings is a miss too. (One that found one tells the
   // exchange its outcome when the answer comes: Answers.forwarded, src/answers.ts.)
