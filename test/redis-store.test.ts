@@ -18,7 +18,7 @@ import KeyvRedis, { createClient } from '@keyv/redis'
 import { createCache, type Cache } from '../src/index.js'
 import { BINARY, getBytes, storedFields } from './helpers/binary.js'
 import { adapters } from './helpers/clients.js'
-import type { Origin } from './helpers/origin.js'
+import { respond, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { settle, waitFor, within } from './helpers/wait.js'
 import { adminClient, deleteNamespace, reachRedis, REDIS_URL, testNamespace } from './helpers/redis.js'
@@ -119,6 +119,32 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
     expect(storedFields(elsewhere.headers)).toEqual(storedFields(miss.headers))
     expect(storedFields(elsewhere.headers)).toMatchObject({ 'x-note': 'first, second', etag: '"bytes-v1"', 'content-length': '256' })
     expect(origin.hits('/binary')).toBe(1)
+  })
+
+  it('does not write an entry to Redis that it could not index, where tag and prefix invalidation would never find it', async () => {
+    const origin = await opened.origin({ '/tagged': respond(200, { 'cache-control': 'max-age=300', 'cache-tag': 'group' }, 'v1') })
+    const url = `${origin.url}/tagged`
+    // A client that refuses EVAL (an ACL without scripting, a proxy without Lua), as the index's script needs.
+    const refusing = redisStore()
+    const client = refusing.store as { getClient: () => Promise<object> }
+    const getClient = client.getClient.bind(client)
+    client.getClient = async () => new Proxy(await getClient(), {
+      get: (target, name) => name === 'eval'
+        ? () => Promise.reject(new Error('NOPERM this user has no permissions to run the \'eval\' command'))
+        : (Reflect.get(target, name) as unknown)
+    })
+    const writer = cacheOn(refusing)
+    await getBytes(adapter.name, writer, url, opened.agent())
+    await writer.flush()
+    expect(writer.stats().stored).toBe(0)
+
+    const reader = cacheOn(redisStore())
+    const elsewhere = await getBytes(adapter.name, reader, url, opened.agent())
+    expect(elsewhere.headers['cache-status']).toMatch(/^cachedfetch; fwd=uri-miss/)
+    await reader.flush()
+    // What the reader stored is indexed: a purge by tag reaches it in Redis.
+    await reader.invalidateTag('group')
+    expect(await redisKeysOf(origin)).toEqual([])
   })
 
   it('keeps two Vary variants of one URL side by side for a second cache', async () => {

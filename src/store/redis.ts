@@ -122,12 +122,14 @@ export class RedisLink {
   }
 
   /** Records `key` under each index, until `expires` (ms since the epoch). */
-  async index (key: string, indexes: ReadonlyArray<readonly [IndexKind, string]>, expires: number): Promise<void> {
-    await this.#call('index', key, this.#timeouts.write, async (client) => {
+  /** Adds `key` to its indexes until `expires`; whether Redis did (a failure is reported). */
+  async index (key: string, indexes: ReadonlyArray<readonly [IndexKind, string]>, expires: number): Promise<boolean> {
+    return await this.#call('index', key, this.#timeouts.write, async (client) => {
       const now = String(Date.now())
       await Promise.all(indexes.map(([kind, name]) =>
         client.eval(INDEX_SCRIPT, { keys: [this.#indexKey(kind, name)], arguments: [now, String(expires), key] })))
-    })
+      return true
+    }) === true
   }
 
   /** The live keys under an index; `undefined` when Redis failed (reported). */

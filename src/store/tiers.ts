@@ -103,10 +103,12 @@ export class Tiers implements EntryStore {
     const kept = this.#l1?.set(key, variants, ttl)
     // Memory alone: stored only if memory kept it, not if it is larger than maxSize.
     if (this.#l2 === undefined) return kept === true
-    return this.#l2.set(key, { variants, expires }, ttl).then(async (written) => {
-      if (written && this.#redis !== undefined) await this.#redis.index(key, indexesOf(key, variants), Date.now() + ttl)
-      return written
-    })
+    const l2 = this.#l2
+    if (this.#redis === undefined) return l2.set(key, { variants, expires }, ttl)
+    // Indexed first: tag and prefix invalidation find entries in Redis by their indexes, so one
+    // written unindexed would outlive every such invalidation there. A key indexed and not written
+    // (the write failed) costs nothing.
+    return this.#redis.index(key, indexesOf(key, variants), Date.now() + ttl).then((indexed) => indexed && l2.set(key, { variants, expires }, ttl))
   }
 
   delete (key: string): MaybePromise<void> {
