@@ -28,7 +28,7 @@ export interface CacheOptions extends HostPolicy {
    * The second tier (L2), where entries outlive the process or are shared by a fleet: any Keyv
    * store adapter (`new KeyvRedis(client)`, `new KeyvSqlite(uri)`, …) or Keyv instance. The memory
    * tier (L1) stays in front of it. Without it, entries live in memory only.
-   * @example store: new KeyvSqlite({ uri: 'sqlite://cache.db', busyTimeout: 5000 })
+   * @example store: new KeyvSqlite({ uri: 'sqlite://cache.db', busyTimeout: 100 })
    */
   store?: Keyv | KeyvStoreAdapter | Map<string, unknown>
   /**

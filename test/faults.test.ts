@@ -24,7 +24,7 @@ import KeyvSqlite from '@keyv/sqlite'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { cacheInterceptor, createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
-import { bytes, type Origin } from './helpers/origin.js'
+import { bytes, respond, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 import { gate, waitFor, within } from './helpers/wait.js'
@@ -528,6 +528,50 @@ describe.each(adapters)('a store that never answers a read, through $name', ({ c
     expect(outcome).toBe('AbortError')
     expect(performance.now() - started).toBeLessThan(2000)
     expect(origin.hits('/a')).toBe(0)
+  })
+})
+
+describe.each(adapters)('a store that stops answering, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('is sent no more calls while a few given up at their timeouts have not settled, and is used again once they have', async () => {
+    const origin = await opened.origin()
+    origin.route('/', respond(200, { 'cache-control': 'max-age=60' }, 'page'))
+    // A store whose calls hang while `stuck` (another program holds a SQLite file locked, say).
+    let stuck = false
+    let sent = 0
+    const hung: Array<() => void> = []
+    const map = new Map<string, unknown>()
+    const answer = <T>(value: () => T): Promise<T> => {
+      sent++
+      return stuck ? new Promise((resolve) => hung.push(() => { resolve(value()) })) : Promise.resolve(value())
+    }
+    const store = {
+      get: async (key: string) => await answer(() => map.get(key)),
+      set: async (key: string, value: unknown) => await answer(() => { map.set(key, value); return true }),
+      delete: async (key: string) => await answer(() => map.delete(key)),
+      clear: async () => { await answer(() => { map.clear() }) },
+      on () { return this }
+    }
+    const cache = createCache({ store: store as never, maxSize: 0, storeTimeouts: { read: 20, write: 20 } })
+    const client = opened.add(connect(cache))
+    await cache.flush()
+    stuck = true
+    sent = 0
+    for (let i = 0; i < 20; i++) expect((await client.send(`${origin.url}/?page=${i}`)).body).toBe('page')
+    await cache.flush()
+    // Once two calls were given up unsettled (a few more were on their way by then), the rest
+    // were refused, each a store error, and every request answered by the origin.
+    expect(sent).toBeLessThanOrEqual(8)
+    expect(origin.requests).toHaveLength(20)
+
+    stuck = false
+    for (const settle of hung.splice(0)) settle()
+    await new Promise((resolve) => setImmediate(resolve))
+    await client.send(`${origin.url}/?page=again`)
+    await cache.flush()
+    expect((await client.send(`${origin.url}/?page=again`)).header('cache-status')).toMatch(/^cachedfetch; hit/)
   })
 })
 

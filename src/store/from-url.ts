@@ -35,7 +35,9 @@ export async function storeFromUrl (url: string, what: string): Promise<UrlStore
     const file = url.slice('sqlite:'.length).replace(/^\/\//, '')
     if (file === '') throw new TypeError(`expected ${what} to name a file, as in sqlite:./cache.db, got ${JSON.stringify(url)}`)
     const { default: KeyvSqlite } = await load<typeof KeyvSqliteModule>('@keyv/sqlite', what)
-    const adapter = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 5000 })
+    // A call that waits on another process's lock holds a thread of libuv's pool while it waits:
+    // no longer than a read may take (storeTimeouts.read), after which it is given up anyway.
+    const adapter = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 100 })
     return {
       adapter: adapter as unknown as KeyvStoreAdapter,
       close: async () => { await adapter.disconnect().catch(() => {}) }

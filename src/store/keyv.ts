@@ -21,6 +21,15 @@ export interface StoreTimeouts {
 /** A key no entry has (entry keys start with a method): read once when the store is opened. */
 const OPEN_PROBE = 'open probe'
 
+/**
+ * Calls given up at their timeouts that the store has not settled yet, past which calls are refused
+ * at once (a miss, a skipped write, each reported) until some settle. A store that stops answering
+ * (a SQLite file another program holds locked, a half-open connection) would otherwise be sent
+ * every call, each holding its data, and with node-sqlite3 a thread of libuv's pool for up to its
+ * busyTimeout: the pool DNS lookups, the file system and zlib wait on too.
+ */
+const MAX_STALLED = 2
+
 /** UTF-16 code units of frames kept decoded (src/store/decoded.ts): some 700 entries of 1 KB bodies. */
 const DECODED_BUDGET = 1024 * 1024
 
@@ -79,14 +88,23 @@ export class KeyvStore {
   }
 
   #closed = false
+  /** Calls given up at their timeouts, not settled yet (MAX_STALLED). */
+  #stalled = 0
 
   /**
-   * `call`, once the store is open, given up after `ms` (src/store/keyv.ts callWhenOpen). Once the
-   * cache is closed nothing more is sent: @keyv/redis would open again the connection its owner
-   * just closed.
+   * `call`, once the store is open, given up after `ms` (src/store/keyv.ts callWhenOpen); refused
+   * while MAX_STALLED calls given up are still unsettled. Once the cache is closed nothing more is
+   * sent: @keyv/redis would open again the connection its owner just closed.
    */
   #call<T> (call: () => Promise<T>, ms: number): Promise<T> {
-    return callWhenOpen(this.#opening, () => this.#closed ? closedCache() : call(), ms)
+    if (this.#stalled >= MAX_STALLED) {
+      return Promise.reject(new StoreTimeoutError(`not sent: ${this.#stalled} store calls given up at their timeouts have not settled yet`))
+    }
+    return callWhenOpen(this.#opening, () => this.#closed ? closedCache() : call(), ms, (sent) => {
+      this.#stalled++
+      const settled = (): void => { this.#stalled-- }
+      sent.then(settled, settled)
+    })
   }
 
   close (): void {
@@ -257,17 +275,23 @@ function firstRead (keyv: Keyv): Promise<unknown> {
  * while it waited is never made, and its closure (a write's whole entry) is let go at once: calls
  * made while the store does not answer must not pile up, to go out late and all together once it
  * does (an offline queue, which the README has a Redis client built without), where a late write
- * could undo an invalidation made since.
+ * could undo an invalidation made since. `givenUp` hears of one given up once made, with the call
+ * the store has yet to settle.
  */
-export function callWhenOpen<T> (opening: Promise<void> | undefined, call: () => Promise<T>, ms: number): Promise<T> {
-  if (opening === undefined) return withTimeout(call(), ms)
-  let waiting: (() => Promise<T>) | undefined = call
+export function callWhenOpen<T> (opening: Promise<void> | undefined, call: () => Promise<T>, ms: number, givenUp?: (sent: Promise<T>) => void): Promise<T> {
+  let sent: Promise<T> | undefined
+  const send = (): Promise<T> => (sent = call())
+  if (opening === undefined) return withTimeout(send(), ms, () => givenUp?.(sent!))
+  let waiting: (() => Promise<T>) | undefined = send
   const made = opening.then(() => {
     const now = waiting
     waiting = undefined
     return now === undefined ? Promise.reject(new StoreTimeoutError('given up while the store was opening')) : now()
   })
-  return withTimeout(made, ms, () => { waiting = undefined })
+  return withTimeout(made, ms, () => {
+    waiting = undefined
+    if (sent !== undefined) givenUp?.(sent)
+  })
 }
 
 /** The namespace an adapter was wrapped for, so that two caches never share one by accident. */
