@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { getGlobalDispatcher, MockAgent, request, setGlobalDispatcher } from 'undici'
+import { getGlobalDispatcher, interceptors, MockAgent, request, setGlobalDispatcher } from 'undici'
 import { createCache, createCachedFetch, install, uninstall } from '../src/index.js'
 import { respond } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -189,5 +189,63 @@ describe("install() after Node's own fetch has run, before this undici was loade
     expect(statuses[0]).toMatch(/^cachedfetch; fwd=uri-miss/)
     expect(statuses.slice(1).every((status) => status.startsWith('cachedfetch; hit'))).toBe(true)
     expect(origin.hits('/data')).toBe(2)
+  })
+})
+
+describe('install() under an interceptor the application composes over the installed dispatcher', () => {
+  // setGlobalDispatcher(getGlobalDispatcher().compose(…)): the usual way to add one to whatever is
+  // global, after --import cachedfetch/register too. Each face goes through one cache layer.
+  it('sends fetch() and undici.request() through the cache once: one Cache-Status member, one miss counted', async () => {
+    const before = getGlobalDispatcher()
+    opened.add({ close: () => Promise.resolve(setGlobalDispatcher(before)) })
+    const origin = await opened.origin({ '/data': respond(200, { 'cache-control': 'max-age=60' }, 'data') })
+    const installed = install()
+    setGlobalDispatcher(getGlobalDispatcher().compose(interceptors.retry()))
+
+    expect(await status(await fetch(`${origin.url}/data`))).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    await installed.cache.flush()
+    expect(await status(await fetch(`${origin.url}/data`))).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+    expect(await status(await request(`${origin.url}/data`))).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+    expect(installed.cache.stats()).toMatchObject({ misses: 1, stored: 1, hits: 2 })
+  })
+
+  it('leaves no layer of a cache installed before in the way once installed again', async () => {
+    const before = getGlobalDispatcher()
+    opened.add({ close: () => Promise.resolve(setGlobalDispatcher(before)) })
+    const origin = await opened.origin({ '/data': respond(200, { 'cache-control': 'max-age=60' }, 'data') })
+    install()
+    setGlobalDispatcher(getGlobalDispatcher().compose(interceptors.retry()))
+    await status(await fetch(`${origin.url}/data`))
+    const again = install({ hosts: { '127.0.0.1': { enabled: false } } })
+    await again.cache.flush()
+
+    expect(await status(await fetch(`${origin.url}/data`))).toBe('cachedfetch; fwd=bypass; fwd-status=200')
+    expect(await status(await request(`${origin.url}/data`))).toBe('cachedfetch; fwd=bypass; fwd-status=200')
+    expect(origin.hits('/data')).toBe(3)
+  })
+})
+
+describe('install(), then a global dispatcher of an undici older than 7', () => {
+  it('answers fetch() through it as Node\'s own fetch does, as undici 6\'s setGlobalDispatcher() leaves it (an Agent: one of this undici in its place)', async () => {
+    const origin = await opened.origin({ '/data': respond(200, { 'cache-control': 'max-age=60' }, 'data') })
+    const index = fileURLToPath(new URL('../src/index.ts', import.meta.url))
+    // Node 20's own undici 6 Agent, which its fetch makes global when it runs before undici 7 is loaded.
+    const script = `
+      await (await fetch(process.argv[1])).text()
+      const legacy = globalThis[Symbol.for('undici.globalDispatcher.1')]
+      const { install } = await import(${JSON.stringify(index)})
+      install()
+      globalThis[Symbol.for('undici.globalDispatcher.1')] = legacy
+      const statuses = []
+      for (let i = 0; i < 2; i++) {
+        const fetched = await fetch(process.argv[1])
+        await fetched.text()
+        statuses.push(fetched.status + ' ' + fetched.headers.get('cache-status'))
+      }
+      console.log(JSON.stringify(statuses))`
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, `${origin.url}/data`])
+    const statuses = JSON.parse(stdout) as string[]
+    expect(statuses[0]).toMatch(/^200 cachedfetch; fwd=uri-miss/)
+    expect(statuses[1]).toMatch(/^200 cachedfetch; hit/)
   })
 })

@@ -7,9 +7,14 @@
  * Both go out through the global dispatcher the application had (a ProxyAgent, a MockAgent in its
  * tests, or undici's default Agent), as plain fetch does; and the installed fetch follows one the
  * application sets after install() (what `--import cachedfetch/register` leaves it to do), as
- * plain fetch would. `undici.request` then uses that one, without the cache.
+ * plain fetch would. `undici.request` then uses that one, without the cache, unless it was composed
+ * over the installed one. A request goes through one installed cache layer at most: each marks what
+ * it sends on, and passes by what comes marked (the installed fetch's, which its own cache looked
+ * up; one a layer further out sent), as a layer of a cache installed before (retired) passes by all.
  */
 import { Agent, Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'undici'
+import type { Cache } from '../cache.js'
+import { extend } from '../objects.js'
 import { describe, isOptionsObject } from '../validate.js'
 import { createCachedFetch, type CachedFetch } from './fetch.js'
 import type { CacheOrOptions } from './cache-from.js'
@@ -17,6 +22,9 @@ import { cacheInterceptor } from './interceptor.js'
 
 /** Where undici (ours, and the one bundled with Node) keeps its global dispatcher, by API version. */
 const DISPATCHER_SLOTS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')]
+
+/** On the dispatch options of a request an installed cache layer has seen: undici's interceptors copy it on. */
+const PASSED = Symbol('cachedfetch.installed.passed')
 
 interface Installed {
   readonly fetch: CachedFetch
@@ -52,7 +60,7 @@ export function install (options?: CacheOrOptions): CachedFetch {
   const base = installed !== undefined && global === installed.own ? installed.base : composable(global)
   const current = new CurrentGlobal(base)
   const cachedFetch = createCachedFetch({ ...options, dispatcher: current })
-  const own = base.compose(cacheInterceptor({ cache: cachedFetch.cache }))
+  const own = base.compose(installedLayer(cachedFetch.cache))
   current.own = own
   setGlobalDispatcher(own)
   globalThis.fetch = cachedFetch
@@ -71,6 +79,25 @@ export function install (options?: CacheOrOptions): CachedFetch {
 }
 
 /**
+ * The cache interceptor as install() composes it on the global dispatcher: it passes by a request
+ * another installed layer has seen (PASSED), and every request once the cache is no longer the
+ * installed one; what it sends on is marked.
+ */
+function installedLayer (cache: Cache): Dispatcher.DispatcherComposeInterceptor {
+  const interceptor = cacheInterceptor({ cache })
+  return (dispatch) => {
+    const marked: Dispatcher['dispatch'] = (opts, handler) => dispatch(extend(opts, { [PASSED]: true }), handler)
+    const cached = interceptor(marked)
+    return (opts, handler) => (opts as { [PASSED]?: true })[PASSED] === true || installed?.fetch.cache !== cache
+      ? marked(opts, handler)
+      : cached(opts, handler)
+  }
+}
+
+/** Agents of this undici standing in for an older undici's (composable()), one each. */
+const standIns = new WeakMap<Dispatcher, Dispatcher>()
+
+/**
  * The global dispatcher, as one the cache can be composed on. undici 7 sets both slots; an older
  * undici only the first: Node 20's own, once its fetch has run before this undici was loaded (a
  * preload that fetches), takes no handler of the API the cache speaks, and every request failed.
@@ -82,8 +109,12 @@ export function install (options?: CacheOrOptions): CachedFetch {
 function composable (global: Dispatcher): Dispatcher {
   const slots = globalThis as Record<symbol, unknown>
   if (slots[DISPATCHER_SLOTS[1]!] === global) return global
-  if (global.constructor.name === 'Agent') return new Agent()
-  throw new TypeError(`the global dispatcher (a ${global.constructor.name}) is from an undici older than 7, which takes no handler of the API the cache uses: set one from undici 7 with its setGlobalDispatcher() before install()`)
+  if (global.constructor.name === 'Agent') {
+    let standIn = standIns.get(global)
+    if (standIn === undefined) standIns.set(global, standIn = new Agent())
+    return standIn
+  }
+  throw new TypeError(`the global dispatcher (a ${global.constructor.name}) is from an undici older than 7, which takes no handler of the API the cache uses: set one with undici 7's setGlobalDispatcher()`)
 }
 
 /** Puts back the fetch and global dispatcher that were there before install(); the cache is closed. */
@@ -106,8 +137,10 @@ async function retire (done: Installed, next?: unknown): Promise<void> {
 
 /**
  * Where the installed fetch sends what the cache forwards: the global dispatcher as it is at each
- * request, as plain fetch reads it, unless it is still the one install() set, which has the cache
- * on it already: then the base under it.
+ * request, as plain fetch reads it (one of an older undici as composable() takes it), unless it is
+ * still the one install() set, which has the cache on it already: then the base under it. What it
+ * sends is marked, so that an installed layer under a dispatcher composed over install()'s passes
+ * it by: the installed fetch's own cache has looked it up.
  */
 class CurrentGlobal extends Dispatcher {
   own: Dispatcher | undefined
@@ -120,7 +153,8 @@ class CurrentGlobal extends Dispatcher {
 
   override dispatch (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const current = getGlobalDispatcher()
-    return (current === this.own ? this.#base : current).dispatch(opts, handler)
+    if (current === this.own) return this.#base.dispatch(opts, handler)
+    return composable(current).dispatch(extend(opts, { [PASSED]: true }), handler)
   }
 
   override async close (): Promise<void> {}
