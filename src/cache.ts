@@ -12,7 +12,7 @@ import { explainGiven, type Explanation, type ExplainedRequest, type HeaderField
 import { Flights } from './flight.js'
 import { prefixSelector, tagSelector, urlSelector } from './invalidation.js'
 import { CALLER_CONDITIONALS, hasAny, normalizeUrl, storeKey, type CacheRequest } from './key.js'
-import { describe, isOptionsObject } from './validate.js'
+import { assertKnownKeys, describe, isOptionsObject } from './validate.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
 import { requestDirectives, type RequestDirectives } from './directives.js'
@@ -259,9 +259,16 @@ export class Cache {
    */
   async invalidate (url: string | URL, options?: { readonly host?: string }): Promise<void> {
     if (options !== undefined && !isOptionsObject(options)) throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+    if (options !== undefined) assertKnownKeys(options, INVALIDATE_OPTIONS, 'options')
     const host = options?.host
     if (host !== undefined && (typeof host !== 'string' || host === '')) throw new TypeError(`expected options.host to be a Host header's value, got ${describe(host)}`)
-    const normalized = normalizeUrl(url)
+    let normalized: string
+    try {
+      if (typeof url !== 'string' && !(url instanceof URL)) throw new TypeError('no URL')
+      normalized = normalizeUrl(url)
+    } catch {
+      throw new TypeError(`expected url to be an absolute URL such as 'https://api.example.com/users/1', got ${describe(url)}`)
+    }
     await this.#invalidate(urlSelector(normalized, this.settings(normalized).key, host), { url: normalized }, { method: 'invalidate', url: normalized })
   }
 
@@ -370,6 +377,9 @@ export interface CacheStats extends StatsSnapshot {
   /** Background revalidations running now. */
   readonly refreshing: number
 }
+
+/** What invalidate() takes besides the URL. */
+const INVALIDATE_OPTIONS: ReadonlySet<string> = new Set(['host'])
 
 /** Builds a cache: the engine both adapters share. */
 export function createCache (options?: CacheOptions): Cache {

@@ -37,7 +37,11 @@ export function invalidatedBy (request: CacheRequest, status: number, headers: R
     if (value === undefined) continue
     try {
       const named = new URL(value, target)
-      if (named.origin === target.origin) targets.push(normalizeUrl(url.origin + named.pathname + named.search))
+      if (named.origin !== target.origin) continue
+      const at = normalizeUrl(url.origin + named.pathname + named.search)
+      targets.push(at)
+      // An empty query (`/a?`) is one fetch keeps and undici.request drops: both are invalidated.
+      if (named.search === '' && named.href.split('#')[0]!.endsWith('?')) targets.push(`${at}?`)
     } catch {
       // An unparsable Location names nothing to invalidate.
     }
@@ -56,7 +60,8 @@ export function urlSelector (url: string, key: ((url: URL) => URL | string) | un
 /** Entries whose URL starts with `prefix`, an absolute URL; a TypeError for anything else. */
 export function prefixSelector (prefix: string | URL): Selector & { kind: 'prefix' } {
   try {
-    return { kind: 'prefix', prefix: new URL(prefix).href }
+    // Normalised as a request's URL is, its fragment dropped: no request carries one.
+    return { kind: 'prefix', prefix: normalizeUrl(new URL(prefix)) }
   } catch {
     throw new TypeError(`expected prefix to be an absolute URL such as 'https://api.example.com/users/', got ${JSON.stringify(String(prefix))}`)
   }

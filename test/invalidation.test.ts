@@ -490,6 +490,62 @@ describe('cache.invalidate(url, { host }): a virtual host behind one address', (
     const cache = createCache()
     await expect(cache.invalidate('http://127.0.0.1/x', { host: '' })).rejects.toThrow(/options\.host/)
     await expect(cache.invalidate('http://127.0.0.1/x', 'api.example' as never)).rejects.toThrow(/options to be an object/)
+    await expect(cache.invalidate('http://127.0.0.1/x', { hots: 'api.example' } as never)).rejects.toThrow(/options\.hots/)
+  })
+
+  it('takes a Host with the default port spelled out as the same authority (RFC 9110 §4.2.3): one entry, and a POST through either drops it', async () => {
+    let version = 0
+    const origin = await opened.origin({
+      '/x': (req, res) => {
+        if (req.method === 'POST') res.writeHead(204).end()
+        else res.writeHead(200, { 'cache-control': 'max-age=600' }).end(`v${++version}`)
+      }
+    })
+    const cache = createCache()
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    const send = async (method: string, host: string): Promise<string> =>
+      await (await request(`${origin.url}/x`, { dispatcher, method, headers: { host }, body: method === 'POST' ? 'z' : undefined })).body.text()
+    expect(await send('GET', 'api.test')).toBe('v1')
+    expect(await send('GET', 'API.test:80')).toBe('v1')
+    await send('POST', 'api.test:80')
+    expect(await send('GET', 'api.test')).toBe('v2')
+    await cache.invalidate(`${origin.url}/x`, { host: 'api.test:80' })
+    expect(await send('GET', 'api.test')).toBe('v3')
+  })
+})
+
+describe('invalidate() and invalidatePrefix() read their URL as a request\'s is read', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('refuses what is no absolute URL, naming it, as invalidatePrefix() does', async () => {
+    const cache = createCache()
+    for (const url of [undefined, 123, '/users/1', { href: 'HTTP://EXAMPLE.com/x' }]) {
+      await expect(cache.invalidate(url as never)).rejects.toThrow(/expected url to be an absolute URL/)
+    }
+  })
+
+  it.each(adapters)('drops by a prefix with a fragment what a request without it stored ($name)', async ({ connect }) => {
+    let version = 0
+    const origin = await opened.origin({ '/users/1': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=300' }).end(`v${++version}`) } })
+    const cache = createCache()
+    const client = opened.add(connect(cache))
+    await client.send(`${origin.url}/users/1`)
+    await cache.invalidatePrefix(`${origin.url}/users/#list`)
+    expect((await client.send(`${origin.url}/users/1`)).body).toBe('v2')
+  })
+
+  it('drops on a POST whose Location ends in an empty query the entry fetch stored for that URL (RFC 9111 §4.4)', async () => {
+    let version = 0
+    const origin = await opened.origin({
+      '/a': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=300' }).end(`v${++version}`) },
+      '/create': (_req, res) => { res.writeHead(201, { location: '/a?' }).end() }
+    })
+    const client = opened.add(adapters[0]!.connect(createCache()))
+    expect((await client.send(`${origin.url}/a?`)).body).toBe('v1')
+    expect((await client.send(`${origin.url}/a?`)).header('cache-status')).toMatch(/^cachedfetch; hit/)
+    await client.send(`${origin.url}/create`, { method: 'POST', body: 'x' })
+    expect((await client.send(`${origin.url}/a?`)).body).toBe('v2')
   })
 })
 
