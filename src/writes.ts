@@ -188,7 +188,7 @@ class StoreSince implements EntryStore {
 
   get (key: string): MaybePromise<Variants | undefined> {
     this.#floor = this.#invalidations.floor(this.#floor)
-    return this.#shared ? this.#store.getShared(key) : this.#store.get(key)
+    return this.#shared ? this.#store.getShared(key) : this.#store.getWhole(key)
   }
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {

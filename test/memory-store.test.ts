@@ -40,6 +40,81 @@ async function served (cachedFetch: ReturnType<typeof createCachedFetch>, server
   return response.headers.get('cache-status')?.startsWith('cachedfetch; hit') === true ? 'hit' : 'origin'
 }
 
+describe('memory and a second tier, with variants memory cannot hold', () => {
+  for (const { name, connect } of adapters) {
+    it(`a variant trimmed from memory (maxSize) is still served by the store after the URL's next write (${name})`, async () => {
+      const origin = await opened.origin({
+        '/page': (req, res) => {
+          res.writeHead(200, { 'cache-control': 'max-age=300', vary: 'accept-language' }).end('x'.repeat(9000) + String(req.headers['accept-language']))
+        }
+      })
+      const store = new Map<string, unknown>()
+      const cache = createCache({ store: store as never, maxSize: 50_000 })
+      const client = opened.add(connect(cache))
+      const languages = ['en', 'fr', 'de', 'es', 'it', 'nl', 'pt', 'pl']
+      for (const language of languages) {
+        await client.send(`${origin.url}/page`, { headers: { 'accept-language': language } })
+        await cache.flush()
+      }
+      expect(origin.hits('/page')).toBe(languages.length)
+      // Every language was stored; memory holds the newest five or so, the store all of them.
+      const again = await client.send(`${origin.url}/page`, { headers: { 'accept-language': 'en' } })
+      expect(again.body.endsWith('en')).toBe(true)
+      expect(again.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(origin.hits('/page')).toBe(languages.length)
+    })
+
+    it(`a variant too large for memory alone stays in the store after another variant of the URL is stored (${name})`, async () => {
+      const origin = await opened.origin({
+        '/page': (req, res) => {
+          const large = req.headers['accept-language'] === 'fr'
+          res.writeHead(200, { 'cache-control': 'max-age=300', vary: 'accept-language' }).end(large ? 'f'.repeat(7_900) : String(req.headers['accept-language']))
+        }
+      })
+      const cache = createCache({ store: new Map() as never, maxSize: 8_000 })
+      const client = opened.add(connect(cache))
+      for (const language of ['en', 'fr', 'de']) {
+        await client.send(`${origin.url}/page`, { headers: { 'accept-language': language } })
+        await cache.flush()
+      }
+      const fr = await client.send(`${origin.url}/page`, { headers: { 'accept-language': 'fr' } })
+      expect(fr.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      expect(origin.hits('/page')).toBe(3)
+    })
+
+    it(`reports as evicted only variants memory held, once each (${name})`, async () => {
+      const origin = await opened.origin({
+        '/page': (req, res) => {
+          res.writeHead(200, { 'cache-control': 'max-age=300', vary: 'accept-language' }).end('x'.repeat(9000) + String(req.headers['accept-language']))
+        }
+      })
+      const store = new Map<string, unknown>()
+      // Another cache (another process) fills the store with eight variants.
+      const writer = createCache({ store: store as never, maxSize: 1_000_000 })
+      const writerClient = opened.add(connect(writer))
+      const languages = ['en', 'fr', 'de', 'es', 'it', 'nl', 'pt', 'pl']
+      for (const language of languages) {
+        await writerClient.send(`${origin.url}/page`, { headers: { 'accept-language': language } })
+        await writer.flush()
+      }
+      const evicted: unknown[] = []
+      const listen = (event: unknown): void => { evicted.push(event) }
+      diagnostics.subscribe('cachedfetch:evicted', listen)
+      opened.add({ close: () => Promise.resolve(void diagnostics.unsubscribe('cachedfetch:evicted', listen)) })
+      // This cache's memory holds nothing; it reads the store, whose eight variants do not fit.
+      const reader = createCache({ store: store as never, maxSize: 50_000 })
+      const readerClient = opened.add(connect(reader))
+      for (let i = 0; i < 5; i++) {
+        const r = await readerClient.send(`${origin.url}/page`, { headers: { 'accept-language': 'en' } })
+        expect(r.header('cache-status')).toMatch(/^cachedfetch; hit/)
+      }
+      // Memory held none of what its fills from the store left out.
+      expect(evicted).toEqual([])
+      expect(reader.stats().evicted).toBe(0)
+    })
+  }
+})
+
 describe('the default memory store', () => {
   it('evicts the least recently used entries once maxSize bytes are held', async () => {
     const paths = ['/a', '/b', '/c', '/d', '/e']

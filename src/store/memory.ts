@@ -18,6 +18,8 @@ export class MemoryStore {
   readonly #lru: LRUCache<string, Variants>
   readonly #maxSize: number
   readonly #events: StoreEvents
+  /** Values held for a URL with some of the variants they were given left out (set()): not all there is. */
+  readonly #partial = new WeakSet<Variants>()
 
   constructor (options: MemoryStoreOptions, events: StoreEvents) {
     this.#maxSize = options.maxSize
@@ -42,11 +44,18 @@ export class MemoryStore {
     return this.#lru.get(key)
   }
 
+  /** Whether what is held under `key` leaves out variants it was given (set()): a second tier holds them. */
+  partial (key: string): boolean {
+    const held = this.#lru.peek(key)
+    return held !== undefined && this.#partial.has(held)
+  }
+
   /**
    * Whether the newest variant (the first) is kept. A URL's variants are one value here; larger than
    * maxSize, lru-cache would refuse it and drop what the key held, so that one more variant would
    * empty memory of the URL. The oldest variants (last in the list) go instead, each reported as
-   * evicted. A newest one that alone is larger is not kept; the others stay as they were.
+   * evicted if memory held it (one a fill from the store brought was never here). A newest one that
+   * alone is larger is not kept; the others stay as they were. Either way what is held is partial().
    */
   set (key: string, variants: Variants, ttl: number): boolean {
     if (ttl <= 0) {
@@ -54,22 +63,31 @@ export class MemoryStore {
       return false
     }
     if (isEntry(variants) || variantsSize(variants) <= this.#maxSize) {
+      // Whole now, whatever this value was held as before.
+      this.#partial.delete(variants)
       this.#lru.set(key, variants, { ttl })
       return this.#lru.has(key)
     }
     if (variantsSize(variants[0]!) > this.#maxSize) {
       // The others as they were: the one the newest replaces was left out of them already (src/variants.ts).
-      this.#lru.set(key, toVariants(variants.slice(1)), { ttl })
+      this.#setPartial(key, toVariants(variants.slice(1)), ttl)
       return false
     }
+    const held = this.#lru.peek(key)
     const kept = [...variants]
     for (let size = variantsSize(kept); size > this.#maxSize;) {
-      const bytes = variantsSize(kept.pop()!)
+      const dropped = kept.pop()!
+      const bytes = variantsSize(dropped)
       size -= bytes
-      this.#events.evict(key, bytes)
+      if (held === dropped || (Array.isArray(held) && held.includes(dropped))) this.#events.evict(key, bytes)
     }
-    this.#lru.set(key, toVariants(kept), { ttl })
+    this.#setPartial(key, toVariants(kept), ttl)
     return true
+  }
+
+  #setPartial (key: string, variants: Variants, ttl: number): void {
+    this.#partial.add(variants)
+    this.#lru.set(key, variants, { ttl })
   }
 
   delete (key: string): void {

@@ -70,6 +70,15 @@ export class Tiers implements EntryStore {
     return this.#fromL2(key, this.#l2)
   }
 
+  /**
+   * All the variants stored under `key`, for a write that stores them again with one changed:
+   * L1's, unless L1 holds only some of them (it had to leave the others out, src/store/memory.ts),
+   * then L2's, which holds them all; written from L1's, L2 would lose the others.
+   */
+  getWhole (key: string): MaybePromise<Variants | undefined> {
+    return this.#l1 !== undefined && this.#l2 !== undefined && this.#l1.partial(key) ? this.getShared(key) : this.get(key)
+  }
+
   /** Whether there is a second tier, shared with other processes, behind L1. */
   get layered (): boolean {
     return this.#l2 !== undefined
