@@ -130,6 +130,15 @@ export function variantTags (variants: Variants): string[] {
 
 /** Per-entry bookkeeping in memory besides body and header bytes (objects, policy, key). */
 const ENTRY_OVERHEAD = 320
+/**
+ * A header field's own slot, besides its name and value: V8 keeps a record's first properties in
+ * the object (some 16 bytes each, measured), and past about 16 of them turns it into a hash table
+ * (some 64 bytes each, every field): a response with 100 fields held 8× what the bound counted
+ * without this.
+ */
+const FIELD_OVERHEAD = 16
+const MANY_FIELDS = 16
+const HASHED_FIELD_OVERHEAD = 64
 
 /** Bytes an entry holds in memory, for the memory tier's bounds. */
 function entrySize (entry: CacheEntry): number {
@@ -139,10 +148,13 @@ function entrySize (entry: CacheEntry): number {
 /** Bytes an entry holds in memory besides its body: known before the body arrives. */
 export function sizeBesidesBody (key: string, headers: ResponseHeaders, vary: VaryValues, tags: readonly string[]): number {
   let size = ENTRY_OVERHEAD + key.length
+  let fields = 0
   for (const name in headers) {
     const value = headers[name]!
     size += name.length + (typeof value === 'string' ? value.length : value.join('').length)
+    fields++
   }
+  size += fields * (fields > MANY_FIELDS ? HASHED_FIELD_OVERHEAD : FIELD_OVERHEAD)
   // The request values its Vary names are the client's to choose: 32 variants of 8 KB each are
   // a quarter MB a URL, not to be left out of the bound.
   for (const name in vary) size += name.length + (vary[name]?.length ?? 0)

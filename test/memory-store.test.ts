@@ -5,6 +5,8 @@
  * cache's entries on a Keyv are never served by a shared cache on the same Keyv.
  */
 import diagnostics from 'node:diagnostics_channel'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Keyv } from 'keyv'
 import { request } from 'undici'
@@ -503,3 +505,32 @@ describe('a Keyv instance as store', () => {
   })
 })
 
+describe('maxSize against the heap the entries really hold', () => {
+  for (const { name, connect } of adapters) {
+    it(`entries of a response with 40 header fields hold no more than 1.5× maxSize of heap once memory is full (${name})`, async () => {
+      setFlagsFromString('--expose-gc')
+      const gc = runInNewContext('gc') as () => void
+      const held = async (): Promise<number> => {
+        for (let i = 0; i < 4; i++) { gc(); await new Promise((resolve) => setTimeout(resolve, 10)) }
+        const usage = process.memoryUsage()
+        return usage.heapUsed + usage.arrayBuffers
+      }
+      // An ordinary API response behind a CDN carries 20–40 fields (x-amz-*, cf-*, security headers):
+      // past about 16, V8 keeps a record's properties in a hash table, 64 bytes or so each.
+      const fields: string[] = ['cache-control', 'max-age=3600', 'content-type', 'application/json']
+      for (let i = 0; i < 38; i++) fields.push(`x-field-${i}`, `value-${i}`)
+      const origin = await opened.origin({ '/e': (_req, res) => { res.writeHead(200, fields).end('{"ok":true}') } })
+      const maxSize = 2 * 1024 * 1024
+      const cache = createCache({ maxSize })
+      const client = opened.add(connect(cache))
+      for (let i = 0; i < 200; i++) await client.send(`${origin.url}/e?warm=${i}`)
+      await cache.clear()
+      const before = await held()
+      let i = 0
+      while (cache.stats().evicted === 0) await client.send(`${origin.url}/e?n=${i++}`)
+      const after = await held()
+      expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
+      expect(after - before).toBeLessThan(1.5 * maxSize)
+    }, 60_000)
+  }
+})
