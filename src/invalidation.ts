@@ -8,7 +8,7 @@
  * able to purge another origin's entries.
  */
 import { lowerCaseName, variantTags, type Variants } from './entry.js'
-import { normalizeUrl, storeKey, type CacheRequest } from './key.js'
+import { normalizeUrl, sameAuthorities, storeKey, type CacheRequest } from './key.js'
 import { picks, type Selector } from './store/tiers.js'
 
 /** Request methods that never invalidate (RFC 9110 §9.2.1). */
@@ -54,7 +54,8 @@ export function invalidatedBy (request: CacheRequest, status: number, headers: R
  * everyone. With `host`, those of the URL asked for under that Host header.
  */
 export function urlSelector (url: string, key: ((url: URL) => URL | string) | undefined, host?: string): Selector {
-  return { kind: 'keys', keys: ['GET', 'HEAD'].flatMap((method) => [true, false].map((shared) => storeKey(method, url, host, { shared, key }))) }
+  const hosts = host === undefined ? [undefined] : sameAuthorities(host, url)
+  return { kind: 'keys', keys: ['GET', 'HEAD'].flatMap((method) => [true, false].flatMap((shared) => hosts.map((named) => storeKey(method, url, named, { shared, key })))) }
 }
 
 /** Entries whose URL starts with `prefix`, an absolute URL; a TypeError for anything else. */

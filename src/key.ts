@@ -54,10 +54,7 @@ export function storeKey (method: string, url: string, host: string | undefined,
   if (!settings.shared) parts.unshift('private')
   // RFC 9110 §7.1: a Host header names the target's authority; one that is not the connection's
   // (a virtual host) is another resource, though the same server answers.
-  if (host !== undefined) {
-    const authority = sameAuthority(host, url)
-    if (authority !== hostOf(url)) parts.push(`host=${authority}`)
-  }
+  if (host !== undefined && host.toLowerCase() !== hostOf(url)) parts.push(`host=${host.toLowerCase()}`)
   // join() makes one flat string. A concatenation would be a rope, which V8 flattens into another
   // string, kept beside it, the first time it compares the key with another: in the memory tier
   // that is every entry's key, on its first hit.
@@ -65,13 +62,16 @@ export function storeKey (method: string, url: string, host: string | undefined,
 }
 
 /**
- * A Host header's authority as a URL's is written: lower case, without the scheme's default port
- * (RFC 9110 §4.2.3: `api.test:80` and `api.test` name one authority over http).
+ * A Host header's value and the other way to write the same authority, with or without the
+ * scheme's default port (RFC 9110 §4.2.3: `api.test:80` and `api.test` over http). The key keeps
+ * them apart, as it keeps percent-encodings (an origin may route them apart); an invalidation
+ * drops both.
  */
-function sameAuthority (host: string, url: string): string {
+export function sameAuthorities (host: string, url: string): readonly string[] {
   const lower = host.toLowerCase()
   const port = url.startsWith('https:') ? ':443' : url.startsWith('http:') ? ':80' : undefined
-  return port !== undefined && lower.endsWith(port) ? lower.slice(0, -port.length) : lower
+  if (port === undefined) return [lower]
+  return lower.endsWith(port) ? [lower, lower.slice(0, -port.length)] : /:\d*$/.test(lower) ? [lower] : [lower, lower + port]
 }
 
 /**

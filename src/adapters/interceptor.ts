@@ -166,7 +166,7 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
  */
 function forward (cache: Cache, dispatch: Dispatch, chain: number, opts: Dispatcher.DispatchOptions & CacheDispatchOptions, request: CacheRequest, lookup: Forwarded, handler: Dispatcher.DispatchHandler): boolean {
   const outgoing = lookup.headers === undefined ? opts : extend(opts, { headers: lookup.headers })
-  // A host the cache is turned off for gets nothing of it, single-flight included.
+  // A host the cache is turned off for gets no single-flight either; its retries are its `retry` setting's.
   if (!FLIGHT_METHODS.has(request.method) || request.content === true || !lookup.settings.enabled) {
     noFlight(opts)
     return dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, lookup, handler), lookup.settings.retry, cache)
