@@ -57,14 +57,15 @@ describe.each(faces)('hits from memory through %s', (_face, client) => {
     }
     setImmediate(count)
     const began = performance.now()
-    while (performance.now() - began < 30) {
+    while (performance.now() - began < 60) {
       const hit = await get(url)
       expect(hit.status).toMatch(/^cachedfetch; hit/)
       expect(hit.body.equals(body)).toBe(true)
     }
     counting = false
-    // On microtasks alone the loop would not turn once in those 30 ms; held up to a millisecond at
-    // a time, it turns every millisecond or two (whether it waits at every hit: the test below).
+    // On microtasks alone the loop would not turn once in those 60 ms; held up to a millisecond at
+    // a time, it turns every millisecond or two (whether it waits at every hit: the test below), and
+    // a few times at least on a machine busy with other work.
     expect(turns).toBeGreaterThanOrEqual(5)
     expect(originHits()).toBe(1)
   })
