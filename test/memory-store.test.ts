@@ -16,6 +16,7 @@ import { corruptValue, corruptValues, wellFormedFrame } from './helpers/corrupt.
 import { respond, type Origin, type Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow } from './helpers/time.js'
+import { gate, within } from './helpers/wait.js'
 
 
 const opened = teardown()
@@ -459,6 +460,35 @@ describe('a Keyv instance as store', () => {
     // Its policy dates from 1970: stored, stale, so it is revalidated rather than missed.
     expect(response.headers.get('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=200/)
     expect(cache.stats().storeErrors).toBe(0)
+  })
+
+  it.each(['fetch', 'interceptor'] as const)('answers a lookup that finds a corrupt value without waiting for its delete, and stores the new answer after that delete (%s)', async (adapter) => {
+    const server = await keyvOrigin()
+    const url = `${server.url}/binary`
+    const key = `GET ${url}`
+    // The store's deletes wait (another process holds the SQLite file for a write, say); reads do not.
+    const map = new Map<string, unknown>()
+    const deleting = gate()
+    let deletes = 0
+    const store = Object.assign(new Map(), {
+      get: (name: string) => map.get(name),
+      set: (name: string, value: unknown) => { map.set(name, value); return true },
+      delete: async (name: string) => { deletes++; await deleting.promise; return map.delete(name) }
+    })
+    const keyv = new Keyv({ store })
+    await keyv.set(key, corruptValue(corruptValues[0]!, key, url))
+    const cache = createCache({ store: keyv, maxSize: 0, storeTimeouts: { read: 1000, write: 10_000 } })
+    const agent = opened.agent()
+    const get = adapter === 'fetch'
+      ? async () => Buffer.from(await (await createCachedFetch({ cache, dispatcher: agent })(url)).arrayBuffer())
+      : async () => Buffer.from(await (await request(url, { dispatcher: agent.compose(cacheInterceptor({ cache })) })).body.arrayBuffer())
+
+    expect((await within(get(), 'the answer, while the delete waits', 2000)).equals(binaryBody())).toBe(true)
+    expect(deletes).toBe(1)
+    deleting.release()
+    await cache.flush()
+    expect((await get()).equals(binaryBody())).toBe(true)
+    expect(server.hits('/binary')).toBe(1)
   })
 
   describe('a corrupt value under the cache key is a miss, not a throw', () => {

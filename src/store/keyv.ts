@@ -119,7 +119,7 @@ export class KeyvStore {
     } catch (error) {
       this.#events.error('get', key, error)
       // Keyv's JSON serializer throws on a value it cannot parse: that value is gone too.
-      if (error instanceof SyntaxError) await this.delete(key)
+      if (error instanceof SyntaxError) this.#drop(key)
       return undefined
     }
     if (value === undefined || value === null) return undefined
@@ -128,13 +128,32 @@ export class KeyvStore {
       : deserializeVariants(value, key, this.#policies)
     if (stored === undefined) {
       this.#events.error('get', key, new TypeError(`stored value under ${JSON.stringify(key)} is not a cachedfetch entry of this version`))
-      await this.delete(key)
+      this.#drop(key)
     }
     return stored
   }
 
+  /** Deletes of bad values under way, by key. */
+  readonly #dropping = new Map<string, Promise<unknown>>()
+
+  /**
+   * Deletes a bad value without the lookup that found it waiting (a store busy with another
+   * process's write makes a delete wait up to the write timeout, where a read was quick); a write
+   * of the key waits for it instead, which it would otherwise remove. One at a time for a key: the
+   * lookups that find the value meanwhile leave it to the first.
+   */
+  #drop (key: string): void {
+    if (this.#dropping.has(key)) return
+    const dropping: Promise<unknown> = this.delete(key).finally(() => {
+      if (this.#dropping.get(key) === dropping) this.#dropping.delete(key)
+    })
+    this.#dropping.set(key, dropping)
+  }
+
   /** Resolves `true` once written, `false` when the write failed or timed out (reported). */
   async set (key: string, stored: StoredVariants, ttl: number): Promise<boolean> {
+    const dropping = this.#dropping.get(key)
+    if (dropping !== undefined) await dropping
     let written: boolean | undefined
     const done = await this.#attempt('set', key, async () => { written = await this.keyv.set(key, serializeVariants(key, stored), ttl) })
     // A Keyv that does not throw answers false; its 'error' event has said why.
