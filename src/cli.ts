@@ -144,16 +144,18 @@ async function once (cachedFetch: CachedFetch, url: string, method: string, head
   return { status: response.status, headers: shown, url: response.url }
 }
 
-/** A structured-field List's last member (RFC 8941 §3.1), a comma inside a quoted string being none of its commas. */
+/**
+ * A structured-field List's last member (RFC 8941 §3.1), a comma inside a quoted string being none
+ * of its commas. Read from the end: ours is last and well formed, whatever a member before it holds
+ * (an unterminated quote).
+ */
 function lastMember (list: string): string {
-  let start = 0
   let quoted = false
-  for (let i = 0; i < list.length; i++) {
-    if (quoted && list[i] === '\\') i++
-    else if (list[i] === '"') quoted = !quoted
-    else if (!quoted && list[i] === ',') start = i + 1
+  for (let i = list.length - 1; i >= 0; i--) {
+    if (list[i] === '"' && list[i - 1] !== '\\') quoted = !quoted
+    else if (!quoted && list[i] === ',') return list.slice(i + 1).trim()
   }
-  return list.slice(start).trim()
+  return list.trim()
 }
 
 /** What the cache makes of the last answer, for the URL it came from. */
@@ -208,7 +210,8 @@ function toHeader (text: string): [string, string] {
   const name = text.slice(0, Math.max(colon, 0)).trim()
   if (colon < 1 || !isToken(name)) {
     // Only what would be its name: the rest may be a credential (`-H 'Authorization Bearer …'`).
-    throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got one beginning ${JSON.stringify(text.split(/[\s:]/)[0])} (the rest is not printed: it may be a credential)`)
+    const named = /^([-A-Za-z0-9]+)[\s:=]/.exec(text)?.[1]
+    throw new UsageError(`a header is 'Name: value' with a name of letters, digits and -, got ${named === undefined ? 'one without a colon' : `one beginning ${JSON.stringify(named)}`} (the rest is not printed: it may be a credential)`)
   }
   const value = text.slice(colon + 1).trim()
   if (!isFieldValue(value)) throw new UsageError(`the value of the header ${name} holds a control character or a character past Latin-1, which HTTP refuses (the value is not printed: it may be a credential)`)

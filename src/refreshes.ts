@@ -14,7 +14,7 @@
  * aborted when it starts.
  */
 import type { CacheEntry } from './entry.js'
-import { RETRY_DEFAULTS, type ResolvedRetry } from './retry.js'
+import type { ResolvedRetry } from './retry.js'
 import { variantId } from './variants.js'
 
 /** How long flush() waits for a claimed refresh to start its exchange. */
@@ -46,9 +46,9 @@ export class Refreshes {
   }
 
   /** Claims the refresh of this variant for `refresh`; `false` when one is under way, or the cache is closed. */
-  claim (entry: CacheEntry, retry: ResolvedRetry | undefined, refresh: object): boolean {
+  claim (entry: CacheEntry, retry: ResolvedRetry, refresh: object): boolean {
     if (this.#closed !== undefined || this.underWay(entry)) return false
-    this.#claims.set(variantId(entry), { until: this.#now() + (retry?.deadline ?? RETRY_DEFAULTS.deadline), refresh })
+    this.#claims.set(variantId(entry), { until: this.#now() + retry.deadline, refresh })
     return true
   }
 

@@ -103,18 +103,19 @@ const RETRY_KEYS: ReadonlySet<string> = new Set(Object.keys(RETRY_DEFAULTS))
 const KEYED_METHODS = new Set(['POST', 'PATCH'])
 
 /**
- * `value` over `base`, the settings it refines (the defaults, a cache's, a host's); `undefined`
- * means no retries. Off is a limit of 0: settings over it that name no limit leave retries off.
+ * `value` over `base`, the settings it refines key by key (the defaults, a cache's, a host's).
+ * Retries are off at a limit of 0, and `false` is `{ limit: 0 }`: settings over it that name no
+ * limit leave them off, and one that names a limit turns them on with the others kept.
  */
-export function resolveRetry (value: unknown, path: string, base: ResolvedRetry | undefined): ResolvedRetry | undefined {
-  if (value === false) return undefined
+export function resolveRetry (value: unknown, path: string, base: ResolvedRetry): ResolvedRetry {
+  if (value === false) return base.limit === 0 ? base : Object.freeze({ ...base, limit: 0 })
   if (value === undefined) return base
   if (!isOptionsObject(value)) {
     throw new TypeError(`expected ${path} to be an object or false, got ${describe(value)}`)
   }
   assertKnownKeys(value, RETRY_KEYS, path)
   const o = value as Record<string, unknown>
-  const from = base ?? OFF
+  const from = base
   const resolved: ResolvedRetry = {
     limit: optionalSize(o.limit, `${path}.limit`, 0) ?? from.limit,
     methods: o.methods === undefined ? from.methods : new Set(methods(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
@@ -126,7 +127,7 @@ export function resolveRetry (value: unknown, path: string, base: ResolvedRetry 
     deadline: optionalSize(o.deadline, `${path}.deadline`, 0) ?? from.deadline,
     idempotencyKey: optionalBoolean(o.idempotencyKey, `${path}.idempotencyKey`) ?? from.idempotencyKey
   }
-  return resolved.limit === 0 ? undefined : Object.freeze(resolved)
+  return Object.freeze(resolved)
 }
 
 export function resolvedDefaults (): ResolvedRetry {
@@ -134,8 +135,6 @@ export function resolvedDefaults (): ResolvedRetry {
   return Object.freeze({ ...d, methods: new Set(d.methods), statusCodes: new Set(d.statusCodes) })
 }
 
-/** What settings over retries turned off refine: the defaults, with a limit of 0. */
-const OFF: ResolvedRetry = Object.freeze({ ...resolvedDefaults(), limit: 0 })
 
 /** Whether a method is retried only with an Idempotency-Key: only then do its fields matter here. */
 export function retriedByKey (method: string): boolean {

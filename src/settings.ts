@@ -102,7 +102,7 @@ export interface RequestSettings {
   readonly forceTtl: number | undefined
   readonly staleWhileRevalidate: number
   readonly staleIfError: number
-  readonly retry: ResolvedRetry | undefined
+  readonly retry: ResolvedRetry
   readonly tags: readonly string[]
   readonly maxEntrySize: number
   readonly ignoreRequestNoCache: boolean

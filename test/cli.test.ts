@@ -190,4 +190,20 @@ describe('the command line, told what it must not do', () => {
     expect(run.code).toBe(2)
     expect(run.stderr).not.toMatch(/s3cret/)
   }, 30_000)
+
+  it('labels a hit HIT though an upstream cache\'s member before ours holds an unterminated quoted string', async () => {
+    const origin = await opened.origin({ '/a': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', 'cache-status': 'upstream; detail="oops' }, 'x') })
+    const run = await cli(`${origin.url}/a`, '--repeat', '2')
+    expect(run.code).toBe(0)
+    const labels = run.stdout.split('\n').filter((line) => /^\d{3} /.test(line)).map((line) => line.split(/ {2}/)[1]?.trim())
+    expect(labels).toEqual(['MISS', 'HIT'])
+    expect(run.stdout).toContain('cachedfetch; hit;')
+    expect(origin.hits('/a')).toBe(1)
+  }, 30_000)
+
+  it('does not print a credential given as a header written Name=value (no colon, no space)', async () => {
+    const run = await cli('http://127.0.0.1:1/', '-H', 'X-Api-Key=s3cret')
+    expect(run.code).toBe(2)
+    expect(run.stderr).not.toMatch(/s3cret/)
+  }, 30_000)
 })

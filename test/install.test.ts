@@ -209,6 +209,25 @@ describe('install() under an interceptor the application composes over the insta
     expect(installed.cache.stats()).toMatchObject({ misses: 1, stored: 1, hits: 2 })
   })
 
+  it('installed again with the same cache over a dispatcher composed on the first install, fetch() goes through the cache once', async () => {
+    const before = getGlobalDispatcher()
+    opened.add({ close: () => Promise.resolve(setGlobalDispatcher(before)) })
+    const origin = await opened.origin({ '/data': respond(200, { 'cache-control': 'max-age=60' }, 'data') })
+    const cache = createCache()
+    opened.add({ close: () => cache.close() })
+    install({ cache })
+    setGlobalDispatcher(getGlobalDispatcher().compose(interceptors.retry()))
+    install({ cache })
+
+    const response = await globalThis.fetch(`${origin.url}/data`)
+    await response.arrayBuffer()
+    expect(response.headers.get('cache-status')).toBe('cachedfetch; fwd=uri-miss; fwd-status=200; stored')
+    expect(cache.stats()).toMatchObject({ misses: 1 })
+    const requested = await request(`${origin.url}/data`)
+    await requested.body.arrayBuffer()
+    expect(String(requested.headers['cache-status'])).toMatch(/^cachedfetch; hit; ttl=\d+$/)
+  })
+
   it('leaves no layer of a cache installed before in the way once installed again', async () => {
     const before = getGlobalDispatcher()
     opened.add({ close: () => Promise.resolve(setGlobalDispatcher(before)) })

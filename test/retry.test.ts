@@ -11,7 +11,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer as createRawServer, type AddressInfo, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request, type Dispatcher } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -554,6 +554,17 @@ for (const adapter of adapters) {
         expect(cache.stats().retries).toBe(0)
       })
 
+      it('keeps the other settings of retries turned off with { limit: 0, … } for a host that turns them on with a limit', async () => {
+        const { path, url } = serve(respond(500, {}, 'no'))
+        const { client } = connect({ retry: { limit: 0, statusCodes: [503], baseDelay: 1 }, hosts: { '127.0.0.1': { retry: { limit: 2 } } } })
+
+        const reply = await client.open(url)
+        await reply.text()
+
+        // Its statuses are the cache's: a 500 is not one of them.
+        expect(origin.hits(path)).toBe(1)
+      })
+
       it('retries a request whose cachePolicy turns retries on over a cache that has them off', async () => {
         const { path, url } = serve(respond(503, {}, 'busy'))
         const { client, cache } = connect({ retry: false })
@@ -946,5 +957,36 @@ describe('retries into a raw undici handler', () => {
     expect((caller.errors[0] as Error & { statusCode?: number }).statusCode).toBe(412)
     expect(caller.body()).toBe('hello')
     expect(origin.seen(path).map((s) => s.headers['if-match'])).toEqual([undefined, '"v1"'])
+  })
+})
+
+describe('retries of a method as sent: undici.request\'s `get` is not GET (RFC 9110 §9.1)', () => {
+  it('does not resume (nor re-send) a lower-case `get` whose body broke off: Range means nothing for an unknown method', async () => {
+    const seen: string[] = []
+    const sockets = new Set<Socket>()
+    const server = createRawServer((socket) => {
+      sockets.add(socket)
+      let head = ''
+      socket.on('data', (data) => {
+        head += data.toString('latin1')
+        if (!head.includes('\r\n\r\n')) return
+        seen.push(head.split('\r\n\r\n')[0]!)
+        head = ''
+        if (seen.length === 1) {
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\netag: "v1"\r\ncache-control: no-store\r\n\r\n01234')
+          setTimeout(() => socket.destroy(), 50)
+        } else {
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\netag: "v1"\r\ncache-control: no-store\r\n\r\n0123456789')
+        }
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    opened.add({ close: () => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()) }) })
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`
+    const cache = createCache({ retry: { baseDelay: 1 } })
+    opened.add({ close: () => cache.close() })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    await request(url, { method: 'get', dispatcher }).then((r) => r.body.text()).catch(() => undefined)
+    expect(seen.map((s) => s.split('\r\n')[0])).toEqual(['get /x HTTP/1.1'])
   })
 })

@@ -153,8 +153,8 @@ class CurrentGlobal extends Dispatcher {
 
   override dispatch (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const current = getGlobalDispatcher()
-    if (current === this.own) return this.#base.dispatch(opts, handler)
-    return composable(current).dispatch(extend(opts, { [PASSED]: true }), handler)
+    // Marked either way: the base may be a dispatcher composed over an install() before with the same cache.
+    return (current === this.own ? this.#base : composable(current)).dispatch(extend(opts, { [PASSED]: true }), handler)
   }
 
   override async close (): Promise<void> {}

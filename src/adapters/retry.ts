@@ -31,11 +31,12 @@ export function dispatchWithRetry (
   dispatch: (opts: Dispatch, handler: Handler) => boolean,
   opts: Dispatch,
   handler: Handler,
-  retry: ResolvedRetry | undefined,
+  retry: ResolvedRetry,
   cache: Cache
 ): boolean {
-  if (retry === undefined) return dispatch(opts, handler)
-  const method = opts.method.toUpperCase()
+  if (retry.limit === 0) return dispatch(opts, handler)
+  // As sent: methods are case-sensitive (RFC 9110 §9.1), and a lower-case `get` is no GET, to retry or resume.
+  const method = opts.method
   // The fields are read only for a method an Idempotency-Key makes retryable: not for every GET.
   let keyed = false
   if (retriedByKey(method)) {
