@@ -535,43 +535,105 @@ describe.each(adapters)('a store that stops answering, through $name', ({ connec
   const opened = teardown()
   afterEach(() => opened.close())
 
-  it('is sent no more calls while a few given up at their timeouts have not settled, and is used again once they have', async () => {
-    const origin = await opened.origin()
-    origin.route('/', respond(200, { 'cache-control': 'max-age=60' }, 'page'))
-    // A store whose calls hang while `stuck` (another program holds a SQLite file locked, say).
+  /** A Map-backed store adapter whose calls hang while `stuck`, and whose reads of a key wait `delay(key)` ms (Infinity: for ever). */
+  function store (delay: (key: string) => number = () => 0): { adapter: object, map: Map<string, unknown>, calls: string[], stick: (stuck: boolean) => void } {
     let stuck = false
-    let sent = 0
     const hung: Array<() => void> = []
     const map = new Map<string, unknown>()
-    const answer = <T>(value: () => T): Promise<T> => {
-      sent++
-      return stuck ? new Promise((resolve) => hung.push(() => { resolve(value()) })) : Promise.resolve(value())
+    const calls: string[] = []
+    const answer = async <T>(call: string, value: () => T, ms = 0): Promise<T> => {
+      calls.push(call)
+      if (stuck || ms === Infinity) await new Promise<void>((resolve) => hung.push(resolve))
+      else if (ms > 0) await sleep(ms)
+      return value()
     }
-    const store = {
-      get: async (key: string) => await answer(() => map.get(key)),
-      set: async (key: string, value: unknown) => await answer(() => { map.set(key, value); return true }),
-      delete: async (key: string) => await answer(() => map.delete(key)),
-      clear: async () => { await answer(() => { map.clear() }) },
+    const adapter = {
+      get: async (key: string) => await answer(`get ${key}`, () => map.get(key), delay(key)),
+      set: async (key: string, value: unknown) => await answer(`set ${key}`, () => { map.set(key, value); return true }),
+      delete: async (key: string) => await answer(`delete ${key}`, () => map.delete(key)),
+      clear: async () => { await answer('clear', () => { map.clear() }) },
       on () { return this }
     }
-    const cache = createCache({ store: store as never, maxSize: 0, storeTimeouts: { read: 20, write: 20 } })
+    const stick = (now: boolean): void => {
+      stuck = now
+      if (!now) for (const release of hung.splice(0)) release()
+    }
+    return { adapter, map, calls, stick }
+  }
+
+  it('is sent no more calls, but one now and then, once calls given up have stayed unsettled past the write timeout, and is used again once it answers', async () => {
+    const origin = await opened.origin()
+    origin.route('/', respond(200, { 'cache-control': 'max-age=60' }, 'page'))
+    const { adapter, calls, stick } = store()
+    const cache = createCache({ store: adapter as never, maxSize: 0, storeTimeouts: { read: 20, write: 100 } })
     const client = opened.add(connect(cache))
     await cache.flush()
-    stuck = true
-    sent = 0
-    for (let i = 0; i < 20; i++) expect((await client.send(`${origin.url}/?page=${i}`)).body).toBe('page')
-    await cache.flush()
-    // Once two calls were given up unsettled (a few more were on their way by then), the rest
-    // were refused, each a store error, and every request answered by the origin.
-    expect(sent).toBeLessThanOrEqual(8)
-    expect(origin.requests).toHaveLength(20)
+    stick(true)
+    for (let i = 0; i < 3; i++) await client.send(`${origin.url}/?page=${i}`)
+    // Past the write timeout, the calls given up have stalled.
+    await sleep(150)
+    const before = calls.length
+    for (let i = 3; i < 23; i++) expect((await client.send(`${origin.url}/?page=${i}`)).body).toBe('page')
+    // Refused at once, each a store error, every request answered by the origin; one call let through now and then.
+    expect(calls.length - before).toBeLessThanOrEqual(4)
+    expect(origin.requests).toHaveLength(23)
 
-    stuck = false
-    for (const settle of hung.splice(0)) settle()
-    await new Promise((resolve) => setImmediate(resolve))
+    stick(false)
+    await cache.flush()
     await client.send(`${origin.url}/?page=again`)
     await cache.flush()
     expect((await client.send(`${origin.url}/?page=again`)).header('cache-status')).toMatch(/^cachedfetch; hit/)
+  })
+
+  it('serves the store\'s other keys again soon while calls for one key never settle (a lost callback): it is not shut for good', async () => {
+    const origin = await opened.origin({
+      '/doc': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=600' }).end('doc') },
+      '/hang': (_req, res) => { res.writeHead(200, { 'cache-control': 'no-store' }).end('hang') }
+    })
+    const { adapter } = store((key) => key.includes('/hang') ? Infinity : 0)
+    // No memory tier: every hit comes from the store.
+    const cache = createCache({ store: adapter as never, maxSize: 0, storeTimeouts: { read: 20, write: 100 } })
+    const client = opened.add(connect(cache))
+    await client.send(`${origin.url}/doc`)
+    await cache.flush()
+    await client.send(`${origin.url}/hang?1`)
+    await client.send(`${origin.url}/hang?2`)
+    await sleep(250)
+    expect((await client.send(`${origin.url}/doc`)).header('cache-status')).toMatch(/^cachedfetch; hit/)
+    expect(origin.hits('/doc')).toBe(1)
+  })
+
+  it('keeps writing to a store that answers every read late, within the write timeout: a slow store is no stalled one', async () => {
+    const origin = await opened.origin({ '/p': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=600' }).end('p') } })
+    const { adapter, map } = store(() => 150)
+    const cache = createCache({ store: adapter as never, storeTimeouts: { read: 100, write: 1000 } })
+    const client = opened.add(connect(cache))
+    await Promise.all(Array.from({ length: 6 }, async (_, i) => await client.send(`${origin.url}/p?${i}`)))
+    await cache.flush()
+    expect([...map.keys()].filter((key) => key.includes('/p?'))).toHaveLength(6)
+  })
+
+  it('still sends an invalidation\'s deletes while calls have stalled: what it drops must not come back', async () => {
+    let version = 0
+    const origin = await opened.origin({
+      '/doc': (req, res) => {
+        if (req.method === 'POST') res.writeHead(204).end()
+        else res.writeHead(200, { 'cache-control': 'max-age=600' }).end(`v${++version}`)
+      },
+      '/slow': (_req, res) => { res.writeHead(200, { 'cache-control': 'no-store' }).end('slow') }
+    })
+    const { adapter, calls } = store((key) => key.includes('/slow') ? 300 : 0)
+    const cache = createCache({ store: adapter as never, storeTimeouts: { read: 20, write: 100 } })
+    const client = opened.add(connect(cache))
+    expect((await client.send(`${origin.url}/doc`)).body).toBe('v1')
+    await cache.flush()
+    await Promise.all([client.send(`${origin.url}/slow?a`), client.send(`${origin.url}/slow?b`)])
+    await sleep(150)
+    await client.send(`${origin.url}/doc`, { method: 'POST', body: 'x' })
+    await cache.flush()
+    expect(calls.filter((call) => call.startsWith('delete ') && call.includes('/doc')).length).toBeGreaterThan(0)
+    await sleep(200)
+    expect((await client.send(`${origin.url}/doc`)).body).toBe('v2')
   })
 })
 

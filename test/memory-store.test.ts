@@ -118,6 +118,46 @@ describe('memory and a second tier, with variants memory cannot hold', () => {
   }
 })
 
+describe('memory beside a second tier, and a newest variant larger than maxSize', () => {
+  it('keeps in memory the variants it held when the newest alone is too large for it', async () => {
+    const origin = await opened.origin({
+      '/v': (req, res) => {
+        const v = String(req.headers['x-v'])
+        res.writeHead(200, { 'cache-control': 'max-age=600', vary: 'x-v' }).end(`${v}:`.padEnd(v === '4' ? 6000 : 1400, '.'))
+      }
+    })
+    const map = new Map<string, unknown>()
+    const calls: string[] = []
+    const store = Object.assign(new Map(), {
+      get: (key: string) => { calls.push(`get ${key}`); return map.get(key) },
+      set: (key: string, value: unknown) => { map.set(key, value); return true },
+      delete: (key: string) => map.delete(key)
+    })
+    const cache = createCache({ store: store as never, maxSize: 4000 })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    const get = async (v: string) => {
+      const response = await request(`${origin.url}/v`, { dispatcher, headers: { 'x-v': v } })
+      return { body: (await response.body.text()).slice(0, 2), status: response.headers['cache-status'] }
+    }
+    for (const v of ['1', '2', '3']) {
+      await get(v)
+      await cache.flush()
+    }
+    // Memory holds 3 and 2 (1 left out, the store keeps it); 3 is a hit from memory.
+    const reads = calls.filter((call) => call.startsWith('get ')).length
+    expect((await get('3')).status).toMatch(/^cachedfetch; hit/)
+    expect(calls.filter((call) => call.startsWith('get ')).length).toBe(reads)
+    // A variant too large for memory: stored in the store only.
+    await get('4')
+    await cache.flush()
+    const before = calls.filter((call) => call.startsWith('get ')).length
+    const three = await get('3')
+    expect(three.status).toMatch(/^cachedfetch; hit/)
+    // Still answered from memory, as before the write of 4.
+    expect(calls.filter((call) => call.startsWith('get ')).length).toBe(before)
+  })
+})
+
 describe('the default memory store', () => {
   it('evicts the least recently used entries once maxSize bytes are held', async () => {
     const paths = ['/a', '/b', '/c', '/d', '/e']

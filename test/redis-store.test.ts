@@ -20,7 +20,7 @@ import { BINARY, getBytes, storedFields } from './helpers/binary.js'
 import { adapters } from './helpers/clients.js'
 import { respond, type Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
-import { settle, waitFor, within } from './helpers/wait.js'
+import { gate, settle, waitFor, within } from './helpers/wait.js'
 import { adminClient, deleteNamespace, reachRedis, REDIS_URL, testNamespace } from './helpers/redis.js'
 
 const admin = adminClient()
@@ -145,6 +145,42 @@ describe.skipIf(unreachable !== undefined).each(adapters)('Redis as store throug
     // What the reader stored is indexed: a purge by tag reaches it in Redis.
     await reader.invalidateTag('group')
     expect(await redisKeysOf(origin)).toEqual([])
+  })
+
+  it('keeps an entry indexed whose write lands after another process\'s tag invalidation read the index and took the key out of it', async () => {
+    let version = 0
+    const origin = await opened.origin({ '/raced': (_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=600', 'cache-tag': 'raced' }).end(`v${++version}`) } })
+    const url = `${origin.url}/raced`
+    // A's write of the entry is slow (a busy link, a large value): held until released.
+    const held = redisStore()
+    const writing = gate()
+    const released = gate()
+    const writer = held.store as { set: (...args: unknown[]) => Promise<unknown> }
+    const set = writer.set.bind(writer)
+    writer.set = async (...args) => {
+      if (String(args[0]).includes('/raced')) {
+        writing.release()
+        await released.promise
+      }
+      return await set(...args)
+    }
+    const a = cacheOn(held)
+    const b = cacheOn(redisStore())
+    const c = createCache({ store: redisStore(), maxSize: 0 })
+    opened.add({ close: () => c.close() })
+    for (const cache of [a, b, c]) await cache.flush()
+
+    await getBytes(adapter.name, a, url, opened.agent())
+    await writing.promise
+    // B's invalidation while A's write is on its way: it reads the index, finds no entry yet, and takes the key out.
+    await b.invalidateTag('raced')
+    released.release()
+    await a.flush()
+    // Every write landed: a later invalidation of the tag reaches what A wrote.
+    await b.invalidateTag('raced')
+    expect(await redisKeysOf(origin)).toEqual([])
+    const elsewhere = await getBytes(adapter.name, c, url, opened.agent())
+    expect(elsewhere.body.toString()).toBe('v2')
   })
 
   it('keeps two Vary variants of one URL side by side for a second cache', async () => {

@@ -7,6 +7,7 @@
 import { Keyv, type KeyvStoreAdapter } from 'keyv'
 import type { PolicyFactory } from '../policy.js'
 import { describe } from '../validate.js'
+import { StallBreaker } from './breaker.js'
 import { DecodedFrames } from './decoded.js'
 import { deserializeVariants, serializeVariants, storedTags, type StoredVariants } from './format.js'
 import type { StoreEvents } from './types.js'
@@ -20,15 +21,6 @@ export interface StoreTimeouts {
 
 /** A key no entry has (entry keys start with a method): read once when the store is opened. */
 const OPEN_PROBE = 'open probe'
-
-/**
- * Calls given up at their timeouts that the store has not settled yet, past which calls are refused
- * at once (a miss, a skipped write, each reported) until some settle. A store that stops answering
- * (a SQLite file another program holds locked, a half-open connection) would otherwise be sent
- * every call, each holding its data, and with node-sqlite3 a thread of libuv's pool for up to its
- * busyTimeout: the pool DNS lookups, the file system and zlib wait on too.
- */
-const MAX_STALLED = 2
 
 /** UTF-16 code units of frames kept decoded (src/store/decoded.ts): some 700 entries of 1 KB bodies. */
 const DECODED_BUDGET = 1024 * 1024
@@ -63,6 +55,7 @@ export class KeyvStore {
     this.#policies = policies
     this.#events = events
     this.#timeouts = timeouts
+    this.#breaker = new StallBreaker(timeouts.write)
     // A Keyv of the caller's may report failures only as 'error' events (ours throws them): one
     // listener while the cache is open.
     if (!ours.has(keyv)) keyv.on('error', this.#onError = (error: unknown) => events.error('keyv', undefined, error))
@@ -88,23 +81,23 @@ export class KeyvStore {
   }
 
   #closed = false
-  /** Calls given up at their timeouts, not settled yet (MAX_STALLED). */
-  #stalled = 0
+  readonly #breaker: StallBreaker
 
   /**
    * `call`, once the store is open, given up after `ms` (src/store/keyv.ts callWhenOpen); refused
-   * while MAX_STALLED calls given up are still unsettled. Once the cache is closed nothing more is
-   * sent: @keyv/redis would open again the connection its owner just closed.
+   * while the store has stopped answering (src/store/breaker.ts), unless `needed`: a delete an
+   * invalidation makes, which carries no data, and without which what it drops would come back.
+   * Once the cache is closed nothing more is sent: @keyv/redis would open again the connection its
+   * owner just closed.
    */
-  #call<T> (call: () => Promise<T>, ms: number): Promise<T> {
-    if (this.#stalled >= MAX_STALLED) {
-      return Promise.reject(new StoreTimeoutError(`not sent: ${this.#stalled} store calls given up at their timeouts have not settled yet`))
-    }
-    return callWhenOpen(this.#opening, () => this.#closed ? closedCache() : call(), ms, (sent) => {
-      this.#stalled++
-      const settled = (): void => { this.#stalled-- }
-      sent.then(settled, settled)
-    })
+  #call<T> (call: () => Promise<T>, ms: number, needed = false): Promise<T> {
+    const breaker = this.#breaker
+    if (!needed && !breaker.admits()) return Promise.reject(breaker.refusal())
+    return callWhenOpen(this.#opening, () => this.#closed ? closedCache() : call(), ms, (sent) => { breaker.givenUp(sent) })
+      .then((value) => {
+        breaker.answered()
+        return value
+      })
   }
 
   close (): void {
@@ -186,7 +179,8 @@ export class KeyvStore {
     const seen = new Set<string>()
     let iterator: AsyncIterator<[string, unknown]> | undefined
     try {
-      await this.#call(async () => {}, this.#timeouts.write)
+      // The store open first, as for every call; the listing's own calls are bounded below.
+      await callWhenOpen(this.#opening, async () => {}, this.#timeouts.write)
       // A store that pages by offset (@keyv/sqlite) skips a row for each row deleted behind the
       // listing meanwhile (another process's invalidation, a read that drops an expired row): it
       // is listed again until a listing finds no row it had not seen.
@@ -214,7 +208,8 @@ export class KeyvStore {
 
   async #attempt (operation: 'set' | 'delete' | 'clear', key: string | undefined, call: () => Promise<unknown>): Promise<boolean> {
     try {
-      await this.#call(call, this.#timeouts.write)
+      // A delete or clear carries no data, and an invalidation needs it: not held back by the breaker.
+      await this.#call(call, this.#timeouts.write, operation !== 'set')
       return true
     } catch (error) {
       this.#events.error(operation, key, error)

@@ -55,7 +55,7 @@ export class MemoryStore {
    * maxSize, lru-cache would refuse it and drop what the key held, so that one more variant would
    * empty memory of the URL. The oldest variants (last in the list) go instead, each reported as
    * evicted if memory held it (one a fill from the store brought was never here). A newest one that
-   * alone is larger is not kept; the others stay as they were. Either way what is held is partial().
+   * alone is larger is not kept; the others stay, as many as fit. Either way what is held is partial().
    */
   set (key: string, variants: Variants, ttl: number): boolean {
     if (ttl <= 0) {
@@ -68,21 +68,20 @@ export class MemoryStore {
       this.#lru.set(key, variants, { ttl })
       return this.#lru.has(key)
     }
-    if (variantsSize(variants[0]!) > this.#maxSize) {
-      // The others as they were: the one the newest replaces was left out of them already (src/variants.ts).
-      this.#setPartial(key, toVariants(variants.slice(1)), ttl)
-      return false
-    }
+    // A newest one alone too large leaves the others (the one it replaces was left out of them
+    // already, src/variants.ts), as many as fit.
+    const newestKept = variantsSize(variants[0]!) <= this.#maxSize
     const held = this.#lru.peek(key)
-    const kept = [...variants]
+    const kept = newestKept ? [...variants] : variants.slice(1)
     for (let size = variantsSize(kept); size > this.#maxSize;) {
       const dropped = kept.pop()!
       const bytes = variantsSize(dropped)
       size -= bytes
       if (held === dropped || (Array.isArray(held) && held.includes(dropped))) this.#events.evict(key, bytes)
     }
-    this.#setPartial(key, toVariants(kept), ttl)
-    return true
+    if (kept.length === 0) this.#lru.delete(key)
+    else this.#setPartial(key, toVariants(kept), ttl)
+    return newestKept
   }
 
   #setPartial (key: string, variants: Variants, ttl: number): void {

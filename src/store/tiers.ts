@@ -116,8 +116,11 @@ export class Tiers implements EntryStore {
     if (this.#redis === undefined) return l2.set(key, { variants, expires }, ttl)
     // Indexed first: tag and prefix invalidation find entries in Redis by their indexes, so one
     // written unindexed would outlive every such invalidation there. A key indexed and not written
-    // (the write failed) costs nothing.
-    return this.#redis.index(key, indexesOf(key, variants), Date.now() + ttl).then((indexed) => indexed && l2.set(key, { variants, expires }, ttl))
+    // (the write failed) costs nothing. Indexed again once written: another process's invalidation
+    // between the two may have read the index, found no entry yet, and taken the key out of it.
+    const redis = this.#redis
+    const index = (): Promise<boolean> => redis.index(key, indexesOf(key, variants), Date.now() + ttl)
+    return index().then(async (indexed) => indexed && await l2.set(key, { variants, expires }, ttl) && (await index() || true))
   }
 
   delete (key: string): MaybePromise<void> {
