@@ -30,7 +30,7 @@ export class Refreshes {
   /** Variants being revalidated: when each claim lapses, and the refresh that holds it. */
   readonly #claims = new Map<string, { readonly until: number, readonly refresh: object }>()
   /** Refreshes started and not yet ended: what aborts each, and what tells of its end. */
-  readonly #running = new Map<object, { readonly controller: Abortable, readonly ended: () => void }>()
+  readonly #running = new Map<object, { controller: Abortable, readonly ended: () => void }>()
   /** Refreshes claimed and not yet started or ended: what tells of that. */
   readonly #starting = new Map<object, () => void>()
   /** Why refreshes end now, once the cache is closed. */
@@ -78,6 +78,13 @@ export class Refreshes {
     this.#leftStarting(refresh)
     if (this.#closed !== undefined) {
       controller.abort(this.#closed)
+      return undefined
+    }
+    // Started again: another hop or attempt of the same refresh (an interceptor below the cache
+    // that follows a redirect or retries), steered by its own controller from now on. It ends once.
+    const running = this.#running.get(refresh)
+    if (running !== undefined) {
+      running.controller = controller
       return undefined
     }
     return new Promise((resolve) => this.#running.set(refresh, { controller, ended: resolve }))

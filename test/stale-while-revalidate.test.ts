@@ -10,8 +10,8 @@ import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Client as UndiciClient, request } from 'undici'
-import { cacheInterceptor, createCache, type Cache, type CacheOptions } from '../src/index.js'
+import { Agent, Client as UndiciClient, interceptors, request } from 'undici'
+import { cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type CachePolicy, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
@@ -610,5 +610,62 @@ describe('a background refresh under undici.request', () => {
     await waitFor(() => cache.stats().refreshing === 0, 'the refresh to time out', 3000)
     expect(await get()).toBe('v1')
     await waitFor(() => origin.hits('/doc') === 3, 'another refresh to reach the origin')
+  })
+})
+
+// Each hop or attempt below the cache starts the refresh's exchange again: it still ends once.
+describe('a background refresh redirected below the cache', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it.each(['interceptor', 'cachedFetch'] as const)('flush() and close() end once it has (%s, retry: false)', async (face) => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin()
+    origin.route('/d', (_req, res) => {
+      if (origin.hits('/d') === 1) res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end('v1')
+      else res.writeHead(302, { location: '/moved' }).end()
+    })
+    origin.route('/moved', (_req, res) => { res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10' }).end('moved') })
+    const cache = createCache({ now: clock.now, retry: false })
+    const agent = opened.add(new Agent())
+    const below = agent.compose(interceptors.redirect({ maxRedirections: 3 }))
+    const get = face === 'interceptor'
+      ? async (url: string) => await (await request(url, { dispatcher: below.compose(cacheInterceptor({ cache })) })).body.text()
+      : async (url: string) => await (await createCachedFetch({ cache, dispatcher: below })(url)).text()
+    const url = `${origin.url}/d`
+    expect(await get(url)).toBe('v1')
+    clock.advance(30)
+    expect(await get(url)).toBe('v1')
+    await waitFor(() => origin.hits('/moved') === 1, 'the refresh to follow the redirect')
+    await waitFor(() => cache.stats().refreshing === 0, 'the refresh to end')
+    await within(cache.flush(), 'flush() after the redirected refresh ended')
+    await within(cache.close(), 'close() after the redirected refresh ended')
+  })
+})
+
+describe('a background refresh retried by undici\'s retry interceptor below the cache', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it('flush() and close() end once it has (interceptor, retry: false)', async () => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin()
+    origin.route('/d', (_req, res) => {
+      const n = origin.hits('/d')
+      if (n === 1) res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end('v1')
+      else if (n === 2) res.writeHead(503, { 'retry-after': '0' }).end('busy')
+      else res.writeHead(304, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end()
+    })
+    const cache = createCache({ now: clock.now, retry: false })
+    const below = opened.add(new Agent()).compose(interceptors.retry({ maxRetries: 2, minTimeout: 1, maxTimeout: 1 }))
+    const dispatcher = below.compose(cacheInterceptor({ cache }))
+    const get = async (url: string) => await (await request(url, { dispatcher })).body.text()
+    const url = `${origin.url}/d`
+    expect(await get(url)).toBe('v1')
+    clock.advance(30)
+    expect(await get(url)).toBe('v1')
+    await waitFor(() => origin.hits('/d') === 3, 'the retried refresh')
+    await waitFor(() => cache.stats().refreshing === 0, 'the refresh to end')
+    await within(cache.flush(), 'flush() after the retried refresh ended')
   })
 })
