@@ -322,10 +322,13 @@ export class Cache {
    */
   coordinate (request: CacheRequest, lookup: Forwarded, mode: FetchCacheMode = 'default'): MaybePromise<Lookup> {
     const coordinator = this.#coordinator
-    // Only a plain miss: a reload or no-cache request must reach the origin whatever is stored meanwhile.
-    const { key } = lookup
+    // Only a plain miss: a reload or no-cache request must reach the origin whatever is stored
+    // meanwhile, and so must one whose directives may refuse what another process stores (no-cache,
+    // max-age=0 as fetch's no-cache mode sends, min-fresh), which would wait for it to no purpose.
+    const { key, directives } = lookup
     if (coordinator === undefined || mode !== 'default' || !lookup.store || key === undefined || lookup.entry !== undefined ||
-        lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss')) return lookup
+        lookup.background || (lookup.fwd !== 'uri-miss' && lookup.fwd !== 'vary-miss') ||
+        directives.noCache || directives.maxAge === 0 || directives.minFresh !== undefined) return lookup
     // The request goes out once the claim is held: waiting for the other process is no part of its answer's age.
     return coordinator.claim(key, async () => {
       const entry = findVariant(await this.#store.getShared(key), request)

@@ -441,6 +441,32 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
   })
 })
 
+describe.skipIf(unreachable !== undefined)('the coordinator and a request that must reach the origin anyway', () => {
+  it.each([
+    ['Cache-Control: no-cache', { 'cache-control': 'no-cache' }],
+    ['Cache-Control: max-age=0 (fetch\'s no-cache mode)', { 'cache-control': 'max-age=0' }],
+    ['Pragma: no-cache', { pragma: 'no-cache' }],
+    ['Cache-Control: min-fresh=3600', { 'cache-control': 'min-fresh=3600' }]
+  ])('sends one with %s at once, not behind another process\'s lease, which it may not take', async (_name, headers) => {
+    const answer = gate()
+    opened.add({ close: () => Promise.resolve(answer.release()) })
+    const origin = await opened.origin({
+      '/doc': async (_req, res) => {
+        if (origin.hits('/doc') === 1) await answer.promise
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }).end('doc')
+      }
+    })
+    const [a, b] = [1, 2].map(() => member({ coordinate: { lease: 30_000, wait: 30_000 } }))
+    const holder = request(`${origin.url}/doc`, { dispatcher: opened.agent().compose(cacheInterceptor({ cache: a! })) })
+    await waitFor(() => origin.hits('/doc') === 1, 'the lease holder to reach the origin')
+    const other = request(`${origin.url}/doc`, { headers, dispatcher: opened.agent().compose(cacheInterceptor({ cache: b! })) })
+    await waitFor(() => origin.hits('/doc') === 2, 'the other request to reach the origin while the holder waits', 2000)
+    answer.release()
+    expect(await (await holder).body.text()).toBe('doc')
+    expect(await (await other).body.text()).toBe('doc')
+  })
+})
+
 describe.skipIf(unreachable !== undefined)('two processes, 200 identical cold requests each', () => {
   const script = fileURLToPath(new URL('./processes/fleet-client.ts', import.meta.url))
 
