@@ -10,7 +10,7 @@
  */
 import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises'
 import type { Client, Contender, ContenderId, ScenarioId } from './contenders.js'
-import type { Session } from './measure.js'
+import { roundOrder, type Session } from './measure.js'
 import { median } from './report.js'
 import { SIZES, type BenchOrigin } from './origin.js'
 
@@ -124,7 +124,7 @@ async function inRounds<Sample, Row> (scenario: ScenarioId, field: readonly Cont
     // first took 1.3–1.9× its later ones (cachedFetch() 111 and 98 ms, then 71–83; undici's cache
     // 193 and 166, then 91–107; the interceptor 97 and 89, then 63–70).
     for (let r = -rounds.warmUp; r < rounds.measured; r++) {
-      for (const c of r % 2 === 0 ? able : [...able].reverse()) {
+      for (const c of roundOrder(able, r)) {
         session.progress(`${scenario}: ${r < 0 ? `warm-up ${r + rounds.warmUp + 1}/${rounds.warmUp}` : `round ${r + 1}/${rounds.measured}`} ${c.label}`)
         for (const client of clients.values()) client.settle?.()
         if (session.forcedGc) gc()

@@ -311,7 +311,8 @@ function requestClient (dispatcher: Dispatcher, cache: Cache | undefined, signal
 }
 
 function axiosClient (): Client {
-  const client = setupCache(axios.create(), { storage: buildMemoryStorage(false, 300_000, MAX_ENTRIES) })
+  const storage = buildMemoryStorage(false, 300_000, MAX_ENTRIES)
+  const client = setupCache(axios.create(), { storage })
   return {
     get: async (url) => (await client.get<ArrayBuffer>(url, { responseType: 'arraybuffer' })).data.byteLength,
     observe: async (url) => {
@@ -328,7 +329,13 @@ function axiosClient (): Client {
       return bytes
     },
     cache: undefined,
-    close: async () => {}
+    // Its cleanup timer (unref'd, but alive) would keep the storage, and every body in it, for the
+    // rest of the run: a client dropped per batch of misses held 200 MB after 20 batches.
+    close: async () => {
+      clearInterval(storage.cleaner)
+      storage.data.clear()
+      await Promise.resolve()
+    }
   }
 }
 

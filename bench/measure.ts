@@ -73,6 +73,18 @@ export interface Session {
 
 const gc = (globalThis as { gc?: () => void }).gc
 
+/**
+ * The contenders' order in round `round`: the list turned by one more place every other round,
+ * forward in even rounds and reversed in odd ones. Each contender pays for the garbage of the one
+ * run before it; in a fixed order, forward and back, it only ever followed its two neighbours in
+ * the list (cachedfetch never followed got or make-fetch-happen, the plain round trip mostly did).
+ */
+export function roundOrder<T> (list: readonly T[], round: number): T[] {
+  const shift = ((Math.floor(round / 2) % list.length) + list.length) % list.length
+  const turned = [...list.slice(shift), ...list.slice(0, shift)]
+  return round % 2 === 0 ? turned : turned.reverse()
+}
+
 export async function interleave (title: string, runners: readonly Runner[], plan: Plan, session: Session): Promise<Rounds[]> {
   const batch = async (r: Runner, n: number): Promise<Timing> => {
     await r.before?.()
@@ -120,7 +132,7 @@ export async function interleave (title: string, runners: readonly Runner[], pla
       session.notes.push(`${title}: stopped after ${round} of ${plan.rounds} rounds to stay within ${plan.budgetMs / 1000} s; the machine is busy`)
       break
     }
-    for (const r of round % 2 === 0 ? runners : [...runners].reverse()) {
+    for (const r of roundOrder(runners, round)) {
       session.progress(`${title}: round ${round + 1}/${plan.rounds} ${r.label}`)
       rounds.get(r.id)!.push(await batch(r, opsPerRound.get(r.id)!))
     }

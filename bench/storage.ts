@@ -2,8 +2,9 @@
  * The storage scenarios:
  * - redis: a hit answered from Redis (no memory tier) next to a raw Redis GET of the same stored
  *   value, on a client of its own: cachedfetch through `cachedFetch()`, through the interceptor and
- *   its bare `cache.lookup()` (GET, parse, policy; no Response), and got over a Keyv on Redis, the
- *   one peer with a Redis store of its own. Needs the Redis at REDIS_URL (default
+ *   its bare `cache.lookup()` (GET, policy; no Response), and got over a Keyv on Redis, the
+ *   one peer with a Redis store of its own. One hot key, read again and again: its frame is
+ *   decoded once (src/store/decoded.ts), which the README says beside the table. Needs the Redis at REDIS_URL (default
  *   redis://127.0.0.1:6379) and is skipped, with a note, without one; it writes under namespaces of
  *   its own and deletes them.
  * - memory: what 10 000 entries of 1 KB cost each contender with a memory cache: heap and
@@ -94,7 +95,7 @@ export async function redisTier (lib: Library, origin: BenchOrigin, rounds: numb
     const ops: Record<RedisRow['id'], { label: string, op: () => Promise<number> }> = {
       rawGet: { label: 'raw Redis GET of cachedfetch\'s stored value', op: async () => (await raw.get(key))!.length },
       lookup: {
-        label: 'cachedfetch: cache.lookup() (GET, parse, policy)',
+        label: 'cachedfetch: cache.lookup() (GET, policy; one hot key, its frame decoded once)',
         op: async () => {
           const found = await cache.lookup(lookupRequest)
           if (found.kind !== 'hit') throw new Error(`L2 lookup was a ${found.kind}`)
