@@ -108,7 +108,8 @@ export class Answers {
       const entry: CacheEntry = { key, status, statusText: intern(statusText), headers: stored, body: toStoredBody(body), policy, vary, tags }
       // Processes waiting on this one take the entry only if it is fresh (src/store/coordinator.ts).
       const release = (written: boolean): void => lookup.release?.(written && policy.fresh())
-      const written = this.#write(request, entry, retention, settings, lookup.since)
+      // It takes the place of the stored response this request selected, whatever either varies on.
+      const written = this.#write(request, entry, retention, settings, lookup.since, undefined, previous)
       if (written instanceof Promise) this.#writes.background(written.then(release))
       else release(written)
     }, () => lookup.release?.(false))
@@ -224,8 +225,8 @@ export class Answers {
   }
 
   /** Stores an entry beside the other variants of its URL (src/writes.ts); whether it did, synchronously where the store answers so. */
-  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number, replaces?: Replaces): MaybePromise<boolean> {
-    const written = this.#writes.write(entry, retention, settings, since, replaces)
+  #write (request: CacheRequest, entry: CacheEntry, retention: number, settings: RequestSettings, since: number, replaces?: Replaces, superseded?: CacheEntry): MaybePromise<boolean> {
+    const written = this.#writes.write(entry, retention, settings, since, replaces, superseded)
     return written instanceof Promise ? written.then((done) => this.#stored(request, entry, done)) : this.#stored(request, entry, written)
   }
 

@@ -39,28 +39,32 @@ export interface Replaces {
  * writes on every use, and the promises of an asynchronous write were a tenth of what an
  * interceptor's 1 KB 304 allocated.
  */
-export function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces): MaybePromise<boolean> {
+export function writeVariant (store: EntryStore, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces, superseded?: CacheEntry): MaybePromise<boolean> {
   const current = store.get(entry.key)
   return current instanceof Promise
-    ? current.then((found) => replaceVariant(store, found, entry, retention, defaults, replaces))
-    : replaceVariant(store, current, entry, retention, defaults, replaces)
+    ? current.then((found) => replaceVariant(store, found, entry, retention, defaults, replaces, superseded))
+    : replaceVariant(store, current, entry, retention, defaults, replaces, superseded)
 }
 
 /**
  * `replaces`, for a 304's update (RFC 9111 §4.3.4): it updates the stored response it selects, as
  * the store holds it now. One dropped while the 304 was on its way, or replaced by a newer
- * representation, is updated by nothing: no write.
+ * representation, is updated by nothing: no write. `superseded`: the stored response a full answer
+ * to the same request takes the place of. Either goes, though the new one varies otherwise (a Vary
+ * it did not have), where it would still be chosen for the requests the new one does not match.
  */
-function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces): MaybePromise<boolean> {
+function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces, superseded?: CacheEntry): MaybePromise<boolean> {
   if (replaces !== undefined) {
     // A single variant as it is, not in a list: a 304 writes on every use.
     const old = current === undefined ? undefined : isEntry(current) ? (sameVariant(current, replaces.entry) ? current : undefined) : current.find((variant) => sameVariant(variant, replaces.entry))
     if (old === undefined || !replaces.selected(old)) return false
   }
+  const gone = superseded ?? replaces?.entry
+  const replaced = (variant: CacheEntry): boolean => sameVariant(variant, entry) || (gone !== undefined && sameVariant(variant, gone))
   // Mostly a URL's one variant is replaced by a new answer to the same request: no lists to make.
-  const others = current === undefined || (isEntry(current) && sameVariant(current, entry))
+  const others = current === undefined || (isEntry(current) && replaced(current))
     ? NO_OTHERS
-    : variantList(current).filter((variant) => !sameVariant(variant, entry))
+    : variantList(current).filter((variant) => !replaced(variant))
   if (others.length === 0) return store.set(entry.key, entry, retention)
   return store.set(entry.key, [entry, ...others].slice(0, MAX_VARIANTS), Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }

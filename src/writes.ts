@@ -92,13 +92,13 @@ export class Writes {
    * invalidations had started; `false` when it was not written (refused, failed, timed out).
    * Synchronous where the store is: such a write is over before an invalidation could wait for it.
    */
-  write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number, replaces?: Replaces): MaybePromise<boolean> {
+  write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number, replaces?: Replaces, superseded?: CacheEntry): MaybePromise<boolean> {
     let work
     try {
       // A write that may replace only what it updates reads what every process stored (RFC 9111
       // §4.3.4, below): another process may have stored a newer representation since this one's
       // memory last read the store.
-      work = writeVariant(this.#storeSince(since, replaces !== undefined), entry, retention, defaults, replaces)
+      work = writeVariant(this.#storeSince(since, replaces !== undefined), entry, retention, defaults, replaces, superseded)
     } catch (error) {
       this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
       return false

@@ -669,3 +669,33 @@ describe('a background refresh retried by undici\'s retry interceptor below the 
     await within(cache.flush(), 'flush() after the retried refresh ended')
   })
 })
+
+// RFC 9111 §4.3.4: the stored response a refresh selected is updated or replaced, not kept beside the new one.
+describe.each(adapters)('a refresh whose answer varies where the entry did not, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it.each([304, 200])('after a %i with Vary: Accept-Language, another language is not served the entry the refresh replaced', async (status) => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin()
+    const cache = createCache({ now: clock.now })
+    opened.add({ close: () => cache.close() })
+    const client = opened.add(connect(cache))
+    origin.route('/d', (req, res) => {
+      const n = origin.hits('/d')
+      const cc = 'max-age=10, stale-while-revalidate=60'
+      if (n === 1) { res.writeHead(200, { date: clock.date(), 'cache-control': cc, etag: '"v1"' }).end('no vary'); return }
+      const lang = String(req.headers['accept-language'])
+      if (status === 304 && n === 2) { res.writeHead(304, { date: clock.date(), 'cache-control': cc, etag: '"v1"', vary: 'accept-language' }).end(); return }
+      res.writeHead(200, { date: clock.date(), 'cache-control': cc, etag: `"${lang}"`, vary: 'accept-language' }).end(`in ${lang}`)
+    })
+    const url = `${origin.url}/d`
+    await client.send(url, { headers: { 'accept-language': 'en' } })
+    clock.advance(30)
+    await client.send(url, { headers: { 'accept-language': 'en' } })
+    await waitFor(() => origin.hits('/d') === 2 && cache.stats().refreshing === 0, 'refresh')
+    await cache.flush()
+    const fr = await client.send(url, { headers: { 'accept-language': 'fr' } })
+    expect(fr.header('cache-status')).toMatch(/fwd=vary-miss/)
+  })
+})
