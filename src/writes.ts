@@ -30,7 +30,7 @@ export class Writes {
    * putting the entry in memory before that read: an older answer's write whose read is still on its
    * way would then land after a newer one's, which found the older in memory and needed no read.
    */
-  #landing = new Map<string, { readonly entry: CacheEntry, readonly since: number }>()
+  #landing = new Map<string, { readonly entry: CacheEntry, readonly since: number, readonly done?: Promise<unknown> }>()
 
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
@@ -105,12 +105,14 @@ export class Writes {
     }
     if (!(work instanceof Promise)) return work
     const { key } = entry
-    const landing = { entry, since }
+    const landing: { entry: CacheEntry, since: number, done?: Promise<unknown> } = { entry, since }
     this.#landing.set(key, landing)
-    return this.#attempt(key, work).then((written) => {
+    const done = this.#attempt(key, work).then((written) => {
       if (this.#landing.get(key) === landing) this.#landing = without(this.#landing, key)
       return written === true
     })
+    landing.done = done
+    return done
   }
 
   /**
@@ -124,9 +126,16 @@ export class Writes {
     return landing.entry
   }
 
-  /** Removes a stored variant in the background (a new answer replaced it but may not be kept). */
+  /**
+   * Removes a stored variant in the background (a new answer replaced it but may not be kept),
+   * once a write of its key under way has landed: that write may be storing the very entry.
+   */
   remove (entry: CacheEntry, defaults: StaleDefaults, since: number): void {
-    this.background(this.#attempt(entry.key, removeVariant(this.#storeSince(since), entry, defaults)))
+    const landing = this.#landing.get(entry.key)?.done
+    const removed = landing === undefined
+      ? removeVariant(this.#storeSince(since), entry, defaults)
+      : landing.then(() => removeVariant(this.#storeSince(since), entry, defaults))
+    this.background(this.#attempt(entry.key, removed))
   }
 
   /** Drops what `selector` picks from the store, after the writes already on their way; whether the store was reached (Tiers.invalidate). */

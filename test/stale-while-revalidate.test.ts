@@ -10,6 +10,7 @@ import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Keyv } from 'keyv'
 import { Agent, Client as UndiciClient, interceptors, request } from 'undici'
 import { cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type CachePolicy, type Client } from './helpers/clients.js'
@@ -697,5 +698,54 @@ describe.each(adapters)('a refresh whose answer varies where the entry did not, 
     await cache.flush()
     const fr = await client.send(url, { headers: { 'accept-language': 'fr' } })
     expect(fr.header('cache-status')).toMatch(/fwd=vary-miss/)
+  })
+})
+
+// A stale hit may serve the entry a write is still storing (Writes.landing): what its refresh drops goes once that write has landed.
+/** A Keyv on a Map whose reads take `ms`, answering what the map held when asked. */
+function slowStore (ms: number): Keyv {
+  const map = new Map<string, unknown>()
+  const store = Object.assign(new Map(), {
+    get: async (name: string) => { const value = map.get(name); await new Promise((resolve) => setTimeout(resolve, ms)); return value },
+    set: (name: string, value: unknown) => { map.set(name, value); return true },
+    delete: (name: string) => map.delete(name),
+    clear: () => map.clear()
+  })
+  return new Keyv({ store })
+}
+
+const configs: Array<{ name: string, options: () => CacheOptions }> = [
+  { name: 'memory + a slow store', options: () => ({ store: slowStore(250), storeTimeouts: { read: 1000, write: 1000 } }) },
+  { name: 'a slow store alone', options: () => ({ store: slowStore(250), maxSize: 0, storeTimeouts: { read: 1000, write: 1000 } }) }
+]
+
+describe.each(adapters)('a refresh of an entry still landing, through $name', ({ connect }) => {
+  describe.each(configs)('$name', ({ options }) => {
+    const opened = teardown()
+    afterEach(() => opened.close())
+
+    it('a no-store answer to the refresh drops the entry: the landing write does not put it back', async () => {
+      const clock = manualClock(wholeSecondNow())
+      const origin = await opened.origin()
+      const cache = createCache({ now: clock.now, ...options() })
+      opened.add({ close: () => cache.close() })
+      const client = opened.add(connect(cache))
+      origin.route('/d', (_req, res) => {
+        const n = origin.hits('/d')
+        if (n === 1) res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end('v1')
+        else res.writeHead(200, { date: clock.date(), 'cache-control': 'no-store' }).end(`answer ${n}`)
+      })
+      const url = `${origin.url}/d`
+      expect((await client.send(url)).body).toBe('v1')
+      // Its write is still reading the store: the stale hit takes the entry it is storing.
+      clock.advance(30)
+      const stale = await client.send(url)
+      expect([stale.body, stale.header('cache-status')]).toEqual(['v1', 'cachedfetch; hit; ttl=-20; detail=stale-while-revalidate'])
+      await waitFor(() => origin.hits('/d') === 2 && cache.stats().refreshing === 0, 'the refresh to end')
+      await cache.flush()
+      // The origin said no-store: nothing of /d may be served from the cache now.
+      const next = await client.send(url)
+      expect([next.body, next.header('cache-status')]).toEqual(['answer 3', 'cachedfetch; fwd=uri-miss; fwd-status=200'])
+    })
   })
 })
