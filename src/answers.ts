@@ -61,8 +61,10 @@ export class Answers {
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), connectionNamesFields(headers), parts, lookup, shared)
-    if (previous !== undefined && status >= 500) {
-      // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error allows.
+    if (previous !== undefined && isFailure(status)) {
+      // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error
+      // allows. Nor is a 408 or a 429 (the origin timed out, or is limiting the rate), which the
+      // retries take for failures too: dropping the entry would send every later caller to it.
       const standIn = ERROR_STATUSES.has(status) ? this.failed(request, lookup, status, shared) : undefined
       if (standIn === undefined && !this.mayStandIn(lookup)) this.#missed(request, lookup, shared)
       return standIn ?? { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
@@ -234,4 +236,9 @@ export class Answers {
     if (written) this.#reporter.emit('stored', { url: request.url, key: entry.key, status: entry.status, bytes: bodyLength(entry.body) })
     return written
   }
+}
+
+/** An answer that says the exchange failed, not what the resource is: the stored response is kept. */
+export function isFailure (status: number): boolean {
+  return status >= 500 || status === 408 || status === 429
 }

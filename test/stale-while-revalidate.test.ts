@@ -749,3 +749,37 @@ describe.each(adapters)('a refresh of an entry still landing, through $name', ({
     })
   })
 })
+
+describe.each(adapters)('a refresh answered with a status that says the exchange failed, through $name', ({ connect }) => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it.each([
+    { status: 429, headers: { 'retry-after': '3600' } },
+    { status: 408, headers: { connection: 'close' } }
+  ])('keeps the entry when the origin answers $status, and reports the refresh failed', async ({ status, headers }) => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin()
+    const cache = createCache({ now: clock.now, retry: { limit: 1, baseDelay: 1, maxDelay: 1 } })
+    const client = opened.add(connect(cache))
+    const failed: unknown[] = []
+    const listen = (event: unknown): void => { failed.push(event) }
+    diagnostics.subscribe('cachedfetch:refresh-failed', listen)
+    opened.add({ close: () => Promise.resolve(void diagnostics.unsubscribe('cachedfetch:refresh-failed', listen)) })
+    origin.route('/d', (_req, res) => {
+      if (origin.hits('/d') === 1) res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"v1"' }).end('v1')
+      else res.writeHead(status, { date: clock.date(), ...headers }).end('slow down')
+    })
+    const url = `${origin.url}/d`
+    await client.send(url)
+    clock.advance(30)
+    expect((await client.send(url)).body).toBe('v1')
+    await waitFor(() => origin.hits('/d') >= 2 && cache.stats().refreshing === 0, 'the refresh to end')
+    await cache.flush()
+    // Only this test's origin: a refresh another test left may end (destroyed) while this one runs.
+    expect(failed.filter((event) => (event as { url?: string }).url === url)).toHaveLength(1)
+    clock.advance(1)
+    const next = await client.send(url)
+    expect([next.status, next.body]).toEqual([200, 'v1'])
+  })
+})

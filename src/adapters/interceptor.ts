@@ -7,6 +7,7 @@
 import { stringify } from 'node:querystring'
 import type { Dispatcher } from 'undici'
 import type { Cache, FetchCacheMode, Forwarded, Hit, Lookup } from '../cache.js'
+import { isFailure } from '../answers.js'
 import { FETCH_CACHE_MODES } from '../decision.js'
 import { describe } from '../validate.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
@@ -249,7 +250,7 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
   const done: Dispatcher.DispatchHandler = {
     onRequestStart: (controller) => cache.refreshStarted(refresh, controller),
     onResponseStart: (_controller, statusCode) => { status = statusCode },
-    onResponseEnd: () => cache.refreshed(request, refresh, status >= 500 ? new Error(`origin answered ${status}`) : undefined),
+    onResponseEnd: () => cache.refreshed(request, refresh, isFailure(status) ? new Error(`origin answered ${status}`) : undefined),
     onResponseError: (_controller, error) => cache.refreshed(request, refresh, error)
   }
   try {
