@@ -74,15 +74,27 @@ export interface Session {
 const gc = (globalThis as { gc?: () => void }).gc
 
 /**
- * The contenders' order in round `round`: the list turned by one more place every other round,
- * forward in even rounds and reversed in odd ones. Each contender pays for the garbage of the one
- * run before it; in a fixed order, forward and back, it only ever followed its two neighbours in
- * the list (cachedfetch never followed got or make-fetch-happen, the plain round trip mostly did).
+ * The contenders' order in round `round`: shuffled, with the round as the seed, so that runs repeat
+ * and each contender comes after a different one from round to round. Each pays for the garbage of
+ * the one run before it; in a fixed order, forward and back, it only ever followed its two
+ * neighbours in the list (cachedfetch never followed got or make-fetch-happen, the plain round
+ * trip mostly did).
  */
 export function roundOrder<T> (list: readonly T[], round: number): T[] {
-  const shift = ((Math.floor(round / 2) % list.length) + list.length) % list.length
-  const turned = [...list.slice(shift), ...list.slice(0, shift)]
-  return round % 2 === 0 ? turned : turned.reverse()
+  const order = [...list]
+  // mulberry32: a small generator, good enough to order a handful of contenders.
+  let seed = (round * 0x9e3779b1) >>> 0
+  const random = (): number => {
+    seed = (seed + 0x6d2b79f5) >>> 0
+    let t = Math.imul(seed ^ (seed >>> 15), seed | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    ;[order[i], order[j]] = [order[j]!, order[i]!]
+  }
+  return order
 }
 
 export async function interleave (title: string, runners: readonly Runner[], plan: Plan, session: Session): Promise<Rounds[]> {

@@ -143,10 +143,11 @@ export class Tiers implements EntryStore {
         if (this.#redis !== undefined) reached = await this.#redis.dropAll() && reached
       } else {
         const { keys, failed } = await this.#l2Keys(l2, selector)
+        // Only the members read: an entry tagged since then keeps its place in the index. Taken out
+        // before the deletes, so that a write landing after them has indexed its key again after.
+        const unindexed = selector.kind === 'tag' && !failed && this.#redis !== undefined ? await this.#redis.unindex('tag', selector.tag, keys) : true
         const deleted = await Promise.all(keys.map(async (key) => await l2.delete(key)))
-        reached = !failed && deleted.every(Boolean)
-        // Only the members read: an entry tagged since then keeps its place in the index.
-        if (selector.kind === 'tag' && !failed && this.#redis !== undefined) reached = await this.#redis.unindex('tag', selector.tag, keys) && reached
+        reached = !failed && unindexed && deleted.every(Boolean)
       }
       // What L1 took from L2 while the deletes were on their way is dropped too.
       this.#dropLocal(selector)
