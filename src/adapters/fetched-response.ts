@@ -84,9 +84,9 @@ const utf8 = new TextDecoder()
  * an arriving body), and from then on that stream is the body, read as any fetched body is.
  *
  * A hit's Response watches its caller's signal as fetch's does (Fetch §4.1, abort fetch): once it
- * has aborted, a body not read yet fails with its reason. The signal is read when the body is, not
- * listened to: a stream made before the abort (`body`) holds bytes already here, and is read to its end.
- * A hit and its clones share one watch: once any of them has read the body whole, an abort fails
+ * has aborted, a body not read yet fails with its reason: a direct read checks the signal when it
+ * reads, and a stream of the body (`body`) listens to it and fails part way (sliced()), as a fetched
+ * body's stream does. A hit and its clones share one watch: once any of them has read the body whole, an abort fails
  * none, as under fetch, whose abort errors the stream a clone's tee has drained by then.
  */
 export class FetchedResponse extends Response {
