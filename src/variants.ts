@@ -61,10 +61,15 @@ function replaceVariant (store: EntryStore, current: Variants | undefined, entry
   }
   const gone = superseded ?? replaces?.entry
   const replaced = (variant: CacheEntry): boolean => sameVariant(variant, entry) || (gone !== undefined && sameVariant(variant, gone))
+  // A 304's write read the shared tier to find what it updates; the URL's other variants are
+  // memory's first, where this process's own writes since that read are (another refresh's,
+  // another caller's), then the shared tier's that memory does not have.
+  const local = replaces === undefined ? undefined : store.local?.(entry.key)
+  const pool = local === undefined || current === undefined || local === current ? current : withOthers(local, current)
   // Mostly a URL's one variant is replaced by a new answer to the same request: no lists to make.
-  const others = current === undefined || (isEntry(current) && replaced(current))
+  const others = pool === undefined || (isEntry(pool) && replaced(pool))
     ? NO_OTHERS
-    : variantList(current).filter((variant) => !replaced(variant))
+    : variantList(pool).filter((variant) => !replaced(variant))
   if (others.length === 0) return store.set(entry.key, entry, retention)
   return store.set(entry.key, [entry, ...others].slice(0, MAX_VARIANTS), Math.max(retention, ...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
@@ -78,6 +83,13 @@ export async function removeVariant (store: EntryStore, entry: CacheEntry, defau
 }
 
 /** Whether two entries answer the same Vary values; counted rather than listed, as every write asks it. */
+/** `first`'s variants, then those of `then` that none of `first` is the same variant as. */
+function withOthers (first: Variants, then: Variants): Variants {
+  const mine = variantList(first)
+  const theirs = variantList(then).filter((variant) => !mine.some((own) => sameVariant(own, variant)))
+  return theirs.length === 0 ? first : [...mine, ...theirs]
+}
+
 function sameVariant (a: CacheEntry, b: CacheEntry): boolean {
   let unmatched = 0
   for (const _field in b.vary) unmatched++

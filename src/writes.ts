@@ -207,4 +207,9 @@ class StoreSince implements EntryStore {
   delete (key: string): MaybePromise<void> {
     return this.#store.delete(key)
   }
+
+  /** Memory's copy, for a write that read the shared tier (`shared`): its own writes since that read are there. */
+  local (key: string): Variants | undefined {
+    return this.#shared ? this.#store.local(key) : undefined
+  }
 }

@@ -44,6 +44,11 @@ export class MemoryStore {
     return this.#lru.get(key)
   }
 
+  /** What is held under `key`, without counting it as used. */
+  peek (key: string): Variants | undefined {
+    return this.#lru.peek(key)
+  }
+
   /** Whether what is held under `key` leaves out variants it was given (set()): a second tier holds them. */
   partial (key: string): boolean {
     const held = this.#lru.peek(key)

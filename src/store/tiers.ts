@@ -79,6 +79,11 @@ export class Tiers implements EntryStore {
     return this.#l1 !== undefined && this.#l2 !== undefined && this.#l1.partial(key) ? this.getShared(key) : this.get(key)
   }
 
+  /** What L1 holds under `key` now, as a whole (not what it left out of a URL's variants); nothing is read. */
+  local (key: string): Variants | undefined {
+    return this.#l1 === undefined || this.#l1.partial(key) ? undefined : this.#l1.peek(key)
+  }
+
   /** Whether there is a second tier, shared with other processes, behind L1. */
   get layered (): boolean {
     return this.#l2 !== undefined
@@ -98,9 +103,11 @@ export class Tiers implements EntryStore {
 
   #fromL2 (key: string, l2: KeyvStore): Promise<Variants | undefined> {
     const generation = this.#generation
+    // L1 takes what L2 holds unless this process stored under the key meanwhile: L2's would be older.
+    const held = this.#l1?.peek(key)
     return l2.get(key).then((stored) => {
       if (stored === undefined) return undefined
-      if (this.#l1 !== undefined && generation === this.#generation) {
+      if (this.#l1 !== undefined && generation === this.#generation && this.#l1.peek(key) === held) {
         this.#l1.set(key, stored.variants, stored.expires === undefined ? Infinity : stored.expires - this.#now())
       }
       return stored.variants

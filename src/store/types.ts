@@ -12,6 +12,8 @@ export interface EntryStore {
   /** Stores the variants for `ttl` ms; resolves once written, `false` when the write was given up. */
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean>
   delete (key: string): MaybePromise<void>
+  /** What this process holds under `key` now, when it keeps a copy of its own (src/store/tiers.ts). */
+  local? (key: string): Variants | undefined
 }
 
 /** What a store operation that failed was doing, as `reason` in the store-error event. */
