@@ -10,13 +10,13 @@ import diagnostics from 'node:diagnostics_channel'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Keyv } from 'keyv'
 import { Agent, Client as UndiciClient, interceptors, request } from 'undici'
 import { cacheInterceptor, createCache, createCachedFetch, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type CachePolicy, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
+import { slowStore } from './helpers/slow-store.js'
 import { waitFor, within } from './helpers/wait.js'
 
 interface WindowCase {
@@ -702,18 +702,6 @@ describe.each(adapters)('a refresh whose answer varies where the entry did not, 
 })
 
 // A stale hit may serve the entry a write is still storing (Writes.landing): what its refresh drops goes once that write has landed.
-/** A Keyv on a Map whose reads take `ms`, answering what the map held when asked. */
-function slowStore (ms: number): Keyv {
-  const map = new Map<string, unknown>()
-  const store = Object.assign(new Map(), {
-    get: async (name: string) => { const value = map.get(name); await new Promise((resolve) => setTimeout(resolve, ms)); return value },
-    set: (name: string, value: unknown) => { map.set(name, value); return true },
-    delete: (name: string) => map.delete(name),
-    clear: () => map.clear()
-  })
-  return new Keyv({ store })
-}
-
 const configs: Array<{ name: string, options: () => CacheOptions }> = [
   { name: 'memory + a slow store', options: () => ({ store: slowStore(250), storeTimeouts: { read: 1000, write: 1000 } }) },
   { name: 'a slow store alone', options: () => ({ store: slowStore(250), maxSize: 0, storeTimeouts: { read: 1000, write: 1000 } }) }

@@ -10,109 +10,100 @@ import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import KeyvSqlite from '@keyv/sqlite'
-import { Keyv } from 'keyv'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createCache, type Cache } from '../src/index.js'
+import { createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
+import type { Origin } from './helpers/origin.js'
+import { slowStore } from './helpers/slow-store.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 import { waitFor } from './helpers/wait.js'
 
-/** A Keyv on a Map whose reads take `ms` (a store across a network, a busy SQLite file). */
-function slowStore (ms: number): Keyv {
-  const map = new Map<string, unknown>()
-  const store = Object.assign(new Map(), {
-    get: async (name: string) => { const value = map.get(name); await new Promise((resolve) => setTimeout(resolve, ms)); return value },
-    set: (name: string, value: unknown) => { map.set(name, value); return true },
-    delete: (name: string) => map.delete(name),
-    clear: () => map.clear()
-  })
-  return new Keyv({ store })
-}
-
-describe.each(adapters)('two variants refreshed at once, memory + a second tier, through $name', ({ connect }) => {
+describe.each(adapters)('a URL\'s variants written with a second tier, through $name', ({ connect }) => {
   const opened = teardown()
   afterEach(() => opened.close())
   let clock: ManualClock
 
-  async function setup (): Promise<{ cache: Cache, client: Client, origin: Awaited<ReturnType<typeof opened.origin>> }> {
+  /** A slow Map, whose reads the store timeouts wait out. */
+  const slow = (): CacheOptions => ({ store: slowStore(30), storeTimeouts: { read: 1000, write: 1000 } })
+  /** SQLite on a file of its own, removed after the test, with the default timeouts. */
+  const sqlite = (): CacheOptions => {
+    const dir = mkdtempSync(join(tmpdir(), 'cachedfetch-variants-'))
+    opened.add({ close: () => rm(dir, { recursive: true, force: true }) })
+    return { store: new KeyvSqlite({ uri: `sqlite://${join(dir, 'cache.db')}` }) as never }
+  }
+
+  async function setup (options: CacheOptions = slow()): Promise<{ cache: Cache, client: Client, origin: Origin }> {
     clock = manualClock(wholeSecondNow())
     const origin = await opened.origin()
-    const cache = createCache({ now: clock.now, store: slowStore(30), storeTimeouts: { read: 1000, write: 1000 } })
+    const cache = createCache({ now: clock.now, ...options })
     opened.add({ close: () => cache.close() })
     return { cache, client: opened.add(connect(cache)), origin }
   }
 
-  /** `/v`, varying on Accept-Language; a language's first request gets version 1, later ones `later`. */
-  function route (origin: Awaited<ReturnType<typeof opened.origin>>, later: (lang: string) => 'not modified' | 'version 2'): void {
-    origin.route('/v', (req, res) => {
-      const lang = String(req.headers['accept-language'])
-      const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', vary: 'accept-language' }
-      const first = origin.seen('/v').filter((s) => s.headers['accept-language'] === lang).length === 1
-      if (first) res.writeHead(200, { ...fields, etag: `"${lang}1"` }).end(`${lang} version 1`)
-      else if (later(lang) === 'not modified') res.writeHead(304, { ...fields, etag: `"${lang}1"` }).end()
-      else res.writeHead(200, { ...fields, etag: `"${lang}2"` }).end(`${lang} version 2`)
-    })
-  }
-
-  it('both 304 refreshes freshen their own variant', async () => {
-    const { cache, client, origin } = await setup()
-    route(origin, () => 'not modified')
-    const url = `${origin.url}/v`
-    await client.send(url, { headers: { 'accept-language': 'en' } })
-    await client.send(url, { headers: { 'accept-language': 'fr' } })
-    await cache.flush()
-    clock.advance(30)
-    await Promise.all([client.send(url, { headers: { 'accept-language': 'en' } }), client.send(url, { headers: { 'accept-language': 'fr' } })])
-    await waitFor(() => origin.hits('/v') === 4, 'both refreshes')
-    await cache.flush()
-    const en = await client.send(url, { headers: { 'accept-language': 'en' } })
-    const fr = await client.send(url, { headers: { 'accept-language': 'fr' } })
-    expect([en.header('cache-status'), fr.header('cache-status')]).toEqual(['cachedfetch; hit; ttl=10', 'cachedfetch; hit; ttl=10'])
-  })
-
-  it('a 304 refresh of one variant does not put back the older version of another that a 200 refresh replaced', async () => {
-    const { cache, client, origin } = await setup()
-    route(origin, (lang) => lang === 'en' ? 'not modified' : 'version 2')
-    const url = `${origin.url}/v`
-    await client.send(url, { headers: { 'accept-language': 'en' } })
-    await client.send(url, { headers: { 'accept-language': 'fr' } })
-    await cache.flush()
-    clock.advance(30)
-    await Promise.all([client.send(url, { headers: { 'accept-language': 'en' } }), client.send(url, { headers: { 'accept-language': 'fr' } })])
-    await waitFor(() => origin.hits('/v') === 4, 'both refreshes')
-    await cache.flush()
-    const fr = await client.send(url, { headers: { 'accept-language': 'fr' } })
-    expect([fr.body, fr.header('cache-status')]).toEqual(['fr version 2', 'cachedfetch; hit; ttl=10'])
-  })
-})
-
-describe.each(adapters)('a caller reads a variant back older than it just got, through $name', ({ connect }) => {
-  const opened = teardown()
-  afterEach(() => opened.close())
-
-  it('a background 304 of one variant does not put back the version of another that its caller replaced meanwhile', async () => {
-    const clock = manualClock(wholeSecondNow())
-    const origin = await opened.origin()
-    const cache = createCache({ now: clock.now, store: slowStore(30), storeTimeouts: { read: 1000, write: 1000 } })
-    opened.add({ close: () => cache.close() })
-    const client = opened.add(connect(cache))
+  /**
+   * `/v`, varying on Accept-Language; a language's first request gets version 1, later ones
+   * `later`, a version 2 after `delay` ms.
+   */
+  function route (origin: Origin, later: (lang: string) => 'not modified' | 'version 2', delay = 0): void {
     origin.route('/v', async (req, res) => {
       const lang = String(req.headers['accept-language'])
       const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', vary: 'accept-language' }
       const first = origin.seen('/v').filter((s) => s.headers['accept-language'] === lang).length === 1
       if (first) res.writeHead(200, { ...fields, etag: `"${lang}1"` }).end(`${lang} version 1`)
-      else if (lang === 'en') res.writeHead(304, { ...fields, etag: '"en1"' }).end()
+      else if (later(lang) === 'not modified') res.writeHead(304, { ...fields, etag: `"${lang}1"` }).end()
       else {
-        await new Promise((resolve) => setTimeout(resolve, 10))
-        res.writeHead(200, { ...fields, etag: '"fr2"' }).end('fr version 2')
+        if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+        res.writeHead(200, { ...fields, etag: `"${lang}2"` }).end(`${lang} version 2`)
       }
     })
-    const url = `${origin.url}/v`
+  }
+
+  /** Stores both languages' version 1, then lets both go stale. */
+  async function storedThenStale (cache: Cache, client: Client, url: string): Promise<void> {
     await client.send(url, { headers: { 'accept-language': 'en' } })
     await client.send(url, { headers: { 'accept-language': 'fr' } })
     await cache.flush()
     clock.advance(30)
+  }
+
+  /** Both languages' stale hits at once, and their refreshes to their end. */
+  async function refreshedAtOnce (cache: Cache, client: Client, origin: Origin, url: string): Promise<void> {
+    await Promise.all([client.send(url, { headers: { 'accept-language': 'en' } }), client.send(url, { headers: { 'accept-language': 'fr' } })])
+    await waitFor(() => origin.hits('/v') === 4, 'both refreshes')
+    await cache.flush()
+  }
+
+  it('freshens both variants when their 304 refreshes run at once', async () => {
+    const { cache, client, origin } = await setup()
+    route(origin, () => 'not modified')
+    const url = `${origin.url}/v`
+    await storedThenStale(cache, client, url)
+    await refreshedAtOnce(cache, client, origin, url)
+    const en = await client.send(url, { headers: { 'accept-language': 'en' } })
+    const fr = await client.send(url, { headers: { 'accept-language': 'fr' } })
+    expect([en.header('cache-status'), fr.header('cache-status')]).toEqual(['cachedfetch; hit; ttl=10', 'cachedfetch; hit; ttl=10'])
+  })
+
+  it.each([
+    { name: 'a slow Map', options: slow },
+    { name: 'SQLite', options: sqlite }
+  ])('puts back no older version of a variant a 200 refresh replaced beside another\'s 304 refresh ($name)', async ({ options }) => {
+    const { cache, client, origin } = await setup(options())
+    route(origin, (lang) => lang === 'en' ? 'not modified' : 'version 2')
+    const url = `${origin.url}/v`
+    await storedThenStale(cache, client, url)
+    await refreshedAtOnce(cache, client, origin, url)
+    const en = await client.send(url, { headers: { 'accept-language': 'en' } })
+    const fr = await client.send(url, { headers: { 'accept-language': 'fr' } })
+    expect([en.header('cache-status'), fr.body, fr.header('cache-status')]).toEqual(['cachedfetch; hit; ttl=10', 'fr version 2', 'cachedfetch; hit; ttl=10'])
+  })
+
+  it('puts back no older version of a variant its caller replaced while another\'s background 304 was on its way', async () => {
+    const { cache, client, origin } = await setup()
+    route(origin, (lang) => lang === 'en' ? 'not modified' : 'version 2', 10)
+    const url = `${origin.url}/v`
+    await storedThenStale(cache, client, url)
     // en: a stale-while-revalidate hit, whose refresh gets a 304; fr: a caller that must see the origin's answer.
     const [, fr] = await Promise.all([
       client.send(url, { headers: { 'accept-language': 'en' } }),
@@ -122,40 +113,5 @@ describe.each(adapters)('a caller reads a variant back older than it just got, t
     await cache.flush()
     const again = await client.send(url, { headers: { 'accept-language': 'fr' } })
     expect([again.body, again.header('cache-status')]).toEqual(['fr version 2', 'cachedfetch; hit; ttl=10'])
-  })
-})
-
-describe.each(adapters)('two variants refreshed at once, memory + SQLite, through $name', ({ connect }) => {
-  const opened = teardown()
-  afterEach(() => opened.close())
-
-  it('a 304 refresh of one variant does not put back the older version of another that a 200 refresh replaced (SQLite)', async () => {
-    const clock = manualClock(wholeSecondNow())
-    const origin = await opened.origin()
-    const dir = mkdtempSync(join(tmpdir(), 'cachedfetch-variants-'))
-    opened.add({ close: () => rm(dir, { recursive: true, force: true }) })
-    const file = join(dir, 'cache.db')
-    const cache = createCache({ now: clock.now, store: new KeyvSqlite({ uri: `sqlite://${file}` }) as never })
-    opened.add({ close: () => cache.close() })
-    const client = opened.add(connect(cache))
-    origin.route('/v', (req, res) => {
-      const lang = String(req.headers['accept-language'])
-      const fields = { date: clock.date(), 'cache-control': 'max-age=10, stale-while-revalidate=60', vary: 'accept-language' }
-      const first = origin.seen('/v').filter((s) => s.headers['accept-language'] === lang).length === 1
-      if (first) res.writeHead(200, { ...fields, etag: `"${lang}1"` }).end(`${lang} version 1`)
-      else if (lang === 'en') res.writeHead(304, { ...fields, etag: `"${lang}1"` }).end()
-      else res.writeHead(200, { ...fields, etag: `"${lang}2"` }).end(`${lang} version 2`)
-    })
-    const url = `${origin.url}/v`
-    await client.send(url, { headers: { 'accept-language': 'en' } })
-    await client.send(url, { headers: { 'accept-language': 'fr' } })
-    await cache.flush()
-    clock.advance(30)
-    await Promise.all([client.send(url, { headers: { 'accept-language': 'en' } }), client.send(url, { headers: { 'accept-language': 'fr' } })])
-    await waitFor(() => origin.hits('/v') === 4, 'both refreshes')
-    await cache.flush()
-    const en = await client.send(url, { headers: { 'accept-language': 'en' } })
-    const fr = await client.send(url, { headers: { 'accept-language': 'fr' } })
-    expect([en.header('cache-status'), fr.body, fr.header('cache-status')]).toEqual(['cachedfetch; hit; ttl=10', 'fr version 2', 'cachedfetch; hit; ttl=10'])
   })
 })
