@@ -10,8 +10,8 @@ import { forward, HitResult, type FetchCacheMode, type Forwarded, type Hit, type
 import { bodyLength, type CacheEntry, type Variants } from './entry.js'
 import { explainGiven, type Explanation, type ExplainedRequest, type HeaderFields } from './explain.js'
 import { Flights } from './flight.js'
-import { prefixSelector, tagSelector, urlSelector } from './invalidation.js'
-import { CALLER_CONDITIONALS, hasAny, normalizeUrl, storeKey, type CacheRequest } from './key.js'
+import { absoluteUrl, prefixSelector, tagSelector, urlSelector } from './invalidation.js'
+import { CALLER_CONDITIONALS, hasAny, storeKey, type CacheRequest } from './key.js'
 import { assertKnownKeys, describe, isOptionsObject } from './validate.js'
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.js'
 import { applyOwnPolicy, REQUEST_POLICY_KEYS, type RequestSettings } from './settings.js'
@@ -262,13 +262,7 @@ export class Cache {
     if (options !== undefined) assertKnownKeys(options, INVALIDATE_OPTIONS, 'options')
     const host = options?.host
     if (host !== undefined && (typeof host !== 'string' || host === '')) throw new TypeError(`expected options.host to be a Host header's value, got ${describe(host)}`)
-    let normalized: string
-    try {
-      if (typeof url !== 'string' && !(url instanceof URL)) throw new TypeError('no URL')
-      normalized = normalizeUrl(url)
-    } catch {
-      throw new TypeError(`expected url to be an absolute URL such as 'https://api.example.com/users/1', got ${describe(url)}`)
-    }
+    const normalized = absoluteUrl(url, 'url', 'https://api.example.com/users/1')
     await this.#invalidate(urlSelector(normalized, this.settings(normalized).key, host), { url: normalized }, { method: 'invalidate', url: normalized })
   }
 

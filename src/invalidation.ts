@@ -10,6 +10,7 @@
 import { lowerCaseName, variantTags, type Variants } from './entry.js'
 import { normalizeUrl, sameAuthorities, storeKey, type CacheRequest } from './key.js'
 import { picks, type Selector } from './store/tiers.js'
+import { describe } from './validate.js'
 
 /** Request methods that never invalidate (RFC 9110 §9.2.1). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
@@ -60,12 +61,20 @@ export function urlSelector (url: string, key: ((url: URL) => URL | string) | un
 
 /** Entries whose URL starts with `prefix`, an absolute URL; a TypeError for anything else. */
 export function prefixSelector (prefix: string | URL): Selector & { kind: 'prefix' } {
+  return { kind: 'prefix', prefix: absoluteUrl(prefix, 'prefix', 'https://api.example.com/users/') }
+}
+
+/**
+ * An invalidation's URL, a string or a URL, normalised as a request's is (its fragment dropped: no
+ * request carries one); a TypeError naming it, `what`, with an `example`, for anything else.
+ */
+export function absoluteUrl (value: unknown, what: string, example: string): string {
   try {
-    // Normalised as a request's URL is, its fragment dropped: no request carries one.
-    return { kind: 'prefix', prefix: normalizeUrl(new URL(prefix)) }
+    if (typeof value === 'string' || value instanceof URL) return normalizeUrl(new URL(value))
   } catch {
-    throw new TypeError(`expected prefix to be an absolute URL such as 'https://api.example.com/users/', got ${JSON.stringify(String(prefix))}`)
+    // No absolute URL: refused below, as what is no string or URL is.
   }
+  throw new TypeError(`expected ${what} to be an absolute URL such as '${example}', got ${describe(value)}`)
 }
 
 export function tagSelector (tag: string): Selector {

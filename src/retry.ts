@@ -115,17 +115,16 @@ export function resolveRetry (value: unknown, path: string, base: ResolvedRetry)
   }
   assertKnownKeys(value, RETRY_KEYS, path)
   const o = value as Record<string, unknown>
-  const from = base
   const resolved: ResolvedRetry = {
-    limit: optionalSize(o.limit, `${path}.limit`, 0) ?? from.limit,
-    methods: o.methods === undefined ? from.methods : new Set(methods(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
-    statusCodes: o.statusCodes === undefined ? from.statusCodes : new Set(statuses(o.statusCodes, `${path}.statusCodes`)),
+    limit: optionalSize(o.limit, `${path}.limit`, 0) ?? base.limit,
+    methods: o.methods === undefined ? base.methods : new Set(methods(o.methods, `${path}.methods`).map((m) => m.toUpperCase())),
+    statusCodes: o.statusCodes === undefined ? base.statusCodes : new Set(statuses(o.statusCodes, `${path}.statusCodes`)),
     // A wait is a timer: these bound it.
-    baseDelay: optionalSize(o.baseDelay, `${path}.baseDelay`, 0, MAX_TIMER_MS) ?? from.baseDelay,
-    maxDelay: optionalSize(o.maxDelay, `${path}.maxDelay`, 0, MAX_TIMER_MS) ?? from.maxDelay,
-    maxRetryAfter: optionalSize(o.maxRetryAfter, `${path}.maxRetryAfter`, 0, MAX_TIMER_MS) ?? from.maxRetryAfter,
-    deadline: optionalSize(o.deadline, `${path}.deadline`, 0) ?? from.deadline,
-    idempotencyKey: optionalBoolean(o.idempotencyKey, `${path}.idempotencyKey`) ?? from.idempotencyKey
+    baseDelay: optionalSize(o.baseDelay, `${path}.baseDelay`, 0, MAX_TIMER_MS) ?? base.baseDelay,
+    maxDelay: optionalSize(o.maxDelay, `${path}.maxDelay`, 0, MAX_TIMER_MS) ?? base.maxDelay,
+    maxRetryAfter: optionalSize(o.maxRetryAfter, `${path}.maxRetryAfter`, 0, MAX_TIMER_MS) ?? base.maxRetryAfter,
+    deadline: optionalSize(o.deadline, `${path}.deadline`, 0) ?? base.deadline,
+    idempotencyKey: optionalBoolean(o.idempotencyKey, `${path}.idempotencyKey`) ?? base.idempotencyKey
   }
   return Object.freeze(resolved)
 }

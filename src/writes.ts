@@ -30,7 +30,7 @@ export class Writes {
    * putting the entry in memory before that read: an older answer's write whose read is still on its
    * way would then land after a newer one's, which found the older in memory and needed no read.
    */
-  #landing = new Map<string, { readonly entry: CacheEntry, readonly since: number, readonly done?: Promise<unknown> }>()
+  #landing = new Map<string, { readonly entry: CacheEntry, readonly since: number, readonly done: Promise<unknown> }>()
 
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
@@ -105,13 +105,12 @@ export class Writes {
     }
     if (!(work instanceof Promise)) return work
     const { key } = entry
-    const landing: { entry: CacheEntry, since: number, done?: Promise<unknown> } = { entry, since }
-    this.#landing.set(key, landing)
     const done = this.#attempt(key, work).then((written) => {
       if (this.#landing.get(key) === landing) this.#landing = without(this.#landing, key)
       return written === true
     })
-    landing.done = done
+    const landing = { entry, since, done }
+    this.#landing.set(key, landing)
     return done
   }
 

@@ -127,7 +127,12 @@ export class Tiers implements EntryStore {
     // between the two may have read the index, found no entry yet, and taken the key out of it.
     const redis = this.#redis
     const index = (): Promise<boolean> => redis.index(key, indexesOf(key, variants), Date.now() + ttl)
-    return index().then(async (indexed) => indexed && await l2.set(key, { variants, expires }, ttl) && (await index() || true))
+    return index().then(async (indexed) => {
+      if (!indexed || !await l2.set(key, { variants, expires }, ttl)) return false
+      // Written whether this one lands or not (a failure is reported).
+      await index()
+      return true
+    })
   }
 
   delete (key: string): MaybePromise<void> {
