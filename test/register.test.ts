@@ -85,6 +85,13 @@ describe('node --import cachedfetch/register', () => {
     expect(refused).not.toMatch(/s3cret/)
   })
 
+  it('tells a setting it refuses in one line, with no stack, and exits with status 1', async () => {
+    const refused = await run('http://127.0.0.1:1/', { CACHEDFETCH_HOSTS: join(tempDir(), 'missing.json') })
+      .then(() => undefined, (error: Error & { code: number, stderr: string }) => error)
+    expect(refused?.code).toBe(1)
+    expect(refused?.stderr).toMatch(/^cachedfetch\/register: CACHEDFETCH_HOSTS: cannot read .*missing\.json \(ENOENT[^\n]*\n$/)
+  })
+
   it('takes an empty CACHEDFETCH_NAMESPACE for an unset one, as it does the other two', async () => {
     const origin = await opened.origin({ '/report': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }, 'report') })
     expect(await run(`${origin.url}/report`, { CACHEDFETCH_NAMESPACE: '', CACHEDFETCH_STORE: '', CACHEDFETCH_HOSTS: '' })).toMatchObject({ status: 200, body: 'report' })
