@@ -50,8 +50,8 @@ export interface RetryOptions {
    */
   deadline?: number
   /**
-   * Add a fresh `Idempotency-Key` (a UUID, the same on every attempt) to POST and PATCH requests
-   * that have none, so that they can be retried safely.
+   * Add a fresh `Idempotency-Key` (a UUID as a Structured Field string, `"…"`, the same on every
+   * attempt) to POST and PATCH requests that have none, so that they can be retried safely.
    * @see https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/
    * @default false
    */

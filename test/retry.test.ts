@@ -51,7 +51,8 @@ const table = JSON.parse(readFileSync(new URL('../fixtures/retry.json', import.m
 
 /** Backoff short enough that a test never notices it. */
 const FAST: RetryOptions = { baseDelay: 1, maxDelay: 1 }
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+/** A generated key: a UUID as the draft's Structured Field string. */
+const UUID = /^"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"$/
 
 /** Answers the n-th request with the n-th step; the last step answers every later one. */
 function sequence (...steps: Route[]): Route {

@@ -44,9 +44,11 @@ export function dispatchWithRetry (
     // An empty key is none: a server that reads it so would get the same POST again and again.
     keyed = (headers['idempotency-key']?.trim() ?? '') !== ''
     if (needsIdempotencyKey(method, keyed, retry)) {
-      // One key for every attempt: that is what makes the retries safe (IETF Idempotency-Key draft).
+      // One key for every attempt: that is what makes the retries safe. Quoted: the IETF draft's field
+      // is a Structured Field string (RFC 8941 §3.3.3), and a bare UUID, which may start with a digit,
+      // is not even a token, so a server that parses the field strictly refuses it.
       // A spread, not extend(): these are fields, and one may be named __proto__ (src/objects.ts).
-      opts = extend(opts, { headers: { ...headers, 'idempotency-key': randomUUID() } })
+      opts = extend(opts, { headers: { ...headers, 'idempotency-key': `"${randomUUID()}"` } })
       keyed = true
     }
   }
