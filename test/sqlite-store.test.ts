@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process'
 import diagnostics from 'node:diagnostics_channel'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -30,6 +30,8 @@ const CLIENT = fileURLToPath(new URL('./processes/sqlite-client.ts', import.meta
 const FRAME = /^\d+\ncachedfetch\/3 /
 const HIT = /^cachedfetch; hit; ttl=\d+$/
 const FRESH = { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }
+/** The sweep the README gives, its SQL between the backquotes. */
+const README_SWEEP = /const SWEEP = `([^`]+)`/
 
 const opened = teardown()
 
@@ -359,6 +361,26 @@ describe('SQLite invalidation by listing the rows: expired ones, thousands, unre
 
     await invalidate(sqliteCache(file), origin.url)
     expect((await rowKeys(file)).filter((key) => key.includes('/b/'))).toEqual([])
+  })
+
+  it("the README's sweep deletes the namespace's expired rows and no other", async () => {
+    const origin = await opened.origin({
+      '/day': respond(200, FRESH, 'day'),
+      '/year': respond(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=31536000' }, 'year')
+    })
+    const file = databaseFile()
+    const writer = sqliteCache(file)
+    const cachedFetch = createCachedFetch({ cache: writer, dispatcher: opened.agent() })
+    for (const path of ['/day', '/year']) await (await cachedFetch(origin.url + path)).text()
+    await storedCount(writer, 2)
+    // Another namespace's row of the same age, a row of no expiry, and another program's row.
+    const [day] = await sql<{ value: string }>(file, 'SELECT value FROM keyv WHERE key = ?', `x:GET ${origin.url}/day`)
+    await sql(file, 'INSERT INTO keyv(key, value) VALUES (?, ?), (?, ?), (?, ?)',
+      `y:GET ${origin.url}/day`, day!.value, `x:forever`, `\nframe`, 'x:theirs', '{"value":1,"expires":5}')
+    const sweep = README_SWEEP.exec(readFileSync(new URL('../README.md', import.meta.url), 'utf8'))?.[1]!.replace('cachedfetch:', 'x:')
+    // Two days on, as the sweep would find the file then: the day's retention (60 s, then a day stale) is over.
+    await sql(file, sweep!, Date.now() + 2 * 86_400_000)
+    expect(await rowKeys(file)).toEqual([`x:GET ${origin.url}/year`, 'x:forever', 'x:theirs', `y:GET ${origin.url}/day`].sort())
   })
 
   /** A file with a tagged /t and `rows` more rows (copies of /o's, or `value`): what invalidateTag('t') must get past. */
