@@ -317,4 +317,9 @@ function policyDirectives (value: string): string[] {
   return kept
 }
 
-const policyCacheControl = memoize(1024, (value) => policyDirectives(value).join(', '))
+/**
+ * A request's Cache-Control as policyDirectives() gives it, and a directive with an empty argument
+ * as the directive, as correctCacheControl() keeps a response's: http-cache-semantics would read a
+ * request's `no-store=""` as absent, and store its answer (§5.2.1.5).
+ */
+const policyCacheControl = memoize(1024, (value) => policyDirectives(value).map((part) => part.endsWith('=') || part.endsWith('=""') ? part.slice(0, part.indexOf('=')) : part).join(', '))

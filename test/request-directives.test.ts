@@ -85,6 +85,24 @@ describe.each(adapters)('request directives through $name', ({ connect }) => {
     }
   })
 
+  // An empty argument is the directive, as in a response (found by a hunt: the 304 was stored).
+  it.each(['no-store', 'no-store=""', 'no-store='])('stores no 304 that answers a request with %s: the entry stays stale (RFC 9111 §5.2.1.5)', async (directive) => {
+    origin.route('/n', (req, res) => {
+      const fields = { date: clock.date(), 'cache-control': 'max-age=10', etag: '"n1"' }
+      if (req.headers['if-none-match'] === '"n1"') res.writeHead(304, fields).end()
+      else res.writeHead(200, fields).end('n1')
+    })
+    const url = `${origin.url}/n`
+    await client.send(url)
+    clock.advance(20)
+    const refused = await client.send(url, { headers: { 'cache-control': directive } })
+    expect(refused.header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304; /)
+    clock.advance(1)
+    const next = await client.send(url)
+    expect(next.header('cache-status')).toMatch(/^cachedfetch; fwd=stale; fwd-status=304; /)
+    expect(origin.hits('/n')).toBe(3)
+  })
+
   it('answers only-if-cached with a 504 in the reload mode, which takes nothing stored, without asking the origin (RFC 9111 §5.2.1.7)', async () => {
     origin.route('/d', (_req, res) => { res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('d1') })
     const url = `${origin.url}/d`
