@@ -582,6 +582,20 @@ describe('fields the fast path must read as fetch sends them', () => {
     expect(server.hits('/v')).toBe(3)
   })
 
+  it('takes a field given as an array or a Buffer for the text fetch sends: not another request\'s variant (found by a hunt)', async () => {
+    const { cachedFetch } = setup()
+    const server = await opened.origin({
+      '/c': (req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'cookie, x-a' }).end(`${req.headers.cookie} ${String(req.headers['x-a'])}`) }
+    })
+    const url = `${server.url}/c`
+    // The variants a request of two cookies, and one of the text "Ã©", stored.
+    expect(await (await cachedFetch(url, { headers: { cookie: 'a=1; b=2', 'x-a': 'Ã©' } })).text()).toBe('a=1; b=2 Ã©')
+    // fetch sends String(array), one cookie a of the value "1,b=2", and a Buffer's text in UTF-8.
+    const given = { cookie: ['a=1', 'b=2'], 'x-a': Buffer.from('é') } as unknown as Record<string, string>
+    expect(await (await cachedFetch(url, { headers: given })).text()).toBe('a=1,b=2 é')
+    expect(server.hits('/c')).toBe(2)
+  })
+
   it('keys a request by its URL alone though it gives a Host, which fetch never sends', async () => {
     const { cache, cachedFetch } = setup()
     const server = await opened.origin({ '/a': (req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }).end(`host=${String(req.headers.host)}`) } })

@@ -73,8 +73,17 @@ function readAsSent (headers: unknown): boolean {
   return true
 }
 
+/**
+ * A field name and a value read alike by fetch and normalizeHeaders: a string, or a primitive that
+ * fetch turns into the same text. Not an object: fetch sends an array as `String(array)`, one
+ * comma-joined line, and a Buffer as its text in UTF-8, where normalizeHeaders reads the one as field
+ * lines (a Cookie's joined by `; `) and the other as Latin-1, and a lookup so keyed was served
+ * another request's variant.
+ */
 function sendable (name: unknown, value: unknown): boolean {
-  return typeof name === 'string' && value != null && wellFormedField(name, typeof value === 'string' ? value : `${value as string}`)
+  const type = typeof value
+  return typeof name === 'string' && (type === 'string' || type === 'number' || type === 'boolean' || type === 'bigint') &&
+    wellFormedField(name, String(value))
 }
 
 /**
