@@ -193,6 +193,28 @@ describe('the default memory store', () => {
     expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(maxSize)
   })
 
+  it.each(adapters.flatMap((adapter) => (['clear', 'invalidatePrefix'] as const).map((call) => ({ ...adapter, call }))))(
+    'serves each URL its own body after an evicted listener calls $call() back: through $name (found by a hunt)', async ({ connect, call }) => {
+      const server = await opened.origin({ '/k': sizedRoute(3000) })
+      const cache = createCache({ maxSize: 10_000 })
+      const client = opened.add(connect(cache))
+      let calls = 0
+      const listener = (): void => {
+        if (calls++ === 0) void (call === 'clear' ? cache.clear() : cache.invalidatePrefix(`${server.url}/k`))
+      }
+      diagnostics.subscribe('cachedfetch:evicted', listener)
+      try {
+        // Three fit; the fourth evicts the first, and the listener calls back in that eviction.
+        for (let n = 1; n <= 6; n++) await client.send(`${server.url}/k?n=${n}`)
+        await cache.flush()
+        for (let n = 1; n <= 6; n++) expect((await client.send(`${server.url}/k?n=${n}`)).body).toBe(`/k?n=${n}`.repeat(500).slice(0, 3000))
+      } finally {
+        diagnostics.unsubscribe('cachedfetch:evicted', listener)
+      }
+      expect(calls).toBeGreaterThan(0)
+      expect(cache.stats().bytesInMemory).toBeLessThanOrEqual(10_000)
+    })
+
   it('evicts the least recently used entries past maxEntries', async () => {
     const paths = ['/1', '/2', '/3', '/4']
     const server = await opened.origin(Object.fromEntries(paths.map((p) => [p, sizedRoute(10)])))

@@ -34,7 +34,10 @@ export class MemoryStore {
       // millisecond went unseen (an entry past its retention was still found), and a timer was
       // made and fired for two in five 1 KB 304s through the interceptor.
       ttlResolution: 0,
-      dispose: (variants, key, reason) => {
+      // After the entry is gone, the LRU whole again: an `evicted` listener may call the cache back
+      // (clear(), an invalidation), which in the middle of the eviction broke the LRU's index, and a
+      // URL was served another's body.
+      disposeAfter: (variants, key, reason) => {
         if (reason === 'evict') events.evict(key, variantsSize(variants))
       }
     })
