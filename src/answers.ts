@@ -49,14 +49,15 @@ export class Answers {
   /**
    * The origin answered a forwarded request: decide what the caller gets and what is stored.
    * `headers` are the response's, as undici hands them over; `shared`, the exchange other callers
-   * share, which is told what this lookup counts.
+   * share, which is told what this lookup counts; `redirected`, that a redirect below the cache led
+   * to it (src/adapters/cache-handler.ts): another URL's answer, never stored under this one.
    */
-  forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>, shared?: SharedCount): Outcome {
+  forwarded (request: CacheRequest, lookup: Forwarded, status: number, statusText: string, headers: Record<string, string | string[] | undefined>, shared?: SharedCount, redirected = false): Outcome {
     for (const url of invalidatedBy(request, status, headers)) {
       // One that fails is a store-error event (`background`): nobody waits for it.
       this.#writes.background(this.#invalidate(urlSelector(url, this.#options.hosts.settingsFor(url).key, request.headers.host), { url }, { method: request.method, url }))
     }
-    const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.#options.cacheStatusKey && lookup.store && lookup.key !== undefined
+    const parts: StatusParts & { fwd: Forward, fwdStatus: number } = this.#options.cacheStatusKey && lookup.store && !redirected && lookup.key !== undefined
       ? { fwd: lookup.fwd, fwdStatus: status, key: lookup.key }
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
@@ -80,6 +81,13 @@ export class Answers {
     if (!lookup.store || key === undefined) return pass(false)
 
     const { settings } = lookup
+    const refused = (): Outcome => {
+      // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
+      if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
+      return pass(false)
+    }
+    // The URL now redirects: what was stored for it is no longer what its origin answers.
+    if (redirected) return refused()
     const stored = storableHeaders(headers)
     // RFC 9110 §6.6.1: a recipient with a clock dates a response it caches that has no Date (as
     // a 304 without one is dated, src/policy.ts), so that a hit says when it was received.
@@ -92,11 +100,6 @@ export class Answers {
     // Content-Length says (RFC 9110 §9.3.2, §15.3.5, §15.4.5).
     const declared = Number(fieldValue(stored['content-length']) ?? NaN)
     const length = request.method === 'HEAD' || status === 204 || status === 304 ? 0 : Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined
-    const refused = (): Outcome => {
-      // RFC 9111 §4.3.3: a full response replaces what was stored; if it may not be kept, neither may the old.
-      if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
-      return pass(false)
-    }
     if (!storable || retention === 0 || fields[0] === '*' || !fieldsFitToStore(stored) || connectionNamesFields(headers)) return refused()
     const vary = varyValues(fields, request.headers)
     const tags = responseTags(stored, settings.tags)

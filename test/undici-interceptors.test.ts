@@ -12,7 +12,8 @@ import { interceptors, request, type Dispatcher } from 'undici'
 import { cacheInterceptor, createCache } from '../src/index.js'
 import { bytes, respond, type Route } from './helpers/origin.js'
 import { teardown } from './helpers/teardown.js'
-import { within } from './helpers/wait.js'
+import { manualClock, wholeSecondNow } from './helpers/time.js'
+import { waitFor, within } from './helpers/wait.js'
 
 const opened = teardown()
 afterEach(() => opened.close())
@@ -156,6 +157,31 @@ describe('undici\'s redirect interceptor below the cache (compose(interceptors.r
       await cache.flush()
       expect(await as(dispatcher, `${origin.url}/me`, 'Bearer bob')).toBe('bob\'s profile')
     }
+  })
+
+  it('redirects a stale-while-revalidate refresh as its caller\'s request would be (its maxRedirections), and drops the entry of a URL that now redirects (found by a hunt)', async () => {
+    const clock = manualClock(wholeSecondNow())
+    const origin = await opened.origin({
+      '/a': sequence(
+        respond(200, { 'cache-control': 'max-age=10, stale-while-revalidate=60' }, 'a'),
+        respond(301, { location: '/b', 'cache-control': 'max-age=3600' })),
+      '/b': respond(200, { 'cache-control': 'no-store' }, 'b')
+    })
+    const cache = createCache({ now: clock.now })
+    // The redirects are the caller's to ask for, request by request (undici 7's types no longer name
+    // maxRedirections; its redirect interceptor reads it).
+    const FOLLOW = { maxRedirections: 3 }
+    const dispatcher = opened.agent().compose(interceptors.redirect(), cacheInterceptor({ cache }))
+    const get = async (): Promise<string> => await request(`${origin.url}/a`, { dispatcher, ...FOLLOW })
+      .then(async (response) => `${response.statusCode} ${await response.body.text()}`)
+    expect(await get()).toBe('200 a')
+    clock.advance(20)
+    expect(await get()).toBe('200 a')
+    await waitFor(() => origin.hits('/b') === 1, 'the refresh, redirected')
+    await cache.flush()
+    // Neither the 301, stored for a caller that follows redirects, nor the stale 200 of a URL that redirects now.
+    expect(await get()).toBe('200 b')
+    expect(origin.hits('/a')).toBe(3)
   })
 
   it('still stores an answer no redirect led to, and serves it', async () => {

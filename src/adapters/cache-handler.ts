@@ -15,7 +15,6 @@ import type { Dispatcher } from 'undici'
 import type { Cache, Forwarded, Outcome } from '../cache.js'
 import type { CacheEntry, ResponseHeaders } from '../entry.js'
 import type { CacheRequest } from '../key.js'
-import { extend } from '../objects.js'
 import { hasNoContent } from './content.js'
 import { ReplayController } from './replay.js'
 import type { AttemptAware } from './retry.js'
@@ -72,9 +71,9 @@ export class CacheHandler implements Handler, AttemptAware {
     // target): it goes on, never stored under this one. It may be another user's (a request with
     // credentials redirected from /me to /profile/alice), another origin's, or reached through a
     // hop that said no-store; none of which the final answer's own fields would show.
-    const lookup = (this.#hops?.length ?? 0) > 1 ? extend(this.#lookup, { store: false }) : this.#lookup
+    const redirected = (this.#hops?.length ?? 0) > 1
     try {
-      outcome = this.#cache.answers.forwarded(this.#request, lookup, statusCode, statusMessage ?? '', headers, this.#shared)
+      outcome = this.#cache.answers.forwarded(this.#request, this.#lookup, statusCode, statusMessage ?? '', headers, this.#shared, redirected)
     } catch {
       // The cache fails open: a response it cannot make sense of goes to the caller untouched.
       outcome = { kind: 'pass', headers: headers as ResponseHeaders, recorder: undefined }

@@ -243,9 +243,12 @@ function replay (request: CacheRequest, hit: Hit, handler: Dispatcher.DispatchHa
  * Its outcome lands in the store; its failure is an event, and the entry stays as it was.
  */
 function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatcher.DispatchOptions, request: CacheRequest, refresh: Forwarded): void {
-  // The caller's timeouts bound its refresh too: one the origin never answers would hold the
-  // entry's refresh, and every later stale hit would start none, for undici's default 300 s.
-  const { origin, path, method, query, headersTimeout, bodyTimeout } = opts
+  // The caller's options, as a revalidation in the foreground has them: its timeouts bound its
+  // refresh too (one the origin never answers would hold the entry's refresh, and every later stale
+  // hit would start none, for undici's default 300 s), and an interceptor below reads its own
+  // (`maxRedirections`: a refresh not redirected as the caller would be stored the 301 for every
+  // caller). Not its signal: a refresh is nobody's request.
+  const outgoing = extend(opts, { headers: refresh.headers, signal: undefined })
   let status = 0
   const done: Dispatcher.DispatchHandler = {
     onRequestStart: (controller) => cache.refreshStarted(refresh, controller),
@@ -254,7 +257,7 @@ function revalidateInBackground (cache: Cache, dispatch: Dispatch, opts: Dispatc
     onResponseError: (_controller, error) => cache.refreshed(request, refresh, error)
   }
   try {
-    dispatchWithRetry(dispatch, { origin, path, method, query, headersTimeout, bodyTimeout, headers: refresh.headers }, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
+    dispatchWithRetry(dispatch, outgoing, new CacheHandler(cache, request, refresh, done), refresh.settings.retry, cache)
   } catch (error) {
     cache.refreshed(request, refresh, error)
   }
