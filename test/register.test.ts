@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { respond } from './helpers/origin.js'
@@ -38,8 +38,21 @@ function tempDir (): string {
 
 interface Printed { status: number, cacheStatus: string | null, body: string }
 
-async function run (url: string, env: Record<string, string>): Promise<Printed> {
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--import', REGISTER, APP, url],
+/**
+ * A module to preload before register, in `dir`: it makes @keyv/sqlite resolve to a module that
+ * throws as it loads, as one whose native build is missing does.
+ */
+function brokenSqlite (dir: string): string {
+  writeFileSync(join(dir, 'broken.mjs'), "throw new Error('Could not locate the bindings file')\n")
+  writeFileSync(join(dir, 'hooks.mjs'), `export async function resolve (specifier, context, next) {
+  return specifier === '@keyv/sqlite' ? { url: ${JSON.stringify(pathToFileURL(join(dir, 'broken.mjs')).href)}, shortCircuit: true } : next(specifier, context)
+}\n`)
+  writeFileSync(join(dir, 'preload.mjs'), `import { register } from 'node:module'\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)})\n`)
+  return join(dir, 'preload.mjs')
+}
+
+async function run (url: string, env: Record<string, string>, preload: string[] = []): Promise<Printed> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', ...preload, '--import', REGISTER, APP, url],
     { env: { ...process.env, ...env }, timeout: 20_000 })
   return JSON.parse(stdout) as Printed
 }
@@ -90,6 +103,13 @@ describe('node --import cachedfetch/register', () => {
       .then(() => undefined, (error: Error & { code: number, stderr: string }) => error)
     expect(refused?.code).toBe(1)
     expect(refused?.stderr).toMatch(/^cachedfetch\/register: CACHEDFETCH_HOSTS: cannot read .*missing\.json \(ENOENT[^\n]*\n$/)
+  })
+
+  it('tells a store package that is installed but fails to load by its own error, not as one to install', async () => {
+    const dir = tempDir()
+    const refused = await run('http://127.0.0.1:1/', { CACHEDFETCH_STORE: `sqlite:${join(dir, 'cache.db')}` }, ['--import', brokenSqlite(dir)])
+      .then(() => undefined, (error: Error & { stderr: string }) => error.stderr)
+    expect(refused).toBe('cachedfetch/register: CACHEDFETCH_STORE: the package @keyv/sqlite failed to load: Could not locate the bindings file\n')
   })
 
   it('takes an empty CACHEDFETCH_NAMESPACE for an unset one, as it does the other two', async () => {

@@ -50,7 +50,9 @@ async function load<T> (name: string, what: string): Promise<T> {
   try {
     return await import(name) as T
   } catch (error) {
-    throw new Error(`${what} needs the package ${name}: npm install ${name}`, { cause: error })
+    // Installed but failing as it loads (a native build missing, say) is not missing: its own message says why.
+    const missing = (error as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' && (error as Error).message.includes(`'${name}'`)
+    throw new Error(missing ? `${what} needs the package ${name}: npm install ${name}` : `${what}: the package ${name} failed to load: ${(error as Error).message}`, { cause: error })
   }
 }
 
