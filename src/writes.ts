@@ -137,8 +137,20 @@ export class Writes {
     this.background(this.#attempt(entry.key, removed))
   }
 
-  /** Drops what `selector` picks from the store, after the writes already on their way; whether the store was reached (Tiers.invalidate). */
-  async invalidate (selector: Selector): Promise<boolean> {
+  /**
+   * Drops what `selector` picks from the store, after the writes already on their way; whether the
+   * store was reached (Tiers.invalidate). flush() waits for it too, so that close() does not shut
+   * the store, and the channel to the other processes, under it; its outcome is its caller's.
+   */
+  invalidate (selector: Selector): Promise<boolean> {
+    const work = this.#invalidate(selector)
+    const settled = work.then(() => {}, () => {})
+    this.#pending.add(settled)
+    void settled.finally(() => this.#pending.delete(settled))
+    return work
+  }
+
+  async #invalidate (selector: Selector): Promise<boolean> {
     // From now on no write of a request sent before picks what this selects (#storeSince).
     const ended = this.#invalidations.record(selector)
     try {

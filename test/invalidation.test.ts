@@ -551,6 +551,36 @@ describe('invalidate() and invalidatePrefix() read their URL as a request\'s is 
   })
 })
 
+describe('an invalidation under way when flush() or close() is called', () => {
+  const opened = teardown()
+  afterEach(() => opened.close())
+
+  it.each(['flush', 'close'] as const)('is waited for by %s(): the store holds the entry no more, and invalidate() resolves (found by a hunt)', async (how) => {
+    // Deletes land late, as across a network: close() used to shut the store under this one.
+    const map = new Map<string, unknown>()
+    const store = Object.assign(new Map(), {
+      get: (name: string) => map.get(name),
+      set: (name: string, value: unknown) => { map.set(name, value); return true },
+      delete: async (name: string) => { await new Promise((resolve) => setTimeout(resolve, 200)); return map.delete(name) },
+      clear: () => map.clear()
+    })
+    const cache = createCache({ store: new Keyv({ store }) })
+    opened.add({ close: () => cache.close() })
+    const origin = await opened.origin({ '/i': respond(200, { 'cache-control': 'max-age=600' }, 'i') })
+    const client = opened.add(adapters[0]!.connect(cache))
+    await client.send(`${origin.url}/i`)
+    await cache.flush()
+    expect(map.size).toBe(1)
+
+    let outcome = 'under way'
+    const invalidated = cache.invalidate(`${origin.url}/i`).then(() => { outcome = 'resolved' }, (error: Error) => { outcome = error.message })
+    await cache[how]()
+    expect(map.size).toBe(0)
+    expect(outcome).toBe('resolved')
+    await invalidated
+  })
+})
+
 describe('an invalidation that cannot reach the store', () => {
   const opened = teardown()
   afterEach(() => opened.close())
