@@ -378,6 +378,21 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
     expect(await (await second).text()).toBe('doc')
   })
 
+  it('ends the leases a cache holds when it is closed, so that waiters in other processes go at once (found by a hunt)', async () => {
+    const { origin, answer } = await heldOrigin('max-age=60')
+    const a = member({ coordinate: { lease: 30_000, wait: 30_000 } })
+    const b = member({ coordinate: { lease: 30_000, wait: 30_000 } })
+    const first = createCachedFetch({ cache: a, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => origin.hits('/doc') === 1, 'the holder to reach the origin')
+    const second = createCachedFetch({ cache: b, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => b.stats().misses === 1, 'the waiter to look up')
+    // Its answer still to come, which nothing will store now.
+    await a.close()
+    await waitFor(() => origin.hits('/doc') === 2, 'the waiter to go to the origin itself', 3000)
+    answer()
+    for (const response of await Promise.all([first, second])) expect(await response.text()).toBe('doc')
+  })
+
   it('lets a waiter aborted by its signal go at once, under undici.request too, not when the lease wait ends', async () => {
     const { origin, answer } = await heldOrigin('max-age=60')
     const a = member({ coordinate: { lease: 30_000, wait: 30_000 } })

@@ -34,6 +34,8 @@ export class Coordinator {
   #closed = false
   /** Lease releases on their way (each bounded by the write timeout; none rejects). */
   readonly #releasing = new Set<Promise<void>>()
+  /** The releases of the claims this process holds, until each is called. */
+  readonly #held = new Set<Release>()
 
   constructor (redis: RedisLink, options: CoordinatorOptions) {
     this.#redis = redis
@@ -68,6 +70,14 @@ export class Coordinator {
     this.#closed = true
   }
 
+  /**
+   * Ends the claims still held, as unable to serve the others, once the cache is closing: their
+   * answers, still to come, will not be stored, and the other processes would sit out the leases.
+   */
+  releaseHeld (): void {
+    for (const release of [...this.#held]) release(false)
+  }
+
   /** Settles once the releases on their way have: flush() waits for them, so that a process that exits after it leaves no lease for the others to sit out. */
   async settled (): Promise<void> {
     while (this.#releasing.size > 0) await Promise.allSettled([...this.#releasing])
@@ -75,12 +85,15 @@ export class Coordinator {
 
   #releaser (key: string, token: string): Release {
     let released = false
-    return (reusable) => {
+    const release: Release = (reusable) => {
       if (released) return
       released = true
+      this.#held.delete(release)
       const releasing = this.#redis.release(key, token, reusable, this.#options.lease)
       this.#releasing.add(releasing)
       void releasing.finally(() => this.#releasing.delete(releasing))
     }
+    this.#held.add(release)
+    return release
   }
 }
