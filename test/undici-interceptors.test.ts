@@ -193,6 +193,51 @@ describe('undici\'s redirect interceptor below the cache (compose(interceptors.r
   })
 })
 
+describe('request fields undici refuses (found by a hunt)', () => {
+  /** The outcome of a request with these fields: status and body, or the error's name and message. */
+  async function sent (dispatcher: Dispatcher, url: string, headers?: unknown): Promise<string> {
+    return await request(url, { dispatcher, headers: headers as never })
+      .then(async (response) => `${response.statusCode} ${await response.body.text()}`, (error: Error) => `threw ${error.name}: ${error.message}`)
+  }
+
+  const refused: Array<[string, () => unknown]> = [
+    ['a Buffer value', () => ({ 'x-a': Buffer.from('1') })],
+    ['a symbol value', () => ({ 'x-a': Symbol('1') })],
+    ['a value with CR LF', () => ({ 'x-a': 'v\r\nx-injected: 1' })],
+    ['an object in a list of values', () => ({ 'x-a': ['1', {}] })],
+    ['a name that is no token', () => ({ 'x a': '1' })],
+    ['pairs given as an array', () => [['x-a', '1'], ['x-b', '2']]],
+    ['a flat list of odd length', () => ['x-a', '1', 'x-b']],
+    ['an iterator of entries that are not pairs', function * () { yield ['x-a', '1', 'extra'] }],
+    ['Host twice', () => ['host', 'a.test', 'Host', 'b.test']],
+    ['a Content-Length that is no number', () => ({ 'content-length': '1e3' })],
+    ['a Connection that lists no tokens', () => ({ connection: 'close, x y' })]
+  ]
+
+  it.each(refused)('%s: fails on a hit as through a plain Agent, counted as no lookup', async (_what, headers) => {
+    const origin = await opened.origin({ '/r': respond(200, { 'cache-control': 'max-age=60' }, 'ok') })
+    const url = `${origin.url}/r`
+    const plain = await sent(opened.agent(), url, headers())
+    expect(plain).toMatch(/^threw /)
+    const cache = createCache()
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache }))
+    expect(await sent(dispatcher, url)).toBe('200 ok')
+    expect(await sent(dispatcher, url, headers())).toBe(plain)
+    expect(cache.stats()).toMatchObject({ hits: 0, misses: 1 })
+    expect(origin.hits('/r')).toBe(1)
+  })
+
+  it('serves the fields undici takes in every shape: a list of values, primitives, an iterator of pairs', async () => {
+    const origin = await opened.origin({ '/r': respond(200, { 'cache-control': 'max-age=60' }, 'ok') })
+    const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache() }))
+    const url = `${origin.url}/r`
+    for (const headers of [{ 'x-a': ['1', 2, null], 'x-b': 3, 'x-c': true }, new Map([['x-a', '1']]).entries(), ['x-a', '1', 'connection', 'keep-alive']]) {
+      expect(await sent(dispatcher, url, headers)).toBe('200 ok')
+    }
+    expect(origin.hits('/r')).toBe(1)
+  })
+})
+
 describe('a GET with content', () => {
   it('passes the cache by: each gets the answer to its own content, and its stream is read', async () => {
     const origin = await opened.origin({

@@ -13,13 +13,14 @@ import { describe } from '../validate.js'
 import { cacheFrom, type CacheOrOptions } from './cache-from.js'
 import { flightKey } from '../flight.js'
 import { lowerCaseName } from '../entry.js'
-import { normalizeHeaders, normalizeUrl, refusedByUndici, storeKey, type CacheRequest } from '../key.js'
+import { normalizeHeaders, normalizeUrl, storeKey, type CacheRequest } from '../key.js'
 import { memoize } from '../memo.js'
 import { extend } from '../objects.js'
 import type { RequestPolicy } from '../options.js'
 import { Broadcast } from './broadcast.js'
 import { CacheHandler } from './cache-handler.js'
 import { hasNoContent } from './content.js'
+import { refusedFields } from './refused-fields.js'
 import { ReplayController } from './replay.js'
 import { dispatchWithRetry } from './retry.js'
 import { EarlyStart } from './early-start.js'
@@ -101,8 +102,13 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       // Fields given as an iterator (map.entries(), a generator) can be read once: read here for
       // the key, they would reach the origin empty, and the answer be stored for fields it never
       // saw. Read once, into the flat list undici takes as well.
-      if (isIterator(opts.headers)) opts.headers = flatFields(opts.headers)
-      const request = opts.upgrade == null ? toCacheRequest(opts) : undefined
+      // Entries undici refuses are handed to it as they came, an iterator, for it to refuse: the
+      // cache passes that by, not reading it again.
+      if (isIterator(opts.headers)) {
+        const entries = Array.from(opts.headers)
+        opts.headers = refusedFields(entries.values()) ? entries.values() : flatFields(entries)
+      }
+      const request = opts.upgrade == null && !isIterator(opts.headers) ? toCacheRequest(opts) : undefined
       if (request === undefined) {
         noFlight(opts)
         return dispatch(opts, handler)
@@ -293,11 +299,10 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
   try {
     const base = typeof origin === 'string' ? originOf(origin) : servedOrigin(origin)
     if (base === undefined) return undefined
-    // undici refuses `query` beside a path that has a query or fragment (below the interceptors): left to say so.
-    if (query != null && /[?#]/.test(path)) return undefined
+    // undici refuses `query` beside a path that has a query or fragment (below the interceptors),
+    // and fields it cannot send: left to say so, on a hit as on a miss.
+    if ((query != null && /[?#]/.test(path)) || refusedFields(opts.headers)) return undefined
     const headers = normalizeHeaders(opts.headers)
-    // undici's to refuse, on a hit as on a miss.
-    if (refusedByUndici(headers)) return undefined
     // RFC 9110 §9.1: the method token is case-sensitive; undici sends it as given, so `get` is no GET.
     const { method } = opts
     if (typeof method !== 'string') return undefined
