@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { RetryHandler, type Dispatcher } from 'undici'
+import { errors, RetryHandler, type Dispatcher } from 'undici'
 import { abortReason } from './request-aborted.js'
 import type { Cache } from '../cache.js'
 import { normalizeHeaders } from '../key.js'
@@ -171,11 +171,21 @@ class RetryGuard implements Handler, Controller {
   #answered = false
   #bodyStarted = false
   /**
-   * The answer the caller has is a 2xx with a strong validator: only such a one may be resumed.
-   * RetryHandler asks If-Match only of a 2xx's ETag, and resumes any other answer it passed on
-   * (a 503 past the deadline, say) with a bare Range, which could splice two versions.
+   * The answer the caller has is a 2xx with a strong validator and a Content-Length: only such a
+   * one may be resumed. RetryHandler asks If-Match only of a 2xx's ETag, and resumes any other
+   * answer it passed on (a 503 past the deadline, say) with a bare Range, which could splice two
+   * versions.
    */
   #resumable = false
+  /**
+   * The whole body's length, of an answer that may be resumed. RetryHandler checks a resume's
+   * Content-Range against it, but not the bytes the resume brings: a 206 may send less than its
+   * range (RFC 9110 §15.3.7 allows a part), or break off between chunks and end cleanly. Without a
+   * length it checks nothing of the range's end, and a short body would pass as whole.
+   */
+  #length: number | undefined
+  /** Body bytes the caller has had, of every attempt. */
+  #received = 0
   /** The attempt a retry was granted for: RetryHandler may ask again for it (see decide()). */
   #granted = 0
   #reason: Error | null = null
@@ -332,16 +342,19 @@ class RetryGuard implements Handler, Controller {
     this.#upstream = controller
     if (this.#reason !== null || this.#finished) return
     this.#answered = true
-    const etag = headers.etag
+    const { etag, 'content-length': length } = headers
     // Range is defined for GET alone (RFC 9110 §14.2): a PUT, DELETE or keyed POST "resumed" with one
     // would be run again by the origin, which ignores the Range, to no avail.
-    this.#resumable = this.#method === 'GET' && statusCode >= 200 && statusCode < 300 && typeof etag === 'string' && !etag.startsWith('W/')
+    this.#resumable = this.#method === 'GET' && statusCode >= 200 && statusCode < 300 && typeof etag === 'string' && !etag.startsWith('W/') &&
+      typeof length === 'string' && /^\d+$/.test(length)
+    this.#length = this.#resumable ? Number(length) : undefined
     this.#handler.onResponseStart?.(this, statusCode, headers, statusMessage)
   }
 
   onResponseData (_controller: Controller, chunk: Buffer): void {
     if (this.#reason !== null || this.#finished) return
     this.#bodyStarted = true
+    this.#received += chunk.byteLength
     this.#handler.onResponseData?.(this, chunk)
   }
 
@@ -349,6 +362,11 @@ class RetryGuard implements Handler, Controller {
     if (this.#finished) return
     if (this.#reason !== null) {
       this.#finish(this.#reason)
+      return
+    }
+    // Short or long of the whole after a resume: never passed, or stored, as the body (RFC 9111 §3.3).
+    if (this.#length !== undefined && this.#received !== this.#length) {
+      this.#finish(new errors.ResponseContentLengthMismatchError())
       return
     }
     this.#finished = true
