@@ -161,8 +161,7 @@ export class Cache {
 
   /** What is stored under `key` for `request`: the entry a write under way is storing, if it fits, then the store's. */
   #read (key: string, request: CacheRequest): MaybePromise<Variants | undefined> {
-    const landing = this.#writes.landing(key)
-    return landing !== undefined && findVariant(landing, request) !== undefined ? landing : this.#store.get(key)
+    return this.#writes.landing(key, request) ?? this.#store.get(key)
   }
 
   #choose (request: CacheRequest, key: string, stored: Variants | undefined, directives: RequestDirectives, mode: FetchCacheMode, settings: RequestSettings, since: number): Lookup {

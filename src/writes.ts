@@ -6,13 +6,21 @@
  * its deletes come after them (src/invalidation.ts).
  */
 import type { CacheEntry, Variants } from './entry.js'
+import type { CacheRequest } from './key.js'
 import { InvalidationLog } from './invalidation.js'
 import type { StaleDefaults } from './stored-policy.js'
 import type { Reporter } from './status.js'
 import type { Selector, Tiers } from './store/tiers.js'
 import type { EntryStore, MaybePromise } from './store/types.js'
 import { without } from './maps.js'
-import { removeVariant, writeVariant, type Replaces } from './variants.js'
+import { findVariant, removeVariant, writeVariant, type Replaces } from './variants.js'
+
+/** A store write under way: the entry it stores, for a request sent when `since` invalidations had started. */
+interface Landing {
+  readonly entry: CacheEntry
+  readonly since: number
+  readonly done: Promise<unknown>
+}
 
 export class Writes {
   readonly #store: Tiers
@@ -23,14 +31,16 @@ export class Writes {
   readonly #writing = new Set<Promise<unknown>>()
   readonly #invalidations = new InvalidationLog()
   /**
-   * The entry each key's newest store write under way is storing. With a second tier, a write of a
-   * URL memory holds nothing of first reads the shared tier's variants, to store the entry beside
-   * them, and until then the entry is in no tier: a request sent as soon as its answer was read went
-   * to the origin again. Lookups take it first (Cache#read). Writes are not hurried instead, by
-   * putting the entry in memory before that read: an older answer's write whose read is still on its
-   * way would then land after a newer one's, which found the older in memory and needed no read.
+   * The entries each key's store writes under way are storing, the newest first. With a second
+   * tier, a write first reads the shared tier's variants, to store the entry beside them, and until
+   * then the entry is in no tier: a request sent as soon as its answer was read went to the origin
+   * again. Lookups take them first (Cache#read): every one, since a write of one variant may wait
+   * for another's to land (Tiers.getSettled), and a request for that other found its stale entry.
+   * Writes are not hurried instead, by putting the entry in memory before that read: an older
+   * answer's write whose read is still on its way would then land after a newer one's, which found
+   * the older in memory and needed no read.
    */
-  #landing = new Map<string, { readonly entry: CacheEntry, readonly since: number, readonly done: Promise<unknown> }>()
+  #landing = new Map<string, readonly Landing[]>()
 
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
@@ -106,23 +116,28 @@ export class Writes {
     if (!(work instanceof Promise)) return work
     const { key } = entry
     const done = this.#attempt(key, work).then((written) => {
-      if (this.#landing.get(key) === landing) this.#landing = without(this.#landing, key)
+      const others = this.#landing.get(key)?.filter((other) => other !== landing) ?? []
+      if (others.length > 0) this.#landing.set(key, others)
+      else this.#landing = without(this.#landing, key)
       return written === true
     })
-    const landing = { entry, since, done }
-    this.#landing.set(key, landing)
+    const landing: Landing = { entry, since, done }
+    this.#landing.set(key, [landing, ...this.#landing.get(key) ?? []])
     return done
   }
 
   /**
-   * The entry the newest store write under way for `key` is storing, if any, and if no
-   * invalidation that started since its request went out picks it: that write will not be made.
+   * The entry the newest store write under way for `key` that answers `request` is storing, if
+   * any, and if no invalidation that started since its request went out picks it: that write will
+   * not be made.
    */
-  landing (key: string): CacheEntry | undefined {
+  landing (key: string, request: CacheRequest): CacheEntry | undefined {
     if (this.#landing.size === 0) return undefined
-    const landing = this.#landing.get(key)
-    if (landing === undefined || this.#invalidations.covers(this.#invalidations.floor(landing.since), key, landing.entry)) return undefined
-    return landing.entry
+    for (const landing of this.#landing.get(key) ?? []) {
+      if (findVariant(landing.entry, request) === undefined) continue
+      return this.#invalidations.covers(this.#invalidations.floor(landing.since), key, landing.entry) ? undefined : landing.entry
+    }
+    return undefined
   }
 
   /**
@@ -130,10 +145,10 @@ export class Writes {
    * once a write of its key under way has landed: that write may be storing the very entry.
    */
   remove (entry: CacheEntry, defaults: StaleDefaults, since: number): void {
-    const landing = this.#landing.get(entry.key)?.done
+    const landing = this.#landing.get(entry.key)
     const removed = landing === undefined
       ? removeVariant(this.#storeSince(since), entry, defaults)
-      : landing.then(() => removeVariant(this.#storeSince(since), entry, defaults))
+      : Promise.all(landing.map((write) => write.done)).then(() => removeVariant(this.#storeSince(since), entry, defaults))
     this.background(this.#attempt(entry.key, removed))
   }
 
@@ -195,7 +210,7 @@ export class Writes {
 class StoreSince implements EntryStore {
   readonly #store: Tiers
   readonly #invalidations: InvalidationLog
-  /** Reads what the shared tier holds, past memory's (Tiers.getShared). */
+  /** Reads what the shared tier holds, past memory's, once this process's writes have landed (Tiers.getSettled). */
   readonly #shared: boolean
   #floor: number
 
@@ -208,7 +223,7 @@ class StoreSince implements EntryStore {
 
   get (key: string): MaybePromise<Variants | undefined> {
     this.#floor = this.#invalidations.floor(this.#floor)
-    return this.#shared ? this.#store.getShared(key) : this.#store.getWhole(key)
+    return this.#shared ? this.#store.getSettled(key) : this.#store.getWhole(key)
   }
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {

@@ -3,7 +3,8 @@
  * to find what it updates (RFC 9111 §4.3.4), and builds the URL's other variants from memory first,
  * where this process's own writes since that read are (another refresh's, another caller's); a fill
  * of memory from the store never puts an older list over one this process wrote meanwhile. Two
- * refreshes of two variants at once both land; a 304 beside a 200 puts back no older version.
+ * refreshes of two variants at once both land; a 304 beside a 200 puts back no older version; new
+ * variants asked for one after another while the writes before land late all stay.
  */
 import { mkdtempSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
@@ -14,7 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
 import type { Origin } from './helpers/origin.js'
-import { slowStore } from './helpers/slow-store.js'
+import { slowStore, slowWrites } from './helpers/slow-store.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
 import { waitFor } from './helpers/wait.js'
@@ -113,5 +114,31 @@ describe.each(adapters)('a URL\'s variants written with a second tier, through $
     await cache.flush()
     const again = await client.send(url, { headers: { 'accept-language': 'fr' } })
     expect([again.body, again.header('cache-status')]).toEqual(['fr version 2', 'cachedfetch; hit; ttl=10'])
+  })
+
+  // Found by a hunt: a request for another variant, while a write was still landing, read the
+  // store, and memory took the store's older list over its own.
+  it.each([
+    ['memory holds them all', {}],
+    ['memory holds only some', { maxSize: 1500 }]
+  ])('keeps every variant it stored while their writes land late (%s), and none at an older version', async (_what, bound) => {
+    const { cache, client, origin } = await setup({ store: slowWrites(50), storeTimeouts: { read: 1000, write: 1000 }, ...bound })
+    let version = 1
+    origin.route('/l', (req, res) => {
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=600', vary: 'accept-language' }).end(`${String(req.headers['accept-language'])} v${version}`.padEnd(400, '.'))
+    })
+    const url = `${origin.url}/l`
+    const get = async (lang: string, init: { cache?: 'reload' } = {}): Promise<string> => {
+      const reply = await client.send(url, { headers: { 'accept-language': lang }, ...init })
+      return `${reply.body.slice(0, 5)} ${/hit/.test(reply.header('cache-status') ?? '') ? 'hit' : 'miss'}`
+    }
+    await get('en')
+    await cache.flush()
+    version = 2
+    // Reloaded, then other languages asked for, one after another, each while the write before lands.
+    expect(await get('en', { cache: 'reload' })).toBe('en v2 miss')
+    for (const lang of ['fr', 'de']) expect(await get(lang)).toBe(`${lang} v2 miss`)
+    await cache.flush()
+    expect([await get('en'), await get('fr'), await get('de')]).toEqual(['en v2 hit', 'fr v2 hit', 'de v2 hit'])
   })
 })

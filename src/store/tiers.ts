@@ -47,6 +47,11 @@ export class Tiers implements EntryStore {
    * it read back into L1, where it would outlive the invalidation.
    */
   #generation = 0
+  /**
+   * L2 writes of this process under way, by key: the newest one's. Until it lands, what L1 holds
+   * under the key is newer than what L2 holds.
+   */
+  readonly #writing = new Map<string, Promise<unknown>>()
   /** Told of each invalidation another process published, once this one's memory has dropped it. */
   #invalidatedElsewhere: ((selector: Selector) => void) | undefined
 
@@ -76,7 +81,17 @@ export class Tiers implements EntryStore {
    * then L2's, which holds them all; written from L1's, L2 would lose the others.
    */
   getWhole (key: string): MaybePromise<Variants | undefined> {
-    return this.#l1 !== undefined && this.#l2 !== undefined && this.#l1.partial(key) ? this.getShared(key) : this.get(key)
+    return this.#l1 !== undefined && this.#l2 !== undefined && this.#l1.partial(key) ? this.getSettled(key) : this.get(key)
+  }
+
+  /**
+   * What L2 holds under `key` (getShared), once this process's write of it under way has landed:
+   * for a write that stores the list it reads again. Read before, L2 would not yet hold that
+   * write's variant, and the list written would drop it.
+   */
+  getSettled (key: string): MaybePromise<Variants | undefined> {
+    const writing = this.#writing.get(key)
+    return writing === undefined ? this.getShared(key) : writing.then(() => this.getShared(key))
   }
 
   /** What L1 holds under `key` now, as a whole (not what it left out of a URL's variants); nothing is read. */
@@ -103,11 +118,13 @@ export class Tiers implements EntryStore {
 
   #fromL2 (key: string, l2: KeyvStore): Promise<Variants | undefined> {
     const generation = this.#generation
-    // L1 takes what L2 holds unless this process stored under the key meanwhile: L2's would be older.
+    // L1 takes what L2 holds unless this process stored under the key meanwhile, or had a write of
+    // it on its way when the read began: L2's would be older.
     const held = this.#l1?.peek(key)
+    const writing = this.#writing.has(key)
     return l2.get(key).then((stored) => {
       if (stored === undefined) return undefined
-      if (this.#l1 !== undefined && generation === this.#generation && this.#l1.peek(key) === held) {
+      if (this.#l1 !== undefined && !writing && generation === this.#generation && this.#l1.peek(key) === held) {
         this.#l1.set(key, stored.variants, stored.expires === undefined ? Infinity : stored.expires - this.#now())
       }
       return stored.variants
@@ -120,19 +137,29 @@ export class Tiers implements EntryStore {
     // Memory alone: stored only if memory kept it, not if it is larger than maxSize.
     if (this.#l2 === undefined) return kept === true
     const l2 = this.#l2
-    if (this.#redis === undefined) return l2.set(key, { variants, expires }, ttl)
+    if (this.#redis === undefined) return this.#landing(key, l2.set(key, { variants, expires }, ttl))
     // Indexed first: tag and prefix invalidation find entries in Redis by their indexes, so one
     // written unindexed would outlive every such invalidation there. A key indexed and not written
     // (the write failed) costs nothing. Indexed again once written: another process's invalidation
     // between the two may have read the index, found no entry yet, and taken the key out of it.
     const redis = this.#redis
     const index = (): Promise<boolean> => redis.index(key, indexesOf(key, variants), Date.now() + ttl)
-    return index().then(async (indexed) => {
+    return this.#landing(key, index().then(async (indexed) => {
       if (!indexed || !await l2.set(key, { variants, expires }, ttl)) return false
       // Written whether this one lands or not (a failure is reported).
       await index()
       return true
-    })
+    }))
+  }
+
+  /** Records an L2 write of `key` under way (#writing) until it lands. */
+  #landing (key: string, write: Promise<boolean>): Promise<boolean> {
+    this.#writing.set(key, write)
+    const landed = (): void => {
+      if (this.#writing.get(key) === write) this.#writing.delete(key)
+    }
+    write.then(landed, landed)
+    return write
   }
 
   delete (key: string): MaybePromise<void> {

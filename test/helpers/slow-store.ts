@@ -15,3 +15,15 @@ export function slowStore (ms: number): Keyv {
   })
   return new Keyv({ store })
 }
+
+/** A Keyv on a Map whose writes take `ms` to land, as across a network; reads answer at once. */
+export function slowWrites (ms: number): Keyv {
+  const map = new Map<string, unknown>()
+  const store = Object.assign(new Map(), {
+    get: (name: string) => map.get(name),
+    set: async (name: string, value: unknown) => { await new Promise((resolve) => setTimeout(resolve, ms)); map.set(name, value); return true },
+    delete: (name: string) => map.delete(name),
+    clear: () => map.clear()
+  })
+  return new Keyv({ store })
+}
