@@ -61,6 +61,21 @@ export class Answers {
       ? { fwd: lookup.fwd, fwdStatus: status, key: lookup.key }
       : { fwd: lookup.fwd, fwdStatus: status }
     const { entry: previous } = lookup
+    if (redirected) {
+      // Another URL's answer: it neither revalidates what was stored for this one (a 304 of the
+      // target's, to a validator carried along, RFC 9111 §4.3.4) nor fails it (the target's 5xx), and
+      // what was stored goes (§4.3.3): the URL now redirects. Never stored under this URL.
+      lookup.release?.(false)
+      if (previous === undefined) return { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
+      this.#missed(request, lookup, shared)
+      if (lookup.store) this.#writes.remove(previous, lookup.settings, lookup.since)
+      // A 304 answers the validators the cache sent (a caller's own conditional request passes the
+      // cache by), and the caller has no body to reuse: it gets the stored one this once, as before
+      // the redirect; the next request gets the target's.
+      return status === 304
+        ? { kind: 'replay', entry: previous, headers: this.#served(previous, extend(parts, { ttl: previous.policy.ttl() })) }
+        : { kind: 'pass', headers: withCacheStatus(headers, parts), recorder: undefined }
+    }
     if (previous !== undefined && status === 304) return this.#revalidated(request, previous, storableHeaders(headers), connectionNamesFields(headers), parts, lookup, shared)
     if (previous !== undefined && isFailure(status)) {
       // A 5xx is no new representation: the stored one is kept, and stands in if stale-if-error
@@ -86,8 +101,6 @@ export class Answers {
       if (previous !== undefined) this.#writes.remove(previous, settings, lookup.since)
       return pass(false)
     }
-    // The URL now redirects: what was stored for it is no longer what its origin answers.
-    if (redirected) return refused()
     const stored = storableHeaders(headers)
     // RFC 9110 §6.6.1: a recipient with a clock dates a response it caches that has no Date (as
     // a 304 without one is dated, src/policy.ts), so that a hit says when it was received.

@@ -184,6 +184,33 @@ describe('undici\'s redirect interceptor below the cache (compose(interceptors.r
     expect(origin.hits('/a')).toBe(3)
   })
 
+  it.each([['in the foreground', 'max-age=10'], ['in the background', 'max-age=10, stale-while-revalidate=60']])(
+    'lets no 304 of a redirect\'s target freshen what was stored for the URL that now redirects, %s (found by a review)', async (_where, cacheControl) => {
+      const clock = manualClock(wholeSecondNow())
+      // Two resources whose versions are counted alike: the cache's If-None-Match "1" for /a, carried to /b, matches there.
+      const origin = await opened.origin({
+        '/a': sequence(respond(200, { date: clock.date(), 'cache-control': cacheControl, etag: '"1"' }, 'a'), respond(301, { location: '/b' })),
+        '/b': (req, res) => {
+          const fields = { date: clock.date(), etag: '"1"', 'cache-control': 'max-age=600' }
+          if (req.headers['if-none-match'] === '"1"') res.writeHead(304, fields).end()
+          else res.writeHead(200, fields).end('b')
+        }
+      })
+      const cache = createCache({ now: clock.now, retry: false })
+      const dispatcher = opened.agent().compose(interceptors.redirect(), cacheInterceptor({ cache }))
+      const FOLLOW = { maxRedirections: 3 }
+      const get = async (): Promise<string> => await request(`${origin.url}/a`, { dispatcher, ...FOLLOW })
+        .then(async (response) => `${response.statusCode} ${await response.body.text()}`)
+      expect(await get()).toBe('200 a')
+      clock.advance(20)
+      // The stale entry's revalidation, redirected: its caller has the stored body this once (its own
+      // request sent no validator, and has nothing a 304 could confirm).
+      expect(await get()).toBe('200 a')
+      await cache.flush()
+      expect(await get()).toBe('200 b')
+      expect(await get()).toBe('200 b')
+    })
+
   it('still stores an answer no redirect led to, and serves it', async () => {
     const origin = await opened.origin({ '/plain': respond(200, { 'cache-control': 'max-age=60' }, 'plain') })
     const dispatcher = redirectBelow()

@@ -81,8 +81,9 @@ export class CacheHandler implements Handler, AttemptAware {
     }
     this.#outcome = outcome
     if (outcome.kind !== 'pass') return
-    // RFC 5861 §4: a failure is an error until the body is complete, and stale-if-error covers it.
-    if (this.#cache.answers.mayStandIn(this.#lookup)) {
+    // RFC 5861 §4: a failure is an error until the body is complete, and stale-if-error covers it
+    // (not another URL's: a redirect's).
+    if (!redirected && this.#cache.answers.mayStandIn(this.#lookup)) {
       this.#held = { status: statusCode, statusText: statusMessage ?? '', headers: outcome.headers, chunks: [], bytes: 0 }
       return
     }
