@@ -233,7 +233,7 @@ describe('request fields undici refuses (found by a hunt)', () => {
     ['a value with CR LF', () => ({ 'x-a': 'v\r\nx-injected: 1' })],
     ['an object in a list of values', () => ({ 'x-a': ['1', {}] })],
     ['a name that is no token', () => ({ 'x a': '1' })],
-    ['pairs given as an array', () => [['x-a', '1'], ['x-b', '2']]],
+    ['pairs of three in an array', () => [['x-a', '1', 'x']]],
     ['a flat list of odd length', () => ['x-a', '1', 'x-b']],
     ['an iterator of entries that are not pairs', function * () { yield ['x-a', '1', 'extra'] }],
     ['Host twice', () => ['host', 'a.test', 'Host', 'b.test']],
@@ -254,11 +254,12 @@ describe('request fields undici refuses (found by a hunt)', () => {
     expect(origin.hits('/r')).toBe(1)
   })
 
-  it('serves the fields undici takes in every shape: a list of values, primitives, an iterator of pairs', async () => {
+  // Pairs in an array, which undici's Request refuses, its dns interceptor below makes a flat list of (found by a review).
+  it('serves the fields undici takes in every shape: a list of values, primitives, an iterator of pairs, pairs in an array', async () => {
     const origin = await opened.origin({ '/r': respond(200, { 'cache-control': 'max-age=60' }, 'ok') })
     const dispatcher = opened.agent().compose(cacheInterceptor({ cache: createCache() }))
     const url = `${origin.url}/r`
-    for (const headers of [{ 'x-a': ['1', 2, null], 'x-b': 3, 'x-c': true }, new Map([['x-a', '1']]).entries(), ['x-a', '1', 'connection', 'keep-alive']]) {
+    for (const headers of [{ 'x-a': ['1', 2, null], 'x-b': 3, 'x-c': true }, new Map([['x-a', '1']]).entries(), ['x-a', '1', 'connection', 'keep-alive'], Object.entries({ 'x-a': '1' })]) {
       expect(await sent(dispatcher, url, headers)).toBe('200 ok')
     }
     expect(origin.hits('/r')).toBe(1)

@@ -102,9 +102,13 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       // Fields given as an iterator (map.entries(), a generator) can be read once: read here for
       // the key, they would reach the origin empty, and the answer be stored for fields it never
       // saw. Read once, into the flat list undici takes as well.
-      // Entries undici refuses are handed to it as they came, an iterator, for it to refuse: the
-      // cache passes that by, not reading it again.
-      if (isIterator(opts.headers)) {
+      // So are pairs in an array (Object.entries()), which undici's Request refuses but its
+      // interceptors that re-dispatch (dns) turn into a flat list too. Entries undici refuses are
+      // handed to it as they came, an iterator, for it to refuse: the cache passes that by, not
+      // reading it again.
+      if (isPairs(opts.headers)) {
+        if (!refusedFields(opts.headers.values())) opts.headers = flatFields(opts.headers)
+      } else if (isIterator(opts.headers)) {
         const entries = Array.from(opts.headers)
         opts.headers = refusedFields(entries.values()) ? entries.values() : flatFields(entries)
       }
@@ -328,6 +332,11 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
 /** Whether dispatch headers are an iterable other than an array, which may be readable only once. */
 function isIterator (headers: unknown): headers is Iterable<readonly [string, unknown]> {
   return headers != null && typeof headers === 'object' && !Array.isArray(headers) && typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function'
+}
+
+/** Whether dispatch headers are pairs in an array, `[[name, value], …]`, rather than a flat list. */
+function isPairs (headers: unknown): headers is Array<readonly [string, unknown]> {
+  return Array.isArray(headers) && Array.isArray(headers[0])
 }
 
 function flatFields (headers: Iterable<readonly [string, unknown]>): string[] {
