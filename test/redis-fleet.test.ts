@@ -393,6 +393,33 @@ describe.skipIf(unreachable !== undefined)('the coordinator within one Redis', (
     for (const response of await Promise.all([first, second])) expect(await response.text()).toBe('doc')
   })
 
+  it('ends a lease its claim was granted after close() began, so that waiters in other processes go at once (found by a review)', async () => {
+    const { origin, answer } = await heldOrigin('max-age=60')
+    // A's Redis a few ms away: its claim is answered 30 ms after it is sent, within storeTimeouts.read.
+    const { adapter, close } = redisAdapter(REDIS_URL)
+    opened.add({ close })
+    const client = (adapter as unknown as { client: { eval: (script: unknown, options: { arguments?: string[] }) => Promise<unknown> } }).client
+    const evaluate = client.eval.bind(client)
+    let claimed = false
+    client.eval = async (script, options) => {
+      if (options.arguments?.[2] === 'pass') {
+        claimed = true
+        await new Promise((resolve) => setTimeout(resolve, 30))
+      }
+      return await evaluate(script, options)
+    }
+    const coordinate = { lease: 30_000, wait: 30_000 }
+    const a = createCache({ store: adapter, namespace: NAMESPACE, coordinate })
+    const first = createCachedFetch({ cache: a, dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => claimed, 'A\'s claim to be sent')
+    await a.close()
+    await waitFor(() => origin.hits('/doc') === 1, 'A at the origin')
+    const second = createCachedFetch({ cache: member({ coordinate }), dispatcher: opened.agent() })(`${origin.url}/doc`)
+    await waitFor(() => origin.hits('/doc') === 2, 'the waiter to go to the origin itself', 3000)
+    answer()
+    for (const response of await Promise.all([first, second])) expect(await response.text()).toBe('doc')
+  })
+
   it('lets a waiter aborted by its signal go at once, under undici.request too, not when the lease wait ends', async () => {
     const { origin, answer } = await heldOrigin('max-age=60')
     const a = member({ coordinate: { lease: 30_000, wait: 30_000 } })

@@ -36,6 +36,8 @@ export class Coordinator {
   readonly #releasing = new Set<Promise<void>>()
   /** The releases of the claims this process holds, until each is called. */
   readonly #held = new Set<Release>()
+  /** Claims sent to Redis and not yet answered (each bounded by the read timeout). */
+  readonly #claiming = new Set<Promise<unknown>>()
 
   constructor (redis: RedisLink, options: CoordinatorOptions) {
     this.#redis = redis
@@ -47,10 +49,17 @@ export class Coordinator {
     const token = randomUUID()
     const deadline = Date.now() + this.#options.wait
     for (let attempt = 0; ; attempt++) {
-      const claimed = await this.#redis.claim(key, token, this.#options.lease)
+      const claiming = this.#redis.claim(key, token, this.#options.lease)
+      this.#claiming.add(claiming)
+      const claimed = await claiming.finally(() => this.#claiming.delete(claiming))
       if (claimed === undefined || claimed === 'pass') return NOTHING_TO_RELEASE
       if (claimed === 'taken') {
         const release = this.#releaser(key, token)
+        // Granted once the cache was closing: nothing will store the answer, and nobody else would end the lease.
+        if (this.#closed) {
+          release(false)
+          return NOTHING_TO_RELEASE
+        }
         // A holder may have stored the entry and let go between our last look and this claim.
         const found = attempt === 0 ? undefined : await find()
         if (found === undefined) return { release }
@@ -78,9 +87,12 @@ export class Coordinator {
     for (const release of [...this.#held]) release(false)
   }
 
-  /** Settles once the releases on their way have: flush() waits for them, so that a process that exits after it leaves no lease for the others to sit out. */
+  /**
+   * Settles once the claims and releases on their way have: flush() waits for them, so that a
+   * process that exits after it leaves no lease for the others to sit out.
+   */
   async settled (): Promise<void> {
-    while (this.#releasing.size > 0) await Promise.allSettled([...this.#releasing])
+    while (this.#releasing.size > 0 || this.#claiming.size > 0) await Promise.allSettled([...this.#releasing, ...this.#claiming])
   }
 
   #releaser (key: string, token: string): Release {
