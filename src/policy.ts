@@ -322,4 +322,10 @@ function policyDirectives (value: string): string[] {
  * as the directive, as correctCacheControl() keeps a response's: http-cache-semantics would read a
  * request's `no-store=""` as absent, and store its answer (§5.2.1.5).
  */
-const policyCacheControl = memoize(1024, (value) => policyDirectives(value).map((part) => part.endsWith('=') || part.endsWith('=""') ? part.slice(0, part.indexOf('=')) : part).join(', '))
+const policyCacheControl = memoize(1024, (value) => policyDirectives(value).map(bareWhenEmpty).join(', '))
+
+/** `name=`, `name=""`, or a lone quote (`name="`, which http-cache-semantics strips to nothing) as `name`. */
+function bareWhenEmpty (part: string): string {
+  const eq = part.indexOf('=')
+  return eq !== -1 && /^"{0,2}$/.test(part.slice(eq + 1)) ? part.slice(0, eq) : part
+}
