@@ -377,7 +377,7 @@ describe('SQLite invalidation by listing the rows: expired ones, thousands, unre
     const [day] = await sql<{ value: string }>(file, 'SELECT value FROM keyv WHERE key = ?', `x:GET ${origin.url}/day`)
     await sql(file, 'INSERT INTO keyv(key, value) VALUES (?, ?), (?, ?), (?, ?)',
       `y:GET ${origin.url}/day`, day!.value, `x:forever`, `\nframe`, 'x:theirs', '{"value":1,"expires":5}')
-    const sweep = README_SWEEP.exec(readFileSync(new URL('../README.md', import.meta.url), 'utf8'))?.[1]!.replace('cachedfetch:', 'x:')
+    const sweep = README_SWEEP.exec(readFileSync(new URL('../README.md', import.meta.url), 'utf8'))?.[1]!.replace('cachedfetch:', 'x:').replace('cachedfetch;', 'x;')
     // Two days on, as the sweep would find the file then: the day's retention (60 s, then a day stale) is over.
     await sql(file, sweep!, Date.now() + 2 * 86_400_000)
     expect(await rowKeys(file)).toEqual([`x:GET ${origin.url}/year`, 'x:forever', 'x:theirs', `y:GET ${origin.url}/day`].sort())
