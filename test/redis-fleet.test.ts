@@ -115,6 +115,26 @@ describe.skipIf(unreachable !== undefined)('caches on one Redis', () => {
     expect(await held(b, `${origin.url}/users/1`)).toBe('miss')
   })
 
+  it('leaves an entry another process stores while clear() runs in reach of a later tag invalidation (found by a hunt)', async () => {
+    const origin = await taggedOrigin()
+    const { adapter, close } = redisAdapter(REDIS_URL)
+    const a = createCache({ store: adapter, namespace: NAMESPACE })
+    opened.add({ close: async () => { await a.close(); await close() } })
+    const b = member()
+    // b stores an answer once a's clear() has deleted the entries, before clear() is over.
+    const keyv = adapter as unknown as { clear: () => Promise<void> }
+    const clearEntries = keyv.clear.bind(keyv)
+    keyv.clear = async () => {
+      await clearEntries()
+      await fetchAll(b, origin, ['/users/1'])
+      await b.flush()
+    }
+    await a.clear()
+    expect(await held(member(), `${origin.url}/users/1`)).toBe('hit')
+    await a.invalidateTag('users')
+    expect(await held(member(), `${origin.url}/users/1`)).toBe('miss')
+  })
+
   it('reaches Redis with the first invalidation of a process that has not used its store yet', async () => {
     const origin = await taggedOrigin()
     await fetchAll(member(), origin, ['/users/1', '/posts/1'])

@@ -178,8 +178,11 @@ export class Tiers implements EntryStore {
     let reached = true
     if (l2 !== undefined) {
       if (selector.kind === 'all') {
-        reached = await l2.clear()
-        if (this.#redis !== undefined) reached = await this.#redis.dropAll() && reached
+        // The indexes before the entries: a write landing meanwhile indexes its key again once written
+        // (set()), where dropped after, they would go with its index, and no tag or prefix
+        // invalidation would find it again.
+        if (this.#redis !== undefined) reached = await this.#redis.dropAll()
+        reached = await l2.clear() && reached
       } else {
         const { keys, failed } = await this.#l2Keys(l2, selector)
         // Only the members read: an entry tagged since then keeps its place in the index. Taken out
