@@ -101,7 +101,12 @@ export class RedisLink {
    */
   static of (keyv: Keyv, events: StoreEvents, timeouts: StoreTimeouts, opened: () => Promise<void>): RedisLink | undefined {
     if (!isRedis(keyv.store)) return undefined
-    return new RedisLink(keyv.store as RedisAdapter, `cachedfetch:${keyv.namespace ?? ''}:`, events, timeouts, opened)
+    // A Keyv instance's namespace is its owner's, unchecked: encoded, one with a colon ("app:v2") does
+    // not fall under another's prefix ("app"), whose clear() would drop its indexes; none at all is
+    // "/", which no encoded one is, where "cachedfetch::" was the start of the entry keys of the
+    // default namespace, which such a clear() dropped.
+    const namespace = keyv.namespace === undefined || keyv.namespace === '' ? '/' : encodeURIComponent(keyv.namespace)
+    return new RedisLink(keyv.store as RedisAdapter, `cachedfetch:${namespace}:`, events, timeouts, opened)
   }
 
   private constructor (adapter: RedisAdapter, prefix: string, events: StoreEvents, timeouts: StoreTimeouts, opened: () => Promise<void>) {
