@@ -171,7 +171,7 @@ function digest (value: string): string {
  */
 function normalizeFieldValue (value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined
-  if (!value.includes(',')) return value.trim()
+  if (!value.includes(',')) return trimOws(value)
   let normalized = ''
   let start = 0
   let quoted = false
@@ -186,12 +186,26 @@ function normalizeFieldValue (value: unknown): string | undefined {
     else if (char === '(') depth++
     else if (char === ')' && depth > 0) depth--
     else if (char === ',' && depth === 0) {
-      normalized += value.slice(start, i).trim() + ', '
+      normalized += trimOws(value.slice(start, i)) + ', '
       start = i + 1
     }
   }
-  return normalized + value.slice(start).trim()
+  return normalized + trimOws(value.slice(start))
 }
+
+/**
+ * Without the optional whitespace around it, spaces and tabs (RFC 9110 §5.6.3): not `trim()`, which
+ * strips a no-break space too (0xA0, obs-text in a field value), and two values that differ by it
+ * would select one variant.
+ */
+function trimOws (text: string): string {
+  // Most values have none: no scan for them.
+  return isOws(text.charCodeAt(0)) || isOws(text.charCodeAt(text.length - 1)) ? text.replace(OWS_AROUND, '') : text
+}
+
+const isOws = (code: number): boolean => code === 0x20 || code === 0x09
+
+const OWS_AROUND = /^[ \t]+|[ \t]+$/g
 
 type RawHeaders =
   | Record<string, string | string[] | number | undefined | null>

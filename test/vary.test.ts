@@ -159,6 +159,16 @@ for (const { name: adapter, connect } of adapters) {
       expect(origin.hits(path)).toBe(1)
     })
 
+    it('keeps apart values that differ by a no-break space, which is no white space in HTTP (RFC 9110 §5.6.3; found by a hunt)', async () => {
+      const path = `/${adapter}/no-break`
+      origin.route(path, varying(['x-token']))
+      const c = client()
+      const url = origin.url + path
+      const sent = ['v', 'v\u00A0', '\u00A0v', 'a, b', 'a,\u00A0b']
+      for (const value of sent) expect((await c.send(url, { headers: { 'x-token': value } })).body).toBe(`x-token=${value}`)
+      expect(origin.hits(path)).toBe(sent.length)
+    })
+
     it('keeps apart values that differ in white space inside a quoted string or a comment, which is data there', async () => {
       const path = `/${adapter}/quoted`
       origin.route(path, varying(['x-filter', 'user-agent']))
