@@ -82,7 +82,6 @@ export async function removeVariant (store: EntryStore, entry: CacheEntry, defau
   else await store.set(entry.key, toVariants(others), Math.max(...others.map((v) => v.policy.retention(v.headers, defaults))))
 }
 
-/** Whether two entries answer the same Vary values; counted rather than listed, as every write asks it. */
 /** `first`'s variants, then those of `then` that none of `first` is the same variant as. */
 function withOthers (first: Variants, then: Variants): Variants {
   const mine = variantList(first)
@@ -90,7 +89,8 @@ function withOthers (first: Variants, then: Variants): Variants {
   return theirs.length === 0 ? first : [...mine, ...theirs]
 }
 
-function sameVariant (a: CacheEntry, b: CacheEntry): boolean {
+/** Whether two entries answer the same Vary values; counted rather than listed, as every write asks it. */
+export function sameVariant (a: CacheEntry, b: CacheEntry): boolean {
   let unmatched = 0
   for (const _field in b.vary) unmatched++
   for (const field in a.vary) {

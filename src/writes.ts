@@ -13,7 +13,7 @@ import type { Reporter } from './status.js'
 import type { Selector, Tiers } from './store/tiers.js'
 import type { EntryStore, MaybePromise } from './store/types.js'
 import { without } from './maps.js'
-import { findVariant, removeVariant, writeVariant, type Replaces } from './variants.js'
+import { findVariant, removeVariant, sameVariant, writeVariant, type Replaces } from './variants.js'
 
 /** A store write under way: the entry it stores, for a request sent when `since` invalidations had started. */
 interface Landing {
@@ -122,7 +122,9 @@ export class Writes {
       return written === true
     })
     const landing: Landing = { entry, since, done }
-    this.#landing.set(key, [landing, ...this.#landing.get(key) ?? []])
+    // The newest write of each variant is the one a lookup takes: one a variant, however many
+    // writes of a URL revalidated on every use a slow store has under way.
+    this.#landing.set(key, [landing, ...(this.#landing.get(key) ?? []).filter((other) => !sameVariant(other.entry, entry))])
     return done
   }
 
