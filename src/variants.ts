@@ -53,11 +53,17 @@ export function writeVariant (store: EntryStore, entry: CacheEntry, retention: n
  * to the same request takes the place of. Either goes, though the new one varies otherwise (a Vary
  * it did not have), where it would still be chosen for the requests the new one does not match.
  */
-function replaceVariant (store: EntryStore, current: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces, superseded?: CacheEntry): MaybePromise<boolean> {
+function replaceVariant (store: EntryStore, read: Variants | undefined, entry: CacheEntry, retention: number, defaults: StaleDefaults, replaces?: Replaces, superseded?: CacheEntry): MaybePromise<boolean> {
+  // What this process's other writes of the URL stored while this one's read was on its way, whole,
+  // first: the read may predate them, and the list stored from it alone would drop what they stored.
+  const own = store.ownSince?.(entry.key)
+  const current = own === undefined || read === undefined || own === read ? own ?? read : withOthers(own, read)
   if (replaces !== undefined) {
     // A single variant as it is, not in a list: a 304 writes on every use.
     const old = current === undefined ? undefined : isEntry(current) ? (sameVariant(current, replaces.entry) ? current : undefined) : current.find((variant) => sameVariant(variant, replaces.entry))
-    if (old === undefined || !replaces.selected(old)) return false
+    // Or what it revalidated is an entry a write of this process still has on its way (a lookup
+    // took it from there, Cache#read): the store may not hold it yet, or only the version before.
+    if ((old === undefined || !replaces.selected(old)) && store.underWay?.(replaces.entry) !== true) return false
   }
   const gone = superseded ?? replaces?.entry
   const replaced = (variant: CacheEntry): boolean => sameVariant(variant, entry) || (gone !== undefined && sameVariant(variant, gone))

@@ -13,7 +13,7 @@ import type { Reporter } from './status.js'
 import type { Selector, Tiers } from './store/tiers.js'
 import type { EntryStore, MaybePromise } from './store/types.js'
 import { without } from './maps.js'
-import { findVariant, removeVariant, sameVariant, writeVariant, type Replaces } from './variants.js'
+import { findVariant, removeVariant, sameVariant, variantId, writeVariant, type Replaces } from './variants.js'
 
 /** A store write under way: the entry it stores, for a request sent when `since` invalidations had started. */
 interface Landing {
@@ -41,6 +41,25 @@ export class Writes {
    * the older in memory and needed no read.
    */
   #landing = new Map<string, readonly Landing[]>()
+  /**
+   * While writes of a key are under way: the whole list the newest store write of it stored, when
+   * (a #tick), and by variant the tick at which the latest-begun write that stored it began. A
+   * write whose read of the shared tier was on its way before that store found the tier without
+   * it, and would store the list it read with its one variant changed, dropping what the other
+   * stored (a variant, or its newer version) from memory and from the tier. Two such reads are
+   * under way at once whenever memory holds only some of the URL's variants, or for two 304s: the
+   * write each waits for (Tiers.getSettled) is one already storing, not one still reading. Nor is
+   * a write of a variant made once a write of it that began later (a newer answer) has stored it:
+   * reads that land out of order would put the older back. Kept only while some write of the key
+   * is under way: one that begins later reads a store that has what they stored.
+   */
+  readonly #stored = new Map<string, { variants: Variants, at: number, readonly by: Map<string, number> }>()
+  /** Counts write starts and store writes: their order (#stored). */
+  #ticks = 0
+  /** How many writes of each key are under way: #landing keeps only the newest of a variant's. */
+  readonly #underWay = new Map<string, number>()
+  /** The entries of the writes under way, and when each began (underWay()). */
+  readonly #began = new WeakMap<CacheEntry, number>()
 
   constructor (store: Tiers, reporter: Reporter) {
     this.#store = store
@@ -104,11 +123,12 @@ export class Writes {
    */
   write (entry: CacheEntry, retention: number, defaults: StaleDefaults, since: number, replaces?: Replaces, superseded?: CacheEntry): MaybePromise<boolean> {
     let work
+    // A write that may replace only what it updates reads what every process stored (RFC 9111
+    // §4.3.4, below): another process may have stored a newer representation since this one's
+    // memory last read the store.
+    const store = this.#storeSince(since, replaces !== undefined, entry)
     try {
-      // A write that may replace only what it updates reads what every process stored (RFC 9111
-      // §4.3.4, below): another process may have stored a newer representation since this one's
-      // memory last read the store.
-      work = writeVariant(this.#storeSince(since, replaces !== undefined), entry, retention, defaults, replaces, superseded)
+      work = writeVariant(store, entry, retention, defaults, replaces, superseded)
     } catch (error) {
       this.#reporter.emit('store-error', { key: entry.key, reason: 'set', error })
       return false
@@ -119,12 +139,21 @@ export class Writes {
       const others = this.#landing.get(key)?.filter((other) => other !== landing) ?? []
       if (others.length > 0) this.#landing.set(key, others)
       else this.#landing = without(this.#landing, key)
+      this.#began.delete(entry)
+      const underWay = this.#underWay.get(key)! - 1
+      if (underWay > 0) this.#underWay.set(key, underWay)
+      else {
+        this.#underWay.delete(key)
+        this.#stored.delete(key)
+      }
       return written === true
     })
     const landing: Landing = { entry, since, done }
     // The newest write of each variant is the one a lookup takes: one a variant, however many
     // writes of a URL revalidated on every use a slow store has under way.
     this.#landing.set(key, [landing, ...(this.#landing.get(key) ?? []).filter((other) => !sameVariant(other.entry, entry))])
+    this.#underWay.set(key, (this.#underWay.get(key) ?? 0) + 1)
+    this.#began.set(entry, store.begun)
     return done
   }
 
@@ -197,8 +226,51 @@ export class Writes {
   }
 
   /** The store, for the writes of a request sent when `since` invalidations had started (StoreSince). */
-  #storeSince (since: number, shared = false): EntryStore {
-    return new StoreSince(this.#store, this.#invalidations, since, shared)
+  #storeSince (since: number, shared = false, entry?: CacheEntry): StoreSince {
+    return new StoreSince(this, this.#store, this.#invalidations, since, shared, entry)
+  }
+
+  /** A write begins: its place among the others' starts and stores (#stored). */
+  begin (): number {
+    return ++this.#ticks
+  }
+
+  /**
+   * Whether the write of `entry` that began at `begun` may store `variants` under `key` (StoreSince.set):
+   * not once a write of the same variant that began later has stored it. Notes it for the writes of
+   * the key under way (#stored) if it may.
+   */
+  storing (key: string, variants: Variants, entry: CacheEntry | undefined, begun: number): boolean {
+    const at = ++this.#ticks
+    // No other write of the key under way (memory alone, mostly): nothing to note.
+    if (!this.#underWay.has(key)) return true
+    const id = entry === undefined ? undefined : variantId(entry)
+    let stored = this.#stored.get(key)
+    if (id !== undefined && stored !== undefined && (stored.by.get(id) ?? 0) > begun) return false
+    if (stored === undefined) this.#stored.set(key, stored = { variants, at, by: new Map() })
+    else {
+      stored.variants = variants
+      stored.at = at
+    }
+    if (id !== undefined) stored.by.set(id, begun)
+    return true
+  }
+
+  /**
+   * Whether a write storing `entry` is under way, and no write of its variant that began later
+   * has stored (that one's store would be refused, storing()).
+   */
+  underWay (entry: CacheEntry): boolean {
+    const began = this.#began.get(entry)
+    if (began === undefined) return false
+    const newest = this.#stored.get(entry.key)?.by.get(variantId(entry))
+    return newest === undefined || newest <= began
+  }
+
+  /** The list the newest write of `key` stored, if it did so after `begun` (a tick) and writes of it are still under way. */
+  storedSince (key: string, begun: number): Variants | undefined {
+    const stored = this.#stored.get(key)
+    return stored !== undefined && stored.at > begun ? stored.variants : undefined
   }
 }
 
@@ -210,13 +282,21 @@ export class Writes {
  * write.
  */
 class StoreSince implements EntryStore {
+  readonly #writes: Writes
+  /** When this write began, a tick of Writes': what the others stored since (Writes.storedSince). */
+  readonly #begun: number
+  /** The entry this write stores, if it stores one (not a removal). */
+  readonly #entry: CacheEntry | undefined
   readonly #store: Tiers
   readonly #invalidations: InvalidationLog
   /** Reads what the shared tier holds, past memory's, once this process's writes have landed (Tiers.getSettled). */
   readonly #shared: boolean
   #floor: number
 
-  constructor (store: Tiers, invalidations: InvalidationLog, since: number, shared: boolean) {
+  constructor (writes: Writes, store: Tiers, invalidations: InvalidationLog, since: number, shared: boolean, entry: CacheEntry | undefined) {
+    this.#writes = writes
+    this.#begun = writes.begin()
+    this.#entry = entry
     this.#store = store
     this.#invalidations = invalidations
     this.#floor = since
@@ -229,7 +309,9 @@ class StoreSince implements EntryStore {
   }
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {
-    return this.#invalidations.covers(this.#invalidations.floor(this.#floor), key, variants) ? false : this.#store.set(key, variants, ttl)
+    if (this.#invalidations.covers(this.#invalidations.floor(this.#floor), key, variants)) return false
+    if (!this.#writes.storing(key, variants, this.#entry, this.#begun)) return false
+    return this.#store.set(key, variants, ttl)
   }
 
   delete (key: string): MaybePromise<void> {
@@ -239,5 +321,20 @@ class StoreSince implements EntryStore {
   /** Memory's copy, for a write that read the shared tier (`shared`): its own writes since that read are there. */
   local (key: string): Variants | undefined {
     return this.#shared ? this.#store.local(key) : undefined
+  }
+
+  /** When this write began (Writes.begin). */
+  get begun (): number {
+    return this.#begun
+  }
+
+  /** Whether a write of this process storing `entry` is under way (Writes.underWay). */
+  underWay (entry: CacheEntry): boolean {
+    return this.#writes.underWay(entry)
+  }
+
+  /** What this process's other writes of `key` stored since this one began (Writes.storedSince). */
+  ownSince (key: string): Variants | undefined {
+    return this.#writes.storedSince(key, this.#begun)
   }
 }

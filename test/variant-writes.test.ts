@@ -141,4 +141,37 @@ describe.each(adapters)('a URL\'s variants written with a second tier, through $
     await cache.flush()
     expect([await get('en'), await get('fr'), await get('de')]).toEqual(['en v2 hit', 'fr v2 hit', 'de v2 hit'])
   })
+
+  // Found by a review and a hunt: two writes that read the store at once, each behind the same one
+  // landing, stored lists from the same read, and the later dropped the earlier's variant, or put
+  // back the version before its reload.
+  it.each([
+    ['two new variants', 'en', [['de'], ['it']], ['en v2 hit', 'fr v1 hit', 'de v2 hit', 'it v2 hit']],
+    ['a reload and a new variant', 'fr', [['en', 'reload'], ['de']], ['en v2 hit', 'fr v2 hit', 'de v2 hit']]
+  ] as const)('keeps %s asked for at once while another write of the URL lands, memory holding only some', async (_what, reloaded, atOnce, after) => {
+    const { cache, client, origin } = await setup({ store: slowWrites(50), storeTimeouts: { read: 1000, write: 1000 }, maxSize: 1500 })
+    let version = 1
+    origin.route('/c', (req, res) => {
+      res.writeHead(200, { date: clock.date(), 'cache-control': 'max-age=600', vary: 'accept-language' }).end(`${String(req.headers['accept-language'])} v${version}`.padEnd(400, '.'))
+    })
+    const url = `${origin.url}/c`
+    const get = async (lang: string, mode?: 'reload'): Promise<string> => {
+      const reply = await client.send(url, { headers: { 'accept-language': lang }, ...(mode === undefined ? {} : { cache: mode }) })
+      return `${reply.body.slice(0, 5)} ${/hit/.test(reply.header('cache-status') ?? '') ? 'hit' : 'miss'}`
+    }
+    for (const lang of ['en', 'fr']) {
+      await get(lang)
+      await cache.flush()
+    }
+    version = 2
+    // A reload, whose write lands late; then the two at once.
+    await get(reloaded, 'reload')
+    await Promise.all(atOnce.map(([lang, mode]) => get(lang, mode)))
+    await cache.flush()
+    const seen = origin.hits('/c')
+    const answers = []
+    for (const answer of after) answers.push(await get(answer.slice(0, 2)))
+    expect(answers).toEqual(after)
+    expect(origin.hits('/c')).toBe(seen)
+  })
 })

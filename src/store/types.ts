@@ -3,7 +3,7 @@
  * answers synchronously, so that a hit in memory costs no promise; others answer with promises. A
  * store never throws or rejects: a failure is reported through `StoreEvents` and reads as a miss.
  */
-import type { Variants } from '../entry.js'
+import type { CacheEntry, Variants } from '../entry.js'
 
 export type MaybePromise<T> = T | Promise<T>
 
@@ -14,6 +14,14 @@ export interface EntryStore {
   delete (key: string): MaybePromise<void>
   /** What this process holds under `key` now, when it keeps a copy of its own (src/store/tiers.ts). */
   local? (key: string): Variants | undefined
+  /**
+   * The variants this process's own writes of `key` stored since the write reading this store
+   * began, whole (src/writes.ts): a write whose read of the shared tier was on its way meanwhile
+   * found them missing there.
+   */
+  ownSince? (key: string): Variants | undefined
+  /** Whether a write of this process storing `entry` is under way, and not yet outrun by a newer one of its variant. */
+  underWay? (entry: CacheEntry): boolean
 }
 
 /** What a store operation that failed was doing, as `reason` in the store-error event. */
