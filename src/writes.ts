@@ -49,11 +49,13 @@ export class Writes {
    * stored (a variant, or its newer version) from memory and from the tier. Two such reads are
    * under way at once whenever memory holds only some of the URL's variants, or for two 304s: the
    * write each waits for (Tiers.getSettled) is one already storing, not one still reading. Nor is
-   * a write of a variant made once a write of it that began later (a newer answer) has stored it:
-   * reads that land out of order would put the older back. Kept only while some write of the key
-   * is under way: one that begins later reads a store that has what they stored.
+   * a write of a variant made once a write of it that began later has stored it: reads that land
+   * out of order would put the older back. A 304's update (`updates`) is no newer representation:
+   * it puts back no answer that began before it, only an older update (RFC 9111 §4.3.4). Kept only
+   * while some write of the key is under way: one that begins later reads a store that has what
+   * they stored.
    */
-  readonly #stored = new Map<string, { variants: Variants, at: number, readonly by: Map<string, number> }>()
+  readonly #stored = new Map<string, { variants: Variants, at: number, readonly answers: Map<string, number>, readonly updates: Map<string, number> }>()
   /** Counts write starts and store writes: their order (#stored). */
   #ticks = 0
   /** How many writes of each key are under way: #landing keeps only the newest of a variant's. */
@@ -237,22 +239,23 @@ export class Writes {
 
   /**
    * Whether the write of `entry` that began at `begun` may store `variants` under `key` (StoreSince.set):
-   * not once a write of the same variant that began later has stored it. Notes it for the writes of
-   * the key under way (#stored) if it may.
+   * not once a write of the same variant that began later has stored it, unless that one is a 304's
+   * update (`update`) and this one is not. Notes it for the writes of the key under way (#stored) if it may.
    */
-  storing (key: string, variants: Variants, entry: CacheEntry | undefined, begun: number): boolean {
+  storing (key: string, variants: Variants, entry: CacheEntry | undefined, begun: number, update: boolean): boolean {
     const at = ++this.#ticks
     // No other write of the key under way (memory alone, mostly): nothing to note.
     if (!this.#underWay.has(key)) return true
     const id = entry === undefined ? undefined : variantId(entry)
     let stored = this.#stored.get(key)
-    if (id !== undefined && stored !== undefined && (stored.by.get(id) ?? 0) > begun) return false
-    if (stored === undefined) this.#stored.set(key, stored = { variants, at, by: new Map() })
+    if (id !== undefined && stored !== undefined &&
+        ((stored.answers.get(id) ?? 0) > begun || (update && (stored.updates.get(id) ?? 0) > begun))) return false
+    if (stored === undefined) this.#stored.set(key, stored = { variants, at, answers: new Map(), updates: new Map() })
     else {
       stored.variants = variants
       stored.at = at
     }
-    if (id !== undefined) stored.by.set(id, begun)
+    if (id !== undefined) (update ? stored.updates : stored.answers).set(id, begun)
     return true
   }
 
@@ -263,8 +266,9 @@ export class Writes {
   underWay (entry: CacheEntry): boolean {
     const began = this.#began.get(entry)
     if (began === undefined) return false
-    const newest = this.#stored.get(entry.key)?.by.get(variantId(entry))
-    return newest === undefined || newest <= began
+    const stored = this.#stored.get(entry.key)
+    const id = variantId(entry)
+    return stored === undefined || Math.max(stored.answers.get(id) ?? 0, stored.updates.get(id) ?? 0) <= began
   }
 
   /** The list the newest write of `key` stored, if it did so after `begun` (a tick) and writes of it are still under way. */
@@ -310,7 +314,8 @@ class StoreSince implements EntryStore {
 
   set (key: string, variants: Variants, ttl: number): MaybePromise<boolean> {
     if (this.#invalidations.covers(this.#invalidations.floor(this.#floor), key, variants)) return false
-    if (!this.#writes.storing(key, variants, this.#entry, this.#begun)) return false
+    // A write that reads the shared tier to find what it updates is a 304's (Writes.write).
+    if (!this.#writes.storing(key, variants, this.#entry, this.#begun, this.#shared)) return false
     return this.#store.set(key, variants, ttl)
   }
 

@@ -11,6 +11,7 @@ import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import KeyvSqlite from '@keyv/sqlite'
+import { Keyv } from 'keyv'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createCache, type Cache, type CacheOptions } from '../src/index.js'
 import { adapters, type Client } from './helpers/clients.js'
@@ -18,7 +19,7 @@ import type { Origin } from './helpers/origin.js'
 import { slowStore, slowWrites } from './helpers/slow-store.js'
 import { teardown } from './helpers/teardown.js'
 import { manualClock, wholeSecondNow, type ManualClock } from './helpers/time.js'
-import { waitFor } from './helpers/wait.js'
+import { gate, waitFor } from './helpers/wait.js'
 
 describe.each(adapters)('a URL\'s variants written with a second tier, through $name', ({ connect }) => {
   const opened = teardown()
@@ -173,5 +174,55 @@ describe.each(adapters)('a URL\'s variants written with a second tier, through $
     for (const answer of after) answers.push(await get(answer.slice(0, 2)))
     expect(answers).toEqual(after)
     expect(origin.hits('/c')).toBe(seen)
+  })
+
+  // Found by a review of the commit before: the 304's update, which began later, refused the reload's write.
+  it('keeps a reload\'s new representation over a late 304 for the old one whose update read the store first', async () => {
+    // A store whose reads, while held, wait until the test lets each go: its answers come out of order.
+    const map = new Map<string, unknown>()
+    const held: Array<() => void> = []
+    let holding = false
+    const gated = Object.assign(new Map(), {
+      get: async (name: string) => {
+        if (holding) await new Promise<void>((resolve) => held.push(resolve))
+        return map.get(name)
+      },
+      set: (name: string, value: unknown) => { map.set(name, value); return true },
+      delete: (name: string) => map.delete(name),
+      clear: () => map.clear()
+    })
+    const { cache, client, origin } = await setup({ store: new Keyv({ store: gated }), maxSize: 0, storeTimeouts: { read: 5000, write: 5000 } })
+    let version = 1
+    const late = gate()
+    origin.route('/u', async (req, res) => {
+      if (req.headers['if-none-match'] === '"1"') {
+        // Answered while the origin still held version 1, and late.
+        await late.promise
+        res.writeHead(304, { date: clock.date(), etag: '"1"', 'cache-control': 'max-age=600' }).end()
+        return
+      }
+      res.writeHead(200, { date: clock.date(), etag: `"${version}"`, 'cache-control': version === 1 ? 'max-age=1' : 'max-age=600' }).end(`version ${version}`)
+    })
+    const url = `${origin.url}/u`
+    await client.send(url)
+    await cache.flush()
+    clock.advance(5)
+    const revalidating = client.send(url)
+    await waitFor(() => origin.hits('/u') === 2, 'the revalidation out')
+    version = 2
+    holding = true
+    expect((await client.send(url, { cache: 'reload' })).body).toBe('version 2')
+    await waitFor(() => held.length >= 1, 'the reload\'s write reading')
+    const before = held.length
+    late.release()
+    await revalidating
+    await waitFor(() => held.length > before, 'the 304\'s update reading')
+    // The store answers the 304's read first, then the reload's.
+    held.pop()!()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    holding = false
+    for (const release of held.splice(0)) release()
+    await cache.flush()
+    expect((await client.send(url)).body).toBe('version 2')
   })
 })
