@@ -266,10 +266,9 @@ function correctCacheControl (value: string, understoodStatus: boolean): string 
     seen.add(name)
     if (name === 'proxy-revalidate' || (understood && name === 'no-store')) continue
     if (name === 'max-age' || name === 's-maxage') kept.push(deltaSeconds(argument ?? true) === undefined ? `${name}=0` : part)
-    // http-cache-semantics reads a directive with an empty argument as absent. A private or
-    // no-cache naming no field is the unqualified one (§5.2.2.7, §5.2.2.4), and an empty argument
-    // to one that takes none (no-store, must-revalidate) does not undo it: each is kept bare.
-    else kept.push(argument === '' ? name : part)
+    // A private or no-cache naming no field is the unqualified one (§5.2.2.7, §5.2.2.4), and an
+    // empty argument to one that takes none (no-store, must-revalidate) does not undo it.
+    else kept.push(bareWhenEmpty(part))
   }
   const corrected = kept.join(', ')
   return corrected === value ? value : corrected
@@ -318,13 +317,16 @@ function policyDirectives (value: string): string[] {
 }
 
 /**
- * A request's Cache-Control as policyDirectives() gives it, and a directive with an empty argument
- * as the directive, as correctCacheControl() keeps a response's: http-cache-semantics would read a
- * request's `no-store=""` as absent, and store its answer (§5.2.1.5).
+ * A request's Cache-Control as policyDirectives() gives it, a directive with an empty argument as
+ * the directive (bareWhenEmpty), as correctCacheControl() keeps a response's.
  */
 const policyCacheControl = memoize(1024, (value) => policyDirectives(value).map(bareWhenEmpty).join(', '))
 
-/** `name=`, `name=""`, or a lone quote (`name="`, which http-cache-semantics strips to nothing) as `name`. */
+/**
+ * A directive as policyDirectives() gives it, `name=`, `name=""` or `name="` (a lone quote, which
+ * http-cache-semantics strips to nothing) as `name`: it reads a directive with an empty argument
+ * as absent, a request's `no-store=""` too, whose answer it would store (§5.2.1.5).
+ */
 function bareWhenEmpty (part: string): string {
   const eq = part.indexOf('=')
   return eq !== -1 && /^"{0,2}$/.test(part.slice(eq + 1)) ? part.slice(0, eq) : part
