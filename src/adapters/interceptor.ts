@@ -20,7 +20,7 @@ import type { RequestPolicy } from '../options.js'
 import { Broadcast } from './broadcast.js'
 import { CacheHandler } from './cache-handler.js'
 import { hasNoContent } from './content.js'
-import { refusedFields } from './refused-fields.js'
+import { hasOwnIterator, refusedFields } from './refused-fields.js'
 import { ReplayController } from './replay.js'
 import { dispatchWithRetry } from './retry.js'
 import { EarlyStart } from './early-start.js'
@@ -101,9 +101,9 @@ export function cacheInterceptor (options?: CacheInterceptorOptions): Dispatcher
       const opts = Object.assign({}, given)
       // Fields given as an iterator (map.entries(), a generator) can be read once: read here for
       // the key, they would reach the origin empty, and the answer be stored for fields it never
-      // saw. Read once, into the flat list undici takes as well.
-      // So are pairs in an array (Object.entries()), which undici's Request refuses but its
-      // interceptors that re-dispatch (dns) turn into a flat list too. Entries undici refuses are
+      // saw. Read once, into the flat list undici takes as well; so are pairs in an array
+      // (Object.entries()), which undici's Request refuses but its interceptors that re-dispatch
+      // (dns) turn into a flat list too. Entries undici refuses are
       // handed to it as they came, an iterator, for it to refuse: the cache passes that by, not
       // reading it again.
       if (isPairs(opts.headers)) {
@@ -329,9 +329,12 @@ function toCacheRequest (opts: Dispatcher.DispatchOptions): CacheRequest | undef
   }
 }
 
-/** Whether dispatch headers are an iterable other than an array, which may be readable only once. */
+/**
+ * Whether dispatch headers are an iterable other than an array, which may be readable only once:
+ * one undici iterates rather than reads as a record (hasOwnIterator, as refusedFields() asks).
+ */
 function isIterator (headers: unknown): headers is Iterable<readonly [string, unknown]> {
-  return headers != null && typeof headers === 'object' && !Array.isArray(headers) && typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function'
+  return headers != null && typeof headers === 'object' && !Array.isArray(headers) && hasOwnIterator(headers)
 }
 
 /** Whether dispatch headers are pairs in an array, `[[name, value], …]`, rather than a flat list. */

@@ -126,8 +126,7 @@ export class RedisLink {
     return this.#closed ? closedCache() : this.#adapter.getClient()
   }
 
-  /** Records `key` under each index, until `expires` (ms since the epoch). */
-  /** Adds `key` to its indexes until `expires`; whether Redis did (a failure is reported). */
+  /** Records `key` under each index until `expires` (ms since the epoch); whether Redis did (a failure is reported). */
   async index (key: string, indexes: ReadonlyArray<readonly [IndexKind, string]>, expires: number): Promise<boolean> {
     return await this.#call('index', key, this.#timeouts.write, async (client) => {
       const now = String(Date.now())
