@@ -335,8 +335,8 @@ export class Cache {
   /**
    * Aborts the background refreshes under way and starts no more, waits for store writes in flight
    * (each bounded by `storeTimeouts.write`) and invalidations, ends the `coordinate` leases it still
-   * holds, then closes what the cache opened itself, the Redis pub/sub connection. The store is the caller's to close after: closed before, a Redis client
-   * would be opened again by a late write.
+   * holds, then closes what the cache opened itself, the Redis pub/sub connection. The store is the
+   * caller's to close after: closed before, a Redis client would be opened again by a late write.
    */
   async close (): Promise<void> {
     this.#coordinator?.close()
